@@ -1,0 +1,165 @@
+# The App: a Router plus what a running gateway binds to it (settings, memory budget,
+# credentials, statistics), and the ONE place where errors become replies: HTTPError -> its
+# status, BodyError -> 408/413/503, anything else -> a 500 that reveals nothing (traceback to
+# the log). Also the built-in /_gateway/health and /_gateway/stats routes.
+# Must not: touch sockets; the server creates Request/Response and calls App.handle().
+from __future__ import annotations
+
+import logging
+import os
+import time
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from gateway.app.auth import Credentials
+from gateway.app.body import MemoryBudget
+from gateway.app.router import Router
+from gateway.errors import REASONS, ClientDisconnected, HTTPError, MethodNotAllowed, NotFound
+
+if TYPE_CHECKING:
+    from gateway.app.request import Request
+    from gateway.app.response import Response
+    from gateway.settings import Settings
+
+__all__ = ["App"]
+
+log = logging.getLogger("gateway.app")
+
+
+class App(Router):
+    """An application: routes and middleware, served by ``gateway serve module:app``.
+
+    Args:
+        privileged, case_sensitive, strict: as for Router.
+    """
+
+    def __init__(
+        self, *, privileged: bool = False, case_sensitive: bool = False, strict: bool = False
+    ) -> None:
+        super().__init__(privileged=privileged, case_sensitive=case_sensitive, strict=strict)
+        self.settings: Settings | None = None
+        self.budget = MemoryBudget(16 * 1024 * 1024)
+        self.credentials = Credentials.empty()
+        self.locals: dict[str, Any] = {}
+        self.started_at = time.monotonic()
+        self.stats_provider: Callable[[], dict[str, Any]] | None = None
+        self.requests_served = 0
+        self.errors_5xx = 0
+        self._builtin = _builtin_router(self)
+
+    def bind(self, settings: Settings) -> None:
+        """Attach a profile's settings: memory budget, credentials. Called by the server.
+
+        Raises:
+            ConfigError: the credentials file is unsafe or malformed.
+        """
+        self.settings = settings
+        self.budget = MemoryBudget(settings.memory.body_budget_bytes)
+        path = settings.server.credentials_file
+        self.credentials = Credentials.load(path) if path else Credentials.empty()
+
+    # -- the request entry point -------------------------------------------------------------
+    async def handle_request(self, req: Request, res: Response) -> None:
+        """Run the chain for one request and guarantee it gets a reply (or a logged failure)."""
+        self.requests_served += 1
+        res.req = req
+        allowed: set[str] = set()
+        fell_through = False
+
+        async def done(err: Any = None) -> None:
+            nonlocal fell_through
+            if err is not None and err not in ("route", "router"):
+                raise err if isinstance(err, BaseException) else HTTPError(500)
+            fell_through = True
+
+        try:
+            if req.path.startswith("/_gateway/"):
+                await self._builtin.handle(req, res, done, allowed)
+            else:
+                await self.handle(req, res, done, allowed)
+            if not res.finished and req._stream is not None:
+                await req.stream.pump()  # EdgerOS style: listeners registered, handler returned
+            if not res.headers_sent:
+                if fell_through:
+                    if allowed:
+                        await self._no_method(req, res, allowed)
+                    else:
+                        raise NotFound(None, f"Cannot {req.method} {req.original_url}"[:200])
+                else:
+                    log.error(
+                        "%s %s: handler returned without sending a response", req.method, req.path
+                    )
+                    raise HTTPError(500)
+        except ClientDisconnected:
+            raise
+        except HTTPError as exc:
+            if res.headers_sent:
+                raise
+            await self.send_error(req, res, exc.status, exc.message, exc.headers)
+        except Exception:
+            log.exception("%s %s: unhandled error in handler", req.method, req.path)
+            if res.headers_sent:
+                raise
+            await self.send_error(req, res, 500, None, ())
+
+    async def _no_method(self, req: Request, res: Response, allowed: set[str]) -> None:
+        if "GET" in allowed:
+            allowed.add("HEAD")
+        allow = ", ".join(sorted(allowed))
+        if req.method == "OPTIONS":
+            res.status(200).set("Allow", allow)
+            await res.type("text").send(allow)
+            return
+        raise MethodNotAllowed(None, f"Method {req.method} not allowed", {"Allow": allow})
+
+    async def send_error(
+        self, req: Request, res: Response, status: int, message: str | None, headers: Any
+    ) -> None:
+        """The one error reply: short text, or JSON when the client wants JSON."""
+        if status >= 500:
+            self.errors_5xx += 1
+        text = message if message and status < 500 else REASONS.get(status, "Error")
+        res._headers.clear()
+        for name, value in headers:
+            res.set(name, value)
+        res.status(status)
+        if req.wants_json:
+            await res.json({"error": text, "status": status})
+        else:
+            await res.type("text").send(text)
+
+    # -- statistics --------------------------------------------------------------------------
+    def statistics(self) -> dict[str, Any]:
+        stats: dict[str, Any] = {
+            "uptime_s": round(time.monotonic() - self.started_at, 3),
+            "requests": self.requests_served,
+            "errors_5xx": self.errors_5xx,
+            "memory": {"body_budget": self.budget.statistics(), "rss_bytes": _rss_bytes()},
+        }
+        if self.settings is not None:
+            stats["profile"] = self.settings.profile
+        if self.stats_provider is not None:
+            stats.update(self.stats_provider())
+        return stats
+
+
+def _builtin_router(app: App) -> Router:
+    r = Router()
+
+    async def health(req: Request, res: Response) -> None:
+        await res.json({"status": "ok", "mode": req.mode})
+
+    async def stats(req: Request, res: Response) -> None:
+        await res.json(app.statistics())
+
+    r.get("/_gateway/health", health)
+    r.get("/_gateway/stats", stats, privileged=True)
+    return r
+
+
+def _rss_bytes() -> int:
+    try:
+        with open("/proc/self/statm", "rb") as f:
+            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+    except (OSError, ValueError, IndexError):
+        return 0

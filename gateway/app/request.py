@@ -1,0 +1,262 @@
+# The request object handlers see, identical for HTTP, HTTPS and Sails virtual requests, and for
+# user and privilege mode (EdgerOS WebRequest / Express req). Everything but the path is computed
+# lazily: a GET /hello pays for what its handler touches and nothing more.
+# Must not: read sockets itself (the body comes through gateway.app.body.BodyStream) or know
+# which transport it arrived on beyond the flags it is given.
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable, Iterable
+from typing import TYPE_CHECKING, Any
+
+from gateway.app import negotiation
+from gateway.app.body import BodySource, BodyStream, EmptySource, MemoryBudget, read_json, read_text
+from gateway.http.target import parse_cookies, parse_query
+
+if TYPE_CHECKING:
+    from gateway.app.application import App
+    from gateway.settings import ModeLimits
+
+__all__ = ["Request"]
+
+_EMPTY = EmptySource()
+_NO_PARAMS: dict[str | int, Any] = {}
+
+
+class Request:
+    """One request (EdgerOS WebRequest members plus Express/Sails qualifiers).
+
+    Handlers read: app, url, original_url, base_url, method, protocol, headers, body, path,
+    params, query, cookies, get(), header(), param(), wants_json, xhr, is_(), accepts(), ip,
+    hostname, secure, is_socket, mode, privileged, limits; and the body via ``async for``,
+    ``on(event, cb)``, ``enable_cache()``, ``read()``, ``text()``, ``json()``.
+    """
+
+    __slots__ = (
+        "app",
+        "method",
+        "url",
+        "original_url",
+        "base_url",
+        "path",
+        "_query_string",
+        "params",
+        "_raw_headers",
+        "_headers",
+        "_query",
+        "_cookies",
+        "body",
+        "body_parsed",
+        "protocol",
+        "http_version",
+        "client",
+        "is_socket",
+        "privileged",
+        "limits",
+        "_source",
+        "_budget",
+        "_stream",
+        "route_options",
+        "locals",
+        "auth_failed",
+        "_host",
+    )
+
+    def __init__(
+        self,
+        app: App,
+        method: str,
+        target: str,
+        path: str,
+        query_string: str,
+        raw_headers: Iterable[tuple[bytes, bytes]],
+        *,
+        protocol: str = "http",
+        http_version: str = "1.1",
+        client: tuple[str, int] | None = None,
+        source: BodySource = _EMPTY,
+        budget: MemoryBudget,
+        limits: ModeLimits,
+        privileged: bool = False,
+        is_socket: bool = False,
+        auth_failed: bool = False,
+        host: str | None = None,
+    ) -> None:
+        self.app = app
+        self.method = method
+        self.url = target
+        self.original_url = target
+        self.base_url = ""
+        self.path = path
+        self._query_string = query_string
+        self.params: dict[str | int, Any] = _NO_PARAMS
+        self._raw_headers = raw_headers
+        self._headers: dict[str, str] | None = None
+        self._query: dict[str, str | list[str]] | None = None
+        self._cookies: dict[str, str] | None = None
+        self.body: Any = {}
+        self.body_parsed = False
+        self.protocol = protocol
+        self.http_version = http_version
+        self.client = client
+        self.is_socket = is_socket
+        self.privileged = privileged
+        self.limits = limits
+        self._source = source
+        self._budget = budget
+        self._stream: BodyStream | None = None
+        self.route_options: dict[str, Any] | None = None
+        self.locals: dict[str, Any] = {}
+        self.auth_failed = auth_failed
+        self._host = host
+
+    # -- headers ----------------------------------------------------------------------------
+    @property
+    def headers(self) -> dict[str, str]:
+        """Lower-case names; repeated fields joined with ", " (cookies with "; "), as Node does."""
+        h = self._headers
+        if h is None:
+            h = {}
+            for name, value in self._raw_headers:
+                k = name.decode("latin-1")
+                v = value.decode("latin-1")
+                if k in h:
+                    h[k] = h[k] + ("; " if k == "cookie" else ", ") + v
+                else:
+                    h[k] = v
+            self._headers = h
+        return h
+
+    def get(self, field: str) -> str | None:
+        """A request header, case-insensitively; Referer and Referrer are interchangeable."""
+        name = field.lower()
+        if name == "referrer":
+            name = "referer"
+        return self.headers.get(name)
+
+    header = get
+
+    # -- URL --------------------------------------------------------------------------------
+    @property
+    def query(self) -> dict[str, str | list[str]]:
+        q = self._query
+        if q is None:
+            q = self._query = parse_query(self._query_string) if self._query_string else {}
+        return q
+
+    @property
+    def query_string(self) -> str:
+        return self._query_string
+
+    @property
+    def cookies(self) -> dict[str, str]:
+        c = self._cookies
+        if c is None:
+            c = self._cookies = parse_cookies(self.headers.get("cookie"))
+        return c
+
+    def param(self, name: str | int, default: Any = None) -> Any:
+        """Deprecated lookup (EdgerOS/Express 4): params first, then query."""
+        if name in self.params:
+            return self.params[name]
+        if isinstance(name, str) and name in self.query:
+            return self.query[name]
+        return default
+
+    @property
+    def secure(self) -> bool:
+        return self.protocol == "https"
+
+    @property
+    def ip(self) -> str | None:
+        return self.client[0] if self.client else None
+
+    @property
+    def hostname(self) -> str | None:
+        """The Host header without its port (IPv6 literals keep their brackets)."""
+        host = self._host if self._host is not None else self.headers.get("host")
+        if not host:
+            return None
+        if host.startswith("["):
+            end = host.find("]")
+            return host[: end + 1] if end > 0 else host
+        return host.split(":", 1)[0]
+
+    @property
+    def mode(self) -> str:
+        """ "privilege" or "user": what this caller may reach and spend."""
+        return "privilege" if self.privileged else "user"
+
+    # -- negotiation ------------------------------------------------------------------------
+    @property
+    def xhr(self) -> bool:
+        return negotiation.is_xhr(self.headers.get("x-requested-with"))
+
+    @property
+    def wants_json(self) -> bool:
+        """Sails' heuristic (PROTOCOLS.md section 2), as a real bool."""
+        h = self.headers
+        return negotiation.wants_json(
+            xhr=negotiation.is_xhr(h.get("x-requested-with")),
+            is_socket=self.is_socket,
+            accept=h.get("accept"),
+            content_type=h.get("content-type"),
+            route_wants_json=bool(self.route_options and self.route_options.get("wants_json")),
+        )
+
+    def is_(self, *types: str) -> str | None | bool:
+        """Express req.is(): the matching type, False when none matches, None without a body."""
+        h = self.headers
+        if "content-type" not in h or not (
+            "transfer-encoding" in h or h.get("content-length", "0") != "0"
+        ):
+            return None
+        return negotiation.type_is(h.get("content-type"), *types)
+
+    def accepts(self, *types: str) -> str | None:
+        """Express req.accepts(): the best of ``types`` for the Accept header, or None."""
+        return negotiation.accepts(self.headers.get("accept"), *types)
+
+    # -- body -------------------------------------------------------------------------------
+    @property
+    def stream(self) -> BodyStream:
+        s = self._stream
+        if s is None:
+            s = self._stream = BodyStream(
+                self._source, self.limits.max_body_bytes, self.limits.max_cache_bytes, self._budget
+            )
+        return s
+
+    def __aiter__(self) -> AsyncIterator[bytes]:
+        return self.stream.chunks()
+
+    def on(self, event: str, callback: Callable[..., Any]) -> Request:
+        """EdgerOS events: ``data(chunk)``, ``end()``, ``close()``, ``error(err)``."""
+        self.stream.on(event, callback)
+        return self
+
+    def enable_cache(self) -> None:
+        """Keep the body: once it has fully arrived, ``req.body`` is its raw bytes."""
+        self.stream.enable_cache()
+
+        def _store() -> None:
+            self.body = self.stream.cached
+
+        self.stream.on("end", _store)
+
+    async def read(self, limit: int | None = None) -> bytes:
+        """The whole raw body, kept under the memory budget (413/503 when over)."""
+        return await self.stream.read(limit)
+
+    async def text(self, charset: str | None = None) -> str:
+        cs = charset or negotiation.charset_of(self.headers.get("content-type")) or "utf-8"
+        return await read_text(self.stream, cs)
+
+    async def json(self) -> Any:
+        return await read_json(self.stream)
+
+    def reserve(self, nbytes: int) -> None:
+        """Charge nbytes more to the process-wide body budget until this request ends."""
+        self.stream.reserve(nbytes)
+
+    def __repr__(self) -> str:
+        return f"<Request {self.method} {self.url} mode={self.mode}>"

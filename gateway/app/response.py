@@ -1,0 +1,471 @@
+# The response object handlers use (EdgerOS WebResponse / Express res), the same for HTTP and
+# Sails virtual requests. Header values are validated when set (no CR/LF: response splitting is
+# refused at the source). A small response goes out as ONE write (head + body) through the sink.
+# Must not: touch sockets or files directly: bytes leave through a ResponseSink the transport
+# provides (the HTTP session, or the virtual-request collector of a WebSocket).
+from __future__ import annotations
+
+import json as _json
+import os
+import re
+import stat
+import time
+from collections.abc import Mapping
+from email.utils import formatdate, parsedate_to_datetime
+from typing import Any, Protocol
+from urllib.parse import quote
+
+from gateway.errors import REASONS, Forbidden, HTTPError, NotFound
+
+__all__ = ["Response", "ResponseSink", "MIME_TYPES", "JSONSeqWriter"]
+
+_TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+\Z")
+_BAD_VALUE = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
+
+MIME_TYPES: dict[str, str] = {
+    "html": "text/html; charset=utf-8",
+    "htm": "text/html; charset=utf-8",
+    "text": "text/plain; charset=utf-8",
+    "txt": "text/plain; charset=utf-8",
+    "json": "application/json; charset=utf-8",
+    "js": "text/javascript; charset=utf-8",
+    "mjs": "text/javascript; charset=utf-8",
+    "css": "text/css; charset=utf-8",
+    "xml": "application/xml",
+    "svg": "image/svg+xml",
+    "png": "image/png",
+    "jpg": "image/jpeg",
+    "jpeg": "image/jpeg",
+    "gif": "image/gif",
+    "ico": "image/x-icon",
+    "webp": "image/webp",
+    "wasm": "application/wasm",
+    "pdf": "application/pdf",
+    "bin": "application/octet-stream",
+    "gz": "application/gzip",
+    "tar": "application/x-tar",
+    "zip": "application/zip",
+    "csv": "text/csv; charset=utf-8",
+    "md": "text/markdown; charset=utf-8",
+    "woff2": "font/woff2",
+    "map": "application/json; charset=utf-8",
+    "json-seq": "application/json-seq",
+}
+_FILE_CHUNK = 65536
+
+
+class ResponseSink(Protocol):
+    """Where a response's bytes go. ``head_only`` is True for HEAD (no body is written)."""
+
+    head_only: bool
+
+    async def send_response(
+        self, status: int, headers: list[tuple[str, str]], body: bytes | None, end: bool
+    ) -> None:
+        """Send the head (and body when given); with end=True the response is complete."""
+        ...
+
+    async def send_data(self, data: bytes) -> None:
+        """Send more body (only after send_response(..., end=False))."""
+        ...
+
+    async def end(self) -> None:
+        """Complete a streamed response."""
+        ...
+
+    async def send_file(self, path: str, size: int) -> None:
+        """Stream ``size`` bytes of the file at ``path`` as the rest of the body, then end."""
+        ...
+
+
+def _dumps(obj: Any) -> bytes:
+    return _json.dumps(
+        obj, separators=(",", ":"), ensure_ascii=False, allow_nan=False, default=_json_default
+    ).encode()
+
+
+def _json_default(obj: Any) -> Any:
+    if isinstance(obj, (bytes, bytearray)):
+        return obj.decode("utf-8", "replace")
+    if isinstance(obj, (set, frozenset, tuple)):
+        return list(obj)
+    raise TypeError(f"Object of type {type(obj).__name__} is not JSON serializable")
+
+
+def check_header(name: str, value: str) -> None:
+    """Refuse header names that are not tokens and values with CR, LF or other controls.
+
+    Raises:
+        ValueError: the header would break the response framing (response splitting).
+    """
+    if not _TOKEN.match(name):
+        raise ValueError(f"invalid header name {name!r}")
+    if _BAD_VALUE.search(value):
+        raise ValueError(f"invalid header value for {name!r}: control characters (CR/LF)")
+
+
+class Response:
+    """One response. Chainable setters; ``send``/``json``/``end``/``send_file`` are async.
+
+    Args:
+        sink: the transport's ResponseSink.
+    """
+
+    __slots__ = (
+        "_sink",
+        "status_code",
+        "_headers",
+        "headers_sent",
+        "finished",
+        "locals",
+        "bytes_sent",
+        "_streaming",
+        "req",
+    )
+
+    def __init__(self, sink: ResponseSink) -> None:
+        self._sink = sink
+        self.status_code = 200
+        self._headers: dict[str, tuple[str, str | list[str]]] = {}
+        self.headers_sent = False
+        self.finished = False
+        self.locals: dict[str, Any] = {}
+        self.bytes_sent = 0
+        self._streaming = False
+        self.req: Any = None  # the Request, set by the App (Express res.req)
+
+    # -- head -------------------------------------------------------------------------------
+    def status(self, code: int) -> Response:
+        if not 100 <= int(code) <= 999:
+            raise ValueError(f"invalid status code {code!r}")
+        self.status_code = int(code)
+        return self
+
+    def set(self, field: str | Mapping[str, str], value: str | list[str] | None = None) -> Response:
+        """Set one header (or several from a mapping); a list value sends the field repeatedly."""
+        if isinstance(field, Mapping):
+            for k, v in field.items():
+                self.set(k, v)
+            return self
+        if value is None:
+            raise ValueError("header value missing")
+        if isinstance(value, list):
+            for v in value:
+                check_header(field, str(v))
+            self._headers[field.lower()] = (field, [str(v) for v in value])
+        else:
+            value = str(value)
+            check_header(field, value)
+            self._headers[field.lower()] = (field, value)
+        return self
+
+    header = set
+
+    def append(self, field: str, value: str) -> Response:
+        check_header(field, value)
+        old = self._headers.get(field.lower())
+        if old is None:
+            self._headers[field.lower()] = (field, value)
+        else:
+            prev = old[1] if isinstance(old[1], list) else [old[1]]
+            self._headers[field.lower()] = (old[0], [*prev, value])
+        return self
+
+    def get(self, field: str) -> str | list[str] | None:
+        item = self._headers.get(field.lower())
+        return item[1] if item else None
+
+    def remove_header(self, field: str) -> Response:
+        self._headers.pop(field.lower(), None)
+        return self
+
+    def type(self, value: str) -> Response:
+        """Content-Type from an extension (``json``, ``.html``) or a full type."""
+        if "/" not in value:
+            value = MIME_TYPES.get(value.lstrip(".").lower(), "application/octet-stream")
+        return self.set("Content-Type", value)
+
+    content_type = type
+
+    def location(self, url: str) -> Response:
+        return self.set("Location", quote(url, safe="/:?#[]@!$&'()*+,;=%~"))
+
+    def cookie(
+        self,
+        name: str,
+        value: str,
+        *,
+        max_age: int | None = None,
+        expires: float | None = None,
+        path: str = "/",
+        domain: str | None = None,
+        secure: bool = False,
+        http_only: bool = True,
+        same_site: str | None = "Lax",
+    ) -> Response:
+        """Add a Set-Cookie (value percent-encoded like Express)."""
+        if not _TOKEN.match(name):
+            raise ValueError(f"invalid cookie name {name!r}")
+        parts = [f"{name}={quote(str(value), safe='')}"]
+        if max_age is not None:
+            parts.append(f"Max-Age={int(max_age)}")
+            if expires is None:
+                expires = time.time() + max_age
+        if expires is not None:
+            parts.append("Expires=" + formatdate(expires, usegmt=True))
+        if domain:
+            parts.append(f"Domain={domain}")
+        if path:
+            parts.append(f"Path={path}")
+        if secure:
+            parts.append("Secure")
+        if http_only:
+            parts.append("HttpOnly")
+        if same_site:
+            parts.append(f"SameSite={same_site}")
+        return self.append("Set-Cookie", "; ".join(parts))
+
+    def clear_cookie(self, name: str, *, path: str = "/", domain: str | None = None) -> Response:
+        return self.cookie(name, "", expires=0, path=path, domain=domain, max_age=None)
+
+    def _head(self) -> list[tuple[str, str]]:
+        out: list[tuple[str, str]] = []
+        for name, value in self._headers.values():
+            if isinstance(value, list):
+                out.extend((name, v) for v in value)
+            else:
+                out.append((name, value))
+        return out
+
+    def _check_open(self) -> None:
+        if self.finished or self.headers_sent and not self._streaming:
+            raise RuntimeError("the response has already been sent")
+
+    # -- body -------------------------------------------------------------------------------
+    async def send(self, body: Any = None) -> None:
+        """Send the whole response: str (text/html), bytes (octet-stream), dict/list (JSON)."""
+        self._check_open()
+        if self._streaming:
+            raise RuntimeError("the response is being streamed: use write()/end()")
+        h = self._headers
+        if body is None:
+            data = b""
+        elif isinstance(body, str):
+            data = body.encode()
+            if "content-type" not in h:
+                h["content-type"] = ("Content-Type", "text/html; charset=utf-8")
+        elif isinstance(body, (bytes, bytearray, memoryview)):
+            data = bytes(body)
+            if "content-type" not in h:
+                h["content-type"] = ("Content-Type", "application/octet-stream")
+        else:
+            return await self.json(body)
+        await self._send_whole(data)
+
+    async def json(self, obj: Any) -> None:
+        """Send ``obj`` as JSON (application/json; charset=utf-8)."""
+        self._check_open()
+        data = _dumps(obj)
+        if "content-type" not in self._headers:
+            self._headers["content-type"] = ("Content-Type", "application/json; charset=utf-8")
+        await self._send_whole(data)
+
+    async def _send_whole(self, data: bytes) -> None:
+        status = self.status_code
+        h = self._headers
+        if status in (204, 304) or 100 <= status < 200:
+            for k in ("content-type", "content-length", "transfer-encoding"):
+                h.pop(k, None)
+            data = b""
+        else:
+            h["content-length"] = ("Content-Length", str(len(data)))
+        self.headers_sent = True
+        self.finished = True
+        sink = self._sink
+        self.bytes_sent = 0 if sink.head_only else len(data)
+        await sink.send_response(
+            status, self._head(), None if sink.head_only or not data else data, True
+        )
+
+    async def send_status(self, code: int) -> None:
+        """Set the status and send its reason phrase as the body (Express sendStatus)."""
+        self.status(code)
+        await self.type("text").send(REASONS.get(code, str(code)))
+
+    async def redirect(self, url: str | int, status: int | str = 302) -> None:
+        """Redirect: ``redirect(url)``, ``redirect(url, 301)`` or Express 4 ``redirect(301, url)``."""
+        if isinstance(url, int):
+            url, status = str(status), url
+        self.location(str(url))
+        self.status(int(status))
+        loc = self.get("Location")
+        if self._wants_html():
+            await self.type("html").send(
+                f"<p>{REASONS.get(int(status), 'Redirecting')}. "
+                f"Redirecting to {_html_escape(str(loc))}</p>"
+            )
+        else:
+            await self.type("text").send(
+                f"{REASONS.get(int(status), 'Redirecting')}. Redirecting to {loc}"
+            )
+
+    def _wants_html(self) -> bool:
+        req = self.req
+        return bool(req is not None and req.accepts("text", "html") == "html")
+
+    async def write(self, chunk: str | bytes) -> None:
+        """Stream part of the body (chunked unless a Content-Length was set); waits for the socket."""
+        if self.finished:
+            raise RuntimeError("the response has already been sent")
+        data = chunk.encode() if isinstance(chunk, str) else bytes(chunk)
+        if not self.headers_sent:
+            if "content-type" not in self._headers:
+                self._headers["content-type"] = ("Content-Type", "text/html; charset=utf-8")
+            self.headers_sent = True
+            self._streaming = True
+            await self._sink.send_response(self.status_code, self._head(), None, False)
+        if data and not self._sink.head_only:
+            self.bytes_sent += len(data)
+            await self._sink.send_data(data)
+
+    async def end(self, chunk: str | bytes | None = None) -> None:
+        """Finish the response (optionally with a last chunk)."""
+        if self.finished:
+            raise RuntimeError("the response has already been sent")
+        if not self._streaming:
+            if chunk is None:
+                await self._send_whole(b"")
+            else:
+                data = chunk.encode() if isinstance(chunk, str) else bytes(chunk)
+                await self._send_whole(data)
+            return
+        if chunk:
+            await self.write(chunk)
+        self.finished = True
+        await self._sink.end()
+
+    def json_seq(self) -> JSONSeqWriter:
+        """A writer for JSON text sequences (RFC 7464): one flushed ``RS json LF`` per value."""
+        return JSONSeqWriter(self)
+
+    async def send_file(
+        self,
+        path: str,
+        *,
+        root: str | None = None,
+        max_age_s: int = 0,
+        if_none_match: str | None = None,
+        if_modified_since: str | None = None,
+        headers: Mapping[str, str] | None = None,
+    ) -> None:
+        """Stream a file from disk with Content-Type, ETag, Last-Modified and 304 handling.
+
+        Args:
+            path: absolute, or relative to ``root``.
+            root: the directory the file must stay inside (``..`` and symlink escapes: 403).
+            if_none_match, if_modified_since: the request's conditional headers (the
+                application passes them through ``req``; see App helpers).
+        Raises:
+            Forbidden, NotFound.
+        """
+        req = self.req
+        if req is not None:
+            if if_none_match is None:
+                if_none_match = req.get("if-none-match")
+            if if_modified_since is None:
+                if_modified_since = req.get("if-modified-since")
+        real = _resolve(path, root)
+        try:
+            st = os.stat(real)
+        except (FileNotFoundError, NotADirectoryError):
+            raise NotFound() from None
+        except PermissionError:
+            raise Forbidden() from None
+        if not stat.S_ISREG(st.st_mode):
+            raise NotFound()
+        etag = f'W/"{st.st_size:x}-{int(st.st_mtime * 1000):x}"'
+        self.set("ETag", etag)
+        self.set("Last-Modified", formatdate(st.st_mtime, usegmt=True))
+        self.set("Cache-Control", f"public, max-age={max_age_s}")
+        if headers:
+            self.set(headers)
+        if "content-type" not in self._headers:
+            ext = os.path.splitext(real)[1].lstrip(".").lower()
+            self.type(MIME_TYPES.get(ext, "application/octet-stream"))
+        if _not_modified(etag, st.st_mtime, if_none_match, if_modified_since):
+            self.status(304)
+            await self._send_whole(b"")
+            return
+        self._headers["content-length"] = ("Content-Length", str(st.st_size))
+        self.headers_sent = True
+        self.finished = True
+        sink = self._sink
+        if sink.head_only or st.st_size == 0:
+            await sink.send_response(self.status_code, self._head(), None, True)
+            return
+        await sink.send_response(self.status_code, self._head(), None, False)
+        self.bytes_sent = st.st_size
+        await sink.send_file(real, st.st_size)
+
+
+class JSONSeqWriter:
+    """RFC 7464 writer: each value goes out as 0x1E + JSON + 0x0A, flushed on its own."""
+
+    __slots__ = ("_res",)
+
+    def __init__(self, res: Response) -> None:
+        self._res = res
+        if not res.headers_sent and res.get("content-type") is None:
+            res.set("Content-Type", "application/json-seq")
+
+    async def send(self, value: Any) -> None:
+        await self._res.write(b"\x1e" + _dumps(value) + b"\n")
+
+    async def aclose(self) -> None:
+        if not self._res.finished:
+            await self._res.end()
+
+
+def _resolve(path: str, root: str | None) -> str:
+    if "\x00" in path:
+        raise Forbidden()
+    if root is None:
+        if not os.path.isabs(path):
+            raise ValueError("send_file needs an absolute path or a root")
+        parts = path.split("/")
+        if ".." in parts:
+            raise Forbidden()
+        return path
+    rel = path.lstrip("/")
+    if ".." in rel.replace("\\", "/").split("/"):
+        raise Forbidden()
+    real_root = os.path.realpath(root)
+    real = os.path.realpath(os.path.join(real_root, rel))
+    if real != real_root and not real.startswith(real_root.rstrip("/") + "/"):
+        raise Forbidden()  # a symlink pointing out of root
+    return real
+
+
+def _not_modified(etag: str, mtime: float, inm: str | None, ims: str | None) -> bool:
+    if inm is not None:
+        tags = [t.strip() for t in inm.split(",")]
+        return "*" in tags or etag in tags or etag[2:] in tags
+    if ims is not None:
+        try:
+            return int(mtime) <= parsedate_to_datetime(ims).timestamp()
+        except (TypeError, ValueError, IndexError, OverflowError):
+            return False
+    return False
+
+
+def _html_escape(s: str) -> str:
+    return (
+        s.replace("&", "&amp;")
+        .replace("<", "&lt;")
+        .replace(">", "&gt;")
+        .replace('"', "&quot;")
+        .replace("'", "&#39;")
+    )
+
+
+__all__ += ["check_header", "HTTPError"]

@@ -1,0 +1,224 @@
+# Sans-IO HTTP/1.1 server connection: h11 plus the limits and smuggling checks h11 leaves to us.
+# Owns: counting request-head bytes (h11 only checks heads that are still incomplete, h11 #182),
+# the request-line limit (414), header count, raw-head checks (duplicate Content-Length, CL with
+# TE, bare CR, control bytes, duplicate Host), and wrapping h11 errors into ProtocolError.
+# Must not: touch sockets, tasks or clocks (no trio here); the server feeds bytes and reads events.
+#
+# Theory of operation: the peer's side is either waiting for a request head (HEAD), sending a
+# body (BODY), or done (DONE/CLOSED), mirrored from h11's their_state. While in HEAD we keep the
+# raw bytes of the head seen so far in `_scan` (the leftover of a pipelined previous request plus
+# every new read) so that the whole head can be validated byte-exactly before its Request event
+# is handed out. Everything is fed to h11 at once; `_scan` is only read, never re-fed.
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+import h11
+
+from gateway.errors import ProtocolError
+
+__all__ = [
+    "HTTPLimits",
+    "ServerConnection",
+    "Request",
+    "Data",
+    "EndOfMessage",
+    "ConnectionClosed",
+    "NEED_DATA",
+    "PAUSED",
+]
+
+Request = h11.Request
+Data = h11.Data
+EndOfMessage = h11.EndOfMessage
+ConnectionClosed = h11.ConnectionClosed
+NEED_DATA = h11.NEED_DATA
+PAUSED = h11.PAUSED
+
+_HEAD_END = re.compile(rb"\r?\n\r?\n")
+# A CR that is not followed by LF, anywhere in the head (bare CR: RFC 9112 section 2.2).
+_BARE_CR = re.compile(rb"\r(?!\n)")
+# Control bytes other than CR, LF and HTAB (NUL included); h11 catches most in values, not all
+# positions (e.g. names, the request line), so we look once at the whole head.
+_CTL = re.compile(rb"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+# Framing-relevant header names at the start of a line, with optional whitespace before the colon
+# (whitespace before the colon is itself a smuggling shape; h11 rejects it, we report it first).
+_FRAMING = re.compile(rb"\n(content-length|transfer-encoding|host)([ \t]*):([^\r\n]*)", re.I)
+
+
+@dataclass(frozen=True, slots=True)
+class HTTPLimits:
+    """The head limits the sans-IO layer enforces (taken from the profile's [http])."""
+
+    max_head_bytes: int = 8192
+    max_request_line_bytes: int = 4096
+    max_header_count: int = 64
+
+
+class ServerConnection:
+    """One server-side HTTP/1.1 connection: bytes in, validated events out, bytes to send.
+
+    Args:
+        limits: head limits.
+    """
+
+    __slots__ = ("_h11", "_limits", "_scan", "_in_head")
+
+    def __init__(self, limits: HTTPLimits) -> None:
+        self._limits = limits
+        # h11's own guard fires only for incomplete heads; ours (below) for complete ones. Give
+        # h11 room for one receive buffer beyond our limit so ours always reports first.
+        self._h11 = h11.Connection(
+            h11.SERVER, max_incomplete_event_size=limits.max_head_bytes + 65536
+        )
+        self._scan: bytes | bytearray = b""
+        self._in_head = True
+
+    # -- state --------------------------------------------------------------------------------
+    @property
+    def h11(self) -> h11.Connection:
+        """The underlying h11 connection (for the server layer's state checks)."""
+        return self._h11
+
+    @property
+    def they_are_waiting_for_100_continue(self) -> bool:
+        return self._h11.they_are_waiting_for_100_continue
+
+    @property
+    def their_state(self) -> type[h11._state._SentinelBase]:
+        return self._h11.their_state
+
+    @property
+    def our_state(self) -> type[h11._state._SentinelBase]:
+        return self._h11.our_state
+
+    @property
+    def in_head(self) -> bool:
+        """True while waiting for (part of) a request head."""
+        return self._in_head
+
+    @property
+    def head_bytes_pending(self) -> int:
+        """Bytes of a not yet complete request head received so far (0 when none)."""
+        return len(self._scan) if self._in_head else 0
+
+    # -- input --------------------------------------------------------------------------------
+    def receive_data(self, data: bytes) -> None:
+        """Feed bytes from the peer (b"" for end of stream).
+
+        Raises:
+            ProtocolError: the bytes so far already break a head limit (414, 431).
+        """
+        if self._in_head and data:
+            scan = self._scan
+            if scan:
+                if not isinstance(scan, bytearray):
+                    scan = self._scan = bytearray(scan)
+                scan += data
+            else:
+                self._scan = scan = data
+            if _HEAD_END.search(scan) is None:
+                self._check_incomplete_head(scan)
+        self._h11.receive_data(data)
+
+    def _check_incomplete_head(self, scan: bytes | bytearray) -> None:
+        limits = self._limits
+        nl = scan.find(b"\n")
+        line_len = len(scan) if nl < 0 else nl
+        if line_len > limits.max_request_line_bytes:
+            raise ProtocolError("Request line too long", 414)
+        if len(scan) > limits.max_head_bytes:
+            raise ProtocolError("Request header fields too large", 431)
+
+    def next_event(self) -> object:
+        """The next event: h11.Request, Data, EndOfMessage, ConnectionClosed, NEED_DATA or PAUSED.
+
+        Raises:
+            ProtocolError: the peer broke HTTP/1.1 framing or one of our limits; status_hint says
+                what to reply (400, 413, 414, 431, 501 is mapped to 400).
+        """
+        try:
+            event = self._h11.next_event()
+        except h11.RemoteProtocolError as exc:
+            raise _wrap(exc) from None
+        if type(event) is h11.Request:
+            self._check_head(event)
+            self._in_head = False
+            self._scan = b""
+        return event
+
+    def _check_head(self, event: h11.Request) -> None:
+        limits = self._limits
+        scan = self._scan
+        m = _HEAD_END.search(scan)
+        head = scan[: m.end()] if m is not None else scan
+        if len(head) > limits.max_head_bytes:
+            raise ProtocolError("Request header fields too large", 431)
+        nl = head.find(b"\n")
+        if nl > limits.max_request_line_bytes:
+            raise ProtocolError("Request line too long", 414)
+        if len(event.headers) > limits.max_header_count:
+            raise ProtocolError("Too many header fields", 431)
+        if _BARE_CR.search(head) is not None:
+            raise ProtocolError("Bare CR in request head")
+        if _CTL.search(head) is not None:
+            raise ProtocolError("Control character in request head")
+        cl = te = host = 0
+        for name, space, value in _FRAMING.findall(head):
+            if space:
+                raise ProtocolError("Whitespace before colon in header field")
+            lname = name.lower()
+            if lname == b"content-length":
+                cl += 1
+                if not value.strip().isdigit():
+                    raise ProtocolError("Malformed Content-Length")
+            elif lname == b"transfer-encoding":
+                te += 1
+                if value.strip().lower() != b"chunked":
+                    raise ProtocolError("Unsupported Transfer-Encoding (only 'chunked')")
+            else:
+                host += 1
+        if cl > 1:
+            raise ProtocolError("Duplicate Content-Length")
+        if te > 1:
+            raise ProtocolError("Duplicate Transfer-Encoding")
+        if cl and te:
+            raise ProtocolError("Content-Length together with Transfer-Encoding")
+        if host > 1:
+            raise ProtocolError("Duplicate Host header")
+
+    # -- output -------------------------------------------------------------------------------
+    def send(self, event: object) -> bytes:
+        """Bytes for one outgoing event (h11.Response, InformationalResponse, Data, EndOfMessage).
+
+        Raises:
+            ProtocolError: with status_hint 500 when our own side would break the protocol.
+        """
+        try:
+            out = self._h11.send(event)  # type: ignore[arg-type]
+        except h11.LocalProtocolError as exc:
+            raise ProtocolError(f"Invalid response: {exc}", 500) from None
+        return out or b""
+
+    def send_failed(self) -> None:
+        self._h11.send_failed()
+
+    def start_next_cycle(self) -> None:
+        """Reset for the next request on a kept-alive connection (pipelined bytes stay)."""
+        self._h11.start_next_cycle()
+        self._in_head = True
+        leftover, _closed = self._h11.trailing_data
+        self._scan = leftover
+        if leftover and _HEAD_END.search(leftover) is None:
+            self._check_incomplete_head(leftover)
+
+
+def _wrap(exc: h11.RemoteProtocolError) -> ProtocolError:
+    status = exc.error_status_hint
+    if status == 501:  # h11 says 501 for unknown Transfer-Encoding; a smuggling shape: 400
+        status = 400
+    if status == 431:
+        return ProtocolError("Request header fields too large", 431)
+    text = str(exc) or "Malformed HTTP request"
+    return ProtocolError(text[:200], status if 400 <= status < 600 else 400)

@@ -1,0 +1,396 @@
+# One HTTP/1.1 connection: one trio task that reads heads, runs the app, writes responses.
+# Owns: the connection's deadlines (one cancel scope for its whole life, its deadline moved once
+# per phase: idle keep-alive, request head, sending), body reads with their timeout and minimum
+# rate, 100-continue, draining an unread body, keep-alive/close decisions and the access log.
+# Must not: parse HTTP itself (gateway.http.connection does) or know routes (gateway.app does).
+from __future__ import annotations
+
+import logging
+import math
+import time
+from collections.abc import Callable
+from email.utils import formatdate
+from typing import TYPE_CHECKING, Any
+
+import h11
+import trio
+
+from gateway.app.body import EmptySource
+from gateway.app.request import Request
+from gateway.app.response import Response
+from gateway.errors import (
+    REASONS,
+    BodyError,
+    BodyTimeout,
+    ClientDisconnected,
+    ProtocolError,
+)
+from gateway.http.connection import HTTPLimits, ServerConnection
+from gateway.http.target import parse_target
+
+if TYPE_CHECKING:
+    from gateway.app.application import App
+    from gateway.server.serve import ConnectionInfo, Server
+
+__all__ = ["HTTPSession"]
+
+log = logging.getLogger("gateway.http")
+_REASON_BYTES = {k: v.encode() for k, v in REASONS.items()}
+_INF = math.inf
+
+
+class _DateCache:
+    """The Date header, formatted once per second."""
+
+    __slots__ = ("second", "value")
+
+    def __init__(self) -> None:
+        self.second = -1
+        self.value = b""
+
+    def get(self) -> bytes:
+        now = int(time.time())
+        if now != self.second:
+            self.second = now
+            self.value = formatdate(now, usegmt=True).encode()
+        return self.value
+
+
+_DATE = _DateCache()
+
+
+class HTTPSession:
+    """Serve one connection until it closes, times out, or the server drains.
+
+    Args:
+        server: the Server (settings, app, statistics, access log).
+        stream: the connected byte stream (TCP, TLS or Unix).
+        info: peer address, transport scheme and privilege of the connection.
+    """
+
+    __slots__ = ("server", "app", "stream", "info", "conn", "scope", "phase", "recv_size",
+                 "http", "requests", "close_after", "_sent_100", "_body_done",
+                 "_body_start", "_body_bytes", "head_only", "req", "upgrade_handler",
+                 "_status", "_started")
+
+    def __init__(self, server: Server, stream: trio.abc.Stream, info: ConnectionInfo) -> None:
+        self.server = server
+        self.app: App = server.app
+        self.stream = stream
+        self.info = info
+        self.http = server.settings.http
+        self.conn = ServerConnection(server.http_limits)
+        self.scope = trio.CancelScope()
+        self.phase = "idle"
+        self.recv_size = server.settings.server.recv_buffer_bytes
+        self.requests = 0
+        self.close_after = False
+        self._sent_100 = False
+        self._body_done = True
+        self._body_start = 0.0
+        self._body_bytes = 0
+        self.head_only = False
+        self.req: Request | None = None
+        self.upgrade_handler: Callable[..., Any] | None = None
+        self._status = 0
+        self._started = 0.0
+
+    # -- the connection loop -----------------------------------------------------------------
+    async def run(self) -> None:
+        conn = self.conn
+        http = self.http
+        try:
+            with self.scope:
+                self.scope.deadline = trio.current_time() + http.head_timeout_s
+                while True:
+                    event = await self._read_head()
+                    if type(event) is not h11.Request:
+                        return  # the peer closed between requests
+                    self.requests += 1
+                    await self._serve_one(event)
+                    if self.upgrade_handler is not None:
+                        self.scope.deadline = _INF
+                        await self.upgrade_handler()
+                        return
+                    if conn.our_state is not h11.DONE or conn.their_state is not h11.DONE:
+                        return
+                    if self.server.draining:
+                        return
+                    conn.start_next_cycle()
+                    self.phase = "idle"
+                    self.scope.deadline = trio.current_time() + http.idle_timeout_s
+            if self.scope.cancelled_caught and self.phase == "head":
+                await self._reply_error(408, "Request timeout: the request head took too long")
+        except ProtocolError as exc:
+            await self._reply_error(exc.status_hint, exc.message)
+        except (ClientDisconnected, trio.BrokenResourceError, trio.ClosedResourceError):
+            pass
+        finally:
+            await self._close()
+
+    async def _read_head(self) -> object:
+        conn = self.conn
+        stream = self.stream
+        while True:
+            event = conn.next_event()
+            if event is not h11.NEED_DATA:
+                return event
+            try:
+                data = await stream.receive_some(self.recv_size)
+            except (trio.BrokenResourceError, trio.ClosedResourceError):
+                return h11.ConnectionClosed()
+            if self.phase == "idle" and data:
+                # the first byte of a head starts its deadline (slowloris: the whole head)
+                self.phase = "head"
+                deadline = trio.current_time() + self.http.head_timeout_s
+                if deadline < self.scope.deadline:
+                    self.scope.deadline = deadline
+            conn.receive_data(data)
+
+    async def _serve_one(self, event: h11.Request) -> None:
+        server = self.server
+        app = self.app
+        self.phase = "handler"
+        self.scope.deadline = _INF
+        self._started = trio.current_time()
+        target = event.target
+        if target[:1] == b"/":
+            q = target.find(b"?")
+            if q < 0:
+                path = target.decode("ascii")
+                query = ""
+                url = path
+            else:
+                url = target.decode("ascii")
+                path, query = url[:q], url[q + 1:]
+        else:
+            t = parse_target(target)
+            path, query = t.path, t.query
+            url = path + ("?" + query if query else "")
+        method = event.method.decode("ascii")
+        headers = event.headers
+        has_body = False
+        auth = None
+        upgrade = False
+        for name, value in headers:
+            if name == b"content-length":
+                has_body = value != b"0"
+            elif name == b"transfer-encoding":
+                has_body = True
+            elif name == b"authorization":
+                auth = value
+            elif name == b"upgrade":
+                upgrade = True
+        privileged = self.info.privileged
+        auth_failed = False
+        if auth is not None and not privileged:
+            privileged, auth_failed = app.credentials.check_authorization(auth.decode("latin-1"))
+        self._body_done = not has_body
+        self._sent_100 = False
+        self._body_bytes = 0
+        self.head_only = method == "HEAD"
+        settings = server.settings
+        req = Request(
+            app, method, url, path, query, headers,
+            protocol=self.info.scheme,
+            http_version=event.http_version.decode("ascii"),
+            client=self.info.peer,
+            source=self if has_body else _EMPTY,
+            budget=app.budget,
+            limits=settings.privileged if privileged else settings.user,
+            privileged=privileged,
+            auth_failed=auth_failed,
+        )
+        self.req = req
+        res = Response(self)
+        self._status = 0
+        if self.requests >= self.http.max_requests_per_connection or server.draining:
+            self.close_after = True
+        try:
+            if upgrade or path.startswith("/socket.io"):
+                await server.route_upgrade(self, req, res)
+            if not res.finished and self.upgrade_handler is None:
+                await app.handle_request(req, res)
+            if res.headers_sent and not res.finished:
+                await res.end()  # a streamed response the handler left open
+        finally:
+            stream = req._stream
+            if stream is not None:
+                await stream.finish()
+            server.log_access(self, req, res)
+        if self.upgrade_handler is None and not self._body_done:
+            await self._drain()
+
+    # -- BodySource ---------------------------------------------------------------------------
+    def expected_length(self) -> int | None:
+        req = self.req
+        if req is None:
+            return None
+        value = req.headers.get("content-length")
+        return int(value) if value is not None and value.isdigit() else None
+
+    async def receive_chunk(self) -> bytes | None:
+        if self._body_done:
+            return None
+        conn = self.conn
+        if not self._sent_100:
+            self._sent_100 = True
+            self._body_start = trio.current_time()
+            if conn.they_are_waiting_for_100_continue:
+                await self._send(conn.send(h11.InformationalResponse(status_code=100,
+                                                                       reason=b"Continue")))
+        while True:
+            try:
+                event = conn.next_event()
+            except ProtocolError as exc:
+                self._body_done = True
+                self.close_after = True
+                raise BodyError(exc.status_hint, exc.message) from None
+            if type(event) is h11.Data:
+                self._body_bytes += len(event.data)
+                return bytes(event.data)
+            if type(event) is h11.EndOfMessage:
+                self._body_done = True
+                return None
+            if event is h11.NEED_DATA:
+                await self._receive_body_bytes()
+                continue
+            self._body_done = True
+            raise ClientDisconnected()
+
+    async def _receive_body_bytes(self) -> None:
+        http = self.http
+        now = trio.current_time()
+        elapsed = now - self._body_start
+        # minimum average rate, judged once the body had a full read timeout to get going
+        if elapsed > http.body_timeout_s and self._body_bytes < http.min_body_rate_bytes_s * elapsed:
+            self._body_failed()
+            raise BodyTimeout(None, "Request timeout: body arriving below the minimum rate")
+        data = b""
+        with trio.move_on_at(now + http.body_timeout_s) as cs:
+            try:
+                data = await self.stream.receive_some(self.recv_size)
+            except (trio.BrokenResourceError, trio.ClosedResourceError):
+                self._body_failed()
+                raise ClientDisconnected() from None
+        if cs.cancelled_caught:
+            self._body_failed()
+            raise BodyTimeout(None, "Request timeout: no body data within "
+                                    f"{http.body_timeout_s:g} s")
+        if not data:
+            self._body_failed()
+            raise ClientDisconnected()
+        self.conn.receive_data(data)
+
+    def _body_failed(self) -> None:
+        self._body_done = True
+        self.close_after = True
+
+    async def _drain(self) -> None:
+        """Read and drop what the handler left of the body, up to max_drain_bytes."""
+        limit = self.http.max_drain_bytes
+        drained = 0
+        try:
+            while drained <= limit:
+                chunk = await self.receive_chunk()
+                if chunk is None:
+                    return
+                drained += len(chunk)
+        except BodyError:
+            pass
+        self.close_after = True
+        self._body_done = True
+
+    # -- ResponseSink -------------------------------------------------------------------------
+    async def send_response(self, status: int, headers: list[tuple[str, str]],
+                            body: bytes | None, end: bool) -> None:
+        conn = self.conn
+        self._status = status
+        raw = [(n.encode("latin-1"), v.encode("utf-8")) for n, v in headers]
+        raw.append((b"date", _DATE.get()))
+        if self.close_after or not self._body_done and not self._can_drain():
+            raw.append((b"connection", b"close"))
+            self.close_after = True
+        data = conn.send(h11.Response(status_code=status, headers=raw,
+                                      reason=_REASON_BYTES.get(status, b"")))
+        if body:
+            data += conn.send(h11.Data(data=body))
+        if end:
+            data += conn.send(h11.EndOfMessage())
+        await self._send(data)
+
+    def _can_drain(self) -> bool:
+        if self.conn.they_are_waiting_for_100_continue and not self._sent_100:
+            return False  # the client waits for us: closing is the clean answer
+        length = self.expected_length()
+        return length is not None and length - self._body_bytes <= self.http.max_drain_bytes
+
+    async def send_data(self, data: bytes) -> None:
+        await self._send(self.conn.send(h11.Data(data=data)))
+
+    async def end(self) -> None:
+        await self._send(self.conn.send(h11.EndOfMessage()))
+
+    async def send_file(self, path: str, size: int) -> None:
+        conn = self.conn
+        async with await trio.open_file(path, "rb") as f:
+            left = size
+            while left > 0:
+                chunk = await f.read(min(65536, left))
+                if not chunk:
+                    break
+                left -= len(chunk)
+                await self._send(conn.send(h11.Data(data=chunk)))
+        await self._send(conn.send(h11.EndOfMessage()))
+
+    async def _send(self, data: bytes) -> None:
+        scope = self.scope
+        saved = scope.deadline
+        scope.deadline = trio.current_time() + self.http.send_timeout_s
+        try:
+            await self.stream.send_all(data)
+        except (trio.BrokenResourceError, trio.ClosedResourceError):
+            raise ClientDisconnected() from None
+        finally:
+            scope.deadline = saved
+
+    # -- errors and closing -------------------------------------------------------------------
+    async def _reply_error(self, status: int, message: str) -> None:
+        """Answer a protocol-level error (malformed request, head timeout) and close."""
+        conn = self.conn
+        if conn.our_state not in (h11.IDLE, h11.SEND_RESPONSE):
+            return
+        self.server.stats["protocol_errors"] += 1
+        body = (message + "\n").encode()
+        head = (f"HTTP/1.1 {status} {REASONS.get(status, 'Error')}\r\n"
+                f"content-type: text/plain; charset=utf-8\r\ncontent-length: {len(body)}\r\n"
+                "connection: close\r\n\r\n").encode()
+        with trio.move_on_after(1.0):
+            try:
+                await self.stream.send_all(head + body)
+            except (trio.BrokenResourceError, trio.ClosedResourceError):
+                pass
+        log.info("%s: %d %s", self.info.peer_text, status, message)
+
+    async def _close(self) -> None:
+        with trio.CancelScope(shield=True):
+            with trio.move_on_after(1.0):
+                try:
+                    await self.stream.aclose()
+                except (trio.BrokenResourceError, trio.ClosedResourceError):
+                    pass
+
+    @property
+    def status(self) -> int:
+        return self._status
+
+    @property
+    def started(self) -> float:
+        return self._started
+
+    @property
+    def body_bytes(self) -> int:
+        return self._body_bytes
+
+
+_EMPTY = EmptySource()

@@ -1,0 +1,77 @@
+# The process around a Server: systemd readiness/watchdog/stopping notifications, socket
+# activation, and signals (SIGTERM/SIGINT drain and stop, a second one stops at once; SIGHUP
+# reloads the profile: new limits for new connections, an invalid profile is refused and logged).
+# Must not: serve connections itself (gateway.server.serve) or parse profiles (gateway.settings).
+from __future__ import annotations
+
+import logging
+import os
+import signal
+from typing import TYPE_CHECKING
+
+import trio
+
+from gateway.errors import ConfigError
+from gateway.server.serve import Server
+from gateway.server.systemd import Notifier, listen_fds, watchdog_interval_s, watchdog_loop
+
+if TYPE_CHECKING:
+    from gateway.app.application import App
+    from gateway.settings import Settings
+
+__all__ = ["run"]
+
+log = logging.getLogger("gateway")
+
+
+async def run(app: App, settings: Settings, profile: str, overrides: dict[str, str]) -> None:
+    """Serve ``app`` until SIGTERM/SIGINT, with systemd integration when systemd is there."""
+    notifier = Notifier.from_environ(os.environ)
+    sockets = listen_fds(os.environ)
+    server = Server(app, settings, sockets or None)
+    await server.open_listeners()
+    with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT, signal.SIGHUP) as signals:
+        async with trio.open_nursery() as nursery:
+            await nursery.start(server.serve)
+            where = ", ".join(str(a) for a in server.addresses)
+            log.info("serving on %s with profile %s", where, settings.profile)
+            notifier.ready(f"serving on {where} (profile {settings.profile})")
+            interval = watchdog_interval_s(os.environ)
+            if interval:
+                nursery.start_soon(watchdog_loop, notifier, interval)
+            async for signum in signals:
+                if signum == signal.SIGHUP:
+                    _reload(server, notifier, profile, overrides)
+                    continue
+                if server.draining:
+                    log.warning("second stop signal: stopping now")
+                    nursery.cancel_scope.cancel()
+                    break
+                log.info("stopping: draining in-flight requests (up to %gs)",
+                         settings.server.shutdown_grace_s)
+                notifier.stopping("draining")
+                server.shutdown()
+                nursery.start_soon(_stop_when_done, server, nursery)
+    notifier.close()
+
+
+async def _stop_when_done(server: Server, nursery: trio.Nursery) -> None:
+    # serve() returns when its sessions drained (or the grace ran out); then stop the rest
+    await server.stopped.wait()
+    nursery.cancel_scope.cancel()
+
+
+def _reload(server: Server, notifier: Notifier, profile: str,
+            overrides: dict[str, str]) -> None:
+    from gateway.settings import load_settings
+
+    notifier.reloading("reloading profile")
+    try:
+        settings = load_settings(profile, overrides=overrides)
+        server.reload(settings)
+    except ConfigError as exc:
+        log.error("reload refused, keeping the running profile: %s", exc)
+        notifier.ready(f"reload refused: {exc}"[:200])
+        return
+    log.info("reloaded profile %s", settings.profile)
+    notifier.ready(f"reloaded profile {settings.profile}")
