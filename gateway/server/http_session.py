@@ -181,6 +181,8 @@ class HTTPSession:
                 auth = value
             elif name == b"upgrade":
                 upgrade = True
+        if not has_body:
+            self.conn.next_event()  # the EndOfMessage h11 has ready for a bodiless request
         privileged = self.info.privileged
         auth_failed = False
         if auth is not None and not privileged:

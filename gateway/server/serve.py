@@ -164,25 +164,30 @@ class Server:
         """Listen, accept and serve until cancelled or ``shutdown()`` has drained."""
         if not self.listeners:
             await self.open_listeners()
-        async with trio.open_nursery() as nursery:
-            self._nursery = nursery
-            if self._access is not None:
-                nursery.start_soon(self._flush_access_log)
-            with self._accept_scope:
-                async with trio.open_nursery() as accept_nursery:
-                    for lst in self.listeners:
-                        accept_nursery.start_soon(self._accept_loop, lst, nursery)
-                    task_status.started(self)
-            # accepting stopped (shutdown): wait for in-flight sessions, bounded by the grace
-            with trio.move_on_after(self.settings.server.shutdown_grace_s):
-                while self._sessions:
-                    await trio.sleep(0.05)
-            nursery.cancel_scope.cancel()
-        self._flush_access()
-        self.stopped.set()
+        try:
+            async with trio.open_nursery() as nursery:
+                self._nursery = nursery
+                if self._access is not None:
+                    nursery.start_soon(self._flush_access_log)
+                with self._accept_scope:
+                    async with trio.open_nursery() as accept_nursery:
+                        for lst in self.listeners:
+                            accept_nursery.start_soon(self._accept_loop, lst, nursery)
+                        task_status.started(self)
+                # accepting stopped (shutdown): wait for in-flight sessions, within the grace
+                with trio.move_on_after(self.settings.server.shutdown_grace_s):
+                    while self._sessions:
+                        await trio.sleep(0.05)
+                nursery.cancel_scope.cancel()
+        finally:
+            self._flush_access()
+            self.stopped.set()
+            self.close_listeners()
+
+    def close_listeners(self) -> None:
         for lst in self.listeners:
             lst.sock.close()
-        if self.settings.server.unix_path:
+        if self.settings.server.unix_path and any(x.kind == "unix" for x in self.listeners):
             try:
                 os.unlink(self.settings.server.unix_path)
             except OSError:
