@@ -1,0 +1,355 @@
+# Sails virtual requests over Socket.IO (sails-hook-sockets semantics) and their JWR replies.
+# Owns: turning an EVENT named after an HTTP method into a VirtualRequest, the header merge
+# rules, the JWR shape ({body, headers, statusCode}) and the parse-error reply.
+# Must not: route, run handlers or do I/O; it never imports trio or gateway.app. Where we differ
+# from sails-hook-sockets on purpose, the function's docstring says so.
+from __future__ import annotations
+
+import enum
+import json
+import re
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Final
+
+from gateway.errors import REASONS, ProtocolError
+from gateway.ws.engineio import SIOPacket, SIOType
+
+__all__ = [
+    "VIRTUAL_REQUEST_EVENTS",
+    "PARSE_ERROR_EVENT",
+    "PARSE_ERROR_CODE",
+    "NOT_FOUND",
+    "NO_BODY",
+    "NoBody",
+    "SailsParseError",
+    "VirtualRequest",
+    "is_virtual_request",
+    "parse_virtual_request",
+    "merge_headers",
+    "jwr",
+    "status_jwr",
+    "body_from_http",
+    "parse_error_payload",
+    "parse_error_reply",
+]
+
+# sails.io.js emits the lower-cased method as the event name; sails-hook-sockets routes these.
+VIRTUAL_REQUEST_EVENTS: Final = frozenset(
+    {"get", "post", "put", "patch", "delete", "options", "head"}
+)
+PARSE_ERROR_EVENT: Final = "sails:parseError"
+# sails-hook-sockets' errorpack: namespace "sails:hook:sockets" + "_" + "PARSE_VIRTUAL_REQ".
+PARSE_ERROR_CODE: Final = "SAILS:HOOK:SOCKETS_PARSE_VIRTUAL_REQ"
+NOT_FOUND: Final = "Not Found"  # the body of a 404 JWR (res.sendStatus(404) in Sails)
+
+_TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
+_BAD_VALUE = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")  # CR, LF, NUL and other C0 (HTAB is ok)
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+
+
+class NoBody(enum.Enum):
+    """Type of NO_BODY: a JWR without a ``body`` key (the client sees ``undefined``)."""
+
+    NO_BODY = 0
+
+
+NO_BODY: Final = NoBody.NO_BODY
+
+
+class SailsParseError(ProtocolError):
+    """A Socket.IO message that cannot be read as a Sails virtual request.
+
+    Args:
+        details: what was wrong (becomes ``details`` of the Sails error payload).
+        status_hint: 400, or 431/414 for too many headers / too long a URL.
+    """
+
+    def __init__(self, details: str, status_hint: int = 400) -> None:
+        super().__init__(details, status_hint)
+        self.details = details
+
+
+@dataclass(frozen=True, slots=True)
+class VirtualRequest:
+    """One virtual request read from a Socket.IO event.
+
+    Attributes:
+        method: upper-case HTTP method (from the event name).
+        url: the request target as sent (path and query).
+        headers: the message's own headers, lower-case names, string values; combine them with
+            the WebSocket handshake's using merge_headers() before routing.
+        data: the body: an object (``params`` merged under ``data``) or an array.
+        ack_id: answer with a JWR through this ack; None means "send no reply".
+    """
+
+    method: str
+    url: str
+    headers: dict[str, str]
+    data: Any
+    ack_id: int | None
+
+
+def is_virtual_request(event_name: str) -> bool:
+    """True if an event with this name is a Sails virtual request (get, post, ..., head)."""
+    return event_name in VIRTUAL_REQUEST_EVENTS
+
+
+def _js_string(value: Any) -> str | None:
+    # What String(value) gives for the scalars a header could sensibly hold; None drops it.
+    if isinstance(value, str):
+        return value
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, float):
+        return str(int(value)) if value.is_integer() and abs(value) < 1e21 else repr(value)
+    return None
+
+
+def _message_headers(raw: Any, max_headers: int) -> dict[str, str]:
+    if raw is None:
+        return {}
+    if not isinstance(raw, dict):
+        raise SailsParseError("headers must be an object")
+    if len(raw) > max_headers:
+        raise SailsParseError(f"more than {max_headers} headers", 431)
+    headers: dict[str, str] = {}
+    for name, value in raw.items():
+        if not _TOKEN.fullmatch(name):
+            raise SailsParseError(f"invalid header name {name[:40]!r}")
+        text = _js_string(value)
+        if text is None:
+            continue  # null, objects and arrays: String() would only give "[object Object]"
+        if _BAD_VALUE.search(text):
+            raise SailsParseError(f"control character in header {name!r}")
+        headers[name.lower()] = text
+    return headers
+
+
+def _body(message: dict[str, Any]) -> Any:
+    # sails-hook-sockets: isArray(data) ? data : extend({}, params || {}, data || {}).
+    data = message.get("data")
+    if isinstance(data, list):
+        return data
+    body: dict[str, Any] = {}
+    for part in (message.get("params"), data):
+        if isinstance(part, dict):
+            body.update(part)
+        elif part not in (None, False, 0, ""):
+            raise SailsParseError("data must be an object or an array")
+    return body
+
+
+def parse_virtual_request(
+    event_name: str,
+    args: Sequence[Any],
+    ack_id: int | None,
+    *,
+    max_headers: int = 100,
+    max_url_chars: int = 8192,
+) -> VirtualRequest:
+    """Read a Socket.IO event from sails.io.js as a virtual request.
+
+    The message is ``{method, headers, data, url}``. As in sails-hook-sockets the *event name*
+    is the method (a different ``method`` in the payload is ignored), ``params`` is a legacy
+    alias merged under ``data``, and falsy ``data`` means ``{}``. Stricter than Sails on purpose:
+    ``data`` that is a truthy scalar (Sails would turn "ab" into {"0":"a","1":"b"}), header
+    names that are not HTTP tokens and header values with control characters are rejected;
+    numeric/boolean header values become their JavaScript string, null/object values are
+    dropped.
+
+    Args:
+        event_name: the Socket.IO event name (one of VIRTUAL_REQUEST_EVENTS).
+        args: the event's arguments; the first is the message.
+        ack_id: the event's ack id, or None.
+        max_headers: more message headers than this is an error (431).
+        max_url_chars: a longer url is an error (414).
+
+    Returns:
+        The VirtualRequest.
+
+    Raises:
+        SailsParseError: not a virtual request event, the first argument is not an object,
+            ``url`` is missing/empty/not a string/has control characters/is too long, or the
+            headers or data are malformed. Answer it with parse_error_reply().
+    """
+    if not is_virtual_request(event_name):
+        raise SailsParseError(f"{event_name!r} is not a virtual request event")
+    message = args[0] if args else None
+    if not isinstance(message, dict):
+        raise SailsParseError("No url provided in request: the message is not an object")
+    url = message.get("url")
+    if not url:
+        raise SailsParseError("No url provided in request")
+    if not isinstance(url, str):
+        raise SailsParseError(f"Invalid url provided: {json.dumps(url)[:60]}")
+    if len(url) > max_url_chars:
+        raise SailsParseError(f"url longer than {max_url_chars} characters", 414)
+    if _CONTROL.search(url):
+        raise SailsParseError("Invalid url provided: control character")
+    headers = _message_headers(message.get("headers"), max_headers)
+    return VirtualRequest(event_name.upper(), url, headers, _body(message), ack_id)
+
+
+def _pairs(headers: Mapping[str, str] | Iterable[tuple[str, str]]) -> Iterable[tuple[str, str]]:
+    return headers.items() if isinstance(headers, Mapping) else headers
+
+
+def merge_headers(
+    message_headers: Mapping[str, str],
+    handshake_headers: Mapping[str, str] | Iterable[tuple[str, str]],
+) -> dict[str, str]:
+    """Combine a virtual request's headers with the WebSocket handshake's (sails-hook-sockets).
+
+    The handshake's ``cookie`` wins over the message's (message headers only fill gaps); the
+    handshake's ``origin`` is always used, and a message ``origin`` is dropped even when the
+    handshake had none (it "cannot be overridden at virtual request time"). We treat ``host``
+    like ``cookie`` (Sails uses its configured host there). Other handshake headers
+    (user-agent, ...) are not copied, as in Sails.
+
+    Args:
+        message_headers: VirtualRequest.headers (any case is accepted).
+        handshake_headers: the upgrade request's headers (a mapping, or name/value pairs in
+            which repeated names are joined: cookies with "; ", others with ", ").
+
+    Returns:
+        A new dict with lower-case names.
+    """
+    handshake: dict[str, str] = {}
+    for name, value in _pairs(handshake_headers):
+        key = name.lower()
+        if key in ("cookie", "host", "origin"):
+            if key in handshake:
+                handshake[key] += ("; " if key == "cookie" else ", ") + value
+            else:
+                handshake[key] = value
+    merged: dict[str, str] = {k: handshake[k] for k in ("cookie", "host") if k in handshake}
+    for name, value in message_headers.items():
+        merged.setdefault(name.lower(), value)
+    merged.pop("origin", None)
+    if "origin" in handshake:
+        merged["origin"] = handshake["origin"]
+    return merged
+
+
+def jwr(
+    status: int,
+    headers: Mapping[str, str] | Iterable[tuple[str, str]] = (),
+    body: Any = NO_BODY,
+) -> dict[str, Any]:
+    """Build a JSON WebSocket Response: ``{"body", "headers", "statusCode"}``.
+
+    ``set-cookie`` (any case) is removed, as Sails does, so cookies never reach client-side
+    script; repeated header names are joined with ", ". The body is carried as the value
+    itself: Sails puts what the route passed to res.send()/res.json() in ``body`` (an object
+    stays an object, text stays a string; see body_from_http for HTTP-style byte bodies).
+    Bytes are decoded as UTF-8 (invalid sequences become U+FFFD): Sails would send a Buffer as
+    a binary attachment, which this gateway does not do.
+
+    Args:
+        status: the status code (100-599).
+        headers: response headers.
+        body: a JSON-able value, bytes, or NO_BODY to omit the key (client sees undefined).
+
+    Returns:
+        The JWR dict, ready for EngineIOSession.send_ack(ack_id, [jwr]).
+
+    Raises:
+        ValueError: status out of range.
+    """
+    if not 100 <= status <= 599:
+        raise ValueError(f"bad status {status}")
+    out: dict[str, str] = {}
+    for name, value in _pairs(headers):
+        if name.lower() == "set-cookie":
+            continue
+        out[name] = f"{out[name]}, {value}" if name in out else value
+    reply: dict[str, Any] = {}
+    if body is not NO_BODY:
+        reply["body"] = body.decode("utf-8", "replace") if isinstance(body, bytes) else body
+    reply["headers"] = out
+    reply["statusCode"] = status
+    return reply
+
+
+def status_jwr(
+    status: int, headers: Mapping[str, str] | Iterable[tuple[str, str]] = ()
+) -> dict[str, Any]:
+    """A JWR whose body is the reason phrase, like res.sendStatus(): 404 -> "Not Found".
+
+    Args:
+        status: the status code.
+        headers: response headers.
+
+    Returns:
+        The JWR dict.
+    """
+    return jwr(status, headers, REASONS.get(status, str(status)))
+
+
+def body_from_http(content_type: str | None, payload: bytes) -> Any:
+    """Turn an HTTP-style response body back into the value a JWR carries.
+
+    JSON media types (``application/json``, ``*+json``) are parsed back into the value (what
+    res.json(obj) puts in a Sails JWR); other bodies become text; an empty body is NO_BODY.
+    JSON that fails to parse is kept as text.
+
+    Args:
+        content_type: the response's Content-Type, or None.
+        payload: the encoded body.
+
+    Returns:
+        The value for jwr(body=...).
+    """
+    if not payload:
+        return NO_BODY
+    media = (content_type or "").partition(";")[0].strip().lower()
+    if media == "application/json" or media.endswith("+json"):
+        try:
+            return json.loads(payload)
+        except (ValueError, RecursionError):
+            pass
+    return payload.decode("utf-8", "replace")
+
+
+def parse_error_payload(error: SailsParseError) -> dict[str, Any]:
+    """The error object sails-hook-sockets sends for an unparseable virtual request.
+
+    Same fields as Sails' errorpack error serialised by JSON.stringify, minus ``stack``.
+
+    Args:
+        error: the parse error.
+
+    Returns:
+        ``{"code", "name", "status", "message", "details"}``.
+    """
+    return {
+        "code": PARSE_ERROR_CODE,
+        "name": f"Error ({PARSE_ERROR_CODE}):",
+        "status": 400,
+        "message": "Failed to parse incoming socket.io request.",
+        "details": error.details,
+    }
+
+
+def parse_error_reply(error: SailsParseError, ack_id: int | None) -> SIOPacket:
+    """The Socket.IO packet that answers an unparseable virtual request.
+
+    With an ack id: an ACK carrying a JWR with status ``error.status_hint`` (400) and the Sails
+    error object as body. sails-hook-sockets acks the bare error object instead, which
+    sails.io.js then reports as status 200 with an undefined body; we send a real 400 so
+    ``jwres.error`` is set. Without an ack id: ``42["sails:parseError", {error}]``, as Sails.
+
+    Args:
+        error: the parse error.
+        ack_id: the request's ack id, or None.
+
+    Returns:
+        The packet; send it with encode_sio() inside an Engine.IO message ("4" + text).
+    """
+    payload = parse_error_payload(error)
+    if ack_id is None:
+        return SIOPacket(SIOType.EVENT, "/", None, [PARSE_ERROR_EVENT, payload])
+    return SIOPacket(SIOType.ACK, "/", ack_id, [jwr(error.status_hint, {}, payload)])
