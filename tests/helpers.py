@@ -41,10 +41,13 @@ async def connect(server: Server) -> trio.SocketStream:
 
 
 async def read_all(stream: trio.abc.ReceiveStream, limit: int = 1 << 24) -> bytes:
-    """Everything until the peer closes."""
+    """Everything until the peer closes (a reset after the data counts as a close)."""
     out = bytearray()
     while len(out) < limit:
-        data = await stream.receive_some(65536)
+        try:
+            data = await stream.receive_some(65536)
+        except trio.BrokenResourceError:
+            break
         if not data:
             break
         out += data
@@ -147,6 +150,89 @@ def memory_session(app: App, settings: Settings | None = None, *, privileged: bo
     info = ConnectionInfo(("127.0.0.1", 40000), "http", privileged, "127.0.0.1:40000")
 
     async def run() -> None:
-        await server._run_session(server_side, info)
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(server.reaper)
+            await server._run_session(server_side, info)
+            nursery.cancel_scope.cancel()
 
     return server, client, run
+
+
+class Client:
+    """A keep-alive HTTP/1.1 client over one stream (h11 on the client side), one exchange at a
+    time: ``await send(...)`` then ``await response()``; ``await closed()`` says whether the
+    server closed the connection without sending anything more."""
+
+    def __init__(self, stream: trio.abc.Stream) -> None:
+        self.stream = stream
+        self.h11 = h11.Connection(h11.CLIENT)
+        self.informational: list[int] = []
+
+    async def send(self, method: str = "GET", target: str = "/",
+                   headers: list[tuple[str, str]] | None = None, body: bytes = b"",
+                   *, end: bool = True, http_version: str = "1.1") -> None:
+        conn = self.h11
+        if conn.our_state is h11.DONE and conn.their_state is h11.DONE:
+            conn.start_next_cycle()
+        hdrs = [("host", "127.0.0.1"), *(headers or [])]
+        if end and not any(k.lower() in ("content-length", "transfer-encoding") for k, _ in hdrs):
+            hdrs.append(("content-length", str(len(body))))
+        data = conn.send(h11.Request(method=method, target=target, headers=hdrs,
+                                     http_version=http_version))
+        if body:
+            data += conn.send(h11.Data(data=body))
+        if end:
+            data += conn.send(h11.EndOfMessage())
+        await self.stream.send_all(data)
+
+    async def send_body(self, data: bytes = b"", *, end: bool = False) -> None:
+        out = self.h11.send(h11.Data(data=data)) if data else b""
+        if end:
+            out += self.h11.send(h11.EndOfMessage())
+        await self.stream.send_all(out)
+
+    async def _event(self) -> Any:
+        conn = self.h11
+        while True:
+            ev = conn.next_event()
+            if ev is not h11.NEED_DATA:
+                return ev
+            try:
+                data = await self.stream.receive_some(65536)
+            except trio.BrokenResourceError:
+                data = b""
+            conn.receive_data(data)
+
+    async def interim(self) -> int:
+        """Wait for an informational (1xx) response; its status."""
+        ev = await self._event()
+        assert isinstance(ev, h11.InformationalResponse), ev
+        self.informational.append(ev.status_code)
+        return int(ev.status_code)
+
+    async def response(self) -> Reply:
+        """The next final response, whole (1xx responses are recorded in ``informational``)."""
+        status, headers, body, version = 0, [], bytearray(), b"1.1"
+        while True:
+            ev = await self._event()
+            if isinstance(ev, h11.InformationalResponse):
+                self.informational.append(ev.status_code)
+            elif isinstance(ev, h11.Response):
+                status, headers, version = ev.status_code, list(ev.headers), ev.http_version
+            elif isinstance(ev, h11.Data):
+                body += ev.data
+            elif isinstance(ev, h11.EndOfMessage):
+                return Reply(status, headers, bytes(body), version)
+            else:
+                raise AssertionError(f"connection closed before a whole response: {ev!r}")
+
+    async def closed(self) -> bool:
+        """True when the server closes (or resets) the connection with nothing more sent."""
+        try:
+            data = await self.stream.receive_some(65536)
+        except trio.BrokenResourceError:
+            return True
+        return data == b""
+
+    async def aclose(self) -> None:
+        await self.stream.aclose()

@@ -4,6 +4,8 @@
 # TE, bare CR, control bytes, duplicate Host), and wrapping h11 errors into ProtocolError.
 # Must not: touch sockets, tasks or clocks (no trio here); the server feeds bytes and reads events.
 #
+# Responses are not written through h11 (see gateway.http.writer): h11 only parses.
+#
 # Theory of operation: the peer's side is either waiting for a request head (HEAD), sending a
 # body (BODY), or done (DONE/CLOSED), mirrored from h11's their_state. While in HEAD we keep the
 # raw bytes of the head seen so far in `_scan` (the leftover of a pipelined previous request plus
@@ -45,6 +47,12 @@ _CTL = re.compile(rb"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 # Framing-relevant header names at the start of a line, with optional whitespace before the colon
 # (whitespace before the colon is itself a smuggling shape; h11 rejects it, we report it first).
 _FRAMING = re.compile(rb"\n(content-length|transfer-encoding|host)([ \t]*):([^\r\n]*)", re.I)
+# h11 quotes the offending raw bytes in its messages (": bytearray(b'...')"); the message is sent
+# back to the client and logged, so that tail is cut: no echo of attacker bytes.
+_RAW_TAIL = re.compile(r":?\s*(?:bytearray\(|b'|b\").*\Z", re.S)
+# Larger chunk sizes (h11 takes up to 20 hex digits) wrap around in 64-bit parsers upstream: a
+# classic smuggling shape, and no body of ours is ever that large.
+_MAX_CHUNK_BYTES = (1 << 63) - 1
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,10 +98,6 @@ class ServerConnection:
         return self._h11.their_state
 
     @property
-    def our_state(self) -> type[h11._state._SentinelBase]:
-        return self._h11.our_state
-
-    @property
     def in_head(self) -> bool:
         """True while waiting for (part of) a request head."""
         return self._in_head
@@ -124,9 +128,7 @@ class ServerConnection:
 
     def _check_incomplete_head(self, scan: bytes | bytearray) -> None:
         limits = self._limits
-        nl = scan.find(b"\n")
-        line_len = len(scan) if nl < 0 else nl
-        if line_len > limits.max_request_line_bytes:
+        if _line_length(scan) > limits.max_request_line_bytes:
             raise ProtocolError("Request line too long", 414)
         if len(scan) > limits.max_head_bytes:
             raise ProtocolError("Request header fields too large", 431)
@@ -146,6 +148,11 @@ class ServerConnection:
             self._check_head(event)
             self._in_head = False
             self._scan = b""
+        elif type(event) is h11.Data or (event is h11.NEED_DATA and not self._in_head):
+            # h11 keeps the size of the chunk being read in its reader (not public API; absent
+            # for Content-Length bodies, hence the getattr)
+            if getattr(self._h11._reader, "_bytes_in_chunk", 0) > _MAX_CHUNK_BYTES:
+                raise ProtocolError("Chunk size too large")
         return event
 
     def _check_head(self, event: h11.Request) -> None:
@@ -155,8 +162,7 @@ class ServerConnection:
         head = scan[: m.end()] if m is not None else scan
         if len(head) > limits.max_head_bytes:
             raise ProtocolError("Request header fields too large", 431)
-        nl = head.find(b"\n")
-        if nl > limits.max_request_line_bytes:
+        if _line_length(head) > limits.max_request_line_bytes:
             raise ProtocolError("Request line too long", 414)
         if len(event.headers) > limits.max_header_count:
             raise ProtocolError("Too many header fields", 431)
@@ -185,33 +191,39 @@ class ServerConnection:
             raise ProtocolError("Duplicate Transfer-Encoding")
         if cl and te:
             raise ProtocolError("Content-Length together with Transfer-Encoding")
+        if te and event.http_version == b"1.0":
+            # RFC 9112 section 6.1: an HTTP/1.0 message with Transfer-Encoding has faulty framing
+            raise ProtocolError("Transfer-Encoding in an HTTP/1.0 request")
         if host > 1:
             raise ProtocolError("Duplicate Host header")
 
-    # -- output -------------------------------------------------------------------------------
-    def send(self, event: object) -> bytes:
-        """Bytes for one outgoing event (h11.Response, InformationalResponse, Data, EndOfMessage).
-
-        Raises:
-            ProtocolError: with status_hint 500 when our own side would break the protocol.
-        """
-        try:
-            out = self._h11.send(event)  # type: ignore[arg-type]
-        except h11.LocalProtocolError as exc:
-            raise ProtocolError(f"Invalid response: {exc}", 500) from None
-        return out or b""
-
-    def send_failed(self) -> None:
-        self._h11.send_failed()
-
     def start_next_cycle(self) -> None:
-        """Reset for the next request on a kept-alive connection (pipelined bytes stay)."""
-        self._h11.start_next_cycle()
+        """Reset for the next request on a kept-alive connection (pipelined bytes stay).
+
+        Responses are written by gateway.http.writer, not h11, so h11 never sees our side: a
+        fresh h11 connection (about 1 us) takes over the leftover bytes instead.
+        """
+        leftover, closed = self._h11.trailing_data
+        self._h11 = h11.Connection(
+            h11.SERVER, max_incomplete_event_size=self._limits.max_head_bytes + 65536
+        )
+        if leftover:
+            self._h11.receive_data(leftover)
+        if closed:
+            self._h11.receive_data(b"")
         self._in_head = True
-        leftover, _closed = self._h11.trailing_data
         self._scan = leftover
         if leftover and _HEAD_END.search(leftover) is None:
             self._check_incomplete_head(leftover)
+
+
+def _line_length(scan: bytes | bytearray) -> int:
+    """Length of the first line without its line ending (the part received so far if open)."""
+    nl = scan.find(b"\n")
+    end = len(scan) if nl < 0 else nl
+    if end and scan[end - 1] == 13:  # CR
+        end -= 1
+    return end
 
 
 def _wrap(exc: h11.RemoteProtocolError) -> ProtocolError:
@@ -220,5 +232,5 @@ def _wrap(exc: h11.RemoteProtocolError) -> ProtocolError:
         status = 400
     if status == 431:
         return ProtocolError("Request header fields too large", 431)
-    text = str(exc) or "Malformed HTTP request"
+    text = _RAW_TAIL.sub("", str(exc)) or "Malformed HTTP request"
     return ProtocolError(text[:200], status if 400 <= status < 600 else 400)

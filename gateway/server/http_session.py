@@ -1,7 +1,8 @@
 # One HTTP/1.1 connection: one trio task that reads heads, runs the app, writes responses.
-# Owns: the connection's deadlines (one cancel scope for its whole life, its deadline moved once
-# per phase: idle keep-alive, request head, sending), body reads with their timeout and minimum
-# rate, 100-continue, draining an unread body, keep-alive/close decisions and the access log.
+# Owns: the connection's phase deadlines (a plain float per phase: idle keep-alive, request head,
+# sending; the server's reaper cancels the connection's one scope when it passes, so the hot path
+# never re-arms a trio deadline), body reads with their timeout and minimum rate, 100-continue,
+# draining an unread body, keep-alive/close decisions.
 # Must not: parse HTTP itself (gateway.http.connection does) or know routes (gateway.app does).
 from __future__ import annotations
 
@@ -25,8 +26,9 @@ from gateway.errors import (
     ClientDisconnected,
     ProtocolError,
 )
-from gateway.http.connection import HTTPLimits, ServerConnection
+from gateway.http.connection import ServerConnection
 from gateway.http.target import parse_target
+from gateway.http.writer import ResponseWriter
 
 if TYPE_CHECKING:
     from gateway.app.application import App
@@ -35,7 +37,6 @@ if TYPE_CHECKING:
 __all__ = ["HTTPSession"]
 
 log = logging.getLogger("gateway.http")
-_REASON_BYTES = {k: v.encode() for k, v in REASONS.items()}
 _INF = math.inf
 
 
@@ -46,13 +47,13 @@ class _DateCache:
 
     def __init__(self) -> None:
         self.second = -1
-        self.value = b""
+        self.value = ""
 
-    def get(self) -> bytes:
+    def get(self) -> str:
         now = int(time.time())
         if now != self.second:
             self.second = now
-            self.value = formatdate(now, usegmt=True).encode()
+            self.value = formatdate(now, usegmt=True)
         return self.value
 
 
@@ -71,7 +72,7 @@ class HTTPSession:
     __slots__ = ("server", "app", "stream", "info", "conn", "scope", "phase", "recv_size",
                  "http", "requests", "close_after", "_sent_100", "_body_done",
                  "_body_start", "_body_bytes", "head_only", "req", "upgrade_handler",
-                 "_status", "_started")
+                 "_status", "_started", "deadline", "writer", "_http10", "_keep_alive")
 
     def __init__(self, server: Server, stream: trio.abc.Stream, info: ConnectionInfo) -> None:
         self.server = server
@@ -94,6 +95,10 @@ class HTTPSession:
         self.upgrade_handler: Callable[..., Any] | None = None
         self._status = 0
         self._started = 0.0
+        self.deadline = trio.current_time() + self.http.head_timeout_s
+        self.writer = ResponseWriter()
+        self._http10 = False
+        self._keep_alive = True
 
     # -- the connection loop -----------------------------------------------------------------
     async def run(self) -> None:
@@ -101,7 +106,6 @@ class HTTPSession:
         http = self.http
         try:
             with self.scope:
-                self.scope.deadline = trio.current_time() + http.head_timeout_s
                 while True:
                     event = await self._read_head()
                     if type(event) is not h11.Request:
@@ -109,16 +113,16 @@ class HTTPSession:
                     self.requests += 1
                     await self._serve_one(event)
                     if self.upgrade_handler is not None:
-                        self.scope.deadline = _INF
+                        self.deadline = _INF
                         await self.upgrade_handler()
                         return
-                    if conn.our_state is not h11.DONE or conn.their_state is not h11.DONE:
+                    if not self.writer.keep_alive or not self.writer.done or not self._body_done:
                         return
                     if self.server.draining:
                         return
                     conn.start_next_cycle()
                     self.phase = "idle"
-                    self.scope.deadline = trio.current_time() + http.idle_timeout_s
+                    self.deadline = trio.current_time() + http.idle_timeout_s
             if self.scope.cancelled_caught and self.phase == "head":
                 await self._reply_error(408, "Request timeout: the request head took too long")
         except ProtocolError as exc:
@@ -143,16 +147,16 @@ class HTTPSession:
                 # the first byte of a head starts its deadline (slowloris: the whole head)
                 self.phase = "head"
                 deadline = trio.current_time() + self.http.head_timeout_s
-                if deadline < self.scope.deadline:
-                    self.scope.deadline = deadline
+                if deadline < self.deadline:
+                    self.deadline = deadline
             conn.receive_data(data)
 
     async def _serve_one(self, event: h11.Request) -> None:
         server = self.server
         app = self.app
         self.phase = "handler"
-        self.scope.deadline = _INF
         self._started = trio.current_time()
+        self.deadline = _INF
         target = event.target
         if target[:1] == b"/":
             q = target.find(b"?")
@@ -172,6 +176,8 @@ class HTTPSession:
         has_body = False
         auth = None
         upgrade = False
+        http10 = event.http_version == b"1.0"
+        keep_alive = not http10
         for name, value in headers:
             if name == b"content-length":
                 has_body = value != b"0"
@@ -181,6 +187,15 @@ class HTTPSession:
                 auth = value
             elif name == b"upgrade":
                 upgrade = True
+            elif name == b"connection":
+                tokens = value.lower()
+                if b"close" in tokens:
+                    keep_alive = False
+                elif http10 and b"keep-alive" in tokens:
+                    keep_alive = True
+        self._http10 = http10
+        self._keep_alive = keep_alive
+        self.writer.reset()
         if not has_body:
             self.conn.next_event()  # the EndOfMessage h11 has ready for a bodiless request
         privileged = self.info.privileged
@@ -238,9 +253,8 @@ class HTTPSession:
         if not self._sent_100:
             self._sent_100 = True
             self._body_start = trio.current_time()
-            if conn.they_are_waiting_for_100_continue:
-                await self._send(conn.send(h11.InformationalResponse(status_code=100,
-                                                                       reason=b"Continue")))
+            if conn.they_are_waiting_for_100_continue and not self.writer.started:
+                await self._send(b"HTTP/1.1 100 Continue\r\n\r\n")
         while True:
             try:
                 event = conn.next_event()
@@ -306,19 +320,17 @@ class HTTPSession:
     # -- ResponseSink -------------------------------------------------------------------------
     async def send_response(self, status: int, headers: list[tuple[str, str]],
                             body: bytes | None, end: bool) -> None:
-        conn = self.conn
         self._status = status
-        raw = [(n.encode("latin-1"), v.encode("utf-8")) for n, v in headers]
-        raw.append((b"date", _DATE.get()))
-        if self.close_after or not self._body_done and not self._can_drain():
-            raw.append((b"connection", b"close"))
-            self.close_after = True
-        data = conn.send(h11.Response(status_code=status, headers=raw,
-                                      reason=_REASON_BYTES.get(status, b"")))
+        writer = self.writer
+        keep_alive = self._keep_alive and not self.close_after
+        if keep_alive and not self._body_done and not self._can_drain():
+            keep_alive = False
+        data = writer.head(status, headers, head_request=self.head_only, http10=self._http10,
+                           keep_alive=keep_alive, date=_DATE.get())
         if body:
-            data += conn.send(h11.Data(data=body))
+            data += writer.data(body)
         if end:
-            data += conn.send(h11.EndOfMessage())
+            data += writer.end()
         await self._send(data)
 
     def _can_drain(self) -> bool:
@@ -328,13 +340,17 @@ class HTTPSession:
         return length is not None and length - self._body_bytes <= self.http.max_drain_bytes
 
     async def send_data(self, data: bytes) -> None:
-        await self._send(self.conn.send(h11.Data(data=data)))
+        out = self.writer.data(data)
+        if out:
+            await self._send(out)
 
     async def end(self) -> None:
-        await self._send(self.conn.send(h11.EndOfMessage()))
+        out = self.writer.end()
+        if out:
+            await self._send(out)
 
     async def send_file(self, path: str, size: int) -> None:
-        conn = self.conn
+        writer = self.writer
         async with await trio.open_file(path, "rb") as f:
             left = size
             while left > 0:
@@ -342,26 +358,26 @@ class HTTPSession:
                 if not chunk:
                     break
                 left -= len(chunk)
-                await self._send(conn.send(h11.Data(data=chunk)))
-        await self._send(conn.send(h11.EndOfMessage()))
+                await self._send(writer.data(chunk))
+        out = writer.end()
+        if out:
+            await self._send(out)
 
     async def _send(self, data: bytes) -> None:
-        scope = self.scope
-        saved = scope.deadline
-        scope.deadline = trio.current_time() + self.http.send_timeout_s
+        saved = self.deadline
+        self.deadline = trio.current_time() + self.http.send_timeout_s
         try:
             await self.stream.send_all(data)
         except (trio.BrokenResourceError, trio.ClosedResourceError):
             raise ClientDisconnected() from None
         finally:
-            scope.deadline = saved
+            self.deadline = saved
 
     # -- errors and closing -------------------------------------------------------------------
     async def _reply_error(self, status: int, message: str) -> None:
         """Answer a protocol-level error (malformed request, head timeout) and close."""
-        conn = self.conn
-        if conn.our_state not in (h11.IDLE, h11.SEND_RESPONSE):
-            return
+        if self.writer.started and not self.writer.done or self.phase == "handler":
+            return  # a response is under way (or was sent): nothing more can be said
         self.server.stats["protocol_errors"] += 1
         body = (message + "\n").encode()
         head = (f"HTTP/1.1 {status} {REASONS.get(status, 'Error')}\r\n"
