@@ -65,10 +65,15 @@ def _overrides(args: argparse.Namespace) -> dict[str, str]:
     return out
 
 
+# GATEWAY_* variables the CLI reads itself; settings would refuse them as unknown keys.
+_CLI_ENV = frozenset({"GATEWAY_APP", "GATEWAY_LOG_LEVEL"})
+
+
 def _settings(args: argparse.Namespace) -> Any:
     from gateway.settings import load_settings
 
-    return load_settings(args.profile, overrides=_overrides(args))
+    env = {k: v for k, v in os.environ.items() if k not in _CLI_ENV}
+    return load_settings(args.profile, overrides=_overrides(args), env=env)
 
 
 def load_app(spec: str) -> Any:

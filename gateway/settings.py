@@ -203,7 +203,9 @@ _ENV_KEYS: Final = MappingProxyType({
     "GATEWAY_" + key.replace(".", "_").upper(): key
     for key in _FIELDS if not key.startswith("profile.")
 })
-_RESERVED_ENV: Final = frozenset({"GATEWAY_PROFILE", "GATEWAY_PROFILES_DIR", "GATEWAY_ROOT"})
+# read by gateway.cli (app, log level) and gateway.detect (root), not settings
+_RESERVED_ENV: Final = frozenset({"GATEWAY_PROFILE", "GATEWAY_PROFILES_DIR", "GATEWAY_ROOT",
+                                  "GATEWAY_APP", "GATEWAY_LOG_LEVEL"})
 _DEFAULTS_LABEL: Final = "built-in defaults"
 _SIZE_RE: Final = re.compile(r"(\d+)(?:\.(\d+))?\s*([KMGT](?:iB)?|B)?", re.IGNORECASE)
 _NAME_RE: Final = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")

@@ -8,10 +8,11 @@ from __future__ import annotations
 import inspect
 import re
 from collections.abc import Awaitable, Callable, Iterable
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
 from gateway.app.routing import PathPattern
-from gateway.errors import Forbidden, Unauthorized
+from gateway.errors import Forbidden, HTTPError, Unauthorized
 
 if TYPE_CHECKING:
     from gateway.app.request import Request
@@ -230,9 +231,7 @@ class Router:
         idx = 0
         path = req.path
         method = req.method
-        upgrade = (
-            req.headers.get("upgrade", "").lower() == "websocket" if req.method == "GET" else False
-        )
+        upgrade = req.upgrade  # set by the transport: a GET with Upgrade: websocket
 
         async def next_(err: Any = None) -> None:
             nonlocal idx
@@ -275,10 +274,26 @@ class Router:
                         await _mount(layer.router, req, res, params, consumed, next_, allowed)
                     elif kind == _ERROR:
                         req.params = params
-                        await layer.fns[0](err, req, res, next_)
+                        if consumed:  # mounted at a path: it sees the path below (Express)
+                            await _stripped(partial(layer.fns[0], err, req, res), req, consumed,
+                                            next_)
+                        else:
+                            await layer.fns[0](err, req, res, next_)
                     elif kind == _MIDDLEWARE:
                         req.params = params
-                        await layer.fns[0](req, res, next_)
+                        if consumed:
+                            await _stripped(partial(layer.fns[0], req, res), req, consumed, next_)
+                        else:
+                            await layer.fns[0](req, res, next_)
+                    elif kind == _WS:
+                        # the transport's sink accepts the handshake (checks, then the 101 and
+                        # the handler once this request is over); others cannot upgrade
+                        req.params = params
+                        req.route_options = layer.options
+                        accept = getattr(res._sink, "accept_websocket", None)
+                        if accept is None:
+                            raise HTTPError(426, "WebSocket upgrade not possible here")
+                        await accept(req, res, layer.fns[0], layer.options or {})
                     else:
                         req.params = params
                         req.route_options = layer.options
@@ -296,7 +311,12 @@ class Router:
 async def _run_route(layer: _Layer, req: Request, res: Response, next_: Next) -> None:
     fns = layer.fns
     if len(fns) == 1:
-        await fns[0](req, res, next_)
+        fn = fns[0]
+        plain = getattr(fn, "__wrapped__", None)  # a (req, res) handler: no next to pass
+        if plain is not None:
+            await plain(req, res)
+        else:
+            await fn(req, res, next_)
         return
     i = 0
 
@@ -324,6 +344,15 @@ async def _mount(
     next_: Next,
     allowed: set[str] | None,
 ) -> None:
+    req.params = params
+    await _stripped(lambda out: router.handle(req, res, out, allowed), req, consumed, next_)
+
+
+async def _stripped(
+    call: Callable[[Next], Awaitable[None]], req: Request, consumed: int, next_: Next
+) -> None:
+    """Run ``call(next)`` with the first ``consumed`` characters of the path moved from
+    ``req.path``/``req.url`` to ``req.base_url``; restored before ``next`` continues outside."""
     saved = (req.path, req.url, req.base_url)
     prefix = req.path[:consumed]
     rest = req.path[consumed:] or "/"
@@ -332,7 +361,6 @@ async def _mount(
     req.base_url = saved[2] + prefix
     req.path = rest
     req.url = rest + req.url[len(saved[0]) :]
-    req.params = params
     restored = False
 
     def restore() -> None:
@@ -346,6 +374,6 @@ async def _mount(
         await next_(err)
 
     try:
-        await router.handle(req, res, out, allowed)
+        await call(out)
     finally:
         restore()

@@ -39,11 +39,10 @@ NEED_DATA = h11.NEED_DATA
 PAUSED = h11.PAUSED
 
 _HEAD_END = re.compile(rb"\r?\n\r?\n")
-# A CR that is not followed by LF, anywhere in the head (bare CR: RFC 9112 section 2.2).
-_BARE_CR = re.compile(rb"\r(?!\n)")
-# Control bytes other than CR, LF and HTAB (NUL included); h11 catches most in values, not all
-# positions (e.g. names, the request line), so we look once at the whole head.
-_CTL = re.compile(rb"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+# A CR that is not followed by LF (bare CR: RFC 9112 section 2.2), or a control byte other than
+# CR, LF and HTAB (NUL included): h11 catches most in values, not in every position (e.g. names,
+# the request line), so we look once at the whole head, with one scan.
+_BAD_BYTE = re.compile(rb"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]|\r(?!\n)")
 # Framing-relevant header names at the start of a line, with optional whitespace before the colon
 # (whitespace before the colon is itself a smuggling shape; h11 rejects it, we report it first).
 _FRAMING = re.compile(rb"\n(content-length|transfer-encoding|host)([ \t]*):([^\r\n]*)", re.I)
@@ -166,9 +165,10 @@ class ServerConnection:
             raise ProtocolError("Request line too long", 414)
         if len(event.headers) > limits.max_header_count:
             raise ProtocolError("Too many header fields", 431)
-        if _BARE_CR.search(head) is not None:
-            raise ProtocolError("Bare CR in request head")
-        if _CTL.search(head) is not None:
+        bad = _BAD_BYTE.search(head)
+        if bad is not None:
+            if bad.group() == b"\r":
+                raise ProtocolError("Bare CR in request head")
             raise ProtocolError("Control character in request head")
         cl = te = host = 0
         for name, space, value in _FRAMING.findall(head):

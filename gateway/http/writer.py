@@ -58,9 +58,9 @@ class ResponseWriter:
         for name, value in headers:
             lname = name.lower()
             if lname == "content-length":
-                if status in (204, 304) or status < 200:
-                    continue
-                length = int(value)
+                if status not in (204, 304) and status >= 200:
+                    length = int(value)
+                continue
             elif lname == "transfer-encoding":
                 continue
             elif lname == "connection":

@@ -72,7 +72,8 @@ class HTTPSession:
     __slots__ = ("server", "app", "stream", "info", "conn", "scope", "phase", "recv_size",
                  "http", "requests", "close_after", "_sent_100", "_body_done",
                  "_body_start", "_body_bytes", "head_only", "req", "upgrade_handler",
-                 "_status", "_started", "deadline", "writer", "_http10", "_keep_alive")
+                 "_status", "_started", "deadline", "writer", "_http10", "_keep_alive",
+                 "_linger")
 
     def __init__(self, server: Server, stream: trio.abc.Stream, info: ConnectionInfo) -> None:
         self.server = server
@@ -99,6 +100,7 @@ class HTTPSession:
         self.writer = ResponseWriter()
         self._http10 = False
         self._keep_alive = True
+        self._linger = False
 
     # -- the connection loop -----------------------------------------------------------------
     async def run(self) -> None:
@@ -129,6 +131,10 @@ class HTTPSession:
             await self._reply_error(exc.status_hint, exc.message)
         except (ClientDisconnected, trio.BrokenResourceError, trio.ClosedResourceError):
             pass
+        except Exception:
+            # e.g. a handler failing after its response head went out (the App re-raises: there
+            # is no reply left to give). Abort this connection only; never the server.
+            log.exception("%s: connection aborted", self.info.peer_text)
         finally:
             await self._close()
 
@@ -158,6 +164,7 @@ class HTTPSession:
         self._started = trio.current_time()
         self.deadline = _INF
         target = event.target
+        host = None
         if target[:1] == b"/":
             q = target.find(b"?")
             if q < 0:
@@ -169,13 +176,13 @@ class HTTPSession:
                 path, query = url[:q], url[q + 1:]
         else:
             t = parse_target(target)
-            path, query = t.path, t.query
+            path, query, host = t.path, t.query, t.authority  # RFC 9112 3.2.2: the target's host
             url = path + ("?" + query if query else "")
         method = event.method.decode("ascii")
         headers = event.headers
         has_body = False
         auth = None
-        upgrade = False
+        upgrade = ws_upgrade = False
         http10 = event.http_version == b"1.0"
         keep_alive = not http10
         for name, value in headers:
@@ -187,6 +194,7 @@ class HTTPSession:
                 auth = value
             elif name == b"upgrade":
                 upgrade = True
+                ws_upgrade = value.lower() == b"websocket"
             elif name == b"connection":
                 tokens = value.lower()
                 if b"close" in tokens:
@@ -217,6 +225,8 @@ class HTTPSession:
             limits=settings.privileged if privileged else settings.user,
             privileged=privileged,
             auth_failed=auth_failed,
+            host=host,
+            upgrade=ws_upgrade and method == "GET",
         )
         self.req = req
         res = Response(self)
@@ -236,7 +246,12 @@ class HTTPSession:
                 await stream.finish()
             server.log_access(self, req, res)
         if self.upgrade_handler is None and not self._body_done:
-            await self._drain()
+            if self.close_after or not self.writer.keep_alive:
+                # closing anyway: don't wait for a body (a client waiting for 100-continue never
+                # sends it), but linger so unread bytes don't reset the connection under our reply
+                self._linger = True
+            else:
+                await self._drain()
 
     # -- BodySource ---------------------------------------------------------------------------
     def expected_length(self) -> int | None:
@@ -314,6 +329,8 @@ class HTTPSession:
                 drained += len(chunk)
         except BodyError:
             pass
+        else:
+            self._linger = True  # gave up on a body the client is still sending
         self.close_after = True
         self._body_done = True
 
@@ -392,6 +409,17 @@ class HTTPSession:
 
     async def _close(self) -> None:
         with trio.CancelScope(shield=True):
+            stream = self.stream
+            if self._linger and isinstance(stream, trio.abc.HalfCloseableStream):
+                # lingering close (as nginx): FIN first, then drop what the peer still sends for
+                # a moment; closing with unread input would send a RST that can destroy our reply
+                with trio.move_on_after(1.0):
+                    try:
+                        await stream.send_eof()
+                        while await stream.receive_some(self.recv_size):
+                            pass
+                    except (trio.BrokenResourceError, trio.ClosedResourceError):
+                        pass
             with trio.move_on_after(1.0):
                 try:
                     await self.stream.aclose()

@@ -19,6 +19,7 @@ import trio
 
 from gateway.http.connection import HTTPLimits
 from gateway.server.http_session import HTTPSession
+from gateway.server.websocket import WebSocketManager
 
 if TYPE_CHECKING:
     from gateway.app.application import App
@@ -87,9 +88,11 @@ class Server:
         self._rejecting = 0
         self._nursery: trio.Nursery | None = None
         self._accept_scope = trio.CancelScope()
+        self._listeners_closed = False
         self._tls: Any = None
         self._access: list[str] | None = [] if settings.server.access_log else None
-        self.upgrade_router: Callable[..., Any] | None = None
+        self.websockets = WebSocketManager(self)
+        self.upgrade_router: Callable[..., Any] | None = self.websockets.route
         self.ws_active = 0
         self.stopped = trio.Event()
         app.stats_provider = self.statistics
@@ -168,6 +171,7 @@ class Server:
             async with trio.open_nursery() as nursery:
                 self._nursery = nursery
                 nursery.start_soon(self.reaper)
+                nursery.start_soon(self.websockets.run)  # WebSocket pings and timeouts
                 if self._access is not None:
                     nursery.start_soon(self._flush_access_log)
                 with self._accept_scope:
@@ -186,6 +190,9 @@ class Server:
             self.close_listeners()
 
     def close_listeners(self) -> None:
+        if self._listeners_closed:
+            return  # once: a second unlink could remove the socket file of a new instance
+        self._listeners_closed = True
         for lst in self.listeners:
             lst.sock.close()
         if self.settings.server.unix_path and any(x.kind == "unix" for x in self.listeners):
@@ -214,10 +221,13 @@ class Server:
     def shutdown(self) -> None:
         """Stop accepting; idle keep-alive connections close now, busy ones after their reply."""
         self.draining = True
-        self._accept_scope.cancel()
+        self._accept_scope.cancel()  # aborts the blocked accepts at once, before the close below
+        self.close_listeners()  # new connects are refused, not left waiting in the backlog
         for session in list(self._sessions):
             if session.phase == "idle":
                 session.scope.cancel()
+            else:
+                session.close_after = True  # its reply says Connection: close
 
     async def _accept_loop(self, lst: _Listener, nursery: trio.Nursery) -> None:
         sock = lst.sock
@@ -246,7 +256,9 @@ class Server:
                 continue
             if lst.kind == "tcp":
                 conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            nursery.start_soon(self._run_session, trio.SocketStream(conn), info)
+            # counted now, not when the task starts: a burst of accepts must see the cap
+            self.stats["active"] += 1
+            nursery.start_soon(self._run_session, trio.SocketStream(conn), info, True)
 
     def _admit(self, conn: trio.socket.SocketType, addr: Any, lst: _Listener
                ) -> ConnectionInfo | None:
@@ -278,8 +290,10 @@ class Server:
             self._rejecting -= 1
             conn.close()
 
-    async def _run_session(self, stream: trio.abc.Stream, info: ConnectionInfo) -> None:
-        self.stats["active"] += 1
+    async def _run_session(self, stream: trio.abc.Stream, info: ConnectionInfo,
+                           counted: bool = False) -> None:
+        if not counted:
+            self.stats["active"] += 1
         try:
             if self._tls is not None:
                 stream = trio.SSLStream(stream, self._tls, server_side=True)
@@ -309,6 +323,7 @@ class Server:
     # -- statistics and access log -----------------------------------------------------------
     def statistics(self) -> dict[str, Any]:
         return {"connections": dict(self.stats), "websockets": self.ws_active,
+                "sockets": self.app.sockets.statistics(),
                 "draining": self.draining}
 
     def log_access(self, session: HTTPSession, req: Request, res: Response) -> None:

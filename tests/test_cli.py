@@ -1,0 +1,117 @@
+# The `gateway` command: settings round-trip, configuration errors exit 78 with a useful
+# message, and one real `gateway serve` process started, probed and stopped with SIGTERM.
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+from gateway import App
+from gateway.cli import main
+from gateway.settings import load_settings
+from tests.helpers import make_settings
+
+ROOT = Path(__file__).resolve().parent.parent
+
+# the app `gateway serve tests.test_cli:app` serves in test_serve_process
+app = App()
+
+
+@app.get("/hello")
+async def hello(req, res):  # type: ignore[no-untyped-def]
+    await res.json({"hello": "cli"})
+
+
+def test_settings_prints_toml_that_loads_back(capsys: Any, tmp_path: Path) -> None:
+    assert main(["settings", "--profile", "test"]) == 0
+    out = capsys.readouterr().out
+    path = tmp_path / "resolved.toml"
+    path.write_text(out)
+    again = load_settings(str(path), env={})
+    original = make_settings()
+    for section in ("server", "http", "user", "privileged", "memory", "websocket", "systemd"):
+        if hasattr(original, section):
+            assert dataclasses.asdict(getattr(again, section)) == dataclasses.asdict(
+                getattr(original, section)), section
+    assert again.server.port == 0 and again.http.max_head_bytes == 4096
+
+
+def test_check_unknown_profile_exits_78_naming_what_exists(capsys: Any) -> None:
+    assert main(["check", "--profile", "nonexistent"]) == 78
+    err = capsys.readouterr().err
+    assert "nonexistent" in err and "test" in err and "default" in err
+
+
+def test_check_a_good_profile_and_app(capsys: Any) -> None:
+    assert main(["check", "tests.test_cli:app", "--profile", "test"]) == 0
+    assert "ok: profile test" in capsys.readouterr().out
+
+
+def test_serve_with_a_bad_app_spec_exits_78(capsys: Any) -> None:
+    assert main(["serve", "no_such_module_xyz:app", "--profile", "test"]) == 78
+    assert "no_such_module_xyz" in capsys.readouterr().err
+    assert main(["serve", "tests.test_cli:nothing", "--profile", "test"]) == 78
+    assert main(["serve", "tests.test_cli:ROOT", "--profile", "test"]) == 78
+
+
+def test_bad_override_exits_78(capsys: Any) -> None:
+    assert main(["check", "--profile", "test", "--set", "http.no_such_key=1"]) == 78
+    assert "no_such_key" in capsys.readouterr().err
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def test_serve_process_answers_and_stops_on_sigterm() -> None:
+    port = _free_port()
+    env = {**os.environ, "GATEWAY_LOG_LEVEL": "INFO"}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "gateway", "serve", "tests.test_cli:app", "--profile", "test",
+         "--port", str(port)],
+        cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        health = None
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline and proc.poll() is None:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/_gateway/health",
+                                            timeout=2) as r:
+                    health = json.loads(r.read())
+                break
+            except OSError:
+                time.sleep(0.1)
+        assert health == {"status": "ok", "mode": "user"}, proc.stderr.read1().decode()
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/hello", timeout=2) as r:
+            assert json.loads(r.read()) == {"hello": "cli"}
+        proc.send_signal(signal.SIGTERM)
+        out, err = proc.communicate(timeout=15)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    assert proc.returncode == 0, err.decode()
+    text = err.decode()
+    assert "serving on" in text and str(port) in text
+    assert "stopping" in text
+
+
+def test_cli_variables_do_not_break_settings(monkeypatch: Any, capsys: Any) -> None:
+    monkeypatch.setenv("GATEWAY_APP", "tests.test_cli:app")
+    monkeypatch.setenv("GATEWAY_LOG_LEVEL", "WARNING")
+    assert main(["check", "--profile", "test"]) == 0
+    assert "ok: profile test" in capsys.readouterr().out
+
+
+def test_settings_accept_the_cli_variables() -> None:
+    load_settings("test", env={"GATEWAY_APP": "tests.test_cli:app", "GATEWAY_LOG_LEVEL": "INFO"})
