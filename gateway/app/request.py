@@ -59,6 +59,7 @@ class Request:
         "locals",
         "auth_failed",
         "_host",
+        "upgrade",
     )
 
     def __init__(
@@ -80,6 +81,7 @@ class Request:
         is_socket: bool = False,
         auth_failed: bool = False,
         host: str | None = None,
+        upgrade: bool = False,
     ) -> None:
         self.app = app
         self.method = method
@@ -108,6 +110,8 @@ class Request:
         self.locals: dict[str, Any] = {}
         self.auth_failed = auth_failed
         self._host = host
+        # a WebSocket handshake (GET + Upgrade: websocket): only ws routes match it
+        self.upgrade = upgrade
 
     # -- headers ----------------------------------------------------------------------------
     @property
