@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 from gateway.app.auth import Credentials
 from gateway.app.body import MemoryBudget
+from gateway.app.pubsub import SocketHub
 from gateway.app.router import Router
 from gateway.errors import REASONS, ClientDisconnected, HTTPError, MethodNotAllowed, NotFound
 
@@ -45,6 +46,7 @@ class App(Router):
         self.stats_provider: Callable[[], dict[str, Any]] | None = None
         self.requests_served = 0
         self.errors_5xx = 0
+        self.sockets = SocketHub()  # rooms and pushes for Socket.IO clients (Sails API)
         self._builtin = _builtin_router(self)
 
     def bind(self, settings: Settings) -> None:

@@ -1,0 +1,434 @@
+# The Socket.IO endpoint (/socket.io/, EIO=3 and EIO=4, websocket transport only) and Sails
+# virtual requests: each `get/post/...` event becomes a Request through the SAME App, router and
+# middleware as HTTP, answered with a JWR through the event's ack; server pushes from app.sockets.
+# Owns: the connection loop (read, decode, dispatch), at most MAX_IN_FLIGHT virtual requests per
+# socket, the collecting ResponseSink (capped), and the socket's bounded outbound queue.
+# Must not: parse Engine.IO/Socket.IO/Sails itself (gateway.ws does) or build error replies
+# (App.handle_request does, in one place).
+from __future__ import annotations
+
+import functools
+import json
+import logging
+import secrets
+from typing import TYPE_CHECKING, Any, Final, Literal
+from urllib.parse import quote
+
+import trio
+
+from gateway.app.body import BytesSource
+from gateway.app.pubsub import Push, SocketHub
+from gateway.app.request import Request
+from gateway.app.response import Response
+from gateway.errors import HTTPError, ProtocolError, WebSocketClosed
+from gateway.http.target import parse_target
+from gateway.ws import engineio as eio
+from gateway.ws import sails
+
+if TYPE_CHECKING:
+    from gateway.server.http_session import HTTPSession
+    from gateway.server.websocket import WebSocket, WebSocketManager
+
+__all__ = ["accept", "SailsSocket", "VirtualResponse", "MAX_IN_FLIGHT"]
+
+log = logging.getLogger("gateway.sails")
+
+# Sails handles a socket's requests as they come; a bounded number in flight keeps one socket
+# from taking every task and byte (the reader stops reading until a slot frees: backpressure).
+MAX_IN_FLIGHT: Final = 8
+_VISIBLE_ASCII: Final = "".join(chr(c) for c in range(0x21, 0x7F))
+_DROP_HEADERS: Final = frozenset({"content-length", "transfer-encoding", "connection"})
+
+
+async def accept(manager: WebSocketManager, session: HTTPSession, req: Request,
+                 res: Response) -> None:
+    """Answer a request for /socket.io/: take a valid websocket handshake over, or reply 400,
+    403 or 503 through App.send_error (polling is refused: websocket transport only)."""
+    app = manager.server.app
+    query = req.query
+    version = query.get("EIO")
+    transport = query.get("transport")
+    try:
+        if transport != "websocket" or "websocket" not in req.headers.get("upgrade", "").lower():
+            raise HTTPError(400, "Socket.IO: only the websocket transport is supported "
+                                 "(connect with transports: ['websocket'])")
+        if version not in ("3", "4"):
+            raise HTTPError(400, "Socket.IO: unsupported Engine.IO version (EIO=3 or EIO=4)")
+        offer = manager.check(session, req)
+    except HTTPError as exc:
+        await app.send_error(req, res, exc.status, exc.message, exc.headers)
+        return
+    run = functools.partial(_run, manager, session, 3 if version == "3" else 4)
+    manager.take_over(session, req, res, offer, None, run)
+
+
+async def _run(manager: WebSocketManager, session: HTTPSession, version: Literal[3, 4],
+               ws: WebSocket) -> None:
+    sock = SailsSocket(manager, session, ws, version)
+    code, reason = 1000, ""
+    manager.active.add(sock)
+    try:
+        code, reason = await sock.run()
+    except Exception:
+        log.exception("socket.io %s: connection failed", sock.id)
+        code, reason = 1011, "internal error"
+    finally:
+        manager.active.discard(sock)
+        sock.hub.remove(sock)
+        await ws.finish(code, reason)
+
+
+class VirtualResponse:
+    """A ResponseSink that collects a virtual response, at most ``limit`` body bytes.
+
+    Past the limit the body is dropped at once (memory stays bounded) and the reply becomes a
+    500 JWR.
+    """
+
+    __slots__ = ("head_only", "status", "headers", "_chunks", "_size", "limit", "overflow")
+
+    def __init__(self, limit: int, head_only: bool = False) -> None:
+        self.head_only = head_only
+        self.status = 0
+        self.headers: list[tuple[str, str]] = []
+        self._chunks: list[bytes] = []
+        self._size = 0
+        self.limit = limit
+        self.overflow = False
+
+    def _add(self, data: bytes) -> None:
+        if self.overflow or not data:
+            return
+        self._size += len(data)
+        if self._size > self.limit:
+            self.overflow = True
+            self._chunks.clear()
+        else:
+            self._chunks.append(data)
+
+    async def send_response(self, status: int, headers: list[tuple[str, str]],
+                            body: bytes | None, end: bool) -> None:
+        self.status = status
+        self.headers = headers
+        if body:
+            self._add(body)
+
+    async def send_data(self, data: bytes) -> None:
+        self._add(data)
+
+    async def end(self) -> None:
+        return None
+
+    async def send_file(self, path: str, size: int) -> None:
+        if size > self.limit:
+            self.overflow = True
+            self._chunks.clear()
+            return
+        async with await trio.open_file(path, "rb") as f:
+            left = size
+            while left > 0 and not self.overflow:
+                chunk = await f.read(min(65536, left))
+                if not chunk:
+                    break
+                left -= len(chunk)
+                self._add(chunk)
+
+    def jwr(self) -> dict[str, Any]:
+        """The JWR for what was collected: ``{body, headers, statusCode}``.
+
+        JSON bodies are parsed back (what res.json() gave), others are text. The App's 404
+        error reply becomes ``"Not Found"``, the body Sails sends for a 404.
+        """
+        if self.overflow:
+            log.warning("virtual response over websocket.max_virtual_response_bytes (%d)",
+                        self.limit)
+            return sails.status_jwr(500)
+        headers = [(k, v) for k, v in self.headers if k.lower() not in _DROP_HEADERS]
+        content_type = next((v for k, v in headers if k.lower() == "content-type"), None)
+        body = sails.body_from_http(content_type, b"".join(self._chunks))
+        if (self.status == 404 and isinstance(body, dict) and body.keys() == {"error", "status"}
+                and body["status"] == 404):
+            body = sails.NOT_FOUND
+        return sails.jwr(self.status, headers, body)
+
+
+class SailsSocket:
+    """One Socket.IO connection: Engine.IO session, virtual requests, pushes, timers.
+
+    Args:
+        manager: the server's WebSocketManager.
+        session: the HTTP session that was upgraded (handshake request, privilege, scope).
+        ws: the open WebSocket.
+        version: Engine.IO protocol version (3: sails.io.js 1.x; 4: socket.io-client 4).
+    """
+
+    __slots__ = ("id", "ws", "eio", "manager", "app", "hub", "info", "handshake",
+                 "_privileged", "_nursery", "_outbox", "_outbox_bytes", "_flushing", "_dead",
+                 "_in_flight", "_slot_free", "_msgs", "_seen_msgs", "_last_active",
+                 "_registered")
+
+    def __init__(self, manager: WebSocketManager, session: HTTPSession, ws: WebSocket,
+                 version: Literal[3, 4]) -> None:
+        settings = manager.server.settings.websocket
+        self.id = secrets.token_urlsafe(15)
+        self.ws = ws
+        self.eio = eio.EngineIOSession(
+            version, self.id, ping_interval_s=settings.ping_interval_s,
+            ping_timeout_s=settings.pong_timeout_s, max_payload_bytes=settings.max_message_bytes)
+        self.manager = manager
+        self.app = manager.server.app
+        self.hub: SocketHub = self.app.sockets
+        self.info = session.info
+        self.handshake = ws.request
+        self._privileged = ws.request.privileged
+        self._nursery: trio.Nursery | None = None
+        self._outbox: list[bytes] = []
+        self._outbox_bytes = 0
+        self._flushing = False
+        self._dead = False
+        self._in_flight = 0
+        self._slot_free: trio.Event | None = None
+        self._msgs = self._seen_msgs = 0
+        self._last_active = trio.current_time()
+        self._registered = False
+
+    # -- the connection loop ------------------------------------------------------------------
+    async def run(self) -> tuple[int, str]:
+        """Serve until the client leaves or the session ends; the close code and reason."""
+        ws = self.ws
+        session = self.eio
+        async with trio.open_nursery() as nursery:
+            self._nursery = nursery
+            await self._send(session.open_frames(trio.current_time()))
+            self._register()
+            while True:
+                try:
+                    message = await ws.receive()
+                except WebSocketClosed:
+                    session.connection_lost()
+                    return 1000, ""
+                now = trio.current_time()
+                if isinstance(message, str):
+                    events = session.receive_text(message, now)
+                else:
+                    events = session.receive_bytes(message, now)
+                out = session.frames_to_send()
+                if out:
+                    await self._send(out)
+                for event in events:
+                    if type(event) is eio.Event:
+                        if sails.is_virtual_request(event.name):
+                            await self._start(event)
+                    elif type(event) is eio.Connected:
+                        self._register()
+                    elif type(event) is eio.Disconnected:
+                        if event.detail:
+                            log.info("socket.io %s: %s (%s)", self.id, event.reason, event.detail)
+                        return event.close_code, event.reason
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def _register(self) -> None:
+        if self.eio.connected and not self._registered:
+            self._registered = True
+            self.hub.add(self)
+
+    async def _start(self, event: eio.Event) -> None:
+        while self._in_flight >= MAX_IN_FLIGHT:
+            ev = self._slot_free = self._slot_free or trio.Event()
+            await ev.wait()
+        self._in_flight += 1
+        self._msgs += 1
+        assert self._nursery is not None
+        self._nursery.start_soon(self._virtual, event)
+
+    async def _virtual(self, event: eio.Event) -> None:
+        try:
+            reply = await self._reply(event)
+            if reply is not None:
+                await self._send([reply])
+        except WebSocketClosed:
+            pass
+        except Exception:
+            log.exception("socket.io %s: virtual request failed", self.id)
+        finally:
+            self._in_flight -= 1
+            ev = self._slot_free
+            if ev is not None:
+                self._slot_free = None
+                ev.set()
+
+    async def _reply(self, event: eio.Event) -> str | None:
+        try:
+            vreq = sails.parse_virtual_request(event.name, event.args, event.ack_id)
+        except sails.SailsParseError as exc:
+            if not self.eio.connected:
+                return None
+            return eio.encode_eio(eio.EIOType.MESSAGE,
+                                  eio.encode_sio(sails.parse_error_reply(exc, event.ack_id)))
+        reply = await self.dispatch(vreq)
+        if vreq.ack_id is None or not self.eio.connected:
+            return None
+        try:
+            return self.eio.send_ack(vreq.ack_id, [reply])
+        except (ValueError, TypeError):
+            return self.eio.send_ack(vreq.ack_id, [sails.status_jwr(500)])
+
+    # -- a virtual request through the App ------------------------------------------------------
+    async def dispatch(self, vreq: sails.VirtualRequest) -> dict[str, Any]:
+        """Run one virtual request through the App and return its JWR.
+
+        Args:
+            vreq: the parsed request.
+
+        Returns:
+            The JWR (``{body, headers, statusCode}``).
+        """
+        app = self.app
+        settings = self.manager.server.settings
+        try:
+            target, path, query = _target(vreq.url)
+        except ProtocolError as exc:
+            return sails.jwr(400, {}, exc.message)
+        headers = sails.merge_headers(vreq.headers, self.handshake.headers)
+        body = json.dumps(vreq.data, separators=(",", ":"), ensure_ascii=False).encode()
+        headers["content-type"] = "application/json"
+        headers["content-length"] = str(len(body))
+        privileged, auth_failed = self._privileged, False
+        if not privileged and "authorization" in headers:
+            privileged, auth_failed = app.credentials.check_authorization(headers["authorization"])
+        req = Request(
+            app, vreq.method, target, path, query,
+            [(_latin1(k), _latin1(v)) for k, v in headers.items()],
+            protocol=self.info.scheme, client=self.info.peer, source=BytesSource(body),
+            budget=app.budget, limits=settings.privileged if privileged else settings.user,
+            privileged=privileged, is_socket=True, auth_failed=auth_failed)
+        sink = VirtualResponse(settings.websocket.max_virtual_response_bytes,
+                               vreq.method == "HEAD")
+        res = Response(sink)
+        self.hub.bind_request(req, self.id)
+        try:
+            await app.handle_request(req, res)
+            if res.headers_sent and not res.finished:
+                await res.end()
+        finally:
+            self.hub.unbind_request(req)
+            stream = req._stream
+            if stream is not None:
+                await stream.finish()
+        return sink.jwr()
+
+    # -- sending: acks and pushes share one bounded, ordered queue --------------------------------
+    async def _send(self, texts: list[str]) -> None:
+        ws = self.ws
+        frame = ws.encode(texts[0]) if len(texts) == 1 else b"".join(ws.encode(t) for t in texts)
+        if self._flushing:
+            self._queue(frame)
+            return
+        self._flushing = True
+        try:
+            await ws.send_frame(frame)
+            await self._drain()
+        finally:
+            self._flushing = False
+
+    async def _drain(self) -> None:
+        while self._outbox and not self._dead:
+            data = b"".join(self._outbox) if len(self._outbox) > 1 else self._outbox[0]
+            self._outbox.clear()
+            self._outbox_bytes = 0
+            await self.ws.send_frame(data)
+
+    async def _flush_task(self) -> None:
+        try:
+            await self._drain()
+        except WebSocketClosed:
+            pass
+        finally:
+            self._flushing = False
+
+    def _queue(self, frame: bytes) -> None:
+        self._outbox.append(frame)
+        self._outbox_bytes += len(frame)
+        limit = self.manager.server.settings.websocket.send_queue_bytes
+        if self._outbox_bytes > limit and not self._dead:
+            log.warning("socket.io %s: dropped a slow consumer: %d bytes queued "
+                        "(websocket.send_queue_bytes = %d)", self.id, self._outbox_bytes, limit)
+            self._dead = True
+            self._outbox.clear()
+            self._outbox_bytes = 0
+            self.hub.remove(self)
+            self.ws.expire(1008, "send queue full")
+
+    def _push_frame(self, frame: bytes) -> None:
+        self._queue(frame)
+        if not self._flushing and not self._dead and self._nursery is not None:
+            self._flushing = True
+            self._nursery.start_soon(self._flush_task)
+
+    def deliver(self, push: Push) -> bool:
+        """Queue a server push (``42["event",data]``) without waiting (the hub calls this).
+
+        Returns:
+            False if the socket is not connected or was dropped as a slow consumer.
+
+        Raises:
+            ValueError, TypeError: the event name is reserved or the data is not JSON-able.
+        """
+        if self._dead or not self.eio.connected:
+            return False
+        ws = self.ws
+        frame = push.frame if ws._fast else None
+        if frame is None:
+            text = push.text
+            if text is None:
+                text = push.text = self.eio.send_event(push.event, push.data)
+            frame = ws.encode(text)
+            if ws._fast:
+                push.frame = frame
+        self._msgs += 1
+        self._push_frame(frame)
+        return not self._dead
+
+    # -- timers (WebSocketManager's ticker) ------------------------------------------------------
+    def tick(self, now: float) -> None:
+        """Engine.IO heartbeats (poll at next_deadline) and the idle timeout."""
+        session = self.eio
+        deadline = session.next_deadline()
+        if deadline is not None and now >= deadline:
+            ended = session.poll(now)
+            for text in session.frames_to_send():
+                self._push_frame(self.ws.encode(text))
+            if ended is not None:
+                self.expire(ended.close_code, ended.reason)
+                return
+        if self._msgs != self._seen_msgs:
+            self._seen_msgs = self._msgs
+            self._last_active = now
+        elif now - self._last_active >= self.manager.server.settings.websocket.idle_timeout_s:
+            self.expire(1001, "idle timeout")
+
+    def expire(self, code: int, reason: str) -> None:
+        """End the connection from outside (timer, shutdown, slow consumer)."""
+        self.ws.expire(code, reason)
+
+
+def _latin1(text: str) -> bytes:
+    # Request decodes header bytes as latin-1 (as HTTP does); other characters go as UTF-8.
+    try:
+        return text.encode("latin-1")
+    except UnicodeEncodeError:
+        return text.encode("utf-8")
+
+
+def _target(url: str) -> tuple[str, str, str]:
+    """(target, path, query) of a virtual request's url; non-ASCII is percent-encoded as a
+    browser would, then the target is checked like an HTTP request-target.
+
+    Raises:
+        ProtocolError: (400) not a valid request-target.
+    """
+    if not url.startswith("/") and "://" not in url:
+        url = "/" + url
+    parsed = parse_target(quote(url, safe=_VISIBLE_ASCII).encode("ascii"))
+    path, query = parsed.path, parsed.query
+    return (path + "?" + query if query else path), path, query
