@@ -8,7 +8,6 @@ import argparse
 import importlib
 import logging
 import os
-import secrets
 import sys
 from typing import Any
 
@@ -134,6 +133,8 @@ def main(argv: list[str] | None = None) -> int:
             return 0
         if args.command == "token":
             from gateway.app.auth import hash_token
+
+            import secrets
 
             token = secrets.token_urlsafe(32)
             print(f"token: {token}\ncredentials line: {hash_token(token)} {args.name}")

@@ -7,7 +7,6 @@
 from __future__ import annotations
 
 import dataclasses
-import difflib
 import ipaddress
 import math
 import os
@@ -15,7 +14,6 @@ import re
 import tomllib
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
-from fractions import Fraction
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any, Final, NamedTuple, TypeVar
@@ -311,6 +309,8 @@ def _parse_size(text: str) -> int:
     if not m:
         raise ValueError(text)
     whole, frac, unit = m.groups()
+    from fractions import Fraction  # only for human-written sizes ("1.5MiB"): rare, lazy
+
     n = Fraction(f"{whole}.{frac or 0}") * 1024 ** "BKMGT".index((unit or "B")[0].upper())
     if n.denominator != 1:
         raise ValueError(text)
@@ -345,6 +345,8 @@ def _suggest(word: str, candidates: list[str]) -> str | None:
     """The nearest known name: one with the same last component first, then difflib's."""
     tail = word.rsplit(".", 1)[-1]
     same = [c for c in candidates if c != word and c.rsplit(".", 1)[-1] == tail]
+    import difflib  # error path only
+
     close = same or difflib.get_close_matches(word, candidates, n=1, cutoff=0.6)
     return close[0] if close else None
 

@@ -11,10 +11,10 @@ import re
 import stat
 import time
 from collections.abc import Mapping
-from email.utils import formatdate, parsedate_to_datetime
 from typing import Any, Protocol
 from urllib.parse import quote
 
+from gateway.http.dates import http_date, parse_http_date
 from gateway.errors import REASONS, Forbidden, HTTPError, NotFound
 
 __all__ = ["Response", "ResponseSink", "MIME_TYPES", "JSONSeqWriter"]
@@ -212,7 +212,7 @@ class Response:
             if expires is None:
                 expires = time.time() + max_age
         if expires is not None:
-            parts.append("Expires=" + formatdate(expires, usegmt=True))
+            parts.append("Expires=" + http_date(expires))
         if domain:
             parts.append(f"Domain={domain}")
         if path:
@@ -314,19 +314,34 @@ class Response:
         return bool(req is not None and req.accepts("text", "html") == "html")
 
     async def write(self, chunk: str | bytes) -> None:
-        """Stream part of the body (chunked unless a Content-Length was set); waits for the socket."""
+        """Stream part of the body (chunked unless a Content-Length was set).
+
+        Waits until the transport has taken the bytes (the socket's send buffer for HTTP), so a
+        client that does not read blocks the writer instead of growing our memory; the
+        connection's send timeout then closes it (the write raises or is cancelled). The first
+        write sends the head and its chunk together.
+
+        Raises:
+            ClientDisconnected: the client went away.
+            RuntimeError: the response was already sent.
+        """
         if self.finished:
             raise RuntimeError("the response has already been sent")
         data = chunk.encode() if isinstance(chunk, str) else bytes(chunk)
+        sink = self._sink
         if not self.headers_sent:
             if "content-type" not in self._headers:
                 self._headers["content-type"] = ("Content-Type", "text/html; charset=utf-8")
             self.headers_sent = True
             self._streaming = True
-            await self._sink.send_response(self.status_code, self._head(), None, False)
-        if data and not self._sink.head_only:
+            body = data if data and not sink.head_only else None
+            if body:
+                self.bytes_sent += len(body)
+            await sink.send_response(self.status_code, self._head(), body, False)
+            return
+        if data and not sink.head_only:
             self.bytes_sent += len(data)
-            await self._sink.send_data(data)
+            await sink.send_data(data)
 
     async def end(self, chunk: str | bytes | None = None) -> None:
         """Finish the response (optionally with a last chunk)."""
@@ -385,7 +400,7 @@ class Response:
             raise NotFound()
         etag = f'W/"{st.st_size:x}-{int(st.st_mtime * 1000):x}"'
         self.set("ETag", etag)
-        self.set("Last-Modified", formatdate(st.st_mtime, usegmt=True))
+        self.set("Last-Modified", http_date(st.st_mtime))
         self.set("Cache-Control", f"public, max-age={max_age_s}")
         if headers:
             self.set(headers)
@@ -409,7 +424,14 @@ class Response:
 
 
 class JSONSeqWriter:
-    """RFC 7464 writer: each value goes out as 0x1E + JSON + 0x0A, flushed on its own."""
+    """RFC 7464 writer (``application/json-seq``): each value goes out as 0x1E + JSON + 0x0A,
+    sent on its own, so a reader gets every record as soon as it is produced.
+
+    ``async with res.json_seq() as seq: await seq.send(value)``; leaving the block normally
+    ends the response. When the client goes away, ``send`` raises ClientDisconnected (the
+    producer stops; the connection ends quietly). On any other exception the response is left
+    unterminated, which tells the client the sequence is incomplete.
+    """
 
     __slots__ = ("_res",)
 
@@ -419,11 +441,25 @@ class JSONSeqWriter:
             res.set("Content-Type", "application/json-seq")
 
     async def send(self, value: Any) -> None:
+        """Send one record and wait until the transport has taken it.
+
+        Raises:
+            ClientDisconnected: the client went away.
+            TypeError, ValueError: ``value`` is not JSON-serialisable (nothing was sent).
+        """
         await self._res.write(b"\x1e" + _dumps(value) + b"\n")
 
     async def aclose(self) -> None:
+        """End the response (once; later calls do nothing)."""
         if not self._res.finished:
             await self._res.end()
+
+    async def __aenter__(self) -> JSONSeqWriter:
+        return self
+
+    async def __aexit__(self, exc_type: type[BaseException] | None, *rest: object) -> None:
+        if exc_type is None:
+            await self.aclose()
 
 
 def _resolve(path: str, root: str | None) -> str:
@@ -452,7 +488,8 @@ def _not_modified(etag: str, mtime: float, inm: str | None, ims: str | None) -> 
         return "*" in tags or etag in tags or etag[2:] in tags
     if ims is not None:
         try:
-            return int(mtime) <= parsedate_to_datetime(ims).timestamp()
+            since = parse_http_date(ims)
+            return since is not None and int(mtime) <= since
         except (TypeError, ValueError, IndexError, OverflowError):
             return False
     return False

@@ -331,7 +331,9 @@ class Server:
         if buf is None:
             return
         ms = (trio.current_time() - session.started) * 1000
-        path = req.original_url.translate(_ESCAPE)
+        path = req.original_url
+        if not path.isprintable() or '"' in path or "\\" in path:
+            path = path.translate(_ESCAPE)  # nothing a client sends can start a new log line
         buf.append(f'{session.info.peer_text} "{req.method} {path} HTTP/{req.http_version}" '
                    f"{res.status_code} {res.bytes_sent} {ms:.1f}ms {req.mode}\n")
         if len(buf) >= 64:
