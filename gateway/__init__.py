@@ -1,7 +1,8 @@
 # The public API of the gateway: what a device developer imports. Nothing else is public.
 from __future__ import annotations
 
-from gateway.app import bodyparsers
+from typing import TYPE_CHECKING, Any
+
 from gateway.app.application import App
 from gateway.app.pubsub import SocketHub
 from gateway.app.request import Request
@@ -20,7 +21,6 @@ from gateway.errors import (
     Unauthorized,
     WebSocketClosed,
 )
-from gateway.server.websocket import WebSocket
 
 __all__ = [
     "App",
@@ -43,3 +43,23 @@ __all__ = [
     "SocketHub",
 ]
 __version__ = "0.1.0"
+
+if TYPE_CHECKING:
+    from gateway.app import bodyparsers
+    from gateway.server.websocket import WebSocket
+
+# Imported on first use: an app without body parsers or WebSockets does not pay their memory
+# (zlib, multipart, wsproto's handshake machinery) on a device with a few hundred MiB.
+_LAZY = {"bodyparsers": "gateway.app.bodyparsers", "WebSocket": "gateway.server.websocket"}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'gateway' has no attribute {name!r}")
+    import importlib
+
+    mod = importlib.import_module(module)
+    value = mod if name == "bodyparsers" else getattr(mod, name)
+    globals()[name] = value
+    return value
