@@ -64,7 +64,7 @@ class ServerSettings:
     unix_path: str = ""
     unix_allowed_uids: tuple[int, ...] = _c((0,), "ge0")
     backlog: int = _c(128, "gt0")
-    max_connections: int = _c(256, "gt0")
+    max_connections: int = _c(1024, "gt0")
     shutdown_grace_s: float = _c(10.0, "ge0", "close at once")
     access_log: bool = True
     allowed_networks: tuple[str, ...] = _c(
@@ -128,7 +128,7 @@ class SystemdSettings:
 
     memory_max_bytes: int = _c(0, "ge0", "unset")
     memory_high_bytes: int = _c(0, "ge0", "unset")
-    limit_nofile: int = _c(1024, "gt0")
+    limit_nofile: int = _c(2048, "gt0")
     tasks_max: int = _c(64, "gt0")
     watchdog_s: float = _c(30.0, "ge0", "off")
 

@@ -60,7 +60,7 @@ def test_builtin_defaults_match_the_contract() -> None:
     s = Settings()
     assert s.server.host == "127.0.0.1" and s.server.port == 8080
     assert s.server.unix_allowed_uids == (0,) and s.server.backlog == 128
-    assert s.server.max_connections == 256 and s.server.shutdown_grace_s == 10.0
+    assert s.server.max_connections == 1024 and s.server.shutdown_grace_s == 10.0
     assert s.server.allowed_networks[:2] == ("127.0.0.0/8", "::1/128")
     assert len(s.server.allowed_networks) == 8 and s.server.recv_buffer_bytes == 65536
     assert s.http == HTTPSettings(8192, 4096, 64, 10.0, 30.0, 30.0, 512, 30.0, 1000, 65536)
@@ -73,7 +73,7 @@ def test_builtin_defaults_match_the_contract() -> None:
             ws.max_virtual_response_bytes) == (MiB, 64, 25.0, 20.0, 300.0, (), False, MiB, MiB)
     sd = s.systemd
     assert (sd.memory_max_bytes, sd.memory_high_bytes, sd.limit_nofile, sd.tasks_max,
-            sd.watchdog_s) == (0, 0, 1024, 64, 30.0)
+            sd.watchdog_s) == (0, 0, 2048, 64, 30.0)
 
 
 def test_default_profile_states_exactly_the_builtin_defaults() -> None:
@@ -151,7 +151,7 @@ def test_worst_case_fits_wherever_a_backstop_is_set(name: str) -> None:
 def test_worst_case_formula() -> None:
     s = Settings()
     per_conn = 65536 + 8192 + PER_CONNECTION_OVERHEAD_BYTES
-    expected = 32 * MiB + 256 * per_conn + 64 * (MiB + MiB) + 16 * MiB
+    expected = 32 * MiB + 1024 * per_conn + 64 * (MiB + MiB) + 16 * MiB
     assert worst_case_bytes(s) == expected
     assert worst_case_bytes(s, start_rss_bytes=0) == expected - 32 * MiB
     assert PER_CONNECTION_OVERHEAD_BYTES == 16 * 1024
