@@ -297,13 +297,15 @@ class Server:
         try:
             if self._tls is not None:
                 stream = trio.SSLStream(stream, self._tls, server_side=True)
-                with trio.move_on_after(self.settings.http.head_timeout_s) as cs:
+                handshake_ok = False
+                with trio.move_on_after(self.settings.http.head_timeout_s):
                     try:
                         await stream.do_handshake()
-                    except trio.BrokenResourceError:
-                        return
-                if cs.cancelled_caught:
-                    await stream.aclose()
+                        handshake_ok = True
+                    except (trio.BrokenResourceError, trio.ClosedResourceError):
+                        pass  # not TLS, or a TLS error: the peer gets the close, not HTTP
+                if not handshake_ok:
+                    await trio.aclose_forcefully(stream)
                     return
             session = HTTPSession(self, stream, info)
             self._sessions.add(session)

@@ -1,0 +1,70 @@
+# TLS is optional and off by default: with a certificate in the profile the same app is served
+# over HTTPS (req.protocol "https", req.secure True). (The ssl module itself is imported by trio
+# at startup whatever we do; our code only builds a context when a certificate is configured.)
+from __future__ import annotations
+
+import ssl
+
+import trio
+import trustme
+
+from gateway import App
+from gateway.server.serve import Server
+from tests.helpers import make_settings, parse_replies, read_all
+
+
+async def test_https_request_reports_https(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    ca = trustme.CA()
+    cert = ca.issue_cert("127.0.0.1", "localhost")
+    cert_file, key_file = tmp_path / "cert.pem", tmp_path / "key.pem"
+    cert.private_key_and_cert_chain_pem.write_to_path(str(cert_file))
+    cert.private_key_pem.write_to_path(str(key_file))
+
+    app = App()
+
+    @app.get("/who")
+    async def who(req, res):  # type: ignore[no-untyped-def]
+        await res.json({"protocol": req.protocol, "secure": req.secure})
+
+    settings = make_settings(server__tls_cert_file=str(cert_file),
+                             server__tls_key_file=str(key_file))
+    app.bind(settings)
+    server = Server(app, settings)
+    client_ctx = ssl.create_default_context()
+    ca.configure_trust(client_ctx)
+    with trio.fail_after(10):
+        async with trio.open_nursery() as nursery:
+            await nursery.start(server.serve)
+            tcp = await trio.open_tcp_stream("127.0.0.1", server.port)
+            stream = trio.SSLStream(tcp, client_ctx, server_hostname="127.0.0.1")
+            await stream.send_all(b"GET /who HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+                                  b"Connection: close\r\n\r\n")
+            data = await read_all(stream)
+            await stream.aclose()
+            nursery.cancel_scope.cancel()
+    (reply,) = parse_replies(data)
+    assert reply.status == 200
+    assert reply.json() == {"protocol": "https", "secure": True}
+
+
+async def test_plain_http_client_on_tls_port_is_dropped(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    ca = trustme.CA()
+    cert = ca.issue_cert("127.0.0.1")
+    cert_file, key_file = tmp_path / "cert.pem", tmp_path / "key.pem"
+    cert.private_key_and_cert_chain_pem.write_to_path(str(cert_file))
+    cert.private_key_pem.write_to_path(str(key_file))
+    app = App()
+    settings = make_settings(server__tls_cert_file=str(cert_file),
+                             server__tls_key_file=str(key_file))
+    app.bind(settings)
+    server = Server(app, settings)
+    with trio.fail_after(10):
+        async with trio.open_nursery() as nursery:
+            await nursery.start(server.serve)
+            tcp = await trio.open_tcp_stream("127.0.0.1", server.port)
+            await tcp.send_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+            data = await read_all(tcp)  # the handshake fails: closed, no HTTP reply leaks
+            await tcp.aclose()
+            nursery.cancel_scope.cancel()
+    assert not data.startswith(b"HTTP/")
+    assert server.stats["active"] == 0
