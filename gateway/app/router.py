@@ -9,7 +9,7 @@ import inspect
 import re
 from collections.abc import Awaitable, Callable, Iterable
 from functools import partial
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 from gateway.app.routing import PathPattern
 from gateway.errors import Forbidden, HTTPError, Unauthorized
@@ -25,6 +25,19 @@ METHODS = ("get", "post", "put", "patch", "delete", "head", "options")
 
 Next = Callable[..., Awaitable[None]]
 Fn = Callable[..., Awaitable[None]]
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+class Decorator(Protocol):
+    """What registration methods return: use them as ``@app.get(path)`` decorators."""
+
+    def __call__(self, fn: F, /) -> F: ...
+
+
+def _done(fn: F) -> F:
+    # what registering with handlers returns: a no-op decorator, so that every registration
+    # method has one typed return (a decorator) whether or not handlers were passed
+    return fn
 
 _MIDDLEWARE, _ROUTE, _MOUNT, _ERROR, _WS = range(5)
 
@@ -108,7 +121,7 @@ class Router:
         return PathPattern(path, end=end, case_sensitive=self._case, strict=self._strict)
 
     # -- registration --------------------------------------------------------------------------
-    def use(self, path: Any, *fns: Any, privileged: bool = False) -> Any:
+    def use(self, path: Any, *fns: Any, privileged: bool = False) -> Decorator:
         """Middleware, error handlers (4 arguments) and mounted routers/apps, in order.
 
         ``use(fn)``, ``use("/api", fn, ...)``, ``use("/api", router)``; as a decorator:
@@ -118,7 +131,7 @@ class Router:
             fns, path = (path, *fns), "/"
         if not fns:
 
-            def deco(fn: Fn) -> Fn:
+            def deco(fn: F) -> F:
                 self.use(path, fn, privileged=privileged)
                 return fn
 
@@ -134,7 +147,7 @@ class Router:
                 self.stack.append(_Layer(_ERROR, pattern, [fn], privileged=priv))
             else:
                 self.stack.append(_Layer(_MIDDLEWARE, pattern, [_adapt(fn)], privileged=priv))
-        return None
+        return _done
 
     def route(
         self,
@@ -143,11 +156,11 @@ class Router:
         *fns: Fn,
         privileged: bool = False,
         **options: Any,
-    ) -> Any:
+    ) -> Decorator:
         """Register handlers for ``methods`` (None: all) at ``path``; a decorator without fns."""
         if not fns:
 
-            def deco(fn: Fn) -> Fn:
+            def deco(fn: F) -> F:
                 self.route(methods, path, fn, privileged=privileged, **options)
                 return fn
 
@@ -163,30 +176,30 @@ class Router:
                 options=options or None,
             )
         )
-        return None
+        return _done
 
-    def all(self, path: str | re.Pattern[str], *fns: Fn, **kw: Any) -> Any:
+    def all(self, path: str | re.Pattern[str], *fns: Fn, **kw: Any) -> Decorator:
         return self.route(None, path, *fns, **kw)
 
-    def get(self, path: str | re.Pattern[str], *fns: Fn, **kw: Any) -> Any:
+    def get(self, path: str | re.Pattern[str], *fns: Fn, **kw: Any) -> Decorator:
         return self.route(("GET",), path, *fns, **kw)
 
-    def post(self, path: str | re.Pattern[str], *fns: Fn, **kw: Any) -> Any:
+    def post(self, path: str | re.Pattern[str], *fns: Fn, **kw: Any) -> Decorator:
         return self.route(("POST",), path, *fns, **kw)
 
-    def put(self, path: str | re.Pattern[str], *fns: Fn, **kw: Any) -> Any:
+    def put(self, path: str | re.Pattern[str], *fns: Fn, **kw: Any) -> Decorator:
         return self.route(("PUT",), path, *fns, **kw)
 
-    def patch(self, path: str | re.Pattern[str], *fns: Fn, **kw: Any) -> Any:
+    def patch(self, path: str | re.Pattern[str], *fns: Fn, **kw: Any) -> Decorator:
         return self.route(("PATCH",), path, *fns, **kw)
 
-    def delete(self, path: str | re.Pattern[str], *fns: Fn, **kw: Any) -> Any:
+    def delete(self, path: str | re.Pattern[str], *fns: Fn, **kw: Any) -> Decorator:
         return self.route(("DELETE",), path, *fns, **kw)
 
-    def head(self, path: str | re.Pattern[str], *fns: Fn, **kw: Any) -> Any:
+    def head(self, path: str | re.Pattern[str], *fns: Fn, **kw: Any) -> Decorator:
         return self.route(("HEAD",), path, *fns, **kw)
 
-    def options(self, path: str | re.Pattern[str], *fns: Fn, **kw: Any) -> Any:
+    def options(self, path: str | re.Pattern[str], *fns: Fn, **kw: Any) -> Decorator:
         return self.route(("OPTIONS",), path, *fns, **kw)
 
     def ws(
@@ -196,11 +209,11 @@ class Router:
         *,
         privileged: bool = False,
         **options: Any,
-    ) -> Any:
+    ) -> Decorator:
         """A WebSocket route: ``async def handler(ws, req)``."""
         if fn is None:
 
-            def deco(f: Fn) -> Fn:
+            def deco(f: F) -> F:
                 self.ws(path, f, privileged=privileged, **options)
                 return f
 
@@ -215,7 +228,7 @@ class Router:
                 options=options or None,
             )
         )
-        return None
+        return _done
 
     # -- dispatch ------------------------------------------------------------------------------
     async def handle(

@@ -93,7 +93,7 @@ class ServerConnection:
         return self._h11.they_are_waiting_for_100_continue
 
     @property
-    def their_state(self) -> type[h11._state._SentinelBase]:
+    def their_state(self) -> object:
         return self._h11.their_state
 
     @property
@@ -107,7 +107,7 @@ class ServerConnection:
         return len(self._scan) if self._in_head else 0
 
     # -- input --------------------------------------------------------------------------------
-    def receive_data(self, data: bytes) -> None:
+    def receive_data(self, data: bytes | bytearray) -> None:
         """Feed bytes from the peer (b"" for end of stream).
 
         Raises:
@@ -123,7 +123,7 @@ class ServerConnection:
                 self._scan = scan = data
             if _HEAD_END.search(scan) is None:
                 self._check_incomplete_head(scan)
-        self._h11.receive_data(data)
+        self._h11.receive_data(data)  # type: ignore[arg-type]  # h11 appends it to a bytearray
 
     def _check_incomplete_head(self, scan: bytes | bytearray) -> None:
         limits = self._limits
@@ -154,7 +154,7 @@ class ServerConnection:
                 raise ProtocolError("Chunk size too large")
         return event
 
-    def _check_head(self, event: h11.Request) -> None:
+    def _check_head(self, event: Request) -> None:
         limits = self._limits
         scan = self._scan
         m = _HEAD_END.search(scan)
