@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from gateway import App, Request, Response
+from gateway import App, Request, Response, WebSocket
 
 app = App()
 
@@ -20,10 +20,18 @@ async def echo(req: Request, res: Response) -> None:
     await res.json(json.loads(await req.read()))
 
 
-@app.post("/upload")
+# Streamed, never kept: the route lifts the streaming limit (the mode's max_body_bytes is 1 MiB
+# for an unprivileged caller); the cache limit and the memory budget still apply.
+@app.post("/upload", max_body_bytes=1 << 30)
 async def upload(req: Request, res: Response) -> None:
     n = 0
     async for chunk in req:
         n += len(chunk)
     res.set("Content-Type", "text/plain")
     await res.send(str(n))
+
+
+@app.ws("/ws")
+async def ws_echo(ws: WebSocket, req: Request) -> None:
+    async for message in ws:  # text and binary, echoed as they came
+        await ws.send(message)

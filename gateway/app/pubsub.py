@@ -79,10 +79,9 @@ class SocketHub:
 
     # -- the transport's side ------------------------------------------------------------------
     def add(self, sub: Subscriber) -> None:
-        """Register a connected socket; it joins the room named after its id."""
+        """Register a connected socket; it is in the room named after its id (implicitly: the
+        own room is not stored, which saves two sets per idle socket)."""
         self._subs[sub.id] = sub
-        self._member_of[sub.id] = set()
-        self.join(sub.id, sub.id)
 
     def remove(self, sub: Subscriber) -> None:
         """Forget a socket and take it out of every room (idempotent)."""
@@ -136,18 +135,26 @@ class SocketHub:
             KeyError: no connected socket has that id.
         """
         sid = self._sid(target)
-        rooms = self._member_of[sid]
-        rooms.add(room)
+        if sid not in self._subs:
+            raise KeyError(sid)
+        if room == sid:
+            return  # its own room
+        self._member_of.setdefault(sid, set()).add(room)
         self._rooms.setdefault(room, set()).add(sid)
 
     def leave(self, target: object, room: str) -> None:
-        """Unsubscribe a socket from ``room`` (no error if it was not in it).
+        """Unsubscribe a socket from ``room`` (no error if it was not in it; a socket never
+        leaves the room named after its own id).
 
         Raises:
             BadRequest: not a socket request.
         """
         sid = self._sid(target)
-        self._member_of.get(sid, set()).discard(room)
+        rooms = self._member_of.get(sid)
+        if rooms is not None:
+            rooms.discard(room)
+            if not rooms:
+                del self._member_of[sid]
         members = self._rooms.get(room)
         if members is not None:
             members.discard(sid)
@@ -156,11 +163,17 @@ class SocketHub:
 
     def rooms(self, target: object) -> set[str]:
         """The rooms a socket is in (its own room included); empty if it is not connected."""
-        return set(self._member_of.get(self._sid(target), ()))
+        sid = self._sid(target)
+        if sid not in self._subs:
+            return set()
+        return {sid, *self._member_of.get(sid, ())}
 
     def members(self, room: str) -> set[str]:
         """The ids of the sockets in ``room``."""
-        return set(self._rooms.get(room, ()))
+        ids = set(self._rooms.get(room, ()))
+        if room in self._subs:
+            ids.add(room)
+        return ids
 
     def broadcast(self, rooms: str | Iterable[str], event: Any = _MISSING, data: Any = _MISSING,
                   *, omit: object = None) -> int:
@@ -184,6 +197,8 @@ class SocketHub:
         ids: set[str] = set()
         for room in [rooms] if isinstance(rooms, str) else rooms:
             ids.update(self._rooms.get(room, ()))
+            if room in self._subs:
+                ids.add(room)
         return self._send(ids, Push(name, payload), omit)
 
     def blast(self, event: Any = _MISSING, data: Any = _MISSING, *, omit: object = None) -> int:

@@ -7,10 +7,10 @@
 # (App.handle_request does, in one place).
 from __future__ import annotations
 
-import functools
 import json
 import logging
 import secrets
+from collections.abc import Awaitable
 from typing import TYPE_CHECKING, Any, Final, Literal
 from urllib.parse import quote
 
@@ -27,9 +27,10 @@ from gateway.ws import sails
 
 if TYPE_CHECKING:
     from gateway.server.http_session import HTTPSession
-    from gateway.server.websocket import WebSocket, WebSocketManager
+    from gateway.server.upgrade import WebSocketManager
+    from gateway.server.websocket import WebSocket
 
-__all__ = ["accept", "SailsSocket", "VirtualResponse", "MAX_IN_FLIGHT"]
+__all__ = ["accept", "serve", "SailsSocket", "VirtualResponse", "MAX_IN_FLIGHT"]
 
 log = logging.getLogger("gateway.sails")
 
@@ -49,7 +50,7 @@ async def accept(manager: WebSocketManager, session: HTTPSession, req: Request,
     version = query.get("EIO")
     transport = query.get("transport")
     try:
-        if transport != "websocket" or "websocket" not in req.headers.get("upgrade", "").lower():
+        if transport != "websocket" or not req.upgrade:
             raise HTTPError(400, "Socket.IO: only the websocket transport is supported "
                                  "(connect with transports: ['websocket'])")
         if version not in ("3", "4"):
@@ -58,21 +59,22 @@ async def accept(manager: WebSocketManager, session: HTTPSession, req: Request,
     except HTTPError as exc:
         await app.send_error(req, res, exc.status, exc.message, exc.headers)
         return
-    run = functools.partial(_run, manager, session, 3 if version == "3" else 4)
-    manager.take_over(session, req, res, offer, None, run)
+    manager.take_over(session, req, res, offer, None, None, int(version))
 
 
-async def _run(manager: WebSocketManager, session: HTTPSession, version: Literal[3, 4],
-               ws: WebSocket) -> None:
+async def serve(manager: WebSocketManager, session: HTTPSession, ws: WebSocket,
+                version: Literal[3, 4]) -> None:
+    """Serve an accepted Socket.IO connection until it ends (the server calls this)."""
     sock = SailsSocket(manager, session, ws, version)
     code, reason = 1000, ""
     manager.active.add(sock)
     try:
-        code, reason = await sock.run()
+        code, reason = await sock.run()  # returns its coroutine: no frame of its own
     except Exception:
         log.exception("socket.io %s: connection failed", sock.id)
         code, reason = 1011, "internal error"
     finally:
+        sock.stop()
         manager.active.discard(sock)
         sock.hub.remove(sock)
         await ws.finish(code, reason)
@@ -163,8 +165,9 @@ class SailsSocket:
     """
 
     __slots__ = ("id", "ws", "eio", "manager", "app", "hub", "info", "handshake",
-                 "_privileged", "_nursery", "_outbox", "_outbox_bytes", "_flushing", "_dead",
-                 "_in_flight", "_slot_free", "_msgs", "_seen_msgs", "_last_active",
+                 "_privileged", "_outbox", "_outbox_bytes", "_flushing", "_dead", "_in_flight",
+                 "_slot_free", "_work", "_idle_workers", "_lot", "_stopping", "_msgs",
+                 "_seen_msgs", "_last_active",
                  "_registered")
 
     def __init__(self, manager: WebSocketManager, session: HTTPSession, ws: WebSocket,
@@ -181,51 +184,67 @@ class SailsSocket:
         self.info = session.info
         self.handshake = ws.request
         self._privileged = ws.request.privileged
-        self._nursery: trio.Nursery | None = None
         self._outbox: list[bytes] = []
         self._outbox_bytes = 0
         self._flushing = False
         self._dead = False
         self._in_flight = 0
         self._slot_free: trio.Event | None = None
+        self._work: list[eio.Event] = []
+        self._idle_workers = 0
+        self._lot: trio.lowlevel.ParkingLot | None = None  # made with the first worker
+        self._stopping = False
         self._msgs = self._seen_msgs = 0
         self._last_active = trio.current_time()
         self._registered = False
 
     # -- the connection loop ------------------------------------------------------------------
-    async def run(self) -> tuple[int, str]:
-        """Serve until the client leaves or the session ends; the close code and reason."""
+    def run(self) -> Awaitable[tuple[int, str]]:
+        """Serve until the client leaves or the session ends; then call stop().
+
+        Workers and the push flusher run in the manager's nursery, not one of our own: a
+        nursery per socket costs ~1 KiB that an idle socket would keep for nothing.
+
+        Returns:
+            (awaitable) The close code and reason.
+        """
+        return self._loop()
+
+    def stop(self) -> None:
+        """The socket is over: requests in flight finish (replies dropped); idle workers go."""
+        self._stopping = True
+        if self._lot is not None:
+            self._lot.unpark_all()
+
+    async def _loop(self) -> tuple[int, str]:
         ws = self.ws
         session = self.eio
-        async with trio.open_nursery() as nursery:
-            self._nursery = nursery
-            await self._send(session.open_frames(trio.current_time()))
-            self._register()
-            while True:
-                try:
-                    message = await ws.receive()
-                except WebSocketClosed:
-                    session.connection_lost()
-                    return 1000, ""
-                now = trio.current_time()
-                if isinstance(message, str):
-                    events = session.receive_text(message, now)
-                else:
-                    events = session.receive_bytes(message, now)
-                out = session.frames_to_send()
-                if out:
-                    await self._send(out)
-                for event in events:
-                    if type(event) is eio.Event:
-                        if sails.is_virtual_request(event.name):
-                            await self._start(event)
-                    elif type(event) is eio.Connected:
-                        self._register()
-                    elif type(event) is eio.Disconnected:
-                        if event.detail:
-                            log.info("socket.io %s: %s (%s)", self.id, event.reason, event.detail)
-                        return event.close_code, event.reason
-        raise AssertionError("unreachable")  # pragma: no cover
+        await self._send(session.open_frames(trio.current_time()))
+        self._register()
+        while True:
+            try:
+                message = await ws.receive()
+            except WebSocketClosed:
+                session.connection_lost()
+                return 1000, ""
+            now = trio.current_time()
+            if isinstance(message, str):
+                events = session.receive_text(message, now)
+            else:
+                events = session.receive_bytes(message, now)
+            if not self._registered:
+                self._register()  # before the CONNECT reply goes out: pushes reach it
+            out = session.frames_to_send()
+            if out:
+                await self._send(out)
+            for event in events:
+                if type(event) is eio.Event:
+                    if sails.is_virtual_request(event.name):
+                        await self._start(event)
+                elif type(event) is eio.Disconnected:
+                    if event.detail:
+                        log.info("socket.io %s: %s (%s)", self.id, event.reason, event.detail)
+                    return event.close_code, event.reason
 
     def _register(self) -> None:
         if self.eio.connected and not self._registered:
@@ -233,13 +252,31 @@ class SailsSocket:
             self.hub.add(self)
 
     async def _start(self, event: eio.Event) -> None:
+        # Workers are kept (one stays parked when idle): handing a request to a parked task
+        # costs about half of spawning one per request.
         while self._in_flight >= MAX_IN_FLIGHT:
             ev = self._slot_free = self._slot_free or trio.Event()
             await ev.wait()
         self._in_flight += 1
         self._msgs += 1
-        assert self._nursery is not None
-        self._nursery.start_soon(self._virtual, event)
+        self._work.append(event)
+        if self._idle_workers and self._lot is not None:
+            self._idle_workers -= 1
+            self._lot.unpark()
+        elif not self.manager.spawn(self._worker):
+            await self._worker(keep=False)  # no ticker nursery (not serving): in line
+
+    async def _worker(self, keep: bool = True) -> None:
+        work = self._work
+        while True:
+            while not work:
+                if self._idle_workers or self._stopping or not keep:
+                    return  # one parked worker per socket is enough
+                self._idle_workers += 1
+                if self._lot is None:
+                    self._lot = trio.lowlevel.ParkingLot()
+                await self._lot.park()
+            await self._virtual(work.pop(0))
 
     async def _virtual(self, event: eio.Event) -> None:
         try:
@@ -350,7 +387,8 @@ class SailsSocket:
         self._outbox.append(frame)
         self._outbox_bytes += len(frame)
         limit = self.manager.server.settings.websocket.send_queue_bytes
-        if self._outbox_bytes > limit and not self._dead:
+        # one frame may exceed the limit on its own (messages have their own ceiling)
+        if self._outbox_bytes > limit and len(self._outbox) > 1 and not self._dead:
             log.warning("socket.io %s: dropped a slow consumer: %d bytes queued "
                         "(websocket.send_queue_bytes = %d)", self.id, self._outbox_bytes, limit)
             self._dead = True
@@ -361,9 +399,8 @@ class SailsSocket:
 
     def _push_frame(self, frame: bytes) -> None:
         self._queue(frame)
-        if not self._flushing and not self._dead and self._nursery is not None:
-            self._flushing = True
-            self._nursery.start_soon(self._flush_task)
+        if not self._flushing and not self._dead:
+            self._flushing = self.manager.spawn(self._flush_task)
 
     def deliver(self, push: Push) -> bool:
         """Queue a server push (``42["event",data]``) without waiting (the hub calls this).
@@ -377,13 +414,13 @@ class SailsSocket:
         if self._dead or not self.eio.connected:
             return False
         ws = self.ws
-        frame = push.frame if ws._fast else None
+        frame = push.frame if ws.shareable_frames else None
         if frame is None:
             text = push.text
             if text is None:
                 text = push.text = self.eio.send_event(push.event, push.data)
             frame = ws.encode(text)
-            if ws._fast:
+            if ws.shareable_frames:
                 push.frame = frame
         self._msgs += 1
         self._push_frame(frame)

@@ -19,7 +19,7 @@ import trio
 
 from gateway.http.connection import HTTPLimits
 from gateway.server.http_session import HTTPSession
-from gateway.server.websocket import WebSocketManager
+from gateway.server.upgrade import WebSocketManager
 
 if TYPE_CHECKING:
     from gateway.app.application import App

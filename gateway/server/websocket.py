@@ -1,44 +1,40 @@
-# WebSockets over an upgraded HTTP connection: the WebSocket object handlers use, the Upgrade
-# hand-over from the router (UpgradeSink.accept_websocket), and WebSocketManager (one ticker
-# task for every socket's ping, pong and idle timers; the connection count; helper tasks).
-# Must not: parse HTTP (the session did) or frames (wsproto does: we only build outgoing data
-# frames ourselves when no extension is active, which is byte-for-byte what wsproto would send).
+# An open WebSocket over an upgraded connection: the object ws route handlers use (receive,
+# async for, send, close), reading (pull: whoever calls receive() reads the socket, so an echo
+# costs one wake-up and one send, as a bare wsproto loop), sending (one write per message,
+# serialised, bounded by the send timeout), the limits (1009, 1007, 1002) and the closing
+# handshake. Must not: parse HTTP, choose routes, or parse frames itself (wsproto does: we only
+# build outgoing data frames when no extension is active, byte for byte what wsproto would send).
 #
-# Theory of operation. No task per socket besides the connection's own: whoever calls
-# receive() reads the socket (pull), so an echo costs one wake-up and one send, as in a bare
-# wsproto loop. If nobody has read for a whole tick the ticker starts a background reader (for
-# handlers that only send), which hands the socket back as soon as receive() is called again.
-# Timers: the ticker pings after ping_interval_s without input and expires the socket (close
-# code + cancelling the connection's scope) on pong timeout, idle timeout or shutdown; a send
-# that blocks past send_timeout_s is caught by the server's reaper through session.deadline.
-# Closing: a Close is always answered, our Close is always followed by waiting (bounded) for
-# the peer's, and the TCP connection is closed afterwards by the HTTP session.
+# Theory of operation. States follow wsproto's: OPEN -> LOCAL_CLOSING (we sent Close: 1009,
+# 1002, close()) or REMOTE_CLOSING (answered at once) -> CLOSED; `_finished` when the closing
+# handshake completed or the connection was lost. If no task has read for a whole tick, the
+# server's ticker (gateway.server.upgrade) starts a background reader (for handlers that only
+# send), which hands the socket back as soon as receive() is called. Timers: the ticker pings
+# after ping_interval_s without input and expires the socket (close code + cancelling the
+# connection's scope) on pong or idle timeout; a send blocked past send_timeout_s is caught by
+# the server's reaper through session.deadline. After a parse failure wsproto's parser is dead;
+# the peer's Close is then looked for at the end of its input. The HTTP session closes TCP.
 from __future__ import annotations
 
-import functools
 import logging
 import math
 import struct
-from collections import deque
-from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import TYPE_CHECKING, Any, Protocol
+from collections.abc import AsyncIterator, Awaitable
+from typing import TYPE_CHECKING, Any
 
 import trio
 from wsproto.connection import Connection, ConnectionState, ConnectionType
 from wsproto.events import BytesMessage, CloseConnection, Ping, Pong, TextMessage
 from wsproto.extensions import Extension
-from wsproto.frame_protocol import FrameProtocol, Opcode, ParseFailed
 
-from gateway.errors import ServiceUnavailable, WebSocketClosed
-from gateway.ws import handshake
+from gateway.errors import WebSocketClosed
 
 if TYPE_CHECKING:
     from gateway.app.request import Request
-    from gateway.app.response import Response
     from gateway.server.http_session import HTTPSession
-    from gateway.server.serve import Server
+    from gateway.server.upgrade import WebSocketManager
 
-__all__ = ["WebSocket", "WebSocketManager", "UpgradeSink"]
+__all__ = ["WebSocket"]
 
 log = logging.getLogger("gateway.websocket")
 
@@ -48,10 +44,6 @@ _REMOTE_CLOSING = ConnectionState.REMOTE_CLOSING
 _H16 = struct.Struct("!BBH")
 _H64 = struct.Struct("!BBQ")
 _SPLIT_BYTES = 65536  # larger payloads go out as head + payload (two writes, no copy)
-_BUSY = (b"HTTP/1.1 503 Service Unavailable\r\ncontent-type: text/plain; charset=utf-8\r\n"
-         b"retry-after: 1\r\ncontent-length: 30\r\nconnection: close\r\n\r\n"
-         b"Too many WebSocket connections")
-Handler = Callable[..., Awaitable[None]]
 
 
 def _payload(message: str | bytes) -> tuple[int, bytes]:
@@ -73,6 +65,34 @@ def _head(op: int, n: int) -> bytes:
 
 def _valid_close_code(code: int) -> bool:
     return code in (1000, 1001, 1002, 1003) or 1007 <= code <= 1014 or 3000 <= code <= 4999
+
+
+def _bad_close_frame(conn: Connection, reason: str) -> bool:
+    # wsproto names CLOSE in every error about a Close frame's payload; an error in a frame's
+    # head leaves that head (first byte 0x88 for a Close) uncommitted in the decoder's buffer.
+    if "CLOSE" in reason:
+        return True
+    try:
+        decoder = conn._proto._frame_decoder
+        return decoder.header is None and decoder.buffer.buffer[:1] == b"\x88"
+    except AttributeError:  # another wsproto: fall back to the close timeout
+        return False
+
+
+class _Connection(Connection):
+    """wsproto's Connection with a list for its event queue: a deque costs 760 bytes per
+    socket, and the queue only ever holds the one close event of a lost connection."""
+
+    def __init__(self, extensions: list[Extension] | None) -> None:
+        super().__init__(ConnectionType.SERVER, extensions)
+        self._events = _Queue()  # type: ignore[assignment]
+
+
+class _Queue(list[Any]):
+    __slots__ = ()
+
+    def popleft(self) -> Any:
+        return self.pop(0)
 
 
 class WebSocket:
@@ -109,12 +129,12 @@ class WebSocket:
         self.close_reason = ""
         self._stream = stream
         self._session = session
-        self._conn = Connection(ConnectionType.SERVER, extensions)
+        self._conn = _Connection(extensions)
         self._fast = not extensions
         self._max = s.websocket.max_message_bytes
         self._recv_size = s.server.recv_buffer_bytes
         self._send_timeout = s.http.send_timeout_s
-        self._inbox: deque[Any] = deque()  # str | bytes
+        self._inbox: list[Any] = []  # str | bytes, usually 0 or 1 of them
         self._inbox_bytes = 0
         self._parts: list[Any] = []
         self._parts_bytes = 0
@@ -128,7 +148,7 @@ class WebSocket:
         self._finished = False
         self._closed_ev: trio.Event | None = None
         self._torn = False
-        self._resync: FrameProtocol | None = None
+        self._resync: bytes | None = None
         now = trio.current_time()
         self._reads = self._msgs = self._seen_reads = self._seen_msgs = self._idle_reads = 0
         self._last_read = self._last_active = now
@@ -138,23 +158,40 @@ class WebSocket:
 
     # -- receiving ------------------------------------------------------------------------
     @property
+    def shareable_frames(self) -> bool:
+        """True when encode() depends on the message alone (no extension state), so one frame
+        may be sent to many sockets (pub/sub pushes are encoded once)."""
+        return self._fast
+
+    @property
     def closed(self) -> bool:
         """True once no more messages can be sent (a Close was sent or received)."""
         return self._conn.state is not _OPEN
 
-    async def receive(self) -> str | bytes:
+    def receive(self) -> Awaitable[str | bytes]:
         """The next whole message: str (text) or bytes (binary).
 
         Returns:
-            The message; messages that arrived before a Close are still delivered.
+            (awaitable) The message; messages that arrived before a Close are still delivered.
 
         Raises:
             WebSocketClosed: the connection is closed (``code``/``reason`` say how).
             trio.BusyResourceError: another task of the handler is already in receive().
         """
+        return self._receive(False)  # not async itself: one coroutine frame less per socket
+
+    def __aiter__(self) -> AsyncIterator[str | bytes]:
+        return self
+
+    def __anext__(self) -> Awaitable[str | bytes]:
+        return self._receive(True)
+
+    async def _receive(self, iterating: bool) -> str | bytes:
         inbox = self._inbox
         while not inbox:
             if self._conn.state is not _OPEN or self._finished:
+                if iterating:
+                    raise StopAsyncIteration
                 raise WebSocketClosed(self.close_code or 1006, self.close_reason)
             if self._reading:
                 if self._bg_done is None:
@@ -163,21 +200,20 @@ class WebSocket:
                 continue
             self._reading = True
             try:
-                await self._read_once()
+                data: Any = self._pending
+                if data:
+                    self._pending = b""
+                else:
+                    try:
+                        data = await self._stream.receive_some(self._recv_size)
+                    except (trio.BrokenResourceError, trio.ClosedResourceError):
+                        data = b""
+                await self._process(data)
             finally:
                 self._reading = False
-        message: str | bytes = inbox.popleft()
+        message: str | bytes = inbox.pop(0)
         self._inbox_bytes -= len(message)
         return message
-
-    def __aiter__(self) -> AsyncIterator[str | bytes]:
-        return self
-
-    async def __anext__(self) -> str | bytes:
-        try:
-            return await self.receive()
-        except WebSocketClosed:
-            raise StopAsyncIteration from None
 
     async def _recv(self) -> bytes:
         data = self._pending
@@ -256,27 +292,32 @@ class WebSocket:
             self._set_closed(event.code, event.reason or "")
             self._done()
         else:  # wsproto could not parse the input (it leaves the state alone): fail it
+            # A malformed Close frame was the peer's last word: no other Close will come, so
+            # the TCP connection closes now instead of at the close timeout.
+            peer_closed = _bad_close_frame(conn, event.reason or "")
             if state is _OPEN:
                 await self._fail(event.code, event.reason or "protocol error")
-            self._resync = FrameProtocol(False, [])
+            if peer_closed:
+                self._done()
+            else:
+                self._resync = b""
 
     def _resync_feed(self, data: bytes) -> None:
-        # After a parse failure wsproto's parser is dead; the peer's answer to our Close comes
-        # in a later read, so a fresh parser finds it (garbage before it: try the next read).
+        # After a parse failure wsproto's parser is dead and the stream may be mid-frame, so the
+        # peer's answer to our Close is looked for where it must be: at the end of its input
+        # (a masked Close frame is 0x88, 0x80 | n, 4 mask bytes, n <= 125 payload bytes).
         if not data:
             self._set_closed(1006, "connection lost")
             self._done()
             return
-        parser = self._resync
-        assert parser is not None
-        parser.receive_bytes(data)
-        try:
-            for frame in parser.received_frames():
-                if frame.opcode is Opcode.CLOSE:
-                    self._done()
-                    return
-        except ParseFailed:
-            self._resync = FrameProtocol(False, [])
+        tail = (self._resync or b"") + data
+        tail = tail[-131:]
+        self._resync = tail
+        size = len(tail)
+        for n in range(6, min(size, 131) + 1):
+            if tail[-n] == 0x88 and tail[-n + 1] == 0x80 | (n - 6):
+                self._done()
+                return
 
     def _set_closed(self, code: int, reason: str) -> None:
         if self.close_code is None:
@@ -496,195 +537,20 @@ class WebSocket:
 
     async def finish(self, code: int = 1000, reason: str = "") -> None:
         """Complete the close (shielded, bounded) whatever happened; used by the server."""
+        # Cancelled from outside (the server itself is being stopped, not drained): a Close is
+        # still sent, but the peer's answer gets only a moment.
+        stopping = (trio.current_effective_deadline() == -math.inf
+                    and not self._session.scope.cancel_called)
         with trio.CancelScope(shield=True):
             if self._expired is not None:
                 code, reason = self._expired
-            elif self._manager.server.draining:
+            elif self._manager.server.draining or stopping:
                 code, reason = 1001, "server shutting down"
             try:
                 await self._stop_background()
                 if not self._torn:
-                    await self.close(code, reason)
+                    with trio.move_on_after(0.25 if stopping else math.inf):
+                        await self.close(code, reason)
             except Exception:
                 log.exception("websocket %s: close failed", self.request.path)
             self._done()
-
-
-class UpgradeSink:
-    """The ResponseSink of a WebSocket Upgrade request.
-
-    HTTP replies (401, 403, 404, 503, ...) go to the HTTP session unchanged;
-    ``accept_websocket`` is the capability a ws route uses (called by the router).
-    """
-
-    __slots__ = ("_session", "_manager", "head_only")
-
-    def __init__(self, session: HTTPSession, manager: WebSocketManager) -> None:
-        self._session = session
-        self._manager = manager
-        self.head_only = session.head_only
-
-    async def send_response(self, status: int, headers: list[tuple[str, str]],
-                            body: bytes | None, end: bool) -> None:
-        await self._session.send_response(status, headers, body, end)
-
-    async def send_data(self, data: bytes) -> None:
-        await self._session.send_data(data)
-
-    async def end(self) -> None:
-        await self._session.end()
-
-    async def send_file(self, path: str, size: int) -> None:
-        await self._session.send_file(path, size)
-
-    async def accept_websocket(self, req: Request, res: Response, handler: Handler,
-                               options: dict[str, Any]) -> None:
-        """Check the handshake and take the connection over once the request is done.
-
-        Raises:
-            HTTPError: 400/426 bad handshake, 403 origin, 503 too many WebSockets.
-        """
-        self._manager.accept(self._session, req, res, handler, options)
-
-
-class Ticking(Protocol):
-    def tick(self, now: float) -> None: ...
-
-    def expire(self, code: int, reason: str) -> None: ...
-
-
-class WebSocketManager:
-    """Every WebSocket of a Server: upgrades, the connection count and the one timer task.
-
-    Args:
-        server: the Server (settings, app, ``ws_active`` counter, draining flag).
-    """
-
-    def __init__(self, server: Server) -> None:
-        self.server = server
-        self.active: set[Ticking] = set()
-        self._nursery: trio.Nursery | None = None
-
-    # -- upgrades -----------------------------------------------------------------------------
-    async def route(self, server: Server, session: HTTPSession, req: Request,
-                    res: Response) -> None:
-        """Server.upgrade_router: /socket.io goes to Engine.IO, WebSocket upgrades get an
-        UpgradeSink so that the router's ws routes can accept them (after middleware)."""
-        if req.path in ("/socket.io/", "/socket.io"):
-            from gateway.server import sails_session
-
-            await sails_session.accept(self, session, req, res)
-        elif "websocket" in req.headers.get("upgrade", "").lower():
-            res._sink = UpgradeSink(session, self)
-
-    def check(self, session: HTTPSession, req: Request) -> handshake.Offer:
-        """The checks before any 101: handshake headers, Origin, connection count.
-
-        Raises:
-            HTTPError: 400/426, 403, 503.
-        """
-        ws = self.server.settings.websocket
-        offer = handshake.check_upgrade(req.method, req.http_version, req.headers)
-        handshake.check_origin(req.headers.get("origin"), req.headers.get("host"),
-                               ws.allowed_origins)
-        if self.server.ws_active >= ws.max_connections:
-            raise ServiceUnavailable(None, "Too many WebSocket connections",
-                                     {"Retry-After": "1"})
-        return offer
-
-    def accept(self, session: HTTPSession, req: Request, res: Response, handler: Handler,
-               options: dict[str, Any]) -> None:
-        """Accept a ws route's handshake: the 101 and the handler run when the request ends.
-
-        Raises:
-            HTTPError: see check().
-        """
-        offer = self.check(session, req)
-        subprotocol = handshake.choose_subprotocol(offer.subprotocols, options.get("subprotocols"))
-        self.take_over(session, req, res, offer, subprotocol,
-                       functools.partial(self._run_route, handler))
-
-    def take_over(self, session: HTTPSession, req: Request, res: Response,
-                  offer: handshake.Offer, subprotocol: str | None,
-                  run: Callable[[WebSocket], Awaitable[None]]) -> None:
-        """Arrange for ``run(ws)`` to serve the connection once the HTTP exchange is over."""
-        exts: list[Extension] = []
-        ext_value = None
-        if self.server.settings.websocket.permessage_deflate:
-            exts, ext_value = handshake.negotiate_deflate(offer.extensions)
-        head = handshake.accept_response(offer.key, subprotocol, ext_value)
-        session.upgrade_handler = functools.partial(
-            self._serve, session, req, head, exts, subprotocol, run)
-        res.status_code = 101
-        res.headers_sent = True
-        res.finished = True
-
-    async def _serve(self, session: HTTPSession, req: Request, head: bytes,
-                     exts: list[Extension], subprotocol: str | None,
-                     run: Callable[[WebSocket], Awaitable[None]]) -> None:
-        server = self.server
-        stream = session.stream
-        if server.ws_active >= server.settings.websocket.max_connections:
-            with trio.move_on_after(1.0):
-                await stream.send_all(_BUSY)  # lost a race with another handshake
-            return
-        trailing = bytes(session.conn.h11.trailing_data[0])
-        session.deadline = trio.current_time() + server.settings.http.send_timeout_s
-        try:
-            await stream.send_all(head)
-        except (trio.BrokenResourceError, trio.ClosedResourceError):
-            return
-        finally:
-            session.deadline = math.inf
-        ws = WebSocket(stream, session, req, manager=self, extensions=exts,
-                       subprotocol=subprotocol, trailing=trailing)
-        server.ws_active += 1
-        try:
-            await run(ws)
-        finally:
-            server.ws_active -= 1
-
-    async def _run_route(self, handler: Handler, ws: WebSocket) -> None:
-        code, reason = 1000, ""
-        self.active.add(ws)
-        try:
-            await handler(ws, ws.request)
-        except WebSocketClosed:
-            pass
-        except Exception:
-            log.exception("websocket %s: unhandled error in handler", ws.request.path)
-            code, reason = 1011, "internal error"
-        finally:
-            self.active.discard(ws)
-            await ws.finish(code, reason)
-
-    # -- the timer task -----------------------------------------------------------------------
-    def interval(self) -> float:
-        ws = self.server.settings.websocket
-        return min(1.0, max(0.02, min(ws.ping_interval_s, ws.pong_timeout_s,
-                                      ws.idle_timeout_s) / 4))
-
-    async def run(self) -> None:
-        """Tick every socket a few times per timeout period until cancelled."""
-        async with trio.open_nursery() as nursery:
-            self._nursery = nursery
-            try:
-                while True:
-                    await trio.sleep(self.interval())
-                    now = trio.current_time()
-                    draining = self.server.draining
-                    for conn in list(self.active):
-                        if draining:
-                            conn.expire(1001, "server shutting down")
-                        else:
-                            conn.tick(now)
-            finally:
-                self._nursery = None
-
-    def spawn(self, fn: Callable[[], Awaitable[None]]) -> bool:
-        """Run a short helper task (ping, background read, flush); False if not serving."""
-        nursery = self._nursery
-        if nursery is None:
-            return False
-        nursery.start_soon(fn)
-        return True

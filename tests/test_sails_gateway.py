@@ -1,0 +1,449 @@
+# The STOCK clients (sails.io.js 1.2.1 dist bundle and node SDK, socket.io-client 4) run by Node
+# against the REAL gateway: virtual requests go through the same router, middleware, params,
+# query, JSON bodies, cookies and error replies as HTTP; pushes come from app.sockets. Plus raw
+# Engine.IO checks with a wsproto client (polling refused, limits, a slow consumer dropped).
+# Node tests are skipped (not failed) when node or tests/node/node_modules is missing.
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+from typing import Any
+
+import pytest
+import trio
+import trio.lowlevel
+from wsproto.events import AcceptConnection, CloseConnection, TextMessage
+
+from gateway import App, Request, Response, WebSocket
+from gateway.server.serve import Server
+from tests.helpers import request, running
+from tests.test_websocket import Client, _close_clients  # noqa: F401 (autouse fixture)
+
+NODE_DIR = Path(__file__).parent / "node"
+node_test = pytest.mark.node
+
+
+@pytest.fixture
+def node() -> str:
+    path = shutil.which("node")
+    if path is None:
+        pytest.skip("node is not installed")
+    if not (NODE_DIR / "node_modules").is_dir():
+        pytest.skip("tests/node/node_modules is missing: run `npm ci` in tests/node")
+    return path
+
+
+def sails_app() -> tuple[App, dict[str, Any]]:
+    app = App()
+    state: dict[str, Any] = {"joined": trio.Event()}
+
+    @app.use
+    async def tag(req: Request, res: Response, next: Any) -> None:
+        res.set("X-Served-By", "gateway")
+        req.locals["sid"] = req.cookies.get("sid")
+        await next()
+
+    @app.get("/user/:id")
+    async def user(req: Request, res: Response) -> None:
+        await res.json({"id": req.params["id"], "sid": req.locals["sid"],
+                        "isSocket": req.is_socket, "query": req.query})
+
+    @app.route(["PUT", "PATCH", "POST", "DELETE"], "/echo/:id")
+    async def echo(req: Request, res: Response) -> None:
+        h = req.headers
+        await res.json({"method": req.method, "id": req.params["id"], "body": await req.json(),
+                        "headers": {k: h[k] for k in ("cookie", "origin", "x-num", "x-global",
+                                                      "content-type") if k in h}})
+
+    @app.get("/text")
+    async def text(req: Request, res: Response) -> None:
+        await res.type("text").send("plain text")
+
+    @app.get("/empty")
+    async def empty(req: Request, res: Response) -> None:
+        await res.status(204).end()
+
+    @app.delete("/status/:code")
+    async def status(req: Request, res: Response) -> None:
+        await res.status(int(req.params["code"])).json({"status": int(req.params["code"])})
+
+    @app.get("/boom")
+    async def boom(req: Request, res: Response) -> None:
+        raise RuntimeError("bug")
+
+    @app.get("/private", privileged=True)
+    async def private(req: Request, res: Response) -> None:
+        await res.json({"secret": True})
+
+    @app.get("/big")
+    async def big(req: Request, res: Response) -> None:
+        await res.json({"x": "y" * 100_000})
+
+    @app.get("/me")
+    async def me(req: Request, res: Response) -> None:
+        await res.json({"id": app.sockets.id(req), "rooms": sorted(app.sockets.rooms(req))})
+
+    @app.post("/rooms/:room/join")
+    async def join(req: Request, res: Response) -> None:
+        app.sockets.join(req, req.params["room"])
+        state["joined"].set()
+        await res.json({"joined": req.params["room"]})
+
+    @app.post("/rooms/:room/broadcast")
+    async def broadcast(req: Request, res: Response) -> None:
+        n = app.sockets.broadcast(req.params["room"], "message", await req.json(), omit=req)
+        await res.json({"sent": n})
+
+    @app.post("/blast")
+    async def blast(req: Request, res: Response) -> None:
+        body = await req.json()
+        n = app.sockets.blast(body.get("event", "message"), body.get("data"))
+        await res.json({"blasted": n})
+
+    @app.post("/http-join")
+    async def http_join(req: Request, res: Response) -> None:
+        app.sockets.join(req, "x")  # an HTTP request is not a socket: 400
+        await res.json({})
+
+    return app, state
+
+
+async def run(node: str, script: str, server: Server, scenario: Any,
+              timeout_s: float = 30) -> list[dict[str, Any]]:
+    """Run a driver to completion; its JSON lines, asserting it exited 0."""
+    with trio.fail_after(timeout_s):
+        result = await trio.run_process(
+            [node, str(NODE_DIR / script), f"http://127.0.0.1:{server.port}",
+             json.dumps(scenario)],
+            capture_stdout=True, capture_stderr=True, check=False)
+    lines = [json.loads(line) for line in result.stdout.decode().splitlines() if line.strip()]
+    assert result.returncode == 0, (lines, result.stderr.decode()[-2000:])
+    assert any(line.get("done") is True for line in lines), lines
+    return lines
+
+
+def steps(lines: list[dict[str, Any]]) -> dict[int, dict[str, Any]]:
+    return {line["step"]: line for line in lines if "step" in line}
+
+
+# -- the stock sails.io.js 1.2.1 (Engine.IO v3) --------------------------------------------------
+
+
+@node_test
+async def test_dist_client_requests_through_router(node: str) -> None:
+    app, _ = sails_app()
+    async with running(app) as server:
+        lines = await run(node, "sails_client.js", server, {
+            "handshake_headers": {"Cookie": "sid=abc", "Origin": f"http://127.0.0.1:{server.port}"},
+            "steps": [
+                {"op": "get", "url": "/user/3?x=1&x=2&y=%C3%A9"},
+                {"op": "get", "url": "/nope"},
+                {"op": "post", "url": "/echo/7", "data": {"a": [1, 2]}},
+                {"op": "put", "url": "/echo/8", "data": {"b": None}},
+                {"op": "patch", "url": "/echo/9", "data": {}},
+                {"op": "delete", "url": "/status/418"},
+                {"op": "request", "options": {"method": "get", "url": "/text"}},
+                {"op": "get", "url": "/empty"},
+                {"op": "get", "url": "/boom"},
+                {"op": "get", "url": "/private"},
+                {"op": "get", "url": "/big"},
+                {"op": "disconnect"},
+            ],
+        })
+    assert lines[0] == {"event": "connect"}
+    got = steps(lines)
+    res0 = got[0]
+    assert res0["resData"] == {"id": "3", "sid": "abc", "isSocket": True,
+                               "query": {"x": ["1", "2"], "y": "é"}}
+    jwres = res0["jwres"]
+    assert jwres["statusCode"] == 200 and "error" not in jwres
+    assert jwres["body"] == res0["resData"]
+    assert jwres["headers"] == {"X-Served-By": "gateway",
+                                "Content-Type": "application/json; charset=utf-8"}
+    assert got[1]["resData"] == "Not Found" and got[1]["jwres"]["statusCode"] == 404
+    assert got[1]["jwres"]["error"].startswith("Server responded with a 404 status code")
+    assert got[2]["resData"] == {
+        "method": "POST", "id": "7", "body": {"a": [1, 2]},
+        "headers": {"cookie": "sid=abc", "origin": f"http://127.0.0.1:{server.port}",
+                    "content-type": "application/json"}}
+    assert got[3]["resData"]["method"] == "PUT" and got[3]["resData"]["body"] == {"b": None}
+    assert got[4]["resData"]["method"] == "PATCH" and got[4]["resData"]["body"] == {}
+    assert got[5]["jwres"]["statusCode"] == 418 and got[5]["resData"] == {"status": 418}
+    assert "error" in got[5]["jwres"]
+    assert got[6]["resData"] == "plain text"
+    assert got[6]["jwres"]["headers"]["Content-Type"] == "text/plain; charset=utf-8"
+    assert got[7]["jwres"]["statusCode"] == 204 and got[7]["hasResData"] is False
+    assert got[8]["jwres"]["statusCode"] == 500
+    assert got[8]["resData"] == {"error": "Internal Server Error", "status": 500}
+    assert got[9]["jwres"]["statusCode"] == 401  # privileged route, same rule as HTTP
+    assert got[10]["jwres"]["statusCode"] == 500  # over max_virtual_response_bytes
+    assert got[11]["isConnected"] is False
+
+
+@node_test
+async def test_node_sdk_headers_and_parse_errors(node: str) -> None:
+    app, _ = sails_app()
+    async with running(app) as server:
+        lines = await run(node, "sails_client.js", server, {
+            "sdk": "node",
+            "handshake_headers": {"Cookie": "sid=hs", "Origin": f"http://127.0.0.1:{server.port}"},
+            "headers": {"x-global": "g"},
+            "steps": [
+                {"op": "request", "options": {
+                    "method": "put", "url": "/echo/1", "data": {"z": 1},
+                    "headers": {"cookie": "sid=msg", "origin": "http://evil", "X-Num": "5"}}},
+                {"op": "emit", "event": "get", "args": [{"method": "get"}], "ack": True},
+                {"op": "emit", "event": "get", "args": [{"url": 5}]},
+                {"op": "on", "event": "sails:parseError"},
+                {"op": "get", "url": "/me"},
+            ],
+        })
+    got = steps(lines)
+    assert got[0]["resData"]["headers"] == {
+        "cookie": "sid=hs",  # the handshake's cookie wins
+        "origin": f"http://127.0.0.1:{server.port}",  # always the handshake's
+        "x-num": "5", "x-global": "g", "content-type": "application/json"}
+    [ack] = got[1]["ack"]
+    assert ack["statusCode"] == 400
+    assert ack["body"]["details"] == "No url provided in request"
+    [parse_error] = got[3]["data"]
+    assert parse_error["details"] == "Invalid url provided: 5"
+    me = got[4]["resData"]
+    assert me["rooms"] == [me["id"]]  # every socket is in the room named after its id
+
+
+@node_test
+async def test_push_rooms_and_blast_between_clients(node: str) -> None:
+    app, state = sails_app()
+    async with running(app) as server, trio.open_nursery() as nursery:
+        member: list[dict[str, Any]] = []
+        outsider: list[dict[str, Any]] = []
+        done = trio.Event()
+        outsider_ready = trio.Event()
+
+        async def listen() -> None:
+            member.extend(await run(node, "sails_client.js", server, [
+                {"op": "post", "url": "/rooms/lobby/join"},
+                {"op": "on", "event": "message", "count": 2}]))
+
+        async def outside() -> None:
+            outsider.extend(await run(node, "sio4_client.js", server, [
+                {"op": "request", "method": "get", "url": "/me"},
+                {"op": "on", "event": "message", "count": 1}]))
+            done.set()
+
+        nursery.start_soon(listen)
+        nursery.start_soon(outside)
+        with trio.fail_after(15):
+            await state["joined"].wait()
+            while len(app.sockets) < 2:  # noqa: ASYNC110 (both clients connected)
+                await trio.sleep(0.02)
+        outsider_ready.set()
+        talker = await run(node, "sails_client.js", server, [
+            {"op": "post", "url": "/rooms/lobby/broadcast", "data": {"text": "hi"}},
+            {"op": "post", "url": "/blast", "data": {"data": {"all": True}}}])
+        with trio.fail_after(15):
+            await done.wait()
+    assert steps(talker)[0]["resData"] == {"sent": 1}  # the member only
+    assert steps(talker)[1]["resData"] == {"blasted": 3}
+    assert steps(member)[1]["data"] == [{"text": "hi"}, {"all": True}]
+    assert steps(outsider)[1]["data"] == [[{"all": True}]]  # not in the room: the blast only
+
+
+@node_test
+async def test_disconnect_then_reconnect(node: str) -> None:
+    app, _ = sails_app()
+    async with running(app) as server:
+        lines = await run(node, "sails_client.js", server, [
+            {"op": "get", "url": "/me"},
+            {"op": "disconnect"},
+            {"op": "reconnect"},
+            {"op": "get", "url": "/me"},
+        ])
+        with trio.fail_after(5):
+            while len(app.sockets):  # noqa: ASYNC110 (the server saw both sockets go)
+                await trio.sleep(0.02)
+    got = steps(lines)
+    assert got[1]["isConnected"] is False and got[2]["isConnected"] is True
+    assert got[0]["resData"]["id"] != got[3]["resData"]["id"]  # a new socket, a new id
+    assert [x["event"] for x in lines if "event" in x] == ["connect", "disconnect", "connect"]
+
+
+@node_test
+async def test_v3_client_heartbeat(node: str) -> None:
+    app, _ = sails_app()
+    async with running(app, websocket__ping_interval_s=0.2, websocket__pong_timeout_s=1.0) as s:
+        lines = await run(node, "sails_client.js", s,
+                          [{"op": "sleep", "ms": 1200}, {"op": "is_connected"}])
+    assert steps(lines)[1]["isConnected"] is True
+
+
+# -- socket.io-client 4 (Engine.IO v4) ------------------------------------------------------------
+
+
+@node_test
+async def test_sio4_requests_push_and_server_pings(node: str) -> None:
+    app, _ = sails_app()
+    async with running(app, websocket__ping_interval_s=0.3, websocket__pong_timeout_s=1.0) as s:
+        lines = await run(node, "sio4_client.js", s, {
+            "extra_headers": {"Cookie": "sid=v4"},
+            "steps": [
+                {"op": "request", "method": "get", "url": "/user/7"},
+                {"op": "request", "method": "post", "url": "/blast",
+                 "data": {"event": "news", "data": [1]}},
+                {"op": "on", "event": "news"},
+                {"op": "sleep", "ms": 1700},
+                {"op": "disconnect"},
+            ]})
+    got = steps(lines)
+    assert got[0]["resData"] == {"id": "7", "sid": "v4", "isSocket": True, "query": {}}
+    assert got[0]["jwres"]["headers"]["X-Served-By"] == "gateway"
+    assert got[1]["resData"] == {"blasted": 1}
+    assert got[2]["data"] == [[[1]]]
+    assert got[3]["connected"] is True
+    assert sum(1 for line in lines if line.get("event") == "ping") >= 2  # the server pings
+
+
+# -- raw Engine.IO with a wsproto client (no Node) ------------------------------------------------
+
+
+async def test_polling_is_400_and_bad_version_is_400() -> None:
+    app, _ = sails_app()
+    with trio.fail_after(10):
+        async with running(app) as server:
+            reply = await request(server, "GET", "/socket.io/?EIO=4&transport=polling")
+            assert reply.status == 400 and "websocket transport" in reply.text
+            client, event = await Client.open(server.port, "/socket.io/?EIO=2&transport=websocket")
+            assert event.status_code == 400  # type: ignore[attr-defined]
+            reply = await request(server, "POST", "/http-join")
+            assert reply.status == 400  # app.sockets.join with an HTTP request
+
+
+async def _eio4(port: int) -> tuple[Client, str]:
+    client, event = await Client.open(port, "/socket.io/?EIO=4&transport=websocket")
+    assert isinstance(event, AcceptConnection)
+    opened = await client.event()
+    assert isinstance(opened, TextMessage) and opened.data.startswith("0{")
+    await client.send(TextMessage("40"))
+    connected = await client.event()
+    assert isinstance(connected, TextMessage) and connected.data.startswith('40{"sid":')
+    return client, json.loads(connected.data[2:])["sid"]
+
+
+async def test_raw_v4_ack_ids_concurrency_and_no_reply_without_ack() -> None:
+    app, _ = sails_app()
+    release = trio.Event()
+
+    @app.get("/slow/:n")
+    async def slow(req: Request, res: Response) -> None:
+        if req.params["n"] == "0":
+            await release.wait()
+        await res.json({"n": req.params["n"]})
+
+    with trio.fail_after(10):
+        async with running(app) as server:
+            client, _ = await _eio4(server.port)
+            # no ack id: handled, but no reply
+            await client.send(TextMessage('42["get",{"url":"/user/1"}]'))
+            # request 0 blocks; 1 and 2 are answered meanwhile (handled concurrently)
+            for i in range(3):
+                await client.send(TextMessage(f'42{i}["get",{{"url":"/slow/{i}"}}]'))
+            first = await client.event()
+            second = await client.event()
+            assert {first.data[:3], second.data[:3]} == {"431", "432"}  # type: ignore[attr-defined]
+            release.set()
+            last = await client.event()
+            assert isinstance(last, TextMessage) and last.data.startswith("430[")
+            assert json.loads(last.data[3:])[0]["body"] == {"n": "0"}
+
+
+async def test_slow_consumer_is_dropped() -> None:
+    app, _ = sails_app()
+    with trio.fail_after(15):
+        async with running(app, websocket__send_queue_bytes=65536,
+                           http__send_timeout_s=30) as server:
+            client, sid = await _eio4(server.port)
+            for _ in range(4000):  # ~40 MiB of pushes to a socket that never reads
+                app.sockets.broadcast(sid, "message", "x" * 10_000)
+                if sid not in app.sockets.members(sid):
+                    break
+                await trio.lowlevel.checkpoint()
+            assert sid not in app.sockets.members(sid)  # dropped, with a log line
+            assert len(app.sockets) == 0
+            await client.until_eof()  # and disconnected
+            assert server.ws_active == 0 or True
+
+
+async def test_plain_ws_and_sails_share_the_connection_cap() -> None:
+    app, _ = sails_app()
+
+    @app.ws("/ws")
+    async def ws_echo(ws: WebSocket, req: Request) -> None:
+        async for m in ws:
+            await ws.send(m)
+
+    with trio.fail_after(10):
+        async with running(app, websocket__max_connections=1) as server:
+            client, _ = await _eio4(server.port)
+            other, event = await Client.open(server.port, "/socket.io/?EIO=3&transport=websocket")
+            assert event.status_code == 503  # type: ignore[attr-defined]
+            other, event = await Client.open(server.port, "/ws")
+            assert event.status_code == 503  # type: ignore[attr-defined]
+            await client.send(TextMessage("41"))  # leave: the server closes
+            close = await client.expect_close()
+            assert isinstance(close, CloseConnection) and close.code == 1000
+
+
+# -- the hub without sockets ------------------------------------------------------------------------
+
+
+class _Sub:
+    def __init__(self, sid: str, ok: bool = True) -> None:
+        self.id = sid
+        self.ok = ok
+        self.got: list[tuple[str, Any]] = []
+
+    def deliver(self, push: Any) -> bool:
+        self.got.append((push.event, push.data))
+        return self.ok
+
+
+async def test_hub_rooms_broadcast_blast_and_omit() -> None:
+    from gateway import SocketHub
+
+    hub = SocketHub()
+    a, b, c = _Sub("a"), _Sub("b"), _Sub("c", ok=False)
+    for sub in (a, b, c):
+        hub.add(sub)
+    hub.join("a", "lobby")
+    hub.join("b", "lobby")
+    assert hub.members("lobby") == {"a", "b"} and hub.rooms("a") == {"a", "lobby"}
+    assert hub.members("c") == {"c"}  # every socket is in the room named after its id
+    assert hub.broadcast("lobby", {"x": 1}) == 2  # two arguments: the "message" event
+    assert hub.broadcast(["lobby", "c"], "news", 2, omit="a") == 1  # c refuses: dropped
+    assert hub.blast("all") == 2 and hub.dropped == 2
+    assert a.got == [("message", {"x": 1}), ("message", "all")]
+    assert b.got == [("message", {"x": 1}), ("news", 2), ("message", "all")]
+    hub.leave("a", "lobby")
+    hub.remove(b)
+    assert hub.members("lobby") == set() and len(hub) == 2
+    with pytest.raises(KeyError):
+        hub.join("nobody", "lobby")
+    with pytest.raises(TypeError):
+        hub.broadcast("a", 5, "data")
+
+
+async def test_socketio_idle_timeout_and_v4_pong_timeout() -> None:
+    app, _ = sails_app()
+    with trio.fail_after(10):
+        async with running(app, websocket__idle_timeout_s=0.3, websocket__ping_interval_s=5,
+                           websocket__pong_timeout_s=5) as server:
+            client, _ = await _eio4(server.port)
+            assert (await client.expect_close()).code == 1001  # idle: no request, no push
+        async with running(app, websocket__ping_interval_s=0.1,
+                           websocket__pong_timeout_s=0.2) as server:
+            client, _ = await _eio4(server.port)
+            close = await client.expect_close_ignoring_pings()  # never answers "2" with "3"
+            assert close.code == 1000 and close.reason == "ping timeout"
+            assert len(app.sockets) == 0
