@@ -26,8 +26,8 @@ from gateway.errors import (
     ClientDisconnected,
     ProtocolError,
 )
-from gateway.http.dates import http_date
 from gateway.http.connection import ServerConnection
+from gateway.http.dates import http_date
 from gateway.http.target import parse_target
 from gateway.http.writer import ResponseWriter
 
@@ -118,6 +118,7 @@ class HTTPSession:
                     await self._serve_one(event)
                     if self.upgrade_handler is not None:
                         self.deadline = _INF
+                        del event, conn  # the HTTP state must not live as long as the socket
                         await self.upgrade_handler()
                         return
                     if not self.writer.keep_alive or not self.writer.done or not self._body_done:
@@ -254,6 +255,14 @@ class HTTPSession:
                 self._linger = True
             else:
                 await self._drain()
+
+    def release_http_state(self) -> None:
+        """Drop the HTTP parser and writer after a protocol switch (about 1 KiB per WebSocket).
+
+        Only the stream, scope, deadline and info stay in use for the upgraded connection.
+        """
+        del self.conn, self.writer
+        self.req = None
 
     # -- BodySource ---------------------------------------------------------------------------
     def expected_length(self) -> int | None:
