@@ -466,6 +466,10 @@ def _target(url: str) -> tuple[str, str, str]:
     """
     if not url.startswith("/") and "://" not in url:
         url = "/" + url
-    parsed = parse_target(quote(url, safe=_VISIBLE_ASCII).encode("ascii"))
+    if url.isascii() and url.isprintable() and " " not in url:
+        raw = url.encode("ascii")  # already visible ASCII: quote() would not change it
+    else:
+        raw = quote(url, safe=_VISIBLE_ASCII).encode("ascii")
+    parsed = parse_target(raw)
     path, query = parsed.path, parsed.query
     return (path + "?" + query if query else path), path, query
