@@ -1,13 +1,35 @@
 #!/bin/sh
 # Debian packages the test suite uses as real peers; installed only when missing (idempotent).
 # systemd: systemd-analyze, systemd-socket-activate. nodejs/npm are assumed (README).
+# Deployment tests (tests/test_install.py, test_nspawn.py, test_fleet.py):
+#   systemd-container: systemd-nspawn; mmdebstrap: the container root (scripts/mkroot.sh);
+#   python3-venv: /usr/bin/python3 -m venv, as on a board; shellcheck: deploy/install.sh lint;
+#   iproute2: ip netns/veth; util-linux: unshare, nsenter, flock; openssh-client: the fleet
+#   and the VM.
 set -eu
 need=""
-command -v systemd-analyze >/dev/null 2>&1 || need="$need systemd"
-command -v systemd-socket-activate >/dev/null 2>&1 || need="$need systemd"
-if [ -n "$need" ]; then
+have() { command -v "$1" >/dev/null 2>&1; }
+have systemd-analyze || need="$need systemd"
+have systemd-socket-activate || need="$need systemd"
+have systemd-nspawn || need="$need systemd-container"
+have mmdebstrap || need="$need mmdebstrap"
+have shellcheck || need="$need shellcheck"
+have ip || need="$need iproute2"
+have unshare && have nsenter && have flock || need="$need util-linux"
+have ssh || need="$need openssh-client"
+have ssh-keygen || need="$need openssh-client"
+# tests/test_qemu.py: a VM (amd64 hosts only) whose image is an ext4 file made with mkfs.ext4 -d.
+if [ "$(dpkg --print-architecture 2>/dev/null)" = amd64 ]; then
+  have qemu-system-x86_64 || need="$need qemu-system-x86"
+fi
+have mkfs.ext4 || need="$need e2fsprogs"
+/usr/bin/python3 -c 'import venv, ensurepip' >/dev/null 2>&1 || need="$need python3-venv"
+# One name once (word splitting intended: the names have no spaces).
+# shellcheck disable=SC2086
+need=$(printf '%s\n' $need | sort -u | tr '\n' ' ')
+if [ -n "${need% }" ]; then
   if [ "$(id -u)" -ne 0 ]; then
-    echo "system-deps: missing$need; run as root or install them" >&2
+    echo "system-deps: missing $need; run as root or install them" >&2
     exit 1
   fi
   apt-get update -qq

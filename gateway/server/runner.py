@@ -33,7 +33,7 @@ async def run(app: App, settings: Settings, profile: str, overrides: dict[str, s
     with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT, signal.SIGHUP) as signals:
         async with trio.open_nursery() as nursery:
             await nursery.start(server.serve)
-            where = ", ".join(str(a) for a in server.addresses)
+            where = ", ".join(_address(a) for a in server.addresses)
             log.info("serving on %s with profile %s", where, settings.profile)
             notifier.ready(f"serving on {where} (profile {settings.profile})")
             interval = watchdog_interval_s(os.environ)
@@ -75,3 +75,11 @@ def _reload(server: Server, notifier: Notifier, profile: str,
         return
     log.info("reloaded profile %s", settings.profile)
     notifier.ready(f"reloaded profile {settings.profile}")
+
+
+def _address(addr: object) -> str:
+    """``127.0.0.1:8080``, ``[::1]:8080`` or a Unix socket path, for logs and STATUS=."""
+    if isinstance(addr, tuple):
+        host, port = addr[0], addr[1]
+        return f"[{host}]:{port}" if ":" in str(host) else f"{host}:{port}"
+    return str(addr)
