@@ -1,35 +1,44 @@
 # Request bodies: one pull-based stream behind `async for chunk in req`, the EdgerOS events
 # (data, end, close, error), the body cache (enable_cache/read) and the process-wide MemoryBudget.
-# Events are emitted by the same iterator that `async for` uses, so there is one code path.
-# Must not: touch sockets or clocks; bytes come from a BodySource the server (or a WebSocket
-# virtual request) provides, one chunk at a time, which is what gives backpressure.
+# Events are fired by the same pull that `async for` makes, so there is one code path and one
+# kind of backpressure: the next chunk is asked of the source only when the previous one was taken.
+# Must not: touch sockets, tasks or clocks; bytes come from a BodySource the server (or a
+# WebSocket virtual request) provides one chunk at a time. Never imports trio.
 #
 # Theory of operation: a BodyStream is UNREAD until the first pull, STREAMING while chunks flow,
-# then DONE (all bytes arrived, `end` fired) or FAILED (`error` fired with the BodyError).
-# `close` fires exactly once when the server finishes the exchange (finish()), and every byte
-# reserved from the MemoryBudget is released there too, on every path.
+# then DONE (every byte arrived, `end` fired) or FAILED (`error` fired with the BodyError). Only
+# pulls move it (`__anext__`, read(), pump()). `close` fires exactly once, from finish(), which
+# the transport calls when the exchange ends on any path (reply sent, error, disconnect, trio
+# cancellation); finish() first releases every byte this request reserved from the MemoryBudget,
+# synchronously, before anything that could be cancelled. After finish() the stream refuses to
+# pull: its source may already be serving the next request on the connection.
 from __future__ import annotations
 
 import enum
 import inspect
-import json as _json
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any, Protocol
 
-from gateway.errors import (
-    BadRequest,
-    BodyError,
-    BodyTooLarge,
-    BudgetExceeded,
-    ClientDisconnected,
-)
+from gateway.app.budget import MemoryBudget, tune_allocator
+from gateway.errors import BodyError, BodyTooLarge, ClientDisconnected
 
-__all__ = ["BodySource", "BodyStream", "MemoryBudget", "EmptySource", "BytesSource"]
+__all__ = [
+    "EVENTS",
+    "BodySource",
+    "BodyStream",
+    "BytesSource",
+    "EmptySource",
+    "MemoryBudget",
+    "State",
+    "too_large",
+    "tune_allocator",
+]
 
 log = logging.getLogger("gateway.body")
 
 Listener = Callable[..., Awaitable[None] | None]
+EVENTS = ("data", "end", "close", "error")
 
 
 class BodySource(Protocol):
@@ -72,48 +81,23 @@ class BytesSource:
         return data or None
 
 
-class MemoryBudget:
-    """The process-wide byte budget for cached and parsed bodies.
-
-    Reservations are synchronous and never wait: when the budget is short the caller gets
-    BudgetExceeded (503 + Retry-After) at once, which is what a client can act on.
+def too_large(limit: int) -> BodyTooLarge:
+    """The one 413 of every body limit: stream, cache, parser and decoded-size limits alike.
 
     Args:
-        total_bytes: the budget (profile memory.body_budget_bytes).
+        limit: the limit that was exceeded, in bytes.
+
+    Returns:
+        A BodyTooLarge whose message names the limit (Express body-parser's wording).
     """
+    return BodyTooLarge(None, f"request entity too large: limit {limit} bytes")
 
-    __slots__ = ("total", "used", "peak", "rejections")
 
-    def __init__(self, total_bytes: int) -> None:
-        self.total = total_bytes
-        self.used = 0
-        self.peak = 0
-        self.rejections = 0
+_ENDED = EmptySource()  # the source of a stream whose exchange has ended
 
-    def reserve(self, nbytes: int) -> None:
-        """Take nbytes from the budget.
 
-        Raises:
-            BudgetExceeded: fewer than nbytes are free.
-        """
-        used = self.used + nbytes
-        if used > self.total:
-            self.rejections += 1
-            raise BudgetExceeded()
-        self.used = used
-        if used > self.peak:
-            self.peak = used
-
-    def release(self, nbytes: int) -> None:
-        self.used -= nbytes
-
-    def statistics(self) -> dict[str, int]:
-        return {
-            "total_bytes": self.total,
-            "used_bytes": self.used,
-            "peak_bytes": self.peak,
-            "rejections": self.rejections,
-        }
+def _ended() -> RuntimeError:
+    return RuntimeError("the request has ended: its body can no longer be read")
 
 
 class State(enum.Enum):
@@ -123,53 +107,149 @@ class State(enum.Enum):
     FAILED = "failed"
 
 
+class _Replay:
+    """Iterates a cached body again (``async for`` after the body was read with the cache on)."""
+
+    __slots__ = ("_data",)
+
+    def __init__(self, data: bytes) -> None:
+        self._data: bytes | None = data
+
+    def __aiter__(self) -> _Replay:
+        return self
+
+    async def __anext__(self) -> bytes:
+        data, self._data = self._data, None
+        if not data:
+            raise StopAsyncIteration
+        return data
+
+
+class _CacheStore:
+    """Where a cached body accumulates until it is complete.
+
+    With a declared length: one buffer of that size, filled in place as chunks arrive, so each
+    receive buffer is freed at once and the heap is not cut up by many long-lived chunks of
+    many requests (measured: that fragmentation cost more RSS than the budget it served). A
+    body that arrives as one chunk is kept as that chunk (no copy at all). Without a declared
+    length (chunked): the chunks, joined once at the end.
+    """
+
+    __slots__ = ("_length", "_buf", "_pos", "_chunks")
+
+    def __init__(self) -> None:
+        self._length = 0
+        self._buf: bytearray | None = None
+        self._pos = 0
+        self._chunks: list[bytes] = []
+
+    def expect(self, length: int) -> None:
+        self._length = length
+
+    def append(self, chunk: bytes) -> None:
+        buf = self._buf
+        if buf is None:
+            if not self._length or self._chunks or len(chunk) >= self._length:
+                self._chunks.append(chunk)
+                return
+            buf = self._buf = bytearray(self._length)
+        end = self._pos + len(chunk)
+        if end > len(buf):  # more than declared (not from an HTTP source): keep it all
+            self._chunks.append(bytes(memoryview(buf)[: self._pos]))
+            self._chunks.append(chunk)
+            self._buf = None
+            return
+        buf[self._pos : end] = chunk
+        self._pos = end
+
+    def value(self) -> bytes:
+        """The whole body (a transient second copy while a buffer is turned into bytes)."""
+        buf = self._buf
+        if buf is not None:
+            return bytes(buf) if self._pos == len(buf) else bytes(memoryview(buf)[: self._pos])
+        chunks = self._chunks
+        if not chunks:
+            return b""
+        return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+
+    def clear(self) -> None:
+        """Free the bytes now (a traceback or a caller may still hold this object)."""
+        if self._buf is not None:
+            self._buf.clear()
+            self._buf = None
+        self._chunks.clear()
+
+
 class BodyStream:
-    """The body of one request.
+    """The body of one request; ``async for chunk in stream`` pulls it chunk by chunk.
 
     Args:
         source: where the bytes come from.
-        max_body_bytes: per-request limit for the body as it arrives (413 above it).
-        max_cache_bytes: per-request limit for a cached/read body (413 above it).
+        max_body_bytes: limit for the body as it arrives (413 above it).
+        max_cache_bytes: limit for a cached/read body (413 above it).
         budget: the process-wide budget charged for cached or parsed bytes.
     """
 
     __slots__ = (
         "_source",
-        "_max_body",
-        "_max_cache",
+        "max_body_bytes",
+        "max_cache_bytes",
         "_budget",
         "state",
         "received",
         "_listeners",
-        "_cache",
+        "_data_listeners",
+        "_caching",
+        "_store",
+        "_cache_bytes",
+        "_pledge",
         "_cached",
         "_reserved",
         "_error",
         "_closed",
-        "_data_listeners",
+        "_pulling",
+        "on_cached",
+        "on_finished",
     )
 
     def __init__(
         self, source: BodySource, max_body_bytes: int, max_cache_bytes: int, budget: MemoryBudget
     ) -> None:
         self._source = source
-        self._max_body = max_body_bytes
-        self._max_cache = max_cache_bytes
+        self.max_body_bytes = max_body_bytes
+        self.max_cache_bytes = max_cache_bytes
         self._budget = budget
         self.state = State.UNREAD
         self.received = 0
         self._listeners: dict[str, list[Listener]] | None = None
         self._data_listeners = False
-        self._cache: list[bytes] | None = None
+        self._caching = False
+        self._store: _CacheStore | None = None
+        self._cache_bytes = 0
+        self._pledge = 0  # what is left of this body's pledge on the budget
         self._cached: bytes | None = None
         self._reserved = 0
         self._error: BodyError | None = None
         self._closed = False
+        self._pulling = False
+        # called with the whole body when a cached body is complete (Request stores req.body)
+        self.on_cached: Callable[[bytes], None] | None = None
+        # called once the exchange has ended and the stream let go of the body (see finish())
+        self.on_finished: Callable[[], None] | None = None
 
     # -- events ---------------------------------------------------------------------------------
     def on(self, event: str, callback: Listener) -> None:
-        """Register an EdgerOS-style listener: data(chunk), end(), close(), error(err)."""
-        if event not in ("data", "end", "close", "error"):
+        """Register an EdgerOS-style listener (plain function or coroutine function).
+
+        Args:
+            event: ``data`` (chunk), ``end`` (), ``close`` () or ``error`` (err).
+            callback: called in order of registration; an async one is awaited before the next
+                chunk is pulled (that is the backpressure of event-style readers).
+
+        Raises:
+            ValueError: an unknown event name.
+        """
+        if event not in EVENTS:
             raise ValueError(f"unknown request event {event!r}: expected data, end, close, error")
         if self._listeners is None:
             self._listeners = {}
@@ -177,173 +257,329 @@ class BodyStream:
         if event == "data":
             self._data_listeners = True
 
-    @property
-    def has_listeners(self) -> bool:
-        return bool(self._listeners)
+    def listener_count(self, event: str) -> int:
+        """How many listeners ``event`` has (Node's emitter.listenerCount)."""
+        return len(self._listeners.get(event, ())) if self._listeners else 0
 
     async def _emit(self, event: str, *args: Any) -> None:
-        if not self._listeners:
+        listeners = self._listeners
+        if not listeners or event not in listeners:
             return
-        for cb in self._listeners.get(event, ()):
+        for cb in tuple(listeners[event]):  # a listener may register others
             result = cb(*args)
             if inspect.isawaitable(result):
                 await result
 
-    # -- cache ----------------------------------------------------------------------------------
+    # -- cache and budget -----------------------------------------------------------------------
+    @property
+    def cache_enabled(self) -> bool:
+        """True once enable_cache() (or read()) has switched caching on."""
+        return self._caching
+
     def enable_cache(self) -> None:
-        """Keep the body as it arrives (EdgerOS input.enableCache()).
+        """Keep the body as it arrives (EdgerOS input.enableCache()); idempotent.
+
+        The limits (max_cache_bytes: 413; the memory budget: 503) are checked at the first
+        pull, from Content-Length when there is one, then as every chunk arrives.
 
         Raises:
-            RuntimeError: the body has already been (partly) read.
+            RuntimeError: the body has already been (partly) read: a programming error, which
+                the App answers with a 500 and a traceback in the log.
         """
+        if self._caching:
+            return
         if self.state is not State.UNREAD:
-            raise RuntimeError("enable_cache() must be called before the body is read")
-        if self._cache is None:
-            self._cache = []
-            length = self._source.expected_length()
-            if length is not None and length > self._max_cache:
-                raise BodyTooLarge(None, _too_large(self._max_cache))
+            raise RuntimeError(
+                "enable_cache() must be called before the request body is read "
+                f"(the body is {self.state.value})"
+            )
+        self._caching = True
+        self._store = _CacheStore()
 
     @property
     def cached(self) -> bytes | None:
-        """The cached body once complete, else None."""
-        if self._cached is None and self._cache is not None and self.state is State.DONE:
-            self._cached = b"".join(self._cache)
-            self._cache = [self._cached]
+        """The cached body once it has fully arrived, else None."""
         return self._cached
 
     def reserve(self, nbytes: int) -> None:
-        """Charge nbytes more to the memory budget until this request finishes."""
+        """Charge nbytes more to the memory budget until this request finishes.
+
+        Raises:
+            BudgetExceeded: the budget is exhausted (503).
+            RuntimeError: the request has already finished (a task kept it too long).
+        """
+        if self._closed:
+            raise RuntimeError("the request has ended: nothing more can be reserved for it")
         self._budget.reserve(nbytes)
         self._reserved += nbytes
 
-    # -- reading --------------------------------------------------------------------------------
-    def check_length(self) -> None:
-        """Reject early from Content-Length alone (413 without reading a byte)."""
-        length = self._source.expected_length()
-        if length is not None and length > self._max_body:
-            raise BodyTooLarge(None, _too_large(self._max_body))
+    @property
+    def reserved(self) -> int:
+        """Bytes this request holds of the memory budget now."""
+        return self._reserved
 
-    async def chunks(self) -> AsyncIterator[bytes]:
-        """Yield the body's chunks, once, firing data/end/error as they happen."""
-        if self.state is State.DONE or self.state is State.FAILED:
-            if self._error is not None:
-                raise self._error
-            if self._cache is not None:
-                for chunk in self._cache:
-                    yield chunk
-                return
-            raise RuntimeError("the request body has already been read")
-        if self.state is State.STREAMING:
-            raise RuntimeError("the request body is already being read")
-        self.state = State.STREAMING
-        source = self._source
-        cache = self._cache
+    # -- reading --------------------------------------------------------------------------------
+    def __aiter__(self) -> AsyncIterator[bytes]:
+        """Iterate the body: live chunks, or the cached body again once it was read whole.
+
+        Raises:
+            BodyError: the body already failed (the same error again).
+            RuntimeError: the body was already read without the cache, or the exchange ended.
+        """
+        if self._closed:
+            raise _ended()
+        state = self.state
+        if state is State.DONE:
+            if self._cached is not None:
+                return _Replay(self._cached)
+            raise RuntimeError(
+                "the request body has already been read "
+                "(call req.enable_cache() before reading to keep it)"
+            )
+        if state is State.FAILED:
+            assert self._error is not None
+            raise self._error
+        return self
+
+    async def __anext__(self) -> bytes:
+        chunk = await self._pull()
+        if chunk is None:
+            raise StopAsyncIteration
+        return chunk
+
+    async def _pull(self) -> bytes | None:
+        """One chunk from the source (None at the end), with every limit and event applied."""
+        if self._closed:
+            raise _ended()
+        state = self.state
+        if state is State.DONE:
+            return None
+        if state is State.FAILED:
+            assert self._error is not None
+            raise self._error
+        if self._pulling:
+            raise RuntimeError("another task is already reading this request body")
+        self._pulling = True
         try:
-            self.check_length()
-            while True:
-                chunk = await source.receive_chunk()
-                if chunk is None:
-                    break
-                received = self.received + len(chunk)
-                if received > self._max_body:
-                    raise BodyTooLarge(None, _too_large(self._max_body))
-                self.received = received
-                if cache is not None:
-                    if received > self._max_cache:
-                        raise BodyTooLarge(None, _too_large(self._max_cache))
-                    self.reserve(len(chunk))
-                    cache.append(chunk)
-                if self._data_listeners:
-                    await self._emit("data", chunk)
-                yield chunk
+            if state is State.UNREAD:
+                self.state = State.STREAMING
+                self._check_declared_length()
+            chunk = await self._source.receive_chunk()
+            if chunk is None:
+                self._complete()
+                if self._listeners:
+                    await self._emit("end")
+                return None
+            received = self.received + len(chunk)
+            if received > self.max_body_bytes:
+                raise too_large(self.max_body_bytes)
+            self.received = received
+            store = self._store
+            if store is not None:
+                if received > self.max_cache_bytes:
+                    raise too_large(self.max_cache_bytes)
+                self._keep(len(chunk))
+                store.append(chunk)
+            if self._data_listeners:
+                await self._emit("data", chunk)
+            return chunk
         except BodyError as exc:
-            await self._fail(exc)
+            # The error's traceback keeps this frame (and its locals) alive for as long as the
+            # error lives, possibly in a reference cycle: hold no body bytes in it.
+            chunk = store = None
+            if self.state is State.STREAMING:
+                await self._fail(exc)
             raise
+        finally:
+            self._pulling = False
+
+    def _check_declared_length(self) -> None:
+        # Content-Length only rejects early; the real checks are made as the bytes arrive.
+        length = self._source.expected_length()
+        if length is None:
+            return
+        if length > self.max_body_bytes:
+            raise too_large(self.max_body_bytes)
+        if self._caching:
+            if length > self.max_cache_bytes:
+                raise too_large(self.max_cache_bytes)
+            self._budget.pledge(length)
+            self._pledge = length
+            if self._store is not None:
+                self._store.expect(length)
+
+    def _keep(self, nbytes: int) -> None:
+        # a cached chunk: redeemed from this body's pledge, or reserved when it has none
+        if self._closed:
+            raise _ended()
+        pledged = min(nbytes, self._pledge)
+        if pledged:
+            self._budget.redeem(pledged)
+            self._pledge -= pledged
+            self._reserved += pledged
+        if nbytes > pledged:
+            self.reserve(nbytes - pledged)
+        self._cache_bytes += nbytes
+
+    def _complete(self) -> None:
+        store = self._store
+        if store is not None:
+            try:
+                # the copy into bytes is made synchronously: one such transient copy at most
+                # exists in the process at any time (the slack above the budget covers it)
+                self._cached = store.value()
+            except MemoryError:
+                raise self._budget.reject() from None
+            store.clear()
+            self._store = None
+        self._unpledge()
         self.state = State.DONE
-        await self._emit("end")
+        if self._cached is not None and self.on_cached is not None:
+            self.on_cached(self._cached)
 
     async def _fail(self, exc: BodyError) -> None:
         self.state = State.FAILED
         self._error = exc
-        if self._cache is not None:  # a broken body is not kept
-            self._cache = None
-        await self._emit("error", exc)
+        self._drop_cache()  # a broken body is not kept: its bytes go back to the budget now
+        if self._listeners:
+            await self._emit("error", exc)
+
+    def _drop_cache(self) -> None:
+        self._clear_chunks()
+        self._unpledge()
+        if self._cache_bytes:
+            self._budget.release(self._cache_bytes)
+            self._reserved -= self._cache_bytes
+            self._cache_bytes = 0
+
+    def _unpledge(self) -> None:
+        if self._pledge:
+            self._budget.unpledge(self._pledge)
+            self._pledge = 0
+
+    def _clear_chunks(self) -> None:
+        if self._store is not None:
+            self._store.clear()
+            self._store = None
 
     async def read(self, limit: int | None = None) -> bytes:
-        """The whole body, kept (a second call returns the same bytes).
+        """The whole body, kept (a second call returns the same bytes); switches caching on.
 
         Args:
-            limit: a lower per-call cap than the mode's cache limit.
+            limit: a lower cap than the mode's max_cache_bytes for this read.
+
+        Returns:
+            The raw body bytes (as received: any Content-Encoding is not decoded here).
+
         Raises:
-            BodyTooLarge, BudgetExceeded, BodyTimeout, ClientDisconnected, BodyError.
+            BodyTooLarge: 413, over max_body_bytes, max_cache_bytes or ``limit``.
+            BudgetExceeded: 503, the memory budget is exhausted.
+            BodyTimeout, ClientDisconnected, BodyError: the body broke while arriving.
+            RuntimeError: the body was already (partly) streamed without the cache, or the
+                exchange has ended.
         """
-        if self.state is State.UNREAD:
-            if limit is not None and limit < self._max_cache:
-                self._max_cache = limit
-            self.enable_cache()
-        elif self._cache is None and self._error is None:
-            raise RuntimeError("the request body has already been streamed without the cache")
-        async for _ in self.chunks():
-            pass
-        cached = self.cached
-        assert cached is not None
+        if self._closed:
+            raise _ended()
+        cached = self._cached
+        if cached is None:
+            if self.state is State.FAILED:
+                assert self._error is not None
+                raise self._error
+            if not self._caching:
+                if self.state is not State.UNREAD:
+                    raise RuntimeError(
+                        "the request body was already streamed without the cache: "
+                        "call req.enable_cache() before reading it, or use only req.read()"
+                    )
+                self.enable_cache()
+            if limit is not None and limit < self.max_cache_bytes:
+                self.max_cache_bytes = limit
+            while await self._pull() is not None:
+                pass
+            cached = self._cached
+            assert cached is not None
         if limit is not None and len(cached) > limit:
-            raise BodyTooLarge(None, _too_large(limit))
+            raise too_large(limit)
         return cached
 
     async def pump(self) -> None:
-        """Drive the stream for listeners registered by a handler that did not read itself."""
-        if self.state is State.UNREAD and self._listeners:
-            try:
-                async for _ in self.chunks():
-                    pass
-            except BodyError:
-                pass  # already delivered through the error event
+        """Drive the body for listeners registered by a handler that returned without reading.
+
+        An error is re-raised when no ``error`` listener took it (as Node's emitter throws an
+        unhandled 'error'), so the App replies with its status; ClientDisconnected is always
+        re-raised: there is nobody left to answer.
+        """
+        if self.state is State.DONE or self._closed or not self._listeners:
+            return
+        if not (self._data_listeners or "end" in self._listeners or "error" in self._listeners):
+            return
+        try:
+            while await self._pull() is not None:
+                pass
+        except ClientDisconnected:
+            raise
+        except BodyError:
+            if not self.listener_count("error"):
+                raise
 
     async def finish(self, *, disconnected: bool = False) -> None:
-        """End of the exchange: fire close once, release every reservation."""
-        if self._reserved:
-            self._budget.release(self._reserved)
-            self._reserved = 0
-        self._cache = None if self._cached is None else self._cache
+        """End of the exchange: release every reservation, fire ``close`` once, let go.
+
+        Safe on every path, including trio cancellation: the release happens synchronously
+        before the first checkpoint. A close listener's exception is logged, not raised.
+
+        Letting go: after the close listeners, the stream drops the body and everything that
+        could keep it alive (listeners, which are closures over req/res; its source, which is
+        the connection; a body error, whose traceback holds the frames that read the body) and
+        calls ``on_finished`` (the Request sets ``req.body`` back to ``{}``). The budget has
+        just been told these bytes are free; dropping the references makes that true at once,
+        even when the request sits in a reference cycle that only a later cyclic collection
+        would free (large bytes objects do not even count towards triggering one).
+
+        Args:
+            disconnected: the client went away; a body still arriving fails with
+                ClientDisconnected (``error``) before ``close``.
+        """
+        self.release_now()
         if self._closed:
             return
         self._closed = True
-        if disconnected and self.state is State.STREAMING:
-            await self._fail(ClientDisconnected())
         try:
-            await self._emit("close")
-        except Exception:  # a listener's bug must not break the connection's cleanup
-            log.exception("request close listener failed")
+            if disconnected and self.state in (State.UNREAD, State.STREAMING):
+                self.state = State.FAILED
+                self._error = ClientDisconnected()
+                if self.listener_count("error"):
+                    try:
+                        await self._emit("error", self._error)
+                    except Exception:
+                        log.exception("request error listener failed")
+            close = self._listeners.get("close", ()) if self._listeners else ()
+            for cb in close:
+                try:
+                    result = cb()
+                    if inspect.isawaitable(result):
+                        await result
+                except Exception:  # a listener's bug must not break the connection's cleanup
+                    log.exception("request close listener failed")
+        finally:
+            self._let_go()
+
+    def _let_go(self) -> None:
+        self._listeners = None
+        self._data_listeners = False
+        self._source = _ENDED
+        self._cached = None
+        self._error = None
+        self.on_cached = None
+        hook, self.on_finished = self.on_finished, None
+        if hook is not None:
+            hook()
 
     def release_now(self) -> None:
-        """Synchronous release for cancellation paths (no events)."""
+        """Give every reserved and pledged byte back (synchronous; finish() starts with it)."""
+        self._clear_chunks()
+        self._unpledge()
+        self._cache_bytes = 0
         if self._reserved:
             self._budget.release(self._reserved)
             self._reserved = 0
-
-
-async def read_text(stream: BodyStream, charset: str = "utf-8") -> str:
-    data = await stream.read()
-    try:
-        return data.decode(charset)
-    except (UnicodeDecodeError, LookupError):
-        raise BadRequest(None, f"Request body is not valid {charset}") from None
-
-
-async def read_json(stream: BodyStream) -> Any:
-    data = await stream.read()
-    try:
-        return _json.loads(data)
-    except _json.JSONDecodeError as exc:
-        raise BadRequest(
-            None,
-            f"Invalid JSON at line {exc.lineno} column {exc.colno} (char {exc.pos}): {exc.msg}",
-        ) from None
-    except (RecursionError, ValueError, UnicodeDecodeError) as exc:
-        raise BadRequest(None, f"Invalid JSON: {type(exc).__name__}") from None
-
-
-def _too_large(limit: int) -> str:
-    return f"Payload too large: limit {limit} bytes"

@@ -1,376 +1,65 @@
-# Express/EdgerOS body-parser middleware (json, urlencoded, text, raw) and the streaming
-# Content-Encoding decoder `decoded_chunks` that multipart.py shares. Reaches the request only
-# through the `BodySource` seam (docs/CONTRACTS.md) and reports problems by raising
-# gateway.errors; never touches sockets, the clock or the response. Every size is bounded while
-# streaming: the decoded body by the parser's limit, retained bytes by req.reserve() (the
-# process-wide memory budget).
+# Express/EdgerOS body-parser middleware: json, urlencoded, text, raw (and multipart's form),
+# plus the helpers behind req.json()/req.text(). Import as `from gateway import bodyparsers` and
+# `app.use(bodyparsers.json())`. Shared machinery (the request seam, limits, Content-Type and
+# Content-Encoding decoding) lives in gateway.app.decoding and is re-exported here.
+# Must not: touch sockets, the clock or the response; problems are raised as gateway.errors. Every
+# size is bounded while streaming: the decoded body by the parser's limit, retained bytes by
+# req.reserve() (the process-wide memory budget), a cached body is parsed without a second charge.
 from __future__ import annotations
 
-import codecs
 import json as _json
 import math
 import operator
 import re
-import zlib
-from collections.abc import (
-    AsyncGenerator,
-    AsyncIterator,
-    Awaitable,
-    Callable,
-    Iterator,
-    Mapping,
-    Sequence,
-)
-from contextlib import aclosing
+from collections.abc import Callable
 from itertools import accumulate, repeat
-from typing import Any, Protocol
+from typing import Any
 from urllib.parse import unquote_plus
 
-from gateway.app.negotiation import type_is
-from gateway.errors import BadRequest, BodyTooLarge, PayloadTooLarge, UnsupportedMediaType
+from gateway.app.decoding import (
+    BodyRequest,
+    LimitsLike,
+    Middleware,
+    Next,
+    TypeOption,
+    charset,
+    collect_body,
+    decode_text,
+    decoded_chunks,
+    has_body,
+    parse_content_type,
+    parse_limit,
+    text_codec,
+    type_checker,
+    unsupported_charset,
+)
+from gateway.app.multipart import form, multipart
+from gateway.errors import BadRequest, PayloadTooLarge, UnsupportedMediaType
+from gateway.http.target import parse_query
 
 __all__ = [
-    "BodySource",
+    "BodyRequest",
     "LimitsLike",
     "Middleware",
     "Next",
     "TypeOption",
     "collect_body",
     "decoded_chunks",
+    "form",
     "has_body",
     "json",
+    "multipart",
     "parse_content_type",
     "parse_json",
     "parse_limit",
     "parse_urlencoded",
     "raw",
+    "read_json",
+    "read_text",
     "text",
     "type_checker",
     "urlencoded",
 ]
-
-
-class LimitsLike(Protocol):
-    """The part of Settings' ``ModeLimits`` the parsers read."""
-
-    @property
-    def max_body_bytes(self) -> int: ...
-
-
-class BodySource(Protocol):
-    """The request seam of docs/CONTRACTS.md, plus the ``body_parsed`` flag.
-
-    ``body_parsed`` is set True by the first parser that reads the body, so that later parsers
-    skip (Express's ``req._body``); the real Request must define it (default False).
-    """
-
-    body: Any
-    body_parsed: bool
-
-    @property
-    def headers(self) -> Mapping[str, str]: ...
-
-    @property
-    def limits(self) -> LimitsLike: ...
-
-    def get(self, field: str) -> str | None: ...
-
-    def __aiter__(self) -> AsyncIterator[bytes]: ...
-
-    async def read(self, limit: int | None = None) -> bytes: ...
-
-    def reserve(self, nbytes: int) -> None: ...
-
-
-Next = Callable[[], Awaitable[None]]
-Middleware = Callable[[Any, Any, Next], Awaitable[None]]
-TypeOption = str | Sequence[str] | Callable[[Any], bool]
-
-# ---------------------------------------------------------------- options and content types
-
-_UNITS = {"b": 1, "kb": 1 << 10, "mb": 1 << 20, "gb": 1 << 30, "tb": 1 << 40, "pb": 1 << 50}
-_LIMIT_RE = re.compile(r"\s*(\d+(?:\.\d+)?)\s*(b|kb|mb|gb|tb|pb)?\s*", re.IGNORECASE)
-_TOKEN = r"[!#$%&'*+.^_`|~0-9A-Za-z-]+"
-_MEDIA_RE = re.compile(rf"\s*({_TOKEN})/({_TOKEN})\s*")
-_PARAM_RE = re.compile(rf'\s*;\s*({_TOKEN})\s*=\s*("[^"\\]*(?:\\.[^"\\]*)*"|{_TOKEN})\s*', re.S)
-_TRAILER_RE = re.compile(r"\s*;?\s*")
-_QUOTED_PAIR_RE = re.compile(r"\\(.)", re.S)
-
-
-def parse_limit(limit: int | str) -> int:
-    """Turn an Express-style limit (``102400``, ``"100kb"``, ``"1.5mb"``) into bytes.
-
-    Units follow the npm ``bytes`` package: kb = 1024 bytes; fractions are floored.
-
-    Args:
-        limit: a non-negative int, or a number with an optional b/kb/mb/gb/tb/pb unit.
-
-    Returns:
-        The limit in bytes.
-
-    Raises:
-        ValueError: the limit is negative or not understood.
-    """
-    if isinstance(limit, bool):
-        raise ValueError(f'option limit "{limit}" is invalid')
-    if isinstance(limit, int):
-        if limit < 0:
-            raise ValueError(f'option limit "{limit}" is invalid')
-        return limit
-    m = _LIMIT_RE.fullmatch(limit)
-    if m is None:
-        raise ValueError(f'option limit "{limit}" is invalid')
-    return int(float(m.group(1)) * _UNITS[(m.group(2) or "b").lower()])
-
-
-def parse_content_type(value: str | None) -> tuple[str, dict[str, str]] | None:
-    """Parse a Content-Type value into a lower-case ``type/subtype`` and its parameters.
-
-    Args:
-        value: the header value, or None.
-
-    Returns:
-        ``(media_type, params)`` with lower-case parameter names and unquoted values, or None
-        when the value is missing or malformed (a malformed type matches nothing, as in type-is).
-    """
-    if not value:
-        return None
-    m = _MEDIA_RE.match(value)
-    if m is None:
-        return None
-    params: dict[str, str] = {}
-    pos = m.end()
-    while pos < len(value):
-        p = _PARAM_RE.match(value, pos)
-        if p is None:
-            break
-        v = p.group(2)
-        if v.startswith('"'):
-            v = _QUOTED_PAIR_RE.sub(r"\1", v[1:-1])
-        params[p.group(1).lower()] = v
-        pos = p.end()
-    if _TRAILER_RE.fullmatch(value, pos) is None:
-        return None
-    return f"{m.group(1)}/{m.group(2)}".lower(), params
-
-
-def type_checker(type: TypeOption) -> Callable[[Any], bool]:
-    """Build the Content-Type predicate for a parser's ``type`` option.
-
-    Matching is ``gateway.app.negotiation.type_is`` (Express type-is), shared with ``req.is_()``.
-
-    Args:
-        type: a media type (``"application/json"``), a shorthand (``"json"``, ``"urlencoded"``,
-            ``"multipart"``), a wildcard (``"*/*"``, ``"text/*"``), a suffix (``"+json"``), a
-            list of those, or a callable ``(req) -> bool`` used as is.
-
-    Returns:
-        A function ``(req) -> bool``; False when the request has no valid Content-Type.
-    """
-    if callable(type):
-        return type
-    types = (type,) if isinstance(type, str) else tuple(type)
-
-    def check(req: Any) -> bool:
-        return bool(types) and bool(type_is(req.get("content-type"), *types, has_body=True))
-
-    return check
-
-
-def has_body(req: BodySource) -> bool:
-    """Whether the request declares a body (type-is ``hasBody``).
-
-    A ``Transfer-Encoding`` header, or a numeric ``Content-Length`` (also ``0``: an empty body
-    is still a body, so e.g. ``text()`` gives ``""``).
-
-    Args:
-        req: the request.
-
-    Returns:
-        True when a body parser should run.
-    """
-    if req.get("transfer-encoding") is not None:
-        return True
-    length = req.get("content-length")
-    return length is not None and length.strip().isdigit()
-
-
-def _charset(req: BodySource) -> str | None:
-    parsed = parse_content_type(req.get("content-type"))
-    if parsed is None:
-        return None
-    value = parsed[1].get("charset")
-    return value.strip().lower() if value else None
-
-
-def _unsupported_charset(charset: str) -> UnsupportedMediaType:
-    return UnsupportedMediaType(message=f'unsupported charset "{charset.upper()}"')
-
-
-def _too_large(limit: int) -> BodyTooLarge:
-    return BodyTooLarge(message=f"request entity too large: limit {limit} bytes")
-
-
-# ------------------------------------------------------------------ content decoding
-
-_GZIP_WBITS = 16 + zlib.MAX_WBITS
-_DECODE_CHUNK_BYTES = 64 * 1024  # the most one decompress call may allocate
-
-
-def _is_zlib_header(head: bytes) -> bool:
-    # RFC 1950: CM = 8 (deflate), CINFO <= 7, and the 16-bit header is a multiple of 31.
-    return (head[0] & 0x0F) == 8 and (head[0] >> 4) <= 7 and ((head[0] << 8) | head[1]) % 31 == 0
-
-
-class _Inflater:
-    """Sans-IO gzip/deflate decoder whose output is bounded while decoding.
-
-    Each decompress call is given ``max_length`` = min(64 KiB, room left + 1), so a zip bomb
-    is stopped after at most ``limit + 1`` decoded bytes and never allocates more than 64 KiB
-    at once. gzip accepts concatenated members (as Node's gunzip does); ``deflate`` is zlib-
-    wrapped per RFC 9110, with a raw-deflate fallback when the first two bytes are not a zlib
-    header (body-parser only accepts zlib; some clients send raw deflate).
-    """
-
-    __slots__ = ("_encoding", "_d", "_head", "_limit", "_total")
-
-    def __init__(self, encoding: str, limit: int) -> None:
-        self._encoding = encoding
-        self._limit = limit
-        self._total = 0
-        self._head = b""
-        self._d: Any = None if encoding == "deflate" else zlib.decompressobj(_GZIP_WBITS)
-
-    def feed(self, data: bytes) -> Iterator[bytes]:
-        if self._d is None:  # deflate: wait for two bytes to tell zlib from raw deflate
-            self._head += data
-            if len(self._head) < 2:
-                return
-            data, self._head = self._head, b""
-            self._d = zlib.decompressobj(
-                zlib.MAX_WBITS if _is_zlib_header(data) else -zlib.MAX_WBITS
-            )
-        yield from self._run(data)
-
-    def finish(self) -> Iterator[bytes]:
-        if self._d is None:
-            raise BadRequest(message=f"truncated {self._encoding} body")
-        yield from self._run(b"")
-        if not self._d.eof:
-            raise BadRequest(message=f"truncated {self._encoding} body")
-
-    def _run(self, data: bytes) -> Iterator[bytes]:
-        d = self._d
-        while True:
-            if d.eof:
-                if not data:
-                    return
-                if self._encoding == "deflate":
-                    raise BadRequest(message="unexpected data after the deflate body")
-                d = self._d = zlib.decompressobj(_GZIP_WBITS)  # next gzip member
-            cap = min(_DECODE_CHUNK_BYTES, self._limit - self._total + 1)
-            before = len(data)
-            try:
-                out = d.decompress(data, cap)
-            except zlib.error as exc:
-                raise BadRequest(message=f"invalid {self._encoding} body: {exc}") from None
-            data = d.unused_data if d.eof else d.unconsumed_tail
-            if out:
-                self._total += len(out)
-                if self._total > self._limit:
-                    raise _too_large(self._limit)
-                yield out
-            elif not d.eof and data and len(data) == before:
-                raise BadRequest(message=f"invalid {self._encoding} body")
-            if not data and not d.eof and len(out) < cap:
-                return  # input used up and no output pending
-
-
-async def decoded_chunks(
-    req: BodySource, limit: int, *, inflate: bool = True
-) -> AsyncGenerator[bytes, None]:
-    """Stream the request body decoded from its Content-Encoding, bounded by ``limit``.
-
-    The limit is ``min(limit, req.limits.max_body_bytes)`` and applies to the *decoded* bytes;
-    the raw bytes are bounded by ``req.limits.max_body_bytes``. Nothing is charged to the
-    memory budget here: callers that keep chunks call ``req.reserve`` (see ``collect_body``).
-
-    Args:
-        req: the request (body source seam).
-        limit: the most decoded bytes to accept.
-        inflate: when False, any encoding other than identity is refused (Express ``inflate``).
-
-    Yields:
-        Non-empty decoded chunks, each at most 64 KiB for gzip/deflate.
-
-    Raises:
-        BodyTooLarge: 413, the decoded body is over the limit (Content-Length is checked first).
-        UnsupportedMediaType: 415, an unknown Content-Encoding.
-        BadRequest: 400, a corrupt or truncated gzip/deflate body.
-        BodyError: and its subclasses, from the request's own reads.
-    """
-    max_raw = req.limits.max_body_bytes
-    limit = min(limit, max_raw)
-    encoding = (req.get("content-encoding") or "identity").strip().lower()
-    inflater: _Inflater | None = None
-    if encoding == "identity":
-        length = req.get("content-length")
-        if length is not None and length.strip().isdigit() and int(length) > limit:
-            raise _too_large(limit)
-    elif not inflate:
-        raise UnsupportedMediaType(message=f'content encoding unsupported "{encoding}"')
-    elif encoding in ("gzip", "x-gzip", "deflate"):
-        inflater = _Inflater("gzip" if encoding == "x-gzip" else encoding, limit)
-    else:
-        raise UnsupportedMediaType(message=f'unsupported content encoding "{encoding}"')
-    source = req.__aiter__()
-    try:
-        total = 0
-        async for chunk in source:
-            total += len(chunk)
-            if inflater is None:
-                if total > limit:
-                    raise _too_large(limit)
-                if chunk:
-                    yield chunk
-                continue
-            if total > max_raw:
-                raise _too_large(max_raw)
-            for out in inflater.feed(chunk):
-                yield out
-        if inflater is not None:
-            for out in inflater.finish():
-                yield out
-    finally:
-        # Stopping early (413, 400, a consumer that gives up) must not leave the request's
-        # own async generator to the garbage collector: close it now.
-        aclose = getattr(source, "aclose", None)
-        if aclose is not None:
-            await aclose()
-
-
-async def collect_body(req: BodySource, limit: int, *, inflate: bool = True) -> bytes:
-    """Read the whole decoded body, charging every kept byte to the memory budget.
-
-    Args:
-        req: the request.
-        limit: the most decoded bytes to accept (also capped by the mode's max_body_bytes).
-        inflate: passed to ``decoded_chunks``.
-
-    Returns:
-        The decoded body (one ``b"".join`` of the chunks).
-
-    Raises:
-        BudgetExceeded: 503, the process-wide body budget is exhausted.
-        HTTPError: any error of ``decoded_chunks``.
-    """
-    chunks: list[bytes] = []
-    async with aclosing(decoded_chunks(req, limit, inflate=inflate)) as stream:
-        async for chunk in stream:
-            req.reserve(len(chunk))
-            chunks.append(chunk)
-    return b"".join(chunks)
-
 
 # ---------------------------------------------------------------------------- JSON
 
@@ -453,14 +142,6 @@ def _revive(reviver: Callable[[str, Any], Any], key: str, value: Any) -> Any:
     return reviver(key, value)
 
 
-def _decode_text(data: bytes, charset: str) -> str:
-    try:
-        text = data.decode(charset)
-    except UnicodeDecodeError as exc:
-        raise BadRequest(message=f"invalid {charset} in body at byte {exc.start}") from None
-    return text[1:] if text.startswith("\ufeff") else text  # strip a BOM like iconv-lite
-
-
 def parse_json(
     data: bytes,
     *,
@@ -487,7 +168,7 @@ def parse_json(
             a strict violation, nesting deeper than ``max_depth``, NaN/Infinity, numbers over
             1000 characters or out of float range.
     """
-    text = _decode_text(data, charset)
+    text = decode_text(data, charset)
     if not text:
         return {}
     ws = _JSON_WS_RE.match(text)
@@ -521,10 +202,13 @@ def parse_urlencoded(
 ) -> dict[str, str | list[str]]:
     """Parse ``application/x-www-form-urlencoded`` with Express's "simple" semantics.
 
-    ``+`` is a space, bad %-escapes are kept literally and undecodable escaped bytes become
-    U+FFFD (Node's querystring), repeated keys give a list, ``a[b]`` stays a flat key, empty
-    pieces are skipped and a key without ``=`` has the value ``""``.
-    (A private stand-in for ``gateway.http.target.parse_query``; swap it in once that exists.)
+    For UTF-8 this *is* ``gateway.http.target.parse_query`` (node's querystring, what
+    ``req.query`` uses): ``+`` is a space, bad %-escapes are kept literally and undecodable
+    escaped bytes become U+FFFD, repeated keys give a list, ``a[b]`` stays a flat key, empty
+    pieces are skipped and a key without ``=`` has the value ``""``. The one difference is the
+    parameter limit: a query string silently ignores pieces past it, a body is refused (413, as
+    body-parser does). ISO-8859-1 bodies (which parse_query cannot decode) take the same rules
+    with Latin-1 escapes.
 
     Args:
         text: the body text.
@@ -539,6 +223,8 @@ def parse_urlencoded(
     """
     if text.count("&") >= parameter_limit:
         raise PayloadTooLarge(message=f"too many parameters (limit {parameter_limit})")
+    if encoding == "utf-8":
+        return parse_query(text, max_keys=0)
     out: dict[str, str | list[str]] = {}
     for piece in text.split("&"):
         if not piece:
@@ -559,24 +245,15 @@ def parse_urlencoded(
 # ---------------------------------------------------------------------- middleware
 
 
-_NOT_CHARSETS = frozenset(
-    {"unicode-escape", "raw-unicode-escape", "idna", "punycode", "undefined", "mbcs", "oem"}
-)
-
-
-def _text_charset(charset: str) -> str:
-    # Python's codec registry also holds things that are not charsets (rot13, zlib, idna...).
-    try:
-        info = codecs.lookup(charset)
-    except LookupError:
-        raise _unsupported_charset(charset) from None
-    if not getattr(info, "_is_text_encoding", True) or info.name in _NOT_CHARSETS:
-        raise _unsupported_charset(charset)
-    return info.name
-
-
-def _skip(req: BodySource, should_parse: Callable[[Any], bool]) -> bool:
+def _skip(req: BodyRequest, should_parse: Callable[[Any], bool]) -> bool:
     return req.body_parsed or not has_body(req) or not should_parse(req)
+
+
+def _json_charset(req: BodyRequest) -> str:
+    name = charset(req) or "utf-8"
+    if name not in _JSON_CHARSETS:
+        raise unsupported_charset(name)
+    return name
 
 
 def json(
@@ -591,7 +268,7 @@ def json(
     """Middleware that parses JSON bodies into ``req.body``.
 
     Args:
-        limit: most decoded body bytes (int or "100kb"); also capped by the caller's mode.
+        limit: most decoded body bytes (int or "100kb"); also capped by the request's max body.
         type: Content-Types to parse (see ``type_checker``); default JSON and ``+json`` types.
         strict: only an object or array at the top level.
         reviver: see ``parse_json``.
@@ -610,15 +287,13 @@ def json(
     max_bytes = parse_limit(limit)
     should_parse = type_checker(type)
 
-    async def json_parser(req: BodySource, res: Any, next: Next) -> None:
+    async def json_parser(req: BodyRequest, res: Any, next: Next) -> None:
         if not _skip(req, should_parse):
-            charset = _charset(req) or "utf-8"
-            if charset not in _JSON_CHARSETS:
-                raise _unsupported_charset(charset)
+            cs = _json_charset(req)
             req.body_parsed = True
             data = await collect_body(req, max_bytes, inflate=inflate)
             req.body = parse_json(
-                data, charset=charset, strict=strict, reviver=reviver, max_depth=max_depth
+                data, charset=cs, strict=strict, reviver=reviver, max_depth=max_depth
             )
         await next()
 
@@ -657,17 +332,17 @@ def urlencoded(
     if default_charset not in ("utf-8", "iso-8859-1"):
         raise ValueError("option default_charset must be either utf-8 or iso-8859-1")
 
-    async def urlencoded_parser(req: BodySource, res: Any, next: Next) -> None:
+    async def urlencoded_parser(req: BodyRequest, res: Any, next: Next) -> None:
         if not _skip(req, should_parse):
-            charset = _charset(req) or default_charset
-            if charset not in ("utf-8", "iso-8859-1"):
-                raise _unsupported_charset(charset)
+            cs = charset(req) or default_charset
+            if cs not in ("utf-8", "iso-8859-1"):
+                raise unsupported_charset(cs)
             req.body_parsed = True
             data = await collect_body(req, max_bytes, inflate=inflate)
             if data.count(b"&") >= parameter_limit:  # before decoding anything
                 raise PayloadTooLarge(message=f"too many parameters (limit {parameter_limit})")
             req.body = parse_urlencoded(
-                _decode_text(data, charset), encoding=charset, parameter_limit=parameter_limit
+                decode_text(data, cs), encoding=cs, parameter_limit=parameter_limit
             )
         await next()
 
@@ -700,17 +375,16 @@ def text(
     max_bytes = parse_limit(limit)
     should_parse = type_checker(type)
     try:
-        _text_charset(default_charset)
+        text_codec(default_charset)
     except UnsupportedMediaType:
         raise ValueError(f'option default_charset "{default_charset}" is not a charset') from None
 
-    async def text_parser(req: BodySource, res: Any, next: Next) -> None:
+    async def text_parser(req: BodyRequest, res: Any, next: Next) -> None:
         if not _skip(req, should_parse):
-            charset = _charset(req) or default_charset
-            codec = _text_charset(charset)
+            codec = text_codec(charset(req) or default_charset)
             req.body_parsed = True
             data = await collect_body(req, max_bytes, inflate=inflate)
-            req.body = _decode_text(data, codec)
+            req.body = decode_text(data, codec)
         await next()
 
     return text_parser
@@ -739,10 +413,57 @@ def raw(
     max_bytes = parse_limit(limit)
     should_parse = type_checker(type)
 
-    async def raw_parser(req: BodySource, res: Any, next: Next) -> None:
+    async def raw_parser(req: BodyRequest, res: Any, next: Next) -> None:
         if not _skip(req, should_parse):
             req.body_parsed = True
             req.body = await collect_body(req, max_bytes, inflate=inflate)
         await next()
 
     return raw_parser
+
+
+# -------------------------------------------------------- req.json() / req.text() helpers
+
+
+async def read_text(req: BodyRequest, limit: int, charset_name: str | None = None) -> str:
+    """The body as text: Content-Encoding decoded (bounded), then the charset.
+
+    The request must cache its body (Request.text() switches the cache on first), so a second
+    call decodes the same bytes and nothing is charged twice.
+
+    Args:
+        req: the request.
+        limit: the most decoded bytes.
+        charset_name: overrides the Content-Type's charset (default utf-8).
+
+    Returns:
+        The text (a leading BOM removed).
+
+    Raises:
+        UnsupportedMediaType: 415, unknown charset or encoding.
+        BadRequest: 400, bytes invalid in the charset, corrupt encoding.
+        BodyTooLarge, BudgetExceeded, BodyError: as ``collect_body``.
+    """
+    codec = text_codec(charset_name or charset(req) or "utf-8")
+    return decode_text(await collect_body(req, limit), codec)
+
+
+async def read_json(req: BodyRequest, limit: int, *, max_depth: int = 64) -> Any:
+    """The body parsed as JSON (any top-level value), with the ``json()`` parser's defences.
+
+    Args:
+        req: the request (caching its body, see ``read_text``).
+        limit: the most decoded bytes.
+        max_depth: deepest nesting accepted.
+
+    Returns:
+        The value; ``{}`` for an empty body.
+
+    Raises:
+        BadRequest: 400, invalid JSON (the message names line, column and char), too deep,
+            numbers too long or out of range.
+        UnsupportedMediaType: 415, a charset other than UTF-8/16/32.
+        BodyTooLarge, BudgetExceeded, BodyError: as ``collect_body``.
+    """
+    cs = _json_charset(req)
+    return parse_json(await collect_body(req, limit), charset=cs, strict=False, max_depth=max_depth)

@@ -12,16 +12,18 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import unquote_to_bytes
 
-from gateway.app.bodyparsers import (
-    BodySource,
+from gateway.app.decoding import (
+    BodyRequest,
     Middleware,
     Next,
     TypeOption,
     decoded_chunks,
     has_body,
+    max_body_of,
     parse_content_type,
     parse_limit,
     type_checker,
+    unsupported_charset,
 )
 from gateway.errors import BadRequest, PayloadTooLarge, UnsupportedMediaType
 
@@ -426,9 +428,13 @@ class Part:
         if self._started:
             raise RuntimeError(f"part {self.name!r} was already consumed")
         chunks: list[bytes] = []
-        async for chunk in self:
-            self._reader._req.reserve(len(chunk))
-            chunks.append(chunk)
+        try:
+            async for chunk in self:
+                self._reader._req.reserve(len(chunk))
+                chunks.append(chunk)
+        except BaseException:
+            chunks.clear()  # the error's traceback holds this frame: keep no bytes in it
+            raise
         self._data = b"".join(chunks)
         return self._data
 
@@ -448,7 +454,7 @@ class Part:
         try:
             return data.decode(charset)
         except LookupError:
-            raise UnsupportedMediaType(message=f'unsupported charset "{charset.upper()}"') from None
+            raise unsupported_charset(charset) from None
         except UnicodeDecodeError:
             raise BadRequest(message=f"field '{self.name}' is not valid {charset}") from None
 
@@ -466,7 +472,7 @@ class MultipartReader:
     __slots__ = ("_req", "_parser", "_chunks", "_events", "_current", "_finished")
 
     def __init__(
-        self, req: BodySource, parser: MultipartParser, chunks: AsyncGenerator[bytes, None]
+        self, req: BodyRequest, parser: MultipartParser, chunks: AsyncGenerator[bytes, None]
     ) -> None:
         self._req = req
         self._parser = parser
@@ -524,7 +530,7 @@ class MultipartReader:
 
 
 def multipart(
-    req: BodySource,
+    req: BodyRequest,
     *,
     limit: int | str | None = None,
     max_parts: int = 100,
@@ -538,7 +544,7 @@ def multipart(
 
     Args:
         req: the request (body source seam).
-        limit: most decoded body bytes; None means the caller's mode ``max_body_bytes``.
+        limit: most decoded body bytes; None means the request's max body (route or mode).
         max_parts, max_field_bytes, max_file_bytes, max_header_pairs, max_header_bytes: see
             ``MultipartParser``.
         inflate: decode a gzip/deflate Content-Encoding.
@@ -572,7 +578,7 @@ def multipart(
         max_header_bytes=max_header_bytes,
         max_file_bytes=max_file_bytes,
     )
-    max_bytes = req.limits.max_body_bytes if limit is None else parse_limit(limit)
+    max_bytes = max_body_of(req) if limit is None else parse_limit(limit)
     return MultipartReader(req, parser, decoded_chunks(req, max_bytes, inflate=inflate))
 
 
@@ -618,7 +624,7 @@ def form(
     read into an ``UploadedFile`` stored in ``req.body`` under its field name; else refused.
 
     Args:
-        limit: most decoded body bytes; None means the caller's mode ``max_body_bytes``.
+        limit: most decoded body bytes; None means the request's max body (route or mode).
         type: Content-Types to parse (see bodyparsers.type_checker).
         on_file: async callback for each file part; wins over ``keep_files``.
         keep_files: keep file parts in memory (charged to the memory budget).
@@ -638,7 +644,7 @@ def form(
     max_bytes = None if limit is None else parse_limit(limit)
     should_parse = type_checker(type)
 
-    async def form_parser(req: BodySource, res: Any, next: Next) -> None:
+    async def form_parser(req: BodyRequest, res: Any, next: Next) -> None:
         if not (req.body_parsed or not has_body(req) or not should_parse(req)):
             req.body_parsed = True
             fields: dict[str, Any] = {}

@@ -9,7 +9,7 @@ from collections.abc import AsyncIterator, Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
 from gateway.app import negotiation
-from gateway.app.body import BodySource, BodyStream, EmptySource, MemoryBudget, read_json, read_text
+from gateway.app.body import BodySource, BodyStream, EmptySource, MemoryBudget, State
 from gateway.http.target import parse_cookies, parse_query
 
 if TYPE_CHECKING:
@@ -223,43 +223,123 @@ class Request:
     # -- body -------------------------------------------------------------------------------
     @property
     def stream(self) -> BodyStream:
+        """The body stream (created on first use, with the limits of this request's mode).
+
+        When the exchange ends, the stream releases the body's budget and ``req.body`` goes
+        back to ``{}`` (copy what must outlive the exchange).
+
+        A route option ``max_body_bytes`` (``app.post(path, fn, max_body_bytes=N)``) sets the
+        streaming limit of that route, above or below the mode's; the cache limit and the
+        memory budget, which bound memory, stay the mode's.
+        """
         s = self._stream
         if s is None:
+            limits = self.limits
             s = self._stream = BodyStream(
-                self._source, self.limits.max_body_bytes, self.limits.max_cache_bytes, self._budget
+                self._source, limits.max_body_bytes, limits.max_cache_bytes, self._budget
             )
+            # the stream holds the connection from now on: no request <-> session cycle
+            self._source = _EMPTY
+            s.on_finished = self._body_released
+            self._apply_route_limit(s)
         return s
 
+    def _body_released(self) -> None:
+        # the exchange ended: its body is no longer budgeted, so it must not stay referenced
+        self.body = {}
+
+    def _apply_route_limit(self, s: BodyStream) -> None:
+        opts = self.route_options
+        if opts is not None and s.state is State.UNREAD:
+            limit = opts.get("max_body_bytes")
+            if isinstance(limit, int) and limit >= 0:
+                s.max_body_bytes = limit
+
+    @property
+    def max_body_bytes(self) -> int:
+        """The most body bytes this request may stream (route option or mode limit)."""
+        s = self.stream
+        self._apply_route_limit(s)
+        return s.max_body_bytes
+
     def __aiter__(self) -> AsyncIterator[bytes]:
-        return self.stream.chunks()
+        """``async for chunk in req``: the body, pulled chunk by chunk (backpressure)."""
+        s = self.stream
+        self._apply_route_limit(s)  # a stream made by middleware, before the route matched
+        return s.__aiter__()
 
     def on(self, event: str, callback: Callable[..., Any]) -> Request:
-        """EdgerOS events: ``data(chunk)``, ``end()``, ``close()``, ``error(err)``."""
+        """EdgerOS events: ``data(chunk)``, ``end()``, ``close()``, ``error(err)``.
+
+        Plain or async callbacks; an async one is awaited before the next chunk is read.
+        A handler that returns with listeners registered and no reply sent has its body
+        pumped by the App. Returns the request (chainable).
+        """
         self.stream.on(event, callback)
         return self
 
+    @property
+    def cache_enabled(self) -> bool:
+        """True once ``enable_cache()`` or ``read()`` switched the body cache on."""
+        s = self._stream
+        return s is not None and s.cache_enabled
+
     def enable_cache(self) -> None:
-        """Keep the body: once it has fully arrived, ``req.body`` is its raw bytes."""
-        self.stream.enable_cache()
+        """Keep the body: once it has fully arrived, ``req.body`` is its raw bytes.
 
-        def _store() -> None:
-            self.body = self.stream.cached
+        Raises:
+            RuntimeError: the body was already (partly) read: a programming error (500).
+        """
+        s = self.stream
+        s.enable_cache()
+        s.on_cached = self._store_body
 
-        self.stream.on("end", _store)
+    def _store_body(self, data: bytes) -> None:
+        self.body = data
 
     async def read(self, limit: int | None = None) -> bytes:
-        """The whole raw body, kept under the memory budget (413/503 when over)."""
-        return await self.stream.read(limit)
+        """The whole raw body, kept under the memory budget (413/503 when over).
+
+        Raises:
+            BodyTooLarge, BudgetExceeded, BodyTimeout, ClientDisconnected, BodyError;
+            RuntimeError when the body was already streamed without the cache.
+        """
+        s = self.stream
+        if not s.cache_enabled and s.state is State.UNREAD:
+            self.enable_cache()
+        return await s.read(limit)
 
     async def text(self, charset: str | None = None) -> str:
-        cs = charset or negotiation.charset_of(self.headers.get("content-type")) or "utf-8"
-        return await read_text(self.stream, cs)
+        """The body decoded as text (Content-Encoding, then the charset; default utf-8).
+
+        Raises:
+            UnsupportedMediaType (415), BadRequest (400) and every error of ``read()``.
+        """
+        from gateway.app.bodyparsers import read_text  # on first use: zlib, codecs, multipart
+
+        if not self.cache_enabled:
+            self.enable_cache()
+        return await read_text(self, self.stream.max_cache_bytes, charset)
 
     async def json(self) -> Any:
-        return await read_json(self.stream)
+        """The body parsed as JSON (any top-level value; ``{}`` when empty).
+
+        Raises:
+            BadRequest (400, naming the position), UnsupportedMediaType (415) and every error
+            of ``read()``.
+        """
+        from gateway.app.bodyparsers import read_json  # on first use, like the parsers
+
+        if not self.cache_enabled:
+            self.enable_cache()
+        return await read_json(self, self.stream.max_cache_bytes)
 
     def reserve(self, nbytes: int) -> None:
-        """Charge nbytes more to the process-wide body budget until this request ends."""
+        """Charge nbytes more to the process-wide body budget until this request ends.
+
+        Raises:
+            BudgetExceeded: 503, the budget is exhausted.
+        """
         self.stream.reserve(nbytes)
 
     def __repr__(self) -> str:
