@@ -121,7 +121,10 @@ class HTTPSession:
                         del event, conn  # the HTTP state must not live as long as the socket
                         await self.upgrade_handler()
                         return
-                    if not self.writer.keep_alive or not self.writer.done or not self._body_done:
+                    if (not self.writer.keep_alive or not self.writer.done
+                            or not self._body_done or self.close_after):
+                        # close_after: the body broke or was given up on after the reply went
+                        # out; what follows on the wire is still that body, never a request
                         return
                     if self.server.draining:
                         return
