@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING
 
 import trio
 
+from gateway.app.budget import tune_allocator
 from gateway.errors import ConfigError
 from gateway.server.serve import Server
 from gateway.server.systemd import Notifier, listen_fds, watchdog_interval_s, watchdog_loop
@@ -26,6 +27,7 @@ log = logging.getLogger("gateway")
 
 async def run(app: App, settings: Settings, profile: str, overrides: dict[str, str]) -> None:
     """Serve ``app`` until SIGTERM/SIGINT, with systemd integration when systemd is there."""
+    tune_allocator()  # freed body buffers go back to the OS: RSS follows the body budget
     notifier = Notifier.from_environ(os.environ)
     sockets = listen_fds(os.environ)
     server = Server(app, settings, sockets or None)
