@@ -318,7 +318,12 @@ class Router:
                 return
             await out(err)
 
-        await next_()
+        try:
+            await next_()
+        finally:
+            # next_ refers to itself through its closure cell: without this, every request
+            # would leave a reference cycle (holding req and res) for the cycle collector
+            del next_
 
 
 async def _run_route(layer: _Layer, req: Request, res: Response, next_: Next) -> None:
@@ -345,7 +350,10 @@ async def _run_route(layer: _Layer, req: Request, res: Response, next_: Next) ->
         i += 1
         await fn(req, res, route_next)
 
-    await route_next()
+    try:
+        await route_next()
+    finally:
+        del route_next  # the same self-reference as next_ in Router.handle
 
 
 async def _mount(
