@@ -129,6 +129,7 @@ class HTTPSession:
                     if self.server.draining:
                         return
                     conn.start_next_cycle()
+                    self.req = None  # an idle keep-alive connection holds no request
                     self.phase = "idle"
                     self.deadline = trio.current_time() + http.idle_timeout_s
             if self.scope.cancelled_caught and self.phase == "head":

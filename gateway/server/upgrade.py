@@ -15,7 +15,6 @@ import trio
 from wsproto.extensions import Extension
 
 from gateway.errors import ServiceUnavailable, WebSocketClosed
-from gateway.server import sails_session
 from gateway.server.websocket import WebSocket
 from gateway.ws import handshake
 
@@ -114,6 +113,10 @@ class WebSocketManager:
         """Server.upgrade_router: /socket.io goes to Engine.IO, WebSocket upgrades get an
         UpgradeSink so that the router's ws routes can accept them (after middleware)."""
         if req.path in ("/socket.io/", "/socket.io"):
+            # Engine.IO/Sails load with the first socket.io client: ~250 KiB an app without
+            # such clients never pays
+            from gateway.server import sails_session
+
             await sails_session.accept(self, session, req, res)
         elif req.upgrade:  # a GET with Upgrade: websocket (flagged by the HTTP session)
             res._sink = UpgradeSink(session, self)
@@ -240,6 +243,8 @@ class _Upgrade:
         server.ws_active += 1
         try:
             if handler is None:
+                from gateway.server import sails_session
+
                 await sails_session.serve(manager, session, ws, 3 if self.version == 3 else 4)
                 return
             code, reason = 1000, ""
