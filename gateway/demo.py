@@ -9,8 +9,9 @@ from gateway import App, Request, Response
 from gateway.app import bodyparsers
 
 app = App()
-app.use(bodyparsers.json())
-app.use(bodyparsers.urlencoded())
+# Body parsers go on the routes that take such bodies: /upload streams whatever it is sent.
+json_body = bodyparsers.json()
+form_body = bodyparsers.urlencoded()
 
 _notes: list[str] = []
 
@@ -62,12 +63,13 @@ async def user(req: Request, res: Response) -> None:
     await res.send(f"user {html.escape(req.params['id'])}")
 
 
-@app.post("/api/echo")
 async def echo(req: Request, res: Response) -> None:
     await res.json(req.body)
 
 
-@app.post("/notes")
+app.post("/api/echo", json_body, echo)
+
+
 async def post_note(req: Request, res: Response) -> None:
     note = req.body.get("note") if isinstance(req.body, dict) else None
     if not isinstance(note, str) or not note.strip():
@@ -76,6 +78,9 @@ async def post_note(req: Request, res: Response) -> None:
     _notes.append(note.strip()[:200])
     del _notes[:-100]
     await res.redirect("/", 303)
+
+
+app.post("/notes", form_body, post_note)
 
 
 @app.post("/upload")
