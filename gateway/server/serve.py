@@ -72,14 +72,7 @@ class Server:
     def __init__(self, app: App, settings: Settings,
                  sockets: list[socket.socket] | None = None) -> None:
         self.app = app
-        self.settings = settings
-        self.http_limits = HTTPLimits(
-            max_head_bytes=settings.http.max_head_bytes,
-            max_request_line_bytes=settings.http.max_request_line_bytes,
-            max_header_count=settings.http.max_header_count,
-        )
-        self._networks = [ipaddress.ip_network(n, strict=False)
-                          for n in settings.server.allowed_networks]
+        self._apply(settings)
         self._passed = sockets or []
         self.listeners: list[_Listener] = []
         self.stats = _Stats().counts
@@ -97,14 +90,8 @@ class Server:
         self.stopped = trio.Event()
         app.stats_provider = self.statistics
 
-    def reload(self, settings: Settings) -> None:
-        """Apply a new profile: new connections get its limits; listeners stay as they are.
-
-        Raises:
-            ConfigError: the new profile's credentials file is unsafe (the old one stays).
-        """
-        old = self.settings.server
-        self.app.bind(settings)
+    def _apply(self, settings: Settings) -> None:
+        """What new connections take from the profile: head limits and the LAN guard."""
         self.settings = settings
         self.http_limits = HTTPLimits(
             max_head_bytes=settings.http.max_head_bytes,
@@ -113,6 +100,16 @@ class Server:
         )
         self._networks = [ipaddress.ip_network(n, strict=False)
                           for n in settings.server.allowed_networks]
+
+    def reload(self, settings: Settings) -> None:
+        """Apply a new profile: new connections get its limits; listeners stay as they are.
+
+        Raises:
+            ConfigError: the new profile's credentials file is unsafe (the old one stays).
+        """
+        old = self.settings.server
+        self.app.bind(settings)
+        self._apply(settings)
         if (old.host, old.port, old.unix_path) != (settings.server.host, settings.server.port,
                                                    settings.server.unix_path):
             log.warning("reload: listener address changes need a restart")
