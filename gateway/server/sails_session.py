@@ -168,7 +168,7 @@ class SailsSocket:
                  "_privileged", "_outbox", "_outbox_bytes", "_flushing", "_dead", "_in_flight",
                  "_slot_free", "_work", "_idle_workers", "_lot", "_stopping", "_msgs",
                  "_seen_msgs", "_last_active",
-                 "_registered")
+                 "_registered", "_handshake_merge")
 
     def __init__(self, manager: WebSocketManager, session: HTTPSession, ws: WebSocket,
                  version: Literal[3, 4]) -> None:
@@ -183,6 +183,9 @@ class SailsSocket:
         self.hub: SocketHub = self.app.sockets
         self.info = session.info
         self.handshake = ws.request
+        # what merge_headers takes from the handshake (cookie, host, origin), joined once per
+        # socket instead of scanning every handshake header on every virtual request
+        self._handshake_merge: dict[str, str] | None = None
         self._privileged = ws.request.privileged
         self._outbox: list[bytes] = []
         self._outbox_bytes = 0
@@ -326,7 +329,12 @@ class SailsSocket:
             target, path, query = _target(vreq.url)
         except ProtocolError as exc:
             return sails.jwr(400, {}, exc.message)
-        headers = sails.merge_headers(vreq.headers, self.handshake.headers)
+        base = self._handshake_merge
+        if base is None:
+            hs = sails.merge_headers({}, self.handshake.headers)
+            base = self._handshake_merge = {k: v for k, v in hs.items()
+                                            if k in ("cookie", "host", "origin")}
+        headers = sails.merge_headers(vreq.headers, base)
         body = json.dumps(vreq.data, separators=(",", ":"), ensure_ascii=False).encode()
         headers["content-type"] = "application/json"
         headers["content-length"] = str(len(body))
