@@ -74,7 +74,7 @@ class HTTPSession:
                  "http", "requests", "close_after", "_sent_100", "_body_done",
                  "_body_start", "_body_bytes", "head_only", "req", "upgrade_handler",
                  "_status", "_started", "deadline", "writer", "_http10", "_keep_alive",
-                 "_linger", "_direct")
+                 "_linger", "_direct", "_length")
 
     def __init__(self, server: Server, stream: trio.abc.Stream, info: ConnectionInfo) -> None:
         self.server = server
@@ -102,6 +102,7 @@ class HTTPSession:
         self._http10 = False
         self._keep_alive = True
         self._linger = False
+        self._length: int | None = None  # the current request's Content-Length
         self._direct = False  # this body's bytes are read straight from the stream (see below)
 
     # -- the connection loop -----------------------------------------------------------------
@@ -188,13 +189,15 @@ class HTTPSession:
         method = event.method.decode("ascii")
         headers = event.headers
         has_body = False
+        length = None
         auth = None
         upgrade = ws_upgrade = False
         http10 = event.http_version == b"1.0"
         keep_alive = not http10
         for name, value in headers:
             if name == b"content-length":
-                has_body = value != b"0"
+                length = int(value)  # digits only: checked with the head (connection.py)
+                has_body = length != 0
             elif name == b"transfer-encoding":
                 has_body = True
             elif name == b"authorization":
@@ -210,6 +213,7 @@ class HTTPSession:
                     keep_alive = True
         self._http10 = http10
         self._keep_alive = keep_alive
+        self._length = length
         self.writer.reset()
         if not has_body:
             self.conn.next_event()  # the EndOfMessage h11 has ready for a bodiless request
@@ -270,11 +274,8 @@ class HTTPSession:
 
     # -- BodySource ---------------------------------------------------------------------------
     def expected_length(self) -> int | None:
-        req = self.req
-        if req is None:
-            return None
-        value = req.headers.get("content-length")
-        return int(value) if value is not None and value.isdigit() else None
+        """The current request's Content-Length (None for chunked), read once with its head."""
+        return self._length
 
     async def receive_chunk(self) -> bytes | None:
         """The next body chunk (None at the end); the BodySource of gateway.app.body.
