@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 
 import trio
 
-from gateway.app.budget import tune_allocator
+from gateway.app.budget import release_free_memory, tune_allocator
 from gateway.errors import ConfigError
 from gateway.server.serve import Server
 from gateway.server.systemd import Notifier, listen_fds, watchdog_interval_s, watchdog_loop
@@ -38,6 +38,7 @@ async def run(app: App, settings: Settings, profile: str, overrides: dict[str, s
             where = ", ".join(_address(a) for a in server.addresses)
             log.info("serving on %s with profile %s", where, settings.profile)
             notifier.ready(f"serving on {where} (profile {settings.profile})")
+            release_free_memory()  # what start-up freed (module loading, profile, routes)
             interval = watchdog_interval_s(os.environ)
             if interval:
                 nursery.start_soon(watchdog_loop, notifier, interval)
