@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import json
+from typing import TYPE_CHECKING
 
-from gateway import App, Request, Response, WebSocket
+from gateway import App, Request, Response
+
+if TYPE_CHECKING:  # the WebSocket layer loads with the first upgrade, not with the app
+    from gateway import WebSocket
 
 app = App()
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from gateway.app.application import App
-from gateway.app.pubsub import SocketHub
 from gateway.app.request import Request
 from gateway.app.response import Response
 from gateway.app.router import Router
@@ -46,11 +45,13 @@ __version__ = "0.1.0"
 
 if TYPE_CHECKING:
     from gateway.app import bodyparsers
+    from gateway.app.pubsub import SocketHub
     from gateway.server.websocket import WebSocket
 
 # Imported on first use: an app without body parsers or WebSockets does not pay their memory
 # (zlib, multipart, wsproto's handshake machinery) on a device with a few hundred MiB.
-_LAZY = {"bodyparsers": "gateway.app.bodyparsers", "WebSocket": "gateway.server.websocket"}
+_LAZY = {"bodyparsers": "gateway.app.bodyparsers", "WebSocket": "gateway.server.websocket",
+         "SocketHub": "gateway.app.pubsub"}
 
 
 def __getattr__(name: str) -> Any:

@@ -13,11 +13,11 @@ from typing import TYPE_CHECKING, Any
 
 from gateway.app.auth import Credentials
 from gateway.app.body import MemoryBudget
-from gateway.app.pubsub import SocketHub
 from gateway.app.router import Router
 from gateway.errors import REASONS, ClientDisconnected, HTTPError, MethodNotAllowed, NotFound
 
 if TYPE_CHECKING:
+    from gateway.app.pubsub import SocketHub
     from gateway.app.request import Request
     from gateway.app.response import Response
     from gateway.settings import Settings
@@ -46,8 +46,23 @@ class App(Router):
         self.stats_provider: Callable[[], dict[str, Any]] | None = None
         self.requests_served = 0
         self.errors_5xx = 0
-        self.sockets = SocketHub()  # rooms and pushes for Socket.IO clients (Sails API)
+        self._sockets: SocketHub | None = None
         self._builtin = _builtin_router(self)
+
+    @property
+    def sockets(self) -> SocketHub:
+        """Rooms and pushes for Socket.IO clients (the Sails API), made on first use."""
+        hub = self._sockets
+        if hub is None:
+            from gateway.app.pubsub import SocketHub
+
+            hub = self._sockets = SocketHub()
+        return hub
+
+    @property
+    def has_sockets(self) -> bool:
+        """True once ``sockets`` was used (a socket connected or the app pushed)."""
+        return self._sockets is not None
 
     def bind(self, settings: Settings) -> None:
         """Attach a profile's settings: memory budget, credentials. Called by the server.

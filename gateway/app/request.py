@@ -8,7 +8,6 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
-from gateway.app import negotiation
 from gateway.app.body import BodySource, BodyStream, EmptySource, MemoryBudget, State
 from gateway.http.target import parse_cookies, parse_query
 
@@ -190,14 +189,18 @@ class Request:
         """ "privilege" or "user": what this caller may reach and spend."""
         return "privilege" if self.privileged else "user"
 
-    # -- negotiation ------------------------------------------------------------------------
+    # -- negotiation (gateway.app.negotiation loads on first use: most requests never ask) ----
     @property
     def xhr(self) -> bool:
+        from gateway.app import negotiation
+
         return negotiation.is_xhr(self.headers.get("x-requested-with"))
 
     @property
     def wants_json(self) -> bool:
         """Sails' heuristic (PROTOCOLS.md section 2), as a real bool."""
+        from gateway.app import negotiation
+
         h = self.headers
         return negotiation.wants_json(
             xhr=negotiation.is_xhr(h.get("x-requested-with")),
@@ -214,10 +217,14 @@ class Request:
             "transfer-encoding" in h or h.get("content-length", "0") != "0"
         ):
             return None
+        from gateway.app import negotiation
+
         return negotiation.type_is(h.get("content-type"), *types)
 
     def accepts(self, *types: str) -> str | None:
         """Express req.accepts(): the best of ``types`` for the Accept header, or None."""
+        from gateway.app import negotiation
+
         return negotiation.accepts(self.headers.get("accept"), *types)
 
     # -- body -------------------------------------------------------------------------------

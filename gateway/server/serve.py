@@ -11,7 +11,6 @@ import os
 import socket
 import struct
 import sys
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -19,12 +18,12 @@ import trio
 
 from gateway.http.connection import HTTPLimits
 from gateway.server.http_session import HTTPSession
-from gateway.server.upgrade import WebSocketManager
 
 if TYPE_CHECKING:
     from gateway.app.application import App
     from gateway.app.request import Request
     from gateway.app.response import Response
+    from gateway.server.upgrade import WebSocketManager
     from gateway.settings import Settings
 
 __all__ = ["Server", "ConnectionInfo", "serve"]
@@ -84,8 +83,7 @@ class Server:
         self._listeners_closed = False
         self._tls: Any = None
         self._access: list[str] | None = [] if settings.server.access_log else None
-        self.websockets = WebSocketManager(self)
-        self.upgrade_router: Callable[..., Any] | None = self.websockets.route
+        self._websockets: WebSocketManager | None = None
         self.ws_active = 0
         self.stopped = trio.Event()
         app.stats_provider = self.statistics
@@ -168,7 +166,8 @@ class Server:
             async with trio.open_nursery() as nursery:
                 self._nursery = nursery
                 nursery.start_soon(self.reaper)
-                nursery.start_soon(self.websockets.run)  # WebSocket pings and timeouts
+                if self._websockets is not None:
+                    nursery.start_soon(self._websockets.run)  # WebSocket pings and timeouts
                 if self._access is not None:
                     nursery.start_soon(self._flush_access_log)
                 with self._accept_scope:
@@ -182,6 +181,7 @@ class Server:
                         await trio.sleep(0.05)
                 nursery.cancel_scope.cancel()
         finally:
+            self._nursery = None
             self._flush_access()
             self.stopped.set()
             self.close_listeners()
@@ -314,15 +314,29 @@ class Server:
             self.stats["active"] -= 1
 
     # -- upgrades (WebSocket, Engine.IO) -------------------------------------------------------
+    @property
+    def websockets(self) -> WebSocketManager:
+        """The WebSocket layer, loaded with the first upgrade or /socket.io request: a server
+        that never sees one does not carry its code (wsproto's connection, the handshake, the
+        manager and its timer task; about 0.2 MiB of RSS)."""
+        manager = self._websockets
+        if manager is None:
+            from gateway.server.upgrade import WebSocketManager
+
+            manager = self._websockets = WebSocketManager(self)
+            if self._nursery is not None:
+                self._nursery.start_soon(manager.run)  # WebSocket pings and timeouts
+        return manager
+
     async def route_upgrade(self, session: HTTPSession, req: Request, res: Response) -> None:
-        """Hand an Upgrade or /socket.io request to the WebSocket layer, when one is installed."""
-        if self.upgrade_router is not None:
-            await self.upgrade_router(self, session, req, res)
+        """Hand an Upgrade or /socket.io request to the WebSocket layer."""
+        await self.websockets.route(self, session, req, res)
 
     # -- statistics and access log -----------------------------------------------------------
     def statistics(self) -> dict[str, Any]:
         return {"connections": dict(self.stats), "websockets": self.ws_active,
-                "sockets": self.app.sockets.statistics(),
+                "sockets": (self.app.sockets.statistics() if self.app.has_sockets
+                            else {"sockets": 0, "rooms": 0, "pushes": 0, "dropped": 0}),
                 "draining": self.draining}
 
     def log_access(self, session: HTTPSession, req: Request, res: Response) -> None:

@@ -188,7 +188,8 @@ class WebSocketManager:
 
     def spawn(self, fn: Callable[[], Awaitable[None]]) -> bool:
         """Run a short helper task (ping, background read, flush); False if not serving."""
-        nursery = self._nursery
+        # the server's nursery until our timer task has started (the layer loads lazily)
+        nursery = self._nursery or self.server._nursery
         if nursery is None:
             return False
         nursery.start_soon(fn)
