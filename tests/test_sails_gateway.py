@@ -372,7 +372,8 @@ async def test_slow_consumer_is_dropped() -> None:
             assert sid not in app.sockets.members(sid)  # dropped, with a log line
             assert len(app.sockets) == 0
             await client.until_eof()  # and disconnected
-            assert server.ws_active == 0 or True
+            while server.ws_active:  # noqa: ASYNC110 (the server's side of the close, bounded)
+                await trio.sleep(0.01)
 
 
 async def test_plain_ws_and_sails_share_the_connection_cap() -> None:
