@@ -14,8 +14,8 @@ from collections.abc import Mapping
 from typing import Any, Protocol
 from urllib.parse import quote
 
-from gateway.http.dates import http_date, parse_http_date
 from gateway.errors import REASONS, Forbidden, HTTPError, NotFound
+from gateway.http.dates import http_date, parse_http_date
 
 __all__ = ["Response", "ResponseSink", "MIME_TYPES", "JSONSeqWriter"]
 

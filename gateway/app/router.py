@@ -323,7 +323,11 @@ class Router:
         finally:
             # next_ refers to itself through its closure cell: without this, every request
             # would leave a reference cycle (holding req and res) for the cycle collector
-            del next_
+            next_ = _spent
+
+
+async def _spent(err: Any = None) -> None:
+    """What a request's ``next`` refers to once the request is over (a late call does nothing)."""
 
 
 async def _run_route(layer: _Layer, req: Request, res: Response, next_: Next) -> None:
@@ -353,7 +357,7 @@ async def _run_route(layer: _Layer, req: Request, res: Response, next_: Next) ->
     try:
         await route_next()
     finally:
-        del route_next  # the same self-reference as next_ in Router.handle
+        route_next = _spent  # the same self-reference as next_ in Router.handle
 
 
 async def _mount(

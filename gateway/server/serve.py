@@ -177,7 +177,7 @@ class Server:
                         task_status.started(self)
                 # accepting stopped (shutdown): wait for in-flight sessions, within the grace
                 with trio.move_on_after(self.settings.server.shutdown_grace_s):
-                    while self._sessions:
+                    while self._sessions:  # noqa: ASYNC110 (polled within the grace period)
                         await trio.sleep(0.05)
                 nursery.cancel_scope.cancel()
         finally:
