@@ -74,27 +74,36 @@ class ServerConnection:
 
     def __init__(self, limits: HTTPLimits) -> None:
         self._limits = limits
-        # h11's own guard fires only for incomplete heads; ours (below) for complete ones. Give
-        # h11 room for one receive buffer beyond our limit so ours always reports first.
-        self._h11 = h11.Connection(
-            h11.SERVER, max_incomplete_event_size=limits.max_head_bytes + 65536
-        )
+        # made when the first bytes of a request arrive: an idle keep-alive connection holds
+        # no parser state (about 1.3 KiB of h11 objects per connection)
+        self._h11: h11.Connection | None = None
         self._scan: bytes | bytearray = b""
         self._in_head = True
 
     # -- state --------------------------------------------------------------------------------
+    def _parser(self) -> h11.Connection:
+        conn = self._h11
+        if conn is None:
+            # h11's own guard fires only for incomplete heads; ours (below) for complete ones.
+            # Give h11 room for one receive buffer beyond our limit so ours always reports first.
+            conn = self._h11 = h11.Connection(
+                h11.SERVER, max_incomplete_event_size=self._limits.max_head_bytes + 65536)
+        return conn
+
     @property
     def h11(self) -> h11.Connection:
         """The underlying h11 connection (for the server layer's state checks)."""
-        return self._h11
+        return self._parser()
 
     @property
     def they_are_waiting_for_100_continue(self) -> bool:
-        return self._h11.they_are_waiting_for_100_continue
+        conn = self._h11
+        return conn is not None and conn.they_are_waiting_for_100_continue
 
     @property
     def their_state(self) -> object:
-        return self._h11.their_state
+        conn = self._h11
+        return h11.IDLE if conn is None else conn.their_state
 
     @property
     def in_head(self) -> bool:
@@ -123,7 +132,7 @@ class ServerConnection:
                 self._scan = scan = data
             if _HEAD_END.search(scan) is None:
                 self._check_incomplete_head(scan)
-        self._h11.receive_data(data)  # type: ignore[arg-type]  # h11 appends it to a bytearray
+        self._parser().receive_data(data)  # type: ignore[arg-type]  # appended to a bytearray
 
     def _check_incomplete_head(self, scan: bytes | bytearray) -> None:
         limits = self._limits
@@ -139,8 +148,11 @@ class ServerConnection:
             ProtocolError: the peer broke HTTP/1.1 framing or one of our limits; status_hint says
                 what to reply (400, 413, 414, 431, 501 is mapped to 400).
         """
+        conn = self._h11
+        if conn is None:
+            return h11.NEED_DATA  # nothing received since the last request
         try:
-            event = self._h11.next_event()
+            event = conn.next_event()
         except h11.RemoteProtocolError as exc:
             raise _wrap(exc) from None
         if type(event) is h11.Request:
@@ -150,7 +162,7 @@ class ServerConnection:
         elif type(event) is h11.Data or (event is h11.NEED_DATA and not self._in_head):
             # h11 keeps the size of the chunk being read in its reader (not public API; absent
             # for Content-Length bodies, hence the getattr)
-            if getattr(self._h11._reader, "_bytes_in_chunk", 0) > _MAX_CHUNK_BYTES:
+            if getattr(conn._reader, "_bytes_in_chunk", 0) > _MAX_CHUNK_BYTES:
                 raise ProtocolError("Chunk size too large")
         return event
 
@@ -201,16 +213,16 @@ class ServerConnection:
         """Reset for the next request on a kept-alive connection (pipelined bytes stay).
 
         Responses are written by gateway.http.writer, not h11, so h11 never sees our side: a
-        fresh h11 connection (about 1 us) takes over the leftover bytes instead.
+        fresh h11 connection (about 1 us) takes over the leftover bytes instead, made only when
+        there are some (or when the next request's first bytes arrive).
         """
-        leftover, closed = self._h11.trailing_data
-        self._h11 = h11.Connection(
-            h11.SERVER, max_incomplete_event_size=self._limits.max_head_bytes + 65536
-        )
+        old = self._h11
+        leftover, closed = old.trailing_data if old is not None else (b"", False)
+        self._h11 = None
         if leftover:
-            self._h11.receive_data(leftover)
+            self._parser().receive_data(leftover)
         if closed:
-            self._h11.receive_data(b"")
+            self._parser().receive_data(b"")
         self._in_head = True
         self._scan = leftover
         if leftover and _HEAD_END.search(leftover) is None:

@@ -130,7 +130,8 @@ class HTTPSession:
                     if self.server.draining:
                         return
                     conn.start_next_cycle()
-                    self.req = None  # an idle keep-alive connection holds no request
+                    # an idle keep-alive connection holds no request (nor its h11 event)
+                    self.req = event = None
                     self.phase = "idle"
                     self.deadline = trio.current_time() + http.idle_timeout_s
             if self.scope.cancelled_caught and self.phase == "head":
