@@ -358,6 +358,55 @@ async def test_raw_v4_ack_ids_concurrency_and_no_reply_without_ack() -> None:
             assert json.loads(last.data[3:])[0]["body"] == {"n": "0"}
 
 
+async def test_slow_handler_leaves_the_socket_read_and_in_flight_is_capped() -> None:
+    # A request runs in the task that read it; another task takes the reading over, so a
+    # blocked handler must not hold up pings, other requests or the close handshake, and
+    # MAX_IN_FLIGHT blocked handlers stop the reading (backpressure) until one returns.
+    from gateway.server.sails_session import MAX_IN_FLIGHT
+
+    app, _ = sails_app()
+    release = trio.Event()
+
+    @app.get("/wait")
+    async def wait(req: Request, res: Response) -> None:
+        await release.wait()
+        await res.json({"waited": True})
+
+    with trio.fail_after(10):
+        async with running(app) as server:
+            client, event = await Client.open(server.port,
+                                              "/socket.io/?EIO=3&transport=websocket")
+            assert isinstance(event, AcceptConnection)
+            assert (await client.event()).data.startswith("0{")  # type: ignore[attr-defined]
+            assert (await client.event()).data == "40"  # type: ignore[attr-defined]
+            await client.send(TextMessage('420["get",{"url":"/wait"}]'))
+            await client.send(TextMessage("2"))  # v3: the client pings
+            assert (await client.event()).data == "3"  # type: ignore[attr-defined]
+            await client.send(TextMessage('421["get",{"url":"/user/7"}]'))
+            reply = await client.event()
+            assert isinstance(reply, TextMessage) and reply.data.startswith("431[")
+            for i in range(2, MAX_IN_FLIGHT + 1):  # 0 and 2..8: all slots taken
+                await client.send(TextMessage(f'42{i}["get",{{"url":"/wait"}}]'))
+            await client.send(TextMessage("2"))
+            with trio.move_on_after(0.3) as waited:
+                await client.event()
+            assert waited.cancelled_caught  # not read while MAX_IN_FLIGHT are running
+            release.set()
+            got = [(await client.event()).data for _ in range(MAX_IN_FLIGHT + 1)]  # type: ignore[attr-defined]
+            assert "3" in got
+            assert sorted(d[:3] for d in got if d != "3") == sorted(
+                f"43{i}" for i in [0, *range(2, MAX_IN_FLIGHT + 1)])
+
+            release = trio.Event()  # the close handshake does not wait for a handler
+            await client.send(TextMessage('429["get",{"url":"/wait"}]'))
+            await trio.sleep(0.05)
+            await client.send(CloseConnection(1000))
+            close = await client.event()  # the server's answer, then the end of TCP
+            assert isinstance(close, CloseConnection) and close.code == 1000
+            await client.until_eof()
+            release.set()
+
+
 async def test_slow_consumer_is_dropped() -> None:
     app, _ = sails_app()
     with trio.fail_after(15):
@@ -448,3 +497,27 @@ async def test_socketio_idle_timeout_and_v4_pong_timeout() -> None:
             close = await client.expect_close_ignoring_pings()  # never answers "2" with "3"
             assert close.code == 1000 and close.reason == "ping timeout"
             assert len(app.sockets) == 0
+
+
+async def test_virtual_request_headers_read_as_an_http_request_would_have_them() -> None:
+    # header text becomes what Request decodes from HTTP bytes (latin-1): latin-1 text as it
+    # is, anything else as the UTF-8 bytes an HTTP client would send; names lower-case; the
+    # body's own Content-Type wins
+    app = App()
+
+    @app.get("/h")
+    async def h(req: Request, res: Response) -> None:
+        await res.json({k: v for k, v in req.headers.items() if k != "host"})
+
+    async with running(app) as server:
+        client, _ = await _eio4(server.port)
+        message = json.dumps(["get", {"url": "/h", "headers": {
+            "X-Name": "zoë", "X-Sign": "€ 5", "X-Plain": "ok", "Content-Type": "text/plain"}}],
+            ensure_ascii=False)
+        await client.send(TextMessage("421" + message))
+        reply = await client.event()
+        assert isinstance(reply, TextMessage) and reply.data.startswith("431[")
+        got = json.loads(reply.data[3:])[0]["body"]
+        assert got == {"x-name": "zoë", "x-sign": "€ 5".encode().decode("latin-1"),
+                       "x-plain": "ok", "content-type": "application/json",
+                       "content-length": "2"}

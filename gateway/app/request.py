@@ -81,6 +81,7 @@ class Request:
         auth_failed: bool = False,
         host: str | None = None,
         upgrade: bool = False,
+        headers: dict[str, str] | None = None,
     ) -> None:
         self.app = app
         self.method = method
@@ -91,7 +92,8 @@ class Request:
         self._query_string = query_string
         self.params: dict[str | int, Any] = _NO_PARAMS
         self._raw_headers = raw_headers
-        self._headers: dict[str, str] | None = None
+        # already decoded (lower-case names, latin-1 text), as a virtual request has them
+        self._headers: dict[str, str] | None = headers
         self._query: dict[str, str | list[str]] | None = None
         self._cookies: dict[str, str] | None = None
         self.body: Any = {}

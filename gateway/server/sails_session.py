@@ -39,6 +39,8 @@ log = logging.getLogger("gateway.sails")
 MAX_IN_FLIGHT: Final = 8
 _VISIBLE_ASCII: Final = "".join(chr(c) for c in range(0x21, 0x7F))
 _DROP_HEADERS: Final = frozenset({"content-length", "transfer-encoding", "connection"})
+# a virtual request's data as its JSON body (one encoder: json.dumps with options builds one)
+_JSON: Final = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False)
 
 
 async def accept(manager: WebSocketManager, session: HTTPSession, req: Request,
@@ -166,7 +168,8 @@ class SailsSocket:
 
     __slots__ = ("id", "ws", "eio", "manager", "app", "hub", "info", "handshake",
                  "_privileged", "_outbox", "_outbox_bytes", "_flushing", "_dead", "_in_flight",
-                 "_slot_free", "_work", "_idle_workers", "_lot", "_stopping", "_msgs",
+                 "_slot_free", "_work", "_idle", "_lot", "_stopping", "_msgs", "_reader", "_result",
+                 "_ended",
                  "_seen_msgs", "_last_active",
                  "_registered", "_handshake_merge")
 
@@ -194,8 +197,11 @@ class SailsSocket:
         self._in_flight = 0
         self._slot_free: trio.Event | None = None
         self._work: list[eio.Event] = []
-        self._idle_workers = 0
-        self._lot: trio.lowlevel.ParkingLot | None = None  # made with the first worker
+        self._idle = 0  # parked tasks
+        self._reader = False  # a task holds the reading role
+        self._result: tuple[int, str] | None = None  # how the session ended
+        self._ended: trio.Event | None = None  # made when the serve task stops reading
+        self._lot: trio.lowlevel.ParkingLot | None = None  # made with the first spare
         self._stopping = False
         self._msgs = self._seen_msgs = 0
         self._last_active = trio.current_time()
@@ -205,8 +211,9 @@ class SailsSocket:
     def run(self) -> Awaitable[tuple[int, str]]:
         """Serve until the client leaves or the session ends; then call stop().
 
-        Workers and the push flusher run in the manager's nursery, not one of our own: a
-        nursery per socket costs ~1 KiB that an idle socket would keep for nothing.
+        The socket's tasks (reader, request runners, one spare) and the push flusher run in
+        the manager's nursery, not one of our own: a nursery per socket costs ~1 KiB that an
+        idle socket would keep for nothing.
 
         Returns:
             (awaitable) The close code and reason.
@@ -214,22 +221,113 @@ class SailsSocket:
         return self._loop()
 
     def stop(self) -> None:
-        """The socket is over: requests in flight finish (replies dropped); idle workers go."""
+        """The socket is over: requests in flight finish (replies dropped); idle tasks go."""
         self._stopping = True
         if self._lot is not None:
             self._lot.unpark_all()
 
+    # Theory of operation. One task at a time holds the reading role (`_reader`): it reads and
+    # decodes until a read leaves virtual requests in `_work`, then gives the role up and runs
+    # the first request itself while a parked task (or a new one) takes the role over: the
+    # request costs no hand-off round of its own, as an HTTP request in its connection's task,
+    # and the socket is still read, pinged and closed while a handler is slow. More requests
+    # from the same read go to more tasks, MAX_IN_FLIGHT at most (then the reader waits: that
+    # is the backpressure). The serve task reads until the first request and then only waits
+    # for the end: handlers must not run in it (an expired socket's scope is cancelled, and
+    # the close handshake must not wait for a handler). A task that finishes a request takes
+    # the role if it is free, else runs queued work, else parks (one spare per socket) or ends.
     async def _loop(self) -> tuple[int, str]:
+        await self._send(self.eio.open_frames(trio.current_time()))
+        self._register()
+        self._reader = True
+        while await self._read():
+            self._reader = False
+            self._ended = trio.Event()  # before any other task can end the session
+            if self._wake(len(self._work) + 1):
+                break
+            self._reader = True  # no task nursery (not serving): the requests run in line
+            while self._work:
+                await self._virtual(self._work.pop(0))
+        else:
+            # the session ended: requests read before its end still run (replies dropped)
+            if self._work and not self._wake(len(self._work)):
+                while self._work:
+                    await self._virtual(self._work.pop(0))
+            return self._result or (1000, "")
+        while self._result is None:
+            await self._ended.wait()
+        return self._result
+
+    async def _task(self) -> None:
+        # a task of the socket's, in the manager's nursery: reader, request runner or spare
+        try:
+            while True:
+                if not self._reader and self._result is None and not self._stopping:
+                    self._reader = True
+                    if not await self._read():
+                        self._wake(len(self._work))  # the session ended: queued work runs
+                    else:
+                        self._reader = False
+                        event = self._work.pop(0)
+                        if not self._wake(len(self._work) + 1):
+                            self._reader = True  # not serving any more: no more reading
+                            self._end(1001, "server shutting down")
+                        await self._virtual(event)
+                elif self._work:
+                    await self._virtual(self._work.pop(0))
+                elif self._idle or self._stopping or self._result is not None:
+                    return  # one parked task per socket is enough
+                else:
+                    self._idle += 1
+                    if self._lot is None:
+                        self._lot = trio.lowlevel.ParkingLot()
+                    await self._lot.park()
+        except Exception:
+            log.exception("socket.io %s: socket task failed", self.id)
+            self._reader = False
+            self._end(1011, "internal error")
+
+    def _wake(self, n: int) -> bool:
+        # n more tasks: parked ones first ("handing work to a parked task costs about half of
+        # spawning one"). False if the manager's nursery is gone (not serving).
+        for _ in range(n):
+            if self._idle and self._lot is not None:
+                self._idle -= 1
+                self._lot.unpark()
+            elif not self.manager.spawn(self._task):
+                return False
+        return True
+
+    def _end(self, code: int, reason: str) -> None:
+        if self._result is None:
+            self._result = (code, reason)
+        if self._ended is not None:
+            self._ended.set()
+
+    async def _read(self) -> bool:
+        """Read and decode as the holder of the reading role.
+
+        Returns:
+            True when requests wait in ``_work`` (no more input is buffered, or MAX_IN_FLIGHT
+            are taken); False when the session is over (``_result`` says how) or stopping.
+        """
         ws = self.ws
         session = self.eio
-        await self._send(session.open_frames(trio.current_time()))
-        self._register()
+        work = self._work
         while True:
+            while self._in_flight >= MAX_IN_FLIGHT and not self._stopping:
+                ev = self._slot_free = self._slot_free or trio.Event()
+                await ev.wait()
+            if self._stopping or self._result is not None:
+                return False  # serve() is closing the WebSocket: it reads what is left
             try:
                 message = await ws.receive()
             except WebSocketClosed:
                 session.connection_lost()
-                return 1000, ""
+                self._end(1000, "")
+                return False
+            if self._stopping or self._result is not None:
+                return False
             now = trio.current_time()
             if isinstance(message, str):
                 events = session.receive_text(message, now)
@@ -243,43 +341,22 @@ class SailsSocket:
             for event in events:
                 if type(event) is eio.Event:
                     if sails.is_virtual_request(event.name):
-                        await self._start(event)
+                        self._in_flight += 1
+                        self._msgs += 1
+                        work.append(event)
                 elif type(event) is eio.Disconnected:
                     if event.detail:
                         log.info("socket.io %s: %s (%s)", self.id, event.reason, event.detail)
-                    return event.close_code, event.reason
+                    self._end(event.close_code, event.reason)
+                    return False
+            # messages already read (ws.receive() would not wait) join this batch of work
+            if work and (not ws.buffered or self._in_flight >= MAX_IN_FLIGHT):
+                return True
 
     def _register(self) -> None:
         if self.eio.connected and not self._registered:
             self._registered = True
             self.hub.add(self)
-
-    async def _start(self, event: eio.Event) -> None:
-        # Workers are kept (one stays parked when idle): handing a request to a parked task
-        # costs about half of spawning one per request.
-        while self._in_flight >= MAX_IN_FLIGHT:
-            ev = self._slot_free = self._slot_free or trio.Event()
-            await ev.wait()
-        self._in_flight += 1
-        self._msgs += 1
-        self._work.append(event)
-        if self._idle_workers and self._lot is not None:
-            self._idle_workers -= 1
-            self._lot.unpark()
-        elif not self.manager.spawn(self._worker):
-            await self._worker(keep=False)  # no ticker nursery (not serving): in line
-
-    async def _worker(self, keep: bool = True) -> None:
-        work = self._work
-        while True:
-            while not work:
-                if self._idle_workers or self._stopping or not keep:
-                    return  # one parked worker per socket is enough
-                self._idle_workers += 1
-                if self._lot is None:
-                    self._lot = trio.lowlevel.ParkingLot()
-                await self._lot.park()
-            await self._virtual(work.pop(0))
 
     async def _virtual(self, event: eio.Event) -> None:
         try:
@@ -334,19 +411,28 @@ class SailsSocket:
             hs = sails.merge_headers({}, self.handshake.headers)
             base = self._handshake_merge = {k: v for k, v in hs.items()
                                             if k in ("cookie", "host", "origin")}
-        headers = sails.merge_headers(vreq.headers, base)
-        body = json.dumps(vreq.data, separators=(",", ":"), ensure_ascii=False).encode()
-        headers["content-type"] = "application/json"
-        headers["content-length"] = str(len(body))
+        message_headers = vreq.headers
+        # without message headers the merge is the handshake's part as it is
+        headers = sails.merge_headers(message_headers, base) if message_headers else base.copy()
+        data = vreq.data
+        if type(data) is dict and not data:
+            body = b"{}"  # what most virtual requests carry (a GET's data)
+        else:
+            body = _JSON.encode(data).encode()
         privileged, auth_failed = self._privileged, False
         if not privileged and "authorization" in headers:
             privileged, auth_failed = app.credentials.check_authorization(headers["authorization"])
+        if message_headers and not all(v.isascii() for v in message_headers.values()):
+            # names are tokens (checked by the parser); values as an HTTP client sends them
+            headers = {k: _latin1(v) for k, v in headers.items()}
+        headers["content-type"] = "application/json"
+        headers["content-length"] = str(len(body))
+        # the headers as Request would decode them from an HTTP request's bytes, without bytes
         req = Request(
-            app, vreq.method, target, path, query,
-            [(_latin1(k), _latin1(v)) for k, v in headers.items()],
+            app, vreq.method, target, path, query, (),
             protocol=self.info.scheme, client=self.info.peer, source=BytesSource(body),
             budget=app.budget, limits=settings.privileged if privileged else settings.user,
-            privileged=privileged, is_socket=True, auth_failed=auth_failed)
+            privileged=privileged, is_socket=True, auth_failed=auth_failed, headers=headers)
         sink = VirtualResponse(settings.websocket.max_virtual_response_bytes,
                                vreq.method == "HEAD")
         res = Response(sink)
@@ -457,12 +543,14 @@ class SailsSocket:
         self.ws.expire(code, reason)
 
 
-def _latin1(text: str) -> bytes:
-    # Request decodes header bytes as latin-1 (as HTTP does); other characters go as UTF-8.
+def _latin1(text: str) -> str:
+    # What Request would decode (latin-1) from the header's bytes: the text itself when
+    # latin-1 can encode it, else its UTF-8 bytes (as an HTTP client would send them).
     try:
-        return text.encode("latin-1")
+        text.encode("latin-1")
+        return text
     except UnicodeEncodeError:
-        return text.encode("utf-8")
+        return text.encode("utf-8").decode("latin-1")
 
 
 def _target(url: str) -> tuple[str, str, str]:

@@ -180,6 +180,11 @@ class WebSocket:
         """
         return self._receive(False)  # not async itself: one coroutine frame less per socket
 
+    @property
+    def buffered(self) -> bool:
+        """True when a message is already received: ``receive()`` would not wait."""
+        return bool(self._inbox)
+
     def __aiter__(self) -> AsyncIterator[str | bytes]:
         return self
 

@@ -73,6 +73,9 @@ RESERVED_EVENTS: Final = frozenset(
 MAX_ACK_ID_DIGITS: Final = 15
 
 _DIGITS: Final = frozenset("0123456789")
+# the type digit -> the type (a lookup instead of int() and the enum's constructor)
+_EIO_TYPES: Final = {str(int(t)): t for t in EIOType}
+_SIO_TYPES: Final = {str(int(t)): t for t in SIOType}
 _SURROGATE = re.compile("[\ud800-\udfff]")
 
 
@@ -81,9 +84,18 @@ def _reject_constant(name: str) -> Any:
     raise ValueError(f"{name} is not JSON")
 
 
+# One decoder and two encoders for every packet: json.loads/dumps with options build a new
+# one per call, which costs more than coding a small packet.
+_DECODER: Final = json.JSONDecoder(parse_constant=_reject_constant)
+_ENCODER: Final = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+_ASCII_ENCODER: Final = json.JSONEncoder(separators=(",", ":"), allow_nan=False)
+
+
 def _loads(text: str) -> Any:
     try:
-        return json.loads(text, parse_constant=_reject_constant)
+        if text.startswith("\ufeff"):
+            return json.loads(text)  # json.loads' own error for a BOM
+        return _DECODER.decode(text)
     except (ValueError, RecursionError) as exc:
         raise ProtocolError(f"bad JSON payload: {exc}") from None
 
@@ -104,9 +116,9 @@ def dumps(value: Any) -> str:
         ValueError: NaN or an infinity (not representable in JSON).
         TypeError: a value that is not JSON-able.
     """
-    text = json.dumps(value, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+    text: str = _ENCODER.encode(value)
     if _SURROGATE.search(text):
-        text = json.dumps(value, separators=(",", ":"), ensure_ascii=True, allow_nan=False)
+        text = _ASCII_ENCODER.encode(value)
     return text
 
 
@@ -131,11 +143,12 @@ def decode_eio(text: str) -> tuple[EIOType, str]:
     if not text:
         raise ProtocolError("empty Engine.IO packet")
     head = text[0]
-    if head == "b":
-        raise ProtocolError("binary Engine.IO packets are not supported")
-    if head not in _DIGITS or int(head) > EIOType.NOOP:
+    ptype = _EIO_TYPES.get(head)
+    if ptype is None:
+        if head == "b":
+            raise ProtocolError("binary Engine.IO packets are not supported")
         raise ProtocolError(f"unknown Engine.IO packet type {head!r}")
-    return EIOType(int(head)), text[1:]
+    return ptype, text[1:]
 
 
 def encode_eio(packet_type: EIOType, data: str = "") -> str:
@@ -205,10 +218,10 @@ def decode_sio(text: str) -> SIOPacket:
             (EVENT: a non-empty list whose first item is a non-reserved string name; ACK: a list;
             CONNECT: an object or nothing; DISCONNECT: nothing; CONNECT_ERROR: string or object).
     """
-    if not text or text[0] not in _DIGITS or int(text[0]) > SIOType.BINARY_ACK:
+    ptype = _SIO_TYPES.get(text[:1])
+    if ptype is None:
         raise ProtocolError(f"unknown Socket.IO packet type {text[:1]!r}")
-    ptype = SIOType(int(text[0]))
-    if ptype in (SIOType.BINARY_EVENT, SIOType.BINARY_ACK):
+    if ptype is SIOType.BINARY_EVENT or ptype is SIOType.BINARY_ACK:
         raise ProtocolError("binary Socket.IO packets (attachments) are not supported")
     i = 1
     end = len(text)
@@ -526,8 +539,11 @@ class EngineIOSession:
             ValueError, TypeError: a bad id or a value JSON cannot carry.
         """
         self._require_connected()
-        packet = SIOPacket(SIOType.ACK, "/", ack_id, list(args))
-        return encode_eio(EIOType.MESSAGE, encode_sio(packet))
+        # encode_sio(SIOPacket(ACK, "/", ack_id, list(args))) without the packet: an ack is
+        # sent for every virtual request
+        if ack_id < 0 or len(str(ack_id)) > MAX_ACK_ID_DIGITS:
+            raise ValueError(f"bad ack id {ack_id}")
+        return f"43{ack_id}{dumps(list(args))}"
 
     def close_frames(self) -> list[str]:
         """End the session from our side; send these, then close the WebSocket (code 1000).
