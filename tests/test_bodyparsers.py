@@ -318,6 +318,8 @@ def test_json_unterminated_string_scan_is_linear() -> None:
         (b"[0." + b"1" * 5000 + b"]", "number too long"),
         (b"[1e999]", "out of range"),
         (b"[-1e400]", "out of range"),
+        (b"[1E+999]", "out of range"),
+        (b'["a", 2e0999]', "out of range"),
         (b"[NaN]", "NaN is not a JSON value"),
         (b'{"x": Infinity}', "Infinity is not a JSON value"),
         (b"[-Infinity]", "-Infinity is not a JSON value"),
@@ -332,6 +334,15 @@ async def test_json_big_but_fine_numbers() -> None:
     req = FakeRequest(b"[" + b"9" * 1000 + b", 1.5e300]", content_type=JSON)
     await run(bp.json(), req)
     assert req.body[0] == int("9" * 1000) and req.body[1] == 1.5e300
+
+
+def test_json_numbers_with_and_without_the_checked_decoder() -> None:
+    # short numbers and 1-2 digit exponents skip the number hooks; anything else is checked
+    fine = b'[1e99, -2E-99, 0.5, 123456789012345678901234567890, "' + b"9" * 100 + b'", 1e308]'
+    assert bp.parse_json(fine) == [1e99, -2e-99, 0.5, 123456789012345678901234567890,
+                                   "9" * 100, 1e308]
+    assert bp.parse_json(b"[" + b"7" * 63 + b"]") == [int("7" * 63)]
+    assert bp.parse_json(b"[" + b"7" * 64 + b"]") == [int("7" * 64)]
 
 
 async def test_json_invalid_utf8_is_400() -> None:

@@ -13,7 +13,7 @@ import operator
 import re
 from collections.abc import Callable
 from itertools import accumulate, repeat
-from typing import Any
+from typing import Any, Final
 from urllib.parse import unquote_plus
 
 from gateway.app.decoding import (
@@ -131,6 +131,16 @@ def _parse_constant(name: str) -> Any:
     raise _Rejected(f"{name} is not a JSON value")
 
 
+# Number hooks make the C scanner call back into Python for every number, and json.loads with
+# hooks builds a decoder per call. Text whose longest run of number characters is short and
+# which has no 3-digit exponent can't hold a number the hooks would refuse: it is decoded
+# without them (the common case); any other text goes through them.
+_FAST_JSON: Final = _json.JSONDecoder(parse_constant=_parse_constant)
+_CHECKED_JSON: Final = _json.JSONDecoder(parse_int=_parse_int, parse_float=_parse_float,
+                                         parse_constant=_parse_constant)
+_LONG_NUMBER_RE: Final = re.compile(r"[-+0-9.eE]{64,}|[eE][-+]?[0-9]{3}")
+
+
 def _revive(reviver: Callable[[str, Any], Any], key: str, value: Any) -> Any:
     # Bottom-up like JSON.parse's reviver; depth is already bounded by max_depth.
     if isinstance(value, dict):
@@ -179,12 +189,8 @@ def parse_json(
         )
     _check_depth(text, max_depth)
     try:
-        value = _json.loads(
-            text,
-            parse_int=_parse_int,
-            parse_float=_parse_float,
-            parse_constant=_parse_constant,
-        )
+        decoder = _CHECKED_JSON if _LONG_NUMBER_RE.search(text) else _FAST_JSON
+        value = decoder.decode(text)
     except _json.JSONDecodeError as exc:
         raise _json_error(text, exc.pos, exc.msg) from None
     except _Rejected as exc:

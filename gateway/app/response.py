@@ -78,18 +78,22 @@ class ResponseSink(Protocol):
         ...
 
 
-def _dumps(obj: Any) -> bytes:
-    return _json.dumps(
-        obj, separators=(",", ":"), ensure_ascii=False, allow_nan=False, default=_json_default
-    ).encode()
-
-
 def _json_default(obj: Any) -> Any:
     if isinstance(obj, (bytes, bytearray)):
         return obj.decode("utf-8", "replace")
     if isinstance(obj, (set, frozenset, tuple)):
         return list(obj)
     raise TypeError(f"Object of type {type(obj).__name__} is not JSON serializable")
+
+
+# one encoder for every response: json.dumps with options builds a new one per call
+_ENCODER = _json.JSONEncoder(
+    separators=(",", ":"), ensure_ascii=False, allow_nan=False, default=_json_default
+)
+
+
+def _dumps(obj: Any) -> bytes:
+    return _ENCODER.encode(obj).encode()
 
 
 def check_header(name: str, value: str) -> None:
