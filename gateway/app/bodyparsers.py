@@ -14,7 +14,6 @@ import re
 from collections.abc import Callable
 from itertools import accumulate, repeat
 from typing import Any, Final
-from urllib.parse import unquote_plus
 
 from gateway.app.decoding import (
     BodyRequest,
@@ -213,8 +212,7 @@ def parse_urlencoded(
     escaped bytes become U+FFFD, repeated keys give a list, ``a[b]`` stays a flat key, empty
     pieces are skipped and a key without ``=`` has the value ``""``. The one difference is the
     parameter limit: a query string silently ignores pieces past it, a body is refused (413, as
-    body-parser does). ISO-8859-1 bodies (which parse_query cannot decode) take the same rules
-    with Latin-1 escapes.
+    body-parser does). ISO-8859-1 bodies take the same rules with Latin-1 escapes.
 
     Args:
         text: the body text.
@@ -229,23 +227,7 @@ def parse_urlencoded(
     """
     if text.count("&") >= parameter_limit:
         raise PayloadTooLarge(message=f"too many parameters (limit {parameter_limit})")
-    if encoding == "utf-8":
-        return parse_query(text, max_keys=0)
-    out: dict[str, str | list[str]] = {}
-    for piece in text.split("&"):
-        if not piece:
-            continue
-        k, _, v = piece.partition("=")
-        key = unquote_plus(k, encoding=encoding, errors="replace")
-        value = unquote_plus(v, encoding=encoding, errors="replace")
-        old = out.get(key)
-        if old is None:
-            out[key] = value
-        elif isinstance(old, list):
-            old.append(value)
-        else:
-            out[key] = [old, value]
-    return out
+    return parse_query(text, max_keys=0, encoding=encoding)
 
 
 # ---------------------------------------------------------------------- middleware
@@ -345,8 +327,6 @@ def urlencoded(
                 raise unsupported_charset(cs)
             req.body_parsed = True
             data = await collect_body(req, max_bytes, inflate=inflate)
-            if data.count(b"&") >= parameter_limit:  # before decoding anything
-                raise PayloadTooLarge(message=f"too many parameters (limit {parameter_limit})")
             req.body = parse_urlencoded(
                 decode_text(data, cs), encoding=cs, parameter_limit=parameter_limit
             )

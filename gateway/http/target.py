@@ -149,15 +149,16 @@ def _decode_run(m: re.Match[str]) -> str:
     return bytes.fromhex(m.group().replace("%", "")).decode("utf-8")
 
 
-def _qs_unescape(s: str) -> str:
+def _qs_unescape(s: str, encoding: str = "utf-8") -> str:
     # node's querystring.unescape: decodeURIComponent, else decode what is valid and keep the
     # rest (a bad '%' stays literal; invalid UTF-8 becomes U+FFFD). unquote does exactly that.
     if "%" not in s:
         return s
-    return unquote(s, "utf-8", "replace")
+    return unquote(s, encoding, "replace")
 
 
-def parse_query(qs: str, max_keys: int = 1000) -> dict[str, str | list[str]]:
+def parse_query(qs: str, max_keys: int = 1000,
+                encoding: str = "utf-8") -> dict[str, str | list[str]]:
     """Parse a query string like node's ``querystring.parse`` (Express 5's "simple" parser).
 
     ``&`` separates pairs and the first ``=`` splits key from value; ``+`` is a space; keys and
@@ -170,6 +171,7 @@ def parse_query(qs: str, max_keys: int = 1000) -> dict[str, str | list[str]]:
         max_keys: how many ``&``-separated pieces to look at (node's ``maxKeys``, default 1000;
             as in node, skipped empty pieces count too). Later pieces are ignored, not an error.
             ``0`` or less means no limit.
+        encoding: the charset of %-escaped bytes (a urlencoded body may be ISO-8859-1).
 
     Returns:
         A dict from key to a string, or to a list of strings for a repeated key.
@@ -187,12 +189,12 @@ def parse_query(qs: str, max_keys: int = 1000) -> dict[str, str | list[str]]:
         if "+" in key:
             key = key.replace("+", " ")
         if "%" in key:
-            key = _qs_unescape(key)
+            key = _qs_unescape(key, encoding)
         if value:
             if "+" in value:
                 value = value.replace("+", " ")
             if "%" in value:
-                value = _qs_unescape(value)
+                value = _qs_unescape(value, encoding)
         seen = result.get(key)
         if seen is None:
             result[key] = value
