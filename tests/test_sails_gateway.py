@@ -6,8 +6,6 @@
 from __future__ import annotations
 
 import json
-import shutil
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -17,21 +15,11 @@ from wsproto.events import AcceptConnection, CloseConnection, TextMessage
 
 from gateway import App, Request, Response, WebSocket
 from gateway.server.serve import Server
+from tests.conftest import NODE_DIR
 from tests.helpers import request, running
 from tests.test_websocket import Client, _close_clients  # noqa: F401 (autouse fixture)
 
-NODE_DIR = Path(__file__).parent / "node"
 node_test = pytest.mark.node
-
-
-@pytest.fixture
-def node() -> str:
-    path = shutil.which("node")
-    if path is None:
-        pytest.skip("node is not installed")
-    if not (NODE_DIR / "node_modules").is_dir():
-        pytest.skip("tests/node/node_modules is missing: run `npm ci` in tests/node")
-    return path
 
 
 def sails_app() -> tuple[App, dict[str, Any]]:

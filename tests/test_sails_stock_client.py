@@ -5,35 +5,23 @@
 from __future__ import annotations
 
 import json
-import shutil
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 import pytest
 import trio
 
+from tests.conftest import NODE_DIR
 from tests.sails_echo_server import Conn, EchoServer, serve_echo
 
 pytestmark = pytest.mark.node
 
-NODE_DIR = Path(__file__).parent / "node"
 # What sails.io.js-dist 1.2.1 asks for (PROTOCOLS.md section 3).
 SAILS_TARGET = (
     "/socket.io/?__sails_io_sdk_version=1.2.1&__sails_io_sdk_platform=browser"
     "&__sails_io_sdk_language=javascript&EIO=3&transport=websocket"
 )
 Driver = Callable[[str, EchoServer, Any], Any]
-
-
-@pytest.fixture
-def node() -> str:
-    path = shutil.which("node")
-    if path is None:
-        pytest.skip("node is not installed")
-    if not (NODE_DIR / "node_modules").is_dir():
-        pytest.skip("tests/node/node_modules is missing: run `npm ci` in tests/node")
-    return path
 
 
 async def run(node: str, script: str, server: EchoServer, scenario: Any) -> list[dict[str, Any]]:

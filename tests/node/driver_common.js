@@ -110,6 +110,23 @@ function describeJwr(jwres) {
   return out;
 }
 
+// Both drivers: wait for the connect (unless told not to), run the steps in order emitting
+// each result, then emit {done: true, ...doneExtra(), leftovers} and exit; any error fails.
+async function runScenario(scenario, inbox, stepMs, runStep, doneExtra, finish) {
+  try {
+    if (scenario.wait_connect !== false) await inbox.take('connect', 1, stepMs);
+    for (let i = 0; i < scenario.steps.length; i++) {
+      emit(await runStep(scenario.steps[i], i));
+    }
+    emit({ done: true, ...doneExtra(), leftovers: inbox.leftovers() });
+    if (finish) finish();
+    process.exit(0);
+  } catch (e) {
+    fail(e.message);
+  }
+}
+
 module.exports = {
   emit, parseArgs, hardTimeout, fail, Inbox, sleep, eventsWaitedFor, describeJwr, waitClosed,
+  runScenario,
 };

@@ -120,16 +120,4 @@ async function runStep(step, i) {
   }
 }
 
-(async () => {
-  try {
-    if (scenario.wait_connect !== false) await inbox.take('connect', 1, STEP_MS);
-    for (let i = 0; i < scenario.steps.length; i++) {
-      common.emit(await runStep(scenario.steps[i], i));
-    }
-    common.emit({ done: true, leftovers: inbox.leftovers() });
-    socket.close();
-    process.exit(0);
-  } catch (e) {
-    common.fail(e.message);
-  }
-})();
+common.runScenario(scenario, inbox, STEP_MS, runStep, () => ({}), () => socket.close());
