@@ -15,8 +15,10 @@ $(STAMP): pyproject.toml
 
 venv: $(STAMP)
 
+# make run PORT=9000 HOST=0.0.0.0 APP=myapp:app PROFILE=pi4-2gb (each optional)
 run: $(STAMP)
-	$(BIN)/gateway serve gateway.demo:app --profile default
+	$(BIN)/gateway serve $(or $(APP),gateway.demo:app) --profile $(or $(PROFILE),default) \
+	  $(if $(PORT),--port $(PORT)) $(if $(HOST),--host $(HOST))
 
 node-deps: tests/node/node_modules/.installed
 

@@ -29,8 +29,10 @@ _PROFILE_OPTIONS: Final = {
 # command -> (help, (positional, its help) or None, options)
 _COMMANDS: Final[dict[str, tuple[str, tuple[str, str] | None, dict[str, tuple[str, str]]]]] = {
     "serve": ("serve an app: gateway serve MODULE:ATTR",
-              ("app", "MODULE:ATTR imported from the current directory "
-                      "(default: $GATEWAY_APP or the demo app)"), _PROFILE_OPTIONS),
+              ("app", "MODULE:ATTR imported from the current directory; MODULE alone means "
+                      "MODULE:app; a callable ATTR is called once to make the app (a factory) "
+                      "(default: $GATEWAY_APP or the demo app; log level: $GATEWAY_LOG_LEVEL, "
+                      "e.g. DEBUG)"), _PROFILE_OPTIONS),
     "settings": ("print the resolved settings of a profile", None, _PROFILE_OPTIONS),
     "check": ("check a profile (and optionally an app) and exit",
               ("app", "MODULE:ATTR to import as well"), _PROFILE_OPTIONS),
@@ -178,7 +180,23 @@ def load_app(spec: str) -> Any:
     try:
         module = importlib.import_module(module_name)
     except ModuleNotFoundError as exc:
-        raise ConfigError(f"app {spec!r}: cannot import module {module_name!r} ({exc})") from None
+        missing = exc.name or ""
+        if missing and not (module_name == missing or module_name.startswith(missing + ".")):
+            # the app exists but one of ITS imports does not: name that one
+            raise ConfigError(
+                f"app {spec!r}: module {module_name!r} imports {missing!r}, which is not "
+                f"installed ({_where(exc)}; install it into the gateway's environment, or add "
+                "it to the app's requirements for a release)") from None
+        raise ConfigError(
+            f"app {spec!r}: cannot import module {module_name!r}: no such module in "
+            f"{os.getcwd()} or the installed packages (MODULE:ATTR names a Python module, "
+            "e.g. myapp:app for myapp.py)") from None
+    except SyntaxError as exc:
+        raise ConfigError(f"app {spec!r}: {exc.filename}:{exc.lineno}: syntax error: "
+                          f"{exc.msg}") from None
+    except Exception as exc:  # the module raised while it was imported
+        raise ConfigError(f"app {spec!r}: importing {module_name!r} failed at {_where(exc)}: "
+                          f"{type(exc).__name__}: {exc}") from None
     obj = getattr(module, attr, None)
     if obj is None:
         raise ConfigError(f"app {spec!r}: module {module_name!r} has no attribute {attr!r}")
@@ -187,6 +205,17 @@ def load_app(spec: str) -> Any:
     if not isinstance(obj, App):
         raise ConfigError(f"app {spec!r}: expected a gateway.App, got {type(obj).__name__}")
     return obj
+
+
+def _where(exc: BaseException) -> str:
+    """file:line of the innermost traceback frame outside the import machinery."""
+    tb, where = exc.__traceback__, "?"
+    while tb is not None:
+        name = tb.tb_frame.f_code.co_filename
+        if not name.startswith("<frozen") and "importlib" not in name:
+            where = f"{name}:{tb.tb_lineno}"
+        tb = tb.tb_next
+    return where
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -248,7 +277,9 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         return 130
     except OSError as exc:
-        print(f"gateway: cannot serve: {exc}", file=sys.stderr)
+        # a listener's error names its address in strerror (server.serve._bind)
+        text = exc.strerror if exc.filename is None and exc.strerror else str(exc)
+        print(f"gateway: cannot serve: {text}", file=sys.stderr)
         return 71
     return 0
 

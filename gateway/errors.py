@@ -60,6 +60,13 @@ class ConfigError(GatewayError):
 
     exit_code = 78
 
+    @classmethod
+    def of(cls, errors: list[ConfigError]) -> ConfigError:
+        """One error for all the problems found in one pass (each on its own line)."""
+        if len(errors) == 1:
+            return errors[0]
+        return cls(f"{len(errors)} problems:\n" + "\n".join(f"  {e}" for e in errors))
+
 
 class ProtocolError(GatewayError):
     """The peer broke HTTP or WebSocket framing.

@@ -205,6 +205,7 @@ _ENV_KEYS: Final = MappingProxyType({
 _RESERVED_ENV: Final = frozenset({"GATEWAY_PROFILE", "GATEWAY_PROFILES_DIR", "GATEWAY_ROOT",
                                   "GATEWAY_APP", "GATEWAY_LOG_LEVEL"})
 _DEFAULTS_LABEL: Final = "built-in defaults"
+_DURATION_HINT: Final = 'a duration: seconds, or "30s", "500ms", "2m", "1h"'
 _SIZE_RE: Final = re.compile(r"(\d+)(?:\.(\d+))?\s*([KMGT](?:iB)?|B)?", re.IGNORECASE)
 _NAME_RE: Final = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
 
@@ -272,6 +273,11 @@ def _bad(where: str, key: str, expected: str, got: object, detail: str = "") -> 
 def _coerce(f: _Field, value: object, where: str) -> Any:
     """Check a typed value (from TOML, an override, or parsed text) against its field."""
     exp, original = _expected(f), value
+    if isinstance(value, str) and _is_duration(f):  # "30s" in a profile, like sizes' "1MiB"
+        try:
+            value = _parse_duration(value)
+        except ValueError:
+            raise _bad(where, f.key, exp, original, _DURATION_HINT) from None
     if f.kind == "bool":
         ok = isinstance(value, bool)
     elif f.kind == "int":  # bool is an int subclass, never a number here
@@ -303,6 +309,22 @@ def _coerce(f: _Field, value: object, where: str) -> Any:
     return value
 
 
+_DURATION_RE: Final = re.compile(r"(\d+(?:\.\d+)?)\s*(ms|s|m|min|h)?", re.IGNORECASE)
+_DURATION_UNITS: Final = {"ms": 0.001, "s": 1.0, "m": 60.0, "min": 60.0, "h": 3600.0}
+
+
+def _is_duration(f: _Field) -> bool:
+    return f.kind == "float" and f.name.endswith("_s") and not f.name.endswith("_bytes_s")
+
+
+def _parse_duration(text: str) -> float:
+    """'30', '30s', '1.5s', '500ms', '2m', '1h' -> seconds (as systemd writes durations)."""
+    m = _DURATION_RE.fullmatch(text.strip())
+    if not m:
+        raise ValueError(text)
+    return float(m.group(1)) * _DURATION_UNITS[(m.group(2) or "s").lower()]
+
+
 def _parse_size(text: str) -> int:
     """'1048576', '64KiB', '16M', '1.5GiB' -> bytes (binary units, as systemd reads them)."""
     m = _SIZE_RE.fullmatch(text.strip())
@@ -324,7 +346,7 @@ def _parse_text(f: _Field, text: str, where: str) -> Any:
         if f.kind == "int":
             value = _parse_size(text) if f.name.endswith("_bytes") else int(text.strip(), 10)
         elif f.kind == "float":
-            value = float(text)
+            value = _parse_duration(text) if _is_duration(f) else float(text)
         elif f.kind == "bool":
             words = {"true": True, "1": True, "yes": True, "on": True,
                      "false": False, "0": False, "no": False, "off": False}
@@ -337,6 +359,8 @@ def _parse_text(f: _Field, text: str, where: str) -> Any:
     except (ValueError, KeyError):
         hint = " (e.g. 1048576, 64KiB, 16MiB)" if f.name.endswith("_bytes") else ""
         hint = " (true/false, yes/no, 1/0)" if f.kind == "bool" else hint
+        if _is_duration(f):
+            raise _bad(where, f.key, _expected(f), text, _DURATION_HINT) from None
         raise _bad(where, f.key, _expected(f) + hint, text) from None
     return _coerce(f, value, where)
 
@@ -466,8 +490,13 @@ def _read_toml(path: Path) -> dict[str, Any]:
         raise ConfigError(f"{where}: invalid TOML: {exc}") from None
 
 
-def _flatten(doc: dict[str, Any], where: str) -> tuple[str | None, dict[str, Any]]:
-    """Check one parsed file; return its ``extends`` and its checked values by dotted key."""
+def _flatten(doc: dict[str, Any], where: str,
+             errors: list[ConfigError]) -> tuple[str | None, dict[str, Any]]:
+    """Check one parsed file; return its ``extends`` and its checked values by dotted key.
+
+    Every bad section or key is added to ``errors`` and the rest is still checked, so that one
+    run reports all of a file's problems, not the first one.
+    """
     sections = [s for s, _, _ in _SECTIONS]
     tables: list[tuple[str, object]] = []
     extends = doc.get("extends")
@@ -482,33 +511,47 @@ def _flatten(doc: dict[str, Any], where: str) -> tuple[str | None, dict[str, Any
             tables.append((name, val))
     out: dict[str, Any] = {}
     for sect, table in tables:
-        if sect not in sections:
-            if isinstance(table, dict):
-                raise _unknown(where, sect, "section", sections, "[{}]")
-            near = _suggest(sect, list(_FIELDS))  # a stray key: maybe one of some section
-            raise ConfigError(f"{where}: {sect}: unknown key " + (
-                f'(did you mean "{near}"?)' if near else
-                "(keys belong in a section: " + ", ".join(f"[{s}]" for s in sections) + ")"))
-        if not isinstance(table, dict):
-            raise _bad(where, sect, f"a table [{sect}]", table)
-        known = [k for k in _FIELDS if k.startswith(sect + ".")]
-        for name, val in table.items():
-            key = f"{sect}.{name}"
-            if key not in _FIELDS:
-                raise _unknown(where, key, "key", known, pool=list(_FIELDS))
-            out[key] = _coerce(_FIELDS[key], val, where)
+        try:
+            out.update(_flatten_table(sect, table, where, sections, errors))
+        except ConfigError as exc:
+            errors.append(exc)
     return extends, out
 
 
-def _file_layers(path: Path, dirs: list[Path], chain: tuple[Path, ...] = ()
-                 ) -> list[tuple[str, dict[str, Any]]]:
+def _flatten_table(sect: str, table: object, where: str, sections: list[str],
+               errors: list[ConfigError]) -> dict[str, Any]:
+    """One section's checked values; a structural error ends this section only."""
+    if sect not in sections:
+        if isinstance(table, dict):
+            raise _unknown(where, sect, "section", sections, "[{}]")
+        near = _suggest(sect, list(_FIELDS))  # a stray key: maybe one of some section
+        raise ConfigError(f"{where}: {sect}: unknown key " + (
+            f'(did you mean "{near}"?)' if near else
+            "(keys belong in a section: " + ", ".join(f"[{s}]" for s in sections) + ")"))
+    if not isinstance(table, dict):
+        raise _bad(where, sect, f"a table [{sect}]", table)
+    known = [k for k in _FIELDS if k.startswith(sect + ".")]
+    out: dict[str, Any] = {}
+    for name, val in table.items():
+        key = f"{sect}.{name}"
+        try:
+            if key not in _FIELDS:
+                raise _unknown(where, key, "key", known, pool=list(_FIELDS))
+            out[key] = _coerce(_FIELDS[key], val, where)
+        except ConfigError as exc:
+            errors.append(exc)
+    return out
+
+
+def _file_layers(path: Path, dirs: list[Path], errors: list[ConfigError],
+                 chain: tuple[Path, ...] = ()) -> list[tuple[str, dict[str, Any]]]:
     """(where, values) of a profile and the profiles it extends, base first."""
     where = _display(path)
     if path.resolve() in chain:
         cycle = " -> ".join(p.stem for p in (*chain, path.resolve()))
         raise ConfigError(f"{where}: extends: expected a profile that does not extend itself, "
                           f"got the cycle {cycle}")
-    extends, values = _flatten(_read_toml(path), where)
+    extends, values = _flatten(_read_toml(path), where, errors)
     layers: list[tuple[str, dict[str, Any]]] = []
     if extends is not None:
         # a sibling first, so a directory of profiles can carry its own base
@@ -521,7 +564,7 @@ def _file_layers(path: Path, dirs: list[Path], chain: tuple[Path, ...] = ()
         if parent is None:
             raise _bad(where, "extends", "an existing profile (one of: "
                        + ", ".join(list_profiles(path.parent, env={})) + ")", extends)
-        layers = _file_layers(parent, dirs, (*chain, path.resolve()))
+        layers = _file_layers(parent, dirs, errors, (*chain, path.resolve()))
     return [*layers, (where, values)]
 
 
@@ -619,21 +662,38 @@ def load_settings(profile: str | os.PathLike[str] | None = "default", *,
     path = find_profile(name, profiles_dir, env=env)
     values = _flat_defaults()
     origin = dict.fromkeys(values, _DEFAULTS_LABEL)
-    for where, layer in _file_layers(path, profile_dirs(profiles_dir, env=env)):
+    errors: list[ConfigError] = []
+    for where, layer in _file_layers(path, profile_dirs(profiles_dir, env=env), errors):
         values.update(layer)
         origin.update(dict.fromkeys(layer, where))
-    for where, key, text in _env_items(env):
-        values[key], origin[key] = _parse_text(_FIELDS[key], text, where), where
+    try:
+        for where, key, text in _env_items(env):
+            try:
+                values[key], origin[key] = _parse_text(_FIELDS[key], text, where), where
+            except ConfigError as exc:
+                errors.append(exc)
+    except ConfigError as exc:  # an unknown GATEWAY_* variable
+        errors.append(exc)
     for key, val in (overrides or {}).items():
         if val is None:
             continue
-        if key not in _FIELDS or key.startswith("profile."):
-            raise _unknown("override", key, "key", [k for k in _FIELDS if "profile." not in k])
-        f = _FIELDS[key]
-        values[key] = (_parse_text(f, val, "override") if isinstance(val, str)
-                       else _coerce(f, val, "override"))
-        origin[key] = "override"
-    _cross_check(values, origin)
+        try:
+            if key not in _FIELDS or key.startswith("profile."):
+                raise _unknown("override", key, "key",
+                               [k for k in _FIELDS if "profile." not in k])
+            f = _FIELDS[key]
+            values[key] = (_parse_text(f, val, "override") if isinstance(val, str)
+                           else _coerce(f, val, "override"))
+            origin[key] = "override"
+        except ConfigError as exc:
+            errors.append(exc)
+    if not errors:  # combinations are judged on values that are each valid
+        try:
+            _cross_check(values, origin)
+        except ConfigError as exc:
+            errors.append(exc)
+    if errors:
+        raise ConfigError.of(errors)
 
     def section(sect: str, cls: Any) -> Any:
         return cls(**{f.name: values[f"{sect}.{f.name}"] for f in dataclasses.fields(cls)})

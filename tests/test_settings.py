@@ -262,7 +262,8 @@ def test_error_in_a_parent_names_the_parent(profiles: Path) -> None:
 
 @pytest.mark.parametrize(("toml", "message"), [
     ('[http]\nidle_timeout_s = "abc"',
-     'http.idle_timeout_s: expected a number of seconds > 0, got "abc"'),
+     'http.idle_timeout_s: expected a number of seconds > 0, got "abc"'
+     ' (a duration: seconds, or "30s", "500ms", "2m", "1h")'),
     ("[http]\nidle_timeout_s = 0", "http.idle_timeout_s: expected a number of seconds > 0, got 0"),
     ("[http]\nhead_timeout_s = -1.5",
      "http.head_timeout_s: expected a number of seconds > 0, got -1.5"),
@@ -451,9 +452,11 @@ def test_environment_values(var: str, text: str, attr: tuple[str, str], value: o
 
 @pytest.mark.parametrize(("var", "text", "message"), [
     ("GATEWAY_HTTP_IDLE_TIMEOUT_S", "abc",
-     'http.idle_timeout_s: expected a number of seconds > 0, got "abc"'),
+     'http.idle_timeout_s: expected a number of seconds > 0, got "abc"'
+     ' (a duration: seconds, or "30s", "500ms", "2m", "1h")'),
     ("GATEWAY_HTTP_IDLE_TIMEOUT_S", "nan",
-     'http.idle_timeout_s: expected a number of seconds > 0, got nan'),
+     'http.idle_timeout_s: expected a number of seconds > 0, got "nan"'
+     ' (a duration: seconds, or "30s", "500ms", "2m", "1h")'),
     ("GATEWAY_SERVER_PORT", "http", 'server.port: expected a port number 0-65535, got "http"'),
     ("GATEWAY_SERVER_PORT", "65536", "server.port: expected a port number 0-65535, got 65536"),
     ("GATEWAY_LIMITS_USER_MAX_BODY_BYTES", "10MB", "limits.user.max_body_bytes: expected a size "

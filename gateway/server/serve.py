@@ -131,7 +131,7 @@ class Server:
                 sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
                 if family == socket.AF_INET6:
                     sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
-                await sock.bind(addr)
+                await _bind(sock, addr, f"{_host_text(addr[0])}:{addr[1]}")
                 sock.listen(s.backlog)
                 self.listeners.append(_Listener(sock, "tcp", sock.getsockname()))
         if s.unix_path:
@@ -140,7 +140,7 @@ class Server:
             except FileNotFoundError:
                 pass
             sock = trio.socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-            await sock.bind(s.unix_path)
+            await _bind(sock, s.unix_path, f"unix:{s.unix_path}")
             os.chmod(s.unix_path, 0o666)  # who gets privilege is decided by SO_PEERCRED
             sock.listen(s.backlog)
             self.listeners.append(_Listener(sock, "unix", s.unix_path))
@@ -366,6 +366,24 @@ class Server:
         while True:
             await trio.sleep(0.5)
             self._flush_access()
+
+
+async def _bind(sock: trio.socket.SocketType, addr: Any, text: str) -> None:
+    """Bind, or raise an OSError that names the address (the bare errno names nothing)."""
+    try:
+        await sock.bind(addr)
+    except OSError as exc:
+        sock.close()
+        hint = ""
+        if exc.errno == errno.EADDRINUSE:
+            hint = " (another process listens there: stop it, or choose --port / server.port)"
+        elif exc.errno == errno.EACCES:
+            hint = " (ports below 1024 need root or CAP_NET_BIND_SERVICE)"
+        raise OSError(exc.errno, f"cannot listen on {text}: {exc.strerror}{hint}") from None
+
+
+def _host_text(host: str) -> str:
+    return f"[{host}]" if ":" in host else host
 
 
 def _tcp_addresses(host: str, port: int) -> list[tuple[int, tuple[Any, ...]]]:
