@@ -8,8 +8,8 @@ from __future__ import annotations
 import logging
 import os
 import time
-from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from gateway.app.auth import Credentials
 from gateway.app.body import MemoryBudget
@@ -25,6 +25,8 @@ if TYPE_CHECKING:
 __all__ = ["App"]
 
 log = logging.getLogger("gateway.app")
+
+BackgroundFn = TypeVar("BackgroundFn", bound=Callable[["App"], Awaitable[None]])
 
 
 class App(Router):
@@ -48,6 +50,23 @@ class App(Router):
         self.errors_5xx = 0
         self._sockets: SocketHub | None = None
         self._builtin = _builtin_router(self)
+        self.background_tasks: list[Callable[[App], Awaitable[None]]] = []
+        self.background_failures = 0
+
+    def background(self, fn: BackgroundFn) -> BackgroundFn:
+        """Register ``async def fn(app)`` to run for the server's lifetime (a decorator).
+
+        It starts once the server listens and is cancelled when the server stops (after the
+        drain), e.g. a sensor poller that pushes readings to sockets. Handlers and these tasks
+        run on trio: sleep with ``trio.sleep``, run blocking reads in
+        ``trio.to_thread.run_sync``. An exception ends the task only: it is logged and counted
+        (``background_failures`` in /_gateway/stats); the server keeps serving.
+
+        Returns:
+            ``fn`` unchanged.
+        """
+        self.background_tasks.append(fn)
+        return fn
 
     @property
     def sockets(self) -> SocketHub:
@@ -151,6 +170,7 @@ class App(Router):
             "uptime_s": round(time.monotonic() - self.started_at, 3),
             "requests": self.requests_served,
             "errors_5xx": self.errors_5xx,
+            "background_failures": self.background_failures,
             "memory": {"body_budget": self.budget.statistics(), "rss_bytes": _rss_bytes()},
         }
         if self.settings is not None:

@@ -11,6 +11,7 @@ import os
 import socket
 import struct
 import sys
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -170,6 +171,8 @@ class Server:
                     nursery.start_soon(self._websockets.run)  # WebSocket pings and timeouts
                 if self._access is not None:
                     nursery.start_soon(self._flush_access_log)
+                for fn in self.app.background_tasks:
+                    nursery.start_soon(self._background, fn, name=getattr(fn, "__name__", fn))
                 with self._accept_scope:
                     async with trio.open_nursery() as accept_nursery:
                         for lst in self.listeners:
@@ -185,6 +188,15 @@ class Server:
             self._flush_access()
             self.stopped.set()
             self.close_listeners()
+
+    async def _background(self, fn: Callable[[App], Awaitable[None]]) -> None:
+        """One of the app's background tasks: its failure ends it, never the server."""
+        try:
+            await fn(self.app)
+        except Exception:
+            self.app.background_failures += 1
+            log.exception("background task %s failed (the server keeps serving)",
+                          getattr(fn, "__name__", fn))
 
     def close_listeners(self) -> None:
         if self._listeners_closed:
