@@ -34,10 +34,30 @@ class Decorator(Protocol):
     def __call__(self, fn: F, /) -> F: ...
 
 
-def _done(fn: F) -> F:
-    # what registering with handlers returns: a no-op decorator, so that every registration
-    # method has one typed return (a decorator) whether or not handlers were passed
-    return fn
+def _then(router: Router, layer: _Layer) -> Decorator:
+    """What registering with handlers returns: a decorator that appends one more handler to
+    the same route, so ``@app.post("/form", bodyparsers.urlencoded())`` above ``async def
+    form(req, res)`` chains the parser before the handler, as Express's
+    ``app.post(path, mw, handler)`` does, instead of dropping the handler."""
+
+    def then(fn: F) -> F:
+        if isinstance(fn, Router) or not callable(fn):
+            raise TypeError(f"@{'use' if layer.kind == _MIDDLEWARE else 'route'}(...) "
+                            f"decorates an async function, not {fn!r}")
+        if layer.kind == _MIDDLEWARE:  # one function per middleware layer: the next layer
+            stack = router.stack
+            stack.insert(stack.index(layer) + 1, _Layer(
+                _MIDDLEWARE, layer.pattern, [_adapt(fn)], privileged=layer.privileged))
+        else:
+            layer.fns.append(_adapt(fn))
+        return fn
+
+    return then
+
+
+def _only(fn: F) -> F:
+    raise TypeError(f"{fn!r}: this registration already has its handler; use the decorator "
+                    "form without one (@app.ws(path)) or pass the handler, not both")
 
 _MIDDLEWARE, _ROUTE, _MOUNT, _ERROR, _WS = range(5)
 
@@ -147,7 +167,10 @@ class Router:
                 self.stack.append(_Layer(_ERROR, pattern, [fn], privileged=priv))
             else:
                 self.stack.append(_Layer(_MIDDLEWARE, pattern, [_adapt(fn)], privileged=priv))
-        return _done
+        last = self.stack[-1]
+        if last.kind != _MIDDLEWARE:  # a mounted router or an error handler: nothing to chain
+            return _only
+        return _then(self, last)
 
     def route(
         self,
@@ -166,17 +189,16 @@ class Router:
 
             return deco
         mset = None if methods is None else frozenset(m.upper() for m in methods)
-        self.stack.append(
-            _Layer(
-                _ROUTE,
-                self._pattern(path, end=True),
-                [_adapt(f) for f in fns],
-                methods=mset,
-                privileged=privileged or self.privileged,
-                options=options or None,
-            )
+        layer = _Layer(
+            _ROUTE,
+            self._pattern(path, end=True),
+            [_adapt(f) for f in fns],
+            methods=mset,
+            privileged=privileged or self.privileged,
+            options=options or None,
         )
-        return _done
+        self.stack.append(layer)
+        return _then(self, layer)
 
     def all(self, path: str | re.Pattern[str], *fns: Fn, **kw: Any) -> Decorator:
         return self.route(None, path, *fns, **kw)
@@ -228,7 +250,7 @@ class Router:
                 options=options or None,
             )
         )
-        return _done
+        return _only
 
     # -- dispatch ------------------------------------------------------------------------------
     async def handle(
