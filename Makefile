@@ -15,10 +15,12 @@ $(STAMP): pyproject.toml
 
 venv: $(STAMP)
 
-# make run PORT=9000 HOST=0.0.0.0 APP=myapp:app PROFILE=pi4-2gb (each optional)
+# make run PORT=9000 HOST=0.0.0.0 APP=myapp:app PROFILE=pi4-2gb CREDENTIALS=.credentials
+# (each optional; CREDENTIALS: a file made by `gateway token --file`, for privileged routes)
 run: $(STAMP)
 	$(BIN)/gateway serve $(or $(APP),gateway.demo:app) --profile $(or $(PROFILE),default) \
-	  $(if $(PORT),--port $(PORT)) $(if $(HOST),--host $(HOST))
+	  $(if $(PORT),--port $(PORT)) $(if $(HOST),--host $(HOST)) \
+	  $(if $(CREDENTIALS),--set server.credentials_file=$(CREDENTIALS))
 
 node-deps: tests/node/node_modules/.installed
 

@@ -41,7 +41,10 @@ _COMMANDS: Final[dict[str, tuple[str, tuple[str, str] | None, dict[str, tuple[st
                                    "(default: $GATEWAY_ROOT or /)")}),
     "render-units": ("print the systemd drop-in for a profile", None, _PROFILE_OPTIONS),
     "token": ("make a new privilege token and its credentials-file line", None,
-              {"--name": ("NAME", "name written after the hash (default: admin)")}),
+              {"--name": ("NAME", "name written after the hash (default: admin)"),
+               "--file": ("PATH", "also append the line to this credentials file (created "
+                                  "with mode 0600); name it in the profile's "
+                                  "server.credentials_file")}),
 }
 
 
@@ -67,6 +70,7 @@ class Args:
         self.set: list[str] = []
         self.root: str = os.environ.get("GATEWAY_ROOT", "/")
         self.name = "admin"
+        self.file: str | None = None
 
 
 def usage(command: str | None = None) -> str:
@@ -207,6 +211,21 @@ def load_app(spec: str) -> Any:
     return obj
 
 
+def _append_credentials(path: str, line: str) -> None:
+    """Append a credentials line, creating the file 0600; one others can read is refused
+    (the server would refuse to start with it)."""
+    from gateway.app.auth import Credentials
+
+    if os.path.exists(path):
+        Credentials.load(path)  # mode and format checked as the server checks them
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot write the credentials file ({exc.strerror})") from None
+    with os.fdopen(fd, "a", encoding="utf-8") as f:
+        f.write(line + "\n")
+
+
 def _where(exc: BaseException) -> str:
     """file:line of the innermost traceback frame outside the import machinery."""
     tb, where = exc.__traceback__, "?"
@@ -260,7 +279,14 @@ def main(argv: list[str] | None = None) -> int:
             from gateway.app.auth import hash_token
 
             token = secrets.token_urlsafe(32)
-            print(f"token: {token}\ncredentials line: {hash_token(token)} {args.name}")
+            line = f"{hash_token(token)} {args.name}"
+            if args.file:
+                _append_credentials(args.file, line)
+            print(f"token: {token}\ncredentials line: {line}")
+            if args.file:
+                print(f"added to {args.file}; serve with it: gateway serve --set "
+                      f"server.credentials_file={args.file} (or set it in the profile), then "
+                      f"send 'Authorization: Bearer {token}'")
             return 0
         settings = _settings(args)
         app = load_app(args.app or "gateway.demo:app")

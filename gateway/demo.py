@@ -1,12 +1,17 @@
 # The demo app served by `make run`: a small status page, JSON routes, a form post, an upload
-# and a privileged route, to show a newcomer the API in one screen.
+# (the page states its limits), a WebSocket echo and a privileged route (the page says how to get
+# a token), to show a newcomer the API in one screen.
 from __future__ import annotations
 
 import hashlib
 import html
+from typing import TYPE_CHECKING
 
 from gateway import App, Request, Response
 from gateway.app import bodyparsers
+
+if TYPE_CHECKING:
+    from gateway.server.websocket import WebSocket
 
 app = App()
 # Body parsers go on the routes that take such bodies: /upload streams whatever it is sent.
@@ -25,13 +30,19 @@ code{{background:#eee;padding:0 .2rem}}li{{margin:.2rem 0}}</style></head>
 <h2>Try</h2><ul>
 <li><a href="/api/hello?name=device">GET /api/hello?name=device</a> (JSON)</li>
 <li><a href="/user/42">GET /user/42</a> (route parameter)</li>
-<li><a href="/_gateway/health">GET /_gateway/health</a></li>
-<li><code>curl -H 'Authorization: Bearer TOKEN' http://127.0.0.1:8080/admin/status</code>
- (privileged)</li></ul>
+<li><a href="/_gateway/health">GET /_gateway/health</a></li></ul>
+<h2>A privileged route</h2>
+<p><code>/admin/status</code> needs a bearer token ({tokens}). Make one and serve with it:</p>
+<pre>.venv/bin/gateway token --name admin --file .credentials
+make run CREDENTIALS=.credentials
+curl -H 'Authorization: Bearer TOKEN' http://127.0.0.1:8080/admin/status</pre>
 <h2>Leave a note (form post)</h2>
 <form method="post" action="/notes"><input name="note" required maxlength="200">
 <button>Post</button></form><ul id="notes">{notes}</ul>
 <h2>Upload a file (streamed, only its size and SHA-256 are kept)</h2>
+<p>Up to {user_max} as a user, {priv_max} with a token (the profile's
+<code>[limits.user]</code> / <code>[limits.privileged]</code> <code>max_body_bytes</code>; a
+route can lower it: <code>@app.post(path, max_body_bytes=...)</code>). Larger: 413.</p>
 <form method="post" action="/upload" enctype="application/octet-stream" id="up">
 <input type="file" id="file"> <button>Upload</button></form><pre id="result"></pre>
 <script>
@@ -39,7 +50,19 @@ document.getElementById('up').onsubmit = async (e) => {{
   e.preventDefault();
   const f = document.getElementById('file').files[0]; if (!f) return;
   const r = await fetch('/upload', {{method: 'POST', body: f}});
-  document.getElementById('result').textContent = await r.text();
+  document.getElementById('result').textContent =
+    (r.ok ? '' : r.status + ' ' + r.statusText + ': ') + await r.text();
+}};
+</script>
+<h2>WebSocket echo</h2>
+<form id="wsf"><input id="wsin" value="hello" maxlength="200"> <button>Send</button></form>
+<pre id="wsout"></pre>
+<script>
+const ws = new WebSocket((location.protocol === 'https:' ? 'wss://' : 'ws://')
+                         + location.host + '/ws/echo');
+ws.onmessage = (e) => {{ document.getElementById('wsout').textContent += e.data + '\\n'; }};
+document.getElementById('wsf').onsubmit = (e) => {{
+  e.preventDefault(); ws.send(document.getElementById('wsin').value);
 }};
 </script></body></html>
 """
@@ -48,9 +71,21 @@ document.getElementById('up').onsubmit = async (e) => {{
 @app.get("/")
 async def index(req: Request, res: Response) -> None:
     notes = "".join(f"<li>{html.escape(n)}</li>" for n in _notes[-10:])
-    profile = req.app.settings.profile if req.app.settings else "?"
-    await res.send(PAGE.format(profile=profile, mode=req.mode, notes=notes,
-                               requests=req.app.requests_served))
+    settings = req.app.settings
+    tokens = len(req.app.credentials)
+    await res.send(PAGE.format(
+        profile=settings.profile if settings else "?", mode=req.mode, notes=notes,
+        requests=req.app.requests_served,
+        tokens=f"{tokens} configured" if tokens else "none configured yet",
+        user_max=_size(settings.user.max_body_bytes) if settings else "?",
+        priv_max=_size(settings.privileged.max_body_bytes) if settings else "?"))
+
+
+def _size(n: int) -> str:
+    for unit, size in (("GiB", 1 << 30), ("MiB", 1 << 20), ("KiB", 1 << 10)):
+        if n >= size and n % size == 0:
+            return f"{n // size} {unit}"
+    return f"{n} bytes"
 
 
 @app.get("/api/hello")
@@ -96,3 +131,9 @@ async def upload(req: Request, res: Response) -> None:
 @app.get("/admin/status", privileged=True)
 async def admin_status(req: Request, res: Response) -> None:
     await res.json(req.app.statistics())
+
+
+@app.ws("/ws/echo")
+async def ws_echo(ws: WebSocket, req: Request) -> None:
+    async for message in ws:
+        await ws.send(message)

@@ -99,3 +99,21 @@ def test_durations_take_units_like_sizes(tmp_path: Path) -> None:
     profile.write_text('[http]\nmin_body_rate_bytes_s = "30s"\n')
     with pytest.raises(ConfigError, match="min_body_rate_bytes_s"):
         load_settings(str(profile), env={})
+
+
+def test_token_file_is_created_0600_and_the_server_accepts_its_token(
+        tmp_path: Path, capsys: Any) -> None:
+    from gateway.app.auth import Credentials
+
+    path = tmp_path / "creds"
+    assert main(["token", "--name", "admin", "--file", str(path)]) == 0
+    assert main(["token", "--name", "ops", "--file", str(path)]) == 0
+    out = capsys.readouterr().out
+    tokens = [line.split()[1] for line in out.splitlines() if line.startswith("token: ")]
+    assert len(tokens) == 2 and f"server.credentials_file={path}" in out
+    assert path.stat().st_mode & 0o777 == 0o600
+    creds = Credentials.load(str(path))
+    assert [creds.verify(t) for t in tokens] == ["admin", "ops"]
+    path.chmod(0o644)  # a file others can read is refused, as the server refuses it
+    assert main(["token", "--file", str(path)]) == 78
+    assert "must not be accessible by other users" in capsys.readouterr().err
