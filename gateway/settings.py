@@ -205,6 +205,7 @@ _ENV_KEYS: Final = MappingProxyType({
 _RESERVED_ENV: Final = frozenset({"GATEWAY_PROFILE", "GATEWAY_PROFILES_DIR", "GATEWAY_ROOT",
                                   "GATEWAY_APP", "GATEWAY_LOG_LEVEL"})
 _DEFAULTS_LABEL: Final = "built-in defaults"
+_SIZE_HINT: Final = 'a size: bytes, or "64KiB", "16MiB", "1.5GiB"'
 _DURATION_HINT: Final = 'a duration: seconds, or "30s", "500ms", "2m", "1h"'
 _SIZE_RE: Final = re.compile(r"(\d+)(?:\.(\d+))?\s*([KMGT](?:iB)?|B)?", re.IGNORECASE)
 _NAME_RE: Final = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
@@ -273,11 +274,16 @@ def _bad(where: str, key: str, expected: str, got: object, detail: str = "") -> 
 def _coerce(f: _Field, value: object, where: str) -> Any:
     """Check a typed value (from TOML, an override, or parsed text) against its field."""
     exp, original = _expected(f), value
-    if isinstance(value, str) and _is_duration(f):  # "30s" in a profile, like sizes' "1MiB"
+    if isinstance(value, str) and _is_duration(f):  # "30s" in a profile
         try:
             value = _parse_duration(value)
         except ValueError:
             raise _bad(where, f.key, exp, original, _DURATION_HINT) from None
+    elif isinstance(value, str) and f.kind == "int" and f.name.endswith("_bytes"):  # "1MiB"
+        try:
+            value = _parse_size(value)
+        except ValueError:
+            raise _bad(where, f.key, exp, original, _SIZE_HINT) from None
     if f.kind == "bool":
         ok = isinstance(value, bool)
     elif f.kind == "int":  # bool is an int subclass, never a number here

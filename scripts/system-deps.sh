@@ -11,6 +11,7 @@ set -eu
 need=""
 have() { command -v "$1" >/dev/null 2>&1; }
 have node || need="$need nodejs"
+have curl || need="$need curl"  # tests/test_guide.py runs the guide's curl commands
 have npm || need="$need npm"
 have systemd-analyze || need="$need systemd"
 have systemd-socket-activate || need="$need systemd"

@@ -117,3 +117,14 @@ def test_token_file_is_created_0600_and_the_server_accepts_its_token(
     path.chmod(0o644)  # a file others can read is refused, as the server refuses it
     assert main(["token", "--file", str(path)]) == 78
     assert "must not be accessible by other users" in capsys.readouterr().err
+
+
+def test_sizes_in_a_profile_take_units_too(tmp_path: Path) -> None:
+    profile = tmp_path / "p.toml"
+    profile.write_text('[limits.user]\nmax_body_bytes = "256KiB"\nmax_cache_bytes = "64KiB"\n')
+    s = load_settings(str(profile), env={})
+    assert (s.user.max_body_bytes, s.user.max_cache_bytes) == (262144, 65536)
+    profile.write_text('[limits.user]\nmax_body_bytes = "lots"\n')
+    with pytest.raises(ConfigError, match='max_body_bytes: expected a size in bytes > 0, got '
+                                          '"lots" \\(a size: bytes, or "64KiB"'):
+        load_settings(str(profile), env={})
