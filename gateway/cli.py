@@ -40,6 +40,10 @@ _COMMANDS: Final[dict[str, tuple[str, tuple[str, str] | None, dict[str, tuple[st
                {"--root": ("PATH", "root of the system to inspect "
                                    "(default: $GATEWAY_ROOT or /)")}),
     "render-units": ("print the systemd drop-in for a profile", None, _PROFILE_OPTIONS),
+    "reload": ("reload a running server's profile and wait for the outcome (ExecReload=)",
+               None,
+               {"--pid": ("PID", "the server's process id (systemd: $MAINPID)"),
+                "--timeout": ("SECONDS", "how long to wait for the outcome (default: 30)")}),
     "token": ("make a new privilege token and its credentials-file line", None,
               {"--name": ("NAME", "name written after the hash (default: admin)"),
                "--file": ("PATH", "also append the line to this credentials file (created "
@@ -71,6 +75,8 @@ class Args:
         self.root: str = os.environ.get("GATEWAY_ROOT", "/")
         self.name = "admin"
         self.file: str | None = None
+        self.pid: str | None = None
+        self.timeout = "30"
 
 
 def usage(command: str | None = None) -> str:
@@ -211,6 +217,63 @@ def load_app(spec: str) -> Any:
     return obj
 
 
+def _reload(args: Args) -> int:
+    """SIGHUP the server, then wait until it has applied or refused the profile.
+
+    systemd runs ExecReload= synchronously: when it only sent the signal, ``systemctl reload``
+    returned before the server had reloaded (and a refusal was reported as a success). The
+    server writes each outcome to ``$RUNTIME_DIRECTORY/reload-status`` (server.runner).
+
+    Returns:
+        0 reloaded, 78 refused (the message on stderr), 1 no outcome within --timeout.
+    """
+    import signal
+    import time
+
+    from gateway.server.runner import RELOAD_STATUS
+
+    try:
+        pid = int(args.pid or "")
+        timeout = float(args.timeout)
+    except ValueError:
+        raise ConfigError("reload: --pid needs the server's process id and --timeout a "
+                          "number of seconds") from None
+    where = os.environ.get("RUNTIME_DIRECTORY", "").split(":")[0]
+    path = os.path.join(where, RELOAD_STATUS) if where else ""
+
+    def outcome() -> tuple[int, str]:
+        try:
+            with open(path, encoding="utf-8") as f:
+                generation, _, text = f.read().strip().partition(" ")
+            return int(generation), text
+        except (OSError, ValueError):
+            return 0, ""
+
+    before = outcome()[0] if path else 0
+    try:
+        os.kill(pid, signal.SIGHUP)
+    except OSError as exc:
+        print(f"gateway: reload: cannot signal process {pid}: {exc.strerror}", file=sys.stderr)
+        return 1
+    if not path:
+        print("gateway: reload: signal sent ($RUNTIME_DIRECTORY is not set: not waiting)")
+        return 0
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        generation, text = outcome()
+        if generation > before:
+            verdict, _, detail = text.partition(" ")
+            if verdict == "ok":
+                print(f"reloaded profile {detail}")
+                return 0
+            print(f"gateway: reload refused, the old profile stays: {detail}", file=sys.stderr)
+            return ConfigError.exit_code
+        time.sleep(0.05)
+    print(f"gateway: reload: no outcome from process {pid} within {timeout:g} s",
+          file=sys.stderr)
+    return 1
+
+
 def _append_credentials(path: str, line: str) -> None:
     """Append a credentials line, creating the file 0600; one others can read is refused
     (the server would refuse to start with it)."""
@@ -273,6 +336,8 @@ def main(argv: list[str] | None = None) -> int:
 
             print(render_dropin(_settings(args)), end="")
             return 0
+        if args.command == "reload":
+            return _reload(args)
         if args.command == "token":
             import secrets
 

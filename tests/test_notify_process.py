@@ -343,3 +343,45 @@ def test_socket_activation_under_systemd_socket_activate(manager: Manager) -> No
     manager.signal(signal.SIGTERM)
     manager.wait_for(lambda m: m.get("STOPPING") == "1", "STOPPING=1")
     assert manager.wait_exit(15) == 0
+
+
+def test_gateway_reload_waits_for_the_outcome(manager: Manager) -> None:
+    """ExecReload=`gateway reload --pid $MAINPID`: returns once the server has applied (0) or
+    refused (78, with the reason) the profile, so `systemctl reload` means it is done."""
+    profile = manager.dir / "board.toml"
+    shutil.copy(REPO / "firmware_profiles" / "test.toml", profile)
+    runtime = manager.dir / "run"
+    runtime.mkdir()
+    port = _free_port()
+    env = _clean_env(RUNTIME_DIRECTORY=str(runtime))
+    manager.start(serve_argv(profile, port), env)
+    manager.wait_for(_is_ready, "READY=1", STARTUP_S)
+    assert upload_status(port, 4096) == 200
+
+    def reload() -> subprocess.CompletedProcess[str]:
+        return subprocess.run([str(GATEWAY), "reload", "--pid", str(manager.pid),
+                               "--timeout", "20"], env=env, capture_output=True, text=True,
+                              timeout=30)
+
+    text = profile.read_text()
+    text = re.sub(r"(?m)^(\[limits\.user\]\n)max_body_bytes = \d+.*\nmax_cache_bytes = \d+",
+                  r"\1max_body_bytes = 2048\nmax_cache_bytes = 1024", text)
+    profile.write_text(text)
+    done = reload()
+    assert done.returncode == 0 and done.stdout == "reloaded profile board\n", done
+    assert upload_status(port, 4096) == 413  # applied before `gateway reload` returned
+    assert (runtime / "reload-status").read_text() == "1 ok board\n"
+
+    profile.write_text(text.replace("max_body_bytes = 2048", "max_body_bytes = -5"))
+    refused = reload()
+    assert refused.returncode == 78, refused
+    assert "reload refused, the old profile stays" in refused.stderr
+    assert "max_body_bytes" in refused.stderr
+    assert upload_status(port, 4096) == 413
+
+    gone = subprocess.run([str(GATEWAY), "reload", "--pid", "999999999"], env=env,
+                          capture_output=True, text=True, timeout=30)
+    assert gone.returncode == 1 and "cannot signal process 999999999" in gone.stderr
+
+    manager.signal(signal.SIGTERM)
+    assert manager.wait_exit(15) == 0

@@ -7,6 +7,7 @@ from __future__ import annotations
 import logging
 import os
 import signal
+from collections.abc import Mapping
 from typing import TYPE_CHECKING
 
 import trio
@@ -64,10 +65,15 @@ async def _stop_when_done(server: Server, nursery: trio.Nursery) -> None:
     nursery.cancel_scope.cancel()
 
 
+_reloads = 0  # reloads handled by this process: the generation in the reload-status file
+
+
 def _reload(server: Server, notifier: Notifier, profile: str,
             overrides: dict[str, str]) -> None:
     from gateway.settings import load_settings
 
+    global _reloads
+    _reloads += 1
     notifier.reloading("reloading profile")
     try:
         settings = load_settings(profile, overrides=overrides)
@@ -75,9 +81,32 @@ def _reload(server: Server, notifier: Notifier, profile: str,
     except ConfigError as exc:
         log.error("reload refused, keeping the running profile: %s", exc)
         notifier.ready(f"reload refused: {exc}"[:200])
+        write_reload_status(os.environ, _reloads, f"refused {exc}")
         return
     log.info("reloaded profile %s", settings.profile)
     notifier.ready(f"reloaded profile {settings.profile}")
+    write_reload_status(os.environ, _reloads, f"ok {settings.profile}")
+
+
+RELOAD_STATUS = "reload-status"
+
+
+def write_reload_status(environ: Mapping[str, str], generation: int, outcome: str) -> None:
+    """Record a reload's outcome for ``gateway reload`` (systemd's ExecReload=), which waits
+    for it: ``$RUNTIME_DIRECTORY/reload-status`` holds ``<generation> ok|refused <text>``.
+
+    Written atomically (rename); nothing without a runtime directory (not under systemd).
+    """
+    where = environ.get("RUNTIME_DIRECTORY", "").split(":")[0]
+    if not where:
+        return
+    path = os.path.join(where, RELOAD_STATUS)
+    try:
+        with open(path + ".tmp", "w", encoding="utf-8") as f:
+            f.write(f"{generation} {outcome}\n")
+        os.replace(path + ".tmp", path)
+    except OSError as exc:
+        log.warning("cannot write %s: %s", path, exc.strerror)
 
 
 def _address(addr: object) -> str:
