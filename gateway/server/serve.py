@@ -1,17 +1,20 @@
 # Listeners and connections: TCP (optionally TLS), the local Unix socket with SO_PEERCRED
 # privilege, and systemd-passed sockets; the LAN guard at accept; the connection cap (a canned
 # 503 and close, bounded); statistics; the access log; profile reloads (one transaction: all
-# built and checked, then swapped at once); graceful drain on stop.
+# built and checked, then swapped at once); the drain on stop (one deadline for everything).
 # Must not: parse HTTP or know routes; sessions (http_session, websocket) do the per-connection work.
 from __future__ import annotations
 
 import errno
 import ipaddress
 import logging
+import math
 import os
 import socket
 import struct
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -100,6 +103,9 @@ class Server:
         self._websockets: WebSocketManager | None = None
         self.ws_active = 0
         self.stopped = trio.Event()
+        # the drain: its deadline (set by shutdown()) and the shielded closing scopes it bounds
+        self.drain_deadline = math.inf
+        self._closing: set[trio.CancelScope] = set()
         app.stats_provider = self.statistics
 
     def _apply(self, profile: _Profile) -> None:
@@ -197,8 +203,13 @@ class Server:
                         for lst in self.listeners:
                             accept_nursery.start_soon(self._accept_loop, lst, nursery)
                         task_status.started(self)
-                # accepting stopped (shutdown): wait for in-flight sessions, within the grace
-                with trio.move_on_after(self.settings.server.shutdown_grace_s):
+                # accepting stopped (shutdown): wait for in-flight sessions until the drain's
+                # deadline; then everything still open is cancelled, and its closing scopes
+                # (WebSocket close handshakes, lingering closes) end at that same deadline
+                deadline = self.drain_deadline
+                if deadline == math.inf:
+                    deadline = trio.current_time() + self.settings.server.shutdown_grace_s
+                with trio.move_on_at(deadline):
                     while self._sessions:  # noqa: ASYNC110 (polled within the grace period)
                         await trio.sleep(0.05)
                 nursery.cancel_scope.cancel()
@@ -237,7 +248,19 @@ class Server:
                     session.scope.cancel()
 
     def shutdown(self) -> None:
-        """Stop accepting; idle keep-alive connections close now, busy ones after their reply."""
+        """Stop accepting and drain: idle keep-alive connections close now, busy ones after
+        their reply, WebSockets and Socket.IO sockets get a Close (1001) now.
+
+        The drain has ONE deadline, server.shutdown_grace_s from now, for everything: requests
+        in flight, close handshakes (also those already under way) and lingering closes.
+        What is still open then is closed hard, so the process exits within the grace (the
+        unit's TimeoutStopSec= allows the grace plus a margin before SIGKILL).
+        """
+        if not self.draining:
+            deadline = self.drain_deadline = (trio.current_time()
+                                              + self.settings.server.shutdown_grace_s)
+            for scope in self._closing:
+                scope.deadline = min(scope.deadline, deadline)
         self.draining = True
         self._accept_scope.cancel()  # aborts the blocked accepts at once, before the close below
         self.close_listeners()  # new connects are refused, not left waiting in the backlog
@@ -246,6 +269,25 @@ class Server:
                 session.scope.cancel()
             else:
                 session.close_after = True  # its reply says Connection: close
+        if self._websockets is not None:
+            self._websockets.expire_all(1001, "server shutting down")
+
+    @contextmanager
+    def closing_scope(self) -> Iterator[trio.CancelScope]:
+        """A shielded scope for a connection's last words (a WebSocket close handshake, a
+        lingering close): the cancellation that ended the connection does not cut them short,
+        but the drain's deadline does, also when shutdown() sets it while they run.
+
+        Returns:
+            (a context manager giving) the scope; ``cancel_called`` says the deadline passed,
+            and whatever it covered may not have happened (close the stream hard).
+        """
+        with trio.CancelScope(shield=True, deadline=self.drain_deadline) as scope:
+            self._closing.add(scope)
+            try:
+                yield scope
+            finally:
+                self._closing.discard(scope)
 
     async def _accept_loop(self, lst: _Listener, nursery: trio.Nursery) -> None:
         sock = lst.sock
