@@ -322,6 +322,10 @@ def main(argv: list[str] | None = None) -> int:
                 from gateway.app.auth import Credentials
 
                 Credentials.load(settings.server.credentials_file)
+            if settings.server.tls_cert_file:
+                from gateway.server.serve import load_tls_context
+
+                load_tls_context(settings)
             if args.app:
                 load_app(args.app)
             print(f"ok: profile {settings.profile} ({settings.source})")
@@ -367,6 +371,9 @@ def main(argv: list[str] | None = None) -> int:
         trio.run(run, app, settings, args.profile, _overrides(args))
     except KeyboardInterrupt:
         return 130
+    except ConfigError as exc:  # found once serving starts: the TLS certificate and key
+        print(f"gateway: configuration error: {exc}", file=sys.stderr)
+        return ConfigError.exit_code
     except OSError as exc:
         # a listener's error names its address in strerror (server.serve._bind)
         text = exc.strerror if exc.filename is None and exc.strerror else str(exc)

@@ -197,7 +197,8 @@ async def test_exhausted_budget_is_503_with_retry_after_and_the_error_event() ->
     assert late_kinds[-3:] == ["data", "error", "close"]
     assert isinstance(late_errors[-1], BudgetExceeded)
     assert stats == {"total_bytes": 100_000, "used_bytes": 0, "pledged_bytes": 0,
-                     "free_bytes": 100_000, "peak_bytes": stats["peak_bytes"], "rejections": 2}
+                     "free_bytes": 100_000, "over_bytes": 0, "peak_bytes": stats["peak_bytes"],
+                     "rejections": 2}
     assert 60000 < stats["peak_bytes"] <= 100_000
 
 
@@ -211,7 +212,7 @@ async def test_budget_figures_are_in_gateway_stats() -> None:
             stats = (await client.response()).json()
     assert stats["memory"]["body_budget"] == {
         "total_bytes": 100_000, "used_bytes": 0, "pledged_bytes": 0, "free_bytes": 100_000,
-        "peak_bytes": 5000, "rejections": 0,
+        "over_bytes": 0, "peak_bytes": 5000, "rejections": 0,
     }
 
 
@@ -387,7 +388,8 @@ def test_memory_budget_accounting(caplog: Any) -> None:
         b.release(5)  # an accounting bug is logged, never raised from a cleanup path
     assert b.used == 0 and "released 5 bytes" in caplog.text
     assert b.statistics() == {"total_bytes": 100, "used_bytes": 0, "pledged_bytes": 0,
-                              "free_bytes": 100, "peak_bytes": 60, "rejections": 1}
+                              "free_bytes": 100, "over_bytes": 0, "peak_bytes": 60,
+                              "rejections": 1}
 
 
 def test_pledges_admit_declared_bodies_and_keep_room_for_them() -> None:
@@ -402,6 +404,37 @@ def test_pledges_admit_declared_bodies_and_keep_room_for_them() -> None:
     b.unpledge(20)  # the request ended early
     b.release(50)
     assert (b.used, b.pledged, b.free, b.rejections) == (0, 0, 100, 2)
+
+
+def test_resize_keeps_what_is_held_and_refuses_until_under_the_new_total(caplog: Any) -> None:
+    b = MemoryBudget(100)
+    b.reserve(50)
+    b.pledge(40)
+    with pytest.raises(BudgetExceeded):
+        b.reserve(11)
+    with caplog.at_level(logging.WARNING, logger="gateway.body"):
+        b.resize(60)  # a reload to a smaller budget, with 90 bytes held
+    assert "refused until 30 bytes are released" in caplog.text
+    assert b.statistics() == {"total_bytes": 60, "used_bytes": 50, "pledged_bytes": 40,
+                              "free_bytes": 0, "over_bytes": 30, "peak_bytes": 50,
+                              "rejections": 1}
+    for refused in (b.reserve, b.pledge):
+        with pytest.raises(BudgetExceeded):
+            refused(1)
+    b.reserve(0)  # no charge is never refused, even over the total
+    b.pledge(0)
+    b.redeem(40)  # bytes promised before the resize still arrive
+    assert (b.used, b.pledged, b.peak, b.free, b.rejections) == (90, 0, 90, 0, 3)
+    b.release(30)  # exactly at the total: still nothing free
+    with pytest.raises(BudgetExceeded):
+        b.reserve(1)
+    b.release(10)
+    b.reserve(10)  # under it again: admitted
+    assert b.statistics()["over_bytes"] == 0 and b.free == 0
+    b.resize(200)  # and larger: room at once
+    assert (b.total, b.used, b.free, b.peak, b.rejections) == (200, 60, 140, 90, 4)
+    with pytest.raises(ValueError):
+        b.resize(-1)
 
 
 async def test_a_declared_body_that_cannot_fit_is_refused_before_it_is_sent() -> None:

@@ -55,6 +55,29 @@ def test_check_a_good_profile_and_app(capsys: Any) -> None:
     assert "ok: profile test" in capsys.readouterr().out
 
 
+def test_check_and_serve_load_the_tls_certificate_and_key(capsys: Any, tmp_path: Path,
+                                                          monkeypatch: Any) -> None:
+    # `systemctl reload` runs `gateway check` before the SIGHUP: a key that cannot load must
+    # fail it there, and fail a start with exit 78 (no restart loop), not 71
+    import trustme
+
+    from gateway.server import runner
+
+    monkeypatch.setattr(runner, "tune_allocator", lambda: False)  # not in the test process
+
+    cert = trustme.CA().issue_cert("127.0.0.1")
+    cert_file, key_file = tmp_path / "cert.pem", tmp_path / "key.pem"
+    cert.private_key_and_cert_chain_pem.write_to_path(str(cert_file))
+    cert.private_key_pem.write_to_path(str(key_file))
+    tls = ["--set", f"server.tls_cert_file={cert_file}", "--set", f"server.tls_key_file={key_file}"]
+    assert main(["check", "--profile", "test", *tls]) == 0
+    key_file.write_text("not a key\n")
+    assert main(["check", "--profile", "test", *tls]) == 78
+    assert "server.tls_cert_file/tls_key_file: cannot load" in capsys.readouterr().err
+    assert main(["serve", "tests.test_cli:app", "--profile", "test", *tls]) == 78
+    assert str(key_file) in capsys.readouterr().err
+
+
 def test_serve_with_a_bad_app_spec_exits_78(capsys: Any) -> None:
     assert main(["serve", "no_such_module_xyz:app", "--profile", "test"]) == 78
     assert "no_such_module_xyz" in capsys.readouterr().err

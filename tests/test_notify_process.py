@@ -5,6 +5,7 @@
 # its own pid) on every path.
 from __future__ import annotations
 
+import hashlib
 import http.client
 import json
 import os
@@ -242,6 +243,47 @@ def test_ready_status_watchdog_and_reload(manager: Manager) -> None:
 
     manager.signal(signal.SIGTERM)
     manager.wait_for(lambda m: m.get("STOPPING") == "1", "STOPPING=1")
+    assert manager.wait_exit(15) == 0
+
+
+def test_a_refused_reload_leaves_the_running_profile_whole(manager: Manager) -> None:
+    # The reload of a profile whose credentials file other users can read is refused: the body
+    # budget must not change either (it once did, with its peak and rejections reset).
+    creds = manager.dir / "credentials"
+    creds.write_text("sha256:" + hashlib.sha256(b"tok").hexdigest() + " admin\n")
+    creds.chmod(0o600)
+    profile = manager.dir / "board.toml"
+    profile.write_text(f'extends = "test"\n[server]\ncredentials_file = "{creds}"\n'
+                       "[memory]\nbody_budget_bytes = 4194304\n")
+    port = _free_port()
+    manager.start(serve_argv(profile, port), _clean_env())
+    manager.wait_for(_is_ready, "READY=1", STARTUP_S)
+
+    def budget_total() -> int:
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+        try:
+            conn.request("GET", "/_gateway/stats", headers={"Authorization": "Bearer tok"})
+            resp = conn.getresponse()
+            assert resp.status == 200
+            return int(json.loads(resp.read())["memory"]["body_budget"]["total_bytes"])
+        finally:
+            conn.close()
+
+    assert budget_total() == 4194304
+    profile.write_text(profile.read_text().replace("4194304", "8388608"))
+    creds.chmod(0o644)
+    manager.signal(signal.SIGHUP)
+    manager.wait_for(lambda m: m.get("RELOADING") == "1", "RELOADING=1")
+    refused = manager.wait_for(_is_ready, "READY=1 after a refused reload")
+    assert "must not be accessible by other users" in refused["STATUS"], refused
+    assert budget_total() == 4194304  # the running profile, whole: budget and credentials
+
+    creds.chmod(0o600)  # fixed: the same edit now applies
+    manager.signal(signal.SIGHUP)
+    done = manager.wait_for(_is_ready, "READY=1 after the reload")
+    assert done["STATUS"] == "reloaded profile board", done
+    assert budget_total() == 8388608
+    manager.signal(signal.SIGTERM)
     assert manager.wait_exit(15) == 0
 
 

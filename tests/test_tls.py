@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import ssl
 
+import pytest
 import trio
 import trustme
 
 from gateway import App
+from gateway.errors import ConfigError
 from gateway.server.serve import Server
 from tests.helpers import make_settings, parse_replies, read_all
 
@@ -68,3 +70,62 @@ async def test_plain_http_client_on_tls_port_is_dropped(tmp_path) -> None:  # ty
             nursery.cancel_scope.cancel()
     assert not data.startswith(b"HTTP/")
     assert server.stats["active"] == 0
+
+
+async def _served_by(port: int, ca: trustme.CA) -> bool:
+    """True when a new connection's certificate verifies against ``ca`` (and HTTPS answers)."""
+    ctx = ssl.create_default_context()
+    ca.configure_trust(ctx)
+    tcp = await trio.open_tcp_stream("127.0.0.1", port)
+    stream = trio.SSLStream(tcp, ctx, server_hostname="127.0.0.1")
+    try:
+        await stream.send_all(b"GET /_gateway/health HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+                              b"Connection: close\r\n\r\n")
+        (reply,) = parse_replies(await read_all(stream))
+        return reply.status == 200
+    except trio.BrokenResourceError:
+        return False  # the certificate did not verify
+    finally:
+        await trio.aclose_forcefully(stream)
+
+
+async def test_reload_renews_the_certificate_and_refuses_an_unloadable_one(  # type: ignore[no-untyped-def]
+        tmp_path) -> None:
+    old_ca, new_ca = trustme.CA(), trustme.CA()
+    cert_file, key_file = tmp_path / "cert.pem", tmp_path / "key.pem"
+
+    def install(ca: trustme.CA) -> None:
+        cert = ca.issue_cert("127.0.0.1")
+        cert.private_key_and_cert_chain_pem.write_to_path(str(cert_file))
+        cert.private_key_pem.write_to_path(str(key_file))
+
+    install(old_ca)
+    app = App()
+    settings = make_settings(server__tls_cert_file=str(cert_file),
+                             server__tls_key_file=str(key_file))
+    app.bind(settings)
+    server = Server(app, settings)
+    with trio.fail_after(10):
+        async with trio.open_nursery() as nursery:
+            await nursery.start(server.serve)
+            assert await _served_by(server.port, old_ca)
+
+            install(new_ca)  # renewed in place, under the same names
+            renewed = make_settings(server__tls_cert_file=str(cert_file),
+                                    server__tls_key_file=str(key_file))
+            server.reload(renewed)
+            assert await _served_by(server.port, new_ca)
+            assert not await _served_by(server.port, old_ca)
+
+            # a key that does not load: refused whole, the running certificate and profile stay
+            key_file.write_text("not a key\n")
+            context = server._tls
+            bad = make_settings(server__tls_cert_file=str(cert_file),
+                                server__tls_key_file=str(key_file),
+                                memory__body_budget_bytes=str(8 * 1024 * 1024))
+            with pytest.raises(ConfigError, match="server.tls_cert_file/tls_key_file"):
+                server.reload(bad)
+            assert server._tls is context and server.settings is renewed
+            assert app.settings is renewed and app.budget.total == 4 * 1024 * 1024
+            assert await _served_by(server.port, new_ca)
+            nursery.cancel_scope.cancel()

@@ -9,6 +9,7 @@ import logging
 import os
 import time
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from gateway.app.auth import Credentials
@@ -22,11 +23,24 @@ if TYPE_CHECKING:
     from gateway.app.response import Response
     from gateway.settings import Settings
 
-__all__ = ["App"]
+__all__ = ["App", "Binding"]
 
 log = logging.getLogger("gateway.app")
 
 BackgroundFn = TypeVar("BackgroundFn", bound=Callable[["App"], Awaitable[None]])
+
+
+@dataclass(frozen=True, slots=True)
+class Binding:
+    """What ``App.commit_bind`` applies, built and checked by ``App.prepare_bind``.
+
+    Attributes:
+        settings: the profile.
+        credentials: its credentials file, loaded and checked (empty without one).
+    """
+
+    settings: Settings
+    credentials: Credentials
 
 
 class App(Router):
@@ -87,12 +101,38 @@ class App(Router):
         """Attach a profile's settings: memory budget, credentials. Called by the server.
 
         Raises:
-            ConfigError: the credentials file is unsafe or malformed.
+            ConfigError: the credentials file is unsafe or malformed (nothing changed).
         """
-        self.settings = settings
-        self.budget = MemoryBudget(settings.memory.body_budget_bytes)
+        self.commit_bind(self.prepare_bind(settings))
+
+    def prepare_bind(self, settings: Settings) -> Binding:
+        """Build and check what binding ``settings`` needs, changing nothing: the first half
+        of a reload, which must be refused whole or applied whole.
+
+        Args:
+            settings: the profile to bind.
+
+        Returns:
+            The Binding to pass to commit_bind().
+
+        Raises:
+            ConfigError: the credentials file is missing, unsafe or malformed.
+        """
         path = settings.server.credentials_file
-        self.credentials = Credentials.load(path) if path else Credentials.empty()
+        return Binding(settings, Credentials.load(path) if path else Credentials.empty())
+
+    def commit_bind(self, binding: Binding) -> None:
+        """Apply a prepared Binding. Cannot fail, and does not wait: no request sees half of it.
+
+        The memory budget is resized in place, never replaced: the bodies in flight stay
+        charged to it (see MemoryBudget.resize), so the limit holds across a reload.
+
+        Args:
+            binding: from prepare_bind().
+        """
+        self.settings = binding.settings
+        self.credentials = binding.credentials
+        self.budget.resize(binding.settings.memory.body_budget_bytes)
 
     # -- the request entry point -------------------------------------------------------------
     async def handle_request(self, req: Request, res: Response) -> None:

@@ -76,6 +76,12 @@ class MemoryBudget:
     Retry-After) at once, which is what a client can act on. Every reservation and pledge is
     made for one request and given back when that request ends.
 
+    A profile reload resizes the budget in place (``resize``): the requests in flight keep
+    what they hold and give it back to this same object. A total below what is held makes
+    the invariant false for a while, on purpose: nothing is taken back by force (those bytes
+    exist), new reservations and pledges are refused until releases bring used + pledged
+    under the new total, and ``statistics()`` reports the excess as ``over_bytes``.
+
     Args:
         total_bytes: the budget (profile memory.body_budget_bytes).
     """
@@ -91,8 +97,31 @@ class MemoryBudget:
 
     @property
     def free(self) -> int:
-        """Bytes that can still be reserved or pledged."""
-        return self.total - self.used - self.pledged
+        """Bytes that can still be reserved or pledged (0 while over a reduced total)."""
+        return max(0, self.total - self.used - self.pledged)
+
+    def resize(self, total_bytes: int) -> None:
+        """Change the total in place (a profile reload); everything else stays.
+
+        ``used``, ``pledged``, ``peak``, ``rejections`` and every request's reservation are
+        kept, so what is in flight is still counted and given back here. Below what is held,
+        nothing is freed by force: reserve() and pledge() refuse (503) until enough requests
+        have ended; redeem() still succeeds (those bytes were promised before).
+
+        Args:
+            total_bytes: the new budget (profile memory.body_budget_bytes).
+
+        Raises:
+            ValueError: a negative total (settings never give one: a caller's bug).
+        """
+        if total_bytes < 0:
+            raise ValueError(f"a memory budget cannot be negative: {total_bytes}")
+        self.total = total_bytes
+        held = self.used + self.pledged
+        if held > total_bytes:
+            log.warning("memory budget resized to %d bytes with %d held: new bodies are "
+                        "refused until %d bytes are released", total_bytes, held,
+                        held - total_bytes)
 
     def reserve(self, nbytes: int) -> None:
         """Take nbytes from the budget (bytes that nobody pledged).
@@ -104,7 +133,7 @@ class MemoryBudget:
             BudgetExceeded: fewer than nbytes are free (counted in ``rejections``).
         """
         used = self.used + nbytes
-        if used + self.pledged > self.total:
+        if used + self.pledged > self.total and nbytes > 0:  # 0 is no charge, even when over
             self.rejections += 1
             raise BudgetExceeded()
         self.used = used
@@ -117,7 +146,7 @@ class MemoryBudget:
         Raises:
             BudgetExceeded: fewer than nbytes are free (counted in ``rejections``).
         """
-        if self.used + self.pledged + nbytes > self.total:
+        if self.used + self.pledged + nbytes > self.total and nbytes > 0:
             self.rejections += 1
             raise BudgetExceeded()
         self.pledged += nbytes
@@ -157,14 +186,17 @@ class MemoryBudget:
         """Figures for /_gateway/stats.
 
         Returns:
-            total_bytes, used_bytes, pledged_bytes, free_bytes, peak_bytes (most ever used)
-            and rejections (503s given).
+            total_bytes, used_bytes, pledged_bytes, free_bytes, over_bytes (held beyond a
+            total that a reload reduced; 0 normally), peak_bytes (most ever used) and
+            rejections (503s given).
         """
+        unheld = self.total - self.used - self.pledged
         return {
             "total_bytes": self.total,
             "used_bytes": self.used,
             "pledged_bytes": self.pledged,
-            "free_bytes": self.total - self.used - self.pledged,
+            "free_bytes": max(0, unheld),
+            "over_bytes": max(0, -unheld),
             "peak_bytes": self.peak,
             "rejections": self.rejections,
         }

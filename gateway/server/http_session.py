@@ -461,7 +461,8 @@ class HTTPSession:
         log.info("%s: %d %s", self.info.peer_text, status, message)
 
     async def _close(self) -> None:
-        with trio.CancelScope(shield=True):
+        # shielded, but never past the server's drain deadline; past it, the close is hard
+        with self.server.closing_scope() as scope:
             stream = self.stream
             if self._linger and isinstance(stream, trio.abc.HalfCloseableStream):
                 # lingering close (as nginx): FIN first, then drop what the peer still sends for
@@ -478,6 +479,9 @@ class HTTPSession:
                     await self.stream.aclose()
                 except (trio.BrokenResourceError, trio.ClosedResourceError):
                     pass
+        if scope.cancel_called:
+            with trio.CancelScope(shield=True):
+                await trio.aclose_forcefully(self.stream)
 
     @property
     def status(self) -> int:

@@ -1,6 +1,7 @@
 # The process around a Server: systemd readiness/watchdog/stopping notifications, socket
 # activation, and signals (SIGTERM/SIGINT drain and stop, a second one stops at once; SIGHUP
-# reloads the profile: new limits for new connections, an invalid profile is refused and logged).
+# reloads the profile: new limits for new connections, an invalid profile is refused whole and
+# logged; either way RELOADING=1 is followed by READY=1).
 # Must not: serve connections itself (gateway.server.serve) or parse profiles (gateway.settings).
 from __future__ import annotations
 
@@ -52,7 +53,7 @@ async def run(app: App, settings: Settings, profile: str, overrides: dict[str, s
                     nursery.cancel_scope.cancel()
                     break
                 log.info("stopping: draining in-flight requests (up to %gs)",
-                         settings.server.shutdown_grace_s)
+                         server.settings.server.shutdown_grace_s)  # the reloaded profile's
                 notifier.stopping("draining")
                 server.shutdown()
                 nursery.start_soon(_stop_when_done, server, nursery)
@@ -75,6 +76,8 @@ def _reload(server: Server, notifier: Notifier, profile: str,
     global _reloads
     _reloads += 1
     notifier.reloading("reloading profile")
+    # Every RELOADING=1 gets its READY=1, whatever happens: systemd keeps the unit "reloading"
+    # until then. A reload is a transaction (Server.reload), so a refused one changed nothing.
     try:
         settings = load_settings(profile, overrides=overrides)
         server.reload(settings)
@@ -82,6 +85,11 @@ def _reload(server: Server, notifier: Notifier, profile: str,
         log.error("reload refused, keeping the running profile: %s", exc)
         notifier.ready(f"reload refused: {exc}"[:200])
         write_reload_status(os.environ, _reloads, f"refused {exc}")
+        return
+    except Exception as exc:  # a bug, not the profile: keep serving what runs, and say so
+        log.exception("reload failed, keeping the running profile")
+        notifier.ready(f"reload failed: {type(exc).__name__}: {exc}"[:200])
+        write_reload_status(os.environ, _reloads, f"refused {type(exc).__name__}: {exc}")
         return
     log.info("reloaded profile %s", settings.profile)
     notifier.ready(f"reloaded profile {settings.profile}")

@@ -1,33 +1,39 @@
 # Listeners and connections: TCP (optionally TLS), the local Unix socket with SO_PEERCRED
 # privilege, and systemd-passed sockets; the LAN guard at accept; the connection cap (a canned
-# 503 and close, bounded); statistics; the access log; graceful drain on stop.
+# 503 and close, bounded); statistics; the access log; profile reloads (one transaction: all
+# built and checked, then swapped at once); the drain on stop (one deadline for everything).
 # Must not: parse HTTP or know routes; sessions (http_session, websocket) do the per-connection work.
 from __future__ import annotations
 
 import errno
 import ipaddress
 import logging
+import math
 import os
 import socket
 import struct
 import sys
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import trio
 
+from gateway.errors import ConfigError
 from gateway.http.connection import HTTPLimits
 from gateway.server.http_session import HTTPSession
 
 if TYPE_CHECKING:
+    import ssl
+
     from gateway.app.application import App
     from gateway.app.request import Request
     from gateway.app.response import Response
     from gateway.server.upgrade import WebSocketManager
     from gateway.settings import Settings
 
-__all__ = ["Server", "ConnectionInfo", "serve"]
+__all__ = ["Server", "ConnectionInfo", "load_tls_context", "serve"]
 
 log = logging.getLogger("gateway.server")
 _BUSY = (b"HTTP/1.1 503 Service Unavailable\r\ncontent-type: text/plain; charset=utf-8\r\n"
@@ -53,6 +59,15 @@ class _Listener:
     address: Any = None
 
 
+@dataclass(frozen=True, slots=True)
+class _Profile:
+    """What a profile sets in the Server itself, built and checked before any of it is used."""
+
+    settings: Settings
+    http_limits: HTTPLimits
+    networks: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]
+
+
 @dataclass
 class _Stats:
     counts: dict[str, int] = field(default_factory=lambda: dict.fromkeys(
@@ -72,7 +87,7 @@ class Server:
     def __init__(self, app: App, settings: Settings,
                  sockets: list[socket.socket] | None = None) -> None:
         self.app = app
-        self._apply(settings)
+        self._apply(_prepare(settings))
         self._passed = sockets or []
         self.listeners: list[_Listener] = []
         self.stats = _Stats().counts
@@ -82,46 +97,57 @@ class Server:
         self._nursery: trio.Nursery | None = None
         self._accept_scope = trio.CancelScope()
         self._listeners_closed = False
-        self._tls: Any = None
+        self._unix_bound = ""  # the socket file we created (never one systemd passed)
+        self._tls: ssl.SSLContext | None = None
         self._access: list[str] | None = [] if settings.server.access_log else None
         self._websockets: WebSocketManager | None = None
         self.ws_active = 0
         self.stopped = trio.Event()
+        # the drain: its deadline (set by shutdown()) and the shielded closing scopes it bounds
+        self.drain_deadline = math.inf
+        self._closing: set[trio.CancelScope] = set()
         app.stats_provider = self.statistics
 
-    def _apply(self, settings: Settings) -> None:
+    def _apply(self, profile: _Profile) -> None:
         """What new connections take from the profile: head limits and the LAN guard."""
-        self.settings = settings
-        self.http_limits = HTTPLimits(
-            max_head_bytes=settings.http.max_head_bytes,
-            max_request_line_bytes=settings.http.max_request_line_bytes,
-            max_header_count=settings.http.max_header_count,
-        )
-        self._networks = [ipaddress.ip_network(n, strict=False)
-                          for n in settings.server.allowed_networks]
+        self.settings = profile.settings
+        self.http_limits = profile.http_limits
+        self._networks = profile.networks
 
     def reload(self, settings: Settings) -> None:
-        """Apply a new profile: new connections get its limits; listeners stay as they are.
+        """Apply a new profile, whole or not at all.
+
+        Everything the profile changes is built and checked first: the Server's part (head
+        limits, LAN guard), the App's (credentials file; see App.prepare_bind) and, with TLS,
+        a new context from the certificate files (read again even under the same names:
+        renewing a certificate in place is what a reload is for). Only then is it all swapped,
+        without waiting in between, so no connection sees half of it. New connections get the
+        new profile; open ones keep what they started with, except the memory budget, which
+        is resized in place with every body in flight still charged to it. Listeners stay as
+        they are (a new address needs a restart).
+
+        Args:
+            settings: the new profile.
 
         Raises:
-            ConfigError: the new profile's credentials file is unsafe (the old one stays).
+            ConfigError: the profile cannot be applied (credentials file missing or unsafe,
+                certificate or key unreadable); nothing was changed.
         """
-        old = self.settings.server
-        self.app.bind(settings)
-        self._apply(settings)
-        if (old.host, old.port, old.unix_path) != (settings.server.host, settings.server.port,
-                                                   settings.server.unix_path):
-            log.warning("reload: listener address changes need a restart")
+        profile = _prepare(settings)
+        binding = self.app.prepare_bind(settings)
+        tls = load_tls_context(settings) if settings.server.tls_cert_file else None
+        old = self.settings
+        # the commit: nothing below can fail or wait
+        self.app.commit_bind(binding)
+        self._apply(profile)
+        self._tls = tls
+        _warn_unapplied(old, settings)
 
     # -- listening ---------------------------------------------------------------------------
     async def open_listeners(self) -> None:
         s = self.settings.server
         if s.tls_cert_file:
-            import ssl  # only when TLS is used: it costs ~2 MiB of RSS
-
-            ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-            ctx.load_cert_chain(s.tls_cert_file, s.tls_key_file)
-            self._tls = ctx
+            self._tls = load_tls_context(self.settings)
         for raw in self._passed:
             sock = trio.socket.from_stdlib_socket(raw)
             kind = "unix" if raw.family == socket.AF_UNIX else "tcp"
@@ -142,6 +168,7 @@ class Server:
                 pass
             sock = trio.socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
             await _bind(sock, s.unix_path, f"unix:{s.unix_path}")
+            self._unix_bound = s.unix_path
             os.chmod(s.unix_path, 0o666)  # who gets privilege is decided by SO_PEERCRED
             sock.listen(s.backlog)
             self.listeners.append(_Listener(sock, "unix", s.unix_path))
@@ -178,8 +205,13 @@ class Server:
                         for lst in self.listeners:
                             accept_nursery.start_soon(self._accept_loop, lst, nursery)
                         task_status.started(self)
-                # accepting stopped (shutdown): wait for in-flight sessions, within the grace
-                with trio.move_on_after(self.settings.server.shutdown_grace_s):
+                # accepting stopped (shutdown): wait for in-flight sessions until the drain's
+                # deadline; then everything still open is cancelled, and its closing scopes
+                # (WebSocket close handshakes, lingering closes) end at that same deadline
+                deadline = self.drain_deadline
+                if deadline == math.inf:
+                    deadline = trio.current_time() + self.settings.server.shutdown_grace_s
+                with trio.move_on_at(deadline):
                     while self._sessions:  # noqa: ASYNC110 (polled within the grace period)
                         await trio.sleep(0.05)
                 nursery.cancel_scope.cancel()
@@ -204,9 +236,9 @@ class Server:
         self._listeners_closed = True
         for lst in self.listeners:
             lst.sock.close()
-        if self.settings.server.unix_path and any(x.kind == "unix" for x in self.listeners):
+        if self._unix_bound:  # the file we bound, whatever a reload says unix_path is now
             try:
-                os.unlink(self.settings.server.unix_path)
+                os.unlink(self._unix_bound)
             except OSError:
                 pass
 
@@ -217,18 +249,29 @@ class Server:
         re-armed on every phase change of every connection (the hot-path cost that profiling
         showed in other trio servers). Resolution: a quarter of the shortest timeout.
         """
-        h = self.settings.http
-        interval = min(1.0, max(0.05, min(h.head_timeout_s, h.idle_timeout_s,
-                                          h.send_timeout_s) / 4))
         while True:
-            await trio.sleep(interval)
+            h = self.settings.http  # read each pass: a reload may change the timeouts
+            await trio.sleep(min(1.0, max(0.05, min(h.head_timeout_s, h.idle_timeout_s,
+                                                    h.send_timeout_s) / 4)))
             now = trio.current_time()
             for session in self._sessions:
                 if session.deadline <= now:
                     session.scope.cancel()
 
     def shutdown(self) -> None:
-        """Stop accepting; idle keep-alive connections close now, busy ones after their reply."""
+        """Stop accepting and drain: idle keep-alive connections close now, busy ones after
+        their reply, WebSockets and Socket.IO sockets get a Close (1001) now.
+
+        The drain has ONE deadline, server.shutdown_grace_s from now, for everything: requests
+        in flight, close handshakes (also those already under way) and lingering closes.
+        What is still open then is closed hard, so the process exits within the grace (the
+        unit's TimeoutStopSec= allows the grace plus a margin before SIGKILL).
+        """
+        if not self.draining:
+            deadline = self.drain_deadline = (trio.current_time()
+                                              + self.settings.server.shutdown_grace_s)
+            for scope in self._closing:
+                scope.deadline = min(scope.deadline, deadline)
         self.draining = True
         self._accept_scope.cancel()  # aborts the blocked accepts at once, before the close below
         self.close_listeners()  # new connects are refused, not left waiting in the backlog
@@ -237,6 +280,25 @@ class Server:
                 session.scope.cancel()
             else:
                 session.close_after = True  # its reply says Connection: close
+        if self._websockets is not None:
+            self._websockets.expire_all(1001, "server shutting down")
+
+    @contextmanager
+    def closing_scope(self) -> Iterator[trio.CancelScope]:
+        """A shielded scope for a connection's last words (a WebSocket close handshake, a
+        lingering close): the cancellation that ended the connection does not cut them short,
+        but the drain's deadline does, also when shutdown() sets it while they run.
+
+        Returns:
+            (a context manager giving) the scope; ``cancel_called`` says the deadline passed,
+            and whatever it covered may not have happened (close the stream hard).
+        """
+        with trio.CancelScope(shield=True, deadline=self.drain_deadline) as scope:
+            self._closing.add(scope)
+            try:
+                yield scope
+            finally:
+                self._closing.discard(scope)
 
     async def _accept_loop(self, lst: _Listener, nursery: trio.Nursery) -> None:
         sock = lst.sock
@@ -396,6 +458,67 @@ async def _bind(sock: trio.socket.SocketType, addr: Any, text: str) -> None:
 
 def _host_text(host: str) -> str:
     return f"[{host}]" if ":" in host else host
+
+
+def _prepare(settings: Settings) -> _Profile:
+    """The Server's part of a profile, built without changing anything.
+
+    Raises:
+        ConfigError: an allowed network that does not parse (load_settings checks them).
+    """
+    try:
+        networks = tuple(ipaddress.ip_network(n, strict=False)
+                         for n in settings.server.allowed_networks)
+    except ValueError as exc:
+        raise ConfigError(f"{settings.source}: server.allowed_networks: {exc}") from None
+    return _Profile(settings, HTTPLimits(
+        max_head_bytes=settings.http.max_head_bytes,
+        max_request_line_bytes=settings.http.max_request_line_bytes,
+        max_header_count=settings.http.max_header_count,
+    ), networks)
+
+
+def _no_password(*_: object) -> bytes:
+    # never OpenSSL's prompt on the terminal: it would block the server (and the reload)
+    raise ValueError("the TLS key is encrypted; the gateway needs an unencrypted key file")
+
+
+def load_tls_context(settings: Settings) -> ssl.SSLContext:
+    """A server TLS context from the profile's certificate and key files (at start, on each
+    reload, and in ``gateway check``, which ExecReload= runs before the SIGHUP).
+
+    Args:
+        settings: the profile (server.tls_cert_file and tls_key_file are set).
+
+    Returns:
+        The context.
+
+    Raises:
+        ConfigError: a file is missing or unreadable, not PEM, the key does not match the
+            certificate, or the key is encrypted.
+    """
+    import ssl  # only when TLS is used: it costs ~2 MiB of RSS
+
+    s = settings.server
+    ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    try:
+        ctx.load_cert_chain(s.tls_cert_file, s.tls_key_file, password=_no_password)
+    except (OSError, ValueError) as exc:  # ssl.SSLError is an OSError
+        raise ConfigError(f"{s.tls_cert_file}, {s.tls_key_file}: server.tls_cert_file/"
+                          f"tls_key_file: cannot load the certificate and key ({exc})") from None
+    return ctx
+
+
+def _warn_unapplied(old: Settings, new: Settings) -> None:
+    """Log what a reload changed that only a restart applies, and a TLS switch."""
+    o, n = old.server, new.server
+    if (o.host, o.port, o.unix_path, o.backlog) != (n.host, n.port, n.unix_path, n.backlog):
+        log.warning("reload: listener changes (host, port, unix_path, backlog) need a restart")
+    if o.access_log != n.access_log:
+        log.warning("reload: server.access_log changes need a restart")
+    if bool(o.tls_cert_file) != bool(n.tls_cert_file):
+        log.warning("reload: TLS turned %s: new connections on the same listeners use %s",
+                    "on" if n.tls_cert_file else "off", "HTTPS" if n.tls_cert_file else "HTTP")
 
 
 def _tcp_addresses(host: str, port: int) -> list[tuple[int, tuple[Any, ...]]]:

@@ -176,15 +176,19 @@ class WebSocketManager:
             try:
                 while True:
                     await trio.sleep(self.interval())
+                    if self.server.draining:  # also a socket upgraded after shutdown()
+                        self.expire_all(1001, "server shutting down")
+                        continue
                     now = trio.current_time()
-                    draining = self.server.draining
                     for conn in list(self.active):
-                        if draining:
-                            conn.expire(1001, "server shutting down")
-                        else:
-                            conn.tick(now)
+                        conn.tick(now)
             finally:
                 self._nursery = None
+
+    def expire_all(self, code: int, reason: str) -> None:
+        """End every socket from outside (the server's drain): each closes with ``code``."""
+        for conn in list(self.active):
+            conn.expire(code, reason)
 
     def spawn(self, fn: Callable[[], Awaitable[None]]) -> bool:
         """Run a short helper task (ping, background read, flush); False if not serving."""
@@ -242,6 +246,8 @@ class _Upgrade:
         handler = self.handler
         self.req = self.head = None  # type: ignore[assignment]
         server.ws_active += 1
+        if server.draining:  # shutdown() came during the 101: closed with the rest, at once
+            ws.expire(1001, "server shutting down")
         try:
             if handler is None:
                 from gateway.server import sails_session

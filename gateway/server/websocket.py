@@ -541,15 +541,20 @@ class WebSocket:
         self._idle_reads = reads
 
     async def finish(self, code: int = 1000, reason: str = "") -> None:
-        """Complete the close (shielded, bounded) whatever happened; used by the server."""
+        """Complete the close (shielded, bounded) whatever happened; used by the server.
+
+        Bounded by websocket.pong_timeout_s and, while the server drains, by the drain's
+        deadline: past it the close handshake is abandoned and the connection closed hard.
+        """
         # Cancelled from outside (the server itself is being stopped, not drained): a Close is
         # still sent, but the peer's answer gets only a moment.
         stopping = (trio.current_effective_deadline() == -math.inf
                     and not self._session.scope.cancel_called)
-        with trio.CancelScope(shield=True):
+        server = self._manager.server
+        with server.closing_scope():
             if self._expired is not None:
                 code, reason = self._expired
-            elif self._manager.server.draining or stopping:
+            elif server.draining or stopping:
                 code, reason = 1001, "server shutting down"
             try:
                 await self._stop_background()
@@ -558,4 +563,4 @@ class WebSocket:
                         await self.close(code, reason)
             except Exception:
                 log.exception("websocket %s: close failed", self.request.path)
-            self._done()
+        self._done()
