@@ -31,10 +31,19 @@ PINS=(
   traceback2==1.4.0 linecache2==1.0.0 argparse==1.4.0
 )
 
+is_python27() {  # runs, and is 2.7 (a pyenv shim without 2.7 selected is on PATH but fails)
+  [ -n "$1" ] && [ -x "$1" ] && "$1" -c 'import sys; sys.exit(sys.version_info[:2] != (2, 7))' \
+    >/dev/null 2>&1
+}
+
 find_python27() {
-  if [ -n "${PY27:-}" ]; then echo "$PY27"; return; fi
+  if [ -n "${PY27:-}" ]; then
+    if is_python27 "$PY27"; then echo "$PY27"; return; fi
+    echo "autobahn: PY27=$PY27 is not a working CPython 2.7" >&2
+    return 1
+  fi
   for p in "$HOME"/.pyenv/versions/2.7*/bin/python2.7 "$(command -v python2.7 || true)"; do
-    if [ -n "$p" ] && [ -x "$p" ]; then echo "$p"; return; fi
+    if is_python27 "$p"; then echo "$p"; return; fi
   done
   return 1
 }
@@ -44,7 +53,11 @@ setup() {
     return 0
   fi
   local py
-  py=$(find_python27) || { echo "autobahn: no CPython 2.7 found (set PY27=...)" >&2; exit 2; }
+  py=$(find_python27) || {
+    echo "autobahn: no CPython 2.7 found: autobahntestsuite is a Python 2 program; install one" \
+      "(pyenv: ~/.pyenv/versions/2.7.x) or set PY27=/path/to/python2.7" >&2
+    exit 2
+  }
   echo "autobahn: setting up $AB_HOME/venv with $py" >&2
   if ! "$py" -m virtualenv --version >/dev/null 2>&1; then
     "$py" -m pip install -q "virtualenv<20.22" >&2

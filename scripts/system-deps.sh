@@ -1,6 +1,7 @@
 #!/bin/sh
 # Debian packages the test suite uses as real peers; installed only when missing (idempotent).
-# systemd: systemd-analyze, systemd-socket-activate. nodejs/npm are assumed (README).
+# systemd: systemd-analyze, systemd-socket-activate. nodejs, npm: the stock Socket.IO/Sails
+# clients (tests/node, `npm ci` by `make node-deps`); installed from Debian only when missing.
 # Deployment tests (tests/test_install.py, test_nspawn.py, test_fleet.py):
 #   systemd-container: systemd-nspawn; mmdebstrap: the container root (scripts/mkroot.sh);
 #   python3-venv: /usr/bin/python3 -m venv, as on a board; shellcheck: deploy/install.sh lint;
@@ -10,6 +11,8 @@ set -eu
 need=""
 have() { command -v "$1" >/dev/null 2>&1; }
 have systemd-analyze || need="$need systemd"
+have node || need="$need nodejs"
+have npm || need="$need npm"
 have systemd-socket-activate || need="$need systemd"
 have systemd-nspawn || need="$need systemd-container"
 have mmdebstrap || need="$need mmdebstrap"

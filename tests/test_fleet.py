@@ -23,10 +23,14 @@ from tests.deploy_support import (
     build_release,
     project_version,
 )
-from tests.nspawn_support import Container, build_root, usable
+from tests.nspawn_support import Container, build_root, require_usable
 
-pytestmark = [pytest.mark.slow, pytest.mark.systemd,
-              pytest.mark.skipif(usable() is not None, reason=str(usable()))]
+pytestmark = [pytest.mark.slow, pytest.mark.systemd]
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _containers_usable() -> None:
+    require_usable()  # fails, naming what is missing: never a silent skip
 
 ANSIBLE_SPEC = "ansible-core>=2.17,<2.18"
 TOOLS = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "gateway-test-tools"

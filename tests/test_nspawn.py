@@ -21,10 +21,14 @@ import pytest
 
 from gateway.settings import load_settings
 from tests.deploy_support import broken_release, build_release, project_version
-from tests.nspawn_support import Container, build_root, usable
+from tests.nspawn_support import Container, build_root, require_usable
 
-pytestmark = [pytest.mark.slow, pytest.mark.systemd,
-              pytest.mark.skipif(usable() is not None, reason=str(usable()))]
+pytestmark = [pytest.mark.slow, pytest.mark.systemd]
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _containers_usable() -> None:
+    require_usable()  # fails, naming what is missing: never a silent skip
 
 V0 = project_version()
 V1 = f"{V0}.post1"
