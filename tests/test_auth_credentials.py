@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 import json
+import locale
 import os
 import stat
 from pathlib import Path
@@ -50,6 +51,33 @@ def test_matching_token_gives_its_entry_name(tmp_path: Path) -> None:
     assert creds.verify(OTHER) == "ops"
     assert creds.verify("s3cret-token-for-test") is None  # one character short
     assert creds.verify(TOKEN + " ") is None
+
+
+def test_entry_name_keeps_its_spaces(tmp_path: Path) -> None:
+    creds = Credentials.load(write_creds(tmp_path / "c",
+                                         f"sha256:{DIGEST}   ops team  laptop \n"))
+    assert creds.verify(TOKEN) == "ops team  laptop"
+
+
+def test_file_is_utf8_whatever_the_locale(tmp_path: Path) -> None:
+    # a service may run under the C locale (ASCII): comments and names are still UTF-8 text
+    path = write_creds(tmp_path / "c", f"# clé de Zoë\nsha256:{DIGEST} Zoë’s token\n")
+    saved = locale.setlocale(locale.LC_CTYPE)
+    try:
+        locale.setlocale(locale.LC_CTYPE, "C")
+        creds = Credentials.load(path)
+    finally:
+        locale.setlocale(locale.LC_CTYPE, saved)
+    assert creds.verify(TOKEN) == "Zoë’s token"
+
+
+@pytest.mark.parametrize("token", ["\udc80", "a\udcffb", "\ud800"])
+def test_token_with_lone_surrogates_is_refused_not_an_error(creds: Credentials,
+                                                            token: str) -> None:
+    # JSON (a Sails virtual request's headers) can carry lone surrogates; they must compare
+    # unequal, not raise UnicodeEncodeError out of the privilege check
+    assert creds.verify(token) is None
+    assert creds.check_authorization(f"Bearer {token}") == (False, True)
 
 
 def test_unnamed_entry_is_named_after_its_line(tmp_path: Path) -> None:
@@ -216,6 +244,24 @@ async def test_bearer_token_on_a_virtual_request(tmp_path: Path) -> None:
     assert right["statusCode"] == 200 and right["body"] == {"mode": "privilege", "socket": True}
     assert wrong["statusCode"] == 403 and basic["statusCode"] == 403
     assert after["statusCode"] == 401
+
+
+async def test_lone_surrogate_bearer_token_on_a_virtual_request_is_a_403(
+        tmp_path: Path) -> None:
+    # JSON lets a client send "\ud800"; the request must be answered (403), not lost to an
+    # encoding error in the privilege check
+    path = write_creds(tmp_path / "c", f"sha256:{DIGEST} admin\n")
+    with trio.fail_after(10):
+        async with running(privileged_app(), server__credentials_file=path) as server:
+            client = await _eio4(server.port)
+            async with client.stream:
+                await client.send(TextMessage(
+                    '421["get",{"url":"/admin","headers":{"Authorization":"Bearer \\ud800"}}]'))
+                reply = await client.event()
+                ok = await _virtual(client, 2, {"Authorization": f"Bearer {TOKEN}"})
+    assert isinstance(reply, TextMessage) and reply.data.startswith("431[")
+    assert json.loads(reply.data[3:])[0]["statusCode"] == 403
+    assert ok["statusCode"] == 200
 
 
 async def test_bearer_token_on_the_socket_handshake_covers_its_virtual_requests(

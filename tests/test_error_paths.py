@@ -414,6 +414,21 @@ async def test_bad_virtual_request_is_a_400_jwr_and_the_socket_stays(request_: s
         "headers": {"Content-Type": "application/json; charset=utf-8"}}
 
 
+async def test_lone_surrogate_in_a_virtual_request_header_is_answered() -> None:
+    # JSON can carry "\ud800" (no UTF-8 form): the request is still served, not lost to an
+    # encoding error on the way to the router
+    app = sails_app()
+    with trio.fail_after(10):
+        async with running(app) as server:
+            client = await _eio(server.port, 4)
+            async with client.stream:
+                await client.send(TextMessage(
+                    '421["get",{"url":"/x","headers":{"X-Odd":"a\\ud800b"}}]'))
+                reply = await client.event()
+    assert isinstance(reply, TextMessage) and reply.data.startswith("431[")
+    assert json.loads(reply.data[3:])[0]["body"] == {"ok": True}
+
+
 async def test_close_of_engineio_session_by_client_is_not_an_error() -> None:
     app = sails_app()
     with trio.fail_after(10):
