@@ -34,9 +34,16 @@ autobahn-deps:
 test: $(STAMP) system-deps node-deps autobahn-deps
 	$(BIN)/python -m pytest -q --cov --cov-report=term-missing:skip-covered
 
+# mutation testing of the stable modules (not part of `make test`; docs/TESTING.md has the
+# scores and a verdict for every surviving mutant)
+mutation: $(STAMP)
+	rm -rf mutants
+	$(BIN)/mutmut run
+	$(BIN)/mutmut results
+
 lint: $(STAMP)
 	$(BIN)/ruff check gateway tests
 	$(BIN)/mypy
 
 clean:
-	rm -rf $(VENV) tests/node/node_modules
+	rm -rf $(VENV) tests/node/node_modules mutants .coverage .coverage.*
