@@ -8,7 +8,8 @@
 #   AUTOBAHN_CASES='1.*,5.*'  AUTOBAHN_EXCLUDE='9.*'  AUTOBAHN_OUT=/tmp/ab  scripts/autobahn.sh
 #   scripts/autobahn.sh --setup-only
 # Exit status: 0 when every case is OK, NON-STRICT or INFORMATIONAL; 1 otherwise; 2 on set-up
-# failure. The JSON report is $AUTOBAHN_OUT/index.json (HTML pages beside it).
+# failure; 3 when the gateway did not start. The JSON report is $AUTOBAHN_OUT/index.json (HTML
+# pages beside it).
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
@@ -86,17 +87,26 @@ json.dump({"outdir": out, "servers": [{"agent": "gateway", "url": f"ws://127.0.0
 EOF
 
 cd "$ROOT"
-"$GATEWAY_PY" -m gateway serve bench.app:app --profile default --host 127.0.0.1 --port "$PORT" \
+# GATEWAY_PYTHON is this script's variable, not a setting: the gateway refuses unknown GATEWAY_*
+env -u GATEWAY_PYTHON \
+  "$GATEWAY_PY" -m gateway serve bench.app:app --profile default --host 127.0.0.1 --port "$PORT" \
   --set websocket.max_message_bytes=16MiB --set server.access_log=false \
   >"$OUT/gateway.log" 2>&1 &
 SERVER=$!
 trap 'kill "$SERVER" 2>/dev/null || true; wait "$SERVER" 2>/dev/null || true' EXIT
+up=0
 for _ in $(seq 1 100); do
   if "$GATEWAY_PY" -c "import socket,sys; socket.create_connection(('127.0.0.1', $PORT), 0.2)" 2>/dev/null; then
+    up=1
     break
   fi
   sleep 0.1
 done
+if [ "$up" != 1 ]; then
+  echo "autobahn: the gateway did not start on port $PORT:" >&2
+  tail -n 20 "$OUT/gateway.log" >&2
+  exit 3
+fi
 
 start=$(date +%s)
 (cd "$OUT" && "$WSTEST" -m fuzzingclient -s "$SPEC") >"$OUT/wstest.log" 2>&1
