@@ -8,7 +8,8 @@
 #   AUTOBAHN_CASES='1.*,5.*'  AUTOBAHN_EXCLUDE='9.*'  AUTOBAHN_OUT=/tmp/ab  scripts/autobahn.sh
 #   scripts/autobahn.sh --setup-only
 # Exit status: 0 when every case is OK, NON-STRICT or INFORMATIONAL; 1 otherwise; 2 on set-up
-# failure. The JSON report is $AUTOBAHN_OUT/index.json (HTML pages beside it).
+# failure; 3 when the gateway did not start. The JSON report is $AUTOBAHN_OUT/index.json (HTML
+# pages beside it).
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
@@ -31,10 +32,19 @@ PINS=(
   traceback2==1.4.0 linecache2==1.0.0 argparse==1.4.0
 )
 
+is_python27() {  # runs, and is 2.7 (a pyenv shim without 2.7 selected is on PATH but fails)
+  [ -n "$1" ] && [ -x "$1" ] && "$1" -c 'import sys; sys.exit(sys.version_info[:2] != (2, 7))' \
+    >/dev/null 2>&1
+}
+
 find_python27() {
-  if [ -n "${PY27:-}" ]; then echo "$PY27"; return; fi
+  if [ -n "${PY27:-}" ]; then
+    if is_python27 "$PY27"; then echo "$PY27"; return; fi
+    echo "autobahn: PY27=$PY27 is not a working CPython 2.7" >&2
+    return 1
+  fi
   for p in "$HOME"/.pyenv/versions/2.7*/bin/python2.7 "$(command -v python2.7 || true)"; do
-    if [ -n "$p" ] && [ -x "$p" ]; then echo "$p"; return; fi
+    if is_python27 "$p"; then echo "$p"; return; fi
   done
   return 1
 }
@@ -44,7 +54,11 @@ setup() {
     return 0
   fi
   local py
-  py=$(find_python27) || { echo "autobahn: no CPython 2.7 found (set PY27=...)" >&2; exit 2; }
+  py=$(find_python27) || {
+    echo "autobahn: no CPython 2.7 found: autobahntestsuite is a Python 2 program; install one" \
+      "(pyenv: ~/.pyenv/versions/2.7.x) or set PY27=/path/to/python2.7" >&2
+    exit 2
+  }
   echo "autobahn: setting up $AB_HOME/venv with $py" >&2
   if ! "$py" -m virtualenv --version >/dev/null 2>&1; then
     "$py" -m pip install -q "virtualenv<20.22" >&2
@@ -73,17 +87,26 @@ json.dump({"outdir": out, "servers": [{"agent": "gateway", "url": f"ws://127.0.0
 EOF
 
 cd "$ROOT"
-"$GATEWAY_PY" -m gateway serve bench.app:app --profile default --host 127.0.0.1 --port "$PORT" \
+# GATEWAY_PYTHON is this script's variable, not a setting: the gateway refuses unknown GATEWAY_*
+env -u GATEWAY_PYTHON \
+  "$GATEWAY_PY" -m gateway serve bench.app:app --profile default --host 127.0.0.1 --port "$PORT" \
   --set websocket.max_message_bytes=16MiB --set server.access_log=false \
   >"$OUT/gateway.log" 2>&1 &
 SERVER=$!
 trap 'kill "$SERVER" 2>/dev/null || true; wait "$SERVER" 2>/dev/null || true' EXIT
+up=0
 for _ in $(seq 1 100); do
   if "$GATEWAY_PY" -c "import socket,sys; socket.create_connection(('127.0.0.1', $PORT), 0.2)" 2>/dev/null; then
+    up=1
     break
   fi
   sleep 0.1
 done
+if [ "$up" != 1 ]; then
+  echo "autobahn: the gateway did not start on port $PORT:" >&2
+  tail -n 20 "$OUT/gateway.log" >&2
+  exit 3
+fi
 
 start=$(date +%s)
 (cd "$OUT" && "$WSTEST" -m fuzzingclient -s "$SPEC") >"$OUT/wstest.log" 2>&1

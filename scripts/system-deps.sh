@@ -1,7 +1,8 @@
 #!/bin/sh
 # Debian packages the test suite uses as real peers; installed only when missing (idempotent).
-# systemd: systemd-analyze, systemd-socket-activate. nodejs/npm: the stock Node clients and the
-# real Express/Sails the differential tests run against.
+# systemd: systemd-analyze, systemd-socket-activate. nodejs, npm: the stock Socket.IO/Sails
+# clients and the real Express/Sails of the differential tests (tests/node, `npm ci` by
+# `make node-deps`); curl: tests/test_guide.py runs the guide's curl commands.
 # Deployment tests (tests/test_install.py, test_nspawn.py, test_fleet.py):
 #   systemd-container: systemd-nspawn; mmdebstrap: the container root (scripts/mkroot.sh);
 #   python3-venv: /usr/bin/python3 -m venv, as on a board; shellcheck: deploy/install.sh lint;
@@ -10,10 +11,10 @@
 set -eu
 need=""
 have() { command -v "$1" >/dev/null 2>&1; }
-have node || need="$need nodejs"
-have curl || need="$need curl"  # tests/test_guide.py runs the guide's curl commands
-have npm || need="$need npm"
+have curl || need="$need curl"
 have systemd-analyze || need="$need systemd"
+have node || need="$need nodejs"
+have npm || need="$need npm"
 have systemd-socket-activate || need="$need systemd"
 have systemd-nspawn || need="$need systemd-container"
 have mmdebstrap || need="$need mmdebstrap"

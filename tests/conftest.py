@@ -1,11 +1,11 @@
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 
 import pytest
 
 from tests.helpers import make_settings
+from tests.peers import missing, require_tool
 
 
 @pytest.fixture
@@ -18,10 +18,9 @@ NODE_DIR = Path(__file__).parent / "node"
 
 @pytest.fixture
 def node() -> str:
-    """The node binary for the stock-client tests (skipped without node or its npm packages)."""
-    path = shutil.which("node")
-    if path is None:
-        pytest.skip("node is not installed")
+    """The node binary for the stock-client tests; fails (never skips) without node or the
+    npm packages of tests/node, which `make test` installs."""
+    path = require_tool("node", "nodejs")
     if not (NODE_DIR / "node_modules").is_dir():
-        pytest.skip("tests/node/node_modules is missing: run `npm ci` in tests/node")
+        missing("tests/node/node_modules", "`make node-deps` (npm ci in tests/node)")
     return path

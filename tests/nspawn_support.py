@@ -20,6 +20,8 @@ import subprocess
 import time
 from pathlib import Path
 
+import pytest
+
 from tests.deploy_support import REPO
 
 MKROOT = REPO / "scripts" / "mkroot.sh"
@@ -46,6 +48,14 @@ def usable() -> str | None:
         if shutil.which(tool) is None:
             return f"{tool} not installed (scripts/system-deps.sh installs it)"
     return None
+
+
+def require_usable() -> None:
+    """Fail the test (never skip) when containers cannot run here, saying why: `make test`
+    runs as root and installs the tools (scripts/system-deps.sh)."""
+    why = usable()
+    if why is not None:
+        pytest.fail(f"containers cannot run here: {why}", pytrace=False)
 
 
 def build_root(timeout: float = 660) -> Path:

@@ -138,8 +138,13 @@ async def test_enable_cache_after_reading_is_a_500_and_a_logged_programming_erro
             reply = await request(server, "POST", "/late", [("Accept", "text/html")],
                                   body=b"x" * 40000)
     assert reply.status == 500 and reply.text == "Internal Server Error"
-    assert "enable_cache() must be called before the request body is read" in caplog.text
-    assert "Traceback" in caplog.text or caplog.records[-1].exc_info is not None
+    (record,) = [r for r in caplog.records if r.name == "gateway.app"]
+    assert record.levelno == logging.ERROR
+    assert record.getMessage() == "POST /late: unhandled error in handler"
+    assert record.exc_info is not None  # the traceback goes to the log
+    exc = record.exc_info[1]
+    assert type(exc) is RuntimeError
+    assert str(exc).startswith("enable_cache() must be called before the request body is read")
 
 
 # -- the budget -----------------------------------------------------------------------------------

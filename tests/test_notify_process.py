@@ -23,12 +23,20 @@ from pathlib import Path
 import psutil
 import pytest
 
+from tests.peers import missing, require_tool
+
 REPO = Path(__file__).resolve().parent.parent
 GATEWAY = Path(sys.executable).parent / "gateway"  # the console script: it execs Python itself
 SOCKET_ACTIVATE = shutil.which("systemd-socket-activate")
 STARTUP_S = 20.0  # import + bind on a slow CI machine; READY=1 normally arrives in < 1 s
 
-pytestmark = pytest.mark.skipif(not GATEWAY.exists(), reason=f"{GATEWAY} missing: make venv")
+
+
+@pytest.fixture(autouse=True)
+def _gateway_script() -> None:
+    if not GATEWAY.exists():
+        missing(str(GATEWAY), "the project's console script: `make venv` (pip install -e .)")
+
 
 Message = dict[str, str]
 
@@ -354,9 +362,8 @@ def test_no_notify_socket_is_a_silent_noop(tmp_path: Path) -> None:
 
 
 @pytest.mark.systemd
-@pytest.mark.skipif(SOCKET_ACTIVATE is None,
-                    reason="systemd-socket-activate not installed (Debian package: systemd)")
 def test_socket_activation_under_systemd_socket_activate(manager: Manager) -> None:
+    require_tool("systemd-socket-activate", "systemd")
     assert SOCKET_ACTIVATE is not None
     port = _free_port()
     # The profile says port 0 (and --port 0): had the gateway bound its own listener it

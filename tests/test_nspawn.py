@@ -21,10 +21,14 @@ import pytest
 
 from gateway.settings import load_settings
 from tests.deploy_support import broken_release, build_release, project_version
-from tests.nspawn_support import Container, build_root, usable
+from tests.nspawn_support import Container, build_root, require_usable
 
-pytestmark = [pytest.mark.slow, pytest.mark.systemd,
-              pytest.mark.skipif(usable() is not None, reason=str(usable()))]
+pytestmark = [pytest.mark.slow, pytest.mark.systemd]
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _containers_usable() -> None:
+    require_usable()  # fails, naming what is missing: never a silent skip
 
 V0 = project_version()
 V1 = f"{V0}.post1"
@@ -53,6 +57,8 @@ Environment=GATEWAY_APP=hangapp:app
 
 
 def wait_until(what: str, pred: Callable[[], Any], timeout: float, step: float = 0.25) -> Any:
+    # ``timeout`` is a generous cap for an event that must come, not a speed requirement: a
+    # slow host (TCG, a busy CI) takes longer and still passes
     deadline = time.monotonic() + timeout
     last: Any = None
     while time.monotonic() < deadline:
@@ -189,9 +195,9 @@ def test_restarted_after_sigkill(box: Container) -> None:
     box.sh(f"kill -KILL {before['MainPID']}")
     after = wait_until("a new main process", lambda: (
         (s := service(box))["ActiveState"] == "active" and s["SubState"] == "running"
-        and s["MainPID"] not in ("0", before["MainPID"]) and s), 30)
+        and s["MainPID"] not in ("0", before["MainPID"]) and s), 90)
     assert int(after["NRestarts"]) == int(before["NRestarts"]) + 1, (before, after)
-    wait_until("healthy again", lambda: healthy(box), 20)
+    wait_until("healthy again", lambda: healthy(box), 60)
 
 
 def test_watchdog_restarts_a_wedged_loop(box: Container) -> None:
@@ -201,21 +207,21 @@ def test_watchdog_restarts_a_wedged_loop(box: Container) -> None:
         box.run(["systemctl", "daemon-reload"])
         box.run(["systemctl", "restart", "gateway.service"], timeout=60)
         assert box.show("gateway.service", "WatchdogUSec")["WatchdogUSec"] == "3s"
-        wait_until("healthy with the test app", lambda: healthy(box), 20)
+        wait_until("healthy with the test app", lambda: healthy(box), 60)
         before = service(box)
         with pytest.raises((TimeoutError, OSError)):
             http_get(box, "/hang", timeout=1)  # the loop is now blocked: no more pings
         after = wait_until("restart by the watchdog", lambda: (
             (s := service(box))["MainPID"] not in ("0", before["MainPID"])
-            and s["ActiveState"] == "active" and s), 30)
+            and s["ActiveState"] == "active" and s), 90)
         assert int(after["NRestarts"]) == int(before["NRestarts"]) + 1, (before, after)
         journal = box.sh("journalctl -u gateway.service --no-pager -o cat").stdout
         assert "Watchdog timeout" in journal, journal[-2000:]
-        wait_until("healthy after the watchdog restart", lambda: healthy(box), 20)
+        wait_until("healthy after the watchdog restart", lambda: healthy(box), 60)
     finally:
         box.sh("rm -f /etc/systemd/system/gateway.service.d/60-test-watchdog.conf && "
                "systemctl daemon-reload && systemctl restart gateway.service", timeout=60)
-    wait_until("healthy with the demo app", lambda: healthy(box), 20)
+    wait_until("healthy with the demo app", lambda: healthy(box), 60)
 
 
 def test_socket_activation(box: Container) -> None:
@@ -254,12 +260,10 @@ def test_upgrade(box: Container) -> None:
 
 def test_broken_release_is_rolled_back(box: Container) -> None:
     tarball = broken_release(BROKEN)
-    started = time.monotonic()
-    proc = install(box, BROKEN, tarball=tarball)
+    proc = install(box, BROKEN, tarball=tarball)  # bounded by install()'s own timeout
     assert proc.returncode == 3, proc.stdout + proc.stderr
     assert f"rolling back to {V1}" in proc.stderr
     assert "deliberately broken" in proc.stderr, proc.stderr  # the journal tail says why
-    assert time.monotonic() - started < 120
     assert box.sh("readlink /opt/gateway/current").stdout.strip() == f"releases/{V1}"
     assert sorted(box.sh("ls /opt/gateway/releases").stdout.split()) == sorted([V0, V1])
     svc = service(box)

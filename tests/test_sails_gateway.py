@@ -2,7 +2,7 @@
 # against the REAL gateway: virtual requests go through the same router, middleware, params,
 # query, JSON bodies, cookies and error replies as HTTP; pushes come from app.sockets. Plus raw
 # Engine.IO checks with a wsproto client (polling refused, limits, a slow consumer dropped).
-# Node tests are skipped (not failed) when node or tests/node/node_modules is missing.
+# Node tests fail (never skip) when node or tests/node/node_modules is missing (tests/peers.py).
 from __future__ import annotations
 
 import json

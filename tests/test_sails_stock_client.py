@@ -1,7 +1,7 @@
 # The STOCK clients (sails.io.js 1.2.1 dist bundle and node SDK over socket.io-client 2.0.3, and
 # socket.io-client 4.x) run by Node against tests/sails_echo_server.py, which answers with our
 # sans-IO EngineIOSession + gateway.ws.sails. Checks the replies field by field and the wire.
-# Skipped (not failed) when `node` or tests/node/node_modules is missing (`npm ci` there).
+# Fails (never skips) when `node` or tests/node/node_modules is missing (`make node-deps`).
 from __future__ import annotations
 
 import json

@@ -30,6 +30,7 @@ from gateway.server.systemd import (
     watchdog_interval_s,
     watchdog_loop,
 )
+from tests.peers import require_tool
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -443,12 +444,9 @@ SOCKET_ACTIVATE = shutil.which("systemd-socket-activate")
 
 
 @pytest.mark.systemd
-@pytest.mark.skipif(
-    SOCKET_ACTIVATE is None,
-    reason="systemd-socket-activate not installed (Debian package: systemd)",
-)
 @pytest.mark.parametrize("kind", ["tcp", "unix"])
 async def test_listen_fds_under_systemd_socket_activate(tmp_path: Path, kind: str) -> None:
+    require_tool("systemd-socket-activate", "systemd")
     assert SOCKET_ACTIVATE is not None
     child = tmp_path / "child.py"
     child.write_text(CHILD)

@@ -15,7 +15,9 @@ from pathlib import Path
 import pytest
 
 from gateway.errors import ConfigError
+from gateway.settings import load_settings
 from gateway.units import render_dropin, render_socket_dropin
+from tests.peers import missing, require_tool
 
 REPO = Path(__file__).resolve().parent.parent
 UNITS = REPO / "systemd"
@@ -24,9 +26,13 @@ ANALYZE = shutil.which("systemd-analyze")
 INSTALL_PREFIX = "/opt/gateway/current/bin/gateway"
 MAX_EXPOSURE = 2.0
 
-needs_analyze = pytest.mark.skipif(
-    ANALYZE is None, reason="systemd-analyze not installed (Debian package: systemd)"
-)
+needs_analyze = pytest.mark.usefixtures("systemd_analyze")
+
+
+@pytest.fixture
+def systemd_analyze() -> str:
+    """systemd-analyze, or the test fails naming its package (scripts/system-deps.sh)."""
+    return require_tool("systemd-analyze", "systemd")
 
 
 # --- Settings doubles: the same attribute names and defaults as docs/CONTRACTS.md -------------
@@ -238,7 +244,8 @@ def _vendor_unit_dir() -> str:
     for d in ("/usr/lib/systemd/system", "/lib/systemd/system"):
         if os.path.exists(os.path.join(d, "sysinit.target")):
             return d
-    pytest.skip("no systemd vendor unit directory with sysinit.target")
+    missing("a systemd vendor unit directory with sysinit.target", "Debian package systemd "
+            "(`make test` installs it: scripts/system-deps.sh, as root)")
 
 
 def _stage(tmp_path: Path, service_dropin: str = "", socket_dropin: str = "") -> Path:
@@ -327,10 +334,7 @@ def test_service_exposure(tmp_path: Path) -> None:
 @needs_analyze
 @pytest.mark.parametrize("profile", PROFILES)
 def test_profile_dropins_verify_clean(tmp_path: Path, profile: str) -> None:
-    settings_mod = pytest.importorskip(
-        "gateway.settings", reason="gateway.settings (load_settings) is not written yet"
-    )
-    settings = settings_mod.load_settings(profile, profiles_dir=REPO / "firmware_profiles", env={})
+    settings = load_settings(profile, profiles_dir=REPO / "firmware_profiles", env={})
     service_dropin = render_dropin(settings)
     assert f"Environment=GATEWAY_PROFILE={settings.profile}\n" in service_dropin
     if settings.server.port == 0:

@@ -343,13 +343,19 @@ async def test_protocol_error_is_1002_with_close_frame(bad: bytes) -> None:
             client, _ = await Client.open(server.port, "/echo/p")
             await client.raw(bad)
             assert (await client.expect_close()).code == 1002
-            assert server.ws_active == 0 or await _settled(server)
+            assert await _wait_ws_active(server) == 0
 
 
-async def _settled(server: Any) -> bool:
-    while server.ws_active:  # noqa: ASYNC110 (a counter, not an event, is what we watch)
-        await trio.sleep(0.01)
-    return True
+async def _wait_ws_active(server: Any, n: int = 0, within_s: float = 5.0) -> int:
+    """Poll (bounded) until at most ``n`` WebSockets are active; the count seen at the end.
+
+    The caller asserts on the result: a server that never releases the slot fails the assert
+    with the count, instead of passing vacuously or hanging until the test's own cap.
+    """
+    with trio.move_on_after(within_s):
+        while server.ws_active > n:  # noqa: ASYNC110 (a counter, not an event, is what we watch)
+            await trio.sleep(0.01)
+    return int(server.ws_active)
 
 
 async def test_client_ping_gets_pong_and_server_pings_idle_client() -> None:
@@ -411,14 +417,9 @@ async def test_max_concurrent_is_503() -> None:
             first = clients[0][0]
             await first.send(CloseConnection(1000))
             await first.until_eof()
-            await _settled_to(server, 1)
+            assert await _wait_ws_active(server, 1) == 1
             again, event = await Client.open(server.port, "/echo/c")
             assert isinstance(event, AcceptConnection)
-
-
-async def _settled_to(server: Any, n: int) -> None:
-    while server.ws_active > n:  # noqa: ASYNC110
-        await trio.sleep(0.01)
 
 
 async def test_slow_reader_is_bounded_then_closed() -> None:
@@ -444,7 +445,7 @@ async def test_slow_reader_is_bounded_then_closed() -> None:
             assert sent[0] < 64 * 1024 * 1024
             received = await client.until_eof()  # and the connection is closed
             assert received <= sent[0] + 65536 + 1024
-            assert server.ws_active == 0 or await _settled(server)
+            assert await _wait_ws_active(server) == 0
 
 
 async def test_handler_error_closes_1011_and_return_closes_1000() -> None:

@@ -76,7 +76,9 @@ class Credentials:
 
     def verify(self, token: str) -> str | None:
         """The name of the matching entry, or None. Every entry is compared (constant time)."""
-        digest = hashlib.sha256(token.encode("utf-8", "surrogateescape")).digest()
+        # surrogatepass: a token from JSON (a Sails virtual request) may hold lone surrogates;
+        # any str must hash (and compare unequal), never raise out of the privilege check
+        digest = hashlib.sha256(token.encode("utf-8", "surrogatepass")).digest()
         found: str | None = None
         for raw, name in self._entries:
             if hmac.compare_digest(raw, digest):

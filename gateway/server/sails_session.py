@@ -546,11 +546,13 @@ class SailsSocket:
 def _latin1(text: str) -> str:
     # What Request would decode (latin-1) from the header's bytes: the text itself when
     # latin-1 can encode it, else its UTF-8 bytes (as an HTTP client would send them).
+    # surrogatepass: JSON can carry lone surrogates ("\ud800"); they must not raise here (the
+    # request would be lost, unanswered), so they go through as their 3-byte encoding.
     try:
         text.encode("latin-1")
         return text
     except UnicodeEncodeError:
-        return text.encode("utf-8").decode("latin-1")
+        return text.encode("utf-8", "surrogatepass").decode("latin-1")
 
 
 def _target(url: str) -> tuple[str, str, str]:
