@@ -20,6 +20,7 @@ __all__ = [
     "accepts_encodings",
     "accepts_languages",
     "has_body",
+    "split_content_type",
     "wants_json",
     "is_xhr",
 ]
@@ -279,6 +280,24 @@ def _parse_params(text: str, index: int, stop: str) -> tuple[dict[str, str], int
                 break
             index += 1
     return params, index
+
+
+def split_content_type(value: str) -> tuple[str, dict[str, str]]:
+    """content-type 2.1's lenient ``parse()``: the type and the parameters, never an error.
+
+    Args:
+        value: a Content-Type value.
+
+    Returns:
+        ``(type, params)``: the text before the first ``;``, trimmed and lower-cased (not
+        checked: it may not be ``type/subtype``), and the parameters (names lower-cased, the
+        first of a repeated name wins, quoted values unquoted).
+    """
+    end = len(value)
+    start = _skip_ows(value, 0, end)
+    stop = _skip_value(value, start, end, "")
+    params, _ = _parse_params(value, stop, "")
+    return value[start : _trailing_ows(value, start, stop)].lower(), params
 
 
 @lru_cache(maxsize=64)
