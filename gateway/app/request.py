@@ -131,7 +131,7 @@ class Request:
         self._host = host
         # a WebSocket handshake (GET + Upgrade: websocket): only ws routes match it
         self.upgrade = upgrade
-        # the Response, weakly (set when the App pairs them): only req.fresh reads it
+        # the Response, weakly, once it sets what req.fresh depends on (Response._link)
         self._res: weakref.ref[Response] | None = None
 
     # -- headers ----------------------------------------------------------------------------
@@ -288,27 +288,24 @@ class Request:
 
         Only for GET, HEAD and QUERY with a 2xx or 304 status; compares If-None-Match with the
         response's ETag (weak or strong), else If-Modified-Since with its Last-Modified, and is
-        False under ``Cache-Control: no-cache`` (the ``fresh`` package). False when this request
-        has no Response yet.
+        False under ``Cache-Control: no-cache`` (the ``fresh`` package). Set the status with
+        ``res.status()`` (not by assigning ``status_code``): that is what tells the request.
         """
         if self.method not in _FRESH_METHODS:
             return False
         ref = self._res
         res = ref() if ref is not None else None
-        if res is None:
-            return False
-        status = res.status_code
-        if not (200 <= status < 300 or status == 304):
-            return False
+        etag = modified = None
+        if res is not None:  # else the handler set no validator and no non-2xx status
+            status = res.status_code
+            if not (200 <= status < 300 or status == 304):
+                return False
+            e, m = res.get("etag"), res.get("last-modified")
+            etag = e if isinstance(e, str) else None
+            modified = m if isinstance(m, str) else None
         from gateway.app.response import is_fresh
 
-        etag = res.get("etag")
-        modified = res.get("last-modified")
-        return is_fresh(
-            self.headers,
-            etag if isinstance(etag, str) else None,
-            modified if isinstance(modified, str) else None,
-        )
+        return is_fresh(self.headers, etag, modified)
 
     @property
     def stale(self) -> bool:

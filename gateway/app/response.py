@@ -278,7 +278,7 @@ class Response:
         "locals",
         "bytes_sent",
         "_streaming",
-        "_req",
+        "req",
         "__weakref__",  # req.fresh reaches its Response weakly: no req <-> res cycle
     )
 
@@ -291,17 +291,15 @@ class Response:
         self.locals: dict[str, Any] = {}
         self.bytes_sent = 0
         self._streaming = False
-        self._req: Any = None
+        self.req: Any = None  # the Request, set by the App (Express res.req)
 
-    @property
-    def req(self) -> Any:
-        """The Request (Express ``res.req``), set by the App."""
-        return self._req
-
-    @req.setter
-    def req(self, req: Any) -> None:
-        self._req = req
-        if req is not None and hasattr(req, "_res"):
+    def _link(self) -> None:
+        # Let req.fresh see this response. Done only when the handler sets what freshness
+        # depends on (an ETag, a Last-Modified, a status other than 2xx/304), so the many
+        # requests that never ask pay nothing; a request without the link knows that its
+        # response is a 2xx without validators.
+        req = self.req
+        if req is not None and getattr(req, "_res", False) is None:
             req._res = weakref.ref(self)
 
     # -- head -------------------------------------------------------------------------------
@@ -317,6 +315,8 @@ class Response:
         if not 100 <= code <= 999:
             raise ValueError(f"invalid status code {code!r}")
         self.status_code = code
+        if not (200 <= code < 300 or code == 304):
+            self._link()
         return self
 
     def set(self, field: str | Mapping[str, str], value: str | list[str] | None = None) -> Response:
@@ -347,6 +347,8 @@ class Response:
             check_header(field, value)
             if key == "content-type":
                 value = _with_charset(value)
+            elif key == "etag" or key == "last-modified":
+                self._link()
             self._headers[key] = (field, value)
         return self
 
@@ -592,7 +594,7 @@ class Response:
     def _not_modified_if_fresh(self) -> None:
         # Express send(): `if (req.fresh) this.status(304)`; asked only when the handler set a
         # validator, so that other responses never build the request's headers for it
-        req = self._req
+        req = self.req
         if req is None or req.method not in ("GET", "HEAD", "QUERY"):
             return
         status = self.status_code
@@ -652,7 +654,7 @@ class Response:
         self.location(str(url))
         address = str(self.get("Location"))
         self.vary("Accept")
-        req = self._req
+        req = self.req
         key = req.accepts("text", "html") if req is not None else "text"
         message = _STATUS_MESSAGES.get(code) or str(code)
         if key == "html":
@@ -713,7 +715,7 @@ class Response:
         or an Error's stack, which the gateway never does.
         """
         if data is not None:
-            req = self._req
+            req = self.req
             where = f"{req.method} {req.path}: " if req is not None else ""
             if isinstance(data, BaseException):
                 log.error("%sSending 500 (\"Server Error\") response", where, exc_info=data)
@@ -801,7 +803,7 @@ class Response:
         Raises:
             Forbidden, NotFound.
         """
-        req = self._req
+        req = self.req
         if req is not None:
             if if_none_match is None:
                 if_none_match = req.get("if-none-match")
