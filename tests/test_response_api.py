@@ -585,6 +585,9 @@ def test_status_needs_an_integer() -> None:
     for bad in ("200", 200.0, True):
         with pytest.raises(TypeError):
             res.status(bad)  # type: ignore[arg-type]
+    from http import HTTPStatus
+
+    assert type(res.status(HTTPStatus.CREATED).status_code) is int
     with pytest.raises(TypeError):
         res.set("Content-Type", ["text/html"])
     for kwargs in ({"same_site": "sometimes"}, {"priority": "urgent"}, {"path": "/a;b"},

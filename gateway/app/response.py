@@ -310,10 +310,11 @@ class Response:
             TypeError: ``code`` is not an int.
             ValueError: ``code`` is out of range (Express: RangeError).
         """
-        if type(code) is not int:
+        if not isinstance(code, int) or isinstance(code, bool):
             raise TypeError(f"invalid status code {code!r}: status code must be an integer")
         if not 100 <= code <= 999:
             raise ValueError(f"invalid status code {code!r}")
+        code = int(code)  # an IntEnum (http.HTTPStatus.OK) is welcome, stored as a plain int
         self.status_code = code
         if not (200 <= code < 300 or code == 304):
             self._link()
