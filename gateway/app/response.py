@@ -649,6 +649,8 @@ class Response:
         ``redirect(url)``, ``redirect(status, url)`` (Express) and ``redirect(url, status)``
         (kept for Python callers) all work. A status without a message shows its number.
         """
+        if self.headers_sent:
+            raise RuntimeError("the response has already been sent")
         if isinstance(url, int):
             url, status = str(status), url
         code = int(status)
@@ -671,7 +673,6 @@ class Response:
         else:
             body = ""
         self.status(code)
-        self._check_open()
         await self._send_whole(body.encode())
 
     # -- Sails 1.5 default responses (lib/hooks/responses/defaults) ---------------------------
