@@ -9,8 +9,12 @@ from hypothesis import strategies as st
 
 from gateway.app.negotiation import (
     accepts,
+    accepts_charsets,
+    accepts_encodings,
+    accepts_languages,
     accepts_list,
     charset_of,
+    has_body,
     is_xhr,
     parse_media_type,
     type_is,
@@ -96,6 +100,17 @@ def test_charset_of(value: str | None, charset: str | None) -> None:
         ("Text/HTML; x=y", (), "text/html"),
         ("garbage", ("json",), False),
         ("text/", ("text/*",), False),
+        # type-is 2.1: full types and patterns are compared as written with the lower-cased
+        # Content-Type; names of its own ("urlencoded") only in lower case; extensions any case
+        ("text/html", ("TEXT/HTML",), False),
+        ("application/x-www-form-urlencoded", ("URLENCODED", "*/*"),
+         "application/x-www-form-urlencoded"),
+        ("application/vnd.api+json", ("+JSON",), False),
+        # media-typer's test: no "*" and no "." in the type of a request's Content-Type
+        ("text/*", ("text/*",), False),
+        ("text/*", (), False),
+        ("x.y/plain", (), False),
+        ("\ttext/plain ; charset=utf-8", (), "text/plain"),
     ],
 )
 def test_type_is(content_type: str, types: tuple[str, ...], expected: object) -> None:
@@ -152,12 +167,86 @@ def test_type_is_without_body_or_type() -> None:
         ("foo, text/html", ("html",), "html"),  # invalid entries ignored
         ('text/html;foo="a,b", application/json', ("json",), "json"),
         ("text/html;q=abc", ("html",), None),  # NaN q: not acceptable
-        ("text/html;q=0.5;level=1", ("html",), "html"),  # after q: accept-extension
+        # negotiator 1.1 (Express 5.3) keeps the parameters after q: they must match too
+        ("text/html;q=0.5;level=1", ("html",), None),
+        ("text/html;q=0.5;level=1", ("text/html;level=1",), "text/html;level=1"),
+        ("text/html;q=", ("html",), "html"),  # an empty q counts as 1
+        ("text/html;q=0.5, text/html;q=abc", ("html",), None),  # the later NaN entry wins
+        ("text/html;q=0.1;q=0.9", ("html",), "html"),  # the first q counts
         ("image/*", ("nosuchext", "png"), "png"),
     ],
 )
 def test_accepts(accept: str | None, types: tuple[str, ...], expected: str | None) -> None:
     assert accepts(accept, *types) == expected
+
+
+# Express 5.3's req.acceptsCharsets/Encodings/Languages (negotiator 1.1), as Node answers them.
+@pytest.mark.parametrize(
+    ("header", "offers", "expected"),
+    [
+        (None, (), ["*"]),
+        ("", (), []),
+        ("utf-8, iso-8859-1;q=0.5", (), ["utf-8", "iso-8859-1"]),
+        ("utf-8, iso-8859-1;q=0.5", ("iso-8859-1", "utf-8"), "utf-8"),
+        ("UTF-8;q=0.2, *;q=0.5", ("utf-8", "latin1"), "latin1"),
+        ("utf-8;q=0", ("utf-8",), None),
+        (None, ("utf-8", "latin1"), "utf-8"),
+    ],
+)
+def test_accepts_charsets(header: str | None, offers: tuple[str, ...], expected: object) -> None:
+    assert accepts_charsets(header, *offers) == expected
+
+
+@pytest.mark.parametrize(
+    ("header", "offers", "expected"),
+    [
+        (None, (), ["identity"]),
+        ("", ("gzip",), None),
+        ("", ("gzip", "identity"), "identity"),
+        ("gzip, br;q=0.2", (), ["gzip", "br", "identity"]),  # identity at the lowest q, last
+        ("gzip, br;q=0.2", ("br", "gzip"), "gzip"),
+        ("gzip;q=0.5, identity;q=0", ("identity",), None),
+        ("*;q=0", ("identity",), None),  # "*" names identity too: nothing is added
+        ("gzip;q=0, br", (), ["br", "identity"]),  # q=0 does not lower identity's q
+        ("GZIP", ("gzip",), "gzip"),
+    ],
+)
+def test_accepts_encodings(header: str | None, offers: tuple[str, ...], expected: object) -> None:
+    assert accepts_encodings(header, *offers) == expected
+
+
+@pytest.mark.parametrize(
+    ("header", "offers", "expected"),
+    [
+        (None, (), ["*"]),
+        ("en-US, de;q=0.7", (), ["en-US", "de"]),
+        ("en-US, de;q=0.7", ("en", "de-DE"), "en"),  # the entry's prefix is the offer
+        ("en", ("en-GB", "fr"), "en-GB"),  # the offer's prefix is the entry
+        ("de-DE, en;q=0.1", ("EN", "de-de"), "de-de"),
+        ("fr", ("en", "de"), None),
+        ("*, fr;q=0", ("fr", "en"), "en"),
+    ],
+)
+def test_accepts_languages(header: str | None, offers: tuple[str, ...], expected: object) -> None:
+    assert accepts_languages(header, *offers) == expected
+
+
+@pytest.mark.parametrize(
+    ("transfer_encoding", "content_length", "expected"),
+    [
+        (None, None, False),
+        ("chunked", None, True),
+        (None, "0", True),  # an empty body is a body (type-is hasBody)
+        (None, "12", True),
+        (None, "", True),  # Number("") is 0
+        (None, " 1e3 ", True),
+        (None, "0x1f", True),
+        (None, "abc", False),
+        (None, "1,2", False),
+    ],
+)
+def test_has_body(transfer_encoding: str | None, content_length: str | None, expected: bool) -> None:
+    assert has_body(transfer_encoding, content_length) is expected
 
 
 def test_accepts_needs_types() -> None:

@@ -226,3 +226,144 @@ async def test_hostname_forms() -> None:
                 out.append(data.split(b"\r\n\r\n", 1)[1])
     assert out == [b'{"hostname":"example.com"}', b'{"hostname":"example.com"}',
                    b'{"hostname":"[::1]"}']
+
+
+# -- Express 5 / Node / Sails 1.5 fidelity (expected values as Node and Sails answer them) -------
+async def raw_exchange(server: Any, head: str, body: bytes = b"") -> Any:
+    stream = await trio.open_tcp_stream("127.0.0.1", server.port)
+    async with stream:
+        await stream.send_all(head.replace("\n", "\r\n").encode() + body)
+        (reply,) = parse_replies(await read_all(stream), [head.split(" ", 1)[0]])
+    return reply
+
+
+def fidelity_app() -> App:
+    from gateway import bodyparsers
+
+    app = App()
+    app.use(bodyparsers.json())
+
+    @app.all("/f/:id")
+    async def dump(req, res):  # type: ignore[no-untyped-def]
+        await res.json({
+            "headers": req.headers, "distinct": req.headers_distinct,
+            "referrer": req.get("Referrer"), "referer": req.get("REFERER"),
+            "is_json": req.is_("json"), "is_any": req.is_(), "is_list": req.is_(["html", "json"]),
+            "wants_json": req.wants_json, "explicit_html": req.explicitly_accepts_html,
+            "param_x": req.param("x"), "param_id": req.param("id"), "param_n": req.param("n", 0),
+            "param_none": req.param("none", "dflt"), "all": req.all_params(),
+            "accepts": req.accepts(), "accepts_list_arg": req.accepts(["html", "json"]),
+            "charsets": req.accepts_charsets(), "charset": req.accepts_charsets("latin1", "utf-8"),
+            "encodings": req.accepts_encodings(), "encoding": req.accepts_encodings("br", "gzip"),
+            "languages": req.accepts_languages(), "language": req.accepts_languages("en", "de"),
+            "host": req.host, "hostname": req.hostname, "subdomains": req.subdomains,
+            "protocol": req.protocol, "secure": req.secure, "xhr": req.xhr,
+        })
+
+    return app
+
+
+async def test_repeated_headers_are_combined_as_node_does() -> None:
+    head = ("POST /f/1 HTTP/1.1\nHost: tobi.ferrets.example.com:8080\n"
+            "Content-Type: application/json\nContent-Type: text/html\n"
+            "User-Agent: ua1\nUser-Agent: ua2\nReferer: r1\nReferer: r2\nReferrer: rr1\n"
+            "If-Modified-Since: i1\nIf-Modified-Since: i2\nFrom: f1\nFrom: f2\n"
+            "Set-Cookie: a=1\nSet-Cookie: b=2\nCookie: c=1\nCookie: d=2\n"
+            "X-Multi: a\nX-Multi: b\nDate: d1\nDate: d2\n"
+            "X-Forwarded-Host: evil.example\nX-Forwarded-Proto: https\n"
+            "Content-Length: 0\nConnection: close\n\n")
+    with trio.fail_after(5):
+        async with running(fidelity_app()) as server:
+            d = (await raw_exchange(server, head)).json()
+    h = d["headers"]
+    # single-value fields keep the FIRST value
+    assert (h["content-type"], h["user-agent"], h["referer"], h["if-modified-since"],
+            h["from"]) == ("application/json", "ua1", "r1", "i1", "f1")
+    assert h["cookie"] == "c=1; d=2"
+    assert h["x-multi"] == "a, b" and h["date"] == "d1, d2"
+    assert h["set-cookie"] == "a=1, b=2"  # a list in Node; joined as Fetch's Headers.get does
+    assert d["distinct"]["set-cookie"] == ["a=1", "b=2"]
+    assert d["distinct"]["content-type"] == ["application/json", "text/html"]
+    # Express reads Referrer first, then Referer, for either name
+    assert d["referrer"] == d["referer"] == "rr1"
+    # trust proxy is off: X-Forwarded-* are not believed
+    assert (d["host"], d["hostname"]) == ("tobi.ferrets.example.com:8080",
+                                          "tobi.ferrets.example.com")
+    assert d["subdomains"] == ["ferrets", "tobi"]
+    assert (d["protocol"], d["secure"], d["xhr"]) == ("http", False, False)
+
+
+@pytest.mark.parametrize(("headers", "body", "is_json", "is_any", "wants_json"), [
+    # Content-Length: 0 is a body (type-is hasBody), so req.is() looks at the type
+    ([("Content-Type", "application/json"), ("Content-Length", "0")], b"", "json",
+     "application/json", True),
+    # no body at all: null, and Sails' "JSON content-type" rule cannot hold
+    ([("Content-Type", "application/json")], b"", None, None, False),
+    # a body without a Content-Type: false
+    ([("Content-Type", "")], b"abc", False, False, False),
+    ([("Content-Type", "application/json"), ("Transfer-Encoding", "chunked")],
+     b"2\r\n{}\r\n0\r\n\r\n", "json", "application/json", True),
+])
+async def test_is_and_wants_json_follow_type_is_has_body(
+    headers: list[tuple[str, str]], body: bytes, is_json: object, is_any: object,
+    wants_json: bool,
+) -> None:
+    hdrs = [("Accept", "text/html"), *[(k, v) for k, v in headers if v]]
+    if body and not any(k == "Transfer-Encoding" for k, _ in hdrs):
+        hdrs.append(("Content-Length", str(len(body))))
+    with trio.fail_after(5):
+        async with running(fidelity_app()) as server:
+            method = "GET" if not body and len(hdrs) == 2 else "POST"
+            d = (await request(server, method, "/f/1", hdrs, body=body)).json()
+    assert d["is_json"] == is_json and d["is_any"] == is_any
+    assert d["wants_json"] is wants_json
+    assert d["explicit_html"] is True
+
+
+async def test_param_and_all_params_follow_sails() -> None:
+    body = b'{"x": "body", "id": "bodyid", "n": null, "only_body": 1}'
+    with trio.fail_after(5):
+        async with running(fidelity_app()) as server:
+            d = (await request(server, "POST", "/f/7?x=query&id=qid&q=1",
+                               [("Content-Type", "application/json")], body=body)).json()
+            g = (await request(server, "GET", "/f/7?x=query&none=")).json()
+    # params, then body, then query; a body key with null counts (Sails checks undefined)
+    assert (d["param_id"], d["param_x"], d["param_n"], d["param_none"]) == ("7", "body", None,
+                                                                           "dflt")
+    assert d["all"] == {"x": "body", "id": "7", "q": "1", "n": None, "only_body": 1}
+    assert (g["param_x"], g["param_none"]) == ("query", "")
+    assert g["all"] == {"x": "query", "none": "", "id": "7"}
+
+
+async def test_accepts_without_arguments_and_the_other_accept_headers() -> None:
+    hdrs = [("Accept", "text/html;q=0.5, application/json, */*;q=0"),
+            ("Accept-Charset", "utf-8, iso-8859-1;q=0.5"), ("Accept-Language", "en-US, de;q=0.7"),
+            ("Accept-Encoding", "gzip, br;q=0.2"), ("X-Requested-With", "XMLHttpRequest")]
+    with trio.fail_after(5):
+        async with running(fidelity_app()) as server:
+            d = (await request(server, "GET", "/f/1", hdrs)).json()
+            bare = (await request(server, "GET", "/f/1")).json()
+    assert d["accepts"] == ["application/json", "text/html"]
+    assert d["accepts_list_arg"] == "json"
+    assert (d["charsets"], d["charset"]) == (["utf-8", "iso-8859-1"], "utf-8")
+    assert (d["encodings"], d["encoding"]) == (["gzip", "br", "identity"], "gzip")
+    assert (d["languages"], d["language"]) == (["en-US", "de"], "en")
+    assert d["xhr"] is True and d["wants_json"] is True and d["explicit_html"] is True
+    assert bare["accepts"] == ["*/*"] and bare["accepts_list_arg"] == "html"
+    assert (bare["charsets"], bare["encodings"], bare["languages"]) == (["*"], ["identity"], ["*"])
+    assert bare["explicit_html"] is False and bare["wants_json"] is True
+
+
+@pytest.mark.parametrize(("host", "hostname", "subdomains"), [
+    ("[::1]:8080", "[::1]", []),
+    ("[::1]", "[::1]", []),
+    ("127.0.0.1:81", "127.0.0.1", []),  # an IP has no subdomains
+    ("a.b.c.example.com", "a.b.c.example.com", ["c", "b", "a"]),
+    ("localhost", "localhost", []),
+])
+async def test_hostname_and_subdomains(host: str, hostname: str, subdomains: list[str]) -> None:
+    with trio.fail_after(5):
+        async with running(fidelity_app()) as server:
+            d = (await raw_exchange(server, f"GET /f/1 HTTP/1.1\nHost: {host}\n"
+                                            "Connection: close\n\n")).json()
+    assert (d["host"], d["hostname"], d["subdomains"]) == (host, hostname, subdomains)

@@ -1,11 +1,12 @@
-# Content negotiation: media-type parsing, Express's req.is() (type-is), req.accepts()
-# (accepts + negotiator), req.xhr, and Sails' req.wantsJSON heuristic (PROTOCOLS.md section 2).
-# Pure functions over header strings: no request objects, no I/O. Accept headers repeat a lot
-# (every browser sends the same few), so their parse is cached in a small bounded LRU.
+# Content negotiation: media-type parsing, Express's req.is() (type-is 2.1), req.accepts*()
+# (accepts 2 + negotiator 1.1), req.xhr, and Sails' req.wantsJSON heuristic (PROTOCOLS.md
+# section 2). Pure functions over header strings: no request objects, no I/O. Accept headers
+# repeat a lot (every browser sends the same few), so their parse is cached in a small LRU.
 from __future__ import annotations
 
 import math
 import re
+from collections.abc import Callable
 from functools import lru_cache
 from typing import Final, Literal, NamedTuple
 
@@ -15,6 +16,11 @@ __all__ = [
     "type_is",
     "accepts",
     "accepts_list",
+    "accepts_charsets",
+    "accepts_encodings",
+    "accepts_languages",
+    "has_body",
+    "split_content_type",
     "wants_json",
     "is_xhr",
 ]
@@ -22,14 +28,20 @@ __all__ = [
 # RFC 9110 token; type/subtype as the `content-type` npm package checks them.
 _TOKEN: Final = r"[!#$%&'*+.^_`|~0-9A-Za-z-]+"
 _MEDIA_TYPE = re.compile(rf"{_TOKEN}/{_TOKEN}")
+# media-typer 1.1 test(), which type-is 2.1 applies to a request's (lower-cased) Content-Type.
+_TYPE_IS_VALID = re.compile(r"[a-z0-9][a-z0-9!#$&^_-]{0,126}/[a-z0-9][a-z0-9!#$&^_.+-]{0,126}")
 _PARAM = re.compile(
     rf";[ \t]*({_TOKEN})[ \t]*=[ \t]*(\"(?:[^\"\\]|\\.)*\"|{_TOKEN})[ \t]*", re.DOTALL
 )
 _QUOTED_PAIR = re.compile(r"\\(.)", re.DOTALL)
-# negotiator's simpleMediaTypeRegExp (Accept entries and offered types).
-_ACCEPT_ENTRY = re.compile(r"\s*([^\s/;]+)/([^;\s]+)\s*(?:;(.*))?", re.DOTALL)
 # The prefix JavaScript's parseFloat() reads.
 _JS_FLOAT = re.compile(r"\s*([+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?|[+-]?Infinity)")
+# What JavaScript's Number() accepts (after trimming): type-is's hasBody asks !isNaN(length).
+_JS_NUMBER = re.compile(
+    r"[+-]?(?:(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?|Infinity)|0[xX][0-9a-fA-F]+|0[oO][0-7]+"
+    r"|0[bB][01]+"
+)
+_NAN = math.nan
 
 # Extension names -> media types, as mime-types 3 (Express 5) answers for the names apps use.
 _EXTENSIONS: Final[dict[str, str]] = {
@@ -51,7 +63,8 @@ _EXTENSIONS: Final[dict[str, str]] = {
     "csv": "text/csv",
     "pdf": "application/pdf",
 }
-# type-is only (not accepts): names that stand for a family rather than a file extension.
+# type-is only (not accepts): names that stand for a family rather than a file extension
+# (matched as written, lower case, as type-is's normalize() does).
 _TYPE_IS_ALIASES: Final[dict[str, str]] = {
     "urlencoded": "application/x-www-form-urlencoded",
     "form": "application/x-www-form-urlencoded",  # ours: a readable alias for the same
@@ -132,9 +145,12 @@ def type_is(
 ) -> str | None | Literal[False]:
     """Express's ``req.is()`` (type-is): which of ``types`` the request body's Content-Type is.
 
-    Each of ``types`` may be an extension name (``"json"``, ``"html"``, ``"png"``), ``"urlencoded"``,
-    ``"form"`` or ``"multipart"``, a full type (``"application/json"``), a wildcard
-    (``"text/*"``, ``"*/*"``) or a suffix pattern (``"+json"``, ``"application/*+json"``).
+    Each of ``types`` may be an extension name (``"json"``, ``"html"``, ``"png"``, any case),
+    ``"urlencoded"``, ``"form"`` (ours) or ``"multipart"``, a full type (``"application/json"``),
+    a wildcard (``"text/*"``, ``"*/*"``) or a suffix pattern (``"+json"``,
+    ``"application/*+json"``). Full types and patterns are compared with the lower-cased
+    Content-Type as written, so ``"TEXT/HTML"`` matches nothing, as in type-is 2.1; a
+    Content-Type must pass media-typer's test (no ``*``, a letter or digit first).
 
     Args:
         content_type: the Content-Type header value, or None.
@@ -156,22 +172,168 @@ def type_is(
         return False
     semi = content_type.find(";")
     actual = (content_type if semi < 0 else content_type[:semi]).strip(" \t").lower()
-    if _MEDIA_TYPE.fullmatch(actual) is None:
+    if _TYPE_IS_VALID.fullmatch(actual) is None:
         return False
     if not types:
         return actual
     for given in types:
-        lowered = given.lower()
         expected: str | None
-        if lowered in _TYPE_IS_ALIASES:
-            expected = _TYPE_IS_ALIASES[lowered]
-        elif lowered.startswith("+"):
-            expected = "*/*" + lowered
+        if given in _TYPE_IS_ALIASES:
+            expected = _TYPE_IS_ALIASES[given]
+        elif given.startswith("+"):
+            expected = "*/*" + given
         else:
-            expected = _ext_to_mime(lowered)
+            expected = _ext_to_mime(given)
         if expected is not None and _mime_match(expected, actual):
             return actual if (given.startswith("+") or "*" in given) else given
     return False
+
+
+def has_body(transfer_encoding: str | None, content_length: str | None) -> bool:
+    """type-is's ``hasBody``: whether a request has a body, judged from its head alone.
+
+    A Transfer-Encoding header, or a Content-Length that JavaScript's ``Number()`` reads as a
+    number, means a body, ``Content-Length: 0`` included (Express 5: ``req.is('json')`` is
+    ``'json'`` for an empty JSON POST).
+
+    Args:
+        transfer_encoding: the Transfer-Encoding header value, or None.
+        content_length: the Content-Length header value, or None.
+
+    Returns:
+        Whether ``req.is()`` may look at the Content-Type.
+    """
+    if transfer_encoding is not None:
+        return True
+    if content_length is None:
+        return False
+    if content_length.isdigit():
+        return True  # what HTTP/1.1 allows, checked by the parser: the usual case
+    text = content_length.strip(" \t\n\r\v\f")
+    return not text or _JS_NUMBER.fullmatch(text) is not None  # Number("") is 0
+
+
+# -- Accept-style headers: negotiator 1.1 (lib/accept.js over content-type 2.1's parse) --------
+
+
+def _skip_ows(text: str, index: int, end: int) -> int:
+    while index < end and text[index] in " \t":
+        index += 1
+    return index
+
+
+def _trailing_ows(text: str, start: int, end: int) -> int:
+    while end > start and text[end - 1] in " \t":
+        end -= 1
+    return end
+
+
+def _skip_value(text: str, index: int, end: int, stop: str) -> int:
+    while index < end:
+        c = text[index]
+        if c == ";" or c == stop:
+            break
+        index += 1
+    return index
+
+
+def _parse_params(text: str, index: int, stop: str) -> tuple[dict[str, str], int]:
+    # content-type 2.1 parseParameters(): names lower-cased, the first of a repeated name wins,
+    # quoted-pairs undone, a name without "=" skipped; stops at `stop` (a comma in an Accept
+    # header, "" for one media type). Returns the parameters and where it stopped.
+    params: dict[str, str] = {}
+    end = len(text)
+    while index < end:
+        if text[index] == stop:
+            break
+        index = _skip_ows(text, index + 1, end)  # over the ";"
+        key_start = index
+        while index < end:
+            c = text[index]
+            if c == stop:
+                return params, index
+            if c == ";":
+                break
+            if c == "=":
+                key = text[key_start : _trailing_ows(text, key_start, index)].lower()
+                index = _skip_ows(text, index + 1, end)
+                if index < end and text[index] == '"':
+                    index += 1
+                    chars: list[str] = []
+                    while index < end:
+                        c = text[index]
+                        index += 1
+                        if c == '"':
+                            index = _skip_value(text, index, end, stop)
+                            params.setdefault(key, "".join(chars))
+                            break
+                        if c == "\\" and index < end:
+                            chars.append(text[index])
+                            index += 1
+                            continue
+                        chars.append(c)
+                    break
+                value_start = index
+                index = _skip_value(text, index, end, stop)
+                if key not in params:
+                    params[key] = text[value_start : _trailing_ows(text, value_start, index)]
+                break
+            index += 1
+    return params, index
+
+
+def split_content_type(value: str) -> tuple[str, dict[str, str]]:
+    """content-type 2.1's lenient ``parse()``: the type and the parameters, never an error.
+
+    Args:
+        value: a Content-Type value.
+
+    Returns:
+        ``(type, params)``: the text before the first ``;``, trimmed and lower-cased (not
+        checked: it may not be ``type/subtype``), and the parameters (names lower-cased, the
+        first of a repeated name wins, quoted values unquoted).
+    """
+    end = len(value)
+    start = _skip_ows(value, 0, end)
+    stop = _skip_value(value, start, end, "")
+    params, _ = _parse_params(value, stop, "")
+    return value[start : _trailing_ows(value, start, stop)].lower(), params
+
+
+@lru_cache(maxsize=64)
+def _parse_accept_entries(header: str) -> tuple[tuple[str, tuple[tuple[str, str], ...]], ...]:
+    # negotiator 1.1 parseAccept(): (value as sent, parameters) per comma-separated entry,
+    # empty entries included (they keep their index, which breaks ties).
+    entries: list[tuple[str, tuple[tuple[str, str], ...]]] = []
+    end = len(header)
+    index = 0
+    while index < end:
+        start = _skip_ows(header, index, end)
+        stop = _skip_value(header, start, end, ",")
+        value = header[start : _trailing_ows(header, start, stop)]
+        params, index = _parse_params(header, stop, ",")
+        entries.append((value, tuple(params.items())))
+        index += 1
+    return tuple(entries)
+
+
+def _quality(params: dict[str, str]) -> float:
+    # negotiator: `params.q ? parseFloat(params.q) : 1`, so an empty q counts as 1
+    q = params.pop("q", None)
+    return _js_parse_float(q) if q else 1.0
+
+
+def _js_truthy(x: float) -> bool:
+    return x != 0 and not math.isnan(x)
+
+
+def _better(best: tuple[int, float, int], s: int, q: float, o: int) -> bool:
+    # negotiator's `(priority.s - spec.s || priority.q - spec.q || priority.o - spec.o) < 0`:
+    # a NaN or zero difference falls through to the next one, as JavaScript's || does.
+    for diff in (best[0] - s, best[1] - q, best[2] - o):
+        if _js_truthy(diff):
+            return diff < 0
+    return False  # the last difference was NaN or zero: (NaN || 0) < 0 is false
 
 
 class _Spec(NamedTuple):
@@ -185,48 +347,34 @@ class _Spec(NamedTuple):
 def _js_parse_float(text: str | None) -> float:
     m = _JS_FLOAT.match(text or "")
     if m is None:
-        return 0.0  # JS gives NaN, which is never acceptable; 0 behaves the same here
+        return _NAN  # never acceptable (NaN > 0 is false), but it can still win a tie
     return float(m.group(1).replace("Infinity", "inf"))
 
 
-def _split_quoted(text: str, sep: str) -> list[str]:
-    # negotiator's splitMediaTypes / splitParameters: split on `sep` outside double quotes.
-    parts = text.split(sep)
-    if '"' not in text:
-        return parts
-    out: list[str] = [parts[0]]
-    for part in parts[1:]:
-        if out[-1].count('"') % 2 == 0:
-            out.append(part)
-        else:
-            out[-1] += sep + part
-    return out
-
-
-def _parse_spec(text: str, i: int) -> _Spec | None:
-    m = _ACCEPT_ENTRY.fullmatch(text)
-    if m is None:
+def _media_spec(value: str, params: tuple[tuple[str, str], ...], i: int) -> _Spec | None:
+    # negotiator formatMediaType(): the type as sent, split at its first "/"
+    slash = value.find("/")
+    if slash < 0:
         return None
-    q = 1.0
-    params: list[tuple[str, str]] = []
-    if m.group(3):
-        for pair in _split_quoted(m.group(3), ";"):
-            key, eq, val = pair.strip().partition("=")
-            key = key.lower()
-            if len(val) >= 2 and val[0] == '"' and val[-1] == '"':
-                val = val[1:-1]
-            if key == "q":
-                q = _js_parse_float(val if eq else None)
-                break  # what follows q are accept-extensions, not media-type parameters
-            params.append((key, val))
-    return _Spec(m.group(1), m.group(2), tuple(params), q, i)
+    p = dict(params)
+    q = _quality(p)
+    return _Spec(value[:slash], value[slash + 1 :], tuple(p.items()), q, i)
+
+
+def _parse_offer(offer: str) -> _Spec | None:
+    # an offered type goes through content-type's parse (type lower-cased, no comma stop)
+    start = _skip_ows(offer, 0, len(offer))
+    stop = _skip_value(offer, start, len(offer), "")
+    value = offer[start : _trailing_ows(offer, start, stop)].lower()
+    params, _ = _parse_params(offer, stop, "")
+    return _media_spec(value, tuple(params.items()), 0)
 
 
 @lru_cache(maxsize=64)
 def _parse_accept(header: str) -> tuple[_Spec, ...]:
     specs: list[_Spec] = []
-    for i, entry in enumerate(_split_quoted(header, ",")):
-        spec = _parse_spec(entry.strip(), i)
+    for i, (value, params) in enumerate(_parse_accept_entries(header)):
+        spec = _media_spec(value, params, i)
         if spec is not None:
             specs.append(spec)
     return tuple(specs)
@@ -234,8 +382,8 @@ def _parse_accept(header: str) -> tuple[_Spec, ...]:
 
 def _priority(offer: _Spec, accepted: tuple[_Spec, ...]) -> tuple[float, int, int]:
     # negotiator getMediaTypePriority(): the most specific matching entry, then the highest q,
-    # then the later entry. Returns (q, specificity, entry index); q == 0 means "not acceptable".
-    best_q, best_s, best_o = 0.0, 0, -1
+    # then the later entry. Returns (q, specificity, entry index); q > 0 means "acceptable".
+    best = (0, 0.0, -1)
     otype, osub = offer.type.lower(), offer.subtype.lower()
     oparams = dict(offer.params)
     for spec in accepted:
@@ -253,10 +401,9 @@ def _priority(offer: _Spec, accepted: tuple[_Spec, ...]) -> tuple[float, int, in
                 s |= 1
             else:
                 continue
-        diff = (best_s - s) or (best_q - spec.q) or (best_o - spec.i)
-        if diff < 0:
-            best_q, best_s, best_o = spec.q, s, spec.i
-    return best_q, best_s, best_o
+        if _better(best, s, spec.q, spec.i):
+            best = (s, spec.q, spec.i)
+    return best[1], best[0], best[2]
 
 
 def accepts(accept_header: str | None, *types: str) -> str | None:
@@ -264,7 +411,8 @@ def accepts(accept_header: str | None, *types: str) -> str | None:
 
     Preference is by q-value, then by how specifically the Accept header names the type
     (``text/html`` over ``text/*`` over ``*/*``), then by the Accept header's order, then by the
-    order of ``types``.
+    order of ``types``. The header is read as negotiator 1.1 (Express 5.3) reads it: every
+    parameter of an entry but ``q`` must match the offer, those after ``q`` included.
 
     Args:
         accept_header: the Accept header value; None or empty means "anything".
@@ -294,11 +442,11 @@ def _best_offer(accept_header: str, types: tuple[str, ...]) -> str | None:
         mime = _ext_to_mime(given)
         if mime is None:
             continue
-        offer = _parse_spec(mime, index)
+        offer = _parse_offer(mime)
         if offer is None:
             continue
         q, s, o = _priority(offer, accepted)
-        if q <= 0 or math.isnan(q):
+        if not q > 0:  # NaN included
             continue
         # compareSpecs: higher q, higher specificity, earlier Accept entry, earlier offer.
         key = (-q, -s, o, index)
@@ -321,6 +469,123 @@ def accepts_list(accept_header: str | None) -> list[str]:
     specs = [s for s in _parse_accept(accept_header) if s.q > 0]
     specs.sort(key=lambda s: (-s.q, s.i))
     return [f"{s.type}/{s.subtype}" for s in specs]
+
+
+class _Token(NamedTuple):
+    value: str  # as sent
+    q: float
+    i: int
+
+
+def _parse_tokens(header: str) -> list[_Token]:
+    # negotiator formatCharset/formatEncoding/formatLanguage: empty entries dropped
+    out: list[_Token] = []
+    for i, (value, params) in enumerate(_parse_accept_entries(header)):
+        if value:
+            out.append(_Token(value, _quality(dict(params)), i))
+    return out
+
+
+def _negotiate_tokens(
+    accepted: list[_Token], offers: tuple[str, ...], specificity: Callable[[str, str], int]
+) -> str | list[str] | None:
+    # negotiator preferredCharsets/Encodings/Languages: with no offers, every acceptable entry
+    # as sent, by q then header order; else the best offer (Express: false -> None).
+    if not offers:
+        ranked = sorted((t for t in accepted if t.q > 0), key=lambda t: (-t.q, t.i))
+        return [t.value for t in ranked]
+    best: tuple[float, int, int, int] | None = None
+    winner: str | None = None
+    for index, offer in enumerate(offers):
+        prio = (0, 0.0, -1)
+        for spec in accepted:
+            s = specificity(offer, spec.value)
+            if s >= 0 and _better(prio, s, spec.q, spec.i):
+                prio = (s, spec.q, spec.i)
+        if not prio[1] > 0:
+            continue
+        key = (-prio[1], -prio[0], prio[2], index)
+        if best is None or key < best:
+            best, winner = key, offer
+    return winner
+
+
+def _token_specificity(offer: str, spec: str) -> int:
+    # charset and encoding specify(): the same name (any case) 1, "*" 0, else no match (-1)
+    if spec.lower() == offer.lower():
+        return 1
+    return 0 if spec == "*" else -1
+
+
+def _language_specificity(offer: str, spec: str) -> int:
+    # language specify(): the full tag 4, the entry's prefix is the offer 2 (Accept "en-US",
+    # offer "en"), the offer's prefix is the entry 1 (Accept "en", offer "en-GB"), "*" 0.
+    offer = offer.strip(" \t").split(";", 1)[0].strip(" \t").lower()
+    if not offer:
+        return -1
+    full = spec.lower()
+    if full == offer:
+        return 4
+    if full.split("-", 1)[0] == offer:
+        return 2
+    if full == offer.split("-", 1)[0]:
+        return 1
+    return 0 if spec == "*" else -1
+
+
+def accepts_charsets(header: str | None, *charsets: str) -> str | list[str] | None:
+    """Express's ``req.acceptsCharsets()`` for an Accept-Charset header.
+
+    Args:
+        header: the Accept-Charset value; None means ``*`` (anything).
+        *charsets: the charsets the server can send, in its order of preference.
+
+    Returns:
+        With no ``charsets``: the client's acceptable charsets, most preferred first. Else the
+        best of ``charsets`` as given, or None when none is acceptable (Express: false).
+    """
+    return _negotiate_tokens(
+        _parse_tokens("*" if header is None else header), charsets, _token_specificity
+    )
+
+
+def accepts_encodings(header: str | None, *encodings: str) -> str | list[str] | None:
+    """Express's ``req.acceptsEncodings()`` for an Accept-Encoding header.
+
+    ``identity`` is acceptable unless the header excludes it (``identity;q=0`` or ``*;q=0``):
+    when the header does not name it (nor ``*``) it is added with the lowest q of the header.
+
+    Args:
+        header: the Accept-Encoding value; None or empty means ``identity`` only.
+        *encodings: the codings the server can apply, in its order of preference.
+
+    Returns:
+        With no ``encodings``: the acceptable codings, most preferred first. Else the best of
+        ``encodings`` as given, or None when none is acceptable (Express: false).
+    """
+    tokens = _parse_tokens(header or "")
+    if not any(_token_specificity("identity", t.value) >= 0 for t in tokens):
+        # negotiator: `minQuality = Math.min(minQuality, encoding.q || 1)`, so q=0 and NaN
+        # entries do not lower it; its index is the number of entries, empty ones included
+        low = min([1.0, *(t.q for t in tokens if _js_truthy(t.q))])
+        tokens.append(_Token("identity", low, len(_parse_accept_entries(header or ""))))
+    return _negotiate_tokens(tokens, encodings, _token_specificity)
+
+
+def accepts_languages(header: str | None, *languages: str) -> str | list[str] | None:
+    """Express's ``req.acceptsLanguages()`` for an Accept-Language header.
+
+    Args:
+        header: the Accept-Language value; None means ``*`` (anything).
+        *languages: the languages the server has (``"en"``, ``"de-DE"``), in its order.
+
+    Returns:
+        With no ``languages``: the client's acceptable language tags as sent, most preferred
+        first. Else the best of ``languages`` as given, or None when none is acceptable.
+    """
+    return _negotiate_tokens(
+        _parse_tokens("*" if header is None else header), languages, _language_specificity
+    )
 
 
 def is_xhr(x_requested_with: str | None) -> bool:

@@ -5,29 +5,46 @@
 # which transport it arrived on beyond the flags it is given.
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable, Iterable
-from typing import TYPE_CHECKING, Any
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping
+from typing import TYPE_CHECKING, Any, overload
 
 from gateway.app.body import BodySource, BodyStream, EmptySource, MemoryBudget, State
 from gateway.http.target import parse_cookies, parse_query
 
 if TYPE_CHECKING:
+    import weakref
+
     from gateway.app.application import App
+    from gateway.app.response import Response
     from gateway.settings import ModeLimits
 
 __all__ = ["Request"]
 
 _EMPTY = EmptySource()
 _NO_PARAMS: dict[str | int, Any] = {}
+# Node's IncomingMessage (lib/_http_incoming.js matchKnownFields): a repeated field of these
+# keeps its FIRST value; set-cookie is a list; cookie is joined with "; "; the rest with ", ".
+_SINGLE_VALUE = frozenset((
+    "age", "authorization", "content-length", "content-type", "etag", "expires", "from", "host",
+    "if-modified-since", "if-unmodified-since", "last-modified", "location", "max-forwards",
+    "proxy-authorization", "referer", "retry-after", "server", "user-agent",
+))
+_FRESH_METHODS = frozenset(("GET", "HEAD", "QUERY"))
 
 
 class Request:
     """One request (EdgerOS WebRequest members plus Express/Sails qualifiers).
 
-    Handlers read: app, url, original_url, base_url, method, protocol, headers, body, path,
-    params, query, cookies, get(), header(), param(), wants_json, xhr, is_(), accepts(), ip,
-    hostname, secure, is_socket, mode, privileged, limits; and the body via ``async for``,
-    ``on(event, cb)``, ``enable_cache()``, ``read()``, ``text()``, ``json()``.
+    Handlers read: app, url, original_url, base_url, method, protocol, headers,
+    headers_distinct, body, path, params, query, cookies, get(), header(), param(),
+    all_params(), wants_json, explicitly_accepts_html, xhr, is_(), accepts(),
+    accepts_charsets(), accepts_encodings(), accepts_languages(), ip, host, hostname,
+    subdomains, secure, fresh, stale, is_socket, mode, privileged, limits; and the body via
+    ``async for``, ``on(event, cb)``, ``enable_cache()``, ``read()``, ``text()``, ``json()``.
+
+    Trust proxy is off, as Express's default and on purpose: ``protocol``, ``secure``, ``ip``,
+    ``host`` and ``hostname`` come from the connection and the Host header, never from
+    X-Forwarded-* (a device reached through a proxy must not believe what a client forwards).
     """
 
     __slots__ = (
@@ -59,6 +76,7 @@ class Request:
         "auth_failed",
         "_host",
         "upgrade",
+        "_res",
     )
 
     def __init__(
@@ -113,29 +131,63 @@ class Request:
         self._host = host
         # a WebSocket handshake (GET + Upgrade: websocket): only ws routes match it
         self.upgrade = upgrade
+        # the Response, weakly, once it sets what req.fresh depends on (Response._link)
+        self._res: weakref.ref[Response] | None = None
 
     # -- headers ----------------------------------------------------------------------------
     @property
     def headers(self) -> dict[str, str]:
-        """Lower-case names; repeated fields joined with ", " (cookies with "; "), as Node does."""
+        """Lower-case names to values, repeated fields combined as Node's IncomingMessage does.
+
+        A repeated single-value field (Content-Type, Content-Length, Host, Authorization,
+        Referer, User-Agent, ... Node's list) keeps its first value; Cookie values are joined
+        with ``"; "``; every other field with ``", "``. Set-Cookie, a list in Node, is joined
+        with ``", "`` here, as the Fetch API's ``Headers.get`` does, so that the mapping stays
+        ``str -> str``: ``headers_distinct["set-cookie"]`` has the separate values.
+        """
         h = self._headers
         if h is None:
             h = {}
             for name, value in self._raw_headers:
                 k = name.decode("latin-1")
-                v = value.decode("latin-1")
-                if k in h:
-                    h[k] = h[k] + ("; " if k == "cookie" else ", ") + v
+                if k in h:  # rare: only a repeated field pays for the rules
+                    if k in _SINGLE_VALUE:
+                        continue
+                    h[k] = h[k] + ("; " if k == "cookie" else ", ") + value.decode("latin-1")
                 else:
-                    h[k] = v
+                    h[k] = value.decode("latin-1")
             self._headers = h
         return h
 
+    @property
+    def headers_distinct(self) -> dict[str, list[str]]:
+        """Node's ``req.headersDistinct``: every field's values, in order, none combined.
+
+        Built on each access (few handlers need it, so no request pays to keep it).
+        """
+        raw = self._raw_headers
+        if self._headers is not None and isinstance(raw, tuple) and not raw:
+            return {k: [v] for k, v in self._headers.items()}  # a virtual request: no repeats
+        out: dict[str, list[str]] = {}
+        for name, value in raw:
+            out.setdefault(name.decode("latin-1"), []).append(value.decode("latin-1"))
+        return out
+
     def get(self, field: str) -> str | None:
-        """A request header, case-insensitively; Referer and Referrer are interchangeable."""
+        """A request header, case-insensitively (Express ``req.get``).
+
+        ``Referer`` and ``Referrer`` are interchangeable: either name reads the ``Referrer``
+        field first, then ``Referer``, as Express does.
+
+        Raises:
+            TypeError: ``field`` is empty (Express: "name argument is required").
+        """
+        if not field:
+            raise TypeError("name argument is required to req.get")
         name = field.lower()
-        if name == "referrer":
-            name = "referer"
+        if name == "referer" or name == "referrer":
+            h = self.headers
+            return h.get("referrer") or h.get("referer")
         return self.headers.get(name)
 
     header = get
@@ -160,12 +212,37 @@ class Request:
         return c
 
     def param(self, name: str | int, default: Any = None) -> Any:
-        """Deprecated lookup (EdgerOS/Express 4): params first, then query."""
-        if name in self.params:
-            return self.params[name]
-        if isinstance(name, str) and name in self.query:
-            return self.query[name]
+        """Deprecated lookup (Express 4 / Sails 1.5 ``req.param``): params, then body, then query.
+
+        The body counts only when a parser made it a dict (JSON object, form); a key that is
+        present counts even when its value is None (JSON null), as Sails checks ``undefined``.
+        EdgerOS documents "params, then query": the same order when no parser filled the body.
+        """
+        params = self.params
+        if name in params:
+            return params[name]
+        body = self.body
+        if isinstance(body, Mapping) and name in body:
+            return body[name]
+        if isinstance(name, str):
+            query = self.query
+            if name in query:
+                return query[name]
         return default
+
+    def all_params(self) -> dict[str | int, Any]:
+        """Sails' ``req.allParams()``: query, then body (a dict only) over it, then route params.
+
+        A new dict on each call, as Sails computes it per call; later sources win.
+        """
+        merged: dict[str | int, Any] = {}
+        if self._query_string:
+            merged.update(self.query)
+        body = self.body
+        if isinstance(body, Mapping):
+            merged.update(body)
+        merged.update(self.params)
+        return merged
 
     @property
     def secure(self) -> bool:
@@ -176,15 +253,64 @@ class Request:
         return self.client[0] if self.client else None
 
     @property
-    def hostname(self) -> str | None:
-        """The Host header without its port (IPv6 literals keep their brackets)."""
+    def host(self) -> str | None:
+        """Express 5 ``req.host``: the Host header with its port (the request target's
+        authority when it came in absolute form); None without one. X-Forwarded-Host is not
+        read (trust proxy is off)."""
         host = self._host if self._host is not None else self.headers.get("host")
-        if not host:
+        return host or None
+
+    @property
+    def hostname(self) -> str | None:
+        """``req.host`` without its port; an IPv6 literal keeps its brackets (``[::1]``)."""
+        host = self.host
+        if host is None:
             return None
-        if host.startswith("["):
-            end = host.find("]")
-            return host[: end + 1] if end > 0 else host
-        return host.split(":", 1)[0]
+        offset = host.find("]") + 1 if host.startswith("[") else 0
+        colon = host.find(":", offset)
+        return host[:colon] if colon >= 0 else host
+
+    @property
+    def subdomains(self) -> list[str]:
+        """Express ``req.subdomains`` with the default offset 2: ``tobi.ferrets.example.com``
+        gives ``["ferrets", "tobi"]``; an IP address gives ``[]``. The offset is fixed: the
+        gateway has no ``app.set("subdomain offset")``; slice ``hostname`` for another."""
+        hostname = self.hostname
+        if not hostname:
+            return []
+        if _is_ip(hostname):
+            return []  # Express: [hostname].slice(2)
+        return hostname.split(".")[::-1][2:]
+
+    @property
+    def fresh(self) -> bool:
+        """Express ``req.fresh``: the client's cached copy is still good (a 304 would do).
+
+        Only for GET, HEAD and QUERY with a 2xx or 304 status; compares If-None-Match with the
+        response's ETag (weak or strong), else If-Modified-Since with its Last-Modified, and is
+        False under ``Cache-Control: no-cache`` (the ``fresh`` package). Set the status with
+        ``res.status()`` (not by assigning ``status_code``): that is what tells the request.
+        """
+        if self.method not in _FRESH_METHODS:
+            return False
+        ref = self._res
+        res = ref() if ref is not None else None
+        etag = modified = None
+        if res is not None:  # else the handler set no validator and no non-2xx status
+            status = res.status_code
+            if not (200 <= status < 300 or status == 304):
+                return False
+            e, m = res.get("etag"), res.get("last-modified")
+            etag = e if isinstance(e, str) else None
+            modified = m if isinstance(m, str) else None
+        from gateway.app.response import is_fresh
+
+        return is_fresh(self.headers, etag, modified)
+
+    @property
+    def stale(self) -> bool:
+        """``not req.fresh``."""
+        return not self.fresh
 
     @property
     def mode(self) -> str:
@@ -200,7 +326,12 @@ class Request:
 
     @property
     def wants_json(self) -> bool:
-        """Sails' heuristic (PROTOCOLS.md section 2), as a real bool."""
+        """Sails' ``req.wantsJSON`` (PROTOCOLS.md section 2), as a real bool.
+
+        Its rule 4 is ``req.is('json') && req.get('Accept')``, and ``req.is()`` is null without
+        a body: a bodiless GET with ``Content-Type: application/json`` and an HTML Accept
+        does not want JSON.
+        """
         from gateway.app import negotiation
 
         h = self.headers
@@ -208,26 +339,87 @@ class Request:
             xhr=negotiation.is_xhr(h.get("x-requested-with")),
             is_socket=self.is_socket,
             accept=h.get("accept"),
-            content_type=h.get("content-type"),
+            content_type=(
+                h.get("content-type")
+                if negotiation.has_body(h.get("transfer-encoding"), h.get("content-length"))
+                else None
+            ),
             route_wants_json=bool(self.route_options and self.route_options.get("wants_json")),
         )
 
-    def is_(self, *types: str) -> str | None | bool:
-        """Express req.is(): the matching type, False when none matches, None without a body."""
+    @property
+    def explicitly_accepts_html(self) -> bool:
+        """Sails' ``req.explicitlyAcceptsHTML``: the Accept header contains ``html``
+        (case-sensitive substring, as Sails' ``indexOf`` is)."""
+        accept = self.headers.get("accept")
+        return accept is not None and "html" in accept
+
+    def is_(self, *types: str | list[str]) -> str | None | bool:
+        """Express ``req.is()`` (type-is 2.1): which of ``types`` the body's Content-Type is.
+
+        Args:
+            *types: extension names, ``"urlencoded"``, ``"multipart"``, full types, wildcards or
+                ``+suffix`` patterns (see ``negotiation.type_is``); or one list of them.
+
+        Returns:
+            None when the request has no body (no Transfer-Encoding and no numeric
+            Content-Length; ``Content-Length: 0`` IS a body); False when it has one but no
+            Content-Type, an invalid one, or none of ``types`` matches; else the matching entry
+            of ``types`` (the actual type for wildcards and suffixes; with no ``types``, the
+            actual type).
+        """
+        from gateway.app import negotiation
+
         h = self.headers
-        if "content-type" not in h or not (
-            "transfer-encoding" in h or h.get("content-length", "0") != "0"
-        ):
+        if not negotiation.has_body(h.get("transfer-encoding"), h.get("content-length")):
             return None
+        return negotiation.type_is(h.get("content-type"), *_flatten(types), has_body=True)
+
+    @overload
+    def accepts(self) -> list[str]: ...
+    @overload
+    def accepts(self, *types: str | list[str]) -> str | list[str] | None: ...
+
+    def accepts(self, *types: str | list[str]) -> str | list[str] | None:
+        """Express ``req.accepts()``: the best of ``types`` for the Accept header.
+
+        Args:
+            *types: extension names or media types, or one list of them.
+
+        Returns:
+            With no ``types``: the client's accepted media types, most preferred first
+            (``["*/*"]`` without an Accept header). Else the winning entry of ``types`` as
+            given, ``types[0]`` without an Accept header, or None when nothing offered is
+            acceptable (Express returns false).
+        """
         from gateway.app import negotiation
 
-        return negotiation.type_is(h.get("content-type"), *types)
+        accept = self.headers.get("accept")
+        offers = _flatten(types)
+        if not offers:
+            return negotiation.accepts_list(accept)
+        return negotiation.accepts(accept, *offers)
 
-    def accepts(self, *types: str) -> str | None:
-        """Express req.accepts(): the best of ``types`` for the Accept header, or None."""
+    def accepts_charsets(self, *charsets: str) -> str | list[str] | None:
+        """Express ``req.acceptsCharsets()``: the best of ``charsets`` for Accept-Charset, None
+        when none is acceptable; with no arguments, the client's list, most preferred first."""
         from gateway.app import negotiation
 
-        return negotiation.accepts(self.headers.get("accept"), *types)
+        return negotiation.accepts_charsets(self.headers.get("accept-charset"), *charsets)
+
+    def accepts_encodings(self, *encodings: str) -> str | list[str] | None:
+        """Express ``req.acceptsEncodings()`` for Accept-Encoding (``identity`` is acceptable
+        unless excluded); with no arguments, the acceptable codings, most preferred first."""
+        from gateway.app import negotiation
+
+        return negotiation.accepts_encodings(self.headers.get("accept-encoding"), *encodings)
+
+    def accepts_languages(self, *languages: str) -> str | list[str] | None:
+        """Express ``req.acceptsLanguages()`` for Accept-Language (``"en"`` serves ``en-US``);
+        with no arguments, the client's language tags, most preferred first."""
+        from gateway.app import negotiation
+
+        return negotiation.accepts_languages(self.headers.get("accept-language"), *languages)
 
     # -- body -------------------------------------------------------------------------------
     @property
@@ -353,3 +545,19 @@ class Request:
 
     def __repr__(self) -> str:
         return f"<Request {self.method} {self.url} mode={self.mode}>"
+
+
+def _flatten(types: tuple[str | list[str], ...]) -> tuple[str, ...]:
+    # Express takes req.is('json', 'html') and req.is(['json', 'html']) alike
+    if len(types) == 1 and isinstance(types[0], list):
+        return tuple(types[0])
+    return types  # type: ignore[return-value]
+
+
+def _is_ip(hostname: str) -> bool:
+    # Node's net.isIP() for what a Host header can hold: dotted IPv4 (a bracketed IPv6
+    # literal is not an IP to isIP, so Express splits it on dots like a name)
+    parts = hostname.split(".")
+    return len(parts) == 4 and all(
+        p.isdigit() and p.isascii() and int(p) <= 255 and (p == "0" or p[0] != "0") for p in parts
+    )
