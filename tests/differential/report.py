@@ -52,6 +52,9 @@ def summary(results: Results, verbose: bool = False) -> str:
     """The whole report, as text."""
     lines = counts(results)
     lines.append(f"run time: {results.seconds:.1f} s")
+    if results.notes():
+        lines.append("retried:")
+        lines.extend(f"  - {note}" for note in results.notes())
     if results.missing_api:
         lines.append("gateway API the gateway apps could not use:")
         lines.extend(f"  - {name}" for name in results.missing_api)
