@@ -4,7 +4,8 @@
 // scenario: {
 //   "sdk": "dist" (default: sails.io.js-dist 1.2.1, the browser bundle with socket.io-client
 //          2.0.3, run unchanged in a browser-like global whose WebSocket is the `ws` package)
-//        | "node" (require('sails.io.js')(require('socket.io-client@2.0.3'))),
+//        | "node" (require('sails.io.js')(require('socket.io-client@2.0.3')))
+//        | "node4" (the same SDK over socket.io-client 4.x, Engine.IO v4; see loadNode),
 //   "timeout_ms": 10000,            hard cap for the whole run (exit 1 past it)
 //   "step_timeout_ms": 5000,        default cap for each waiting step
 //   "headers": {...},               io.sails.headers (sent with every virtual request)
@@ -55,15 +56,38 @@ function loadDist(handshakeHeaders) {
   return sandbox.io;
 }
 
-function loadNode(handshakeHeaders) {
-  const io = require('sails.io.js')(require('socket.io-client-v2'));
+// sails.io.js 1.2.1 keeps a socket's connection options (path, query, transports, ...) in
+// non-enumerable accessors and passes the SailsSocket itself as the options of io(url, opts).
+// socket.io-client 2 reads them one by one; 4.x's engine copies its options with Object.assign,
+// which skips non-enumerable properties, so the SDK would connect to /engine.io/ without its
+// __sails_io_sdk_* query and never get an answer. The one adaptation the SDK needs over 4.x:
+// hand the client a plain copy of those options. Requests, acks and events are untouched.
+const SDK_OPTIONS = [
+  'multiplex', 'transports', 'query', 'path', 'reconnection', 'reconnectionAttempts',
+  'reconnectionDelay', 'reconnectionDelayMax', 'rejectUnauthorized', 'randomizationFactor',
+  'timeout', 'extraHeaders', 'transportOptions',
+];
+function plainOptionsClient(lookup) {
+  const adapted = function io(url, opts) {
+    const plain = {};
+    for (const name of SDK_OPTIONS) if (opts && opts[name] !== undefined) plain[name] = opts[name];
+    return lookup(url, plain);
+  };
+  return Object.assign(adapted, lookup);
+}
+
+function loadNode(handshakeHeaders, clientPackage) {
+  let client = require(clientPackage);
+  if (clientPackage === 'socket.io-client') client = plainOptionsClient(client);
+  const io = require('sails.io.js')(client);
   io.sails.initialConnectionHeaders = handshakeHeaders;
   return io;
 }
 
 const sdk = scenario.sdk || 'dist';
 const handshakeHeaders = scenario.handshake_headers || {};
-const io = sdk === 'node' ? loadNode(handshakeHeaders) : loadDist(handshakeHeaders);
+const NODE_CLIENTS = { node: 'socket.io-client-v2', node4: 'socket.io-client' };
+const io = NODE_CLIENTS[sdk] ? loadNode(handshakeHeaders, NODE_CLIENTS[sdk]) : loadDist(handshakeHeaders);
 
 // Configure before the auto-connect timer (setTimeout 0) fires.
 io.sails.url = baseUrl;
