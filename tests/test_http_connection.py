@@ -118,16 +118,40 @@ def test_http10_without_host_is_fine(split: str) -> None:
 
 
 @pytest.mark.parametrize("split", SPLITS)
-def test_bare_lf_line_endings_are_accepted(split: str) -> None:
-    events, err = feed(b"GET / HTTP/1.1\nHost: h\n\n", split)
+@pytest.mark.parametrize("host", [b"", b"localhost", b"127.0.0.1:8080", b"[::1]:8080",
+                                  b"[v7.x:y]", b"device.local:", b"xn--bcher-kva.de"])
+def test_valid_host_values(split: str, host: bytes) -> None:
+    events, err = feed(b"GET / HTTP/1.1\r\nHost: " + host + b"\r\n\r\n", split)
+    assert err is None and events[0][3][b"host"] == host
+
+
+@pytest.mark.parametrize("split", SPLITS)
+def test_higher_minor_version_is_served_as_http11(split: str) -> None:
+    events, err = feed(b"GET / HTTP/1.2\r\nHost: h\r\n\r\n", split)
     assert err is None and events[0][0] == "request"
 
 
 @pytest.mark.parametrize("split", SPLITS)
-def test_obs_fold_in_an_ordinary_field_is_unfolded(split: str) -> None:
-    events, err = feed(b"GET / HTTP/1.1\r\nHost: h\r\nX: a\r\n b\r\n\r\n", split)
-    assert err is None
-    assert events[0][3][b"x"] == b"a b"
+@pytest.mark.parametrize(("raw", "target"), [
+    (b"GET /user/42?x=1 HTTP/1.1", ("/user/42?x=1", "/user/42", "x=1", None)),
+    # a fragment stays in url and leaves path and query (Express 5's req.url / req.path)
+    (b"GET /user/42?x=1#frag HTTP/1.1", ("/user/42?x=1#frag", "/user/42", "x=1", None)),
+    (b"GET /user/42#frag HTTP/1.1", ("/user/42#frag", "/user/42", "", None)),
+    (b"OPTIONS * HTTP/1.1", ("*", "*", "", None)),
+    (b"DELETE http://d.local:8/a?b#c HTTP/1.1", ("/a?b#c", "/a", "b", "d.local:8")),
+])
+def test_target_is_split_once_with_the_head(split: str, raw: bytes,
+                                            target: tuple[str, str, str, str | None]) -> None:
+    conn = ServerConnection(LIMITS)
+    head = raw + b"\r\nHost: h\r\n\r\n"
+    chunks = [head[i:i + 1] for i in range(len(head))] if split == "bytewise" else [head]
+    for chunk in chunks:
+        conn.receive_data(chunk)
+    assert type(conn.next_event()) is h11.Request
+    assert conn.target == target
+    assert type(conn.next_event()) is h11.EndOfMessage
+    conn.start_next_cycle()
+    assert conn.target == ("", "", "", None)  # an idle connection holds no request
 
 
 def test_100_continue_state_is_visible() -> None:
@@ -282,6 +306,36 @@ BAD_HEADS = {
     "space-in-target": b"GET /smug gled HTTP/1.1\r\nHost: h\r\n\r\n",
     "no-colon": b"GET /smuggled HTTP/1.1\r\nHost: h\r\nX-Foo\r\n\r\n",
     "bad-version": b"GET /smuggled HTTP/1.x\r\nHost: h\r\n\r\n",
+    # Host: RFC 3986 uri-host [":" port], one of them, present from HTTP/1.1 up
+    "host-space": b"GET /smuggled HTTP/1.1\r\nHost: a b\r\n\r\n",
+    "host-port-not-digits": b"GET /smuggled HTTP/1.1\r\nHost: a:b\r\n\r\n",
+    "host-two-ports": b"GET /smuggled HTTP/1.1\r\nHost: a:1:2\r\n\r\n",
+    "host-userinfo": b"GET /smuggled HTTP/1.1\r\nHost: u@h\r\n\r\n",
+    "host-path": b"GET /smuggled HTTP/1.1\r\nHost: h/p\r\n\r\n",
+    "host-list": b"GET /smuggled HTTP/1.1\r\nHost: a, b\r\n\r\n",
+    "host-bad-ipv6": b"GET /smuggled HTTP/1.1\r\nHost: [::g]\r\n\r\n",
+    "host-unbracketed-ipv6": b"GET /smuggled HTTP/1.1\r\nHost: ::1\r\n\r\n",
+    "host-raw-utf8": b"GET /smuggled HTTP/1.1\r\nHost: caf\xc3\xa9\r\n\r\n",
+    "host-missing-http12": b"GET /smuggled HTTP/1.2\r\n\r\n",
+    # request-target forms (RFC 9112 3.2)
+    "origin-form-without-slash": b"GET smuggled/42 HTTP/1.1\r\nHost: h\r\n\r\n",
+    "asterisk-form-with-get": b"GET * HTTP/1.1\r\nHost: h\r\n\r\n",
+    "authority-form-with-get": b"GET h:80 HTTP/1.1\r\nHost: h:80\r\n\r\n",
+    "connect-with-origin-form": b"CONNECT /smuggled HTTP/1.1\r\nHost: h\r\n\r\n",
+    "absolute-form-bad-port": b"GET http://h:x/smuggled HTTP/1.1\r\nHost: h\r\n\r\n",
+    "absolute-form-userinfo": b"GET http://u@h/smuggled HTTP/1.1\r\nHost: h\r\n\r\n",
+    "absolute-form-other-scheme": b"GET ftp://h/smuggled HTTP/1.1\r\nHost: h\r\n\r\n",
+    # obs-fold (RFC 9112 5.2): h11 would unfold it, a proxy might not
+    "obs-fold-hides-cl": POST + b"X-A: a\r\n Content-Length: 6\r\n\r\nGET / ",
+    "obs-fold-space": b"GET /smuggled HTTP/1.1\r\nHost: h\r\nX: a\r\n b\r\n\r\n",
+    "obs-fold-tab": b"GET /smuggled HTTP/1.1\r\nHost: h\r\nX: a\r\n\tb\r\n\r\n",
+    # bare LF as a line terminator anywhere in the head (RFC 9112 2.2)
+    "bare-lf-everywhere": b"GET /smuggled HTTP/1.1\nHost: h\n\n",
+    "bare-lf-request-line": b"GET /smuggled HTTP/1.1\nHost: h\r\n\r\n",
+    "bare-lf-field-line": b"GET /smuggled HTTP/1.1\r\nHost: h\nX: 1\r\n\r\n",
+    "bare-lf-empty-line": b"GET /smuggled HTTP/1.1\r\nHost: h\r\n\n",
+    "bare-lf-last-field": b"GET /smuggled HTTP/1.1\r\nHost: h\n\r\n",
+    "bare-lf-hides-cl": POST + b"X: 1\nContent-Length: 6\r\n\r\nGET / ",
 }
 
 BAD_BODIES = {
@@ -297,6 +351,22 @@ BAD_BODIES = {
     "chunk-lf-terminator": CHUNKED + b"5\r\nhello\n0\r\n\r\n",
     "chunk-too-long": CHUNKED + b"3\r\nhello\r\n0\r\n\r\n",
     "last-chunk-unterminated": CHUNKED + b"5\r\nhello\r\n0\r\nGET / HTTP/1.1\r\n\r\n",
+    "chunk-size-trailing-space": CHUNKED + b"5 \r\nhello\r\n0\r\n\r\n",
+    "chunk-ext-bare-cr": CHUNKED + b"5;a\rb\r\nhello\r\n0\r\n\r\n",
+    "chunk-ext-bare-lf": CHUNKED + b"5;a\nb\r\nhello\r\n0\r\n\r\n",
+    "chunk-ext-nul": CHUNKED + b"5;a\x00\r\nhello\r\n0\r\n\r\n",
+    "chunk-ext-no-name": CHUNKED + b"5;=x\r\nhello\r\n0\r\n\r\n",
+    "chunk-ext-open-quote": CHUNKED + b"5;a=\"x\r\nhello\r\n0\r\n\r\n",
+    "chunk-ext-space-in-value": CHUNKED + b"5;a=b c\r\nhello\r\n0\r\n\r\n",
+    "last-chunk-bare-lf": CHUNKED + b"5\r\nhello\r\n0\nGET /smuggled2 HTTP/1.1\r\n\r\n",
+    "body-end-bare-lf": CHUNKED + b"5\r\nhello\r\n0\r\n\n",
+    "trailer-bare-lf": CHUNKED + b"0\r\nX: t\nGET /smuggled2 HTTP/1.1\r\n\r\n",
+    "trailer-end-bare-lf": CHUNKED + b"0\r\nX: t\r\n\n",
+    "trailer-bare-cr": CHUNKED + b"0\r\nX: t\ru\r\n\r\n",
+    "trailer-obs-fold": CHUNKED + b"0\r\nX: t\r\n u\r\n\r\n",
+    "trailer-no-colon": CHUNKED + b"0\r\nX\r\n\r\n",
+    "trailer-space-before-colon": CHUNKED + b"0\r\nX : t\r\n\r\n",
+    "trailer-control": CHUNKED + b"0\r\nX: a\x01b\r\n\r\n",
     "chunked-eof-mid-body": CHUNKED + b"5\r\nhel",
     "cl-eof-mid-body": POST + b"Content-Length: 10\r\n\r\nhello",
 }
@@ -336,6 +406,73 @@ def test_largest_sane_chunk_size_is_accepted() -> None:
     assert type(conn.next_event()) is h11.Request
     ev = conn.next_event()
     assert type(ev) is h11.Data and bytes(ev.data) == b"abc"
+
+
+@pytest.mark.parametrize("split", SPLITS)
+@pytest.mark.parametrize(("raw", "status"), [
+    # RFC 9110 9.1: a method we do not implement (we are no proxy) is 501, once its target has
+    # the form CONNECT needs; any other CONNECT is simply malformed (400, in BAD_HEADS)
+    (b"CONNECT smuggled.example:443 HTTP/1.1\r\nHost: smuggled.example:443\r\n\r\n", 501),
+    (b"CONNECT [::1]:443 HTTP/1.1\r\nHost: [::1]:443\r\n\r\n", 501),
+    (b"GET /smuggled HTTP/2.0\r\nHost: h\r\n\r\n", 505),
+    (b"GET /smuggled HTTP/0.9\r\nHost: h\r\n\r\n", 505),
+    (b"GET /smuggled HTTP/3.1\r\nHost: h\r\n\r\n", 505),
+])
+def test_connect_and_other_versions_are_refused_before_the_request(raw: bytes, split: str,
+                                                                   status: int) -> None:
+    events, err = feed(raw, split)
+    assert err is not None and err.status_hint == status, (events, err)
+    assert events == []
+
+
+@pytest.mark.parametrize("split", SPLITS)
+def test_chunk_extensions_and_trailers_in_the_grammar_are_accepted(split: str) -> None:
+    raw = (CHUNKED + b"5;a=b;c=\"q \\\" d\";e\r\nhello\r\n1;x = y ;z\r\n!\r\n00\r\n"
+           b"X-Sum: abc\r\nX-Empty:\r\nX-Inner:  a  b \r\n\r\n")
+    conn = ServerConnection(LIMITS)
+    chunks = [raw[i:i + 1] for i in range(len(raw))] if split == "bytewise" else [raw]
+    data = b""
+    end = None
+    for chunk in chunks:
+        conn.receive_data(chunk)
+        while (ev := conn.next_event()) is not h11.NEED_DATA:
+            if type(ev) is h11.Data:
+                data += bytes(ev.data)
+            elif type(ev) is h11.EndOfMessage:
+                end = ev
+    assert data == b"hello!"
+    assert end is not None
+    assert list(end.headers) == [(b"x-sum", b"abc"), (b"x-empty", b""), (b"x-inner", b"a  b")]
+
+
+@pytest.mark.parametrize("tail", [b"5\n", b"5;a\nhello", b"0\r\n\n", b"0\r\nX: 1\nY: 2"])
+def test_bare_lf_in_a_chunk_line_is_400_without_waiting_for_a_crlf(tail: bytes) -> None:
+    # the peer stops sending: the unfinished line already holds a bare LF, so no timeout is needed
+    conn = ServerConnection(LIMITS)
+    conn.receive_data(CHUNKED)
+    assert type(conn.next_event()) is h11.Request
+    conn.receive_data(tail)
+    with pytest.raises(ProtocolError, match="Bare LF") as info:
+        while conn.next_event() is not h11.NEED_DATA:
+            pass
+    assert info.value.status_hint == 400
+
+
+@pytest.mark.parametrize(("tail", "status", "message"), [
+    (b"5;" + b"a" * 3000, 400, "Chunk size line too long"),  # over max_request_line_bytes
+    (b"0\r\nX: " + b"b" * 5000, 431, "Trailer section too large"),  # over max_head_bytes
+    (b"0\r\n" + b"X: 1\r\n" * 40 + b"\r\n", 431, "Too many trailer fields"),
+    (b"0\r\n" + (b"X: " + b"b" * 1000 + b"\r\n") * 5, 431, "Trailer section too large"),
+])
+def test_chunk_lines_and_trailers_have_ceilings(tail: bytes, status: int, message: str) -> None:
+    conn = ServerConnection(LIMITS)
+    conn.receive_data(CHUNKED)
+    assert type(conn.next_event()) is h11.Request
+    conn.receive_data(tail)
+    with pytest.raises(ProtocolError) as info:
+        while conn.next_event() is not h11.NEED_DATA:
+            pass
+    assert (info.value.status_hint, info.value.message) == (status, message)
 
 
 # -- output: the response writer -----------------------------------------------------------------

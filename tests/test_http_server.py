@@ -14,7 +14,7 @@ import pytest
 import trio
 import trio.testing
 
-from gateway import App, HTTPError
+from gateway import App, HTTPError, Router
 from tests.helpers import (
     Client,
     connect,
@@ -203,6 +203,62 @@ async def test_asterisk_form_options_is_not_a_crash() -> None:
                                               b"Connection: close\r\n\r\n")
             assert 200 <= reply.status < 500
             assert (await request(server)).status == 200
+
+
+@pytest.mark.parametrize(("raw", "status", "text"), [
+    (b"CONNECT smuggled.example:443 HTTP/1.1\r\nHost: smuggled.example:443\r\n\r\n", 501,
+     b"CONNECT is not supported: this server is not a proxy\n"),
+    (b"GET /smuggled HTTP/2.0\r\nHost: a\r\n\r\n", 505,
+     b"HTTP version not supported (only HTTP/1.x)\n"),
+    (b"GET smuggled/42 HTTP/1.1\r\nHost: a\r\n\r\n", 400,
+     b"request-target must be origin-form (/path), absolute-form (http://host/path) or * "
+     b"(OPTIONS only)\n"),
+])
+async def test_refused_request_lines_get_their_status_a_text_and_a_close(
+        raw: bytes, status: int, text: bytes) -> None:
+    app, seen = smuggle_app()
+    with trio.fail_after(5):
+        async with running(app) as server:
+            replies = await exchange(server, raw + SECOND)
+            assert (await request(server, "GET", "/after")).status == 200
+    assert [r.status for r in replies] == [status]
+    assert replies[0].headers["connection"] == "close"
+    assert replies[0].headers["content-type"].startswith("text/plain")
+    assert replies[0].body == text
+    assert seen == ["/after"]
+
+
+async def test_fragment_is_kept_in_url_and_left_out_of_routing_path_and_query() -> None:
+    # what Express 5.x answers for the same requests (req.url as sent, routing without '#')
+    app = App()
+    sub = Router()
+
+    @sub.get("/:id")
+    async def mounted(req, res):  # type: ignore[no-untyped-def]
+        await res.json({"url": req.url, "original_url": req.original_url,
+                        "base_url": req.base_url, "path": req.path, "query": req.query,
+                        "params": req.params})
+
+    app.use("/mnt", sub)
+
+    @app.get("/user/:id")
+    async def user(req, res):  # type: ignore[no-untyped-def]
+        await res.json({"url": req.url, "original_url": req.original_url, "path": req.path,
+                        "query": req.query, "params": req.params})
+
+    with trio.fail_after(5):
+        async with running(app) as server:
+            direct = await request(server, "GET", "/user/42?x=1#frag")
+            hash_first = await request(server, "GET", "/user/42#frag?x=1")
+            under_mount = await request(server, "GET", "/mnt/7?y=2#z")
+    assert direct.json() == {"url": "/user/42?x=1#frag", "original_url": "/user/42?x=1#frag",
+                             "path": "/user/42", "query": {"x": "1"}, "params": {"id": "42"}}
+    assert hash_first.json() == {"url": "/user/42#frag?x=1",
+                                 "original_url": "/user/42#frag?x=1", "path": "/user/42",
+                                 "query": {}, "params": {"id": "42"}}
+    assert under_mount.json() == {"url": "/7?y=2#z", "original_url": "/mnt/7?y=2#z",
+                                  "base_url": "/mnt", "path": "/7", "query": {"y": "2"},
+                                  "params": {"id": "7"}}
 
 
 async def test_chunked_request_and_response_bodies() -> None:
@@ -516,6 +572,7 @@ async def test_bad_body_framing_gets_400_and_close(raw: bytes) -> None:
             replies = await exchange(server, raw + SECOND)
             assert [r.status for r in replies] == [400]
             assert replies[0].headers["connection"] == "close"
+            assert replies[0].body and len(replies[0].body) < 300
             assert "/smuggled2" not in seen
             assert (await request(server, "GET", "/after")).status == 200
 

@@ -28,7 +28,6 @@ from gateway.errors import (
 )
 from gateway.http.connection import ServerConnection
 from gateway.http.dates import http_date
-from gateway.http.target import parse_target
 from gateway.http.writer import ResponseWriter
 
 if TYPE_CHECKING:
@@ -172,21 +171,9 @@ class HTTPSession:
         self.phase = "handler"
         self._started = trio.current_time()
         self.deadline = _INF
-        target = event.target
-        host = None
-        if target[:1] == b"/":
-            q = target.find(b"?")
-            if q < 0:
-                path = target.decode("ascii")
-                query = ""
-                url = path
-            else:
-                url = target.decode("ascii")
-                path, query = url[:q], url[q + 1:]
-        else:
-            t = parse_target(target)
-            path, query, host = t.path, t.query, t.authority  # RFC 9112 3.2.2: the target's host
-            url = path + ("?" + query if query else "")
+        # split_target's result, checked with the head (RFC 9112 3.2.2: an absolute-form
+        # target's authority is the host)
+        url, path, query, host = self.conn.target
         method = event.method.decode("ascii")
         headers = event.headers
         has_body = False

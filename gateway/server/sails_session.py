@@ -21,7 +21,7 @@ from gateway.app.pubsub import Push, SocketHub
 from gateway.app.request import Request
 from gateway.app.response import Response
 from gateway.errors import HTTPError, ProtocolError, WebSocketClosed
-from gateway.http.target import parse_target
+from gateway.http.target import split_target
 from gateway.ws import engineio as eio
 from gateway.ws import sails
 
@@ -568,6 +568,5 @@ def _target(url: str) -> tuple[str, str, str]:
         raw = url.encode("ascii")  # already visible ASCII: quote() would not change it
     else:
         raw = quote(url, safe=_VISIBLE_ASCII).encode("ascii")
-    parsed = parse_target(raw)
-    path, query = parsed.path, parsed.query
-    return (path + "?" + query if query else path), path, query
+    url, path, query, _ = split_target(raw)
+    return url, path, query
