@@ -26,6 +26,10 @@ SPEC_RE = re.compile(r"^[A-Za-z_]\w*(\.[A-Za-z_]\w*)*(:[A-Za-z_]\w*)?$", re.ASCI
 APP_VERSION_RE = re.compile(r"^[0-9]+(\.[0-9]+)*((a|b|rc)[0-9]+)?(\.post[0-9]+)?(\.dev[0-9]+)?"
                             r"(\+[a-z0-9]+(\.[a-z0-9]+)*)?$", re.ASCII | re.IGNORECASE)
 DIST_RE = re.compile(r"^[A-Za-z0-9]([A-Za-z0-9._-]*[A-Za-z0-9])?$", re.ASCII)
+# What is not copied from a project directory before pip builds it.
+PROJECT_IGNORE = shutil.ignore_patterns(
+    ".git", ".venv", "venv", "__pycache__", "*.pyc", ".*_cache", ".hypothesis", "node_modules",
+    "build", "dist", "*.egg-info")
 # Files of a package directory that never go into its wheel.
 SKIP_DIRS = {"__pycache__", ".git", ".mypy_cache", ".pytest_cache", ".ruff_cache", ".hypothesis"}
 SKIP_SUFFIXES = (".pyc", ".pyo")
@@ -298,11 +302,15 @@ def pack_app(app: str, spec: str | None, version: str | None, find_links: list[P
         wheel, dist, version = build_module_wheel(path.resolve(), version, out_dir)
     else:
         with tempfile.TemporaryDirectory(prefix="gateway-app-") as tmp_s:
-            tmp = Path(tmp_s)
+            tmp = wheel_dir = Path(tmp_s)
             if is_project:
-                # pip's own build (isolated, with the project's declared build backend).
-                run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--wheel-dir", str(tmp),
-                     str(path.resolve())])
+                # pip's own build (isolated, with the project's declared build backend), from a
+                # copy: a build never writes build/ or *.egg-info into the developer's tree.
+                src = tmp / "src"
+                shutil.copytree(path, src, symlinks=True, ignore=PROJECT_IGNORE)
+                run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--wheel-dir",
+                     str(tmp / "built"), str(src)])
+                wheel_dir = tmp / "built"
             elif path.is_file():
                 shutil.copy2(path, tmp / path.name)
             else:
@@ -311,7 +319,7 @@ def pack_app(app: str, spec: str | None, version: str | None, find_links: list[P
                 for d in find_links:
                     argv += ["--find-links", str(d)]
                 run([*argv, app])
-            built = sorted(tmp.glob("*.whl"))
+            built = sorted(wheel_dir.glob("*.whl"))
             if len(built) != 1:
                 raise AppError(f"--app {app}: expected one wheel, got "
                                f"{[p.name for p in built] or 'none'}")

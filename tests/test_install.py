@@ -498,6 +498,25 @@ def test_pack_app_says_what_is_wrong(tmp_path: Path) -> None:
     assert (ok.dist, ok.spec, ok.wheel.name) == ("myapp", "myapp:app", "myapp-1.0-py3-none-any.whl")
 
 
+def test_pack_app_builds_a_project(tmp_path: Path) -> None:
+    # A project directory is built by pip with its own backend, as our own wheel is.
+    aw = _deploy_module("appwheel")
+    proj = tmp_path / "proj"
+    (proj / "src/sensorapp").mkdir(parents=True)
+    (proj / "pyproject.toml").write_text(
+        '[build-system]\nrequires = ["setuptools>=64"]\nbuild-backend = "setuptools.build_meta"\n'
+        '[project]\nname = "sensor-app"\nversion = "0.3.0"\n'
+        '[tool.setuptools]\npackages = ["sensorapp"]\npackage-dir = {"" = "src"}\n')
+    (proj / "src/sensorapp/__init__.py").write_text("from gateway import App\napp = App()\n")
+    packed = aw.pack_app(str(proj), None, None, [], tmp_path / "out", _build_module()._run, [])
+    assert (aw.normalize(packed.dist), packed.version, packed.spec) == (
+        "sensor-app", "0.3.0", "sensorapp:app")
+    assert packed.wheel.name.startswith("sensor_app-0.3.0-py3-none-any")
+    # Built from a copy: the developer's tree gets no build/ or *.egg-info.
+    assert sorted(str(q.relative_to(proj)) for q in proj.rglob("*")) == [
+        "pyproject.toml", "src", "src/sensorapp", "src/sensorapp/__init__.py"]
+
+
 def test_app_requirements_are_requirements_only(tmp_path: Path) -> None:
     aw = _deploy_module("appwheel")
     req = tmp_path / "requirements.txt"
