@@ -2,14 +2,17 @@
 # install.sh: install, upgrade, roll back or uninstall a gateway release on a device (POSIX sh).
 #
 #   ./install.sh [--profile NAME|auto] [--keep N] [--socket|--no-socket] [--root DIR]
-#                [--no-start] [--health-url URL] [--health-timeout S] [--python PY]
+#                [--devices serial,i2c,spi,gpio,/dev/NODE...|none] [--no-start]
+#                [--health-url URL] [--health-timeout S] [--python PY]
 #   ./install.sh --uninstall [--purge] [--root DIR] [--no-start]
 #
 # Run from the unpacked release (gateway-<version>/). What it does:
 #   1. builds one virtualenv per release, in place, under /opt/gateway/releases/<version>
-#      (python3 -m venv + pip install --no-index from the release's own wheels: offline);
-#   2. renders the profile's drop-ins (gateway.service.d/50-profile.conf, gateway.socket.d/...)
-#      with that release's own code, after checking the profile (a bad one stops here: exit 78);
+#      (python3 -m venv + pip install --no-index from the release's own wheels: offline),
+#      with the release's app (APP file, build_release.py --app) and its requirements;
+#   2. renders the drop-ins (gateway.service.d/50-profile.conf, 60-app.conf: GATEWAY_APP,
+#      70-devices.conf: --devices; gateway.socket.d/...) with that release's own code, after
+#      checking the profile and importing the app (a bad one stops here: exit 78);
 #   3. installs the units, switches /opt/gateway/current atomically (symlink + mv -T),
 #      installs /etc/gateway/gateway.env only if absent (an edited one is kept, the new
 #      default lands beside it as gateway.env.new), daemon-reload, restart;
@@ -22,7 +25,7 @@
 #
 # Exit status: 0 installed (or staged) and healthy; 1 failed, nothing switched; 2 usage;
 # 3 the new release was unhealthy and the previous one is back and healthy; 4 unhealthy and
-# no healthy release to go back to; 78 the profile or configuration is invalid.
+# no healthy release to go back to; 78 the profile, the app or --devices is invalid.
 # Environment: GATEWAY_INSTALL_HEALTH_CMD replaces the HTTP health check with a shell command
 # (exit 0 = healthy), for tests; SYSTEMCTL overrides the systemctl command.
 set -eu
@@ -38,6 +41,8 @@ PURGE=0
 HEALTH_URL_OPT=""
 HEALTH_TIMEOUT=30
 PYTHON=python3
+DEVICES=""
+DEVICES_SET=no
 SYSTEMCTL=${SYSTEMCTL:-systemctl}
 
 say() { printf 'install.sh: %s\n' "$*" >&2; }
@@ -55,6 +60,7 @@ while [ $# -gt 0 ]; do
     --python) need_arg "$@"; PYTHON=$2; shift 2 ;;
     --health-url) need_arg "$@"; HEALTH_URL_OPT=$2; shift 2 ;;
     --health-timeout) need_arg "$@"; HEALTH_TIMEOUT=$2; shift 2 ;;
+    --devices) need_arg "$@"; DEVICES=$2; DEVICES_SET=yes; shift 2 ;;
     --socket) SOCKET=yes; shift ;;
     --no-socket) SOCKET=no; shift ;;
     --no-start) START=no; shift ;;
@@ -69,6 +75,8 @@ done
 case $KEEP in ''|*[!0-9]*|0) die 2 "--keep $KEEP: expected a number >= 1" ;; esac
 case $HEALTH_TIMEOUT in ''|*[!0-9]*) die 2 "--health-timeout $HEALTH_TIMEOUT: expected seconds" ;; esac
 case $PREFIX in /*) ;; *) die 2 "--prefix $PREFIX: expected an absolute path" ;; esac
+case $DEVICES in *[!A-Za-z0-9_@+./,-]*) die 2 "--devices $DEVICES: expected serial, i2c, spi, gpio, /dev paths (comma-separated) or none" ;; esac
+[ "$DEVICES" != none ] || DEVICES=""
 case $PREFIX in /|*/../*|*/..|*/./*|*//*) die 2 "--prefix $PREFIX: expected a plain absolute path" ;; esac
 PREFIX=${PREFIX%/}
 if [ -n "$ROOT" ]; then
@@ -156,6 +164,15 @@ activate() {
   put "$rel/share/gateway/systemd/gateway.socket" "$UNITS/gateway.socket"
   put "$rel/share/gateway/rendered/gateway.service.conf" "$SVC_D/50-profile.conf"
   put "$rel/share/gateway/rendered/gateway.socket.conf" "$SOCK_D/50-profile.conf"
+  # The release's app and device access: present or absent as that release had them (a
+  # release from before these existed has neither, and its service serves the unit's default).
+  for pair in app:60-app devices:70-devices; do
+    if [ -f "$rel/share/gateway/rendered/gateway.${pair%%:*}.conf" ]; then
+      put "$rel/share/gateway/rendered/gateway.${pair%%:*}.conf" "$SVC_D/${pair#*:}.conf"
+    else
+      rm -f "$SVC_D/${pair#*:}.conf"
+    fi
+  done
   # The switch itself: a new symlink under a temporary name, renamed over the old one.
   ln -sfn "releases/$1" "$OPT/.current.$$"
   mv -T "$OPT/.current.$$" "$CURRENT"
@@ -331,7 +348,8 @@ if [ "$UNINSTALL" = 1 ]; then
     sc disable --now --quiet gateway.socket gateway.service 2>/dev/null || true
   fi
   rm -f "$UNITS/gateway.service" "$UNITS/gateway.socket" \
-    "$SVC_D/50-profile.conf" "$SOCK_D/50-profile.conf" \
+    "$SVC_D/50-profile.conf" "$SVC_D/60-app.conf" "$SVC_D/70-devices.conf" \
+    "$SOCK_D/50-profile.conf" \
     "$UNITS/multi-user.target.wants/gateway.service" "$UNITS/sockets.target.wants/gateway.socket"
   rmdir "$SVC_D" "$SOCK_D" 2>/dev/null || true
   if live; then
@@ -355,6 +373,20 @@ if [ ! -f "$SRC/VERSION" ] || [ ! -d "$SRC/wheels" ]; then
 fi
 VERSION=$(cat "$SRC/VERSION")
 case $VERSION in ''|*/*|.*|*[!A-Za-z0-9.+_-]*) die 1 "bad VERSION file: $VERSION" ;; esac
+# The app this release carries (build_release.py --app), if any: its MODULE:ATTR, its
+# distribution and version, and the gateway version it was built with.
+APP_SPEC="" APP_DIST="" APP_VERSION="" APP_PLATFORMS="" GATEWAY_VERSION=$VERSION
+if [ -f "$SRC/APP" ]; then
+  APP_SPEC=$(sed -n 's/^SPEC=//p' "$SRC/APP")
+  APP_DIST=$(sed -n 's/^DIST=//p' "$SRC/APP")
+  APP_VERSION=$(sed -n 's/^VERSION=//p' "$SRC/APP")
+  APP_PLATFORMS=$(sed -n 's/^PLATFORMS=//p' "$SRC/APP")
+  GATEWAY_VERSION=$(sed -n 's/^GATEWAY_VERSION=//p' "$SRC/APP")
+  case $APP_SPEC in ''|*[!A-Za-z0-9_.:]*) die 1 "bad APP file: SPEC=$APP_SPEC" ;; esac
+  case $APP_DIST in ''|*[!A-Za-z0-9_.-]*) die 1 "bad APP file: DIST=$APP_DIST" ;; esac
+  case $APP_VERSION in ''|*[!A-Za-z0-9.+_-]*) die 1 "bad APP file: VERSION=$APP_VERSION" ;; esac
+  case $GATEWAY_VERSION in ''|*[!A-Za-z0-9.+_-]*) die 1 "bad APP file: GATEWAY_VERSION=$GATEWAY_VERSION" ;; esac
+fi
 if [ -z "$R" ] && [ "$(id -u)" -ne 0 ]; then die 1 "run as root (or stage with --root DIR)"; fi
 "$PYTHON" -c 'import sys, venv, ensurepip; sys.exit(sys.version_info < (3, 11))' 2>/dev/null \
   || die 1 "$PYTHON: need Python >= 3.11 with venv and ensurepip (Debian: apt install python3-venv)"
@@ -365,9 +397,11 @@ mkdir -p "$RELEASES" "$STATE"
 if [ -f "$STATE/install.conf" ]; then
   last_profile=$(sed -n 's/^PROFILE=//p' "$STATE/install.conf")
   last_socket=$(sed -n 's/^SOCKET=//p' "$STATE/install.conf")
+  last_devices=$(sed -n 's/^DEVICES=//p' "$STATE/install.conf")
 fi
 [ -n "$PROFILE" ] || PROFILE=${last_profile:-auto}
 [ -n "$SOCKET" ] || SOCKET=${last_socket:-no}
+[ "$DEVICES_SET" = yes ] || DEVICES=${last_devices:-}
 
 # A profile given as a file is checked from a staging copy, then installed into
 # /etc/gateway/profiles (on the service's search path) and used by name from then on.
@@ -408,22 +442,32 @@ else
   rm -rf "$REL"
   FRESH=yes
   mkdir -p "$REL/share/gateway" "$REL/share/doc/gateway"
-  for f in VERSION SHA256SUMS gwinstall.py install.sh gateway.env; do
-    cp "$SRC/$f" "$REL/share/gateway/$f"
+  for f in VERSION SHA256SUMS gwinstall.py install.sh gateway.env APP app-requirements.txt; do
+    [ ! -f "$SRC/$f" ] || cp "$SRC/$f" "$REL/share/gateway/$f"
   done
   cp -R "$SRC/wheels" "$SRC/systemd" "$SRC/profiles" "$REL/share/gateway/"
   cp "$SRC/README.md" "$REL/share/doc/gateway/README.md"
   in_place env PIP_CONFIG_FILE=/dev/null "$PYTHON" -m venv "$REL_REAL" \
     || die 1 "$PYTHON -m venv failed"
   # Offline, from the release's wheels only; the machine's pip configuration is ignored.
-  in_place env PIP_CONFIG_FILE=/dev/null PIP_NO_INDEX=1 PIP_DISABLE_PIP_VERSION_CHECK=1 \
-    PIP_NO_CACHE_DIR=1 PIP_ROOT_USER_ACTION=ignore "$REL_REAL/bin/python" -m pip install \
-    --quiet --no-index --find-links "$REL_REAL/share/gateway/wheels" "gateway==$VERSION" \
-    || die 1 "pip install of release $VERSION failed"
+  # The app and its requirements are resolved together with the gateway.
+  set -- "gateway==$GATEWAY_VERSION"
+  [ -z "$APP_DIST" ] || set -- "$@" "$APP_DIST==$APP_VERSION"
+  [ ! -f "$SRC/app-requirements.txt" ] || set -- "$@" -r "$REL_REAL/share/gateway/app-requirements.txt"
+  if ! in_place env PIP_CONFIG_FILE=/dev/null PIP_NO_INDEX=1 PIP_DISABLE_PIP_VERSION_CHECK=1 \
+      PIP_NO_CACHE_DIR=1 PIP_ROOT_USER_ACTION=ignore "$REL_REAL/bin/python" -m pip install \
+      --quiet --no-index --find-links "$REL_REAL/share/gateway/wheels" "$@"; then
+    rm -rf "$REL"
+    if [ -n "$APP_PLATFORMS" ]; then
+      die 1 "pip install of release $VERSION failed: its app was built for $APP_PLATFORMS;" \
+        "this board is $(uname -m) with $("$PYTHON" -c 'import sys; print("Python %d.%d" % sys.version_info[:2])')"
+    fi
+    die 1 "pip install of release $VERSION failed"
+  fi
 fi
 
-# 2. Render the drop-ins with this release's own code: the profile is checked here, before
-#    anything live changes.
+# 2. Render the drop-ins with this release's own code: the profile, the app (imported as
+#    `gateway check APP` does) and --devices are checked here, before anything live changes.
 nodetect=""
 [ -z "$R" ] || nodetect=--no-detect
 mkdir -p "$REL/share/gateway/rendered"
@@ -433,15 +477,19 @@ profiles_dir=$ETC/profiles
 if ! vars=$(in_place "$REL_REAL/bin/python" "$REL_REAL/share/gateway/gwinstall.py" render \
     --profile "$PROFILE" --env-file "$ETC/gateway.env" --profiles-dir "$profiles_dir" $nodetect \
     --service-dropin "$REL/share/gateway/rendered/gateway.service.conf" \
-    --socket-dropin "$REL/share/gateway/rendered/gateway.socket.conf"); then
+    --socket-dropin "$REL/share/gateway/rendered/gateway.socket.conf" \
+    --app "$APP_SPEC" --app-dropin "$REL/share/gateway/rendered/gateway.app.conf" \
+    --devices "$DEVICES" --devices-dropin "$REL/share/gateway/rendered/gateway.devices.conf" \
+    --root "$R"); then
   [ "$FRESH" = no ] || rm -rf "$REL"
-  die 78 "profile $PROFILE: not installed (see above)"
+  die 78 "release $VERSION (profile $PROFILE${APP_SPEC:+, app $APP_SPEC}${DEVICES:+, devices $DEVICES}) not installed: see the error above; nothing changed"
 fi
-RESOLVED="" HEALTH_URL="" CREDENTIALS="" MEMORY_MAX=""
-eval "$vars"   # RESOLVED HEALTH_URL CREDENTIALS MEMORY_MAX, shell-quoted by gwinstall.py
+RESOLVED="" HEALTH_URL="" CREDENTIALS="" MEMORY_MAX="" APP=""
+eval "$vars"   # RESOLVED HEALTH_URL CREDENTIALS MEMORY_MAX APP, shell-quoted by gwinstall.py
 HEALTH_URL=${HEALTH_URL_OPT:-$HEALTH_URL}
 touch "$REL/.complete"
-printf 'PROFILE=%s\nSOCKET=%s\n' "$PROFILE" "$SOCKET" > "$REL/share/gateway/install.conf"
+printf 'PROFILE=%s\nSOCKET=%s\nDEVICES=%s\n' "$PROFILE" "$SOCKET" "$DEVICES" \
+  > "$REL/share/gateway/install.conf"
 [ ! -f "$STATE/install.conf" ] || cp "$STATE/install.conf" "$STATE/install.conf.prev"
 cp "$REL/share/gateway/install.conf" "$STATE/install.conf"
 
@@ -472,7 +520,7 @@ fi
 activate "$VERSION"
 enable_units
 if [ -n "$PREV" ]; then printf '%s\n' "$PREV" > "$STATE/previous"; fi
-say "release $VERSION is current (profile $RESOLVED${PREV:+, previous $PREV})"
+say "release $VERSION is current (profile $RESOLVED, app $APP${DEVICES:+, devices $DEVICES}${PREV:+, previous $PREV})"
 memory_check
 
 if ! live; then

@@ -6,22 +6,28 @@
 from __future__ import annotations
 
 import hashlib
-import importlib.util
+import importlib
 import os
+import shlex
 import shutil
 import stat
 import subprocess
 import sys
 import tarfile
+import zipfile
 from pathlib import Path
 
 import pytest
 
 from tests.deploy_support import (
+    APP_DIST,
     DEPLOY,
     REPO,
+    SENSORLIB,
     SYSTEM_PYTHON,
+    build_app_release,
     build_release,
+    make_wheel,
     project_version,
     unpack,
 )
@@ -43,12 +49,16 @@ def staging_tools() -> None:
                                     "(`make test` installs them: scripts/system-deps.sh)")
 
 
+def _deploy_module(name: str):  # type: ignore[no-untyped-def]
+    """deploy/<name>.py as a module (deploy/ is not a package; build_release.py imports
+    appwheel.py from beside itself the same way)."""
+    if str(DEPLOY) not in sys.path:
+        sys.path.insert(0, str(DEPLOY))
+    return importlib.import_module(name)
+
+
 def _build_module():  # type: ignore[no-untyped-def]
-    spec = importlib.util.spec_from_file_location("build_release", DEPLOY / "build_release.py")
-    assert spec and spec.loader
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+    return _deploy_module("build_release")
 
 
 def install(release: Path, root: Path, *args: str, env: dict[str, str] | None = None,
@@ -102,7 +112,7 @@ def test_tarball_contents(rel0: Path) -> None:
     assert all(w.endswith("-none-any.whl") for w in wheels), wheels
     assert (rel0 / "VERSION").read_text() == f"{V0}\n"
     assert os.access(rel0 / "install.sh", os.X_OK)
-    for unit in ("gateway.service", "gateway.socket"):
+    for unit in ("gateway.service", "gateway.socket", "examples/device-access.conf"):
         assert (rel0 / "systemd" / unit).read_bytes() == (REPO / "systemd" / unit).read_bytes()
     profiles = {p.name for p in (rel0 / "profiles").iterdir()}
     assert profiles == {p.name for p in (REPO / "firmware_profiles").glob("*.toml")}
@@ -405,3 +415,378 @@ def test_unhealthy_first_install_has_nothing_to_roll_back(
                    env={"SYSTEMCTL": str(systemctl), "GATEWAY_INSTALL_HEALTH_CMD": "false"})
     assert proc.returncode == 4 and "no previous release" in proc.stderr, proc.stderr
     assert current(root) == f"releases/{V0}"
+
+
+# --- your app on a device: build_release.py --app, install.sh, --devices ------------------------
+
+APP_V1, APP_V2 = "1.0", "2.0"
+APP_REL1 = f"{V0}-{APP_DIST}-{APP_V1}"
+APP_REL2 = f"{V0}-{APP_DIST}-{APP_V2}"
+V2_ROUTE = '''
+
+@app.get("/app/v2")
+async def v2(req, res):
+    await res.send("new in 2.0")
+'''
+
+
+@pytest.fixture(scope="module")
+def app_rel1(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return unpack(build_app_release(APP_V1), tmp_path_factory.mktemp("app1"))
+
+
+def _no_run(argv: list[str]) -> None:
+    raise AssertionError(f"not expected to run {argv}")
+
+
+def test_app_wheel_of_a_bare_module_and_a_package(tmp_path: Path) -> None:
+    aw = _deploy_module("appwheel")
+    mod = tmp_path / "src" / "myapp.py"
+    mod.parent.mkdir()
+    mod.write_text('from gateway import App\n__version__ = "1.2"\napp = App()\n')
+    wheel, dist, version = aw.build_module_wheel(mod, None, tmp_path / "a")
+    assert (wheel.name, dist, version) == ("myapp-1.2-py3-none-any.whl", "myapp", "1.2")
+    again, _, _ = aw.build_module_wheel(mod, None, tmp_path / "b")
+    assert again.read_bytes() == wheel.read_bytes()  # reproducible
+    assert aw.wheel_metadata(wheel) == ("myapp", "1.2")
+    assert aw.top_level_names(wheel) == {"myapp"}
+    with zipfile.ZipFile(wheel) as zf:
+        assert zf.read("myapp.py") == mod.read_bytes()
+        assert "Tag: py3-none-any" in zf.read("myapp-1.2.dist-info/WHEEL").decode()
+        record = zf.read("myapp-1.2.dist-info/RECORD").decode().splitlines()
+        assert sorted(r.split(",")[0] for r in record) == sorted(zf.namelist())
+    # No __version__: a hash of the files, which changes with them.
+    mod.write_text("from gateway import App\napp = App()\n")
+    _, _, v1 = aw.build_module_wheel(mod, None, tmp_path / "c")
+    mod.write_text("from gateway import App\napp = App()  # changed\n")
+    _, _, v2 = aw.build_module_wheel(mod, None, tmp_path / "d")
+    assert v1.startswith("0+") and v2.startswith("0+") and v1 != v2
+    # A package directory: every file but caches, under the package's name.
+    pkg = tmp_path / "sensorapp"
+    (pkg / "drivers").mkdir(parents=True)
+    (pkg / "__pycache__").mkdir()
+    (pkg / "__init__.py").write_text("from gateway import App\napp = App()\n")
+    (pkg / "drivers" / "bme280.py").write_text("ADDRESS = 0x76\n")
+    (pkg / "drivers" / "table.json").write_text("{}\n")
+    (pkg / "__pycache__" / "x.cpython-311.pyc").write_bytes(b"\0")
+    wheel, dist, version = aw.build_module_wheel(pkg, "3.0", tmp_path / "e")
+    with zipfile.ZipFile(wheel) as zf:
+        files = {n for n in zf.namelist() if ".dist-info/" not in n}
+    assert files == {"sensorapp/__init__.py", "sensorapp/drivers/bme280.py",
+                     "sensorapp/drivers/table.json"}
+    assert (dist, version) == ("sensorapp", "3.0")
+
+
+def test_pack_app_says_what_is_wrong(tmp_path: Path) -> None:
+    aw = _deploy_module("appwheel")
+    mod = tmp_path / "myapp.py"
+    mod.write_text("app = None\n")
+
+    def pack(app: str, spec: str | None = None, version: str | None = None) -> str:
+        with pytest.raises(aw.AppError) as err:
+            aw.pack_app(app, spec, version, [], tmp_path / "out", _no_run, [])
+        return str(err.value)
+
+    assert "has no module 'other'" in pack(str(mod), "other:app")
+    assert "expected MODULE:ATTR" in pack(str(mod), "my app")
+    assert "no such file" in pack(str(tmp_path / "missing.py"))
+    (tmp_path / "notes.txt").write_text("x")
+    assert "expected a .py module" in pack(str(tmp_path / "notes.txt"))
+    (tmp_path / "plain").mkdir()
+    assert "must be a package" in pack(str(tmp_path / "plain"))
+    assert "version '1.0; rm'" in pack(str(mod), version="1.0; rm")
+    two = make_wheel(tmp_path / "w", "two", "1.0", {"a.py": "", "b/__init__.py": ""})
+    assert "--app-spec MODULE:ATTR" in pack(str(two))
+    assert "carries its own version" in pack(str(two), "a:app", "2.0")
+    packed = aw.pack_app(str(two), "b", None, [], tmp_path / "ok", _no_run, [])
+    assert (packed.dist, packed.version, packed.spec) == ("two", "1.0", "b:app")
+    ok = aw.pack_app(str(mod), None, "1.0", [], tmp_path / "ok2", _no_run, [])
+    assert (ok.dist, ok.spec, ok.wheel.name) == ("myapp", "myapp:app", "myapp-1.0-py3-none-any.whl")
+
+
+def test_pack_app_builds_a_project(tmp_path: Path) -> None:
+    # A project directory is built by pip with its own backend, as our own wheel is.
+    aw = _deploy_module("appwheel")
+    proj = tmp_path / "proj"
+    (proj / "src/sensorapp").mkdir(parents=True)
+    (proj / "pyproject.toml").write_text(
+        '[build-system]\nrequires = ["setuptools>=64"]\nbuild-backend = "setuptools.build_meta"\n'
+        '[project]\nname = "sensor-app"\nversion = "0.3.0"\n'
+        '[tool.setuptools]\npackages = ["sensorapp"]\npackage-dir = {"" = "src"}\n')
+    (proj / "src/sensorapp/__init__.py").write_text("from gateway import App\napp = App()\n")
+    packed = aw.pack_app(str(proj), None, None, [], tmp_path / "out", _build_module()._run, [])
+    assert (aw.normalize(packed.dist), packed.version, packed.spec) == (
+        "sensor-app", "0.3.0", "sensorapp:app")
+    assert packed.wheel.name.startswith("sensor_app-0.3.0-py3-none-any")
+    # Built from a copy: the developer's tree gets no build/ or *.egg-info.
+    assert sorted(str(q.relative_to(proj)) for q in proj.rglob("*")) == [
+        "pyproject.toml", "src", "src/sensorapp", "src/sensorapp/__init__.py"]
+
+
+def test_app_requirements_are_requirements_only(tmp_path: Path) -> None:
+    aw = _deploy_module("appwheel")
+    req = tmp_path / "requirements.txt"
+    req.write_text("# sensors\nsmbus2>=0.4  # I2C\n\npyserial==3.5; python_version >= '3.8'\n")
+    assert aw.read_requirements(req) == ["smbus2>=0.4", "pyserial==3.5; python_version >= '3.8'"]
+    for line in ("--index-url https://example.org/simple", "-e .", "-r other.txt",
+                 "pkg==1 --hash=sha256:00", "./wheels/x.whl", "https://example.org/x.whl"):
+        req.write_text(f"{line}\n")
+        with pytest.raises(aw.AppError, match="requirements.txt:1"):
+            aw.read_requirements(req)
+
+
+def test_app_release_contents(app_rel1: Path) -> None:
+    tarball = build_app_release(APP_V1)
+    assert tarball.name == f"gateway-{APP_REL1}.tar.gz"
+    assert (app_rel1 / "VERSION").read_text() == f"{APP_REL1}\n"
+    app = dict(line.split("=", 1) for line in (app_rel1 / "APP").read_text().splitlines()
+               if "=" in line and not line.startswith("#"))
+    assert app == {"SPEC": f"{APP_DIST}:app", "DIST": APP_DIST, "VERSION": APP_V1,
+                   "GATEWAY_VERSION": V0, "PLATFORMS": ""}
+    assert (app_rel1 / "app-requirements.txt").read_text() == f"{SENSORLIB}==1.0\n"
+    wheels = sorted(p.name for p in (app_rel1 / "wheels").iterdir())
+    assert f"{APP_DIST}-{APP_V1}-py3-none-any.whl" in wheels
+    assert f"{SENSORLIB}-1.0-py3-none-any.whl" in wheels
+    assert f"gateway-{V0}-py3-none-any.whl" in wheels and any(w.startswith("trio-") for w in wheels)
+    assert all(w.endswith("-none-any.whl") for w in wheels), wheels
+    listed = {}
+    for line in (app_rel1 / "SHA256SUMS").read_text().splitlines():
+        digest, name = line.split("  ", 1)
+        listed[name] = digest
+    for name in ("APP", "app-requirements.txt", f"wheels/{APP_DIST}-{APP_V1}-py3-none-any.whl",
+                 f"wheels/{SENSORLIB}-1.0-py3-none-any.whl"):
+        assert hashlib.sha256((app_rel1 / name).read_bytes()).hexdigest() == listed[name], name
+    present = {str(p.relative_to(app_rel1)) for p in app_rel1.rglob("*") if p.is_file()}
+    assert present - set(listed) == {"SHA256SUMS"}
+
+
+def test_compiled_dependency_needs_the_boards_platform(rel0: Path, tmp_path: Path) -> None:
+    br = _build_module()
+    links = tmp_path / "links"
+    native = make_wheel(links, "gwtest_native", "1.0", {"gwtest_native.py": ""},
+                        tag="cp311-cp311-manylinux2014_aarch64")
+    (tmp_path / "nativeapp.py").write_text("import gwtest_native\n")
+    (tmp_path / "req.txt").write_text("gwtest_native==1.0\n")
+
+    def add(platforms: list[str], name: str) -> Path:
+        wheels = tmp_path / name / "wheels"
+        shutil.copytree(rel0 / "wheels", wheels)
+        opts = br.AppOptions(str(tmp_path / "nativeapp.py"), version="1.0",
+                             requirements=tmp_path / "req.txt", find_links=[links],
+                             platforms=platforms)
+        br.add_app(opts, wheels / f"gateway-{V0}-py3-none-any.whl", wheels, tmp_path / name,
+                   ("3.11",))
+        return wheels
+
+    with pytest.raises(br.BuildError) as err:
+        add([], "pure")
+    assert "gwtest_native has no pure-Python wheel" in str(err.value)
+    assert "--app-platform manylinux2014_aarch64" in str(err.value)
+    wheels = add(["manylinux2014_aarch64"], "aarch64")
+    assert (wheels / native.name).is_file()
+    assert br.app_wheel_problem(native.name, ["manylinux2014_aarch64"]) is None
+    assert br.app_wheel_problem(native.name, ["manylinux_2_17_aarch64"]) is None
+    assert "not for linux_armv7l" in br.app_wheel_problem(native.name, ["linux_armv7l"])
+    assert "platform-specific" in br.app_wheel_problem(native.name, [])
+
+
+def test_device_items(tmp_path: Path) -> None:
+    gw = _deploy_module("gwinstall")
+    assert gw.parse_devices("serial, /dev/i2c-1,serial") == ["serial", "/dev/i2c-1"]
+    assert gw.parse_devices("none") == [] and gw.parse_devices("") == []
+    for bad in ("usb", "/dev/../etc/shadow", "/etc/passwd", "/dev/serial/by-path/a:b",
+                "/dev/tty%i", "dev/ttyS0"):
+        with pytest.raises(gw.DeviceError, match="expected serial"):
+            gw.parse_devices(bad)
+
+
+def test_device_dropins(tmp_path: Path) -> None:
+    gw = _deploy_module("gwinstall")
+    groups = {"root": 0, "dialout": 20, "i2c": 998, "gpio": 997}
+
+    def unseen(path: str) -> os.stat_result | None:
+        return None
+
+    # Nodes by path: the private /dev stays, with only those nodes bound into it.
+    text, warnings = gw.render_devices(["/dev/i2c-1", "/dev/ttyAMA0"], groups, unseen)
+    lines = text.splitlines()
+    assert "PrivateDevices=yes" in lines and "PrivateDevices=no" not in lines
+    assert {"BindPaths=-/dev/i2c-1", "BindPaths=-/dev/ttyAMA0", "DeviceAllow=/dev/i2c-1 rw",
+            "DeviceAllow=/dev/ttyAMA0 rw", "DevicePolicy=closed",
+            "SupplementaryGroups=i2c dialout"} <= set(lines)
+    assert warnings == []
+    # Classes: nodes that come and go; the device cgroup confines instead of a private /dev.
+    cls, _ = gw.render_devices(["serial", "gpio"], groups, unseen)
+    lines = cls.splitlines()
+    assert "PrivateDevices=no" in lines and not any(ln.startswith("BindPaths=") for ln in lines)
+    assert {"DevicePolicy=closed", "DeviceAllow=char-ttyS rw", "DeviceAllow=char-ttyUSB rw",
+            "DeviceAllow=char-ttyACM rw", "DeviceAllow=char-ttyAMA rw",
+            "DeviceAllow=char-gpiochip rw", "SupplementaryGroups=dialout gpio"} <= set(lines)
+    assert "Wants=modprobe@usbserial.service modprobe@cdc_acm.service" in lines
+    # A node seen here: its own group; one anybody may open needs none; root-only is refused.
+    node = tmp_path / "node"
+    node.write_text("")
+
+    def seen(mode: int, gid: int) -> object:
+        st = os.stat(node)
+        fake = os.stat_result((stat.S_IFCHR | mode, *tuple(st)[1:5], gid, *tuple(st)[6:]))
+        return lambda path: fake
+
+    text, _ = gw.render_devices(["/dev/gwsensor0"], groups, seen(0o660, 997))
+    assert "SupplementaryGroups=gpio" in text.splitlines()
+    text, _ = gw.render_devices(["/dev/gwsensor0"], groups, seen(0o666, 0))
+    assert "SupplementaryGroups" not in text
+    with pytest.raises(gw.DeviceError, match="only root can open it"):
+        gw.render_devices(["/dev/gwsensor0"], groups, seen(0o600, 0))
+    with pytest.raises(gw.DeviceError, match="no group spi"):
+        gw.render_devices(["spi"], groups, unseen)
+    _, warnings = gw.render_devices(["/dev/watchdog0"], groups, unseen)
+    assert "do not know its group" in warnings[0]
+
+
+@pytest.mark.skipif(shutil.which("systemd-analyze") is None,
+                    reason="systemd-analyze not installed (Debian: systemd)")
+def test_device_dropins_verify_and_keep_the_sandbox(tmp_path: Path) -> None:
+    from tests.test_units import _exposure, _stage, _verify
+
+    gw = _deploy_module("gwinstall")
+    groups = {"dialout": 20, "i2c": 998, "gpio": 997, "spi": 996}
+    (tmp_path / "base").mkdir()
+    base = _exposure(_stage(tmp_path / "base"))
+    for n, items in enumerate((["/dev/i2c-1", "/dev/serial/by-id/usb-FTDI_A5-if00-port0"],
+                               ["serial", "i2c", "spi", "gpio", "/dev/ttyAMA0"])):
+        text, _ = gw.render_devices(items, groups, lambda path: None)
+        (tmp_path / str(n)).mkdir()
+        units = _stage(tmp_path / str(n), "[Service]\n")
+        (units / "gateway.service.d/70-devices.conf").write_text(text)
+        assert _verify(units) == ""
+        # Nodes by path cost nothing; classes give up the private /dev only.
+        assert _exposure(units) <= (base if n == 0 else base + 0.3), text
+    # The hand-written example (systemd/examples, shipped in the release) is valid as it is.
+    (tmp_path / "example").mkdir()
+    units = _stage(tmp_path / "example", "[Service]\n")
+    shutil.copy(REPO / "systemd/examples/device-access.conf",
+                units / "gateway.service.d/80-devices-local.conf")
+    assert _verify(units) == ""
+    assert _exposure(units) <= base
+
+
+def _in_staged(root: Path, command: str) -> subprocess.CompletedProcess[str]:
+    """Run a shell command where the staged /opt/gateway is at its real path (a private mount
+    namespace whose /opt is a tmpfs holding only the staged tree), from /, with a bare env."""
+    script = ('mount -t tmpfs t /opt && mkdir /opt/gateway && mount --bind "$1" /opt/gateway '
+              f'&& cd / && env -i PATH=/usr/bin:/bin sh -c {shlex.quote(command)}')
+    return subprocess.run(["unshare", "--mount", "--propagation", "private", "sh", "-c", script,
+                           "sh", str(root / "opt/gateway")], capture_output=True, text=True,
+                          timeout=60)
+
+
+def _site(root: Path, release: str) -> Path:
+    return next((root / "opt/gateway/releases" / release / "lib").glob("python3.*/site-packages"))
+
+
+@needs_staging
+def test_stage_an_app_release_upgrade_it_and_refuse_a_broken_one(
+        rel0: Path, app_rel1: Path, tmp_path_factory: pytest.TempPathFactory,
+        tmp_path: Path) -> None:
+    root = tmp_path / "root"
+    root.mkdir()
+    ok(install(app_rel1, root, "--profile", "tiny"))
+    assert current(root) == f"releases/{APP_REL1}"
+    dropins = root / "etc/systemd/system/gateway.service.d"
+    app_conf = (dropins / "60-app.conf").read_text()
+    assert f"\nEnvironment=GATEWAY_APP={APP_DIST}:app\n" in app_conf
+    site = _site(root, APP_REL1)
+    dists = {p.name for p in site.glob("*.dist-info")}
+    assert {f"{APP_DIST}-{APP_V1}.dist-info", f"{SENSORLIB}-1.0.dist-info",
+            f"gateway-{V0}.dist-info"} <= dists, dists
+    # The staged venv imports the app (and its requirement) at the device's path, as the
+    # unit's ExecStartPre= does.
+    proc = _in_staged(root, f"/opt/gateway/current/bin/gateway check --profile tiny "
+                            f"{APP_DIST}:app && /opt/gateway/current/bin/python -c "
+                            f"'import {APP_DIST}; print({APP_DIST}.__file__, "
+                            f"{APP_DIST}.gwtest_sensorlib.read())'")
+    assert proc.returncode == 0, proc.stderr
+    assert "ok: profile tiny" in proc.stdout
+    assert f"/opt/gateway/releases/{APP_REL1}/lib/" in proc.stdout and "sensor-42" in proc.stdout
+
+    # A broken app: refused with 78 before anything changed (its venv is not kept).
+    broken = unpack(build_app_release("1.1", broken='raise RuntimeError("a deliberately broken '
+                                                    'app")'), tmp_path / "broken")
+    before = {p: p.read_bytes() for p in dropins.iterdir()}
+    proc = install(broken, root)
+    assert proc.returncode == 78, proc.stderr
+    assert "RuntimeError: a deliberately broken app" in proc.stderr
+    assert f"{APP_DIST}.py, line" in proc.stderr  # where
+    assert "nothing changed" in proc.stderr
+    assert current(root) == f"releases/{APP_REL1}" and releases(root) == [APP_REL1]
+    assert {p: p.read_bytes() for p in dropins.iterdir()} == before
+    # The env file's GATEWAY_APP wins over the release's (as EnvironmentFile= does): checked too.
+    env_file = root / "etc/gateway/gateway.env"
+    env_file.write_text(f"GATEWAY_APP={APP_DIST}:nope\n")
+    proc = install(app_rel1, root)
+    assert proc.returncode == 78 and "has no attribute 'nope'" in proc.stderr, proc.stderr
+    assert f"sets GATEWAY_APP={APP_DIST}:nope, which wins" in proc.stderr
+    env_file.write_text("")
+
+    # Upgrade: a new version of the app, in a new release with its own venv.
+    app_rel2 = unpack(build_app_release(APP_V2, extra=V2_ROUTE), tmp_path / "app2")
+    ok(install(app_rel2, root))
+    assert current(root) == f"releases/{APP_REL2}"
+    assert (_site(root, APP_REL2) / f"{APP_DIST}-{APP_V2}.dist-info").is_dir()
+    assert "/app/v2" in (_site(root, APP_REL2) / f"{APP_DIST}.py").read_text()
+    assert (dropins / "60-app.conf").read_text() == app_conf
+    # A release without an app: the unit's default app again (no 60-app.conf).
+    ok(install(rel0, root))
+    assert not (dropins / "60-app.conf").exists()
+    assert sorted(releases(root)) == sorted([V0, APP_REL1, APP_REL2])
+
+
+@needs_staging
+def test_stage_device_access(rel0: Path, tmp_path: Path) -> None:
+    root = tmp_path / "root"
+    (root / "etc").mkdir(parents=True)
+    (root / "etc/group").write_text("root:x:0:\ndialout:x:20:\ni2c:x:998:\n")
+    ok(install(rel0, root, "--profile", "default", "--devices", "serial,/dev/i2c-1"))
+    conf = root / "etc/systemd/system/gateway.service.d/70-devices.conf"
+    lines = conf.read_text().splitlines()
+    assert {"PrivateDevices=no", "DevicePolicy=closed", "DeviceAllow=char-ttyUSB rw",
+            "DeviceAllow=/dev/i2c-1 rw", "SupplementaryGroups=dialout i2c"} <= set(lines)
+    assert "DEVICES=serial,/dev/i2c-1" in (root / "opt/gateway/state/install.conf").read_text()
+    text = conf.read_text()
+    ok(install(rel0, root))  # remembered
+    assert conf.read_text() == text
+    # A group this system does not have: refused, nothing changed.
+    proc = install(rel0, root, "--devices", "gpio")
+    assert proc.returncode == 78 and "no group gpio" in proc.stderr, proc.stderr
+    assert conf.read_text() == text
+    proc = install(rel0, root, "--devices", "/dev/tty S0")
+    assert proc.returncode == 2, proc.stderr
+    ok(install(rel0, root, "--devices", "/dev/ttyS1"))
+    assert "BindPaths=-/dev/ttyS1" in conf.read_text().splitlines()
+    ok(install(rel0, root, "--devices", "none"))
+    assert not conf.exists()
+    ok(install(rel0, root, "--uninstall"))
+    assert not (root / "etc/systemd/system/gateway.service.d").exists()
+
+
+@needs_staging
+def test_rollback_takes_the_app_and_devices_back(
+        rel0: Path, app_rel1: Path, tmp_path: Path, fake_systemctl: tuple[Path, Path]) -> None:
+    systemctl, _ = fake_systemctl
+    root = tmp_path / "root"
+    (root / "etc").mkdir(parents=True)
+    (root / "etc/group").write_text("root:x:0:\ndialout:x:20:\n")
+    health = f'! readlink {root}/opt/gateway/current | grep -q "{APP_DIST}"'
+    env = {"SYSTEMCTL": str(systemctl), "GATEWAY_INSTALL_HEALTH_CMD": health}
+    ok(install(rel0, root, "--start", "--profile", "default", env=env))
+    dropins = root / "etc/systemd/system/gateway.service.d"
+    before = {p.name: p.read_bytes() for p in dropins.iterdir()}
+    assert set(before) == {"50-profile.conf"}
+    proc = install(app_rel1, root, "--start", "--devices", "/dev/ttyS9", "--health-timeout",
+                   "2", env=env)
+    assert proc.returncode == 3, proc.stderr
+    assert f"app {APP_DIST}:app, devices /dev/ttyS9" in proc.stderr  # it was current
+    assert current(root) == f"releases/{V0}" and releases(root) == [V0]
+    assert {p.name: p.read_bytes() for p in dropins.iterdir()} == before
+    assert "DEVICES=\n" in (root / "opt/gateway/state/install.conf").read_text()

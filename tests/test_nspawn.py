@@ -3,15 +3,22 @@
 # REAL deploy/install.sh, and then: active with our StatusText under a dynamic user, HTTP from
 # the host over the veth, `systemctl reload` (a profile edit applies; a bad one is refused and
 # the old process keeps serving), restart after SIGKILL, the watchdog killing and restarting a
-# wedged trio loop, socket activation, an upgrade, a broken release rolled back, uninstall.
+# wedged trio loop, socket activation, an upgrade, a broken release rolled back; a device
+# developer's app (build_release.py --app) served with its HTTP, WebSocket and privileged routes,
+# given exactly one device node (install.sh --devices), upgraded, and rolled back with its device
+# access when its next version cannot start; uninstall.
 # The tests share one container and run in file order (each step starts from the previous
 # one's end state). Every step is time-bounded; the container, its cgroups and its network
 # namespace are removed on every path (tests/nspawn_support.py).
 from __future__ import annotations
 
+import base64
+import hashlib
 import http.client
 import json
+import os
 import re
+import socket
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -20,7 +27,14 @@ from typing import Any
 import pytest
 
 from gateway.settings import load_settings
-from tests.deploy_support import broken_release, build_release, project_version
+from tests.deploy_support import (
+    APP_DIST,
+    SENSOR_NODE,
+    broken_release,
+    build_app_release,
+    build_release,
+    project_version,
+)
 from tests.nspawn_support import Container, build_root, require_usable
 
 pytestmark = [pytest.mark.slow, pytest.mark.systemd]
@@ -33,6 +47,17 @@ def _containers_usable() -> None:
 V0 = project_version()
 V1 = f"{V0}.post1"
 BROKEN = f"{V0}.post2"
+APP1 = f"{V0}-{APP_DIST}-1.0"
+APP2 = f"{V0}-{APP_DIST}-2.0"
+APP3 = f"{V0}-{APP_DIST}-3.0"
+V2_ROUTE = '''
+
+@app.get("/app/v2")
+async def v2(req, res):
+    await res.send("new in 2.0")
+'''
+# A node no app is given: same numbers as SENSOR_NODE (see test_app_release_serves_its_routes).
+OTHER_NODE = "/dev/gwother0"
 PORT = 8080  # the board profiles' port; the container has a network of its own
 BOARD = 'extends = "generic-amd64"\n'
 HANG_APP = '''\
@@ -124,6 +149,53 @@ def install(c: Container, version: str, *args: str, tarball: Path | None = None,
     return c.sh(f"cd /root && rm -rf gateway-{version} && tar xzf {tarball.name} && "
                 f"./gateway-{version}/install.sh --health-timeout 40 {' '.join(args)}",
                 timeout=timeout, check=False)
+
+
+def http_json(c: Container, path: str) -> tuple[int, Any]:
+    status, body = http_get(c, path)
+    return status, json.loads(body) if status == 200 else body
+
+
+def ws_echo(c: Container, path: str, text: str, timeout: float = 5) -> tuple[bytes, bool, bytes]:
+    """A raw WebSocket handshake and one masked text frame: (status line, whether
+    Sec-WebSocket-Accept is right, the echoed payload)."""
+    key = base64.b64encode(os.urandom(16)).decode()
+    want = base64.b64encode(hashlib.sha1(
+        (key + "258EAFA5-E914-47DA-95CA-C5AB0DC85B11").encode()).digest()).decode()
+    with socket.create_connection((c.ip, PORT), timeout=timeout) as s:
+        s.sendall(f"GET {path} HTTP/1.1\r\nHost: {c.ip}:{PORT}\r\nUpgrade: websocket\r\n"
+                  f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\n"
+                  "Sec-WebSocket-Version: 13\r\n\r\n".encode())
+        buf = b""
+        while b"\r\n\r\n" not in buf and len(buf) < 16384:
+            chunk = s.recv(4096)
+            if not chunk:
+                break
+            buf += chunk
+        head, _, rest = buf.partition(b"\r\n\r\n")
+        status = head.split(b"\r\n", 1)[0]
+        fields = dict(ln.split(b":", 1) for ln in head.split(b"\r\n")[1:] if b":" in ln)
+        accepted = {k.strip().lower(): v.strip() for k, v in fields.items()}.get(
+            b"sec-websocket-accept") == want.encode()
+        payload = text.encode()
+        assert len(payload) < 126
+        mask = os.urandom(4)
+        s.sendall(bytes([0x81, 0x80 | len(payload)]) + mask
+                  + bytes(b ^ mask[i % 4] for i, b in enumerate(payload)))
+        while len(rest) < 2 + len(payload):
+            chunk = s.recv(4096)
+            if not chunk:
+                break
+            rest += chunk
+    assert rest[:2] == bytes([0x81, len(payload)]), rest[:16]
+    return status, accepted, rest[2:2 + len(payload)]
+
+
+def device_open(c: Container, node: str) -> Any:
+    """What the app sees when it opens ``node`` (its /app/device route)."""
+    status, answer = http_json(c, f"/app/device?path={node}")
+    assert status == 200, answer
+    return answer
 
 
 def main_cmdline(c: Container) -> str:
@@ -272,10 +344,82 @@ def test_broken_release_is_rolled_back(box: Container) -> None:
     assert healthy(box)
 
 
+# --- your app on a device ----------------------------------------------------------------------
+
+
+def test_app_release_serves_its_routes(box: Container) -> None:
+    # Two char device nodes the app may or may not be given. A container cannot reach real
+    # hardware, so they borrow /dev/net/tun's numbers (10:200): a misc device any process may
+    # open without a driver behind it; root:dialout 0660, as udev makes a serial port.
+    for node in (SENSOR_NODE, OTHER_NODE):
+        box.sh(f"rm -f {node} && mknod {node} c 10 200 && chgrp dialout {node} && "
+               f"chmod 0660 {node}")
+    proc = install(box, APP1, tarball=build_app_release("1.0"))
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert f"app {APP_DIST}:app" in proc.stderr
+    assert box.sh("readlink /opt/gateway/current").stdout.strip() == f"releases/{APP1}"
+    assert f"{APP_DIST}:app" in main_cmdline(box)
+    assert "Environment=GATEWAY_APP=gwtestapp:app" in box.sh(
+        "cat /etc/systemd/system/gateway.service.d/60-app.conf").stdout
+    status, hello = http_json(box, "/app/hello")
+    assert status == 200 and hello == {"app": APP_DIST, "version": "1.0",
+                                       "sensor": "sensor-42"}, hello
+    line, accepted, echoed = ws_echo(box, "/app/live", "ping from the host")
+    assert line == b"HTTP/1.1 101 Switching Protocols" and accepted, line
+    assert echoed == b"ping from the host"
+    assert http_post(box, "/app/config", b"{}") == 401  # privileged: no token
+    # No device drop-in: the service's private /dev has no such node.
+    assert device_open(box, SENSOR_NODE) == {"path": SENSOR_NODE, "ok": False,
+                                             "errno": "ENOENT"}
+
+
+def test_device_access_drop_in(box: Container) -> None:
+    proc = install(box, APP1, "--devices", SENSOR_NODE, tarball=build_app_release("1.0"))
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "already built" in proc.stderr
+    dropin = box.sh("cat /etc/systemd/system/gateway.service.d/70-devices.conf").stdout
+    assert f"BindPaths=-{SENSOR_NODE}" in dropin.splitlines()
+    assert "SupplementaryGroups=dialout" in dropin.splitlines()  # the node's own group
+    svc = box.show("gateway.service", "PrivateDevices", "DevicePolicy", "DynamicUser",
+                   "ProtectSystem", "CapabilityBoundingSet")
+    assert svc == {"PrivateDevices": "yes", "DevicePolicy": "closed", "DynamicUser": "yes",
+                   "ProtectSystem": "strict", "CapabilityBoundingSet": ""}, svc
+    assert device_open(box, SENSOR_NODE) == {"path": SENSOR_NODE, "ok": True}
+    # Exactly that node: another with the same group, mode and numbers stays out of its /dev.
+    assert device_open(box, OTHER_NODE)["errno"] == "ENOENT"
+    assert device_open(box, "/dev/null")["ok"] is True  # the pseudo devices, as before
+
+
+def test_app_upgrade_serves_the_new_version(box: Container) -> None:
+    proc = install(box, APP2, tarball=build_app_release("2.0", extra=V2_ROUTE))
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert f"/opt/gateway/releases/{APP2}/bin/python" in main_cmdline(box)
+    assert http_get(box, "/app/v2") == (200, b"new in 2.0")
+    assert http_json(box, "/app/hello")[1]["version"] == "2.0"
+    assert device_open(box, SENSOR_NODE)["ok"] is True  # --devices was remembered
+
+
+def test_app_rollback_takes_the_old_app_and_its_devices_back(box: Container) -> None:
+    # 3.0 opens the sensor when it starts serving; installed without device access it never
+    # becomes healthy, and the rollback must bring back 2.0 with its device drop-in.
+    tarball = build_app_release("3.0", needs_device=True)
+    started = time.monotonic()
+    proc = install(box, APP3, "--devices", "none", tarball=tarball)
+    assert proc.returncode == 3, proc.stdout + proc.stderr
+    assert f"rolling back to {APP2}" in proc.stderr
+    assert SENSOR_NODE in proc.stderr, proc.stderr  # the journal tail: why 3.0 failed
+    assert time.monotonic() - started < 120
+    assert box.sh("readlink /opt/gateway/current").stdout.strip() == f"releases/{APP2}"
+    assert http_get(box, "/app/v2") == (200, b"new in 2.0")
+    assert device_open(box, SENSOR_NODE)["ok"] is True
+    assert f"DEVICES={SENSOR_NODE}" in box.sh("cat /opt/gateway/state/install.conf").stdout
+
+
 def test_uninstall(box: Container) -> None:
     proc = box.sh(f"/root/gateway-{V1}/install.sh --uninstall", timeout=60, check=False)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert box.show("gateway.service", "LoadState")["LoadState"] == "not-found"
     assert box.sh("test ! -e /opt/gateway && test -d /etc/gateway/profiles").returncode == 0
+    assert box.sh("test ! -e /etc/systemd/system/gateway.service.d").returncode == 0
     with pytest.raises(OSError):
         http_get(box, timeout=2)
