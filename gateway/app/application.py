@@ -31,13 +31,19 @@ class App(Router):
     """An application: routes and middleware, served by ``gateway serve module:app``.
 
     Args:
-        privileged, case_sensitive, strict: as for Router.
+        privileged, case_sensitive, strict, merge_params: as for Router.
     """
 
     def __init__(
-        self, *, privileged: bool = False, case_sensitive: bool = False, strict: bool = False
+        self,
+        *,
+        privileged: bool = False,
+        case_sensitive: bool = False,
+        strict: bool = False,
+        merge_params: bool = False,
     ) -> None:
-        super().__init__(privileged=privileged, case_sensitive=case_sensitive, strict=strict)
+        super().__init__(privileged=privileged, case_sensitive=case_sensitive, strict=strict,
+                         merge_params=merge_params)
         self.settings: Settings | None = None
         self.budget = MemoryBudget(16 * 1024 * 1024)
         self.credentials = Credentials.empty()

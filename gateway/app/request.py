@@ -13,6 +13,7 @@ from gateway.http.target import parse_cookies, parse_query
 
 if TYPE_CHECKING:
     from gateway.app.application import App
+    from gateway.app.router import Route
     from gateway.settings import ModeLimits
 
 __all__ = ["Request"]
@@ -59,6 +60,7 @@ class Request:
         "auth_failed",
         "_host",
         "upgrade",
+        "_route",
     )
 
     def __init__(
@@ -353,3 +355,16 @@ class Request:
 
     def __repr__(self) -> str:
         return f"<Request {self.method} {self.url} mode={self.mode}>"
+
+    # -- set by the router (an unset slot reads as its default) -------------------------------
+    _route: Route | None
+
+    @property
+    def route(self) -> Route | None:
+        """The route whose handlers run (Express ``req.route``): ``.path`` as registered,
+        ``.methods`` (``{"get": True}``), ``.stack``. None until a route matched; kept after it
+        calls ``next()``, as in Express."""
+        try:
+            return self._route
+        except AttributeError:
+            return None

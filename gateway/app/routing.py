@@ -16,7 +16,7 @@ from typing import Final, TypeAlias
 from gateway.errors import BadRequest
 from gateway.http.target import percent_decode
 
-__all__ = ["PathPattern", "Params"]
+__all__ = ["PathPattern", "Params", "ParamDecodeError"]
 
 Params: TypeAlias = dict[str | int, str | list[str]]
 
@@ -345,13 +345,17 @@ def _strip_trailing_slashes(src: str) -> str:
     return src[:end]
 
 
+class ParamDecodeError(BadRequest):
+    """A captured param holds a malformed percent-escape or invalid UTF-8 (400)."""
+
+
 def _decode(raw: str) -> str:
     if "%" not in raw:
         return raw
     try:
         return percent_decode(raw)
     except ValueError:
-        raise BadRequest(message=f"Failed to decode param '{raw}'") from None
+        raise ParamDecodeError(message=f"Failed to decode param '{raw}'") from None
 
 
 class PathPattern:
@@ -499,7 +503,8 @@ class PathPattern:
             (``/*path`` on ``/a/`` gives ``["a", ""]``, as in Express 5) consumed it.
 
         Raises:
-            BadRequest: a captured value holds a malformed percent-escape or invalid UTF-8
+            ParamDecodeError: (a BadRequest, 400) a captured value holds a malformed
+                percent-escape or invalid UTF-8
                 (``Failed to decode param '%zz'``, as Express says).
         """
         m = self._find(path)
