@@ -9,6 +9,7 @@ from collections.abc import AsyncIterator, Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
 from gateway.app.body import BodySource, BodyStream, EmptySource, MemoryBudget, State
+from gateway.app.cookies import json_cookies
 from gateway.http.target import parse_cookies, parse_query
 
 if TYPE_CHECKING:
@@ -61,6 +62,8 @@ class Request:
         "_host",
         "upgrade",
         "_route",
+        "_secret",
+        "_signed_cookies",
     )
 
     def __init__(
@@ -155,10 +158,11 @@ class Request:
         return self._query_string
 
     @property
-    def cookies(self) -> dict[str, str]:
+    def cookies(self) -> dict[str, Any]:
+        """The Cookie header's cookies; ``j:`` JSON values parsed (see gateway.app.cookies)."""
         c = self._cookies
         if c is None:
-            c = self._cookies = parse_cookies(self.headers.get("cookie"))
+            c = self._cookies = json_cookies(parse_cookies(self.headers.get("cookie")))
         return c
 
     def param(self, name: str | int, default: Any = None) -> Any:
@@ -356,8 +360,10 @@ class Request:
     def __repr__(self) -> str:
         return f"<Request {self.method} {self.url} mode={self.mode}>"
 
-    # -- set by the router (an unset slot reads as its default) -------------------------------
+    # -- set by the router and by cookie_parser (unset slots read as their defaults) --------
     _route: Route | None
+    _secret: str | None
+    _signed_cookies: dict[str, Any]
 
     @property
     def route(self) -> Route | None:
@@ -368,3 +374,28 @@ class Request:
             return self._route
         except AttributeError:
             return None
+
+    @property
+    def secret(self) -> str | None:
+        """The cookie signing secret ``cookie_parser(secret)`` set (its first); else None."""
+        try:
+            return self._secret
+        except AttributeError:
+            return None
+
+    @secret.setter
+    def secret(self, value: str | None) -> None:
+        self._secret = value
+
+    @property
+    def signed_cookies(self) -> dict[str, Any]:
+        """Cookies whose signature ``cookie_parser(secret)`` checked: the value, or False when
+        the signature is wrong. Empty without cookie_parser."""
+        try:
+            return self._signed_cookies
+        except AttributeError:
+            return {}
+
+    @signed_cookies.setter
+    def signed_cookies(self, value: dict[str, Any]) -> None:
+        self._signed_cookies = value

@@ -52,6 +52,8 @@ MIME_TYPES: dict[str, str] = {
     "json-seq": "application/json-seq",
 }
 _FILE_CHUNK = 65536
+# what encodeURIComponent leaves alone beyond what quote() always does (letters, digits, "-._~")
+_URI_COMPONENT_SAFE = "!*'()"
 
 
 class ResponseSink(Protocol):
@@ -197,7 +199,7 @@ class Response:
     def cookie(
         self,
         name: str,
-        value: str,
+        value: Any,
         *,
         max_age: int | None = None,
         expires: float | None = None,
@@ -206,11 +208,28 @@ class Response:
         secure: bool = False,
         http_only: bool = True,
         same_site: str | None = "Lax",
+        signed: bool = False,
     ) -> Response:
-        """Add a Set-Cookie (value percent-encoded like Express)."""
+        """Add a Set-Cookie (value percent-encoded like Express's encodeURIComponent).
+
+        A dict, list or None value is stored as ``j:`` + JSON (Express); ``signed=True`` signs
+        it with ``req.secret`` as ``s:value.signature`` (see gateway.app.cookies).
+
+        Raises:
+            ValueError: an invalid cookie name.
+            RuntimeError: ``signed=True`` without a secret (no ``cookie_parser(secret)``).
+        """
         if not _TOKEN.match(name):
             raise ValueError(f"invalid cookie name {name!r}")
-        parts = [f"{name}={quote(str(value), safe='')}"]
+        from gateway.app.cookies import cookie_value, sign
+
+        text = cookie_value(value)
+        if signed:
+            secret = getattr(self.req, "secret", None)
+            if not secret:
+                raise RuntimeError('cookie_parser("secret") required for signed cookies')
+            text = "s:" + sign(text, secret)
+        parts = [f"{name}={quote(text, safe=_URI_COMPONENT_SAFE)}"]
         if max_age is not None:
             parts.append(f"Max-Age={int(max_age)}")
             if expires is None:
