@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 from gateway.app.body import BodySource, BodyStream, EmptySource, MemoryBudget, State
 from gateway.app.cookies import json_cookies
-from gateway.http.target import parse_cookies, parse_query
+from gateway.http.target import parse_cookies
 
 if TYPE_CHECKING:
     from gateway.app.application import App
@@ -147,10 +147,16 @@ class Request:
 
     # -- URL --------------------------------------------------------------------------------
     @property
-    def query(self) -> dict[str, str | list[str]]:
+    def query(self) -> dict[str, Any]:
+        """The query string parsed by the app's query parser (``App(query_parser=...)``)."""
         q = self._query
         if q is None:
-            q = self._query = parse_query(self._query_string) if self._query_string else {}
+            qs = self._query_string
+            if qs:
+                parse = self.app.parse_query
+                q = self._query = parse(qs)
+            else:
+                q = self._query = {}
         return q
 
     @property
