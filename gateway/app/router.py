@@ -81,7 +81,8 @@ class Route:
     Attributes:
         path: the path pattern as registered (``"/user/:id"``, or the compiled regex).
         methods: Express's form, lower-case names to True (``{"get": True}``); a route for every
-            method (``app.all``) has ``{"_all": True}``.
+            method (``all``) has ``{"_all": True}``, as ``router.all`` has in Express (Express's
+            ``app.all`` registers its handler once per method and lists them all).
         stack: the route's handlers, in order.
     """
 
