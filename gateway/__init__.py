@@ -24,6 +24,7 @@ from gateway.errors import (
 __all__ = [
     "App",
     "bodyparsers",
+    "cookie_parser",
     "Router",
     "Request",
     "Response",
@@ -45,13 +46,14 @@ __version__ = "0.1.0"
 
 if TYPE_CHECKING:
     from gateway.app import bodyparsers
+    from gateway.app.cookies import cookie_parser
     from gateway.app.pubsub import SocketHub
     from gateway.server.websocket import WebSocket
 
 # Imported on first use: an app without body parsers or WebSockets does not pay their memory
 # (zlib, multipart, wsproto's handshake machinery) on a device with a few hundred MiB.
 _LAZY = {"bodyparsers": "gateway.app.bodyparsers", "WebSocket": "gateway.server.websocket",
-         "SocketHub": "gateway.app.pubsub"}
+         "SocketHub": "gateway.app.pubsub", "cookie_parser": "gateway.app.cookies"}
 
 
 def __getattr__(name: str) -> Any:

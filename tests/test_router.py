@@ -316,3 +316,195 @@ async def test_a_request_through_next_chains_leaves_no_reference_cycle() -> None
     finally:
         gc.enable()
     assert left == []
+
+
+# -- mergeParams, req.route, decode errors, mount base URLs: the same scenarios as Express 5 ----
+# The expected values are what the real express@5.3 / router@2.3 answered for the same app and
+# requests (run once with node; the JavaScript app is the same shape, route for route).
+
+
+def _scenario_app() -> App:
+    async def j(req, res):  # type: ignore[no-untyped-def]
+        await res.json({"params": {str(k): v for k, v in req.params.items()},
+                        "base": req.base_url, "url": req.url})
+
+    app = App()
+    shop = Router(merge_params=True)
+    shop.get("/item/:item", j)
+    shop.get("/over/:shopId", j)
+    app.use("/shop/:shopId", shop)
+    plain = Router()
+    plain.get("/item/:item", j)
+    app.use("/plain/:shopId", plain)
+    num = Router(merge_params=True)
+    num.get(re.compile(r"^/(\d+)/(\w+)$"), j)
+    app.use(re.compile(r"^/num/(\w+)"), num)
+    inner = Router(merge_params=True)
+    inner.get("/c/:c", j)
+    mid = Router(merge_params=True)
+    mid.use("/b/:b", inner)
+    app.use("/a/:a", mid)
+    inner2 = Router(merge_params=True)
+    inner2.get("/c/:c", j)
+    mid2 = Router()
+    mid2.use("/b/:b", inner2)
+    app.use("/a2/:a", mid2)
+    wild = Router(merge_params=True)
+    wild.get("/*rest", j)
+    app.use("/w/*path", wild)
+
+    @app.use("/rt")
+    async def before(req, res, next):  # type: ignore[no-untyped-def]
+        res.locals["before"] = None if req.route is None else req.route.path
+        await next()
+
+    async def seen(req, res, next):  # type: ignore[no-untyped-def]
+        route = req.route
+        res.locals["seen"] = {"path": route.path, "methods": route.methods,
+                              "stack": len(route.stack)}
+        await next()
+
+    async def passes(req, res, next):  # type: ignore[no-untyped-def]
+        await next()
+
+    app.get("/rt/:id", seen, passes)
+
+    @app.all("/rt-all")
+    async def rt_all(req, res):  # type: ignore[no-untyped-def]
+        await res.json({"methods": req.route.methods})
+
+    @app.use("/rt")
+    async def after(req, res):  # type: ignore[no-untyped-def]
+        await res.json({"before": res.locals["before"], "seen": res.locals["seen"],
+                        "after": req.route.path})
+
+    app.get("/d/:id", j)
+
+    @app.use("/static/*path")
+    async def static(req, res):  # type: ignore[no-untyped-def]
+        await res.json({"base": req.base_url, "url": req.url, "path": req.path})
+
+    strict = Router(strict=True)
+
+    @strict.use("/x/")
+    async def strict_mw(req, res):  # type: ignore[no-untyped-def]
+        await res.json({"mw": req.base_url})
+
+    @strict.get("/y/")
+    async def strict_route(req, res):  # type: ignore[no-untyped-def]
+        await res.json({"route": "y/"})
+
+    app.use("/strict", strict)
+
+    @app.use
+    async def on_error(err, req, res, next):  # type: ignore[no-untyped-def]
+        await res.status(299).json({"error": err.message, "status": err.status})
+
+    return app
+
+
+EXPRESS_5_ANSWERS: dict[str, tuple[int, Any]] = {
+    "/shop/7/item/9": (200, {"params": {"shopId": "7", "item": "9"}, "base": "/shop/7",
+                             "url": "/item/9"}),
+    "/shop/7/over/8": (200, {"params": {"shopId": "8"}, "base": "/shop/7", "url": "/over/8"}),
+    "/plain/7/item/9": (200, {"params": {"item": "9"}, "base": "/plain/7", "url": "/item/9"}),
+    "/num/x/5/y": (200, {"params": {"0": "x", "1": "5", "2": "y"}, "base": "/num/x",
+                         "url": "/5/y"}),
+    "/a/1/b/2/c/3": (200, {"params": {"a": "1", "b": "2", "c": "3"}, "base": "/a/1/b/2",
+                           "url": "/c/3"}),
+    "/a2/1/b/2/c/3": (200, {"params": {"b": "2", "c": "3"}, "base": "/a2/1/b/2",
+                            "url": "/c/3"}),
+    "/w/p/q/r/s": (404, None),  # the mount's splat took everything: "/" is left for /*rest
+    "/rt/5": (200, {"before": None, "seen": {"path": "/rt/:id", "methods": {"get": True},
+                                             "stack": 2}, "after": "/rt/:id"}),
+    "/d/%zz": (299, {"error": "Failed to decode param '%zz'", "status": 400}),
+    "/static/a/b/": (200, {"base": "/static/a/b", "url": "/", "path": "/"}),
+    "/static/a/b": (200, {"base": "/static/a/b", "url": "/", "path": "/"}),
+    "/strict/x": (200, {"mw": "/strict/x"}),
+    "/strict/x/": (200, {"mw": "/strict/x"}),  # use() is never strict
+    "/strict/y": (404, None),
+    "/strict/y/": (200, {"route": "y/"}),
+}
+
+
+async def test_same_answers_as_express_5() -> None:
+    app = _scenario_app()
+    with trio.fail_after(10):
+        async with running(app) as server:
+            for target, (status, body) in EXPRESS_5_ANSWERS.items():
+                r = await request(server, "GET", target, [("Accept", "application/json")])
+                assert r.status == status, target
+                if body is not None:
+                    assert r.json() == body, target
+            # Express 5's app.all lists every method in route.methods (it registers the
+            # handler once per method); our app.all is one route: {"_all": True}, as
+            # Router.all is in Express
+            r = await request(server, "GET", "/rt-all")
+            assert r.json() == {"methods": {"_all": True}}
+
+
+async def test_route_is_none_in_middleware_and_set_for_ws_head_and_regex_routes() -> None:
+    app = App()
+    seen: list[Any] = []
+
+    @app.use
+    async def mw(req, res, next):  # type: ignore[no-untyped-def]
+        seen.append(req.route)
+        await next()
+
+    rx = re.compile(r"^/rx/(\d+)$")
+
+    async def show(req, res):  # type: ignore[no-untyped-def]
+        route = req.route
+        seen.append((route.path, route.methods, route.stack))
+        await res.send("ok")
+
+    app.get("/user/:id", show)
+    app.route(["GET", "POST"], rx, show)
+    r1 = await call(app, "HEAD", "/user/1")
+    r2 = await call(app, "POST", "/rx/5")
+    assert r1.status == 200 and r2.status == 200
+    assert seen == [None, ("/user/:id", {"get": True}, (show,)), None,
+                    (rx, {"get": True, "post": True}, (show,))]
+
+
+def test_merge_params_numbered_captures() -> None:
+    from gateway.app.router import _merge_params
+
+    # the router package's mergeParams, case by case (values from running it in node)
+    assert _merge_params({0: "b"}, {0: "a"}) == {0: "a", 1: "b"}
+    assert _merge_params({0: "c", 1: "d"}, {0: "a", 1: "b"}) == {0: "a", 1: "b", 2: "c", 3: "d"}
+    assert _merge_params({0: "b", "x": "2"}, {"x": "1"}) == {0: "b", "x": "2"}
+    assert _merge_params({"x": "2"}, {0: "a", "x": "1"}) == {0: "a", "x": "2"}
+    assert _merge_params({0: "c", 1: "d", 2: "e"}, {0: "a"}) == {0: "a", 1: "c", 2: "d", 3: "e"}
+    assert _merge_params({}, {}) == {}
+
+
+def test_router_and_app_take_the_same_routing_keywords() -> None:
+    import inspect
+
+    router_kw = set(inspect.signature(Router).parameters)
+    app_kw = set(inspect.signature(App).parameters)
+    assert router_kw == {"privileged", "case_sensitive", "strict", "merge_params"}
+    assert app_kw == router_kw | {"query_parser"}
+    assert App(merge_params=True).merge_params is True
+
+
+async def test_root_middleware_sees_asterisk_form_options() -> None:
+    # router@2: a layer at "/" with end=false matches any path (its fast path), "*" included
+    app = App()
+    seen: list[str] = []
+
+    @app.use
+    async def everything(req, res, next):  # type: ignore[no-untyped-def]
+        seen.append("root " + req.path)
+        await next()
+
+    @app.use("/api")
+    async def api_only(req, res, next):  # type: ignore[no-untyped-def]
+        seen.append("api " + req.path)
+        await next()
+
+    r = await call(app, "OPTIONS", "*")
+    assert seen == ["root *"]
+    assert r.status == 404

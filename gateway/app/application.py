@@ -16,6 +16,7 @@ from gateway.app.auth import Credentials
 from gateway.app.body import MemoryBudget
 from gateway.app.router import Router
 from gateway.errors import REASONS, ClientDisconnected, HTTPError, MethodNotAllowed, NotFound
+from gateway.http.target import parse_query
 
 if TYPE_CHECKING:
     from gateway.app.pubsub import SocketHub
@@ -43,17 +44,61 @@ class Binding:
     credentials: Credentials
 
 
+QueryParser = Callable[[str], dict[str, Any]]
+
+
+def _no_query(query_string: str) -> dict[str, Any]:
+    return {}
+
+
+def _query_parser(option: str | bool | QueryParser) -> QueryParser:
+    # Express's compileQueryParser: the "query parser" setting
+    if option is True or option == "simple":
+        return parse_query  # node's querystring (Express 5's default)
+    if option == "extended":
+        from gateway.app.qs import parse_extended_query
+
+        return parse_extended_query
+    if option is False:
+        return _no_query
+    if callable(option):
+        return option
+    raise ValueError(f"unknown value for query_parser: {option!r} (simple, extended, False or a "
+                     "function)")
+
+
 class App(Router):
     """An application: routes and middleware, served by ``gateway serve module:app``.
 
     Args:
-        privileged, case_sensitive, strict: as for Router.
+        privileged, case_sensitive, strict, merge_params: as for Router.
+        query_parser: how ``req.query`` is parsed (Express's "query parser" setting):
+            ``"simple"`` (Express 5's default: node's querystring, repeated keys give a list,
+            ``a[b]=1`` stays the flat key ``"a[b]"``), ``"extended"`` (qs, as Express 4 and
+            Sails 1.5 HTTP requests: ``a[b]=1`` gives ``{"a": {"b": "1"}}``; see
+            gateway.app.qs), False (always ``{}``), or a function from the raw query string
+            to a dict (not called for an empty query string). The parser of the app that
+            received the request applies, also under a mounted sub-app.
+
+    Raises:
+        ValueError: an unknown ``query_parser``.
     """
 
+    # a slot, not a __dict__ entry: req.query reads it, and a slot is the quickest attribute
+    __slots__ = ("parse_query",)
+
     def __init__(
-        self, *, privileged: bool = False, case_sensitive: bool = False, strict: bool = False
+        self,
+        *,
+        privileged: bool = False,
+        case_sensitive: bool = False,
+        strict: bool = False,
+        merge_params: bool = False,
+        query_parser: str | bool | QueryParser = "simple",
     ) -> None:
-        super().__init__(privileged=privileged, case_sensitive=case_sensitive, strict=strict)
+        super().__init__(privileged=privileged, case_sensitive=case_sensitive, strict=strict,
+                         merge_params=merge_params)
+        self.parse_query: QueryParser = _query_parser(query_parser)
         self.settings: Settings | None = None
         self.budget = MemoryBudget(16 * 1024 * 1024)
         self.credentials = Credentials.empty()

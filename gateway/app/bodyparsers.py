@@ -203,9 +203,15 @@ def parse_json(
 
 
 def parse_urlencoded(
-    text: str, *, encoding: str = "utf-8", parameter_limit: int = 1000
-) -> dict[str, str | list[str]]:
-    """Parse ``application/x-www-form-urlencoded`` with Express's "simple" semantics.
+    text: str,
+    *,
+    encoding: str = "utf-8",
+    parameter_limit: int = 1000,
+    extended: bool = False,
+    depth: int = 32,
+) -> dict[str, Any]:
+    """Parse ``application/x-www-form-urlencoded`` with Express's "simple" semantics, or
+    ``extended`` ones (qs, as body-parser's ``extended: true``).
 
     For UTF-8 this *is* ``gateway.http.target.parse_query`` (node's querystring, what
     ``req.query`` uses): ``+`` is a space, bad %-escapes are kept literally and undecodable
@@ -214,20 +220,40 @@ def parse_urlencoded(
     parameter limit: a query string silently ignores pieces past it, a body is refused (413, as
     body-parser does). ISO-8859-1 bodies take the same rules with Latin-1 escapes.
 
+    Extended: ``qs.parse`` with body-parser's options (gateway.app.qs): nested keys
+    (``a[b][c]=1``), arrays (``a[]=1``, ``a[0]=1``) up to index ``max(100, pieces)``, at most
+    ``depth`` bracket groups per key (more is 400 "The input exceeded the depth").
+
     Args:
         text: the body text.
         encoding: the charset of %-escaped bytes (utf-8 or iso-8859-1).
         parameter_limit: the most ``&``-separated pieces accepted (as body-parser counts them).
+        extended: parse nested keys with qs.
+        depth: (extended) the most bracket groups in a key (body-parser's default 32).
 
     Returns:
-        A dict of names to a value or a list of values.
+        A dict of names to a value or a list of values (extended: nested dicts and lists).
 
     Raises:
         PayloadTooLarge: 413 "too many parameters".
+        BadRequest: 400 "The input exceeded the depth" (extended).
     """
-    if text.count("&") >= parameter_limit:
+    pieces = text.count("&") + 1
+    if pieces > parameter_limit:
         raise PayloadTooLarge(message=f"too many parameters (limit {parameter_limit})")
-    return parse_query(text, max_keys=0, encoding=encoding)
+    if not extended:
+        return parse_query(text, max_keys=0, encoding=encoding)
+    from gateway.app import qs  # on first use: apps with simple forms never load it
+
+    return qs.parse(
+        text,
+        depth=depth,
+        array_limit=max(100, pieces),
+        parameter_limit=parameter_limit,
+        charset=encoding,
+        allow_prototypes=True,
+        strict_depth=True,
+    )
 
 
 # ---------------------------------------------------------------------- middleware
@@ -295,8 +321,10 @@ def urlencoded(
     parameter_limit: int = 1000,
     default_charset: str = "utf-8",
     inflate: bool = True,
+    extended: bool = False,
+    depth: int = 32,
 ) -> Middleware:
-    """Middleware that parses urlencoded form bodies into ``req.body`` (simple parser).
+    """Middleware that parses urlencoded form bodies into ``req.body``.
 
     Args:
         limit: most decoded body bytes.
@@ -304,6 +332,9 @@ def urlencoded(
         parameter_limit: most fields; more is 413 "too many parameters".
         default_charset: utf-8 or iso-8859-1, used when the Content-Type names none.
         inflate: decode gzip/deflate bodies.
+        extended: nested keys with qs (``user[name]=tj`` -> ``{"user": {"name": "tj"}}``), as
+            body-parser's ``extended: true``; else the simple parser (see parse_urlencoded).
+        depth: (extended) the most bracket groups in a key; more is 400.
 
     Returns:
         ``async (req, res, next)``, see ``json``.
@@ -311,7 +342,8 @@ def urlencoded(
     Raises:
         ValueError: bad options (at creation). The middleware raises UnsupportedMediaType (415,
         a charset other than utf-8/iso-8859-1), PayloadTooLarge/BodyTooLarge (413),
-        BudgetExceeded (503), BadRequest (400, raw bytes invalid in the charset).
+        BudgetExceeded (503), BadRequest (400, raw bytes invalid in the charset; extended: a
+        key deeper than ``depth``).
     """
     max_bytes = parse_limit(limit)
     should_parse = type_checker(type)
@@ -319,6 +351,8 @@ def urlencoded(
         raise ValueError("option parameter_limit must be a positive number")
     if default_charset not in ("utf-8", "iso-8859-1"):
         raise ValueError("option default_charset must be either utf-8 or iso-8859-1")
+    if depth < 0:
+        raise ValueError("option depth must be a zero or a positive number")
 
     async def urlencoded_parser(req: BodyRequest, res: Any, next: Next) -> None:
         if not _skip(req, should_parse):
@@ -328,7 +362,11 @@ def urlencoded(
             req.body_parsed = True
             data = await collect_body(req, max_bytes, inflate=inflate)
             req.body = parse_urlencoded(
-                decode_text(data, cs), encoding=cs, parameter_limit=parameter_limit
+                decode_text(data, cs),
+                encoding=cs,
+                parameter_limit=parameter_limit,
+                extended=extended,
+                depth=depth,
             )
         await next()
 

@@ -9,13 +9,15 @@ from collections.abc import AsyncIterator, Callable, Iterable, Mapping
 from typing import TYPE_CHECKING, Any, overload
 
 from gateway.app.body import BodySource, BodyStream, EmptySource, MemoryBudget, State
-from gateway.http.target import parse_cookies, parse_query
+from gateway.app.cookies import json_cookies
+from gateway.http.target import parse_cookies
 
 if TYPE_CHECKING:
     import weakref
 
     from gateway.app.application import App
     from gateway.app.response import Response
+    from gateway.app.router import Route
     from gateway.settings import ModeLimits
 
 __all__ = ["Request"]
@@ -77,6 +79,9 @@ class Request:
         "_host",
         "upgrade",
         "_res",
+        "_route",
+        "_secret",
+        "_signed_cookies",
     )
 
     def __init__(
@@ -194,10 +199,16 @@ class Request:
 
     # -- URL --------------------------------------------------------------------------------
     @property
-    def query(self) -> dict[str, str | list[str]]:
+    def query(self) -> dict[str, Any]:
+        """The query string parsed by the app's query parser (``App(query_parser=...)``)."""
         q = self._query
         if q is None:
-            q = self._query = parse_query(self._query_string) if self._query_string else {}
+            qs = self._query_string
+            if qs:
+                parse = self.app.parse_query
+                q = self._query = parse(qs)
+            else:
+                q = self._query = {}
         return q
 
     @property
@@ -205,10 +216,11 @@ class Request:
         return self._query_string
 
     @property
-    def cookies(self) -> dict[str, str]:
+    def cookies(self) -> dict[str, Any]:
+        """The Cookie header's cookies; ``j:`` JSON values parsed (see gateway.app.cookies)."""
         c = self._cookies
         if c is None:
-            c = self._cookies = parse_cookies(self.headers.get("cookie"))
+            c = self._cookies = json_cookies(parse_cookies(self.headers.get("cookie")))
         return c
 
     def param(self, name: str | int, default: Any = None) -> Any:
@@ -546,6 +558,45 @@ class Request:
     def __repr__(self) -> str:
         return f"<Request {self.method} {self.url} mode={self.mode}>"
 
+    # -- set by the router and by cookie_parser (unset slots read as their defaults) --------
+    _route: Route | None
+    _secret: str | None
+    _signed_cookies: dict[str, Any]
+
+    @property
+    def route(self) -> Route | None:
+        """The route whose handlers run (Express ``req.route``): ``.path`` as registered,
+        ``.methods`` (``{"get": True}``), ``.stack``. None until a route matched; kept after it
+        calls ``next()``, as in Express."""
+        try:
+            return self._route
+        except AttributeError:
+            return None
+
+    @property
+    def secret(self) -> str | None:
+        """The cookie signing secret ``cookie_parser(secret)`` set (its first); else None."""
+        try:
+            return self._secret
+        except AttributeError:
+            return None
+
+    @secret.setter
+    def secret(self, value: str | None) -> None:
+        self._secret = value
+
+    @property
+    def signed_cookies(self) -> dict[str, Any]:
+        """Cookies whose signature ``cookie_parser(secret)`` checked: the value, or False when
+        the signature is wrong. Empty without cookie_parser."""
+        try:
+            return self._signed_cookies
+        except AttributeError:
+            return {}
+
+    @signed_cookies.setter
+    def signed_cookies(self, value: dict[str, Any]) -> None:
+        self._signed_cookies = value
 
 def _flatten(types: tuple[str | list[str], ...]) -> tuple[str, ...]:
     # Express takes req.is('json', 'html') and req.is(['json', 'html']) alike

@@ -106,6 +106,8 @@ MIME_TYPES: dict[str, str] = {
     "json-seq": "application/json-seq",  # ours (RFC 7464): mime-types has no such extension
 }
 _FILE_CHUNK = 65536
+# what encodeURIComponent leaves alone beyond what quote() always does (letters, digits, "-._~")
+_URI_COMPONENT_SAFE = "!*'()"
 
 
 class ResponseSink(Protocol):
@@ -438,6 +440,7 @@ class Response:
         same_site: str | bool | None = "Lax",
         partitioned: bool = False,
         priority: str | None = None,
+        signed: bool = False,
     ) -> Response:
         """Add a Set-Cookie, serialised as Express 5 (cookie 0.7) does.
 
@@ -459,18 +462,23 @@ class Response:
             same_site: ``"Lax"``, ``"Strict"``, ``"None"`` (any case), True (Strict), or
                 None/False to omit it.
             priority: ``"low"``, ``"medium"`` or ``"high"``.
+            signed: sign the value with ``req.secret`` as ``s:value.signature``
+                (cookie-parser's format; see gateway.app.cookies).
 
         Raises:
             ValueError: an invalid name, domain, path, same_site or priority.
+            RuntimeError: ``signed=True`` without a secret (no ``cookie_parser(secret)``).
         """
         if not _TOKEN.match(name):
             raise ValueError(f"invalid cookie name {name!r}")
-        if isinstance(value, (dict, list)):
-            text = "j:" + _ENCODER.encode(value)
-        elif isinstance(value, bool):
-            text = "true" if value else "false"
-        else:
-            text = str(value)
+        from gateway.app.cookies import cookie_value, sign
+
+        text = cookie_value(value)
+        if signed:
+            secret = getattr(self.req, "secret", None)
+            if not secret:
+                raise RuntimeError('cookie_parser("secret") required for signed cookies')
+            text = "s:" + sign(text, secret)
         parts = [f"{name}={quote(text, safe=_URI_COMPONENT_SAFE)}"]
         if max_age is not None:
             if not math.isfinite(max_age):

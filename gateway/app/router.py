@@ -1,7 +1,8 @@
 # Express-style routing: an ordered stack of layers (middleware, routes, mounted routers, error
 # handlers) walked with `await next()`. Patterns are compiled when registered, never per request.
 # Owns: dispatch order, next()/next(err)/next("route")/next("router"), mount prefix stripping,
-# HEAD->GET fallback, 405 with Allow, and the privilege check of privileged layers.
+# params (mergeParams as the `router` package merges them), req.route, HEAD->GET fallback, 405
+# with Allow, and the privilege check of privileged layers.
 # Must not: build error replies (gateway.app.application does, in one place) or touch I/O.
 from __future__ import annotations
 
@@ -11,14 +12,14 @@ from collections.abc import Awaitable, Callable, Iterable
 from functools import partial
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
-from gateway.app.routing import PathPattern
+from gateway.app.routing import ParamDecodeError, PathPattern
 from gateway.errors import Forbidden, HTTPError, Unauthorized
 
 if TYPE_CHECKING:
     from gateway.app.request import Request
     from gateway.app.response import Response
 
-__all__ = ["Router", "Next", "METHODS"]
+__all__ = ["Router", "Route", "Next", "METHODS"]
 
 # Every method h11 accepts is a token; these get shortcut decorators.
 METHODS = ("get", "post", "put", "patch", "delete", "head", "options")
@@ -93,8 +94,35 @@ def _adapt(fn: Fn) -> Fn:
     return two
 
 
+class Route:
+    """What ``req.route`` is during a route's handlers (Express's Route): made once, when the
+    route is registered.
+
+    Attributes:
+        path: the path pattern as registered (``"/user/:id"``, or the compiled regex).
+        methods: Express's form, lower-case names to True (``{"get": True}``); a route for every
+            method (``all``) has ``{"_all": True}``, as ``router.all`` has in Express (Express's
+            ``app.all`` registers its handler once per method and lists them all).
+        stack: the route's handlers, in order.
+    """
+
+    __slots__ = ("path", "methods", "stack")
+
+    def __init__(
+        self, path: str | re.Pattern[str], methods: frozenset[str] | None, stack: tuple[Fn, ...]
+    ) -> None:
+        self.path = path
+        self.methods: dict[str, bool] = (
+            {"_all": True} if methods is None else {m.lower(): True for m in sorted(methods)}
+        )
+        self.stack = stack
+
+    def __repr__(self) -> str:
+        return f"<Route {self.path!r} {sorted(self.methods)}>"
+
+
 class _Layer:
-    __slots__ = ("kind", "pattern", "methods", "fns", "privileged", "options", "router")
+    __slots__ = ("kind", "pattern", "methods", "fns", "privileged", "options", "router", "route")
 
     def __init__(
         self,
@@ -106,6 +134,7 @@ class _Layer:
         privileged: bool = False,
         options: dict[str, Any] | None = None,
         router: Router | None = None,
+        route: Route | None = None,
     ) -> None:
         self.kind = kind
         self.pattern = pattern
@@ -114,6 +143,7 @@ class _Layer:
         self.privileged = privileged
         self.options = options
         self.router = router
+        self.route = route
 
     def handles(self, method: str) -> bool:
         m = self.methods
@@ -126,19 +156,31 @@ class Router:
     Args:
         privileged: every layer of this router needs privilege mode (401/403 otherwise).
         case_sensitive: paths match case-sensitively (Express default: False).
-        strict: a trailing slash is significant (Express default: False).
+        strict: a trailing slash is significant in routes (Express default: False). Mount
+            paths (``use``) ignore it, as in Express.
+        merge_params: a router mounted at a path with params (``app.use("/shop/:shop_id",
+            router)``) sees them in ``req.params`` too; its own params win on a conflict
+            (Express ``Router({mergeParams: true})``).
     """
 
     def __init__(
-        self, *, privileged: bool = False, case_sensitive: bool = False, strict: bool = False
+        self,
+        *,
+        privileged: bool = False,
+        case_sensitive: bool = False,
+        strict: bool = False,
+        merge_params: bool = False,
     ) -> None:
         self.stack: list[_Layer] = []
         self.privileged = privileged
+        self.merge_params = merge_params
         self._case = case_sensitive
         self._strict = strict
 
     def _pattern(self, path: str | re.Pattern[str], end: bool) -> PathPattern:
-        return PathPattern(path, end=end, case_sensitive=self._case, strict=self._strict)
+        # router.use() layers are never strict in Express (its Layer gets strict: false)
+        strict = self._strict and end
+        return PathPattern(path, end=end, case_sensitive=self._case, strict=strict)
 
     # -- registration --------------------------------------------------------------------------
     def use(self, path: Any, *fns: Any, privileged: bool = False) -> Decorator:
@@ -196,6 +238,7 @@ class Router:
             methods=mset,
             privileged=privileged or self.privileged,
             options=options or None,
+            route=Route(path, mset, fns),
         )
         self.stack.append(layer)
         return _then(self, layer)
@@ -248,18 +291,26 @@ class Router:
                 methods=frozenset({"GET"}),
                 privileged=privileged or self.privileged,
                 options=options or None,
+                route=Route(path, frozenset({"GET"}), (fn,)),
             )
         )
         return _only
 
     # -- dispatch ------------------------------------------------------------------------------
     async def handle(
-        self, req: Request, res: Response, out: Next, allowed: set[str] | None = None
+        self,
+        req: Request,
+        res: Response,
+        out: Next,
+        allowed: set[str] | None = None,
+        parent: dict[Any, Any] | None = None,
     ) -> None:
         """Walk the stack for ``req`` (``req.path`` is relative to this router's mount point).
 
         ``out(err=None)`` is called when the stack is exhausted or ``next("router")`` is called.
         ``allowed`` collects the methods of routes whose path matched (for 405/Allow).
+        ``parent``: the params of the mount point, merged under every layer's (the mounting
+        router passes them when this router has ``merge_params``).
         """
         stack = self.stack
         n = len(stack)
@@ -275,69 +326,91 @@ class Router:
                 return
             if err == "route":
                 err = None
-            while idx < n:
-                layer = stack[idx]
-                idx += 1
-                kind = layer.kind
-                if err is not None:
-                    if kind != _ERROR:
-                        continue
-                elif kind == _ERROR:
-                    continue
-                elif kind == _ROUTE or kind == _WS:
-                    if (kind == _WS) is not upgrade:
-                        continue
-                m = layer.pattern.match(path)
-                if m is None:
-                    continue
-                if kind == _ROUTE and not layer.handles(method):
-                    if allowed is not None and layer.methods is not None:
-                        allowed.update(layer.methods)
-                    continue
-                params, consumed = m
+            while True:  # one try per next() call, not per layer: this loop is the hot path
                 try:
-                    if layer.privileged and not req.privileged:
-                        if req.auth_failed:
-                            raise Forbidden(None, "Forbidden: privilege required")
-                        raise Unauthorized(
-                            None,
-                            "Unauthorized: privilege required",
-                            {"WWW-Authenticate": 'Bearer realm="gateway"'},
-                        )
-                    if kind == _MOUNT:
-                        assert layer.router is not None
-                        await _mount(layer.router, req, res, params, consumed, next_, allowed)
-                    elif kind == _ERROR:
-                        req.params = params
-                        if consumed:  # mounted at a path: it sees the path below (Express)
-                            await _stripped(partial(layer.fns[0], err, req, res), req, consumed,
-                                            next_)
-                        else:
-                            await layer.fns[0](err, req, res, next_)
-                    elif kind == _MIDDLEWARE:
-                        req.params = params
-                        if consumed:
-                            await _stripped(partial(layer.fns[0], req, res), req, consumed, next_)
-                        else:
-                            await layer.fns[0](req, res, next_)
-                    elif kind == _WS:
-                        # the transport's sink accepts the handshake (checks, then the 101 and
-                        # the handler once this request is over); others cannot upgrade
-                        req.params = params
-                        req.route_options = layer.options
-                        accept = getattr(res._sink, "accept_websocket", None)
-                        if accept is None:
-                            raise HTTPError(426, "WebSocket upgrade not possible here")
-                        await accept(req, res, layer.fns[0], layer.options or {})
-                    else:
-                        req.params = params
-                        req.route_options = layer.options
-                        await _run_route(layer, req, res, next_)
-                except Exception as exc:  # to the error-handling layers, like Express
+                    while idx < n:
+                        layer = stack[idx]
+                        idx += 1
+                        kind = layer.kind
+                        if err is not None:
+                            if kind != _ERROR:
+                                continue
+                        elif kind == _ERROR:
+                            continue
+                        elif kind == _ROUTE or kind == _WS:
+                            if (kind == _WS) is not upgrade:
+                                continue
+                        m = layer.pattern.match(path)  # ParamDecodeError: see below
+                        if m is None:
+                            continue
+                        if kind == _ROUTE:
+                            methods = layer.methods  # layer.handles(method), inlined (hot)
+                            if not (methods is None or method in methods
+                                    or (method == "HEAD" and "GET" in methods)):
+                                if allowed is not None and methods is not None:
+                                    allowed.update(methods)
+                                continue
+                        params, consumed = m
+                        if parent is not None:
+                            params = _merge_params(params, parent)
+                        try:
+                            if layer.privileged and not req.privileged:
+                                if req.auth_failed:
+                                    raise Forbidden(None, "Forbidden: privilege required")
+                                raise Unauthorized(
+                                    None,
+                                    "Unauthorized: privilege required",
+                                    {"WWW-Authenticate": 'Bearer realm="gateway"'},
+                                )
+                            if kind == _MOUNT:
+                                assert layer.router is not None
+                                await _mount(layer.router, req, res, params, consumed, next_,
+                                             allowed)
+                            elif kind == _ERROR:
+                                req.params = params
+                                if consumed:  # mounted at a path: it sees the path below
+                                    await _stripped(partial(layer.fns[0], err, req, res), req,
+                                                    consumed, next_)
+                                else:
+                                    await layer.fns[0](err, req, res, next_)
+                            elif kind == _MIDDLEWARE:
+                                req.params = params
+                                if consumed:
+                                    await _stripped(partial(layer.fns[0], req, res), req,
+                                                    consumed, next_)
+                                else:
+                                    await layer.fns[0](req, res, next_)
+                            elif kind == _WS:
+                                # the transport's sink accepts the handshake (checks, then the
+                                # 101 and the handler once this request is over); others cannot
+                                # upgrade
+                                req.params = params
+                                req.route_options = layer.options
+                                req._route = layer.route
+                                accept = getattr(res._sink, "accept_websocket", None)
+                                if accept is None:
+                                    raise HTTPError(426, "WebSocket upgrade not possible here")
+                                await accept(req, res, layer.fns[0], layer.options or {})
+                            else:
+                                req.params = params
+                                req.route_options = layer.options
+                                # kept after the route calls next(), as in Express (a logger that
+                                # awaits next() then reads req.route.path sees the route that ran)
+                                req._route = layer.route
+                                await _run_route(layer, req, res, next_)
+                        except Exception as exc:  # to the error-handling layers, like Express
+                            if res.finished:
+                                raise
+                            await next_(exc)
+                        return
+                    break
+                except ParamDecodeError as exc:
+                    # a malformed %-escape in a param of the layer being matched: to the error
+                    # handlers that follow, as Express does (the first error is kept)
                     if res.finished:
                         raise
-                    await next_(exc)
-                return
+                    if err is None:
+                        err = exc
             await out(err)
 
         try:
@@ -346,6 +419,33 @@ class Router:
             # next_ refers to itself through its closure cell: without this, every request
             # would leave a reference cycle (holding req and res) for the cycle collector
             next_ = _spent
+
+
+def _merge_params(params: dict[Any, Any], parent: dict[Any, Any]) -> dict[Any, Any]:
+    """The ``router`` package's mergeParams: the mount point's params under this layer's.
+
+    Named params: this layer's win. Numbered captures (regex groups, unnamed ``*``): when both
+    sides have ``0``, this layer's are renumbered to follow the parent's (parent ``{0: a}`` and
+    ``{0: b}`` give ``{0: a, 1: b}``).
+    """
+    if not parent:
+        return params
+    merged = dict(parent)
+    if 0 not in params or 0 not in parent:
+        merged.update(params)
+        return merged
+    own = 0
+    while own in params:
+        own += 1
+    offset = 0
+    while offset in parent:
+        offset += 1
+    for i in range(own - 1, -1, -1):  # from the top, so no capture is overwritten before moved
+        params[i + offset] = params[i]
+        if i < offset:
+            del params[i]
+    merged.update(params)
+    return merged
 
 
 async def _spent(err: Any = None) -> None:
@@ -392,7 +492,9 @@ async def _mount(
     allowed: set[str] | None,
 ) -> None:
     req.params = params
-    await _stripped(lambda out: router.handle(req, res, out, allowed), req, consumed, next_)
+    parent = params if router.merge_params else None
+    await _stripped(lambda out: router.handle(req, res, out, allowed, parent), req, consumed,
+                    next_)
 
 
 async def _stripped(
@@ -405,7 +507,8 @@ async def _stripped(
     rest = req.path[consumed:] or "/"
     if not rest.startswith("/"):
         rest = "/" + rest
-    req.base_url = saved[2] + prefix
+    # no trailing slash in base_url (Express), even when a mount's splat took one
+    req.base_url = saved[2] + (prefix[:-1] if prefix and prefix[-1] == "/" else prefix)
     req.path = rest
     req.url = rest + req.url[len(saved[0]) :]
     restored = False

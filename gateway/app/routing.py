@@ -1,7 +1,11 @@
 # Path patterns for routes and mounts: Express 5 syntax (path-to-regexp 8: `:id`, `:"quoted"`,
 # `{optional}`, `*splat`, `\` escapes), the Express 4 / EdgerOS forms still in the wild (`:id?`,
-# unnamed `*` -> params[0]), and compiled regex routes. A pattern is compiled once into one regex;
-# match() is one regex call plus percent-decoding of captures (skipped when there is no '%').
+# unnamed `*` -> params[0]), and compiled regex routes. A pattern is compiled once into one regex
+# built as path-to-regexp 8.4 builds it (so ambiguous paths split as in Express 5: tested against
+# the real package); match() is one regex call plus percent-decoding of captures (skipped when
+# there is no '%'). Kept on purpose, unlike path-to-regexp 8: the Express 4 forms above (it
+# refuses them), and an escaped trailing slash (`/a\/`) stays literal when not strict (Express's
+# loosen() strips the slash and the dangling `\` is then a compile error).
 # Pure: no I/O, no trio, no request objects; dispatch (methods, mounting) is the router's job.
 from __future__ import annotations
 
@@ -12,7 +16,7 @@ from typing import Final, TypeAlias
 from gateway.errors import BadRequest
 from gateway.http.target import percent_decode
 
-__all__ = ["PathPattern", "Params"]
+__all__ = ["PathPattern", "Params", "ParamDecodeError"]
 
 Params: TypeAlias = dict[str | int, str | list[str]]
 
@@ -204,72 +208,122 @@ def _flatten(nodes: tuple[_Node, ...] | list[_Node]) -> list[list[_Leaf]]:
     return sequences
 
 
-def _negate(backtrack: str) -> str:
-    # A param that follows another capture in the same segment may not run over the text that
-    # separates them: this keeps `/:a-:b` linear instead of quadratic (path-to-regexp 8's rule).
-    if len(backtrack) < 2:
-        return f"[^/{re.escape(backtrack)}]"
-    return f"(?:(?!{re.escape(backtrack)})[^/])"
+def _negate(a: str, b: str) -> str:
+    """One character that starts neither ``a`` nor ``b`` (path-to-regexp 8's ``negate``).
+
+    A capture next to literal text may not run over that text: this is what keeps `/:a-:b`
+    linear instead of quadratic, and it decides how ambiguous paths split.
+    """
+    if len(b) > len(a):
+        a, b = b, a  # longest first
+    if a == b:
+        b = ""
+    if len(b) > 1:
+        return f"(?:(?!{re.escape(a)}|{re.escape(b)}).)"
+    if len(a) > 1:
+        return f"(?:(?!{re.escape(a)})[^{re.escape(b)}])" if b else f"(?:(?!{re.escape(a)}).)"
+    if not a:
+        return "."  # JavaScript's [^] (any character; the regex is compiled with DOTALL)
+    return f"[^{re.escape(a + b)}]"
+
+
+def _has_in_segment(seq: list[_Leaf], i: int) -> bool:
+    """Whether a wildcard follows at ``seq[i:]`` before text with a '/' ends the segment."""
+    for node in seq[i:]:
+        if isinstance(node, _Wildcard):
+            return True
+        if isinstance(node, _Text) and "/" in node.value:
+            return False
+    return False
+
+
+def _peek_text(seq: list[_Leaf], i: int) -> str:
+    text = []
+    for node in seq[i:]:
+        if not isinstance(node, _Text):
+            break
+        text.append(node.value)
+    return "".join(text)
 
 
 class _Emitter:
-    """Turns flattened sequences into regex source, recording each capture group's key."""
+    """Turns flattened sequences into regex source, recording each capture group's key.
 
-    __slots__ = ("src", "strict", "end", "keys", "kinds")
+    The regex of each sequence is path-to-regexp 8.4's ``toRegExpSource`` token for token (in
+    Python syntax), so ambiguous paths split exactly as Express 5 splits them; Python's ``re``
+    and JavaScript's RegExp backtrack alike for these constructs (greedy, leftmost alternative
+    first).
+    """
 
-    def __init__(self, src: str, *, strict: bool, end: bool) -> None:
+    __slots__ = ("src", "keys", "kinds")
+
+    def __init__(self, src: str) -> None:
         self.src = src
-        self.strict = strict
-        self.end = end
         self.keys: list[str | int] = []  # per capture group, in regex order
         self.kinds: list[int] = []
 
-    def emit(self, seq: list[_Leaf], backtrack: str) -> str:
-        # `safe`: no capture yet in this segment, so a param is simply [^/]+ (path-to-regexp 8).
-        safe = True
+    def emit(self, seq: list[_Leaf]) -> str:
         parts: list[str] = []
-        last = len(seq) - 1
-        for i, node in enumerate(seq):
+        backtrack = ""  # text since the last capture
+        wildcard_backtrack = ""  # text since the last wildcard
+        prev = 0  # the previous capture: 0 none, 1 param, 2 wildcard
+        segment = 0  # bits of the captures seen in this segment: 1 param, 2 wildcard
+        for i, node in enumerate(seq, 1):
             if isinstance(node, _Text):
                 parts.append(re.escape(node.value))
                 backtrack += node.value
-                safe = safe or "/" in node.value
+                if prev == 2:
+                    wildcard_backtrack += node.value
+                if "/" in node.value:
+                    segment = 0
                 continue
-            if not safe and not backtrack:
+            if prev and not backtrack:
                 raise ValueError(
                     f"Missing text before {node.name!r}: two captures in a row cannot be told "
                     f"apart in path pattern {self.src!r}"
                 )
             if isinstance(node, _Param):
-                parts.append(f"({'[^/]' if safe else _negate(backtrack)}+)")
+                if segment & 2:  # a wildcard earlier in this segment
+                    parts.append(f"({_negate('/', backtrack)}+)")
+                elif _has_in_segment(seq, i):  # a wildcard later in this segment
+                    parts.append(f"({_negate('/', _peek_text(seq, i))}+)")
+                elif segment & 1:  # a param earlier in this segment
+                    parts.append(f"({_negate('/', backtrack)}+|{re.escape(backtrack)})")
+                else:
+                    parts.append("([^/]+)")
                 kind = _STRING
-            elif isinstance(node.name, int):
-                parts.append("(.*)")  # Express 4: any text, may be empty, may hold '/'
-                kind = _STRING
-            elif i == last and not self.strict:
-                # A trailing splat leaves one trailing slash out ("/a/b/" -> ["a", "b"]) and, in
-                # a mount, still runs to the end of the path.
-                parts.append("(.+?)" if self.end else r"(.+?)(?=/?\Z)")
-                kind = _SEGMENTS
+                segment |= 1
+                prev = 1
             else:
-                parts.append("(.+)")
-                kind = _SEGMENTS
+                if isinstance(node.name, int):
+                    parts.append("(.*)")  # Express 4: any text, may be empty, may hold '/'
+                    kind = _STRING
+                elif segment & 2:
+                    parts.append(f"({_negate(backtrack, '')}+)")
+                    kind = _SEGMENTS
+                elif wildcard_backtrack:  # no capture in this segment, a wildcard before it
+                    parts.append(f"({_negate(wildcard_backtrack, '')}+|[^/]+)")
+                    kind = _SEGMENTS
+                else:
+                    parts.append("(.+)")
+                    kind = _SEGMENTS
+                wildcard_backtrack = ""
+                segment |= 2
+                prev = 2
             self.keys.append(node.name)
             self.kinds.append(kind)
             backtrack = ""
-            safe = False
         return "".join(parts)
 
     def emit_all(self, nodes: list[_Node]) -> str:
         # Literal text before the first param or group is shared by every alternative; keep it
-        # out of the alternation so a miss fails on the prefix once.
+        # out of the alternation so a miss fails on the prefix once. (re.escape works character
+        # by character, so every alternative's source starts with exactly this text.)
         k = 0
         while k < len(nodes) and isinstance(nodes[k], _Text):
             k += 1
-        prefix = "".join(node.value for node in nodes[:k] if isinstance(node, _Text))
-        sequences = _flatten(nodes[k:])
-        bodies = [self.emit(seq, prefix) for seq in sequences]
-        head = re.escape(prefix)
+        head = re.escape("".join(node.value for node in nodes[:k] if isinstance(node, _Text)))
+        bodies = [self.emit(seq)[len(head):] for seq in _flatten(nodes)]
         if len(bodies) == 1:
             return head + bodies[0]
         return head + "(?:" + "|".join(bodies) + ")"
@@ -291,13 +345,17 @@ def _strip_trailing_slashes(src: str) -> str:
     return src[:end]
 
 
+class ParamDecodeError(BadRequest):
+    """A captured param holds a malformed percent-escape or invalid UTF-8 (400)."""
+
+
 def _decode(raw: str) -> str:
     if "%" not in raw:
         return raw
     try:
         return percent_decode(raw)
     except ValueError:
-        raise BadRequest(message=f"Failed to decode param '{raw}'") from None
+        raise ParamDecodeError(message=f"Failed to decode param '{raw}'") from None
 
 
 class PathPattern:
@@ -309,14 +367,17 @@ class PathPattern:
       JavaScript identifier rules, or are quoted: ``/:"user-id"``.
     - ``/user{/:id}``, ``/file{.:ext}``: braces make a part optional (they nest).
     - ``/files/*path``: a named wildcard, one or more characters across segments; its value is the
-      list of decoded segments (``["a", "b.txt"]``).
+      list of decoded segments (``["a", "b.txt"]``; ``/files/a/`` gives ``["a", ""]``, as in
+      Express 5).
     - ``\\`` escapes the next character: ``/a\\(b\\)``. Unescaped ``()[]+?!`` are errors.
     - Express 4: ``/user/:id?`` is ``/user{/:id}``; an unnamed ``*`` captures any text (maybe
       empty, ``/`` included) as ``params[0]``, ``params[1]``, ... in order.
 
-    A compiled regex is used as it is (``search``, its own flags; ``end``, ``strict`` and
+    A compiled regex is used as it is (``search``, its own flags; ``strict`` and
     ``case_sensitive`` do not apply): unnamed groups become ``params[0]``, ``params[1]``, ...,
-    named groups use their names; groups that did not take part are left out.
+    named groups use their names; groups that did not take part are left out. As a mount
+    (``end=False``) its match must start the path and end at a ``/`` or the path's end, else
+    it does not match (Express skips such a layer).
 
     Param values are percent-decoded as UTF-8 (``%2F`` too); patterns are matched against the raw,
     still-encoded path.
@@ -385,18 +446,31 @@ class PathPattern:
             else:
                 keys.append(name)
         self.regex = rx
-        self._find = rx.search  # Express runs a regex route unanchored (RegExp.exec)
+        # Express runs a regex unanchored (RegExp.exec); a mount must also start at the
+        # beginning of the path and end at a '/' boundary, or Express skips it (trimPrefix)
+        self._find = rx.search if self.end else self._search_prefix
         self.keys: tuple[str | int, ...] = tuple(keys)
         self._group_keys: tuple[str | int, ...] = self.keys
         self._group_kinds: tuple[int, ...] = (_STRING,) * len(keys)
 
+    def _search_prefix(self, path: str) -> re.Match[str] | None:
+        m = self.regex.search(path)
+        if m is None or m.start() != 0 or path[m.end() : m.end() + 1] not in ("", "/"):
+            return None
+        return m
+
     def _init_string(self, src: str) -> None:
+        if not self.end and src == "/":
+            # a mount at "/" takes every path, even "*" (OPTIONS *), and consumes nothing
+            # (Express's fast path)
+            self.regex = re.compile("")
+            self._find = self.regex.match
+            self.keys = self._group_keys = self._group_kinds = ()
+            return
         if not self.strict and src != "/":
             src = _strip_trailing_slashes(src)
-        if not self.end and src == "/":
-            src = ""  # a mount at "/" takes every path and consumes nothing (Express's fast path)
         nodes = _Parser(src).parse()
-        emitter = _Emitter(src, strict=self.strict, end=self.end)
+        emitter = _Emitter(src)
         try:
             body = emitter.emit_all(nodes)
         except _TooManyAlternatives as exc:
@@ -422,12 +496,15 @@ class PathPattern:
 
         Returns:
             None when the path does not match; else ``(params, consumed)``: the decoded params and
-            how many characters of ``path`` the pattern covered. ``consumed`` never includes the
-            optional trailing slash, so a mount at ``/api`` consumes 4 characters of ``/api``,
-            ``/api/`` and ``/api/x`` alike (the rest is what the mounted router sees).
+            how many characters of ``path`` the pattern covered. ``consumed`` leaves out the
+            optional trailing slash that non-strict matching allows, so a mount at ``/api``
+            consumes 4 characters of ``/api``, ``/api/`` and ``/api/x`` alike (the rest is what
+            the mounted router sees); a wildcard that took a trailing slash into its value
+            (``/*path`` on ``/a/`` gives ``["a", ""]``, as in Express 5) consumed it.
 
         Raises:
-            BadRequest: a captured value holds a malformed percent-escape or invalid UTF-8
+            ParamDecodeError: (a BadRequest, 400) a captured value holds a malformed
+                percent-escape or invalid UTF-8
                 (``Failed to decode param '%zz'``, as Express says).
         """
         m = self._find(path)
