@@ -18,9 +18,7 @@ import trio
 
 from gateway.app.body import EmptySource
 from gateway.app.request import Request
-from gateway.app.response import Response
 from gateway.errors import (
-    REASONS,
     BodyError,
     BodyTimeout,
     ClientDisconnected,
@@ -69,6 +67,8 @@ class HTTPSession:
         stream: the connected byte stream (TCP, TLS or Unix).
         info: peer address, transport scheme and privilege of the connection.
     """
+
+    carries_values = False  # a ResponseSink of bytes
 
     __slots__ = ("server", "app", "stream", "info", "conn", "scope", "phase", "recv_size",
                  "http", "requests", "close_after", "_sent_100", "_body_done",
@@ -168,9 +168,8 @@ class HTTPSession:
 
     async def _serve_one(self, event: h11.Request) -> None:
         server = self.server
-        app = self.app
         self.phase = "handler"
-        self._started = trio.current_time()
+        started = self._started = trio.current_time()
         self.deadline = _INF
         target = event.target
         host = None
@@ -218,45 +217,27 @@ class HTTPSession:
         self.writer.reset()
         if not has_body:
             self.conn.next_event()  # the EndOfMessage h11 has ready for a bodiless request
-        privileged = self.info.privileged
-        auth_failed = False
-        if auth is not None and not privileged:
-            privileged, auth_failed = app.credentials.check_authorization(auth.decode("latin-1"))
         self._body_done = not has_body
         self._sent_100 = False
         self._body_bytes = 0
         self.head_only = method == "HEAD"
-        settings = server.settings
-        req = Request(
-            app, method, url, path, query, headers,
-            protocol=self.info.scheme,
-            http_version=event.http_version.decode("ascii"),
-            client=self.info.peer,
-            source=self if has_body else _EMPTY,
-            budget=app.budget,
-            limits=settings.privileged if privileged else settings.user,
-            privileged=privileged,
-            auth_failed=auth_failed,
-            host=host,
-            upgrade=ws_upgrade and method == "GET",
+        exchange = server.exchange
+        info = self.info
+        req = self.req = exchange.request(
+            info, method, url, path, query, headers, self if has_body else _EMPTY,
+            event.http_version.decode("ascii"),
+            None if auth is None else auth.decode("latin-1"),  # the Authorization header
+            host,
+            ws_upgrade and method == "GET",
         )
-        self.req = req
-        res = Response(self)
         self._status = 0
         if self.requests >= self.http.max_requests_per_connection or server.draining:
             self.close_after = True
-        try:
-            if upgrade or path.startswith("/socket.io"):
-                await server.route_upgrade(self, req, res)
-            if not res.finished and self.upgrade_handler is None:
-                await app.handle_request(req, res)
-            if res.headers_sent and not res.finished:
-                await res.end()  # a streamed response the handler left open
-        finally:
-            stream = req._stream
-            if stream is not None:
-                await stream.finish()
-            server.log_access(self, req, res)
+        if upgrade or path.startswith("/socket.io"):
+            sink, endpoint = server.upgrade_route(self, req)
+            await exchange.run(info, req, sink, endpoint, started)
+        else:
+            await exchange.run(info, req, self, None, started)
         if self.upgrade_handler is None and not self._body_done:
             if self.close_after or not self.writer.keep_alive:
                 # closing anyway: don't wait for a body (a client waiting for 100-continue never
@@ -445,18 +426,23 @@ class HTTPSession:
 
     # -- errors and closing -------------------------------------------------------------------
     async def _reply_error(self, status: int, message: str) -> None:
-        """Answer a protocol-level error (malformed request, head timeout) and close."""
-        if self.writer.started and not self.writer.done or self.phase == "handler":
+        """Answer a request that could not be read (malformed head, head timeout), then close.
+
+        The reply itself is the exchange's error reply; this only makes the connection ready
+        for it (a fresh response head, Connection: close) and bounds the send.
+        """
+        if self.phase == "handler" or self.writer.started and not self.writer.done:
             return  # a response is under way (or was sent): nothing more can be said
         self.server.stats["protocol_errors"] += 1
-        body = (message + "\n").encode()
-        head = (f"HTTP/1.1 {status} {REASONS.get(status, 'Error')}\r\n"
-                f"content-type: text/plain; charset=utf-8\r\ncontent-length: {len(body)}\r\n"
-                "connection: close\r\n\r\n").encode()
+        self.close_after = True
+        self._body_done = True
+        self._http10 = False
+        self.head_only = False
+        self.writer.reset()
         with trio.move_on_after(1.0):
             try:
-                await self.stream.send_all(head + body)
-            except (trio.BrokenResourceError, trio.ClosedResourceError):
+                await self.server.exchange.refuse(self, status, message)
+            except ClientDisconnected:
                 pass
         log.info("%s: %d %s", self.info.peer_text, status, message)
 

@@ -2,12 +2,12 @@
 # virtual requests: each `get/post/...` event becomes a Request through the SAME App, router and
 # middleware as HTTP, answered with a JWR through the event's ack; server pushes from app.sockets.
 # Owns: the connection loop (read, decode, dispatch), at most MAX_IN_FLIGHT virtual requests per
-# socket, the collecting ResponseSink (capped), and the socket's bounded outbound queue.
+# socket, the JWR-making ValueSink (capped), and the socket's bounded outbound queue. It is an
+# adapter: a virtual request becomes a head + already-parsed body + sink for gateway.app.exchange.
 # Must not: parse Engine.IO/Socket.IO/Sails itself (gateway.ws does) or build error replies
-# (App.handle_request does, in one place).
+# (the exchange does, in one place; the Sails parse-error packet is the codec's).
 from __future__ import annotations
 
-import json
 import logging
 import secrets
 from collections.abc import Awaitable
@@ -16,7 +16,8 @@ from urllib.parse import quote
 
 import trio
 
-from gateway.app.body import BytesSource
+from gateway.app.body import ValueSource
+from gateway.app.contracts import NO_BODY
 from gateway.app.pubsub import Push, SocketHub
 from gateway.app.request import Request
 from gateway.app.response import Response
@@ -38,29 +39,25 @@ log = logging.getLogger("gateway.sails")
 # from taking every task and byte (the reader stops reading until a slot frees: backpressure).
 MAX_IN_FLIGHT: Final = 8
 _VISIBLE_ASCII: Final = "".join(chr(c) for c in range(0x21, 0x7F))
-_DROP_HEADERS: Final = frozenset({"content-length", "transfer-encoding", "connection"})
-# a virtual request's data as its JSON body (one encoder: json.dumps with options builds one)
-_JSON: Final = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False)
 
 
 async def accept(manager: WebSocketManager, session: HTTPSession, req: Request,
                  res: Response) -> None:
-    """Answer a request for /socket.io/: take a valid websocket handshake over, or reply 400,
-    403 or 503 through App.send_error (polling is refused: websocket transport only)."""
-    app = manager.server.app
+    """The /socket.io/ endpoint: take a valid websocket handshake over.
+
+    Raises:
+        HTTPError: 400 (polling, or an unsupported Engine.IO version: websocket transport
+            only), 403 (origin), 503 (too many WebSockets); the exchange replies with it.
+    """
     query = req.query
     version = query.get("EIO")
     transport = query.get("transport")
-    try:
-        if transport != "websocket" or not req.upgrade:
-            raise HTTPError(400, "Socket.IO: only the websocket transport is supported "
-                                 "(connect with transports: ['websocket'])")
-        if version not in ("3", "4"):
-            raise HTTPError(400, "Socket.IO: unsupported Engine.IO version (EIO=3 or EIO=4)")
-        offer = manager.check(session, req)
-    except HTTPError as exc:
-        await app.send_error(req, res, exc.status, exc.message, exc.headers)
-        return
+    if transport != "websocket" or not req.upgrade:
+        raise HTTPError(400, "Socket.IO: only the websocket transport is supported "
+                             "(connect with transports: ['websocket'])")
+    if version not in ("3", "4"):
+        raise HTTPError(400, "Socket.IO: unsupported Engine.IO version (EIO=3 or EIO=4)")
+    offer = manager.check(session, req)
     manager.take_over(session, req, res, offer, None, None, int(version))
 
 
@@ -83,77 +80,107 @@ async def serve(manager: WebSocketManager, session: HTTPSession, ws: WebSocket,
 
 
 class VirtualResponse:
-    """A ResponseSink that collects a virtual response, at most ``limit`` body bytes.
+    """The ValueSink of one virtual request: the reply becomes a JWR, encoded at once as the
+    ack frame (``frame``) that the socket sends when the exchange is over.
 
-    Past the limit the body is dropped at once (memory stays bounded) and the reply becomes a
-    500 JWR.
+    ``res.json(obj)`` / ``res.send(text)`` reach ``send_value`` as the values themselves, with
+    only the headers the app set (Sails' JWR). Streamed bodies and files arrive as bytes
+    (capped at ``limit``: past it the bytes are dropped at once) and become text, or the value
+    again when their Content-Type is JSON. A reply whose ack frame would be over ``limit`` is
+    refused (HTTPError 500) before anything is sent, so the exchange answers with its error
+    reply instead.
+
+    Args:
+        session: the socket's Engine.IO session (encodes the ack).
+        ack_id: the request's ack id; None: no reply is wanted (nothing is encoded).
+        limit: websocket.max_virtual_response_bytes.
+        head_only: a HEAD request: the JWR has no body.
     """
 
-    __slots__ = ("head_only", "status", "headers", "_chunks", "_size", "limit", "overflow")
+    carries_values = True
 
-    def __init__(self, limit: int, head_only: bool = False) -> None:
+    __slots__ = ("head_only", "limit", "frame", "_session", "_ack_id", "_status", "_headers",
+                 "_chunks", "_size")
+
+    def __init__(self, session: eio.EngineIOSession, ack_id: int | None, limit: int,
+                 head_only: bool = False) -> None:
         self.head_only = head_only
-        self.status = 0
-        self.headers: list[tuple[str, str]] = []
-        self._chunks: list[bytes] = []
-        self._size = 0
         self.limit = limit
-        self.overflow = False
+        self.frame: str | None = None
+        self._session = session
+        self._ack_id = ack_id
+        self._status = 0
+        self._headers: list[tuple[str, str]] = []
+        self._chunks: list[bytes] | None = []
+        self._size = 0
 
+    async def send_value(self, status: int, headers: list[tuple[str, str]], value: Any) -> int:
+        body = sails.NO_BODY if value is NO_BODY or self.head_only else value
+        return self._reply(sails.jwr(status, headers, body))
+
+    def _reply(self, jwr: dict[str, Any]) -> int:
+        ack_id = self._ack_id
+        session = self._session
+        if ack_id is None or not session.connected:
+            return 0  # nobody to answer
+        frame = session.send_ack(ack_id, [jwr])  # ValueError/TypeError: not JSON-able
+        if len(frame) > self.limit:
+            raise _too_large(self.limit)
+        self.frame = frame
+        return len(frame)
+
+    # the byte path (res.write()/end(), res.send_file()): collected, then one JWR at the end
     def _add(self, data: bytes) -> None:
-        if self.overflow or not data:
+        chunks = self._chunks
+        if chunks is None or not data:
             return
         self._size += len(data)
         if self._size > self.limit:
-            self.overflow = True
-            self._chunks.clear()
+            self._chunks = None  # over the cap: dropped now, refused at the end
         else:
-            self._chunks.append(data)
+            chunks.append(data)
 
     async def send_response(self, status: int, headers: list[tuple[str, str]],
                             body: bytes | None, end: bool) -> None:
-        self.status = status
-        self.headers = headers
+        self._status = status
+        self._headers = headers
         if body:
             self._add(body)
+        if end:
+            await self.end()
 
     async def send_data(self, data: bytes) -> None:
         self._add(data)
 
     async def end(self) -> None:
-        return None
+        chunks = self._chunks
+        if chunks is None:
+            raise _too_large(self.limit)
+        # Content-Length described bytes that a JWR does not carry
+        headers = [(k, v) for k, v in self._headers if k.lower() != "content-length"]
+        content_type = next((v for k, v in headers if k.lower() == "content-type"), None)
+        body = sails.body_from_http(content_type, b"".join(chunks))
+        self._chunks = []
+        self._reply(sails.jwr(self._status, headers, sails.NO_BODY if self.head_only else body))
 
     async def send_file(self, path: str, size: int) -> None:
         if size > self.limit:
-            self.overflow = True
-            self._chunks.clear()
-            return
-        async with await trio.open_file(path, "rb") as f:
-            left = size
-            while left > 0 and not self.overflow:
-                chunk = await f.read(min(65536, left))
-                if not chunk:
-                    break
-                left -= len(chunk)
-                self._add(chunk)
+            self._chunks = None
+        else:
+            async with await trio.open_file(path, "rb") as f:
+                left = size
+                while left > 0 and self._chunks is not None:
+                    chunk = await f.read(min(65536, left))
+                    if not chunk:
+                        break
+                    left -= len(chunk)
+                    self._add(chunk)
+        await self.end()
 
-    def jwr(self) -> dict[str, Any]:
-        """The JWR for what was collected: ``{body, headers, statusCode}``.
 
-        JSON bodies are parsed back (what res.json() gave), others are text. The App's 404
-        error reply becomes ``"Not Found"``, the body Sails sends for a 404.
-        """
-        if self.overflow:
-            log.warning("virtual response over websocket.max_virtual_response_bytes (%d)",
-                        self.limit)
-            return sails.status_jwr(500)
-        headers = [(k, v) for k, v in self.headers if k.lower() not in _DROP_HEADERS]
-        content_type = next((v for k, v in headers if k.lower() == "content-type"), None)
-        body = sails.body_from_http(content_type, b"".join(self._chunks))
-        if (self.status == 404 and isinstance(body, dict) and body.keys() == {"error", "status"}
-                and body["status"] == 404):
-            body = sails.NOT_FOUND
-        return sails.jwr(self.status, headers, body)
+def _too_large(limit: int) -> HTTPError:
+    log.warning("virtual response over websocket.max_virtual_response_bytes (%d)", limit)
+    return HTTPError(500, "virtual response too large")
 
 
 class SailsSocket:
@@ -166,8 +193,8 @@ class SailsSocket:
         version: Engine.IO protocol version (3: sails.io.js 1.x; 4: socket.io-client 4).
     """
 
-    __slots__ = ("id", "ws", "eio", "manager", "app", "hub", "info", "handshake",
-                 "_privileged", "_outbox", "_outbox_bytes", "_flushing", "_dead", "_in_flight",
+    __slots__ = ("id", "ws", "eio", "manager", "app", "hub", "info", "handshake", "exchange",
+                 "_outbox", "_outbox_bytes", "_flushing", "_dead", "_in_flight",
                  "_slot_free", "_work", "_idle", "_lot", "_stopping", "_msgs", "_reader", "_result",
                  "_ended",
                  "_seen_msgs", "_last_active",
@@ -184,12 +211,15 @@ class SailsSocket:
         self.manager = manager
         self.app = manager.server.app
         self.hub: SocketHub = self.app.sockets
-        self.info = session.info
+        self.exchange = manager.server.exchange
+        info = session.info
+        # the socket's requests have the handshake's privilege (a bearer token on the upgrade,
+        # or the local socket)
+        self.info = _SocketInfo(info.peer, info.scheme, ws.request.privileged, info.peer_text)
         self.handshake = ws.request
-        # what merge_headers takes from the handshake (cookie, host, origin), joined once per
-        # socket instead of scanning every handshake header on every virtual request
-        self._handshake_merge: dict[str, str] | None = None
-        self._privileged = ws.request.privileged
+        # what merge_headers takes from the handshake (cookie, origin, nosession), joined once
+        # per socket instead of scanning every handshake header on every virtual request
+        self._handshake_merge: sails.HandshakeFields | None = None
         self._outbox: list[bytes] = []
         self._outbox_bytes = 0
         self._flushing = False
@@ -382,71 +412,53 @@ class SailsSocket:
                 return None
             return eio.encode_eio(eio.EIOType.MESSAGE,
                                   eio.encode_sio(sails.parse_error_reply(exc, event.ack_id)))
-        reply = await self.dispatch(vreq)
-        if vreq.ack_id is None or not self.eio.connected:
-            return None
-        try:
-            return self.eio.send_ack(vreq.ack_id, [reply])
-        except (ValueError, TypeError):
-            return self.eio.send_ack(vreq.ack_id, [sails.status_jwr(500)])
+        return await self.dispatch(vreq)
 
-    # -- a virtual request through the App ------------------------------------------------------
-    async def dispatch(self, vreq: sails.VirtualRequest) -> dict[str, Any]:
-        """Run one virtual request through the App and return its JWR.
+    # -- a virtual request through the exchange --------------------------------------------------
+    async def dispatch(self, vreq: sails.VirtualRequest) -> str | None:
+        """Run one virtual request through the exchange (the App, as for HTTP).
+
+        The request carries the client's headers merged with the handshake's as
+        sails-hook-sockets does, and its ``data`` as ``req.body``, already parsed.
 
         Args:
             vreq: the parsed request.
 
         Returns:
-            The JWR (``{body, headers, statusCode}``).
+            The ack frame carrying the JWR (``{body, headers, statusCode}``), or None when no
+            reply is wanted (no ack id, or the socket is no longer connected).
         """
-        app = self.app
-        settings = self.manager.server.settings
+        exchange = self.exchange
+        settings = self.manager.server.settings.websocket
+        started = trio.current_time()
+        sink = VirtualResponse(self.eio, vreq.ack_id, settings.max_virtual_response_bytes,
+                               vreq.method == "HEAD")
         try:
             target, path, query = _target(vreq.url)
         except ProtocolError as exc:
-            return sails.jwr(400, {}, exc.message)
+            await exchange.refuse(sink, exc.status_hint, exc.message)
+            return sink.frame
         base = self._handshake_merge
         if base is None:
-            hs = sails.merge_headers({}, self.handshake.headers)
-            base = self._handshake_merge = {k: v for k, v in hs.items()
-                                            if k in ("cookie", "host", "origin")}
-        message_headers = vreq.headers
-        # without message headers the merge is the handshake's part as it is
-        headers = sails.merge_headers(message_headers, base) if message_headers else base.copy()
-        data = vreq.data
-        if type(data) is dict and not data:
-            body = b"{}"  # what most virtual requests carry (a GET's data)
-        else:
-            body = _JSON.encode(data).encode()
-        privileged, auth_failed = self._privileged, False
-        if not privileged and "authorization" in headers:
-            privileged, auth_failed = app.credentials.check_authorization(headers["authorization"])
-        if message_headers and not all(v.isascii() for v in message_headers.values()):
-            # names are tokens (checked by the parser); values as an HTTP client sends them
-            headers = {k: _latin1(v) for k, v in headers.items()}
-        headers["content-type"] = "application/json"
-        headers["content-length"] = str(len(body))
-        # the headers as Request would decode them from an HTTP request's bytes, without bytes
-        req = Request(
-            app, vreq.method, target, path, query, (),
-            protocol=self.info.scheme, client=self.info.peer, source=BytesSource(body),
-            budget=app.budget, limits=settings.privileged if privileged else settings.user,
-            privileged=privileged, is_socket=True, auth_failed=auth_failed, headers=headers)
-        sink = VirtualResponse(settings.websocket.max_virtual_response_bytes,
-                               vreq.method == "HEAD")
-        res = Response(sink)
+            base = self._handshake_merge = sails.handshake_fields(self.handshake.headers)
+        headers = sails.merge_headers(vreq.headers, base)
+        info = self.info
+        req = exchange.request(info, vreq.method, target, path, query, (), ValueSource(vreq.data),
+                               authorization=headers.get("authorization"), headers=headers,
+                               body=vreq.data)
         self.hub.bind_request(req, self.id)
         try:
-            await app.handle_request(req, res)
-            if res.headers_sent and not res.finished:
-                await res.end()
+            await exchange.run(info, req, sink, None, started)
+        except WebSocketClosed:
+            raise
+        except Exception:
+            # failed after the reply had started (a stream left broken, an oversized streamed
+            # body): nothing went out yet over a socket, so the error reply still can
+            sink = VirtualResponse(self.eio, vreq.ack_id, settings.max_virtual_response_bytes)
+            await exchange.refuse(sink, 500, "")
         finally:
             self.hub.unbind_request(req)
-            stream = req._stream
-            if stream is not None:
-                await stream.finish()
-        return sink.jwr()
+        return sink.frame
 
     # -- sending: acks and pushes share one bounded, ordered queue --------------------------------
     async def _send(self, texts: list[str]) -> None:
@@ -543,14 +555,17 @@ class SailsSocket:
         self.ws.expire(code, reason)
 
 
-def _latin1(text: str) -> str:
-    # What Request would decode (latin-1) from the header's bytes: the text itself when
-    # latin-1 can encode it, else its UTF-8 bytes (as an HTTP client would send them).
-    try:
-        text.encode("latin-1")
-        return text
-    except UnicodeEncodeError:
-        return text.encode("utf-8").decode("latin-1")
+class _SocketInfo:
+    """The connection as a socket's virtual requests see it (a ConnectionInfo)."""
+
+    __slots__ = ("peer", "scheme", "privileged", "peer_text")
+
+    def __init__(self, peer: tuple[str, int] | None, scheme: str, privileged: bool,
+                 peer_text: str) -> None:
+        self.peer = peer
+        self.scheme = scheme
+        self.privileged = privileged
+        self.peer_text = peer_text
 
 
 def _target(url: str) -> tuple[str, str, str]:
