@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import logging
 import secrets
-from collections.abc import Awaitable
 from typing import TYPE_CHECKING, Any, Final, Literal
 from urllib.parse import quote
 
@@ -37,6 +36,8 @@ log = logging.getLogger("gateway.sails")
 
 # Sails handles a socket's requests as they come; a bounded number in flight keeps one socket
 # from taking every task and byte (the reader stops reading until a slot frees: backpressure).
+# Memory: a virtual request's data is not charged to the body budget; it is bounded by this
+# many WebSocket messages (websocket.max_message_bytes each) per socket.
 MAX_IN_FLIGHT: Final = 8
 _VISIBLE_ASCII: Final = "".join(chr(c) for c in range(0x21, 0x7F))
 
@@ -68,12 +69,11 @@ async def serve(manager: WebSocketManager, session: HTTPSession, ws: WebSocket,
     code, reason = 1000, ""
     manager.active.add(sock)
     try:
-        code, reason = await sock.run()  # returns its coroutine: no frame of its own
+        code, reason = await sock.run()
     except Exception:
         log.exception("socket.io %s: connection failed", sock.id)
         code, reason = 1011, "internal error"
     finally:
-        sock.stop()
         manager.active.discard(sock)
         sock.hub.remove(sock)
         await ws.finish(code, reason)
@@ -194,11 +194,9 @@ class SailsSocket:
     """
 
     __slots__ = ("id", "ws", "eio", "manager", "app", "hub", "info", "handshake", "exchange",
-                 "_outbox", "_outbox_bytes", "_flushing", "_dead", "_in_flight",
-                 "_slot_free", "_work", "_idle", "_lot", "_stopping", "_msgs", "_reader", "_result",
-                 "_ended",
-                 "_seen_msgs", "_last_active",
-                 "_registered", "_handshake_merge")
+                 "_outbox", "_outbox_bytes", "_flushing", "_dead", "_nursery", "_reading",
+                 "_pending", "_readers", "_workers", "_result", "_msgs", "_seen_msgs",
+                 "_last_active", "_registered", "_handshake_merge")
 
     def __init__(self, manager: WebSocketManager, session: HTTPSession, ws: WebSocket,
                  version: Literal[3, 4]) -> None:
@@ -224,140 +222,85 @@ class SailsSocket:
         self._outbox_bytes = 0
         self._flushing = False
         self._dead = False
-        self._in_flight = 0
-        self._slot_free: trio.Event | None = None
-        self._work: list[eio.Event] = []
-        self._idle = 0  # parked tasks
-        self._reader = False  # a task holds the reading role
+        self._nursery: trio.Nursery | None = None  # the socket's own, while it is served
+        self._reading = trio.Lock()  # held by the worker that reads
+        self._pending: list[eio.Event] = []  # requests decoded, not yet taken by a worker
+        self._readers = 0  # workers reading or waiting to read
+        self._workers = 0  # workers in the nursery: at most MAX_IN_FLIGHT
         self._result: tuple[int, str] | None = None  # how the session ended
-        self._ended: trio.Event | None = None  # made when the serve task stops reading
-        self._lot: trio.lowlevel.ParkingLot | None = None  # made with the first spare
-        self._stopping = False
         self._msgs = self._seen_msgs = 0
         self._last_active = trio.current_time()
         self._registered = False
 
     # -- the connection loop ------------------------------------------------------------------
-    def run(self) -> Awaitable[tuple[int, str]]:
-        """Serve until the client leaves or the session ends; then call stop().
-
-        The socket's tasks (reader, request runners, one spare) and the push flusher run in
-        the manager's nursery, not one of our own: a nursery per socket costs ~1 KiB that an
-        idle socket would keep for nothing.
+    # Theory of operation (leader/followers). Every task of a socket is a worker in the
+    # socket's own nursery, the serve task included. One worker at a time reads (it holds the
+    # `_reading` lock) until it has a virtual request; then it lets the lock go to the next
+    # worker waiting for it and runs the request itself: a request costs no hand-off of its
+    # own, as an HTTP request in its connection's task, and the socket is still read, pinged
+    # and closed while a handler is slow. If no other worker is waiting to read, a new one is
+    # started first. At most MAX_IN_FLIGHT workers exist: when every one of them runs a
+    # handler, nobody reads until one returns (the capacity limit, and the backpressure: the
+    # client's frames wait in the kernel). A worker whose request is done waits to read again,
+    # unless another is already waiting (then it ends: one spare per socket). When the session
+    # ends (the client left or closed, a Disconnect), the worker that saw it cancels the
+    # nursery: the socket's handlers and its push flusher end with it; an expiry cancels the
+    # connection's scope, which holds the nursery.
+    async def run(self) -> tuple[int, str]:
+        """Serve until the client leaves or the session ends.
 
         Returns:
-            (awaitable) The close code and reason.
+            The close code and reason.
         """
-        return self._loop()
-
-    def stop(self) -> None:
-        """The socket is over: requests in flight finish (replies dropped); idle tasks go."""
-        self._stopping = True
-        if self._lot is not None:
-            self._lot.unpark_all()
-
-    # Theory of operation. One task at a time holds the reading role (`_reader`): it reads and
-    # decodes until a read leaves virtual requests in `_work`, then gives the role up and runs
-    # the first request itself while a parked task (or a new one) takes the role over: the
-    # request costs no hand-off round of its own, as an HTTP request in its connection's task,
-    # and the socket is still read, pinged and closed while a handler is slow. More requests
-    # from the same read go to more tasks, MAX_IN_FLIGHT at most (then the reader waits: that
-    # is the backpressure). The serve task reads until the first request and then only waits
-    # for the end: handlers must not run in it (an expired socket's scope is cancelled, and
-    # the close handshake must not wait for a handler). A task that finishes a request takes
-    # the role if it is free, else runs queued work, else parks (one spare per socket) or ends.
-    async def _loop(self) -> tuple[int, str]:
         await self._send(self.eio.open_frames(trio.current_time()))
-        self._register()
-        self._reader = True
-        while await self._read():
-            self._reader = False
-            self._ended = trio.Event()  # before any other task can end the session
-            if self._wake(len(self._work) + 1):
-                break
-            self._reader = True  # no task nursery (not serving): the requests run in line
-            while self._work:
-                await self._virtual(self._work.pop(0))
-        else:
-            # the session ended: requests read before its end still run (replies dropped)
-            if self._work and not self._wake(len(self._work)):
-                while self._work:
-                    await self._virtual(self._work.pop(0))
-            return self._result or (1000, "")
-        while self._result is None:
-            await self._ended.wait()
-        return self._result
+        async with trio.open_nursery() as nursery:
+            self._nursery = nursery
+            self._register()
+            self._workers = self._readers = 1
+            await self._work()
+        self._nursery = None
+        return self._result or (1000, "")
 
-    async def _task(self) -> None:
-        # a task of the socket's, in the manager's nursery: reader, request runner or spare
-        try:
-            while True:
-                if not self._reader and self._result is None and not self._stopping:
-                    self._reader = True
-                    if not await self._read():
-                        self._wake(len(self._work))  # the session ended: queued work runs
-                    else:
-                        self._reader = False
-                        event = self._work.pop(0)
-                        if not self._wake(len(self._work) + 1):
-                            self._reader = True  # not serving any more: no more reading
-                            self._end(1001, "server shutting down")
-                        await self._virtual(event)
-                elif self._work:
-                    await self._virtual(self._work.pop(0))
-                elif self._idle or self._stopping or self._result is not None:
-                    return  # one parked task per socket is enough
-                else:
-                    self._idle += 1
-                    if self._lot is None:
-                        self._lot = trio.lowlevel.ParkingLot()
-                    await self._lot.park()
-        except Exception:
-            log.exception("socket.io %s: socket task failed", self.id)
-            self._reader = False
-            self._end(1011, "internal error")
-
-    def _wake(self, n: int) -> bool:
-        # n more tasks: parked ones first ("handing work to a parked task costs about half of
-        # spawning one"). False if the manager's nursery is gone (not serving).
-        for _ in range(n):
-            if self._idle and self._lot is not None:
-                self._idle -= 1
-                self._lot.unpark()
-            elif not self.manager.spawn(self._task):
-                return False
-        return True
+    async def _work(self) -> None:
+        # one worker; whoever started it counted it in _workers and _readers
+        while True:
+            async with self._reading:
+                event = await self._next_request()
+                self._readers -= 1
+                if event is None:
+                    return  # the session is over (the nursery is cancelled)
+                if not self._readers and self._workers < MAX_IN_FLIGHT:
+                    # nobody else would read while this request runs
+                    nursery = self._nursery
+                    assert nursery is not None
+                    self._workers += 1
+                    self._readers += 1
+                    nursery.start_soon(self._work, name="socket.io worker")
+            await self._virtual(event)
+            if self._readers >= 2:
+                self._workers -= 1
+                return  # one reading and one waiting to: enough
+            self._readers += 1
 
     def _end(self, code: int, reason: str) -> None:
         if self._result is None:
             self._result = (code, reason)
-        if self._ended is not None:
-            self._ended.set()
+        nursery = self._nursery
+        if nursery is not None:
+            nursery.cancel_scope.cancel()
 
-    async def _read(self) -> bool:
-        """Read and decode as the holder of the reading role.
-
-        Returns:
-            True when requests wait in ``_work`` (no more input is buffered, or MAX_IN_FLIGHT
-            are taken); False when the session is over (``_result`` says how) or stopping.
-        """
+    async def _next_request(self) -> eio.Event | None:
+        """Read and decode until a virtual request is there (None: the session ended)."""
+        pending = self._pending
         ws = self.ws
         session = self.eio
-        work = self._work
-        while True:
-            while self._in_flight >= MAX_IN_FLIGHT and not self._stopping:
-                ev = self._slot_free = self._slot_free or trio.Event()
-                await ev.wait()
-            if self._stopping or self._result is not None:
-                return False  # serve() is closing the WebSocket: it reads what is left
+        while not pending:
             try:
                 message = await ws.receive()
             except WebSocketClosed:
                 session.connection_lost()
                 self._end(1000, "")
-                return False
-            if self._stopping or self._result is not None:
-                return False
+                return None
             now = trio.current_time()
             if isinstance(message, str):
                 events = session.receive_text(message, now)
@@ -371,94 +314,73 @@ class SailsSocket:
             for event in events:
                 if type(event) is eio.Event:
                     if sails.is_virtual_request(event.name):
-                        self._in_flight += 1
                         self._msgs += 1
-                        work.append(event)
+                        pending.append(event)
                 elif type(event) is eio.Disconnected:
                     if event.detail:
                         log.info("socket.io %s: %s (%s)", self.id, event.reason, event.detail)
                     self._end(event.close_code, event.reason)
-                    return False
-            # messages already read (ws.receive() would not wait) join this batch of work
-            if work and (not ws.buffered or self._in_flight >= MAX_IN_FLIGHT):
-                return True
+                    return None
+        return pending.pop(0)
 
     def _register(self) -> None:
         if self.eio.connected and not self._registered:
             self._registered = True
             self.hub.add(self)
 
+    # -- a virtual request through the exchange --------------------------------------------------
     async def _virtual(self, event: eio.Event) -> None:
+        """Run one virtual request through the exchange (the App, as for HTTP) and send its
+        reply: the ack frame carrying the JWR (``{body, headers, statusCode}``), unless no
+        reply is wanted (no ack id, or the socket is no longer connected).
+
+        The request carries the client's headers merged with the handshake's as
+        sails-hook-sockets does, and its ``data`` as ``req.body``, already parsed.
+        """
         try:
-            reply = await self._reply(event)
-            if reply is not None:
-                await self._send([reply])
+            try:
+                vreq = sails.parse_virtual_request(event.name, event.args, event.ack_id)
+            except sails.SailsParseError as exc:
+                if self.eio.connected:
+                    await self._send([eio.encode_eio(eio.EIOType.MESSAGE, eio.encode_sio(
+                        sails.parse_error_reply(exc, event.ack_id)))])
+                return
+            exchange = self.exchange
+            limit = self.manager.server.settings.websocket.max_virtual_response_bytes
+            started = trio.current_time()
+            sink = VirtualResponse(self.eio, vreq.ack_id, limit, vreq.method == "HEAD")
+            try:
+                target, path, query = _target(vreq.url)
+            except ProtocolError as exc:
+                await exchange.refuse(sink, exc.status_hint, exc.message)
+            else:
+                base = self._handshake_merge
+                if base is None:
+                    base = self._handshake_merge = sails.handshake_fields(self.handshake.headers)
+                headers = sails.merge_headers(vreq.headers, base)
+                info = self.info
+                req = exchange.request(info, vreq.method, target, path, query, (),
+                                       ValueSource(vreq.data),
+                                       authorization=headers.get("authorization"),
+                                       headers=headers, body=vreq.data)
+                self.hub.bind_request(req, self.id)
+                try:
+                    await exchange.run(info, req, sink, None, started)
+                except WebSocketClosed:
+                    raise
+                except Exception:
+                    # failed after the reply had started (a stream left broken, an oversized
+                    # streamed body): nothing went out yet over a socket, so an error reply can
+                    sink = VirtualResponse(self.eio, vreq.ack_id, limit)
+                    await exchange.refuse(sink, 500, "")
+                finally:
+                    self.hub.unbind_request(req)
+            if sink.frame is not None:
+                await self._send([sink.frame])
         except WebSocketClosed:
             pass
         except Exception:
             log.exception("socket.io %s: virtual request failed", self.id)
-        finally:
-            self._in_flight -= 1
-            ev = self._slot_free
-            if ev is not None:
-                self._slot_free = None
-                ev.set()
-
-    async def _reply(self, event: eio.Event) -> str | None:
-        try:
-            vreq = sails.parse_virtual_request(event.name, event.args, event.ack_id)
-        except sails.SailsParseError as exc:
-            if not self.eio.connected:
-                return None
-            return eio.encode_eio(eio.EIOType.MESSAGE,
-                                  eio.encode_sio(sails.parse_error_reply(exc, event.ack_id)))
-        return await self.dispatch(vreq)
-
-    # -- a virtual request through the exchange --------------------------------------------------
-    async def dispatch(self, vreq: sails.VirtualRequest) -> str | None:
-        """Run one virtual request through the exchange (the App, as for HTTP).
-
-        The request carries the client's headers merged with the handshake's as
-        sails-hook-sockets does, and its ``data`` as ``req.body``, already parsed.
-
-        Args:
-            vreq: the parsed request.
-
-        Returns:
-            The ack frame carrying the JWR (``{body, headers, statusCode}``), or None when no
-            reply is wanted (no ack id, or the socket is no longer connected).
-        """
-        exchange = self.exchange
-        settings = self.manager.server.settings.websocket
-        started = trio.current_time()
-        sink = VirtualResponse(self.eio, vreq.ack_id, settings.max_virtual_response_bytes,
-                               vreq.method == "HEAD")
-        try:
-            target, path, query = _target(vreq.url)
-        except ProtocolError as exc:
-            await exchange.refuse(sink, exc.status_hint, exc.message)
-            return sink.frame
-        base = self._handshake_merge
-        if base is None:
-            base = self._handshake_merge = sails.handshake_fields(self.handshake.headers)
-        headers = sails.merge_headers(vreq.headers, base)
-        info = self.info
-        req = exchange.request(info, vreq.method, target, path, query, (), ValueSource(vreq.data),
-                               authorization=headers.get("authorization"), headers=headers,
-                               body=vreq.data)
-        self.hub.bind_request(req, self.id)
-        try:
-            await exchange.run(info, req, sink, None, started)
-        except WebSocketClosed:
-            raise
-        except Exception:
-            # failed after the reply had started (a stream left broken, an oversized streamed
-            # body): nothing went out yet over a socket, so the error reply still can
-            sink = VirtualResponse(self.eio, vreq.ack_id, settings.max_virtual_response_bytes)
-            await exchange.refuse(sink, 500, "")
-        finally:
-            self.hub.unbind_request(req)
-        return sink.frame
 
     # -- sending: acks and pushes share one bounded, ordered queue --------------------------------
     async def _send(self, texts: list[str]) -> None:
@@ -505,8 +427,11 @@ class SailsSocket:
 
     def _push_frame(self, frame: bytes) -> None:
         self._queue(frame)
-        if not self._flushing and not self._dead:
-            self._flushing = self.manager.spawn(self._flush_task)
+        nursery = self._nursery
+        if nursery is not None and not self._flushing and not self._dead:
+            # without a nursery (not served yet, or over) the frame waits for the next _send
+            self._flushing = True
+            nursery.start_soon(self._flush_task, name="socket.io flush")
 
     def deliver(self, push: Push) -> bool:
         """Queue a server push (``42["event",data]``) without waiting (the hub calls this).
