@@ -363,10 +363,15 @@ async def test_slow_handler_leaves_the_socket_read_and_in_flight_is_capped() -> 
 
     app, _ = sails_app()
     release = trio.Event()
+    cancelled: list[str] = []
 
     @app.get("/wait")
     async def wait(req: Request, res: Response) -> None:
-        await release.wait()
+        try:
+            await release.wait()
+        except trio.Cancelled:
+            cancelled.append(req.url)
+            raise
         await res.json({"waited": True})
 
     with trio.fail_after(10):
@@ -394,14 +399,14 @@ async def test_slow_handler_leaves_the_socket_read_and_in_flight_is_capped() -> 
             assert sorted(d[:3] for d in got if d != "3") == sorted(
                 f"43{i}" for i in [0, *range(2, MAX_IN_FLIGHT + 1)])
 
-            release = trio.Event()  # the close handshake does not wait for a handler
-            await client.send(TextMessage('429["get",{"url":"/wait"}]'))
+            release = trio.Event()  # the close handshake does not wait for a handler ...
+            await client.send(TextMessage('429["get",{"url":"/wait?last"}]'))
             await trio.sleep(0.05)
             await client.send(CloseConnection(1000))
             close = await client.event()  # the server's answer, then the end of TCP
             assert isinstance(close, CloseConnection) and close.code == 1000
             await client.until_eof()
-            release.set()
+            assert cancelled == ["/wait?last"]  # ... and closing the socket cancelled it
 
 
 async def test_slow_consumer_is_dropped() -> None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import secrets
+from collections.abc import Awaitable
 from typing import TYPE_CHECKING, Any, Final, Literal
 from urllib.parse import quote
 
@@ -69,11 +70,17 @@ async def serve(manager: WebSocketManager, session: HTTPSession, ws: WebSocket,
     code, reason = 1000, ""
     manager.active.add(sock)
     try:
-        code, reason = await sock.run()
+        await sock.open()
+        # the socket's nursery is opened here, not in a method of its own: one coroutine frame
+        # less for as long as the socket is open
+        async with trio.open_nursery() as nursery:
+            await sock.run(nursery)
+        code, reason = sock.result
     except Exception:
         log.exception("socket.io %s: connection failed", sock.id)
         code, reason = 1011, "internal error"
     finally:
+        sock.stop()
         manager.active.discard(sock)
         sock.hub.remove(sock)
         await ws.finish(code, reason)
@@ -223,7 +230,7 @@ class SailsSocket:
         self._flushing = False
         self._dead = False
         self._nursery: trio.Nursery | None = None  # the socket's own, while it is served
-        self._reading = trio.Lock()  # held by the worker that reads
+        self._reading: trio.Lock | None = None  # held by the worker that reads (from 2 workers)
         self._pending: list[eio.Event] = []  # requests decoded, not yet taken by a worker
         self._readers = 0  # workers reading or waiting to read
         self._workers = 0  # workers in the nursery: at most MAX_IN_FLIGHT
@@ -246,36 +253,54 @@ class SailsSocket:
     # ends (the client left or closed, a Disconnect), the worker that saw it cancels the
     # nursery: the socket's handlers and its push flusher end with it; an expiry cancels the
     # connection's scope, which holds the nursery.
-    async def run(self) -> tuple[int, str]:
-        """Serve until the client leaves or the session ends.
+    async def open(self) -> None:
+        """Send the Engine.IO open packet (and, for EIO=3, the CONNECT of "/")."""
+        await self._send(self.eio.open_frames(trio.current_time()))
+
+    def run(self, nursery: trio.Nursery) -> Awaitable[None]:
+        """Serve in ``nursery`` (the socket's own) until the client leaves or the session
+        ends; then ``result`` says how. The caller's task becomes the first worker.
 
         Returns:
-            The close code and reason.
+            (awaitable) None.
         """
-        await self._send(self.eio.open_frames(trio.current_time()))
-        async with trio.open_nursery() as nursery:
-            self._nursery = nursery
-            self._register()
-            self._workers = self._readers = 1
-            await self._work()
+        self._nursery = nursery
+        self._register()
+        self._workers = self._readers = 1
+        return self._work()  # its coroutine: no frame of our own
+
+    def stop(self) -> None:
+        """The socket's nursery is gone: pushes from now on are only queued."""
         self._nursery = None
+
+    @property
+    def result(self) -> tuple[int, str]:
+        """The close code and reason the session ended with."""
         return self._result or (1000, "")
 
     async def _work(self) -> None:
         # one worker; whoever started it counted it in _workers and _readers
         while True:
-            async with self._reading:
+            lock = self._reading  # None while there is one worker: nobody to exclude
+            if lock is not None:
+                await lock.acquire()
+            try:
                 event = await self._next_request()
-                self._readers -= 1
-                if event is None:
-                    return  # the session is over (the nursery is cancelled)
-                if not self._readers and self._workers < MAX_IN_FLIGHT:
-                    # nobody else would read while this request runs
-                    nursery = self._nursery
-                    assert nursery is not None
-                    self._workers += 1
-                    self._readers += 1
-                    nursery.start_soon(self._work, name="socket.io worker")
+            finally:
+                if lock is not None:
+                    lock.release()
+            self._readers -= 1
+            if event is None:
+                return  # the session is over (the nursery is cancelled)
+            if not self._readers and self._workers < MAX_IN_FLIGHT:
+                # nobody else would read while this request runs: a new worker will
+                nursery = self._nursery
+                assert nursery is not None
+                if self._reading is None:
+                    self._reading = trio.Lock()
+                self._workers += 1
+                self._readers += 1
+                nursery.start_soon(self._work, name="socket.io worker")
             await self._virtual(event)
             if self._readers >= 2:
                 self._workers -= 1
@@ -287,7 +312,7 @@ class SailsSocket:
             self._result = (code, reason)
         nursery = self._nursery
         if nursery is not None:
-            nursery.cancel_scope.cancel()
+            nursery.cancel_scope.cancel()  # the socket's other workers and its flusher end
 
     async def _next_request(self) -> eio.Event | None:
         """Read and decode until a virtual request is there (None: the session ended)."""
