@@ -254,7 +254,7 @@ class BodyStream:
         self._pledge = 0  # what is left of this body's pledge on the budget
         self._cached: bytes | None = None
         self._reserved = 0
-        self._error: BodyError | None = None
+        self._error: BodyError | ClientDisconnected | None = None
         self._closed = False
         self._pulling = False
         # called with the whole body when a cached body is complete (Request stores req.body)
@@ -408,7 +408,7 @@ class BodyStream:
             if self._data_listeners:
                 await self._emit("data", chunk)
             return chunk
-        except BodyError as exc:
+        except (BodyError, ClientDisconnected) as exc:
             # The error's traceback keeps this frame (and its locals) alive for as long as the
             # error lives, possibly in a reference cycle: hold no body bytes in it.
             chunk = store = None
@@ -462,7 +462,7 @@ class BodyStream:
         if self._cached is not None and self.on_cached is not None:
             self.on_cached(self._cached)
 
-    async def _fail(self, exc: BodyError) -> None:
+    async def _fail(self, exc: BodyError | ClientDisconnected) -> None:
         self.state = State.FAILED
         self._error = exc
         self._drop_cache()  # a broken body is not kept: its bytes go back to the budget now

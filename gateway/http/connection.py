@@ -18,7 +18,11 @@ from dataclasses import dataclass
 
 import h11
 
-from gateway.errors import ProtocolError
+from gateway.errors import RemoteProtocolError
+
+# Every error this module raises is the peer's fault (h11's RemoteProtocolError); the raise
+# sites use this short name.
+ProtocolError = RemoteProtocolError
 
 __all__ = [
     "HTTPLimits",

@@ -22,7 +22,7 @@ from gateway.errors import (
     BodyError,
     BodyTimeout,
     ClientDisconnected,
-    ProtocolError,
+    RemoteProtocolError,
 )
 from gateway.http.connection import ServerConnection
 from gateway.http.dates import http_date
@@ -136,7 +136,7 @@ class HTTPSession:
                     self.deadline = trio.current_time() + http.idle_timeout_s
             if self.scope.cancelled_caught and self.phase == "head":
                 await self._reply_error(408, "Request timeout: the request head took too long")
-        except ProtocolError as exc:
+        except RemoteProtocolError as exc:  # the peer's fault: a 4xx; ours (Local) is logged below
             await self._reply_error(exc.status_hint, exc.message)
         except (ClientDisconnected, trio.BrokenResourceError, trio.ClosedResourceError):
             pass
@@ -287,7 +287,7 @@ class HTTPSession:
         while True:
             try:
                 event = conn.next_event()
-            except ProtocolError as exc:
+            except RemoteProtocolError as exc:
                 self._body_failed()
                 raise BodyError(exc.status_hint, f"Malformed request body: {exc.message}") from None
             if type(event) is h11.Data:
@@ -361,7 +361,7 @@ class HTTPSession:
                 if chunk is None:
                     return
                 drained += len(chunk)
-        except BodyError:
+        except (BodyError, ClientDisconnected):
             pass
         else:
             self._linger = True  # gave up on a body the client is still sending

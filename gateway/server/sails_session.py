@@ -21,7 +21,7 @@ from gateway.app.contracts import NO_BODY
 from gateway.app.pubsub import Push, SocketHub
 from gateway.app.request import Request
 from gateway.app.response import Response
-from gateway.errors import HTTPError, ProtocolError, WebSocketClosed
+from gateway.errors import HTTPError, RemoteProtocolError, WebSocketClosed
 from gateway.http.target import parse_target
 from gateway.ws import engineio as eio
 from gateway.ws import sails
@@ -376,7 +376,7 @@ class SailsSocket:
             sink = VirtualResponse(self.eio, vreq.ack_id, limit, vreq.method == "HEAD")
             try:
                 target, path, query = _target(vreq.url)
-            except ProtocolError as exc:
+            except RemoteProtocolError as exc:
                 await exchange.refuse(sink, exc.status_hint, exc.message)
             else:
                 base = self._handshake_merge
@@ -523,7 +523,7 @@ def _target(url: str) -> tuple[str, str, str]:
     browser would, then the target is checked like an HTTP request-target.
 
     Raises:
-        ProtocolError: (400) not a valid request-target.
+        RemoteProtocolError: (400) not a valid request-target.
     """
     if not url.startswith("/") and "://" not in url:
         url = "/" + url

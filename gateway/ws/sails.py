@@ -12,7 +12,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Final
 
-from gateway.errors import REASONS, ProtocolError
+from gateway.errors import REASONS, RemoteProtocolError
 from gateway.ws.engineio import SIOPacket, SIOType
 
 __all__ = [
@@ -59,7 +59,7 @@ class NoBody(enum.Enum):
 NO_BODY: Final = NoBody.NO_BODY
 
 
-class SailsParseError(ProtocolError):
+class SailsParseError(RemoteProtocolError):
     """A Socket.IO message that cannot be read as a Sails virtual request.
 
     Args:
