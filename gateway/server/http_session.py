@@ -24,10 +24,9 @@ from gateway.errors import (
     ClientDisconnected,
     RemoteProtocolError,
 )
-from gateway.http.connection import ServerConnection
+from gateway.http.connection import Cycle, ServerConnection
 from gateway.http.dates import http_date
 from gateway.http.target import parse_target
-from gateway.http.writer import ResponseWriter
 
 if TYPE_CHECKING:
     from gateway.app.application import App
@@ -70,11 +69,9 @@ class HTTPSession:
 
     carries_values = False  # a ResponseSink of bytes
 
-    __slots__ = ("server", "app", "stream", "info", "conn", "scope", "phase", "recv_size",
-                 "http", "requests", "close_after", "_sent_100", "_body_done",
-                 "_body_start", "_body_bytes", "head_only", "req", "upgrade_handler",
-                 "_status", "_started", "deadline", "writer", "_http10", "_keep_alive",
-                 "_linger", "_direct", "_length")
+    __slots__ = ("server", "app", "stream", "info", "conn", "cycle", "scope", "phase",
+                 "recv_size", "http", "requests", "close_after", "_body_start", "head_only",
+                 "req", "upgrade_handler", "_status", "_started", "deadline", "_linger")
 
     def __init__(self, server: Server, stream: trio.abc.Stream, info: ConnectionInfo) -> None:
         self.server = server
@@ -83,27 +80,21 @@ class HTTPSession:
         self.info = info
         self.http = server.settings.http
         self.conn = ServerConnection(server.http_limits)
+        # framing and keep-alive of the current request/response (the sans-IO layer decides)
+        self.cycle = Cycle(self.conn, self.http.max_drain_bytes)
         self.scope = trio.CancelScope()
         self.phase = "idle"
         self.recv_size = server.settings.server.recv_buffer_bytes
         self.requests = 0
         self.close_after = False
-        self._sent_100 = False
-        self._body_done = True
         self._body_start = 0.0
-        self._body_bytes = 0
         self.head_only = False
         self.req: Request | None = None
         self.upgrade_handler: Callable[..., Any] | None = None
         self._status = 0
         self._started = 0.0
         self.deadline = trio.current_time() + self.http.head_timeout_s
-        self.writer = ResponseWriter()
-        self._http10 = False
-        self._keep_alive = True
         self._linger = False
-        self._length: int | None = None  # the current request's Content-Length
-        self._direct = False  # this body's bytes are read straight from the stream (see below)
 
     # -- the connection loop -----------------------------------------------------------------
     async def run(self) -> None:
@@ -122,12 +113,7 @@ class HTTPSession:
                         del event, conn  # the HTTP state must not live as long as the socket
                         await self.upgrade_handler()
                         return
-                    if (not self.writer.keep_alive or not self.writer.done
-                            or not self._body_done or self.close_after):
-                        # close_after: the body broke or was given up on after the reply went
-                        # out; what follows on the wire is still that body, never a request
-                        return
-                    if self.server.draining:
+                    if not self.cycle.reusable(self.close_after) or self.server.draining:
                         return
                     conn.start_next_cycle()
                     # an idle keep-alive connection holds no request (nor its h11 event)
@@ -187,59 +173,32 @@ class HTTPSession:
             path, query, host = t.path, t.query, t.authority  # RFC 9112 3.2.2: the target's host
             url = path + ("?" + query if query else "")
         method = event.method.decode("ascii")
-        headers = event.headers
-        has_body = False
-        length = None
-        auth = None
-        upgrade = ws_upgrade = False
-        http10 = event.http_version == b"1.0"
-        keep_alive = not http10
-        for name, value in headers:
-            if name == b"content-length":
-                length = int(value)  # digits only: checked with the head (connection.py)
-                has_body = length != 0
-            elif name == b"transfer-encoding":
-                has_body = True
-            elif name == b"authorization":
-                auth = value
-            elif name == b"upgrade":
-                upgrade = True
-                ws_upgrade = value.lower() == b"websocket"
-            elif name == b"connection":
-                tokens = value.lower()
-                if b"close" in tokens:
-                    keep_alive = False
-                elif http10 and b"keep-alive" in tokens:
-                    keep_alive = True
-        self._http10 = http10
-        self._keep_alive = keep_alive
-        self._length = length
-        self.writer.reset()
+        cycle = self.cycle
+        cycle.begin(event)  # framing, keep-alive, Authorization, Upgrade: one pass
+        has_body = cycle.has_body
         if not has_body:
             self.conn.next_event()  # the EndOfMessage h11 has ready for a bodiless request
-        self._body_done = not has_body
-        self._sent_100 = False
-        self._body_bytes = 0
         self.head_only = method == "HEAD"
         exchange = server.exchange
         info = self.info
+        auth = cycle.authorization
         req = self.req = exchange.request(
-            info, method, url, path, query, headers, self if has_body else _EMPTY,
+            info, method, url, path, query, event.headers, self if has_body else _EMPTY,
             event.http_version.decode("ascii"),
-            None if auth is None else auth.decode("latin-1"),  # the Authorization header
+            None if auth is None else auth.decode("latin-1"),
             host,
-            ws_upgrade and method == "GET",
+            cycle.ws_upgrade and method == "GET",
         )
         self._status = 0
         if self.requests >= self.http.max_requests_per_connection or server.draining:
             self.close_after = True
-        if upgrade or path.startswith("/socket.io"):
+        if cycle.upgrade or path.startswith("/socket.io"):
             sink, endpoint = server.upgrade_route(self, req)
             await exchange.run(info, req, sink, endpoint, started)
         else:
             await exchange.run(info, req, self, None, started)
-        if self.upgrade_handler is None and not self._body_done:
-            if self.close_after or not self.writer.keep_alive:
+        if self.upgrade_handler is None and not cycle.body_done:
+            if self.close_after or not cycle.keep_alive:
                 # closing anyway: don't wait for a body (a client waiting for 100-continue never
                 # sends it), but linger so unread bytes don't reset the connection under our reply
                 self._linger = True
@@ -251,39 +210,35 @@ class HTTPSession:
 
         Only the stream, scope, deadline and info stay in use for the upgraded connection.
         """
-        del self.conn, self.writer
+        del self.conn, self.cycle
         self.req = None
 
     # -- BodySource ---------------------------------------------------------------------------
     def expected_length(self) -> int | None:
         """The current request's Content-Length (None for chunked), read once with its head."""
-        return self._length
+        return self.cycle.length
 
     async def receive_chunk(self) -> bytes | None:
         """The next body chunk (None at the end); the BodySource of gateway.app.body.
 
         Content-Length bodies: once h11 has handed out what it buffered with the head, the rest
-        is read straight from the stream, at most the bytes still due (never a byte of a
-        pipelined next request), and returned as received: no copy through h11's buffer. h11
-        has already validated the framing; the next request starts a fresh h11 connection.
-        Chunked bodies go through h11.
+        is read straight from the stream (Cycle.go_direct). Chunked bodies go through h11.
 
         Raises:
             BodyTimeout: 408, no bytes within body_timeout_s, or below min_body_rate_bytes_s.
             ClientDisconnected: the peer closed or reset the connection mid-body.
             BodyError: 400, malformed chunked encoding (the message says what).
         """
-        if self._body_done:
+        cycle = self.cycle
+        if cycle.body_done:
             return None
-        conn = self.conn
-        if not self._sent_100:
-            self._sent_100 = True
-            self._direct = False
+        if not cycle.reading:
             self._body_start = trio.current_time()
-            if conn.they_are_waiting_for_100_continue and not self.writer.started:
+            if cycle.start_body():
                 await self._send(b"HTTP/1.1 100 Continue\r\n\r\n")
-        if self._direct:
+        if cycle.direct:
             return await self._receive_direct()
+        conn = self.conn
         while True:
             try:
                 event = conn.next_event()
@@ -291,30 +246,27 @@ class HTTPSession:
                 self._body_failed()
                 raise BodyError(exc.status_hint, f"Malformed request body: {exc.message}") from None
             if type(event) is h11.Data:
-                self._body_bytes += len(event.data)
+                cycle.body_received(len(event.data))
                 return bytes(event.data)
             if type(event) is h11.EndOfMessage:
-                self._body_done = True
+                cycle.body_ended()
                 return None
             if event is h11.NEED_DATA:
-                if self.expected_length() is not None:
-                    self._direct = True
+                if cycle.go_direct():
                     return await self._receive_direct()
                 conn.receive_data(await self._receive_body_bytes(self.recv_size))
                 continue
-            self._body_done = True
+            cycle.body_ended()
             raise ClientDisconnected()
 
     async def _receive_direct(self) -> bytes | None:
-        length = self.expected_length()
-        left = (length or 0) - self._body_bytes
+        cycle = self.cycle
+        left = cycle.body_left() or 0
         if left <= 0:
-            self._body_done = True
+            cycle.body_ended()
             return None
         data = await self._receive_body_bytes(min(self.recv_size, left))
-        self._body_bytes += len(data)
-        if len(data) >= left:
-            self._body_done = True
+        cycle.body_received(len(data))
         return data
 
     async def _receive_body_bytes(self, max_bytes: int) -> bytes:
@@ -322,7 +274,8 @@ class HTTPSession:
         now = trio.current_time()
         elapsed = now - self._body_start
         # minimum average rate, judged once the body had a full read timeout to get going
-        if elapsed > http.body_timeout_s and self._body_bytes < http.min_body_rate_bytes_s * elapsed:
+        if (elapsed > http.body_timeout_s
+                and self.cycle.body_bytes < http.min_body_rate_bytes_s * elapsed):
             self._body_failed()
             raise BodyTimeout(None, "Request timeout: body arriving below the minimum rate")
         stream = self.stream
@@ -348,7 +301,7 @@ class HTTPSession:
         return data if type(data) is bytes else bytes(data)
 
     def _body_failed(self) -> None:
-        self._body_done = True
+        self.cycle.body_ended()
         self.close_after = True
 
     async def _drain(self) -> None:
@@ -366,42 +319,33 @@ class HTTPSession:
         else:
             self._linger = True  # gave up on a body the client is still sending
         self.close_after = True
-        self._body_done = True
+        self.cycle.body_ended()
 
     # -- ResponseSink -------------------------------------------------------------------------
     async def send_response(self, status: int, headers: list[tuple[str, str]],
                             body: bytes | None, end: bool) -> None:
         self._status = status
-        writer = self.writer
-        keep_alive = self._keep_alive and not self.close_after
-        if keep_alive and not self._body_done and not self._can_drain():
-            keep_alive = False
-        data = writer.head(status, headers, head_request=self.head_only, http10=self._http10,
-                           keep_alive=keep_alive, date=_DATE.get())
+        cycle = self.cycle
+        data = cycle.response_head(status, headers, head_request=self.head_only,
+                                   closing=self.close_after, date=_DATE.get())
         if body:
-            data += writer.data(body)
+            data += cycle.data(body)
         if end:
-            data += writer.end()
+            data += cycle.end()
         await self._send(data)
 
-    def _can_drain(self) -> bool:
-        if self.conn.they_are_waiting_for_100_continue and not self._sent_100:
-            return False  # the client waits for us: closing is the clean answer
-        length = self.expected_length()
-        return length is not None and length - self._body_bytes <= self.http.max_drain_bytes
-
     async def send_data(self, data: bytes) -> None:
-        out = self.writer.data(data)
+        out = self.cycle.data(data)
         if out:
             await self._send(out)
 
     async def end(self) -> None:
-        out = self.writer.end()
+        out = self.cycle.end()
         if out:
             await self._send(out)
 
     async def send_file(self, path: str, size: int) -> None:
-        writer = self.writer
+        writer = self.cycle
         async with await trio.open_file(path, "rb") as f:
             left = size
             while left > 0:
@@ -431,14 +375,15 @@ class HTTPSession:
         The reply itself is the exchange's error reply; this only makes the connection ready
         for it (a fresh response head, Connection: close) and bounds the send.
         """
-        if self.phase == "handler" or self.writer.started and not self.writer.done:
+        cycle = self.cycle
+        if self.phase == "handler" or cycle.started and not cycle.done:
             return  # a response is under way (or was sent): nothing more can be said
         self.server.stats["protocol_errors"] += 1
         self.close_after = True
-        self._body_done = True
-        self._http10 = False
+        cycle.reset()  # a fresh response head, closing (HTTP/1.1: we could not read the head)
+        cycle.http10 = False
+        cycle.body_ended()
         self.head_only = False
-        self.writer.reset()
         with trio.move_on_after(1.0):
             try:
                 await self.server.exchange.refuse(self, status, message)
@@ -475,7 +420,7 @@ class HTTPSession:
 
     @property
     def body_bytes(self) -> int:
-        return self._body_bytes
+        return self.cycle.body_bytes
 
 
 def _bytes_waiting(stream: trio.abc.Stream) -> bool:
