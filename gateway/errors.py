@@ -1,8 +1,11 @@
 # Every exception the gateway raises on purpose, and the status each one maps to.
-# Errors say whose fault they are: ConfigError (ours, at startup), ProtocolError (the peer broke
-# framing), HTTPError (an application-level reply), body errors (BudgetExceeded is *our* memory
-# being short: 503, not the client's fault). Turning errors into replies happens in one place
-# (gateway.app.application); this module only defines them.
+# Errors say whose fault they are (h11's model): ConfigError (ours, at startup),
+# RemoteProtocolError (the peer broke HTTP/WebSocket framing: a 4xx hint), LocalProtocolError
+# (we did: a bug, 500 and a log line), HTTPError (an application-level reply), body errors
+# (BudgetExceeded is *our* memory being short: 503, not the client's fault), ClientDisconnected
+# (nobody left to reply to: not an HTTPError, so an app's `except HTTPError` cannot swallow it).
+# Turning errors into replies happens in one place (gateway.app.exchange); this module only
+# defines them.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
@@ -11,6 +14,8 @@ __all__ = [
     "GatewayError",
     "ConfigError",
     "ProtocolError",
+    "RemoteProtocolError",
+    "LocalProtocolError",
     "HTTPError",
     "BadRequest",
     "Unauthorized",
@@ -69,17 +74,32 @@ class ConfigError(GatewayError):
 
 
 class ProtocolError(GatewayError):
-    """The peer broke HTTP or WebSocket framing.
+    """HTTP or WebSocket framing went wrong; the subclass says whose fault it is.
+
+    Catch RemoteProtocolError to answer the peer, LocalProtocolError to log our bug.
 
     Args:
         message: what was wrong, short and safe to send back to the client.
-        status_hint: the HTTP status to reply with (400, 408, 413, 414, 431, ...).
+        status_hint: the HTTP status to reply with (400, 408, 413, 414, 431, ...; 500 when
+            the fault is ours).
     """
 
     def __init__(self, message: str, status_hint: int = 400) -> None:
         super().__init__(message)
         self.message = message
         self.status_hint = status_hint
+
+
+class RemoteProtocolError(ProtocolError):
+    """The peer broke the protocol: reply with ``status_hint`` (a 4xx) and close."""
+
+
+class LocalProtocolError(ProtocolError):
+    """We were about to break the protocol (e.g. more body than the Content-Length we sent):
+    a bug, never the peer's fault. ``status_hint`` is 500; the traceback goes to the log."""
+
+    def __init__(self, message: str, status_hint: int = 500) -> None:
+        super().__init__(message, status_hint)
 
 
 class HTTPError(GatewayError):
@@ -183,13 +203,17 @@ class BodyTimeout(BodyError, RequestTimeout):
     status = 408
 
 
-class ClientDisconnected(BodyError):
-    """The client went away mid-request; there is nobody to reply to."""
+class ClientDisconnected(GatewayError):
+    """The client went away mid-request; there is nobody to reply to.
 
-    status = 499  # nginx's convention; never sent
+    Raised from body reads and response writes, and delivered to a request's ``error``
+    listeners. Not an HTTPError (nor a BodyError): it never becomes a reply, and an app's
+    ``except HTTPError`` does not swallow it.
+    """
 
     def __init__(self, message: str = "client disconnected") -> None:
-        super().__init__(None, message)
+        super().__init__(message)
+        self.message = message
 
 
 class WebSocketClosed(GatewayError):

@@ -207,12 +207,12 @@ async def test_asterisk_form_options_is_not_a_crash() -> None:
 
 @pytest.mark.parametrize(("raw", "status", "text"), [
     (b"CONNECT smuggled.example:443 HTTP/1.1\r\nHost: smuggled.example:443\r\n\r\n", 501,
-     b"CONNECT is not supported: this server is not a proxy\n"),
+     b"CONNECT is not supported: this server is not a proxy"),
     (b"GET /smuggled HTTP/2.0\r\nHost: a\r\n\r\n", 505,
-     b"HTTP version not supported (only HTTP/1.x)\n"),
+     b"HTTP version not supported (only HTTP/1.x)"),
     (b"GET smuggled/42 HTTP/1.1\r\nHost: a\r\n\r\n", 400,
      b"request-target must be origin-form (/path), absolute-form (http://host/path) or * "
-     b"(OPTIONS only)\n"),
+     b"(OPTIONS only)"),
 ])
 async def test_refused_request_lines_get_their_status_a_text_and_a_close(
         raw: bytes, status: int, text: bytes) -> None:

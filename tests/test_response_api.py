@@ -323,6 +323,7 @@ async def test_send_file_head_has_length_and_no_body(root: str) -> None:
 # -- header validation --------------------------------------------------------------------------
 class _NullSink:
     head_only = False
+    carries_values = False
 
     async def send_response(self, *a: Any) -> None: ...
     async def send_data(self, data: bytes) -> None: ...

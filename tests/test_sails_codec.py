@@ -16,6 +16,7 @@ from gateway.ws.sails import (
     SailsParseError,
     VirtualRequest,
     body_from_http,
+    handshake_fields,
     is_virtual_request,
     jwr,
     merge_headers,
@@ -163,13 +164,23 @@ HANDSHAKE = {
 
 
 def test_handshake_cookie_wins_and_origin_is_forced() -> None:
+    # sails-hook-sockets 3: _.defaults({host: sails.config.host, cookie: handshake's}, message),
+    # then origin = handshake's; other handshake headers (Host, User-Agent) are not copied
     message = {"cookie": "sid=msg", "origin": "http://evil", "x-a": "1", "host": "other"}
     assert merge_headers(message, HANDSHAKE) == {
         "cookie": "sid=hs",
-        "host": "device.local",
+        "host": "other",
         "x-a": "1",
         "origin": "http://app.local",
     }
+    assert merge_headers({"x-a": "1"}, HANDSHAKE) == {
+        "cookie": "sid=hs", "x-a": "1", "origin": "http://app.local"}
+
+
+def test_nosession_from_the_handshake() -> None:
+    fields = handshake_fields({"NoSession": "1", "Cookie": "a=1"})
+    assert merge_headers({"nosession": "no"}, fields) == {"cookie": "a=1", "nosession": "true"}
+    assert merge_headers({"nosession": "x"}, {"nosession": ""}) == {"nosession": "x"}
 
 
 def test_message_headers_fill_gaps() -> None:

@@ -147,14 +147,13 @@ async def test_dist_client_requests_through_router(node: str) -> None:
     jwres = res0["jwres"]
     assert jwres["statusCode"] == 200 and "error" not in jwres
     assert jwres["body"] == res0["resData"]
-    assert jwres["headers"] == {"X-Served-By": "gateway",
-                                "Content-Type": "application/json; charset=utf-8"}
+    # only what the app set: res.json() adds no Content-Type to a JWR (Sails' res.json)
+    assert jwres["headers"] == {"X-Served-By": "gateway"}
     assert got[1]["resData"] == "Not Found" and got[1]["jwres"]["statusCode"] == 404
     assert got[1]["jwres"]["error"].startswith("Server responded with a 404 status code")
     assert got[2]["resData"] == {
         "method": "POST", "id": "7", "body": {"a": [1, 2]},
-        "headers": {"cookie": "sid=abc", "origin": f"http://127.0.0.1:{server.port}",
-                    "content-type": "application/json"}}
+        "headers": {"cookie": "sid=abc", "origin": f"http://127.0.0.1:{server.port}"}}
     assert got[3]["resData"]["method"] == "PUT" and got[3]["resData"]["body"] == {"b": None}
     assert got[4]["resData"]["method"] == "PATCH" and got[4]["resData"]["body"] == {}
     assert got[5]["jwres"]["statusCode"] == 418 and got[5]["resData"] == {"status": 418}
@@ -191,7 +190,7 @@ async def test_node_sdk_headers_and_parse_errors(node: str) -> None:
     assert got[0]["resData"]["headers"] == {
         "cookie": "sid=hs",  # the handshake's cookie wins
         "origin": f"http://127.0.0.1:{server.port}",  # always the handshake's
-        "x-num": "5", "x-global": "g", "content-type": "application/json"}
+        "x-num": "5", "x-global": "g"}  # no Content-Type made up: the body is data
     [ack] = got[1]["ack"]
     assert ack["statusCode"] == 400
     assert ack["body"]["details"] == "No url provided in request"
@@ -308,8 +307,9 @@ async def test_polling_is_400_and_bad_version_is_400() -> None:
             assert reply.status == 400  # app.sockets.join with an HTTP request
 
 
-async def _eio4(port: int) -> tuple[Client, str]:
-    client, event = await Client.open(port, "/socket.io/?EIO=4&transport=websocket")
+async def _eio4(port: int, headers: list[tuple[str, str]] | None = None) -> tuple[Client, str]:
+    client, event = await Client.open(port, "/socket.io/?EIO=4&transport=websocket",
+                                      headers=headers)
     assert isinstance(event, AcceptConnection)
     opened = await client.event()
     assert isinstance(opened, TextMessage) and opened.data.startswith("0{")
@@ -317,6 +317,15 @@ async def _eio4(port: int) -> tuple[Client, str]:
     connected = await client.event()
     assert isinstance(connected, TextMessage) and connected.data.startswith('40{"sid":')
     return client, json.loads(connected.data[2:])["sid"]
+
+
+async def _jwr(client: Client, ack: int, method: str, message: dict[str, Any]) -> dict[str, Any]:
+    """One virtual request through the raw client; its JWR."""
+    await client.send(TextMessage(f"42{ack}" + json.dumps([method, message], ensure_ascii=False)))
+    reply = await client.event()
+    assert isinstance(reply, TextMessage) and reply.data.startswith(f"43{ack}["), reply
+    jwr: dict[str, Any] = json.loads(reply.data[2 + len(str(ack)):])[0]
+    return jwr
 
 
 async def test_raw_v4_ack_ids_concurrency_and_no_reply_without_ack() -> None:
@@ -354,10 +363,15 @@ async def test_slow_handler_leaves_the_socket_read_and_in_flight_is_capped() -> 
 
     app, _ = sails_app()
     release = trio.Event()
+    cancelled: list[str] = []
 
     @app.get("/wait")
     async def wait(req: Request, res: Response) -> None:
-        await release.wait()
+        try:
+            await release.wait()
+        except trio.Cancelled:
+            cancelled.append(req.url)
+            raise
         await res.json({"waited": True})
 
     with trio.fail_after(10):
@@ -385,14 +399,14 @@ async def test_slow_handler_leaves_the_socket_read_and_in_flight_is_capped() -> 
             assert sorted(d[:3] for d in got if d != "3") == sorted(
                 f"43{i}" for i in [0, *range(2, MAX_IN_FLIGHT + 1)])
 
-            release = trio.Event()  # the close handshake does not wait for a handler
-            await client.send(TextMessage('429["get",{"url":"/wait"}]'))
+            release = trio.Event()  # the close handshake does not wait for a handler ...
+            await client.send(TextMessage('429["get",{"url":"/wait?last"}]'))
             await trio.sleep(0.05)
             await client.send(CloseConnection(1000))
             close = await client.event()  # the server's answer, then the end of TCP
             assert isinstance(close, CloseConnection) and close.code == 1000
             await client.until_eof()
-            release.set()
+            assert cancelled == ["/wait?last"]  # ... and closing the socket cancelled it
 
 
 async def test_slow_consumer_is_dropped() -> None:
@@ -487,25 +501,92 @@ async def test_socketio_idle_timeout_and_v4_pong_timeout() -> None:
             assert len(app.sockets) == 0
 
 
-async def test_virtual_request_headers_read_as_an_http_request_would_have_them() -> None:
-    # header text becomes what Request decodes from HTTP bytes (latin-1): latin-1 text as it
-    # is, anything else as the UTF-8 bytes an HTTP client would send; names lower-case; the
-    # body's own Content-Type wins
+async def test_virtual_request_is_not_dressed_up_as_http() -> None:
+    # As in Sails: the handler sees the client's headers (merged with the handshake's) as
+    # sent, no Content-Type/Content-Length made up; req.body is the message's data, already
+    # parsed (parsers mounted by the app skip it, whatever the client's Content-Type says);
+    # the JWR carries only headers the app set and the body as the app gave it.
+    from gateway import bodyparsers
+
     app = App()
+    app.use(bodyparsers.urlencoded())
+    app.use(bodyparsers.json())
 
-    @app.get("/h")
+    @app.all("/h")
     async def h(req: Request, res: Response) -> None:
-        await res.json({k: v for k, v in req.headers.items() if k != "host"})
+        parsed = req.body_parsed
+        body = req.body
+        await res.json({"headers": req.headers, "body": body, "parsed": parsed,
+                        "json_is_body": await req.json() is body,
+                        "raw": (await req.read()).decode(), "is": req.is_("json")})
 
-    async with running(app) as server:
-        client, _ = await _eio4(server.port)
-        message = json.dumps(["get", {"url": "/h", "headers": {
-            "X-Name": "zoë", "X-Sign": "€ 5", "X-Plain": "ok", "Content-Type": "text/plain"}}],
-            ensure_ascii=False)
-        await client.send(TextMessage("421" + message))
-        reply = await client.event()
-        assert isinstance(reply, TextMessage) and reply.data.startswith("431[")
-        got = json.loads(reply.data[3:])[0]["body"]
-        assert got == {"x-name": "zoë", "x-sign": "€ 5".encode().decode("latin-1"),
-                       "x-plain": "ok", "content-type": "application/json",
-                       "content-length": "2"}
+    @app.get("/text")
+    async def text(req: Request, res: Response) -> None:
+        await res.send("plain")
+
+    @app.get("/json-text")
+    async def json_text(req: Request, res: Response) -> None:
+        await res.json("hi")
+
+    @app.get("/nothing")
+    async def nothing(req: Request, res: Response) -> None:
+        res.set("X-A", "1")
+        await res.status(202).end()
+
+    @app.get("/stream")
+    async def stream(req: Request, res: Response) -> None:
+        res.set("Content-Type", "application/json")
+        await res.write('{"a":')
+        await res.end("1}")
+
+    with trio.fail_after(10):
+        async with running(app) as server:
+            origin = f"http://127.0.0.1:{server.port}"
+            client, _ = await _eio4(server.port, [("Cookie", "sid=hs"), ("Origin", origin),
+                                                  ("X-Handshake-Only", "1")])
+            got = await _jwr(client, 1, "post", {"url": "/h", "data": {"a": [1, 2], "é": "ü"},
+                                                  "headers": {
+                "X-Name": "zoë", "X-Sign": "€ 5", "Host": "h.local", "cookie": "sid=msg",
+                "Content-Type": "application/x-www-form-urlencoded"}})
+            assert got["statusCode"] == 200 and got["headers"] == {}
+            assert got["body"] == {
+                "headers": {"cookie": "sid=hs", "x-name": "zoë", "x-sign": "€ 5",
+                            "host": "h.local", "content-type": "application/x-www-form-urlencoded",
+                            "origin": origin},
+                "body": {"a": [1, 2], "é": "ü"}, "parsed": True, "json_is_body": True,
+                "raw": '{"a":[1,2],"é":"ü"}', "is": None}
+            got = await _jwr(client, 2, "get", {"url": "/h", "data": {"q": 1}})
+            assert got["body"]["body"] == {"q": 1}  # data is the body for GET too
+            assert "host" not in got["body"]["headers"]  # nobody sent one
+            assert await _jwr(client, 3, "get", {"url": "/text"}) == {
+                "body": "plain", "headers": {}, "statusCode": 200}
+            assert await _jwr(client, 4, "get", {"url": "/json-text"}) == {
+                "body": '"hi"', "headers": {"content-type": "application/json"},
+                "statusCode": 200}
+            assert await _jwr(client, 5, "get", {"url": "/nothing"}) == {
+                "headers": {"X-A": "1"}, "statusCode": 202}
+            assert await _jwr(client, 6, "get", {"url": "/stream"}) == {
+                "body": {"a": 1}, "headers": {"Content-Type": "application/json"},
+                "statusCode": 200}
+            assert await _jwr(client, 7, "head", {"url": "/text"}) == {
+                "headers": {}, "statusCode": 200}
+            assert await _jwr(client, 8, "get", {"url": "/missing"}) == {
+                "body": "Not Found", "headers": {}, "statusCode": 404}
+            assert await _jwr(client, 9, "get", {"url": "ftp://x/"}) == {
+                "body": "unsupported scheme in request-target: 'ftp'", "headers": {},
+                "statusCode": 400}
+            assert app.budget.statistics()["used_bytes"] == 0  # the raw read was released
+
+
+async def test_virtual_requests_have_access_lines(capsys: Any) -> None:
+    app, _ = sails_app()
+    with trio.fail_after(10):
+        async with running(app, server__access_log="true") as server:
+            client, _ = await _eio4(server.port)
+            got = await _jwr(client, 1, "get", {"url": "/user/1?x=1"})
+            assert got["statusCode"] == 200
+            assert (await _jwr(client, 2, "get", {"url": "/nope"}))["statusCode"] == 404
+    lines = [ln for ln in capsys.readouterr().err.splitlines() if " socket.io\" " in ln]
+    assert lines[0].startswith("127.0.0.1:") and lines[0].endswith(" user")
+    assert '"GET /user/1?x=1 socket.io" 200 ' in lines[0]
+    assert '"GET /nope socket.io" 404 ' in lines[1]

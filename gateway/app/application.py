@@ -1,8 +1,7 @@
 # The App: a Router plus what a running gateway binds to it (settings, memory budget,
-# credentials, statistics), and the ONE place where errors become replies: HTTPError -> its
-# status, BodyError -> 408/413/503, anything else -> a 500 that reveals nothing (traceback to
-# the log). Also the built-in /_gateway/health and /_gateway/stats routes.
-# Must not: touch sockets; the server creates Request/Response and calls App.handle().
+# credentials, statistics), and the built-in /_gateway/health and /_gateway/stats routes.
+# Must not: touch sockets or run requests itself: gateway.app.exchange runs each request
+# through the App's chain and turns errors into replies.
 from __future__ import annotations
 
 import logging
@@ -15,7 +14,6 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from gateway.app.auth import Credentials
 from gateway.app.body import MemoryBudget
 from gateway.app.router import Router
-from gateway.errors import REASONS, ClientDisconnected, HTTPError, MethodNotAllowed, NotFound
 from gateway.http.target import parse_query
 
 if TYPE_CHECKING:
@@ -108,7 +106,7 @@ class App(Router):
         self.requests_served = 0
         self.errors_5xx = 0
         self._sockets: SocketHub | None = None
-        self._builtin = _builtin_router(self)
+        self.builtin = _builtin_router(self)  # /_gateway/..., routed by the exchange
         self.background_tasks: list[Callable[[App], Awaitable[None]]] = []
         self.background_failures = 0
 
@@ -178,76 +176,6 @@ class App(Router):
         self.settings = binding.settings
         self.credentials = binding.credentials
         self.budget.resize(binding.settings.memory.body_budget_bytes)
-
-    # -- the request entry point -------------------------------------------------------------
-    async def handle_request(self, req: Request, res: Response) -> None:
-        """Run the chain for one request and guarantee it gets a reply (or a logged failure)."""
-        self.requests_served += 1
-        res.req = req
-        allowed: set[str] = set()
-        fell_through = False
-
-        async def done(err: Any = None) -> None:
-            nonlocal fell_through
-            if err is not None and err not in ("route", "router"):
-                raise err if isinstance(err, BaseException) else HTTPError(500)
-            fell_through = True
-
-        try:
-            if req.path.startswith("/_gateway/"):
-                await self._builtin.handle(req, res, done, allowed)
-            else:
-                await self.handle(req, res, done, allowed)
-            if not res.finished and req._stream is not None:
-                await req.stream.pump()  # EdgerOS style: listeners registered, handler returned
-            if not res.headers_sent:
-                if fell_through:
-                    if allowed:
-                        await self._no_method(req, res, allowed)
-                    else:
-                        raise NotFound(None, f"Cannot {req.method} {req.original_url}"[:200])
-                else:
-                    log.error(
-                        "%s %s: handler returned without sending a response", req.method, req.path
-                    )
-                    raise HTTPError(500)
-        except ClientDisconnected:
-            raise
-        except HTTPError as exc:
-            if res.headers_sent:
-                raise
-            await self.send_error(req, res, exc.status, exc.message, exc.headers)
-        except Exception:
-            log.exception("%s %s: unhandled error in handler", req.method, req.path)
-            if res.headers_sent:
-                raise
-            await self.send_error(req, res, 500, None, ())
-
-    async def _no_method(self, req: Request, res: Response, allowed: set[str]) -> None:
-        if "GET" in allowed:
-            allowed.add("HEAD")
-        allow = ", ".join(sorted(allowed))
-        if req.method == "OPTIONS":
-            res.status(200).set("Allow", allow)
-            await res.type("text").send(allow)
-            return
-        raise MethodNotAllowed(None, f"Method {req.method} not allowed", {"Allow": allow})
-
-    async def send_error(
-        self, req: Request, res: Response, status: int, message: str | None, headers: Any
-    ) -> None:
-        """The one error reply: short text, or JSON when the client wants JSON."""
-        if status >= 500:
-            self.errors_5xx += 1
-        text = message if message and status < 500 else REASONS.get(status, "Error")
-        res._headers.clear()
-        for name, value in headers:
-            res.set(name, value)
-        res.status(status)
-        if req.wants_json:
-            await res.json({"error": text, "status": status})
-        else:
-            await res.type("text").send(text)
 
     # -- statistics --------------------------------------------------------------------------
     def statistics(self) -> dict[str, Any]:

@@ -16,11 +16,13 @@ from __future__ import annotations
 
 import enum
 import inspect
+import json
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import Any, Protocol
+from typing import Any
 
 from gateway.app.budget import MemoryBudget, tune_allocator
+from gateway.app.contracts import BodySource
 from gateway.errors import BodyError, BodyTooLarge, ClientDisconnected
 
 __all__ = [
@@ -30,6 +32,7 @@ __all__ = [
     "BytesSource",
     "EmptySource",
     "MemoryBudget",
+    "ValueSource",
     "State",
     "too_large",
     "tune_allocator",
@@ -39,18 +42,6 @@ log = logging.getLogger("gateway.body")
 
 Listener = Callable[..., Awaitable[None] | None]
 EVENTS = ("data", "end", "close", "error")
-
-
-class BodySource(Protocol):
-    """Where body bytes come from: the HTTP session, or a virtual request's data."""
-
-    def expected_length(self) -> int | None:
-        """Content-Length when known (only used to reject early), else None."""
-        ...
-
-    async def receive_chunk(self) -> bytes | None:
-        """The next chunk, or None at the end. Raises BodyError subclasses."""
-        ...
 
 
 class EmptySource:
@@ -66,7 +57,7 @@ class EmptySource:
 
 
 class BytesSource:
-    """A body that is already in memory (a virtual request's JSON-encoded data)."""
+    """A body that is already in memory as bytes."""
 
     __slots__ = ("_data",)
 
@@ -79,6 +70,40 @@ class BytesSource:
     async def receive_chunk(self) -> bytes | None:
         data, self._data = self._data, None
         return data or None
+
+
+class ValueSource:
+    """A body that arrived already parsed: a Sails virtual request's ``data`` (a ParsedBody).
+
+    The request gets ``value`` as ``req.body`` (and ``req.json()``) with no parser involved.
+    Byte reads (``async for``, ``read()``, ``text()``) get its JSON text, encoded on the first
+    read only: most virtual requests never ask. Memory: the value is not charged to the body
+    budget; it was bounded as the WebSocket message it arrived in (max_message_bytes, with at
+    most MAX_IN_FLIGHT such messages per socket). JSON text a handler reads is charged like any
+    cached body, once.
+    """
+
+    __slots__ = ("value", "_sent")
+
+    def __init__(self, value: Any) -> None:
+        self.value = value
+        self._sent = False
+
+    def expected_length(self) -> int | None:
+        return None  # unknown until encoded; the limits are checked as the bytes arrive
+
+    async def receive_chunk(self) -> bytes | None:
+        if self._sent:
+            return None
+        self._sent = True
+        value = self.value
+        if type(value) is dict and not value:
+            return b"{}"  # what most virtual requests carry (a GET's data)
+        return _VALUE_JSON.encode(value).encode()
+
+
+# the JSON text of a virtual request's data (one encoder: json.dumps with options builds one)
+_VALUE_JSON = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False)
 
 
 def too_large(limit: int) -> BodyTooLarge:
@@ -229,7 +254,7 @@ class BodyStream:
         self._pledge = 0  # what is left of this body's pledge on the budget
         self._cached: bytes | None = None
         self._reserved = 0
-        self._error: BodyError | None = None
+        self._error: BodyError | ClientDisconnected | None = None
         self._closed = False
         self._pulling = False
         # called with the whole body when a cached body is complete (Request stores req.body)
@@ -383,7 +408,7 @@ class BodyStream:
             if self._data_listeners:
                 await self._emit("data", chunk)
             return chunk
-        except BodyError as exc:
+        except (BodyError, ClientDisconnected) as exc:
             # The error's traceback keeps this frame (and its locals) alive for as long as the
             # error lives, possibly in a reference cycle: hold no body bytes in it.
             chunk = store = None
@@ -437,7 +462,7 @@ class BodyStream:
         if self._cached is not None and self.on_cached is not None:
             self.on_cached(self._cached)
 
-    async def _fail(self, exc: BodyError) -> None:
+    async def _fail(self, exc: BodyError | ClientDisconnected) -> None:
         self.state = State.FAILED
         self._error = exc
         self._drop_cache()  # a broken body is not kept: its bytes go back to the budget now

@@ -8,7 +8,8 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Callable, Iterable, Mapping
 from typing import TYPE_CHECKING, Any, overload
 
-from gateway.app.body import BodySource, BodyStream, EmptySource, MemoryBudget, State
+from gateway.app.body import BodyStream, EmptySource, MemoryBudget, State
+from gateway.app.contracts import BodySource
 from gateway.app.cookies import json_cookies
 from gateway.http.target import parse_cookies
 
@@ -23,6 +24,7 @@ if TYPE_CHECKING:
 __all__ = ["Request"]
 
 _EMPTY = EmptySource()
+_UNPARSED = object()
 _NO_PARAMS: dict[str | int, Any] = {}
 # Node's IncomingMessage (lib/_http_incoming.js matchKnownFields): a repeated field of these
 # keeps its FIRST value; set-cookie is a list; cookie is joined with "; "; the rest with ", ".
@@ -457,6 +459,11 @@ class Request:
             self._apply_route_limit(s)
         return s
 
+    @property
+    def body_stream(self) -> BodyStream | None:
+        """The body stream if anything has made it yet, else None (the exchange finishes it)."""
+        return self._stream
+
     def _body_released(self) -> None:
         # the exchange ended: its body is no longer budgeted, so it must not stay referenced
         self.body = {}
@@ -537,10 +544,17 @@ class Request:
     async def json(self) -> Any:
         """The body parsed as JSON (any top-level value; ``{}`` when empty).
 
+        A body that arrived already parsed (a Sails virtual request's ``data``) is returned as
+        it is, without a byte read.
+
         Raises:
             BadRequest (400, naming the position), UnsupportedMediaType (415) and every error
             of ``read()``.
         """
+        if self._stream is None:
+            parsed = getattr(self._source, "value", _UNPARSED)
+            if parsed is not _UNPARSED:
+                return parsed
         from gateway.app.bodyparsers import read_json  # on first use, like the parsers
 
         if not self.cache_enabled:

@@ -1,6 +1,8 @@
 # The response object handlers use (EdgerOS WebResponse / Express res), the same for HTTP and
 # Sails virtual requests. Header values are validated when set (no CR/LF: response splitting is
 # refused at the source). A small response goes out as ONE write (head + body) through the sink.
+# A transport that carries values (a Sails JWR: gateway.app.contracts.ValueSink) gets send()/json()
+# bodies as the values themselves, with only the headers the application set.
 # Must not: touch sockets or files directly: bytes leave through a ResponseSink the transport
 # provides (the HTTP session, or the virtual-request collector of a WebSocket).
 from __future__ import annotations
@@ -15,9 +17,10 @@ import time
 import weakref
 from collections.abc import Mapping
 from functools import lru_cache
-from typing import Any, Protocol
+from typing import Any, cast
 from urllib.parse import quote
 
+from gateway.app.contracts import NO_BODY, ResponseSink, ValueSink
 from gateway.errors import REASONS, Forbidden, HTTPError, NotFound
 from gateway.http.dates import http_date, parse_http_date
 
@@ -108,30 +111,6 @@ MIME_TYPES: dict[str, str] = {
 _FILE_CHUNK = 65536
 # what encodeURIComponent leaves alone beyond what quote() always does (letters, digits, "-._~")
 _URI_COMPONENT_SAFE = "!*'()"
-
-
-class ResponseSink(Protocol):
-    """Where a response's bytes go. ``head_only`` is True for HEAD (no body is written)."""
-
-    head_only: bool
-
-    async def send_response(
-        self, status: int, headers: list[tuple[str, str]], body: bytes | None, end: bool
-    ) -> None:
-        """Send the head (and body when given); with end=True the response is complete."""
-        ...
-
-    async def send_data(self, data: bytes) -> None:
-        """Send more body (only after send_response(..., end=False))."""
-        ...
-
-    async def end(self) -> None:
-        """Complete a streamed response."""
-        ...
-
-    async def send_file(self, path: str, size: int) -> None:
-        """Stream ``size`` bytes of the file at ``path`` as the rest of the body, then end."""
-        ...
 
 
 def _json_default(obj: Any) -> Any:
@@ -563,6 +542,11 @@ class Response:
         self._check_open()
         if self._streaming:
             raise RuntimeError("the response is being streamed: use write()/end()")
+        if self._sink.carries_values:
+            if body is None or isinstance(body, (str, bytes, bytearray, memoryview)):
+                await self._send_value(NO_BODY if body is None else body)
+                return
+            return await self.json(body)
         h = self._headers
         if body is None:
             data = b""
@@ -589,6 +573,13 @@ class Response:
         A Content-Type the handler set is kept, with charset utf-8 (Express: json -> send).
         """
         self._check_open()
+        if self._sink.carries_values:
+            if isinstance(obj, str):
+                # Sails' res.json(string): the JSON text, typed as JSON (the only header it adds)
+                self.set("content-type", "application/json")
+                obj = _ENCODER.encode(obj)
+            await self._send_value(obj)
+            return
         data = _dumps(obj)
         h = self._headers
         ct = h.get("content-type")
@@ -638,11 +629,36 @@ class Response:
             status, self._head(), None if sink.head_only or not data else data, True
         )
 
+    async def _send_value(self, value: Any) -> None:
+        # The whole reply as a value (a ValueSink): marked sent only once the sink took it, so
+        # that a reply the transport refuses (too large, not serialisable) can still be
+        # answered with an error by the exchange.
+        self._check_open()
+        sink = cast(ValueSink, self._sink)
+        nbytes = await sink.send_value(self.status_code, self._head(), value)
+        self.headers_sent = True
+        self.finished = True
+        self.bytes_sent = nbytes
+
+    @property
+    def carries_values(self) -> bool:
+        """True when the transport carries bodies as values (a Sails JWR), not bytes."""
+        return self._sink.carries_values
+
+    def clear_headers(self) -> Response:
+        """Forget every header set so far (an error reply starts from a clean head)."""
+        self._headers.clear()
+        return self
+
     async def send_status(self, code: int) -> None:
         """Set the status and send its message as text/plain (Express ``res.sendStatus``):
         ``statuses``' message, or the number itself for a code without one."""
         self.status(code)
-        await self.type("txt").send(_STATUS_MESSAGES.get(code) or str(code))
+        text = _STATUS_MESSAGES.get(code) or str(code)
+        if self._sink.carries_values:  # Sails' sendStatus: the text, no type of its own
+            await self._send_value(text)
+            return
+        await self.type("txt").send(text)
 
     async def redirect(self, url: str | int, status: int | str = 302) -> None:
         """Redirect (Express 5 ``res.redirect``): Location, the status (302 by default), and a
@@ -760,7 +776,7 @@ class Response:
         data = chunk.encode() if isinstance(chunk, str) else bytes(chunk)
         sink = self._sink
         if not self.headers_sent:
-            if "content-type" not in self._headers:
+            if "content-type" not in self._headers and not sink.carries_values:
                 self._headers["content-type"] = ("Content-Type", "text/html; charset=utf-8")
             self.headers_sent = True
             self._streaming = True
@@ -778,7 +794,9 @@ class Response:
         if self.finished:
             raise RuntimeError("the response has already been sent")
         if not self._streaming:
-            if chunk is None:
+            if self._sink.carries_values:
+                await self._send_value(NO_BODY if chunk is None else chunk)
+            elif chunk is None:
                 await self._send_whole(b"")
             else:
                 data = chunk.encode() if isinstance(chunk, str) else bytes(chunk)

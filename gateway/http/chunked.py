@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, NoReturn
 
 import h11
 
-from gateway.errors import ProtocolError
+from gateway.errors import RemoteProtocolError as ProtocolError  # every error here is the peer's
 
 if TYPE_CHECKING:
     from h11._receivebuffer import ReceiveBuffer

@@ -25,13 +25,19 @@ from dataclasses import dataclass
 
 import h11
 
-from gateway.errors import ProtocolError
+from gateway.errors import RemoteProtocolError
 from gateway.http.chunked import ChunkedReader
 from gateway.http.target import is_authority_form, is_valid_host, split_target
+from gateway.http.writer import ResponseWriter
+
+# Every error this module raises is the peer's fault (h11's RemoteProtocolError); the raise
+# sites use this short name.
+ProtocolError = RemoteProtocolError
 
 __all__ = [
     "HTTPLimits",
     "ServerConnection",
+    "Cycle",
     "Request",
     "Data",
     "EndOfMessage",
@@ -307,3 +313,156 @@ def _wrap(exc: h11.RemoteProtocolError) -> ProtocolError:
         return ProtocolError("Request header fields too large", 431)
     text = _RAW_TAIL.sub("", str(exc)) or "Malformed HTTP request"
     return ProtocolError(text[:200], status if 400 <= status < 600 else 400)
+
+
+class Cycle(ResponseWriter):
+    """One request/response cycle of a connection: framing and keep-alive, decided once.
+
+    The request's side is read from its head in one pass (``begin``): whether it has a body,
+    its Content-Length or chunked framing, what the client said about keep-alive (HTTP/1.0,
+    ``Connection``), and the fields the server needs besides (Authorization, Upgrade). The
+    response's framing is the ResponseWriter's (``head``/``data``/``end``); ``head`` decides
+    whether the connection stays open after this response, and ``reusable`` whether it may
+    carry the next request. Body reads report here (``start_body``, ``body_received``,
+    ``body_ended``), so the server only moves bytes: ``body_left`` is how much of a
+    Content-Length body is still due (the server may read it straight from the stream, never
+    a byte of the next request). h11 keeps the same in its ConnectionState; our responses are
+    written by gateway.http.writer, not h11, so the decisions live here.
+
+    One object per connection, reset by ``begin`` for every request: no allocation per
+    request.
+
+    Args:
+        conn: the connection whose requests these are (for its 100-continue state).
+        max_drain_bytes: the most unread body the server will read and drop to keep the
+            connection open after an early response; a longer body closes it.
+    """
+
+    __slots__ = ("_conn", "_max_drain", "http10", "client_keep_alive", "has_body", "length",
+                 "body_bytes", "body_done", "reading", "direct", "authorization", "upgrade",
+                 "ws_upgrade")
+
+    def __init__(self, conn: ServerConnection, max_drain_bytes: int) -> None:
+        super().__init__()
+        self._conn = conn
+        self._max_drain = max_drain_bytes
+        self.http10 = False
+        self.client_keep_alive = True
+        self.has_body = False
+        self.length: int | None = None  # the request's Content-Length (None: chunked or none)
+        self.body_bytes = 0
+        self.body_done = True
+        self.reading = False  # the request body is being read (100 Continue was decided)
+        self.direct = False  # the rest of the body is read straight from the stream
+        self.authorization: bytes | None = None
+        self.upgrade = False  # an Upgrade header (any protocol)
+        self.ws_upgrade = False  # Upgrade: websocket
+
+    def begin(self, event: Request) -> None:
+        """Read a request head's framing (it was validated by ServerConnection.next_event).
+
+        Args:
+            event: the h11 Request event.
+        """
+        self.reset()
+        http10 = event.http_version == b"1.0"
+        keep_alive = not http10
+        has_body = False
+        length = None
+        auth = None
+        upgrade = ws_upgrade = False
+        for name, value in event.headers:
+            if name == b"content-length":
+                length = int(value)  # digits only: checked with the head
+                has_body = length != 0
+            elif name == b"transfer-encoding":
+                has_body = True
+            elif name == b"authorization":
+                auth = value
+            elif name == b"upgrade":
+                upgrade = True
+                ws_upgrade = value.lower() == b"websocket"
+            elif name == b"connection":
+                tokens = value.lower()
+                if b"close" in tokens:
+                    keep_alive = False
+                elif http10 and b"keep-alive" in tokens:
+                    keep_alive = True
+        self.http10 = http10
+        self.client_keep_alive = keep_alive
+        self.has_body = has_body
+        self.length = length
+        self.body_bytes = 0
+        self.body_done = not has_body
+        self.reading = False
+        self.direct = False
+        self.authorization = auth
+        self.upgrade = upgrade
+        self.ws_upgrade = ws_upgrade
+
+    # -- the request body --------------------------------------------------------------------
+    def start_body(self) -> bool:
+        """The first read of the body: True when a ``100 Continue`` must be sent first (the
+        client waits for it and no response has started)."""
+        self.reading = True
+        return self._conn.they_are_waiting_for_100_continue and not self.started
+
+    def go_direct(self) -> bool:
+        """h11 has handed out what it buffered of the body and needs more bytes: True when the
+        rest is a Content-Length body, which the server then reads straight from the stream
+        (``body_left`` bytes at most, as received: no copy through h11's buffer; h11 has
+        validated the framing, and the next request starts a fresh h11 connection)."""
+        self.direct = self.length is not None
+        return self.direct
+
+    def body_left(self) -> int | None:
+        """Bytes of a Content-Length body still due (None for a chunked body)."""
+        length = self.length
+        return None if length is None else length - self.body_bytes
+
+    def body_received(self, nbytes: int) -> None:
+        """``nbytes`` more body bytes arrived; a Content-Length body ends with its last byte."""
+        self.body_bytes += nbytes
+        length = self.length
+        if length is not None and self.body_bytes >= length:
+            self.body_done = True
+
+    def body_ended(self) -> None:
+        """The body ended (its last chunk, or it broke and will not be read any further)."""
+        self.body_done = True
+
+    def can_drain(self) -> bool:
+        """Whether reading and dropping the unread rest of the body would keep the connection:
+        not if the client waits for a 100 Continue it never got (closing is the clean
+        answer), nor for a chunked body or more than max_drain_bytes."""
+        if self._conn.they_are_waiting_for_100_continue and not self.reading:
+            return False
+        left = self.body_left()
+        return left is not None and left <= self._max_drain
+
+    # -- the response and the connection -----------------------------------------------------
+    def response_head(self, status: int, headers: list[tuple[str, str]], *, head_request: bool,
+                      closing: bool, date: str) -> bytes:
+        """The response head; decides whether the connection stays open after it.
+
+        It stays open when the client allows it, the server is not closing, and the request
+        body is read (or short enough to drain); the response's own framing may still close
+        it (HTTP/1.0 without a length, the app's ``Connection: close``).
+
+        Args:
+            status, headers, head_request, date: as ResponseWriter.head.
+            closing: the server will close after this response (draining, request cap, a
+                body that broke).
+        """
+        keep_alive = self.client_keep_alive and not closing
+        if keep_alive and not self.body_done and not self.can_drain():
+            keep_alive = False
+        return self.head(status, headers, head_request=head_request, http10=self.http10,
+                         keep_alive=keep_alive, date=date)
+
+    def reusable(self, closing: bool) -> bool:
+        """Whether the connection may carry another request after this cycle: the response is
+        complete and allowed keep-alive, the body was read to its end, and the server is not
+        closing (after a broken or abandoned body, what follows on the wire is still that
+        body, never a request)."""
+        return self.keep_alive and self.done and self.body_done and not closing

@@ -20,7 +20,11 @@ import ipaddress
 import re
 from urllib.parse import unquote
 
-from gateway.errors import ProtocolError
+from gateway.errors import RemoteProtocolError
+
+# Every error this module raises is the peer's fault (h11's RemoteProtocolError); the raise
+# sites use this short name.
+ProtocolError = RemoteProtocolError
 
 __all__ = [
     "split_target",

@@ -5,7 +5,7 @@
 # Must not: touch sockets; it returns bytes. Header names/values are trusted to be validated.
 from __future__ import annotations
 
-from gateway.errors import REASONS, ProtocolError
+from gateway.errors import REASONS, LocalProtocolError
 
 __all__ = ["ResponseWriter"]
 
@@ -49,7 +49,7 @@ class ResponseWriter:
             date: the Date header value.
         """
         if self.started:
-            raise ProtocolError("response already started", 500)
+            raise LocalProtocolError("response already started", 500)
         self.started = True
         no_body = head_request or status in (204, 304) or status < 200
         self.no_body = no_body
@@ -93,7 +93,7 @@ class ResponseWriter:
         """Framed body bytes (b"" for bodiless responses).
 
         Raises:
-            ProtocolError: more bytes than the declared Content-Length (our bug: 500).
+            LocalProtocolError: more bytes than the declared Content-Length (our bug: 500).
         """
         if self.no_body or not data:
             return b""
@@ -101,7 +101,7 @@ class ResponseWriter:
             return b"%x\r\n%s\r\n" % (len(data), data)
         if self.remaining is not None:
             if len(data) > self.remaining:
-                raise ProtocolError("response body longer than its Content-Length", 500)
+                raise LocalProtocolError("response body longer than its Content-Length", 500)
             self.remaining -= len(data)
         return data
 

@@ -18,17 +18,14 @@ import trio
 
 from gateway.app.body import EmptySource
 from gateway.app.request import Request
-from gateway.app.response import Response
 from gateway.errors import (
-    REASONS,
     BodyError,
     BodyTimeout,
     ClientDisconnected,
-    ProtocolError,
+    RemoteProtocolError,
 )
-from gateway.http.connection import ServerConnection
+from gateway.http.connection import Cycle, ServerConnection
 from gateway.http.dates import http_date
-from gateway.http.writer import ResponseWriter
 
 if TYPE_CHECKING:
     from gateway.app.application import App
@@ -69,11 +66,11 @@ class HTTPSession:
         info: peer address, transport scheme and privilege of the connection.
     """
 
-    __slots__ = ("server", "app", "stream", "info", "conn", "scope", "phase", "recv_size",
-                 "http", "requests", "close_after", "_sent_100", "_body_done",
-                 "_body_start", "_body_bytes", "head_only", "req", "upgrade_handler",
-                 "_status", "_started", "deadline", "writer", "_http10", "_keep_alive",
-                 "_linger", "_direct", "_length")
+    carries_values = False  # a ResponseSink of bytes
+
+    __slots__ = ("server", "app", "stream", "info", "conn", "cycle", "scope", "phase",
+                 "recv_size", "http", "requests", "close_after", "_body_start", "head_only",
+                 "req", "upgrade_handler", "_status", "_started", "deadline", "_linger")
 
     def __init__(self, server: Server, stream: trio.abc.Stream, info: ConnectionInfo) -> None:
         self.server = server
@@ -82,27 +79,21 @@ class HTTPSession:
         self.info = info
         self.http = server.settings.http
         self.conn = ServerConnection(server.http_limits)
+        # framing and keep-alive of the current request/response (the sans-IO layer decides)
+        self.cycle = Cycle(self.conn, self.http.max_drain_bytes)
         self.scope = trio.CancelScope()
         self.phase = "idle"
         self.recv_size = server.settings.server.recv_buffer_bytes
         self.requests = 0
         self.close_after = False
-        self._sent_100 = False
-        self._body_done = True
         self._body_start = 0.0
-        self._body_bytes = 0
         self.head_only = False
         self.req: Request | None = None
         self.upgrade_handler: Callable[..., Any] | None = None
         self._status = 0
         self._started = 0.0
         self.deadline = trio.current_time() + self.http.head_timeout_s
-        self.writer = ResponseWriter()
-        self._http10 = False
-        self._keep_alive = True
         self._linger = False
-        self._length: int | None = None  # the current request's Content-Length
-        self._direct = False  # this body's bytes are read straight from the stream (see below)
 
     # -- the connection loop -----------------------------------------------------------------
     async def run(self) -> None:
@@ -121,12 +112,7 @@ class HTTPSession:
                         del event, conn  # the HTTP state must not live as long as the socket
                         await self.upgrade_handler()
                         return
-                    if (not self.writer.keep_alive or not self.writer.done
-                            or not self._body_done or self.close_after):
-                        # close_after: the body broke or was given up on after the reply went
-                        # out; what follows on the wire is still that body, never a request
-                        return
-                    if self.server.draining:
+                    if not self.cycle.reusable(self.close_after) or self.server.draining:
                         return
                     conn.start_next_cycle()
                     # an idle keep-alive connection holds no request (nor its h11 event)
@@ -135,7 +121,7 @@ class HTTPSession:
                     self.deadline = trio.current_time() + http.idle_timeout_s
             if self.scope.cancelled_caught and self.phase == "head":
                 await self._reply_error(408, "Request timeout: the request head took too long")
-        except ProtocolError as exc:
+        except RemoteProtocolError as exc:  # the peer's fault: a 4xx; ours (Local) is logged below
             await self._reply_error(exc.status_hint, exc.message)
         except (ClientDisconnected, trio.BrokenResourceError, trio.ClosedResourceError):
             pass
@@ -167,85 +153,39 @@ class HTTPSession:
 
     async def _serve_one(self, event: h11.Request) -> None:
         server = self.server
-        app = self.app
         self.phase = "handler"
-        self._started = trio.current_time()
+        started = self._started = trio.current_time()
         self.deadline = _INF
         # split_target's result, checked with the head (RFC 9112 3.2.2: an absolute-form
         # target's authority is the host)
         url, path, query, host = self.conn.target
         method = event.method.decode("ascii")
-        headers = event.headers
-        has_body = False
-        length = None
-        auth = None
-        upgrade = ws_upgrade = False
-        http10 = event.http_version == b"1.0"
-        keep_alive = not http10
-        for name, value in headers:
-            if name == b"content-length":
-                length = int(value)  # digits only: checked with the head (connection.py)
-                has_body = length != 0
-            elif name == b"transfer-encoding":
-                has_body = True
-            elif name == b"authorization":
-                auth = value
-            elif name == b"upgrade":
-                upgrade = True
-                ws_upgrade = value.lower() == b"websocket"
-            elif name == b"connection":
-                tokens = value.lower()
-                if b"close" in tokens:
-                    keep_alive = False
-                elif http10 and b"keep-alive" in tokens:
-                    keep_alive = True
-        self._http10 = http10
-        self._keep_alive = keep_alive
-        self._length = length
-        self.writer.reset()
+        cycle = self.cycle
+        cycle.begin(event)  # framing, keep-alive, Authorization, Upgrade: one pass
+        has_body = cycle.has_body
         if not has_body:
             self.conn.next_event()  # the EndOfMessage h11 has ready for a bodiless request
-        privileged = self.info.privileged
-        auth_failed = False
-        if auth is not None and not privileged:
-            privileged, auth_failed = app.credentials.check_authorization(auth.decode("latin-1"))
-        self._body_done = not has_body
-        self._sent_100 = False
-        self._body_bytes = 0
         self.head_only = method == "HEAD"
-        settings = server.settings
-        req = Request(
-            app, method, url, path, query, headers,
-            protocol=self.info.scheme,
-            http_version=event.http_version.decode("ascii"),
-            client=self.info.peer,
-            source=self if has_body else _EMPTY,
-            budget=app.budget,
-            limits=settings.privileged if privileged else settings.user,
-            privileged=privileged,
-            auth_failed=auth_failed,
-            host=host,
-            upgrade=ws_upgrade and method == "GET",
+        exchange = server.exchange
+        info = self.info
+        auth = cycle.authorization
+        req = self.req = exchange.request(
+            info, method, url, path, query, event.headers, self if has_body else _EMPTY,
+            event.http_version.decode("ascii"),
+            None if auth is None else auth.decode("latin-1"),
+            host,
+            cycle.ws_upgrade and method == "GET",
         )
-        self.req = req
-        res = Response(self)
         self._status = 0
         if self.requests >= self.http.max_requests_per_connection or server.draining:
             self.close_after = True
-        try:
-            if upgrade or path.startswith("/socket.io"):
-                await server.route_upgrade(self, req, res)
-            if not res.finished and self.upgrade_handler is None:
-                await app.handle_request(req, res)
-            if res.headers_sent and not res.finished:
-                await res.end()  # a streamed response the handler left open
-        finally:
-            stream = req._stream
-            if stream is not None:
-                await stream.finish()
-            server.log_access(self, req, res)
-        if self.upgrade_handler is None and not self._body_done:
-            if self.close_after or not self.writer.keep_alive:
+        if cycle.upgrade or path.startswith("/socket.io"):
+            sink, endpoint = server.upgrade_route(self, req)
+            await exchange.run(info, req, sink, endpoint, started)
+        else:
+            await exchange.run(info, req, self, None, started)
+        if self.upgrade_handler is None and not cycle.body_done:
+            if self.close_after or not cycle.keep_alive:
                 # closing anyway: don't wait for a body (a client waiting for 100-continue never
                 # sends it), but linger so unread bytes don't reset the connection under our reply
                 self._linger = True
@@ -257,70 +197,63 @@ class HTTPSession:
 
         Only the stream, scope, deadline and info stay in use for the upgraded connection.
         """
-        del self.conn, self.writer
+        del self.conn, self.cycle
         self.req = None
 
     # -- BodySource ---------------------------------------------------------------------------
     def expected_length(self) -> int | None:
         """The current request's Content-Length (None for chunked), read once with its head."""
-        return self._length
+        return self.cycle.length
 
     async def receive_chunk(self) -> bytes | None:
         """The next body chunk (None at the end); the BodySource of gateway.app.body.
 
         Content-Length bodies: once h11 has handed out what it buffered with the head, the rest
-        is read straight from the stream, at most the bytes still due (never a byte of a
-        pipelined next request), and returned as received: no copy through h11's buffer. h11
-        has already validated the framing; the next request starts a fresh h11 connection.
-        Chunked bodies go through h11.
+        is read straight from the stream (Cycle.go_direct). Chunked bodies go through h11.
 
         Raises:
             BodyTimeout: 408, no bytes within body_timeout_s, or below min_body_rate_bytes_s.
             ClientDisconnected: the peer closed or reset the connection mid-body.
             BodyError: 400, malformed chunked encoding (the message says what).
         """
-        if self._body_done:
+        cycle = self.cycle
+        if cycle.body_done:
             return None
-        conn = self.conn
-        if not self._sent_100:
-            self._sent_100 = True
-            self._direct = False
+        if not cycle.reading:
             self._body_start = trio.current_time()
-            if conn.they_are_waiting_for_100_continue and not self.writer.started:
+            if cycle.start_body():
                 await self._send(b"HTTP/1.1 100 Continue\r\n\r\n")
-        if self._direct:
+        if cycle.direct:
             return await self._receive_direct()
+        conn = self.conn
         while True:
             try:
                 event = conn.next_event()
-            except ProtocolError as exc:
+            except RemoteProtocolError as exc:
                 self._body_failed()
                 raise BodyError(exc.status_hint, f"Malformed request body: {exc.message}") from None
             if type(event) is h11.Data:
-                self._body_bytes += len(event.data)
+                cycle.body_received(len(event.data))
                 return bytes(event.data)
             if type(event) is h11.EndOfMessage:
-                self._body_done = True
+                cycle.body_ended()
                 return None
             if event is h11.NEED_DATA:
-                if self.expected_length() is not None:
-                    self._direct = True
+                if cycle.go_direct():
                     return await self._receive_direct()
                 conn.receive_data(await self._receive_body_bytes(self.recv_size))
                 continue
-            self._body_done = True
+            cycle.body_ended()
             raise ClientDisconnected()
 
     async def _receive_direct(self) -> bytes | None:
-        length = self.expected_length()
-        left = (length or 0) - self._body_bytes
+        cycle = self.cycle
+        left = cycle.body_left() or 0
         if left <= 0:
-            self._body_done = True
+            cycle.body_ended()
             return None
         data = await self._receive_body_bytes(min(self.recv_size, left))
-        self._body_bytes += len(data)
-        if len(data) >= left:
-            self._body_done = True
+        cycle.body_received(len(data))
         return data
 
     async def _receive_body_bytes(self, max_bytes: int) -> bytes:
@@ -328,7 +261,8 @@ class HTTPSession:
         now = trio.current_time()
         elapsed = now - self._body_start
         # minimum average rate, judged once the body had a full read timeout to get going
-        if elapsed > http.body_timeout_s and self._body_bytes < http.min_body_rate_bytes_s * elapsed:
+        if (elapsed > http.body_timeout_s
+                and self.cycle.body_bytes < http.min_body_rate_bytes_s * elapsed):
             self._body_failed()
             raise BodyTimeout(None, "Request timeout: body arriving below the minimum rate")
         stream = self.stream
@@ -354,7 +288,7 @@ class HTTPSession:
         return data if type(data) is bytes else bytes(data)
 
     def _body_failed(self) -> None:
-        self._body_done = True
+        self.cycle.body_ended()
         self.close_after = True
 
     async def _drain(self) -> None:
@@ -367,47 +301,38 @@ class HTTPSession:
                 if chunk is None:
                     return
                 drained += len(chunk)
-        except BodyError:
+        except (BodyError, ClientDisconnected):
             pass
         else:
             self._linger = True  # gave up on a body the client is still sending
         self.close_after = True
-        self._body_done = True
+        self.cycle.body_ended()
 
     # -- ResponseSink -------------------------------------------------------------------------
     async def send_response(self, status: int, headers: list[tuple[str, str]],
                             body: bytes | None, end: bool) -> None:
         self._status = status
-        writer = self.writer
-        keep_alive = self._keep_alive and not self.close_after
-        if keep_alive and not self._body_done and not self._can_drain():
-            keep_alive = False
-        data = writer.head(status, headers, head_request=self.head_only, http10=self._http10,
-                           keep_alive=keep_alive, date=_DATE.get())
+        cycle = self.cycle
+        data = cycle.response_head(status, headers, head_request=self.head_only,
+                                   closing=self.close_after, date=_DATE.get())
         if body:
-            data += writer.data(body)
+            data += cycle.data(body)
         if end:
-            data += writer.end()
+            data += cycle.end()
         await self._send(data)
 
-    def _can_drain(self) -> bool:
-        if self.conn.they_are_waiting_for_100_continue and not self._sent_100:
-            return False  # the client waits for us: closing is the clean answer
-        length = self.expected_length()
-        return length is not None and length - self._body_bytes <= self.http.max_drain_bytes
-
     async def send_data(self, data: bytes) -> None:
-        out = self.writer.data(data)
+        out = self.cycle.data(data)
         if out:
             await self._send(out)
 
     async def end(self) -> None:
-        out = self.writer.end()
+        out = self.cycle.end()
         if out:
             await self._send(out)
 
     async def send_file(self, path: str, size: int) -> None:
-        writer = self.writer
+        writer = self.cycle
         async with await trio.open_file(path, "rb") as f:
             left = size
             while left > 0:
@@ -432,18 +357,24 @@ class HTTPSession:
 
     # -- errors and closing -------------------------------------------------------------------
     async def _reply_error(self, status: int, message: str) -> None:
-        """Answer a protocol-level error (malformed request, head timeout) and close."""
-        if self.writer.started and not self.writer.done or self.phase == "handler":
+        """Answer a request that could not be read (malformed head, head timeout), then close.
+
+        The reply itself is the exchange's error reply; this only makes the connection ready
+        for it (a fresh response head, Connection: close) and bounds the send.
+        """
+        cycle = self.cycle
+        if self.phase == "handler" or cycle.started and not cycle.done:
             return  # a response is under way (or was sent): nothing more can be said
         self.server.stats["protocol_errors"] += 1
-        body = (message + "\n").encode()
-        head = (f"HTTP/1.1 {status} {REASONS.get(status, 'Error')}\r\n"
-                f"content-type: text/plain; charset=utf-8\r\ncontent-length: {len(body)}\r\n"
-                "connection: close\r\n\r\n").encode()
+        self.close_after = True
+        cycle.reset()  # a fresh response head, closing (HTTP/1.1: we could not read the head)
+        cycle.http10 = False
+        cycle.body_ended()
+        self.head_only = False
         with trio.move_on_after(1.0):
             try:
-                await self.stream.send_all(head + body)
-            except (trio.BrokenResourceError, trio.ClosedResourceError):
+                await self.server.exchange.refuse(self, status, message)
+            except ClientDisconnected:
                 pass
         log.info("%s: %d %s", self.info.peer_text, status, message)
 
@@ -480,7 +411,7 @@ class HTTPSession:
 
     @property
     def body_bytes(self) -> int:
-        return self._body_bytes
+        return self.cycle.body_bytes
 
 
 def _bytes_waiting(stream: trio.abc.Stream) -> bool:

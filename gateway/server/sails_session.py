@@ -2,12 +2,12 @@
 # virtual requests: each `get/post/...` event becomes a Request through the SAME App, router and
 # middleware as HTTP, answered with a JWR through the event's ack; server pushes from app.sockets.
 # Owns: the connection loop (read, decode, dispatch), at most MAX_IN_FLIGHT virtual requests per
-# socket, the collecting ResponseSink (capped), and the socket's bounded outbound queue.
+# socket, the JWR-making ValueSink (capped), and the socket's bounded outbound queue. It is an
+# adapter: a virtual request becomes a head + already-parsed body + sink for gateway.app.exchange.
 # Must not: parse Engine.IO/Socket.IO/Sails itself (gateway.ws does) or build error replies
-# (App.handle_request does, in one place).
+# (the exchange does, in one place; the Sails parse-error packet is the codec's).
 from __future__ import annotations
 
-import json
 import logging
 import secrets
 from collections.abc import Awaitable
@@ -16,11 +16,12 @@ from urllib.parse import quote
 
 import trio
 
-from gateway.app.body import BytesSource
+from gateway.app.body import ValueSource
+from gateway.app.contracts import NO_BODY
 from gateway.app.pubsub import Push, SocketHub
 from gateway.app.request import Request
 from gateway.app.response import Response
-from gateway.errors import HTTPError, ProtocolError, WebSocketClosed
+from gateway.errors import HTTPError, RemoteProtocolError, WebSocketClosed
 from gateway.http.target import split_target
 from gateway.ws import engineio as eio
 from gateway.ws import sails
@@ -36,31 +37,29 @@ log = logging.getLogger("gateway.sails")
 
 # Sails handles a socket's requests as they come; a bounded number in flight keeps one socket
 # from taking every task and byte (the reader stops reading until a slot frees: backpressure).
+# Memory: a virtual request's data is not charged to the body budget; it is bounded by this
+# many WebSocket messages (websocket.max_message_bytes each) per socket.
 MAX_IN_FLIGHT: Final = 8
 _VISIBLE_ASCII: Final = "".join(chr(c) for c in range(0x21, 0x7F))
-_DROP_HEADERS: Final = frozenset({"content-length", "transfer-encoding", "connection"})
-# a virtual request's data as its JSON body (one encoder: json.dumps with options builds one)
-_JSON: Final = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False)
 
 
 async def accept(manager: WebSocketManager, session: HTTPSession, req: Request,
                  res: Response) -> None:
-    """Answer a request for /socket.io/: take a valid websocket handshake over, or reply 400,
-    403 or 503 through App.send_error (polling is refused: websocket transport only)."""
-    app = manager.server.app
+    """The /socket.io/ endpoint: take a valid websocket handshake over.
+
+    Raises:
+        HTTPError: 400 (polling, or an unsupported Engine.IO version: websocket transport
+            only), 403 (origin), 503 (too many WebSockets); the exchange replies with it.
+    """
     query = req.query
     version = query.get("EIO")
     transport = query.get("transport")
-    try:
-        if transport != "websocket" or not req.upgrade:
-            raise HTTPError(400, "Socket.IO: only the websocket transport is supported "
-                                 "(connect with transports: ['websocket'])")
-        if version not in ("3", "4"):
-            raise HTTPError(400, "Socket.IO: unsupported Engine.IO version (EIO=3 or EIO=4)")
-        offer = manager.check(session, req)
-    except HTTPError as exc:
-        await app.send_error(req, res, exc.status, exc.message, exc.headers)
-        return
+    if transport != "websocket" or not req.upgrade:
+        raise HTTPError(400, "Socket.IO: only the websocket transport is supported "
+                             "(connect with transports: ['websocket'])")
+    if version not in ("3", "4"):
+        raise HTTPError(400, "Socket.IO: unsupported Engine.IO version (EIO=3 or EIO=4)")
+    offer = manager.check(session, req)
     manager.take_over(session, req, res, offer, None, None, int(version))
 
 
@@ -71,7 +70,12 @@ async def serve(manager: WebSocketManager, session: HTTPSession, ws: WebSocket,
     code, reason = 1000, ""
     manager.active.add(sock)
     try:
-        code, reason = await sock.run()  # returns its coroutine: no frame of its own
+        await sock.open()
+        # the socket's nursery is opened here, not in a method of its own: one coroutine frame
+        # less for as long as the socket is open
+        async with trio.open_nursery() as nursery:
+            await sock.run(nursery)
+        code, reason = sock.result
     except Exception:
         log.exception("socket.io %s: connection failed", sock.id)
         code, reason = 1011, "internal error"
@@ -83,77 +87,107 @@ async def serve(manager: WebSocketManager, session: HTTPSession, ws: WebSocket,
 
 
 class VirtualResponse:
-    """A ResponseSink that collects a virtual response, at most ``limit`` body bytes.
+    """The ValueSink of one virtual request: the reply becomes a JWR, encoded at once as the
+    ack frame (``frame``) that the socket sends when the exchange is over.
 
-    Past the limit the body is dropped at once (memory stays bounded) and the reply becomes a
-    500 JWR.
+    ``res.json(obj)`` / ``res.send(text)`` reach ``send_value`` as the values themselves, with
+    only the headers the app set (Sails' JWR). Streamed bodies and files arrive as bytes
+    (capped at ``limit``: past it the bytes are dropped at once) and become text, or the value
+    again when their Content-Type is JSON. A reply whose ack frame would be over ``limit`` is
+    refused (HTTPError 500) before anything is sent, so the exchange answers with its error
+    reply instead.
+
+    Args:
+        session: the socket's Engine.IO session (encodes the ack).
+        ack_id: the request's ack id; None: no reply is wanted (nothing is encoded).
+        limit: websocket.max_virtual_response_bytes.
+        head_only: a HEAD request: the JWR has no body.
     """
 
-    __slots__ = ("head_only", "status", "headers", "_chunks", "_size", "limit", "overflow")
+    carries_values = True
 
-    def __init__(self, limit: int, head_only: bool = False) -> None:
+    __slots__ = ("head_only", "limit", "frame", "_session", "_ack_id", "_status", "_headers",
+                 "_chunks", "_size")
+
+    def __init__(self, session: eio.EngineIOSession, ack_id: int | None, limit: int,
+                 head_only: bool = False) -> None:
         self.head_only = head_only
-        self.status = 0
-        self.headers: list[tuple[str, str]] = []
-        self._chunks: list[bytes] = []
-        self._size = 0
         self.limit = limit
-        self.overflow = False
+        self.frame: str | None = None
+        self._session = session
+        self._ack_id = ack_id
+        self._status = 0
+        self._headers: list[tuple[str, str]] = []
+        self._chunks: list[bytes] | None = []
+        self._size = 0
 
+    async def send_value(self, status: int, headers: list[tuple[str, str]], value: Any) -> int:
+        body = sails.NO_BODY if value is NO_BODY or self.head_only else value
+        return self._reply(sails.jwr(status, headers, body))
+
+    def _reply(self, jwr: dict[str, Any]) -> int:
+        ack_id = self._ack_id
+        session = self._session
+        if ack_id is None or not session.connected:
+            return 0  # nobody to answer
+        frame = session.send_ack(ack_id, [jwr])  # ValueError/TypeError: not JSON-able
+        if len(frame) > self.limit:
+            raise _too_large(self.limit)
+        self.frame = frame
+        return len(frame)
+
+    # the byte path (res.write()/end(), res.send_file()): collected, then one JWR at the end
     def _add(self, data: bytes) -> None:
-        if self.overflow or not data:
+        chunks = self._chunks
+        if chunks is None or not data:
             return
         self._size += len(data)
         if self._size > self.limit:
-            self.overflow = True
-            self._chunks.clear()
+            self._chunks = None  # over the cap: dropped now, refused at the end
         else:
-            self._chunks.append(data)
+            chunks.append(data)
 
     async def send_response(self, status: int, headers: list[tuple[str, str]],
                             body: bytes | None, end: bool) -> None:
-        self.status = status
-        self.headers = headers
+        self._status = status
+        self._headers = headers
         if body:
             self._add(body)
+        if end:
+            await self.end()
 
     async def send_data(self, data: bytes) -> None:
         self._add(data)
 
     async def end(self) -> None:
-        return None
+        chunks = self._chunks
+        if chunks is None:
+            raise _too_large(self.limit)
+        # Content-Length described bytes that a JWR does not carry
+        headers = [(k, v) for k, v in self._headers if k.lower() != "content-length"]
+        content_type = next((v for k, v in headers if k.lower() == "content-type"), None)
+        body = sails.body_from_http(content_type, b"".join(chunks))
+        self._chunks = []
+        self._reply(sails.jwr(self._status, headers, sails.NO_BODY if self.head_only else body))
 
     async def send_file(self, path: str, size: int) -> None:
         if size > self.limit:
-            self.overflow = True
-            self._chunks.clear()
-            return
-        async with await trio.open_file(path, "rb") as f:
-            left = size
-            while left > 0 and not self.overflow:
-                chunk = await f.read(min(65536, left))
-                if not chunk:
-                    break
-                left -= len(chunk)
-                self._add(chunk)
+            self._chunks = None
+        else:
+            async with await trio.open_file(path, "rb") as f:
+                left = size
+                while left > 0 and self._chunks is not None:
+                    chunk = await f.read(min(65536, left))
+                    if not chunk:
+                        break
+                    left -= len(chunk)
+                    self._add(chunk)
+        await self.end()
 
-    def jwr(self) -> dict[str, Any]:
-        """The JWR for what was collected: ``{body, headers, statusCode}``.
 
-        JSON bodies are parsed back (what res.json() gave), others are text. The App's 404
-        error reply becomes ``"Not Found"``, the body Sails sends for a 404.
-        """
-        if self.overflow:
-            log.warning("virtual response over websocket.max_virtual_response_bytes (%d)",
-                        self.limit)
-            return sails.status_jwr(500)
-        headers = [(k, v) for k, v in self.headers if k.lower() not in _DROP_HEADERS]
-        content_type = next((v for k, v in headers if k.lower() == "content-type"), None)
-        body = sails.body_from_http(content_type, b"".join(self._chunks))
-        if (self.status == 404 and isinstance(body, dict) and body.keys() == {"error", "status"}
-                and body["status"] == 404):
-            body = sails.NOT_FOUND
-        return sails.jwr(self.status, headers, body)
+def _too_large(limit: int) -> HTTPError:
+    log.warning("virtual response over websocket.max_virtual_response_bytes (%d)", limit)
+    return HTTPError(500, "virtual response too large")
 
 
 class SailsSocket:
@@ -166,12 +200,10 @@ class SailsSocket:
         version: Engine.IO protocol version (3: sails.io.js 1.x; 4: socket.io-client 4).
     """
 
-    __slots__ = ("id", "ws", "eio", "manager", "app", "hub", "info", "handshake",
-                 "_privileged", "_outbox", "_outbox_bytes", "_flushing", "_dead", "_in_flight",
-                 "_slot_free", "_work", "_idle", "_lot", "_stopping", "_msgs", "_reader", "_result",
-                 "_ended",
-                 "_seen_msgs", "_last_active",
-                 "_registered", "_handshake_merge")
+    __slots__ = ("id", "ws", "eio", "manager", "app", "hub", "info", "handshake", "exchange",
+                 "_outbox", "_outbox_bytes", "_flushing", "_dead", "_nursery", "_reading",
+                 "_pending", "_readers", "_workers", "_result", "_msgs", "_seen_msgs",
+                 "_last_active", "_registered", "_handshake_merge")
 
     def __init__(self, manager: WebSocketManager, session: HTTPSession, ws: WebSocket,
                  version: Literal[3, 4]) -> None:
@@ -184,150 +216,116 @@ class SailsSocket:
         self.manager = manager
         self.app = manager.server.app
         self.hub: SocketHub = self.app.sockets
-        self.info = session.info
+        self.exchange = manager.server.exchange
+        info = session.info
+        # the socket's requests have the handshake's privilege (a bearer token on the upgrade,
+        # or the local socket)
+        self.info = _SocketInfo(info.peer, info.scheme, ws.request.privileged, info.peer_text)
         self.handshake = ws.request
-        # what merge_headers takes from the handshake (cookie, host, origin), joined once per
-        # socket instead of scanning every handshake header on every virtual request
-        self._handshake_merge: dict[str, str] | None = None
-        self._privileged = ws.request.privileged
+        # what merge_headers takes from the handshake (cookie, origin, nosession), joined once
+        # per socket instead of scanning every handshake header on every virtual request
+        self._handshake_merge: sails.HandshakeFields | None = None
         self._outbox: list[bytes] = []
         self._outbox_bytes = 0
         self._flushing = False
         self._dead = False
-        self._in_flight = 0
-        self._slot_free: trio.Event | None = None
-        self._work: list[eio.Event] = []
-        self._idle = 0  # parked tasks
-        self._reader = False  # a task holds the reading role
+        self._nursery: trio.Nursery | None = None  # the socket's own, while it is served
+        self._reading: trio.Lock | None = None  # held by the worker that reads (from 2 workers)
+        self._pending: list[eio.Event] = []  # requests decoded, not yet taken by a worker
+        self._readers = 0  # workers reading or waiting to read
+        self._workers = 0  # workers in the nursery: at most MAX_IN_FLIGHT
         self._result: tuple[int, str] | None = None  # how the session ended
-        self._ended: trio.Event | None = None  # made when the serve task stops reading
-        self._lot: trio.lowlevel.ParkingLot | None = None  # made with the first spare
-        self._stopping = False
         self._msgs = self._seen_msgs = 0
         self._last_active = trio.current_time()
         self._registered = False
 
     # -- the connection loop ------------------------------------------------------------------
-    def run(self) -> Awaitable[tuple[int, str]]:
-        """Serve until the client leaves or the session ends; then call stop().
+    # Theory of operation (leader/followers). Every task of a socket is a worker in the
+    # socket's own nursery, the serve task included. One worker at a time reads (it holds the
+    # `_reading` lock) until it has a virtual request; then it lets the lock go to the next
+    # worker waiting for it and runs the request itself: a request costs no hand-off of its
+    # own, as an HTTP request in its connection's task, and the socket is still read, pinged
+    # and closed while a handler is slow. If no other worker is waiting to read, a new one is
+    # started first. At most MAX_IN_FLIGHT workers exist: when every one of them runs a
+    # handler, nobody reads until one returns (the capacity limit, and the backpressure: the
+    # client's frames wait in the kernel). A worker whose request is done waits to read again,
+    # unless another is already waiting (then it ends: one spare per socket). When the session
+    # ends (the client left or closed, a Disconnect), the worker that saw it cancels the
+    # nursery: the socket's handlers and its push flusher end with it; an expiry cancels the
+    # connection's scope, which holds the nursery.
+    async def open(self) -> None:
+        """Send the Engine.IO open packet (and, for EIO=3, the CONNECT of "/")."""
+        await self._send(self.eio.open_frames(trio.current_time()))
 
-        The socket's tasks (reader, request runners, one spare) and the push flusher run in
-        the manager's nursery, not one of our own: a nursery per socket costs ~1 KiB that an
-        idle socket would keep for nothing.
+    def run(self, nursery: trio.Nursery) -> Awaitable[None]:
+        """Serve in ``nursery`` (the socket's own) until the client leaves or the session
+        ends; then ``result`` says how. The caller's task becomes the first worker.
 
         Returns:
-            (awaitable) The close code and reason.
+            (awaitable) None.
         """
-        return self._loop()
+        self._nursery = nursery
+        self._register()
+        self._workers = self._readers = 1
+        return self._work()  # its coroutine: no frame of our own
 
     def stop(self) -> None:
-        """The socket is over: requests in flight finish (replies dropped); idle tasks go."""
-        self._stopping = True
-        if self._lot is not None:
-            self._lot.unpark_all()
+        """The socket's nursery is gone: pushes from now on are only queued."""
+        self._nursery = None
 
-    # Theory of operation. One task at a time holds the reading role (`_reader`): it reads and
-    # decodes until a read leaves virtual requests in `_work`, then gives the role up and runs
-    # the first request itself while a parked task (or a new one) takes the role over: the
-    # request costs no hand-off round of its own, as an HTTP request in its connection's task,
-    # and the socket is still read, pinged and closed while a handler is slow. More requests
-    # from the same read go to more tasks, MAX_IN_FLIGHT at most (then the reader waits: that
-    # is the backpressure). The serve task reads until the first request and then only waits
-    # for the end: handlers must not run in it (an expired socket's scope is cancelled, and
-    # the close handshake must not wait for a handler). A task that finishes a request takes
-    # the role if it is free, else runs queued work, else parks (one spare per socket) or ends.
-    async def _loop(self) -> tuple[int, str]:
-        await self._send(self.eio.open_frames(trio.current_time()))
-        self._register()
-        self._reader = True
-        while await self._read():
-            self._reader = False
-            self._ended = trio.Event()  # before any other task can end the session
-            if self._wake(len(self._work) + 1):
-                break
-            self._reader = True  # no task nursery (not serving): the requests run in line
-            while self._work:
-                await self._virtual(self._work.pop(0))
-        else:
-            # the session ended: requests read before its end still run (replies dropped)
-            if self._work and not self._wake(len(self._work)):
-                while self._work:
-                    await self._virtual(self._work.pop(0))
-            return self._result or (1000, "")
-        while self._result is None:
-            await self._ended.wait()
-        return self._result
+    @property
+    def result(self) -> tuple[int, str]:
+        """The close code and reason the session ended with."""
+        return self._result or (1000, "")
 
-    async def _task(self) -> None:
-        # a task of the socket's, in the manager's nursery: reader, request runner or spare
-        try:
-            while True:
-                if not self._reader and self._result is None and not self._stopping:
-                    self._reader = True
-                    if not await self._read():
-                        self._wake(len(self._work))  # the session ended: queued work runs
-                    else:
-                        self._reader = False
-                        event = self._work.pop(0)
-                        if not self._wake(len(self._work) + 1):
-                            self._reader = True  # not serving any more: no more reading
-                            self._end(1001, "server shutting down")
-                        await self._virtual(event)
-                elif self._work:
-                    await self._virtual(self._work.pop(0))
-                elif self._idle or self._stopping or self._result is not None:
-                    return  # one parked task per socket is enough
-                else:
-                    self._idle += 1
-                    if self._lot is None:
-                        self._lot = trio.lowlevel.ParkingLot()
-                    await self._lot.park()
-        except Exception:
-            log.exception("socket.io %s: socket task failed", self.id)
-            self._reader = False
-            self._end(1011, "internal error")
-
-    def _wake(self, n: int) -> bool:
-        # n more tasks: parked ones first ("handing work to a parked task costs about half of
-        # spawning one"). False if the manager's nursery is gone (not serving).
-        for _ in range(n):
-            if self._idle and self._lot is not None:
-                self._idle -= 1
-                self._lot.unpark()
-            elif not self.manager.spawn(self._task):
-                return False
-        return True
+    async def _work(self) -> None:
+        # one worker; whoever started it counted it in _workers and _readers
+        while True:
+            lock = self._reading  # None while there is one worker: nobody to exclude
+            if lock is not None:
+                await lock.acquire()
+            try:
+                event = await self._next_request()
+            finally:
+                if lock is not None:
+                    lock.release()
+            self._readers -= 1
+            if event is None:
+                return  # the session is over (the nursery is cancelled)
+            if not self._readers and self._workers < MAX_IN_FLIGHT:
+                # nobody else would read while this request runs: a new worker will
+                nursery = self._nursery
+                assert nursery is not None
+                if self._reading is None:
+                    self._reading = trio.Lock()
+                self._workers += 1
+                self._readers += 1
+                nursery.start_soon(self._work, name="socket.io worker")
+            await self._virtual(event)
+            if self._readers >= 2:
+                self._workers -= 1
+                return  # one reading and one waiting to: enough
+            self._readers += 1
 
     def _end(self, code: int, reason: str) -> None:
         if self._result is None:
             self._result = (code, reason)
-        if self._ended is not None:
-            self._ended.set()
+        nursery = self._nursery
+        if nursery is not None:
+            nursery.cancel_scope.cancel()  # the socket's other workers and its flusher end
 
-    async def _read(self) -> bool:
-        """Read and decode as the holder of the reading role.
-
-        Returns:
-            True when requests wait in ``_work`` (no more input is buffered, or MAX_IN_FLIGHT
-            are taken); False when the session is over (``_result`` says how) or stopping.
-        """
+    async def _next_request(self) -> eio.Event | None:
+        """Read and decode until a virtual request is there (None: the session ended)."""
+        pending = self._pending
         ws = self.ws
         session = self.eio
-        work = self._work
-        while True:
-            while self._in_flight >= MAX_IN_FLIGHT and not self._stopping:
-                ev = self._slot_free = self._slot_free or trio.Event()
-                await ev.wait()
-            if self._stopping or self._result is not None:
-                return False  # serve() is closing the WebSocket: it reads what is left
+        while not pending:
             try:
                 message = await ws.receive()
             except WebSocketClosed:
                 session.connection_lost()
                 self._end(1000, "")
-                return False
-            if self._stopping or self._result is not None:
-                return False
+                return None
             now = trio.current_time()
             if isinstance(message, str):
                 events = session.receive_text(message, now)
@@ -341,112 +339,73 @@ class SailsSocket:
             for event in events:
                 if type(event) is eio.Event:
                     if sails.is_virtual_request(event.name):
-                        self._in_flight += 1
                         self._msgs += 1
-                        work.append(event)
+                        pending.append(event)
                 elif type(event) is eio.Disconnected:
                     if event.detail:
                         log.info("socket.io %s: %s (%s)", self.id, event.reason, event.detail)
                     self._end(event.close_code, event.reason)
-                    return False
-            # messages already read (ws.receive() would not wait) join this batch of work
-            if work and (not ws.buffered or self._in_flight >= MAX_IN_FLIGHT):
-                return True
+                    return None
+        return pending.pop(0)
 
     def _register(self) -> None:
         if self.eio.connected and not self._registered:
             self._registered = True
             self.hub.add(self)
 
+    # -- a virtual request through the exchange --------------------------------------------------
     async def _virtual(self, event: eio.Event) -> None:
+        """Run one virtual request through the exchange (the App, as for HTTP) and send its
+        reply: the ack frame carrying the JWR (``{body, headers, statusCode}``), unless no
+        reply is wanted (no ack id, or the socket is no longer connected).
+
+        The request carries the client's headers merged with the handshake's as
+        sails-hook-sockets does, and its ``data`` as ``req.body``, already parsed.
+        """
         try:
-            reply = await self._reply(event)
-            if reply is not None:
-                await self._send([reply])
+            try:
+                vreq = sails.parse_virtual_request(event.name, event.args, event.ack_id)
+            except sails.SailsParseError as exc:
+                if self.eio.connected:
+                    await self._send([eio.encode_eio(eio.EIOType.MESSAGE, eio.encode_sio(
+                        sails.parse_error_reply(exc, event.ack_id)))])
+                return
+            exchange = self.exchange
+            limit = self.manager.server.settings.websocket.max_virtual_response_bytes
+            started = trio.current_time()
+            sink = VirtualResponse(self.eio, vreq.ack_id, limit, vreq.method == "HEAD")
+            try:
+                target, path, query = _target(vreq.url)
+            except RemoteProtocolError as exc:
+                await exchange.refuse(sink, exc.status_hint, exc.message)
+            else:
+                base = self._handshake_merge
+                if base is None:
+                    base = self._handshake_merge = sails.handshake_fields(self.handshake.headers)
+                headers = sails.merge_headers(vreq.headers, base)
+                info = self.info
+                req = exchange.request(info, vreq.method, target, path, query, (),
+                                       ValueSource(vreq.data),
+                                       authorization=headers.get("authorization"),
+                                       headers=headers, body=vreq.data)
+                self.hub.bind_request(req, self.id)
+                try:
+                    await exchange.run(info, req, sink, None, started)
+                except WebSocketClosed:
+                    raise
+                except Exception:
+                    # failed after the reply had started (a stream left broken, an oversized
+                    # streamed body): nothing went out yet over a socket, so an error reply can
+                    sink = VirtualResponse(self.eio, vreq.ack_id, limit)
+                    await exchange.refuse(sink, 500, "")
+                finally:
+                    self.hub.unbind_request(req)
+            if sink.frame is not None:
+                await self._send([sink.frame])
         except WebSocketClosed:
             pass
         except Exception:
             log.exception("socket.io %s: virtual request failed", self.id)
-        finally:
-            self._in_flight -= 1
-            ev = self._slot_free
-            if ev is not None:
-                self._slot_free = None
-                ev.set()
-
-    async def _reply(self, event: eio.Event) -> str | None:
-        try:
-            vreq = sails.parse_virtual_request(event.name, event.args, event.ack_id)
-        except sails.SailsParseError as exc:
-            if not self.eio.connected:
-                return None
-            return eio.encode_eio(eio.EIOType.MESSAGE,
-                                  eio.encode_sio(sails.parse_error_reply(exc, event.ack_id)))
-        reply = await self.dispatch(vreq)
-        if vreq.ack_id is None or not self.eio.connected:
-            return None
-        try:
-            return self.eio.send_ack(vreq.ack_id, [reply])
-        except (ValueError, TypeError):
-            return self.eio.send_ack(vreq.ack_id, [sails.status_jwr(500)])
-
-    # -- a virtual request through the App ------------------------------------------------------
-    async def dispatch(self, vreq: sails.VirtualRequest) -> dict[str, Any]:
-        """Run one virtual request through the App and return its JWR.
-
-        Args:
-            vreq: the parsed request.
-
-        Returns:
-            The JWR (``{body, headers, statusCode}``).
-        """
-        app = self.app
-        settings = self.manager.server.settings
-        try:
-            target, path, query = _target(vreq.url)
-        except ProtocolError as exc:
-            return sails.jwr(400, {}, exc.message)
-        base = self._handshake_merge
-        if base is None:
-            hs = sails.merge_headers({}, self.handshake.headers)
-            base = self._handshake_merge = {k: v for k, v in hs.items()
-                                            if k in ("cookie", "host", "origin")}
-        message_headers = vreq.headers
-        # without message headers the merge is the handshake's part as it is
-        headers = sails.merge_headers(message_headers, base) if message_headers else base.copy()
-        data = vreq.data
-        if type(data) is dict and not data:
-            body = b"{}"  # what most virtual requests carry (a GET's data)
-        else:
-            body = _JSON.encode(data).encode()
-        privileged, auth_failed = self._privileged, False
-        if not privileged and "authorization" in headers:
-            privileged, auth_failed = app.credentials.check_authorization(headers["authorization"])
-        if message_headers and not all(v.isascii() for v in message_headers.values()):
-            # names are tokens (checked by the parser); values as an HTTP client sends them
-            headers = {k: _latin1(v) for k, v in headers.items()}
-        headers["content-type"] = "application/json"
-        headers["content-length"] = str(len(body))
-        # the headers as Request would decode them from an HTTP request's bytes, without bytes
-        req = Request(
-            app, vreq.method, target, path, query, (),
-            protocol=self.info.scheme, client=self.info.peer, source=BytesSource(body),
-            budget=app.budget, limits=settings.privileged if privileged else settings.user,
-            privileged=privileged, is_socket=True, auth_failed=auth_failed, headers=headers)
-        sink = VirtualResponse(settings.websocket.max_virtual_response_bytes,
-                               vreq.method == "HEAD")
-        res = Response(sink)
-        self.hub.bind_request(req, self.id)
-        try:
-            await app.handle_request(req, res)
-            if res.headers_sent and not res.finished:
-                await res.end()
-        finally:
-            self.hub.unbind_request(req)
-            stream = req._stream
-            if stream is not None:
-                await stream.finish()
-        return sink.jwr()
 
     # -- sending: acks and pushes share one bounded, ordered queue --------------------------------
     async def _send(self, texts: list[str]) -> None:
@@ -493,8 +452,11 @@ class SailsSocket:
 
     def _push_frame(self, frame: bytes) -> None:
         self._queue(frame)
-        if not self._flushing and not self._dead:
-            self._flushing = self.manager.spawn(self._flush_task)
+        nursery = self._nursery
+        if nursery is not None and not self._flushing and not self._dead:
+            # without a nursery (not served yet, or over) the frame waits for the next _send
+            self._flushing = True
+            nursery.start_soon(self._flush_task, name="socket.io flush")
 
     def deliver(self, push: Push) -> bool:
         """Queue a server push (``42["event",data]``) without waiting (the hub calls this).
@@ -543,16 +505,17 @@ class SailsSocket:
         self.ws.expire(code, reason)
 
 
-def _latin1(text: str) -> str:
-    # What Request would decode (latin-1) from the header's bytes: the text itself when
-    # latin-1 can encode it, else its UTF-8 bytes (as an HTTP client would send them).
-    # surrogatepass: JSON can carry lone surrogates ("\ud800"); they must not raise here (the
-    # request would be lost, unanswered), so they go through as their 3-byte encoding.
-    try:
-        text.encode("latin-1")
-        return text
-    except UnicodeEncodeError:
-        return text.encode("utf-8", "surrogatepass").decode("latin-1")
+class _SocketInfo:
+    """The connection as a socket's virtual requests see it (a ConnectionInfo)."""
+
+    __slots__ = ("peer", "scheme", "privileged", "peer_text")
+
+    def __init__(self, peer: tuple[str, int] | None, scheme: str, privileged: bool,
+                 peer_text: str) -> None:
+        self.peer = peer
+        self.scheme = scheme
+        self.privileged = privileged
+        self.peer_text = peer_text
 
 
 def _target(url: str) -> tuple[str, str, str]:
@@ -560,7 +523,7 @@ def _target(url: str) -> tuple[str, str, str]:
     browser would, then the target is checked like an HTTP request-target.
 
     Raises:
-        ProtocolError: (400) not a valid request-target.
+        RemoteProtocolError: (400) not a valid request-target.
     """
     if not url.startswith("/") and "://" not in url:
         url = "/" + url

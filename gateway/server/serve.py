@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 import trio
 
+from gateway.app.exchange import Exchange
 from gateway.errors import ConfigError
 from gateway.http.connection import HTTPLimits
 from gateway.server.http_session import HTTPSession
@@ -28,6 +29,9 @@ if TYPE_CHECKING:
     import ssl
 
     from gateway.app.application import App
+    from gateway.app.contracts import ConnectionInfo as AnyConnection
+    from gateway.app.contracts import ResponseSink
+    from gateway.app.exchange import Endpoint
     from gateway.app.request import Request
     from gateway.app.response import Response
     from gateway.server.upgrade import WebSocketManager
@@ -106,6 +110,8 @@ class Server:
         # the drain: its deadline (set by shutdown()) and the shielded closing scopes it bounds
         self.drain_deadline = math.inf
         self._closing: set[trio.CancelScope] = set()
+        # every connection's requests run through this one lifecycle
+        self.exchange = Exchange(app, self if self._access is not None else None)
         app.stats_provider = self.statistics
 
     def _apply(self, profile: _Profile) -> None:
@@ -402,9 +408,10 @@ class Server:
                 self._nursery.start_soon(manager.run)  # WebSocket pings and timeouts
         return manager
 
-    async def route_upgrade(self, session: HTTPSession, req: Request, res: Response) -> None:
-        """Hand an Upgrade or /socket.io request to the WebSocket layer."""
-        await self.websockets.route(self, session, req, res)
+    def upgrade_route(self, session: HTTPSession, req: Request
+                      ) -> tuple[ResponseSink, Endpoint | None]:
+        """The sink and endpoint of an Upgrade or /socket.io request (the WebSocket layer's)."""
+        return self.websockets.route(session, req)
 
     # -- statistics and access log -----------------------------------------------------------
     def statistics(self) -> dict[str, Any]:
@@ -413,15 +420,19 @@ class Server:
                             else {"sockets": 0, "rooms": 0, "pushes": 0, "dropped": 0}),
                 "draining": self.draining}
 
-    def log_access(self, session: HTTPSession, req: Request, res: Response) -> None:
+    def log_access(self, info: AnyConnection, req: Request, res: Response,
+                   started: float) -> None:
+        """One access line (the exchange calls this when a request is over)."""
         buf = self._access
         if buf is None:
             return
-        ms = (trio.current_time() - session.started) * 1000
+        ms = (trio.current_time() - started) * 1000
         path = req.original_url
         if not path.isprintable() or '"' in path or "\\" in path:
             path = path.translate(_ESCAPE)  # nothing a client sends can start a new log line
-        buf.append(f'{session.info.peer_text} "{req.method} {path} HTTP/{req.http_version}" '
+        # a virtual request names its transport where an HTTP request names its version
+        proto = "socket.io" if req.is_socket else "HTTP/" + req.http_version
+        buf.append(f'{info.peer_text} "{req.method} {path} {proto}" '
                    f"{res.status_code} {res.bytes_sent} {ms:.1f}ms {req.mode}\n")
         if len(buf) >= 64:
             self._flush_access()

@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import math
 from collections.abc import Awaitable, Callable, Iterable, Iterator
+from functools import partial
 from typing import TYPE_CHECKING, Any, Protocol
 
 import trio
@@ -19,6 +20,8 @@ from gateway.server.websocket import WebSocket
 from gateway.ws import handshake
 
 if TYPE_CHECKING:
+    from gateway.app.contracts import ResponseSink
+    from gateway.app.exchange import Endpoint
     from gateway.app.request import Request
     from gateway.app.response import Response
     from gateway.server.http_session import HTTPSession
@@ -58,6 +61,8 @@ class UpgradeSink:
     HTTP replies (401, 403, 404, 503, ...) go to the HTTP session unchanged;
     ``accept_websocket`` is the capability a ws route uses (called by the router).
     """
+
+    carries_values = False
 
     __slots__ = ("_session", "_manager", "head_only")
 
@@ -108,18 +113,21 @@ class WebSocketManager:
         self._nursery: trio.Nursery | None = None
 
     # -- upgrades -----------------------------------------------------------------------------
-    async def route(self, server: Server, session: HTTPSession, req: Request,
-                    res: Response) -> None:
-        """Server.upgrade_router: /socket.io goes to Engine.IO, WebSocket upgrades get an
-        UpgradeSink so that the router's ws routes can accept them (after middleware)."""
+    def route(self, session: HTTPSession, req: Request
+              ) -> tuple[ResponseSink, Endpoint | None]:
+        """The sink and endpoint of an Upgrade or /socket.io request: /socket.io is answered by
+        the Engine.IO endpoint (before the app), a WebSocket upgrade gets an UpgradeSink so
+        that the router's ws routes can accept it (after middleware); anything else is plain
+        HTTP."""
         if req.path in ("/socket.io/", "/socket.io"):
             # Engine.IO/Sails load with the first socket.io client: ~250 KiB an app without
             # such clients never pays
             from gateway.server import sails_session
 
-            await sails_session.accept(self, session, req, res)
-        elif req.upgrade:  # a GET with Upgrade: websocket (flagged by the HTTP session)
-            res._sink = UpgradeSink(session, self)
+            return session, partial(sails_session.accept, self, session)
+        if req.upgrade:  # a GET with Upgrade: websocket (flagged by the HTTP session)
+            return UpgradeSink(session, self), None
+        return session, None
 
     def check(self, session: HTTPSession, req: Request) -> handshake.Offer:
         """The checks before any 101: handshake headers, Origin, connection count.

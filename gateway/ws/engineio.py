@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Final, Literal
 
-from gateway.errors import ProtocolError
+from gateway.errors import RemoteProtocolError
 
 __all__ = [
     "EIOType",
@@ -97,7 +97,7 @@ def _loads(text: str) -> Any:
             return json.loads(text)  # json.loads' own error for a BOM
         return _DECODER.decode(text)
     except (ValueError, RecursionError) as exc:
-        raise ProtocolError(f"bad JSON payload: {exc}") from None
+        raise RemoteProtocolError(f"bad JSON payload: {exc}") from None
 
 
 def dumps(value: Any) -> str:
@@ -137,17 +137,17 @@ def decode_eio(text: str) -> tuple[EIOType, str]:
         (type, data); data is "" when the packet has none.
 
     Raises:
-        ProtocolError: empty frame, unknown type, or a `b...` base64 binary packet (Engine.IO v3
+        RemoteProtocolError: empty frame, unknown type, or a `b...` base64 binary packet (Engine.IO v3
             without binary support), which this gateway does not accept.
     """
     if not text:
-        raise ProtocolError("empty Engine.IO packet")
+        raise RemoteProtocolError("empty Engine.IO packet")
     head = text[0]
     ptype = _EIO_TYPES.get(head)
     if ptype is None:
         if head == "b":
-            raise ProtocolError("binary Engine.IO packets are not supported")
-        raise ProtocolError(f"unknown Engine.IO packet type {head!r}")
+            raise RemoteProtocolError("binary Engine.IO packets are not supported")
+        raise RemoteProtocolError(f"unknown Engine.IO packet type {head!r}")
     return ptype, text[1:]
 
 
@@ -196,11 +196,11 @@ def _check_payload(ptype: SIOType, data: Any, present: bool) -> None:
     elif ptype is SIOType.EVENT:
         ok = isinstance(data, list) and bool(data) and isinstance(data[0], str)
         if ok and data[0] in RESERVED_EVENTS:
-            raise ProtocolError(f"reserved event name {data[0]!r}")
+            raise RemoteProtocolError(f"reserved event name {data[0]!r}")
     else:  # ACK
         ok = isinstance(data, list)
     if not ok:
-        raise ProtocolError(f"invalid payload for Socket.IO {ptype.name}")
+        raise RemoteProtocolError(f"invalid payload for Socket.IO {ptype.name}")
 
 
 def decode_sio(text: str) -> SIOPacket:
@@ -213,16 +213,16 @@ def decode_sio(text: str) -> SIOPacket:
         The packet.
 
     Raises:
-        ProtocolError: unknown type, binary packet (5/6: attachments are not supported), ack id
+        RemoteProtocolError: unknown type, binary packet (5/6: attachments are not supported), ack id
             longer than MAX_ACK_ID_DIGITS, bad JSON, or a payload of the wrong shape for the type
             (EVENT: a non-empty list whose first item is a non-reserved string name; ACK: a list;
             CONNECT: an object or nothing; DISCONNECT: nothing; CONNECT_ERROR: string or object).
     """
     ptype = _SIO_TYPES.get(text[:1])
     if ptype is None:
-        raise ProtocolError(f"unknown Socket.IO packet type {text[:1]!r}")
+        raise RemoteProtocolError(f"unknown Socket.IO packet type {text[:1]!r}")
     if ptype is SIOType.BINARY_EVENT or ptype is SIOType.BINARY_ACK:
-        raise ProtocolError("binary Socket.IO packets (attachments) are not supported")
+        raise RemoteProtocolError("binary Socket.IO packets (attachments) are not supported")
     i = 1
     end = len(text)
     namespace = "/"
@@ -238,7 +238,7 @@ def decode_sio(text: str) -> SIOPacket:
         i += 1
     if i > start:
         if i - start > MAX_ACK_ID_DIGITS:
-            raise ProtocolError("Socket.IO ack id too long")
+            raise RemoteProtocolError("Socket.IO ack id too long")
         ack_id = int(text[start:i])
     present = i < end
     data = _loads(text[i:]) if present else None
@@ -601,7 +601,7 @@ class EngineIOSession:
         try:
             ptype, data = decode_eio(text)
             return self._on_eio(ptype, data, now)
-        except ProtocolError as exc:
+        except RemoteProtocolError as exc:
             return [self._end("parse error", 1002, exc.message)]
 
     def receive_bytes(self, data: bytes, now: float) -> list[SessionEvent]:

@@ -12,7 +12,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Final
 
-from gateway.errors import REASONS, ProtocolError
+from gateway.errors import REASONS, RemoteProtocolError
 from gateway.ws.engineio import SIOPacket, SIOType
 
 __all__ = [
@@ -26,6 +26,8 @@ __all__ = [
     "VirtualRequest",
     "is_virtual_request",
     "parse_virtual_request",
+    "HandshakeFields",
+    "handshake_fields",
     "merge_headers",
     "jwr",
     "status_jwr",
@@ -57,7 +59,7 @@ class NoBody(enum.Enum):
 NO_BODY: Final = NoBody.NO_BODY
 
 
-class SailsParseError(ProtocolError):
+class SailsParseError(RemoteProtocolError):
     """A Socket.IO message that cannot be read as a Sails virtual request.
 
     Args:
@@ -197,40 +199,81 @@ def _pairs(headers: Mapping[str, str] | Iterable[tuple[str, str]]) -> Iterable[t
     return headers.items() if isinstance(headers, Mapping) else headers
 
 
-def merge_headers(
-    message_headers: Mapping[str, str],
-    handshake_headers: Mapping[str, str] | Iterable[tuple[str, str]],
-) -> dict[str, str]:
-    """Combine a virtual request's headers with the WebSocket handshake's (sails-hook-sockets).
+class HandshakeFields(dict[str, str]):
+    """What virtual requests take from their socket's WebSocket handshake (lower-case names):
+    ``cookie``, ``origin`` and ``nosession``, repeated fields joined as Node joins them. Made
+    once per socket by handshake_fields()."""
 
-    The handshake's ``cookie`` wins over the message's (message headers only fill gaps); the
-    handshake's ``origin`` is always used, and a message ``origin`` is dropped even when the
-    handshake had none (it "cannot be overridden at virtual request time"). We treat ``host``
-    like ``cookie`` (Sails uses its configured host there). Other handshake headers
-    (user-agent, ...) are not copied, as in Sails.
+
+def handshake_fields(
+    handshake_headers: Mapping[str, str] | Iterable[tuple[str, str]],
+) -> HandshakeFields:
+    """The handshake's part of every virtual request's headers (see merge_headers).
 
     Args:
-        message_headers: VirtualRequest.headers (any case is accepted).
         handshake_headers: the upgrade request's headers (a mapping, or name/value pairs in
             which repeated names are joined: cookies with "; ", others with ", ").
 
     Returns:
-        A new dict with lower-case names.
+        The fields, for merge_headers().
     """
-    handshake: dict[str, str] = {}
+    if isinstance(handshake_headers, HandshakeFields):
+        return handshake_headers
+    fields = HandshakeFields()
     for name, value in _pairs(handshake_headers):
         key = name.lower()
-        if key in ("cookie", "host", "origin"):
-            if key in handshake:
-                handshake[key] += ("; " if key == "cookie" else ", ") + value
+        if key in ("cookie", "origin", "nosession"):
+            if key in fields:
+                fields[key] += ("; " if key == "cookie" else ", ") + value
             else:
-                handshake[key] = value
-    merged: dict[str, str] = {k: handshake[k] for k in ("cookie", "host") if k in handshake}
+                fields[key] = value
+    return fields
+
+
+def merge_headers(
+    message_headers: Mapping[str, str],
+    handshake_headers: Mapping[str, str] | Iterable[tuple[str, str]],
+) -> dict[str, str]:
+    """A virtual request's headers, as sails-hook-sockets 3 builds them.
+
+    sails-hook-sockets (lib/receive-incoming-sails-io-msg.js) takes
+    ``_.defaults({host: sails.config.host, cookie: <handshake cookie>, nosession: <handshake
+    nosession ? true : undefined>}, message.headers)``, then sets ``origin`` to the
+    handshake's; Sails' request interpreter drops undefined values and lower-cases the names.
+    So: the handshake's ``cookie`` wins over the message's (the message's only fills a gap);
+    ``nosession`` is "true" when the handshake had a non-empty one; ``origin`` is always the
+    handshake's, and a message ``origin`` is dropped even when the handshake had none; ``host``
+    is the message's own (the gateway has no ``sails.config.host``, deprecated in Sails 1);
+    other handshake headers (user-agent, ...) are not copied. No Content-Type or
+    Content-Length is added: the body is ``data``, not bytes.
+
+    Differs on purpose: Sails compares names case-sensitively before lower-casing them, so a
+    message ``Cookie`` (capital C) overrides the handshake's cookie there, and a message
+    ``Origin`` survives when the handshake had none; here the rules hold whatever the case
+    (message names arrive lower-cased from parse_virtual_request). Sails also copies a reply's
+    Set-Cookie into the handshake's cookie when the handshake had none; we don't (it would make
+    the cookie attributes, Path/HttpOnly/..., read as cookies).
+
+    Args:
+        message_headers: VirtualRequest.headers (lower-case names).
+        handshake_headers: the upgrade request's headers, or handshake_fields() of them.
+
+    Returns:
+        A new dict with lower-case names.
+    """
+    fields = handshake_fields(handshake_headers)
+    merged: dict[str, str] = {}
+    cookie = fields.get("cookie")
+    if cookie is not None:
+        merged["cookie"] = cookie
+    if fields.get("nosession"):
+        merged["nosession"] = "true"
     for name, value in message_headers.items():
         merged.setdefault(name.lower(), value)
     merged.pop("origin", None)
-    if "origin" in handshake:
-        merged["origin"] = handshake["origin"]
+    origin = fields.get("origin")
+    if origin is not None:
+        merged["origin"] = origin
     return merged
 
 

@@ -1,0 +1,253 @@
+# ONE request lifecycle for every transport (an HTTP request, a Sails virtual request over a
+# WebSocket, ...): build the Request (mode limits, credentials), run the app, finish the body
+# stream on every path, write the access line, and turn every error into a reply, here and
+# nowhere else. Transports are adapters that hand in a request head, a body source and a
+# response sink (gateway.app.contracts); nothing here knows which transport it serves.
+# Must not: touch sockets, tasks or the clock (the adapter passes the start time in).
+#
+# Theory of operation: an adapter calls `request()` (synchronous: the Request and its mode),
+# may bind the request to transport state (a socket's rooms), then awaits `run()`. `run()`
+# runs an optional endpoint first (the server's own handler for /socket.io), then the app's
+# chain; an error raised before a response went out becomes the error reply; one raised after
+# it is re-raised (there is nothing left to say: the adapter aborts the exchange). Requests that
+# could not even be read (a malformed head, a bad virtual-request url) are answered by
+# `refuse()` with the same error reply.
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable, Iterable
+from typing import TYPE_CHECKING, Any, Protocol
+
+from gateway.app.contracts import NO_BODY, BodySource, ConnectionInfo, ResponseSink
+from gateway.app.request import Request
+from gateway.app.response import Response
+from gateway.errors import REASONS, ClientDisconnected, HTTPError, MethodNotAllowed, NotFound
+
+if TYPE_CHECKING:
+    from gateway.app.application import App
+
+__all__ = ["Exchange", "AccessLog", "Endpoint"]
+
+log = logging.getLogger("gateway.app")
+
+Endpoint = Callable[[Request, Response], Awaitable[None]]
+
+
+class AccessLog(Protocol):
+    """Records one line per finished exchange (the server's access log)."""
+
+    def log_access(self, info: ConnectionInfo, req: Request, res: Response,
+                   started: float) -> None: ...
+
+
+class Exchange:
+    """The request lifecycle of one App, shared by every connection of a server.
+
+    Args:
+        app: the application (bound to its settings: limits, budget, credentials).
+        access_log: where finished exchanges are recorded, or None.
+    """
+
+    __slots__ = ("app", "access_log")
+
+    def __init__(self, app: App, access_log: AccessLog | None = None) -> None:
+        self.app = app
+        self.access_log = access_log
+
+    def request(
+        self,
+        info: ConnectionInfo,
+        method: str,
+        target: str,
+        path: str,
+        query: str,
+        raw_headers: Iterable[tuple[bytes, bytes]],
+        source: BodySource,
+        http_version: str = "1.1",
+        authorization: str | None = None,
+        host: str | None = None,
+        upgrade: bool = False,
+        *,
+        headers: dict[str, str] | None = None,
+        body: Any = NO_BODY,
+    ) -> Request:
+        """The Request for a request head, with its mode (privilege) and that mode's limits.
+
+        Args:
+            info: the connection (peer, scheme, privilege the connection itself grants).
+            method, target, path, query: the request line, split (target = path + query).
+            raw_headers: the header fields as bytes (HTTP), or () when ``headers`` is given.
+            source: where the body comes from.
+            http_version: "1.1" or "1.0".
+            authorization: the Authorization header's value, if any (a bearer token gives
+                privilege; a wrong one makes privileged routes answer 403 instead of 401).
+            host: the authority of an absolute-form target (it wins over the Host header).
+            upgrade: a GET asking for a WebSocket (only ws routes match it).
+            headers: already decoded headers (lower-case names) instead of raw_headers.
+            body: a body that arrived already parsed (a virtual request's data): it becomes
+                ``req.body`` and body parsers skip it; NO_BODY for a byte body.
+
+        Returns:
+            The Request.
+        """
+        app = self.app
+        settings = app.settings
+        if settings is None:
+            raise RuntimeError("the App is not bound to settings (App.bind)")
+        privileged = info.privileged
+        auth_failed = False
+        if authorization is not None and not privileged:
+            privileged, auth_failed = app.credentials.check_authorization(authorization)
+        parsed = body is not NO_BODY
+        req = Request(
+            app, method, target, path, query, raw_headers,
+            protocol=info.scheme,
+            http_version=http_version,
+            client=info.peer,
+            source=source,
+            budget=app.budget,
+            limits=settings.privileged if privileged else settings.user,
+            privileged=privileged,
+            is_socket=parsed,
+            auth_failed=auth_failed,
+            host=host,
+            upgrade=upgrade,
+            headers=headers,
+        )
+        if parsed:
+            req.body = body
+            req.body_parsed = True  # body parsers see it as parsed and skip
+        return req
+
+    async def run(self, info: ConnectionInfo, req: Request, sink: ResponseSink,
+                  endpoint: Endpoint | None = None, started: float = 0.0) -> Response:
+        """Serve ``req`` through ``sink``: endpoint or app, error replies, body end, access log.
+
+        Args:
+            info: the connection (for the access log).
+            req: from ``request()``.
+            sink: where the reply goes.
+            endpoint: runs before the app; the app runs only if it left the response unsent.
+            started: when the exchange started, in the adapter's clock (for the access log).
+
+        Returns:
+            The Response (status_code, bytes_sent, finished).
+
+        Raises:
+            ClientDisconnected: the client went away; there is nobody to reply to.
+            Exception: a failure after the response head went out (the adapter aborts).
+        """
+        app = self.app
+        res = Response(sink)
+        res.req = req
+        try:
+            try:
+                if endpoint is not None:
+                    await endpoint(req, res)
+                if not res.finished:
+                    app.requests_served += 1
+                    allowed: set[str] = set()
+                    fell_through = False
+
+                    async def done(err: Any = None) -> None:
+                        nonlocal fell_through
+                        if err is not None and err not in ("route", "router"):
+                            raise err if isinstance(err, BaseException) else HTTPError(500)
+                        fell_through = True
+
+                    router = app.builtin if req.path.startswith("/_gateway/") else app
+                    await router.handle(req, res, done, allowed)
+                    stream = req.body_stream
+                    if not res.finished and stream is not None:
+                        await stream.pump()  # EdgerOS style: listeners registered, handler returned
+                    if not res.headers_sent:
+                        if not fell_through:
+                            log.error("%s %s: handler returned without sending a response",
+                                      req.method, req.path)
+                            raise HTTPError(500)
+                        if not allowed:
+                            raise NotFound(None, f"Cannot {req.method} {req.original_url}"[:200])
+                        await _no_method(req, res, allowed)
+            except ClientDisconnected:
+                raise
+            except HTTPError as exc:
+                if res.headers_sent:
+                    raise
+                await self.reply_error(req, res, exc.status, exc.message, exc.headers)
+            except Exception:
+                log.exception("%s %s: unhandled error in handler", req.method, req.path)
+                if res.headers_sent:
+                    raise
+                await self.reply_error(req, res, 500, None, ())
+            if res.headers_sent and not res.finished:
+                await res.end()  # a streamed response the handler left open
+        finally:
+            stream = req.body_stream
+            if stream is not None:
+                await stream.finish()
+            access_log = self.access_log
+            if access_log is not None:
+                access_log.log_access(info, req, res, started)
+        return res
+
+    async def reply_error(self, req: Request | None, res: Response, status: int,
+                          message: str | None, headers: Iterable[tuple[str, str]] = (),
+                          *, reveal: bool = False) -> None:
+        """THE error reply: a short text, or ``{"error", "status"}`` when the client wants JSON.
+
+        5xx replies say only the reason phrase (the cause goes to the log, never the client).
+        Headers set before the error are dropped; ``headers`` (Allow, Retry-After, ...) are
+        set. A virtual request's 404 is the reason phrase, as Sails' res.notFound() sends it.
+
+        Args:
+            req: the request, or None when none could be read (then the reply is text).
+            res: its response, nothing sent yet.
+            status: the status code.
+            message: a client-safe text for a 4xx, or None for the reason phrase.
+            headers: extra response headers.
+            reveal: ``message`` is the gateway's own text (a protocol refusal such as 501 or
+                505), safe to send with a 5xx too.
+        """
+        if status >= 500:
+            self.app.errors_5xx += 1
+        text = message if message and (status < 500 or reveal) else REASONS.get(status, "Error")
+        res.clear_headers()
+        for name, value in headers:
+            res.set(name, value)
+        res.status(status)
+        if req is not None and req.is_socket and status == 404:
+            await res.send_status(404)
+        elif req is not None and req.wants_json:
+            await res.json({"error": text, "status": status})
+        elif res.carries_values:
+            await res.send(text)  # a JWR's body is the text; it has no type to set
+        else:
+            await res.type("text").send(text)
+
+    async def refuse(self, sink: ResponseSink, status: int, message: str) -> Response:
+        """Answer a request that could not be read (malformed head, bad virtual url) with the
+        error reply, as text.
+
+        Args:
+            sink: where the reply goes.
+            status: the status code (the ProtocolError's hint).
+            message: what was wrong, client-safe.
+
+        Returns:
+            The Response.
+        """
+        res = Response(sink)
+        await self.reply_error(None, res, status, message, reveal=True)
+        return res
+
+
+async def _no_method(req: Request, res: Response, allowed: set[str]) -> None:
+    # a path that only other methods match: OPTIONS gets the Allow list, others 405
+    if "GET" in allowed:
+        allowed.add("HEAD")
+    allow = ", ".join(sorted(allowed))
+    if req.method == "OPTIONS":
+        res.status(200).set("Allow", allow)
+        await res.type("text").send(allow)
+        return
+    raise MethodNotAllowed(None, f"Method {req.method} not allowed", {"Allow": allow})
