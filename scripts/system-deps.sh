@@ -8,6 +8,7 @@
 #   python3-venv: /usr/bin/python3 -m venv, as on a board; shellcheck: deploy/install.sh lint;
 #   iproute2: ip netns/veth; util-linux: unshare, nsenter, flock; openssh-client: the fleet
 #   and the VM.
+# chromium: pages and EventSource in a real browser (tests/test_sse.py, tests/cdp.py).
 set -eu
 need=""
 have() { command -v "$1" >/dev/null 2>&1; }
@@ -28,6 +29,7 @@ if [ "$(dpkg --print-architecture 2>/dev/null)" = amd64 ]; then
   have qemu-system-x86_64 || need="$need qemu-system-x86"
 fi
 have mkfs.ext4 || need="$need e2fsprogs"
+have chromium || need="$need chromium"
 /usr/bin/python3 -c 'import venv, ensurepip' >/dev/null 2>&1 || need="$need python3-venv"
 # One name once (word splitting intended: the names have no spaces).
 # shellcheck disable=SC2086

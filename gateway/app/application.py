@@ -66,6 +66,10 @@ class App(Router):
         self._builtin = _builtin_router(self)
         self.background_tasks: list[Callable[[App], Awaitable[None]]] = []
         self.background_failures = 0
+        self.draining = False
+        # called once when the server starts draining: long-lived responses (server-sent
+        # events) end themselves instead of holding the restart up for the whole grace
+        self.drain_hooks: set[Callable[[], None]] = set()
 
     def background(self, fn: BackgroundFn) -> BackgroundFn:
         """Register ``async def fn(app)`` to run for the server's lifetime (a decorator).
@@ -133,6 +137,17 @@ class App(Router):
         self.settings = binding.settings
         self.credentials = binding.credentials
         self.budget.resize(binding.settings.memory.body_budget_bytes)
+
+    def begin_drain(self) -> None:
+        """The server stops taking requests: end the streams that never end by themselves.
+
+        Called by the server's shutdown(); runs every drain hook once.
+        """
+        self.draining = True
+        hooks = list(self.drain_hooks)
+        self.drain_hooks.clear()
+        for hook in hooks:
+            hook()
 
     # -- the request entry point -------------------------------------------------------------
     async def handle_request(self, req: Request, res: Response) -> None:

@@ -107,6 +107,7 @@ class Server:
         self.drain_deadline = math.inf
         self._closing: set[trio.CancelScope] = set()
         app.stats_provider = self.statistics
+        app.draining = False  # an App served again after a stop streams again
 
     def _apply(self, profile: _Profile) -> None:
         """What new connections take from the profile: head limits and the LAN guard."""
@@ -273,6 +274,7 @@ class Server:
             for scope in self._closing:
                 scope.deadline = min(scope.deadline, deadline)
         self.draining = True
+        self.app.begin_drain()  # event streams end now, not at the drain's deadline
         self._accept_scope.cancel()  # aborts the blocked accepts at once, before the close below
         self.close_listeners()  # new connects are refused, not left waiting in the backlog
         for session in list(self._sessions):
