@@ -9,7 +9,9 @@
 #   1. builds one virtualenv per release, in place, under /opt/gateway/releases/<version>
 #      (python3 -m venv + pip install --no-index from the release's own wheels: offline);
 #   2. renders the profile's drop-ins (gateway.service.d/50-profile.conf, gateway.socket.d/...)
-#      with that release's own code, after checking the profile (a bad one stops here: exit 78);
+#      and the Avahi service file (/etc/avahi/services/gateway.service: the device is found on
+#      the LAN as _http._tcp or _https._tcp; none for a loopback-only profile) with that
+#      release's own code, after checking the profile (a bad one stops here: exit 78);
 #   3. installs the units, switches /opt/gateway/current atomically (symlink + mv -T),
 #      installs /etc/gateway/gateway.env only if absent (an edited one is kept, the new
 #      default lands beside it as gateway.env.new), daemon-reload, restart;
@@ -85,6 +87,7 @@ ETC=$R/etc/gateway
 UNITS=$R/etc/systemd/system
 SVC_D=$UNITS/gateway.service.d
 SOCK_D=$UNITS/gateway.socket.d
+AVAHI_SERVICE=$R/etc/avahi/services/gateway.service
 
 # Live (talk to systemd) or staged (files only)?
 if [ "$START" = auto ]; then
@@ -156,6 +159,12 @@ activate() {
   put "$rel/share/gateway/systemd/gateway.socket" "$UNITS/gateway.socket"
   put "$rel/share/gateway/rendered/gateway.service.conf" "$SVC_D/50-profile.conf"
   put "$rel/share/gateway/rendered/gateway.socket.conf" "$SOCK_D/50-profile.conf"
+  # avahi-daemon watches its services directory: a new or removed file is (un)advertised at once
+  if [ -f "$rel/share/gateway/rendered/avahi.service" ]; then
+    put "$rel/share/gateway/rendered/avahi.service" "$AVAHI_SERVICE"
+  else
+    rm -f "$AVAHI_SERVICE"
+  fi
   # The switch itself: a new symlink under a temporary name, renamed over the old one.
   ln -sfn "releases/$1" "$OPT/.current.$$"
   mv -T "$OPT/.current.$$" "$CURRENT"
@@ -330,7 +339,7 @@ if [ "$UNINSTALL" = 1 ]; then
   if live; then
     sc disable --now --quiet gateway.socket gateway.service 2>/dev/null || true
   fi
-  rm -f "$UNITS/gateway.service" "$UNITS/gateway.socket" \
+  rm -f "$UNITS/gateway.service" "$UNITS/gateway.socket" "$AVAHI_SERVICE" \
     "$SVC_D/50-profile.conf" "$SOCK_D/50-profile.conf" \
     "$UNITS/multi-user.target.wants/gateway.service" "$UNITS/sockets.target.wants/gateway.socket"
   rmdir "$SVC_D" "$SOCK_D" 2>/dev/null || true
@@ -433,7 +442,8 @@ profiles_dir=$ETC/profiles
 if ! vars=$(in_place "$REL_REAL/bin/python" "$REL_REAL/share/gateway/gwinstall.py" render \
     --profile "$PROFILE" --env-file "$ETC/gateway.env" --profiles-dir "$profiles_dir" $nodetect \
     --service-dropin "$REL/share/gateway/rendered/gateway.service.conf" \
-    --socket-dropin "$REL/share/gateway/rendered/gateway.socket.conf"); then
+    --socket-dropin "$REL/share/gateway/rendered/gateway.socket.conf" \
+    --avahi-service "$REL/share/gateway/rendered/avahi.service" --version "$VERSION"); then
   [ "$FRESH" = no ] || rm -rf "$REL"
   die 78 "profile $PROFILE: not installed (see above)"
 fi
@@ -473,6 +483,9 @@ activate "$VERSION"
 enable_units
 if [ -n "$PREV" ]; then printf '%s\n' "$PREV" > "$STATE/previous"; fi
 say "release $VERSION is current (profile $RESOLVED${PREV:+, previous $PREV})"
+if [ -f "$AVAHI_SERVICE" ] && [ ! -x "$R/usr/sbin/avahi-daemon" ]; then
+  say "not advertised on the LAN until Avahi is installed (apt install avahi-daemon)"
+fi
 memory_check
 
 if ! live; then

@@ -9,6 +9,9 @@
 #   iproute2: ip netns/veth; util-linux: unshare, nsenter, flock; openssh-client: the fleet
 #   and the VM.
 # chromium: pages and EventSource in a real browser (tests/test_sse.py, tests/cdp.py).
+# Discovery (tests/test_discovery.py): avahi-daemon, avahi-utils, dbus: the service file
+# advertised and browsed in network namespaces (the test runs its own daemons; on a machine
+# with systemd the package also enables its service); libxml2-utils: xmllint, Avahi's DTD.
 set -eu
 need=""
 have() { command -v "$1" >/dev/null 2>&1; }
@@ -30,6 +33,10 @@ if [ "$(dpkg --print-architecture 2>/dev/null)" = amd64 ]; then
 fi
 have mkfs.ext4 || need="$need e2fsprogs"
 have chromium || need="$need chromium"
+have avahi-daemon || need="$need avahi-daemon"
+have avahi-browse || need="$need avahi-utils"
+have dbus-daemon || need="$need dbus"
+have xmllint || need="$need libxml2-utils"
 /usr/bin/python3 -c 'import venv, ensurepip' >/dev/null 2>&1 || need="$need python3-venv"
 # One name once (word splitting intended: the names have no spaces).
 # shellcheck disable=SC2086
