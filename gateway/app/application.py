@@ -1,7 +1,8 @@
 # The App: a Router plus what a running gateway binds to it (settings, memory budget,
 # credentials, statistics), and the ONE place where errors become replies: HTTPError -> its
 # status, BodyError -> 408/413/503, anything else -> a 500 that reveals nothing (traceback to
-# the log). Also the built-in /_gateway/health and /_gateway/stats routes.
+# the log). Also the built-in /_gateway/ routes: health, stats, and (loaded on first use, from
+# gateway.app.status) the status page, its event stream and the Prometheus metrics.
 # Must not: touch sockets; the server creates Request/Response and calls App.handle().
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from gateway.app.auth import Credentials
 from gateway.app.body import MemoryBudget
+from gateway.app.metrics import Metrics
 from gateway.app.router import Router
 from gateway.errors import REASONS, ClientDisconnected, HTTPError, MethodNotAllowed, NotFound
 
@@ -66,6 +68,7 @@ class App(Router):
         self._builtin = _builtin_router(self)
         self.background_tasks: list[Callable[[App], Awaitable[None]]] = []
         self.background_failures = 0
+        self.metrics = Metrics()
         self.draining = False
         # called once when the server starts draining: long-lived responses (server-sent
         # events) end themselves instead of holding the restart up for the whole grace
@@ -244,8 +247,35 @@ def _builtin_router(app: App) -> Router:
     async def stats(req: Request, res: Response) -> None:
         await res.json(app.statistics())
 
+    # The status page and metrics are imported on first use: a gateway nobody looks at does
+    # not carry their code. Who may see them is the profile's [status] (read per request, so a
+    # reload applies it), not a fixed route option.
+    async def page(req: Request, res: Response) -> None:
+        from gateway.app import status
+
+        await status.page(app, req, res)
+
+    async def snapshot(req: Request, res: Response) -> None:
+        from gateway.app import status
+
+        await status.snapshot_json(app, req, res)
+
+    async def events(req: Request, res: Response) -> None:
+        from gateway.app import status
+
+        await status.events(app, req, res)
+
+    async def metrics(req: Request, res: Response) -> None:
+        from gateway.app import status
+
+        await status.metrics(app, req, res)
+
     r.get("/_gateway/health", health)
     r.get("/_gateway/stats", stats, privileged=True)
+    r.get("/_gateway/", page)
+    r.get("/_gateway/status", snapshot)
+    r.get("/_gateway/events", events)
+    r.get("/_gateway/metrics", metrics)
     return r
 
 

@@ -437,6 +437,7 @@ class SailsSocket:
                                vreq.method == "HEAD")
         res = Response(sink)
         self.hub.bind_request(req, self.id)
+        started = trio.current_time()
         try:
             await app.handle_request(req, res)
             if res.headers_sent and not res.finished:
@@ -446,6 +447,10 @@ class SailsSocket:
             stream = req._stream
             if stream is not None:
                 await stream.finish()
+            # counted as an HTTP request is in Server.log_access, with its transport
+            app.metrics.observe(req.method, res.status_code, req.privileged, "socket",
+                                trio.current_time() - started, len(body), res.bytes_sent,
+                                req.path)
         return sink.jwr()
 
     # -- sending: acks and pushes share one bounded, ordered queue --------------------------------

@@ -107,6 +107,7 @@ class Server:
         self.drain_deadline = math.inf
         self._closing: set[trio.CancelScope] = set()
         app.stats_provider = self.statistics
+        self._observe = app.metrics.observe  # every finished request is counted (log_access)
         app.draining = False  # an App served again after a stop streams again
 
     def _apply(self, profile: _Profile) -> None:
@@ -416,10 +417,14 @@ class Server:
                 "draining": self.draining}
 
     def log_access(self, session: HTTPSession, req: Request, res: Response) -> None:
+        """Count a finished request (gateway.app.metrics) and write its access line."""
+        seconds = trio.current_time() - session.started
+        self._observe(req.method, res.status_code, req.privileged, "http", seconds,
+                      session.body_bytes, res.bytes_sent, req.path)
         buf = self._access
         if buf is None:
             return
-        ms = (trio.current_time() - session.started) * 1000
+        ms = seconds * 1000
         path = req.original_url
         if not path.isprintable() or '"' in path or "\\" in path:
             path = path.translate(_ESCAPE)  # nothing a client sends can start a new log line
