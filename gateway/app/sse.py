@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 import trio
 
+from gateway.app.response import _dumps  # the one JSON encoder of every response
 from gateway.errors import ClientDisconnected
 
 if TYPE_CHECKING:
@@ -45,8 +46,6 @@ def format_event(data: Any, event: str | None = None, id: str | None = None,
         TypeError: ``data`` is not a str and not JSON-serialisable.
     """
     if not isinstance(data, str):
-        from gateway.app.response import _dumps
-
         data = _dumps(data).decode()
     out = []
     if event is not None:
