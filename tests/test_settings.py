@@ -593,6 +593,7 @@ def test_built_package_ships_and_finds_every_profile(tmp_path: Path) -> None:
                     "build_py", "-d", str(lib)], cwd=src, check=True, capture_output=True)
     shipped = lib / "gateway" / "firmware_profiles"
     assert sorted(p.stem for p in shipped.glob("*.toml")) == ALL_PROFILES
+    assert (lib / "gateway" / "app" / "status_page.html").is_file()  # package data too
     code = ("from gateway.settings import find_profile, load_settings; "
             "print(find_profile('pi4-2gb', env={})); print(load_settings('tiny', env={}).profile)")
     env = {k: v for k, v in os.environ.items() if not k.startswith("GATEWAY_")}
