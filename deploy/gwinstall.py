@@ -2,16 +2,18 @@
 # release's gateway.settings / gateway.units, also when rolling back to an older release).
 #
 #   gwinstall.py render --profile NAME|auto|PATH --env-file FILE --service-dropin OUT
-#                       [--socket-dropin OUT] [--no-detect]
+#                       [--socket-dropin OUT] [--avahi-service OUT] [--version V] [--no-detect]
 #                       [--app SPEC --app-dropin OUT] [--devices LIST --devices-dropin OUT]
 #                       [--root DIR]
 #       Resolves the profile as the service will (the env file's GATEWAY_* variables included,
 #       its GATEWAY_PROFILE winning over --profile as EnvironmentFile= wins over Environment=),
 #       imports the app the service will serve (the env file's GATEWAY_APP, else the release's
 #       --app, else the demo), as `gateway check APP` does, renders the device-access drop-in,
-#       writes the drop-ins atomically (only once everything checked out) and prints shell
-#       assignments for install.sh: RESOLVED=<profile name> HEALTH_URL=<url>
-#       CREDENTIALS=<file or empty> MEMORY_MAX=<bytes> APP=<MODULE:ATTR>
+#       writes the drop-ins atomically (only once everything checked out), and the Avahi service
+#       file that advertises the profile on the LAN (removed when the profile is not reachable
+#       from it: loopback only), and prints shell assignments for install.sh:
+#       RESOLVED=<profile name> HEALTH_URL=<url> CREDENTIALS=<file or empty> MEMORY_MAX=<bytes>
+#       APP=<MODULE:ATTR>
 #   gwinstall.py envfile FILE      print the GATEWAY_* assignments of an EnvironmentFile
 #
 # Exit status: 0 ok, 78 configuration error (message on stderr), 2 usage.
@@ -250,6 +252,7 @@ def check_app(spec: str) -> str | None:
 
 
 def render(args: argparse.Namespace) -> int:
+    from gateway.discovery import avahi_service, installed_version, not_advertised
     from gateway.errors import ConfigError
     from gateway.settings import load_settings
     from gateway.units import render_dropin, render_socket_dropin
@@ -271,7 +274,9 @@ def render(args: argparse.Namespace) -> int:
         settings = load_settings(profile, profiles_dir=profiles_dir, env=env)
         service = render_dropin(settings)
         socket = render_socket_dropin(settings) if args.socket_dropin else ""
-    except ConfigError as exc:
+        avahi = (avahi_service(settings, args.version or installed_version())
+                 if args.avahi_service else None)
+    except (ConfigError, ValueError) as exc:
         print(f"error: profile {profile!r}: {exc}", file=sys.stderr)
         return 78
 
@@ -329,6 +334,13 @@ def render(args: argparse.Namespace) -> int:
             _write(args.devices_dropin, devices)
         else:
             Path(args.devices_dropin).unlink(missing_ok=True)
+    if args.avahi_service:
+        if avahi is not None:
+            _write(args.avahi_service, avahi)
+        else:
+            Path(args.avahi_service).unlink(missing_ok=True)
+            print(f"note: not advertised on the LAN (mDNS): {not_advertised(settings)}",
+                  file=sys.stderr)
     s = settings.server
     values = {
         "RESOLVED": settings.profile,
@@ -351,6 +363,9 @@ def main(argv: list[str] | None = None) -> int:
                    help="searched first (the staged root's /etc/gateway/profiles)")
     r.add_argument("--service-dropin", required=True)
     r.add_argument("--socket-dropin", default="")
+    r.add_argument("--avahi-service", default="",
+                   help="write the Avahi service file here (or remove it: not advertised)")
+    r.add_argument("--version", default="", help="the release's version, for the TXT record")
     r.add_argument("--no-detect", action="store_true",
                    help="refuse 'auto' (staging: this machine is not the board)")
     r.add_argument("--app", default="", help="the release's app, MODULE:ATTR ('' = none)")

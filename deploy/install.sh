@@ -11,7 +11,9 @@
 #      (python3 -m venv + pip install --no-index from the release's own wheels: offline),
 #      with the release's app (APP file, build_release.py --app) and its requirements;
 #   2. renders the drop-ins (gateway.service.d/50-profile.conf, 60-app.conf: GATEWAY_APP,
-#      70-devices.conf: --devices; gateway.socket.d/...) with that release's own code, after
+#      70-devices.conf: --devices; gateway.socket.d/...) and the Avahi service file
+#      (/etc/avahi/services/gateway.service: the device is found on the LAN as _http._tcp or
+#      _https._tcp; none for a loopback-only profile) with that release's own code, after
 #      checking the profile and importing the app (a bad one stops here: exit 78);
 #   3. installs the units, switches /opt/gateway/current atomically (symlink + mv -T),
 #      installs /etc/gateway/gateway.env only if absent (an edited one is kept, the new
@@ -93,6 +95,7 @@ ETC=$R/etc/gateway
 UNITS=$R/etc/systemd/system
 SVC_D=$UNITS/gateway.service.d
 SOCK_D=$UNITS/gateway.socket.d
+AVAHI_SERVICE=$R/etc/avahi/services/gateway.service
 
 # Live (talk to systemd) or staged (files only)?
 if [ "$START" = auto ]; then
@@ -173,6 +176,12 @@ activate() {
       rm -f "$SVC_D/${pair#*:}.conf"
     fi
   done
+  # avahi-daemon watches its services directory: a new or removed file is (un)advertised at once
+  if [ -f "$rel/share/gateway/rendered/avahi.service" ]; then
+    put "$rel/share/gateway/rendered/avahi.service" "$AVAHI_SERVICE"
+  else
+    rm -f "$AVAHI_SERVICE"
+  fi
   # The switch itself: a new symlink under a temporary name, renamed over the old one.
   ln -sfn "releases/$1" "$OPT/.current.$$"
   mv -T "$OPT/.current.$$" "$CURRENT"
@@ -347,7 +356,7 @@ if [ "$UNINSTALL" = 1 ]; then
   if live; then
     sc disable --now --quiet gateway.socket gateway.service 2>/dev/null || true
   fi
-  rm -f "$UNITS/gateway.service" "$UNITS/gateway.socket" \
+  rm -f "$UNITS/gateway.service" "$UNITS/gateway.socket" "$AVAHI_SERVICE" \
     "$SVC_D/50-profile.conf" "$SVC_D/60-app.conf" "$SVC_D/70-devices.conf" \
     "$SOCK_D/50-profile.conf" \
     "$UNITS/multi-user.target.wants/gateway.service" "$UNITS/sockets.target.wants/gateway.socket"
@@ -480,6 +489,7 @@ if ! vars=$(in_place "$REL_REAL/bin/python" "$REL_REAL/share/gateway/gwinstall.p
     --socket-dropin "$REL/share/gateway/rendered/gateway.socket.conf" \
     --app "$APP_SPEC" --app-dropin "$REL/share/gateway/rendered/gateway.app.conf" \
     --devices "$DEVICES" --devices-dropin "$REL/share/gateway/rendered/gateway.devices.conf" \
+    --avahi-service "$REL/share/gateway/rendered/avahi.service" --version "$VERSION" \
     --root "$R"); then
   [ "$FRESH" = no ] || rm -rf "$REL"
   die 78 "release $VERSION (profile $PROFILE${APP_SPEC:+, app $APP_SPEC}${DEVICES:+, devices $DEVICES}) not installed: see the error above; nothing changed"
@@ -521,6 +531,9 @@ activate "$VERSION"
 enable_units
 if [ -n "$PREV" ]; then printf '%s\n' "$PREV" > "$STATE/previous"; fi
 say "release $VERSION is current (profile $RESOLVED, app $APP${DEVICES:+, devices $DEVICES}${PREV:+, previous $PREV})"
+if [ -f "$AVAHI_SERVICE" ] && [ ! -x "$R/usr/sbin/avahi-daemon" ]; then
+  say "not advertised on the LAN until Avahi is installed (apt install avahi-daemon)"
+fi
 memory_check
 
 if ! live; then

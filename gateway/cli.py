@@ -1,5 +1,6 @@
 # The `gateway` command: serve an app, print resolved settings, check a profile, detect the board,
-# render systemd drop-ins, make privilege tokens. Clear exit codes: 0 ok, 2 usage, 78 config.
+# render systemd drop-ins and the Avahi service file, make privilege tokens. Clear exit codes:
+# 0 ok, 2 usage, 78 config.
 # Owns: argument parsing, process-level concerns (logging, signals, trio.run, systemd notify).
 # Must not: hold configuration logic (gateway.settings) or serving logic (gateway.server).
 from __future__ import annotations
@@ -40,6 +41,8 @@ _COMMANDS: Final[dict[str, tuple[str, tuple[str, str] | None, dict[str, tuple[st
                {"--root": ("PATH", "root of the system to inspect "
                                    "(default: $GATEWAY_ROOT or /)")}),
     "render-units": ("print the systemd drop-in for a profile", None, _PROFILE_OPTIONS),
+    "render-avahi": ("print the Avahi service file that advertises a profile on the LAN "
+                     "(mDNS/DNS-SD)", None, _PROFILE_OPTIONS),
     "reload": ("reload a running server's profile and wait for the outcome (ExecReload=)",
                None,
                {"--pid": ("PID", "the server's process id (systemd: $MAINPID)"),
@@ -339,6 +342,17 @@ def main(argv: list[str] | None = None) -> int:
             from gateway.units import render_dropin
 
             print(render_dropin(_settings(args)), end="")
+            return 0
+        if args.command == "render-avahi":
+            from gateway.discovery import avahi_service, installed_version, not_advertised
+
+            settings = _settings(args)
+            text = avahi_service(settings, installed_version())
+            if text is None:
+                print(f"gateway: profile {settings.profile} is not advertised: "
+                      f"{not_advertised(settings)}", file=sys.stderr)
+                return 0
+            print(text, end="")
             return 0
         if args.command == "reload":
             return _reload(args)

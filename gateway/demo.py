@@ -30,7 +30,8 @@ code{{background:#eee;padding:0 .2rem}}li{{margin:.2rem 0}}</style></head>
 <h2>Try</h2><ul>
 <li><a href="/api/hello?name=device">GET /api/hello?name=device</a> (JSON)</li>
 <li><a href="/user/42">GET /user/42</a> (route parameter)</li>
-<li><a href="/_gateway/health">GET /_gateway/health</a></li></ul>
+<li><a href="/_gateway/health">GET /_gateway/health</a></li>
+<li><a href="/_gateway/">the gateway's live status page</a> (uptime, requests, memory)</li></ul>
 <h2>A privileged route</h2>
 <p><code>/admin/status</code> needs a bearer token ({tokens}). Make one and serve with it:</p>
 <pre>.venv/bin/gateway token --name admin --file .credentials

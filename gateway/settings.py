@@ -27,6 +27,7 @@ __all__ = [
     "PER_CONNECTION_OVERHEAD_BYTES",
     "ServerSettings",
     "Settings",
+    "StatusSettings",
     "SystemdSettings",
     "WebSocketSettings",
     "find_profile",
@@ -134,6 +135,14 @@ class SystemdSettings:
 
 
 @dataclass(frozen=True, slots=True)
+class StatusSettings:
+    """[status]: who may read what the gateway says about itself (/_gateway/ and metrics)."""
+
+    page_public: bool = True
+    metrics_public: bool = False
+
+
+@dataclass(frozen=True, slots=True)
 class _ProfileInfo:
     """[profile]: what the profile is for (schema only; flattened into Settings)."""
 
@@ -159,6 +168,7 @@ class Settings:
     memory: MemorySettings = field(default_factory=MemorySettings)
     websocket: WebSocketSettings = field(default_factory=WebSocketSettings)
     systemd: SystemdSettings = field(default_factory=SystemdSettings)
+    status: StatusSettings = field(default_factory=StatusSettings)
     ram_bytes: int = 0
 
     def limits_for(self, privileged: bool) -> ModeLimits:
@@ -190,6 +200,7 @@ _SECTIONS: Final = (
     ("http", HTTPSettings, "http"), ("limits.user", ModeLimits, "user"),
     ("limits.privileged", ModeLimits, "privileged"), ("memory", MemorySettings, "memory"),
     ("websocket", WebSocketSettings, "websocket"), ("systemd", SystemdSettings, "systemd"),
+    ("status", StatusSettings, "status"),
 )
 _FIELDS: Final = MappingProxyType({
     f"{sect}.{f.name}": _Field(f"{sect}.{f.name}", sect, f.name, str(f.type),

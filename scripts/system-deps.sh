@@ -8,6 +8,11 @@
 #   python3-venv: /usr/bin/python3 -m venv, as on a board; shellcheck: deploy/install.sh lint;
 #   iproute2: ip netns/veth; util-linux: unshare, nsenter, flock; openssh-client: the fleet
 #   and the VM.
+# The status page, metrics and discovery (tests/test_status_page.py, test_sse.py,
+# test_metrics.py, test_discovery.py): chromium: the page and EventSource in a real browser;
+# prometheus: a real scrape; avahi-daemon, avahi-utils, dbus: the service file advertised and
+# browsed in network namespaces (the tests run their own daemons; on a machine with systemd
+# the packages also enable their services); libxml2-utils: xmllint against Avahi's DTD.
 set -eu
 need=""
 have() { command -v "$1" >/dev/null 2>&1; }
@@ -28,6 +33,12 @@ if [ "$(dpkg --print-architecture 2>/dev/null)" = amd64 ]; then
   have qemu-system-x86_64 || need="$need qemu-system-x86"
 fi
 have mkfs.ext4 || need="$need e2fsprogs"
+have chromium || need="$need chromium"
+have prometheus || need="$need prometheus"
+have avahi-daemon || need="$need avahi-daemon"
+have avahi-browse || need="$need avahi-utils"
+have dbus-daemon || need="$need dbus"
+have xmllint || need="$need libxml2-utils"
 /usr/bin/python3 -c 'import venv, ensurepip' >/dev/null 2>&1 || need="$need python3-venv"
 # One name once (word splitting intended: the names have no spaces).
 # shellcheck disable=SC2086

@@ -130,6 +130,7 @@ async def test_sighup_reload_says_reloading_then_ready_and_refuses_whole(
             assert reloading["RELOADING"] == "1" and int(reloading["MONOTONIC_USEC"]) > 0
             assert ready == {"READY": "1", "STATUS": "reloaded profile board"}
             assert app.budget.total == 4 * MIB
+            assert (app.metrics.reloads_applied, app.metrics.reloads_refused) == (1, 0)
             settings, credentials = app.settings, app.credentials
 
             # the same file, made readable by others, and a new budget: refused whole
@@ -142,6 +143,7 @@ async def test_sighup_reload_says_reloading_then_ready_and_refuses_whole(
             assert "must not be accessible by other users" in ready["STATUS"]
             assert app.settings is settings and app.credentials is credentials
             assert app.budget.total == 4 * MIB
+            assert (app.metrics.reloads_applied, app.metrics.reloads_refused) == (1, 1)
 
             # a failure that is not the profile's (a bug) still ends the reload with READY=1
             def broken(settings: Any) -> None:
@@ -151,6 +153,7 @@ async def test_sighup_reload_says_reloading_then_ready_and_refuses_whole(
             runner._reload(server, notifier, str(profile), {})
             reloading, ready = _messages(receiver)
             assert ready == {"READY": "1", "STATUS": "reload failed: RuntimeError: boom"}
+            assert (app.metrics.reloads_applied, app.metrics.reloads_refused) == (1, 2)
 
 
 # -- a valid reload keeps the bodies in flight ------------------------------------------------------

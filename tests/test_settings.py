@@ -74,12 +74,14 @@ def test_builtin_defaults_match_the_contract() -> None:
     sd = s.systemd
     assert (sd.memory_max_bytes, sd.memory_high_bytes, sd.limit_nofile, sd.tasks_max,
             sd.watchdog_s) == (0, 0, 2048, 64, 30.0)
+    assert s.status.page_public is True and s.status.metrics_public is False
 
 
 def test_default_profile_states_exactly_the_builtin_defaults() -> None:
     loaded = load_settings("default", env={})
     base = Settings()
-    for attr in ("server", "http", "user", "privileged", "memory", "websocket", "systemd"):
+    for attr in ("server", "http", "user", "privileged", "memory", "websocket", "systemd",
+                 "status"):
         assert getattr(loaded, attr) == getattr(base, attr), attr
     assert loaded.profile == "default" and loaded.source == str(SHIPPED / "default.toml")
 
@@ -348,7 +350,8 @@ def test_unknown_key_without_a_near_match_lists_the_section(profiles: Path) -> N
         '"memory.body_budget_bytes"')
     assert error_of("zzzzzz = 1\n", profiles) == (
         "firmware_profiles/p.toml: zzzzzz: unknown key (keys belong in a section: [profile], "
-        "[server], [http], [limits.user], [limits.privileged], [memory], [websocket], [systemd])")
+        "[server], [http], [limits.user], [limits.privileged], [memory], [websocket], [systemd], "
+        "[status])")
     assert error_of("[qqqqqq]\n", profiles).startswith(
         "firmware_profiles/p.toml: qqqqqq: unknown section; expected one of: [profile], [server]")
 
@@ -590,6 +593,7 @@ def test_built_package_ships_and_finds_every_profile(tmp_path: Path) -> None:
                     "build_py", "-d", str(lib)], cwd=src, check=True, capture_output=True)
     shipped = lib / "gateway" / "firmware_profiles"
     assert sorted(p.stem for p in shipped.glob("*.toml")) == ALL_PROFILES
+    assert (lib / "gateway" / "app" / "status_page.html").is_file()  # package data too
     code = ("from gateway.settings import find_profile, load_settings; "
             "print(find_profile('pi4-2gb', env={})); print(load_settings('tiny', env={}).profile)")
     env = {k: v for k, v in os.environ.items() if not k.startswith("GATEWAY_")}

@@ -1,5 +1,7 @@
 # The App: a Router plus what a running gateway binds to it (settings, memory budget,
-# credentials, statistics), and the built-in /_gateway/health and /_gateway/stats routes.
+# credentials, statistics), and the built-in /_gateway/ routes: health, stats, and (loaded on
+# first use, from gateway.app.status) the status page, its event stream and the Prometheus
+# metrics.
 # Must not: touch sockets or run requests itself: gateway.app.exchange runs each request
 # through the App's chain and turns errors into replies.
 from __future__ import annotations
@@ -13,6 +15,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from gateway.app.auth import Credentials
 from gateway.app.body import MemoryBudget
+from gateway.app.metrics import Metrics
 from gateway.app.router import Router
 from gateway.http.target import parse_query
 
@@ -109,6 +112,11 @@ class App(Router):
         self.builtin = _builtin_router(self)  # /_gateway/..., routed by the exchange
         self.background_tasks: list[Callable[[App], Awaitable[None]]] = []
         self.background_failures = 0
+        self.metrics = Metrics()
+        self.draining = False
+        # called once when the server starts draining: long-lived responses (server-sent
+        # events) end themselves instead of holding the restart up for the whole grace
+        self.drain_hooks: set[Callable[[], None]] = set()
 
     def background(self, fn: BackgroundFn) -> BackgroundFn:
         """Register ``async def fn(app)`` to run for the server's lifetime (a decorator).
@@ -177,6 +185,17 @@ class App(Router):
         self.credentials = binding.credentials
         self.budget.resize(binding.settings.memory.body_budget_bytes)
 
+    def begin_drain(self) -> None:
+        """The server stops taking requests: end the streams that never end by themselves.
+
+        Called by the server's shutdown(); runs every drain hook once.
+        """
+        self.draining = True
+        hooks = list(self.drain_hooks)
+        self.drain_hooks.clear()
+        for hook in hooks:
+            hook()
+
     # -- statistics --------------------------------------------------------------------------
     def statistics(self) -> dict[str, Any]:
         stats: dict[str, Any] = {
@@ -202,8 +221,35 @@ def _builtin_router(app: App) -> Router:
     async def stats(req: Request, res: Response) -> None:
         await res.json(app.statistics())
 
+    # The status page and metrics are imported on first use: a gateway nobody looks at does
+    # not carry their code. Who may see them is the profile's [status] (read per request, so a
+    # reload applies it), not a fixed route option.
+    async def page(req: Request, res: Response) -> None:
+        from gateway.app import status
+
+        await status.page(app, req, res)
+
+    async def snapshot(req: Request, res: Response) -> None:
+        from gateway.app import status
+
+        await status.snapshot_json(app, req, res)
+
+    async def events(req: Request, res: Response) -> None:
+        from gateway.app import status
+
+        await status.events(app, req, res)
+
+    async def metrics(req: Request, res: Response) -> None:
+        from gateway.app import status
+
+        await status.metrics(app, req, res)
+
     r.get("/_gateway/health", health)
     r.get("/_gateway/stats", stats, privileged=True)
+    r.get("/_gateway/", page)
+    r.get("/_gateway/status", snapshot)
+    r.get("/_gateway/events", events)
+    r.get("/_gateway/metrics", metrics)
     return r
 
 

@@ -16,13 +16,17 @@ import stat
 import time
 import weakref
 from collections.abc import Mapping
+from contextlib import AbstractAsyncContextManager
 from functools import lru_cache
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any, cast
 from urllib.parse import quote
 
 from gateway.app.contracts import NO_BODY, ResponseSink, ValueSink
 from gateway.errors import REASONS, Forbidden, HTTPError, NotFound
 from gateway.http.dates import http_date, parse_http_date
+
+if TYPE_CHECKING:
+    from gateway.app.sse import EventStream
 
 __all__ = ["Response", "ResponseSink", "MIME_TYPES", "JSONSeqWriter", "is_fresh"]
 
@@ -810,6 +814,26 @@ class Response:
     def json_seq(self) -> JSONSeqWriter:
         """A writer for JSON text sequences (RFC 7464): one flushed ``RS json LF`` per value."""
         return JSONSeqWriter(self)
+
+    def sse(self, heartbeat_s: float = 15.0) -> AbstractAsyncContextManager[EventStream]:
+        """Server-sent events (``text/event-stream``), for the browser's ``EventSource``.
+
+        ``async with res.sse() as events: await events.send(data, event=..., id=...,
+        retry_ms=...)``: each event is flushed on its own; a ``: keepalive`` comment goes out
+        after ``heartbeat_s`` quiet seconds (0: none); ``events.last_event_id`` is the
+        reconnecting client's ``Last-Event-ID``. The client going away ends the handler
+        quietly (ClientDisconnected); a draining server ends the block, and the response
+        cleanly. Sets ``Cache-Control: no-cache`` unless the handler set one.
+
+        Args:
+            heartbeat_s: seconds without a write before a keepalive comment.
+
+        Returns:
+            An async context manager giving the gateway.app.sse.EventStream.
+        """
+        from gateway.app.sse import open_event_stream
+
+        return open_event_stream(self, heartbeat_s)
 
     async def send_file(
         self,

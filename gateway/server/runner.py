@@ -82,15 +82,18 @@ def _reload(server: Server, notifier: Notifier, profile: str,
         settings = load_settings(profile, overrides=overrides)
         server.reload(settings)
     except ConfigError as exc:
+        server.app.metrics.reloads_refused += 1
         log.error("reload refused, keeping the running profile: %s", exc)
         notifier.ready(f"reload refused: {exc}"[:200])
         write_reload_status(os.environ, _reloads, f"refused {exc}")
         return
     except Exception as exc:  # a bug, not the profile: keep serving what runs, and say so
+        server.app.metrics.reloads_refused += 1
         log.exception("reload failed, keeping the running profile")
         notifier.ready(f"reload failed: {type(exc).__name__}: {exc}"[:200])
         write_reload_status(os.environ, _reloads, f"refused {type(exc).__name__}: {exc}")
         return
+    server.app.metrics.reloads_applied += 1
     log.info("reloaded profile %s", settings.profile)
     notifier.ready(f"reloaded profile {settings.profile}")
     write_reload_status(os.environ, _reloads, f"ok {settings.profile}")

@@ -111,8 +111,10 @@ class Server:
         self.drain_deadline = math.inf
         self._closing: set[trio.CancelScope] = set()
         # every connection's requests run through this one lifecycle
-        self.exchange = Exchange(app, self if self._access is not None else None)
+        self.exchange = Exchange(app, self)  # counts every request (metrics), logs if on
         app.stats_provider = self.statistics
+        self._observe = app.metrics.observe  # every finished request is counted (log_access)
+        app.draining = False  # an App served again after a stop streams again
 
     def _apply(self, profile: _Profile) -> None:
         """What new connections take from the profile: head limits and the LAN guard."""
@@ -279,6 +281,7 @@ class Server:
             for scope in self._closing:
                 scope.deadline = min(scope.deadline, deadline)
         self.draining = True
+        self.app.begin_drain()  # event streams end now, not at the drain's deadline
         self._accept_scope.cancel()  # aborts the blocked accepts at once, before the close below
         self.close_listeners()  # new connects are refused, not left waiting in the backlog
         for session in list(self._sessions):
@@ -422,11 +425,17 @@ class Server:
 
     def log_access(self, info: AnyConnection, req: Request, res: Response,
                    started: float) -> None:
-        """One access line (the exchange calls this when a request is over)."""
+        """Count a finished request (gateway.app.metrics) and write its access line (the
+        exchange calls this when a request is over, HTTP or virtual)."""
+        seconds = trio.current_time() - started
+        stream = req.body_stream
+        self._observe(req.method, res.status_code, req.privileged,
+                      "socket" if req.is_socket else "http", seconds,
+                      0 if stream is None else stream.received, res.bytes_sent, req.path)
         buf = self._access
         if buf is None:
             return
-        ms = (trio.current_time() - started) * 1000
+        ms = seconds * 1000
         path = req.original_url
         if not path.isprintable() or '"' in path or "\\" in path:
             path = path.translate(_ESCAPE)  # nothing a client sends can start a new log line
