@@ -1,0 +1,1018 @@
+# The HTTP/1.1 client: requests over pooled h11 connections, with a total deadline, redirects,
+# retries on connection failures, bodies from bytes/files/iterators, streamed responses and
+# progress callbacks.
+# Owns: URL resolution, request heads and bodies, one exchange on one connection, the redirect
+# and retry loops, Response (buffered or streamed) and the buffered-body cap.
+# Must not: open sockets itself (gateway.client.pool does) or know about handlers and events
+# (gateway.client.request builds the seeds' request object on top of this).
+#
+# Theory of operation: Client._open runs the redirect loop around the retry loop around one
+# exchange (_exchange: send the head and body, read the response head). It returns a Response
+# whose body is unread and which holds the connection; reading the body to its end gives the
+# connection back to the pool when both sides of h11 are DONE; anything else (an error, a
+# cancellation, aclose() before the end) discards it. Every read runs under the request's
+# deadline (trio clock), so a total deadline covers the body too.
+from __future__ import annotations
+
+import inspect
+import json as _json
+import math
+import os
+import ssl
+import stat
+from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterable, Mapping
+from functools import lru_cache
+from typing import IO, Any, Final
+from urllib.parse import urlencode, urljoin, urlsplit
+
+import h11
+import trio
+
+from gateway.client import jsonseq
+from gateway.client.errors import (
+    ClientError,
+    ConnectError,
+    InvalidJSON,
+    RequestTimeout,
+    ResponseTooLarge,
+    TooManyRedirects,
+    TransportError,
+    error_for_status,
+)
+from gateway.client.pool import Connection, Origin, Pool, make_ssl_context, open_connection
+
+__all__ = ["Client", "Response", "Headers", "ProgressCallback", "USER_AGENT", "IDEMPOTENT"]
+
+USER_AGENT: Final = "gateway-client/1"
+IDEMPOTENT: Final = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE", "TRACE"})
+REDIRECTS: Final = frozenset({301, 302, 303, 307, 308})
+_CHUNK: Final = 65536
+_MAX_DRAIN: Final = 65536  # a redirect's body read to keep its connection; more: discard it
+_DEFAULT: Any = object()
+_NO_NAMES: Final[frozenset[str]] = frozenset()
+
+# on_upload / on_download: (bytes so far, total or None)
+ProgressCallback = Callable[[int, "int | None"], Any]
+
+
+class _Retryable(Exception):
+    """A transport failure before any response byte arrived (internal)."""
+
+    def __init__(self, error: TransportError) -> None:
+        super().__init__(error.message)
+        self.error = error
+
+
+# ---------------------------------------------------------------------------------------------
+# URLs and headers
+# ---------------------------------------------------------------------------------------------
+
+
+@lru_cache(maxsize=512)
+def _resolve(url: str, unix_path: str) -> tuple[Origin, str, str]:
+    """(origin, target, host header) of an absolute http(s) URL."""
+    parts = urlsplit(url)
+    scheme = parts.scheme.lower()
+    if scheme not in ("http", "https"):
+        raise ValueError(f"not an http(s) URL: {url!r}")
+    host = parts.hostname
+    if not host:
+        raise ValueError(f"no host in {url!r}")
+    try:
+        port = parts.port or (443 if scheme == "https" else 80)
+    except ValueError:
+        raise ValueError(f"bad port in {url!r}") from None
+    default = (scheme == "https" and port == 443) or (scheme == "http" and port == 80)
+    name = f"[{host}]" if ":" in host else host
+    host_header = name if default else f"{name}:{port}"
+    target = parts.path or "/"
+    if parts.query:
+        target += "?" + parts.query
+    return (scheme, host, port, unix_path), target, host_header
+
+
+def _origin_key(url: str) -> tuple[str, str, int]:
+    parts = urlsplit(url)
+    scheme = parts.scheme.lower()
+    return scheme, (parts.hostname or ""), parts.port or (443 if scheme == "https" else 80)
+
+
+class Headers(Mapping[str, str]):
+    """Response headers: case-insensitive, in order, repeated names kept (``get_all``).
+
+    ``headers[name]`` and ``get(name)`` join repeated fields with ", " (as HTTP allows),
+    except Set-Cookie, whose values are joined with "\\n" (use ``get_all``).
+    """
+
+    __slots__ = ("raw", "_map")
+
+    def __init__(self, raw: Iterable[tuple[bytes, bytes]]) -> None:
+        # h11's own (lower-case names), kept as it is: most callers never look at them
+        self.raw: Iterable[tuple[bytes, bytes]] = raw
+        self._map: dict[str, str] | None = None
+
+    def _build(self) -> dict[str, str]:
+        out: dict[str, str] = {}
+        for name, value in self.raw:
+            key = name.decode("latin-1").lower()
+            text = value.decode("latin-1")
+            if key in out:
+                out[key] += ("\n" if key == "set-cookie" else ", ") + text
+            else:
+                out[key] = text
+        self._map = out
+        return out
+
+    def __getitem__(self, name: str) -> str:
+        m = self._map if self._map is not None else self._build()
+        return m[name.lower()]
+
+    def get(self, name: str, default: Any = None) -> Any:  # type: ignore[override]
+        m = self._map if self._map is not None else self._build()
+        return m.get(name.lower(), default)
+
+    def get_all(self, name: str) -> list[str]:
+        """Every value of a field, in order."""
+        key = name.lower().encode("latin-1")
+        return [v.decode("latin-1") for n, v in self.raw if n.lower() == key]
+
+    def __iter__(self) -> Any:
+        m = self._map if self._map is not None else self._build()
+        return iter(m)
+
+    def __len__(self) -> int:
+        m = self._map if self._map is not None else self._build()
+        return len(m)
+
+    def __repr__(self) -> str:
+        return f"Headers({self.raw!r})"
+
+
+def _media_type(value: str | None) -> str:
+    return value.partition(";")[0].strip().lower() if value else ""
+
+
+def _charset(value: str | None) -> str:
+    if value:
+        for param in value.split(";")[1:]:
+            key, _, val = param.partition("=")
+            if key.strip().lower() == "charset":
+                return val.strip().strip('"') or "utf-8"
+    return "utf-8"
+
+
+# ---------------------------------------------------------------------------------------------
+# Request bodies
+# ---------------------------------------------------------------------------------------------
+
+
+class _Body:
+    """What to send: bytes, a file, or an (async) iterable of bytes; replayable or not."""
+
+    __slots__ = ("data", "file", "start", "chunks", "length", "consumed")
+
+    def __init__(self, content: Any) -> None:
+        self.data: bytes | None = None
+        self.file: Any = None
+        self.start = 0
+        self.chunks: Any = None
+        self.length: int | None = None
+        self.consumed = False
+        if content is None:
+            self.data, self.length = b"", 0
+        elif isinstance(content, (bytes, bytearray, memoryview)):
+            self.data = bytes(content)
+            self.length = len(self.data)
+        elif isinstance(content, str):
+            self.data = content.encode("utf-8")
+            self.length = len(self.data)
+        elif hasattr(content, "read"):
+            self.file = content
+            try:
+                self.start = content.tell()
+                st = os.fstat(content.fileno())
+                if stat.S_ISREG(st.st_mode):
+                    self.length = st.st_size - self.start
+            except (OSError, AttributeError, ValueError):
+                self.length = None
+        elif hasattr(content, "__aiter__") or isinstance(content, Iterable):
+            self.chunks = content
+        else:
+            raise TypeError(f"cannot send a {type(content).__name__} as a body (bytes, str, a "
+                            "binary file, or an iterable of bytes)")
+
+    @property
+    def replayable(self) -> bool:
+        """It can be sent again (a retry or a 307/308 redirect)."""
+        if self.data is not None:
+            return True
+        if self.file is not None:
+            try:
+                return bool(self.file.seekable())
+            except (AttributeError, OSError, ValueError):
+                return False
+        return not self.consumed
+
+    def rewind(self) -> None:
+        if self.file is not None and self.consumed:
+            self.file.seek(self.start)
+        self.consumed = False
+
+    async def chunks_iter(self) -> AsyncIterator[bytes]:
+        self.consumed = True
+        if self.file is not None:
+            f = self.file
+            read = f.read
+            if inspect.iscoroutinefunction(read):
+                while chunk := await read(_CHUNK):
+                    yield bytes(chunk)
+            else:
+                while True:
+                    chunk = await trio.to_thread.run_sync(read, _CHUNK)
+                    if not chunk:
+                        break
+                    yield bytes(chunk)
+        elif hasattr(self.chunks, "__aiter__"):
+            async for chunk in self.chunks:
+                yield bytes(chunk)
+        else:
+            for chunk in self.chunks:
+                yield bytes(chunk)
+
+
+# ---------------------------------------------------------------------------------------------
+# Response
+# ---------------------------------------------------------------------------------------------
+
+
+class Response:
+    """One response. Its body is read once: buffered (``content``, ``text``, ``json()``, after
+    ``await read()`` or from ``Client.request``) or streamed (``aiter_bytes()``, ``values()``,
+    ``save()``) from ``Client.stream``.
+
+    Attributes:
+        status: the HTTP status code.
+        reason: the reason phrase.
+        headers: a Headers mapping.
+        url: the final URL (after redirects).
+        method: the method of the last request sent.
+        history: (status, url) of each redirect followed, in order.
+        http_version: "1.1" or "1.0".
+        data, type, last_error, errors: seed 002's fields, filled by the request object.
+    """
+
+    __slots__ = ("status", "reason", "headers", "url", "method", "history", "http_version",
+                 "_content", "_conn", "_pool", "_deadline", "_on_download", "_received",
+                 "_max_body", "_timeout_s", "data", "type", "last_error", "errors",
+                 "__weakref__")
+
+    def __init__(self, status: int, reason: str, headers: Headers, url: str, method: str,
+                 http_version: str = "1.1") -> None:
+        self.status = status
+        self.reason = reason
+        self.headers = headers
+        self.url = url
+        self.method = method
+        self.history: list[tuple[int, str]] = []
+        self.http_version = http_version
+        self._content: bytes | None = None
+        self._conn: Connection | None = None
+        self._pool: Pool | None = None
+        self._deadline = math.inf
+        self._on_download: ProgressCallback | None = None
+        self._received = 0
+        self._max_body = 0
+        self._timeout_s: float | None = None
+        # Filled by the seeds' request object (gateway.client.request), as seed 002's response:
+        self.data: Any = None  # the parsed body: JSON value, text, bytes ({} for a JSON stream)
+        self.type = ""  # "json" or "blob"
+        self.last_error = 0  # 0, or the seed-002 code of the error it came with
+        self.errors: list[ClientError] = []  # JSON-seq records skipped (InvalidJSON, 520)
+
+    def __repr__(self) -> str:
+        return f"<Response {self.status} {self.reason} {self.url}>"
+
+    # -- status ----------------------------------------------------------------------------
+
+    @property
+    def ok(self) -> bool:
+        """True for a 2xx status."""
+        return 200 <= self.status < 300
+
+    def raise_for_status(self) -> Response:
+        """Return self for a 2xx status, else raise the seed-002 error.
+
+        Raises:
+            Forbidden (510), NotFound (511), StatusError (504).
+        """
+        if 200 <= self.status < 300:
+            return self
+        raise error_for_status(self.status, self.reason, self)
+
+    @property
+    def content_type(self) -> str:
+        """The media type, lower case, without parameters ("" when absent)."""
+        return _media_type(self.headers.get("content-type"))
+
+    @property
+    def content_length(self) -> int | None:
+        """The Content-Length header as a number, or None."""
+        value = self.headers.get("content-length")
+        try:
+            return int(value) if value is not None else None
+        except ValueError:
+            return None
+
+    @property
+    def bytes_received(self) -> int:
+        """Body bytes read so far."""
+        return self._received
+
+    # -- buffered --------------------------------------------------------------------------
+
+    @property
+    def content(self) -> bytes:
+        """The whole body (raises RuntimeError on a streamed response not read yet)."""
+        if self._content is None:
+            raise RuntimeError("the body was not read: await response.read() first")
+        return self._content
+
+    @property
+    def text(self) -> str:
+        """The body decoded with the Content-Type's charset (UTF-8 by default)."""
+        return self.content.decode(_charset(self.headers.get("content-type")), "replace")
+
+    def json(self) -> Any:
+        """The body parsed as JSON.
+
+        Raises:
+            InvalidJSON: code 520.
+        """
+        try:
+            return _json.loads(self.content)
+        except (ValueError, RecursionError) as exc:
+            raise InvalidJSON(f"invalid JSON in the response: {exc}", self,
+                              self.content[:200].decode("utf-8", "replace")) from None
+
+    async def read(self, max_bytes: int | None = None) -> bytes:
+        """Read the rest of the body into memory (once; later calls return it again).
+
+        Args:
+            max_bytes: the cap (default: the client's max_body_bytes).
+
+        Returns:
+            The body.
+
+        Raises:
+            ResponseTooLarge: over the cap (the connection is discarded).
+            RequestTimeout, TransportError.
+        """
+        if self._content is not None:
+            return self._content
+        cap = self._max_body if max_bytes is None else max_bytes
+        parts = []
+        size = 0
+        while (chunk := await self._next_chunk()) is not None:
+            size += len(chunk)
+            if size > cap:
+                await self.aclose()
+                raise ResponseTooLarge(f"response body over the {cap}-byte cap", self)
+            parts.append(chunk)
+        self._content = parts[0] if len(parts) == 1 else b"".join(parts)
+        return self._content
+
+    # -- streamed --------------------------------------------------------------------------
+
+    async def aiter_bytes(self) -> AsyncIterator[bytes]:
+        """The body's chunks as they arrive (once). Leaving the loop early discards the
+        connection.
+
+        Raises:
+            RequestTimeout: the request's deadline passed.
+            TransportError: the connection broke, or the body was cut short.
+        """
+        if self._content is not None:
+            if self._content:
+                yield self._content
+            return
+        try:
+            while (chunk := await self._next_chunk()) is not None:
+                yield chunk
+        finally:
+            conn, self._conn = self._conn, None
+            if conn is not None:
+                self._release(conn, False)
+
+    async def _next_chunk(self) -> bytes | None:
+        """The next piece of the body, or None at its end (the connection then goes back)."""
+        conn = self._conn
+        if conn is None:
+            return None
+        h = conn.h11
+        try:
+            while True:
+                ev = h.next_event()
+                if ev is h11.NEED_DATA:
+                    await self._receive(conn)
+                    continue
+                kind = type(ev)
+                if kind is h11.Data:
+                    data = bytes(ev.data)  # type: ignore[union-attr]
+                    self._received += len(data)
+                    if self._on_download is not None:
+                        _call(self._on_download, self._received, self.content_length)
+                    return data
+                if kind is h11.EndOfMessage:
+                    self._conn = None
+                    self._release(conn, True)
+                    return None
+                raise TransportError("the connection closed before the body ended", self)
+        except h11.RemoteProtocolError as exc:
+            self._abandon(conn)
+            raise TransportError(f"bad response body: {exc}", self) from None
+        except BaseException:
+            self._abandon(conn)
+            raise
+
+    def _abandon(self, conn: Connection) -> None:
+        if self._conn is conn:
+            self._conn = None
+            self._release(conn, False)
+
+    async def values(self, *, max_record_bytes: int = 1 << 20,
+                     on_invalid: Callable[[InvalidJSON], Any] | None = None
+                     ) -> AsyncIterator[Any]:
+        """JSON values from the body as they arrive: one per record for application/json-seq
+        (RFC 7464) and NDJSON, the single value of any other (JSON) body.
+
+        Args:
+            max_record_bytes: the largest record held (a larger one is reported and skipped).
+            on_invalid: called with an InvalidJSON (code 520) for each record skipped; without
+                it, an invalid record raises InvalidJSON after the values before it.
+
+        Raises:
+            InvalidJSON: a bad record (without on_invalid) or a bad single JSON body.
+        """
+        ctype = self.content_type
+        decoder: jsonseq.JSONSeqDecoder | jsonseq.NDJSONDecoder | None = None
+        if ctype in jsonseq.SEQ_TYPES:
+            decoder = jsonseq.JSONSeqDecoder(max_record_bytes)
+        elif ctype in jsonseq.NDJSON_TYPES:
+            decoder = jsonseq.NDJSONDecoder(max_record_bytes)
+        if decoder is None:
+            await self.read()
+            yield self.json()
+            return
+        async for chunk in self.aiter_bytes():
+            for item in decoder.feed(chunk):
+                if type(item) is jsonseq.InvalidRecord:
+                    self._invalid(item, on_invalid)
+                else:
+                    yield item
+        for item in decoder.close():
+            if type(item) is jsonseq.InvalidRecord:
+                self._invalid(item, on_invalid)
+            else:
+                yield item
+
+    def _invalid(self, item: jsonseq.InvalidRecord,
+                 on_invalid: Callable[[InvalidJSON], Any] | None) -> None:
+        err = InvalidJSON(f"record {item.index}: {item.reason}", self, item.text)
+        if on_invalid is None:
+            raise err
+        _call(on_invalid, err)
+
+    async def save(self, file: str | os.PathLike[str] | IO[bytes]) -> int:
+        """Stream the body to a file (a path is created/truncated); memory stays one chunk.
+
+        Returns:
+            Bytes written.
+        """
+        if isinstance(file, (str, os.PathLike)):
+            f = await trio.open_file(file, "wb")
+            try:
+                n = 0
+                async for chunk in self.aiter_bytes():
+                    await f.write(chunk)
+                    n += len(chunk)
+                return n
+            finally:
+                await f.aclose()
+        n = 0
+        async for chunk in self.aiter_bytes():
+            await trio.to_thread.run_sync(file.write, chunk)
+            n += len(chunk)
+        return n
+
+    async def aclose(self) -> None:
+        """Stop reading: an unread body's connection is discarded (never pooled half-read)."""
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            self._release(conn, False)
+        await trio.lowlevel.checkpoint()
+
+    async def __aenter__(self) -> Response:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
+
+    # -- internals -------------------------------------------------------------------------
+
+    async def _receive(self, conn: Connection) -> None:
+        with trio.CancelScope(deadline=self._deadline) as scope:
+            try:
+                data = await conn.stream.receive_some(_CHUNK)
+            except (trio.BrokenResourceError, OSError) as exc:
+                raise TransportError(f"connection broken while reading the body: "
+                                     f"{exc}", self) from None
+            conn.h11.receive_data(data)
+            return
+        if scope.cancelled_caught:
+            raise RequestTimeout(f"no whole response within {self._timeout_s:g} s", self)
+
+    def _release(self, conn: Connection, finished: bool) -> None:
+        pool = self._pool
+        h = conn.h11
+        reusable = finished and h.our_state is h11.DONE and h.their_state is h11.DONE
+        if reusable:
+            h.start_next_cycle()
+        if pool is not None:
+            pool.release(conn, reusable)
+        else:
+            conn.discard()
+
+
+def _call(fn: Callable[..., Any], *args: Any) -> None:
+    # progress callbacks are plain functions; a coroutine function here would be a bug
+    fn(*args)
+
+
+# ---------------------------------------------------------------------------------------------
+# Client
+# ---------------------------------------------------------------------------------------------
+
+
+class Client:
+    """An HTTP/1.1 client on trio with a keep-alive pool per origin.
+
+    Use ``async with Client(...) as client`` (or ``await client.aclose()``).
+
+    Args:
+        base_url: prefix for relative URLs ("http://board.local:8080").
+        headers: sent with every request (a request's own headers win).
+        token: a bearer token (``Authorization: Bearer ...``), sent only to the origin of
+            base_url (or, without one, of each request) and never across a redirect to another.
+        timeout: the total deadline of a request in seconds, body included (None: none).
+        connect_timeout: the cap on connect + TLS handshake.
+        verify: check TLS certificates (on by default).
+        ca_file: PEM CA certificates to trust instead of the system's.
+        unix_socket: connect every request to this Unix socket (the gateway's local,
+            privileged socket); URLs still name the host.
+        max_connections: open connections per origin; more requests wait for one.
+        idle_timeout: seconds an unused pooled connection is kept.
+        retries: extra attempts after a connection failure (see ``request``).
+        retry_backoff: first wait before a retry, doubled each time.
+        follow_redirects: follow 301/302/303/307/308.
+        max_redirects: redirects followed before TooManyRedirects.
+        max_body_bytes: cap of a buffered response body (ResponseTooLarge beyond).
+        max_head_bytes: cap of a response head.
+
+    Raises:
+        ValueError: a bad limit or base_url.
+    """
+
+    def __init__(
+        self,
+        base_url: str = "",
+        *,
+        headers: Mapping[str, str] | None = None,
+        token: str | None = None,
+        timeout: float | None = 30.0,
+        connect_timeout: float | None = 10.0,
+        verify: bool = True,
+        ca_file: str | None = None,
+        unix_socket: str | None = None,
+        max_connections: int = 10,
+        idle_timeout: float = 30.0,
+        retries: int = 2,
+        retry_backoff: float = 0.1,
+        follow_redirects: bool = True,
+        max_redirects: int = 10,
+        max_body_bytes: int = 64 << 20,
+        max_head_bytes: int = 64 << 10,
+    ) -> None:
+        if base_url:
+            _resolve(base_url.rstrip("/") + "/", "")
+        if retries < 0 or max_redirects < 0 or max_body_bytes < 0 or max_head_bytes < 1024:
+            raise ValueError("retries, max_redirects and max_body_bytes must be >= 0, "
+                             "max_head_bytes >= 1024")
+        self.base_url = base_url.rstrip("/")
+        self.headers: list[tuple[str, str]] = [(k.lower(), v) for k, v in
+                                               (headers or {}).items()]
+        self.token = token
+        self.timeout = timeout
+        self.connect_timeout = connect_timeout
+        self.unix_socket = unix_socket or ""
+        self.retries = retries
+        self.retry_backoff = retry_backoff
+        self.follow_redirects = follow_redirects
+        self.max_redirects = max_redirects
+        self.max_body_bytes = max_body_bytes
+        self.max_head_bytes = max_head_bytes
+        self.pool = Pool(max_connections, idle_timeout, max_connections)
+        self._verify = verify
+        self._ca_file = ca_file
+        self._ssl: ssl.SSLContext | None = None
+        self._closed = False
+
+    async def __aenter__(self) -> Client:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        """Close every pooled connection; the client refuses new requests after it."""
+        self._closed = True
+        self.pool.close_idle()
+        await trio.lowlevel.checkpoint()
+
+    def url(self, url: str) -> str:
+        """An absolute URL for ``url`` (relative ones are joined to base_url)."""
+        if url.startswith(("http://", "https://", "HTTP://", "HTTPS://")):
+            return url
+        if not self.base_url:
+            raise ValueError(f"relative URL {url!r} without a base_url")
+        return self.base_url + (url if url.startswith("/") else "/" + url)
+
+    @property
+    def ssl_context(self) -> ssl.SSLContext:
+        """The TLS context (made on first use)."""
+        if self._ssl is None:
+            self._ssl = make_ssl_context(self._verify, self._ca_file)
+        return self._ssl
+
+    # -- the API -------------------------------------------------------------------------
+
+    async def request(self, method: str, url: str, **kwargs: Any) -> Response:
+        """Send a request and read the whole response body (up to max_body_bytes).
+
+        Args:
+            method: the HTTP method.
+            url: absolute, or relative to base_url.
+            **kwargs: see ``stream`` (params, headers, content, json, data, timeout,
+                follow_redirects, on_upload, on_download, max_body_bytes).
+
+        Returns:
+            The response, any status (``raise_for_status()`` turns non-2xx into errors).
+
+        Raises:
+            RequestTimeout (501), TransportError/ConnectError/ResponseTooLarge/
+            TooManyRedirects (502). Cancelling the caller's scope aborts the request.
+        """
+        max_body = kwargs.pop("max_body_bytes", None)
+        resp = await self._open(method, url, **kwargs)
+        if resp._conn is not None:
+            await resp.read(self.max_body_bytes if max_body is None else max_body)
+        return resp
+
+    def stream(self, method: str, url: str, **kwargs: Any) -> _StreamContext:
+        """Send a request; the body is read by the caller (``async with``).
+
+        ``async with client.stream("GET", "/log") as resp: async for value in resp.values()``
+
+        Args:
+            method: the HTTP method.
+            url: absolute, or relative to base_url.
+            params: query parameters added to the URL (mapping or pairs).
+            headers: request headers (mapping or pairs).
+            content: the body: bytes, str, a binary file (sync or trio), or an (async)
+                iterable of bytes (sent chunked unless a Content-Length header is given).
+            json: a value sent as JSON.
+            data: a mapping sent as an urlencoded form.
+            timeout: the total deadline for this request (default: the client's).
+            follow_redirects: default: the client's.
+            on_upload: called (bytes sent, total or None) as the body goes out.
+            on_download: called (bytes received, total or None) as the body comes in.
+
+        Returns:
+            An async context manager giving the Response (closed on exit).
+        """
+        return _StreamContext(self, method, url, kwargs)
+
+    async def get(self, url: str, **kwargs: Any) -> Response:
+        """``request("GET", url, ...)``."""
+        return await self.request("GET", url, **kwargs)
+
+    async def head(self, url: str, **kwargs: Any) -> Response:
+        """``request("HEAD", url, ...)``."""
+        return await self.request("HEAD", url, **kwargs)
+
+    async def options(self, url: str, **kwargs: Any) -> Response:
+        """``request("OPTIONS", url, ...)``."""
+        return await self.request("OPTIONS", url, **kwargs)
+
+    async def post(self, url: str, **kwargs: Any) -> Response:
+        """``request("POST", url, ...)``."""
+        return await self.request("POST", url, **kwargs)
+
+    async def put(self, url: str, **kwargs: Any) -> Response:
+        """``request("PUT", url, ...)``."""
+        return await self.request("PUT", url, **kwargs)
+
+    async def patch(self, url: str, **kwargs: Any) -> Response:
+        """``request("PATCH", url, ...)``."""
+        return await self.request("PATCH", url, **kwargs)
+
+    async def delete(self, url: str, **kwargs: Any) -> Response:
+        """``request("DELETE", url, ...)``."""
+        return await self.request("DELETE", url, **kwargs)
+
+    def new(self, method: str, url: str) -> Any:
+        """A seed-style request object (gateway.client.request.Request) bound to this client:
+        ``await client.new("GET", "/x").json().notify(404, handler)``."""
+        from gateway.client.request import Request
+
+        return Request(self, method, url)
+
+    def statistics(self) -> dict[str, int]:
+        """Pool figures: origins, open and idle connections."""
+        return self.pool.statistics()
+
+    # -- the machinery -------------------------------------------------------------------
+
+    async def _open(
+        self,
+        method: str,
+        url: str,
+        *,
+        params: Mapping[str, Any] | Iterable[tuple[str, Any]] | None = None,
+        headers: Mapping[str, str] | Iterable[tuple[str, str]] | None = None,
+        content: Any = None,
+        json: Any = _DEFAULT,
+        data: Mapping[str, Any] | None = None,
+        timeout: float | None = _DEFAULT,
+        follow_redirects: bool | None = None,
+        on_upload: ProgressCallback | None = None,
+        on_download: ProgressCallback | None = None,
+    ) -> Response:
+        if self._closed:
+            raise RuntimeError("the client is closed")
+        method = method.upper()
+        full = self.url(url)
+        if params:
+            full += ("&" if "?" in full else "?") + urlencode(
+                list(params.items()) if isinstance(params, Mapping) else list(params),
+                doseq=True)
+        hdrs = list(self.headers)
+        if headers:
+            own = [(k.lower(), str(v)) for k, v in
+                   (headers.items() if isinstance(headers, Mapping) else headers)]
+            names = {k for k, _ in own}
+            hdrs = [h for h in hdrs if h[0] not in names] + own
+        ctype: str | None = None
+        if json is not _DEFAULT:
+            content = _json.dumps(json, separators=(",", ":"), ensure_ascii=False,
+                                  allow_nan=False).encode("utf-8")
+            ctype = "application/json"
+        elif data is not None:
+            content = urlencode(list(data.items()), doseq=True).encode("ascii")
+            ctype = "application/x-www-form-urlencoded"
+        if ctype is not None and not any(k == "content-type" for k, _ in hdrs):
+            hdrs.append(("content-type", ctype))
+        body = _Body(content)
+        timeout_s = self.timeout if timeout is _DEFAULT else timeout
+        deadline = math.inf if timeout_s is None else trio.current_time() + timeout_s
+        follow = self.follow_redirects if follow_redirects is None else follow_redirects
+        token_origin = _origin_key(self.base_url if self.base_url else full)
+        history: list[tuple[int, str]] = []
+        with trio.CancelScope(deadline=deadline) as scope:
+            while True:
+                resp = await self._attempts(method, full, hdrs, body, deadline, token_origin,
+                                            on_upload)
+                resp._deadline = deadline
+                resp._timeout_s = timeout_s
+                resp._on_download = on_download
+                resp._max_body = self.max_body_bytes
+                resp.history = history
+                if not follow or resp.status not in REDIRECTS:
+                    return resp
+                location = resp.headers.get("location")
+                if not location:
+                    return resp
+                if len(history) >= self.max_redirects:
+                    await resp.aclose()
+                    raise TooManyRedirects(f"more than {self.max_redirects} redirects "
+                                           f"(last to {location})", resp)
+                status = resp.status
+                if status in (307, 308) and not body.replayable:
+                    return resp  # the body cannot be sent again: the caller sees the 307/308
+                await _drain(resp)
+                history.append((status, full))
+                target = urljoin(full, location)
+                if _origin_key(target) != _origin_key(full):
+                    # credentials stay with the origin they were given for
+                    hdrs = [h for h in hdrs if h[0] not in ("authorization", "cookie")]
+                if (status == 303 and method != "HEAD") or (status in (301, 302)
+                                                            and method == "POST"):
+                    method = "GET"
+                    body = _Body(None)
+                    hdrs = [h for h in hdrs if h[0] not in ("content-type", "content-length",
+                                                            "transfer-encoding")]
+                else:
+                    body.rewind()
+                full = target
+        if scope.cancelled_caught:
+            raise RequestTimeout(f"{method} {full}: no response within {timeout_s:g} s")
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    async def _attempts(self, method: str, url: str, hdrs: list[tuple[str, str]], body: _Body,
+                        deadline: float, token_origin: tuple[str, str, int],
+                        on_upload: ProgressCallback | None) -> Response:
+        origin, target, host_header = _resolve(url, self.unix_socket)
+        head = [("host", host_header), ("user-agent", USER_AGENT)]
+        if hdrs:
+            head += hdrs
+            names = {k for k, _ in hdrs}
+        else:
+            names = _NO_NAMES
+        if self.token and "authorization" not in names and origin[:3] == token_origin:
+            head.append(("authorization", f"Bearer {self.token}"))
+        if body.length is None:
+            if "content-length" not in names and "transfer-encoding" not in names:
+                head.append(("transfer-encoding", "chunked"))
+        elif body.length or method in ("POST", "PUT", "PATCH"):
+            if "content-length" not in names:
+                head.append(("content-length", str(body.length)))
+        pool = self.pool
+        attempt = 0
+        while True:
+            got = pool.take(origin)
+            if got is False:
+                got = await pool.acquire(origin) or True
+            if got is True:
+                try:
+                    conn = await open_connection(
+                        origin, self.ssl_context if origin[0] == "https" else None,
+                        self.connect_timeout, self.max_head_bytes, deadline)
+                except TransportError as exc:
+                    pool.forget(origin)
+                    if attempt < self.retries:
+                        attempt += 1
+                        await trio.sleep(self.retry_backoff * 2 ** (attempt - 1))
+                        continue
+                    raise ConnectError(f"{method} {url}: {exc.message}") from exc
+                except BaseException:
+                    pool.forget(origin)
+                    raise
+            else:
+                conn = got  # type: ignore[assignment]
+            reused = conn.reused
+            try:
+                resp = await self._exchange(conn, method, target, head, body, url, on_upload)
+            except _Retryable as exc:
+                if attempt < self.retries and method in IDEMPOTENT and body.replayable:
+                    attempt += 1
+                    body.rewind()
+                    if not reused:  # a stale pooled connection is retried at once
+                        await trio.sleep(self.retry_backoff * 2 ** (attempt - 1))
+                    continue
+                raise exc.error from None
+            resp._pool = pool
+            return resp
+
+    async def _exchange(self, conn: Connection, method: str, target: str,
+                        head: list[tuple[str, str]], body: _Body, url: str,
+                        on_upload: ProgressCallback | None) -> Response:
+        """Send the request and read the response head on one connection."""
+        h = conn.h11
+        stream = conn.stream
+        try:
+            try:
+                out = h.send(h11.Request(method=method, target=target, headers=head))
+                data = body.data
+                if data is not None:
+                    if data:
+                        if on_upload is None or len(data) <= _CHUNK:
+                            out += h.send(h11.Data(data=data))
+                            await stream.send_all(out + h.send(h11.EndOfMessage()))
+                            if on_upload is not None:
+                                on_upload(len(data), len(data))
+                        else:
+                            await stream.send_all(out)
+                            view = memoryview(data)
+                            for i in range(0, len(data), _CHUNK):
+                                piece = bytes(view[i:i + _CHUNK])
+                                await stream.send_all(h.send(h11.Data(data=piece)))
+                                on_upload(min(i + _CHUNK, len(data)), len(data))
+                            await stream.send_all(h.send(h11.EndOfMessage()))
+                    else:
+                        await stream.send_all(out + h.send(h11.EndOfMessage()))
+                else:
+                    await stream.send_all(out)
+                    sent = 0
+                    async for chunk in body.chunks_iter():
+                        if chunk:
+                            await stream.send_all(h.send(h11.Data(data=chunk)))
+                            sent += len(chunk)
+                            if on_upload is not None:
+                                on_upload(sent, body.length)
+                    await stream.send_all(h.send(h11.EndOfMessage()))
+            except (trio.BrokenResourceError, OSError) as exc:
+                # The server may have answered early (a 413) and closed: read what it sent.
+                if h.their_state is h11.SEND_RESPONSE or h.their_state is h11.IDLE:
+                    try:
+                        resp = await self._read_head(conn, url, method)
+                    except (TransportError, _Retryable):
+                        raise _Retryable(TransportError(
+                            f"{method} {url}: connection broken while sending: "
+                            f"{_why(exc)}")) from None
+                    return resp  # our side never reached DONE: the connection is not reused
+                raise _Retryable(TransportError(f"{method} {url}: connection broken while "
+                                                f"sending: {_why(exc)}")) from None
+            except h11.LocalProtocolError as exc:
+                raise ValueError(f"{method} {url}: cannot send the request: {exc}") from None
+            conn.requests += 1
+            return await self._read_head(conn, url, method)
+        except BaseException:
+            self.pool.release(conn, False)
+            raise
+
+    async def _read_head(self, conn: Connection, url: str, method: str) -> Response:
+        h = conn.h11
+        received = False
+        while True:
+            try:
+                ev = h.next_event()
+            except h11.RemoteProtocolError as exc:
+                raise TransportError(f"{method} {url}: bad response: {exc}") from None
+            if ev is h11.NEED_DATA:
+                try:
+                    data = await conn.stream.receive_some(_CHUNK)
+                except (trio.BrokenResourceError, OSError) as exc:
+                    err = TransportError(f"{method} {url}: connection broken: {_why(exc)}")
+                    if received:
+                        raise err from None
+                    raise _Retryable(err) from None
+                if not data and not received:
+                    h.receive_data(b"")
+                    raise _Retryable(TransportError(
+                        f"{method} {url}: the server closed the connection without a "
+                        "response"))
+                received = True
+                h.receive_data(data)
+                continue
+            kind = type(ev)
+            if kind is h11.Response:
+                resp = Response(ev.status_code, ev.reason.decode("latin-1"),  # type: ignore[union-attr]
+                                Headers(ev.headers), url, method,  # type: ignore[union-attr]
+                                ev.http_version.decode("ascii"))  # type: ignore[union-attr]
+                resp._conn = conn
+                return resp
+            if kind is h11.InformationalResponse:
+                continue
+            raise TransportError(f"{method} {url}: the connection closed before a response")
+
+
+class _StreamContext:
+    __slots__ = ("client", "method", "url", "kwargs", "response")
+
+    def __init__(self, client: Client, method: str, url: str, kwargs: dict[str, Any]) -> None:
+        self.client = client
+        self.method = method
+        self.url = url
+        self.kwargs = kwargs
+        self.response: Response | None = None
+
+    async def __aenter__(self) -> Response:
+        self.response = await self.client._open(self.method, self.url, **self.kwargs)
+        return self.response
+
+    async def __aexit__(self, *exc: object) -> None:
+        if self.response is not None:
+            await self.response.aclose()
+
+
+async def _drain(resp: Response) -> None:
+    """Read a small redirect body so its connection can be reused; a big one is discarded."""
+    length = resp.content_length
+    if length is not None and length > _MAX_DRAIN:
+        await resp.aclose()
+        return
+    n = 0
+    try:
+        async for chunk in resp.aiter_bytes():
+            n += len(chunk)
+            if n > _MAX_DRAIN:
+                break
+    except ClientError:
+        pass
+    await resp.aclose()
+
+
+def _why(exc: BaseException) -> str:
+    cause = exc.__cause__ if exc.__cause__ is not None else exc
+    if isinstance(cause, OSError) and cause.strerror:
+        return cause.strerror
+    return str(cause) or type(cause).__name__
