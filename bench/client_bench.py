@@ -223,7 +223,7 @@ def main() -> None:
             summary: dict[str, Any] = {n: [round(v) for v in vals] for n, vals in table.items()}
             for a, b in (("ours", "httpx"), ("ours", "bare"), ("socket", "ours")):
                 if table.get(a) and table.get(b) and len(table[a]) == len(table[b]):
-                    summary[f"{a}/{b}"] = [round(x / y, 2) for x, y in zip(table[a], table[b])]
+                    summary[f"{a}/{b}"] = [round(x / y, 2) for x, y in zip(table[a], table[b], strict=True)]
             print(json.dumps({"summary": summary}))
         if args.download:
             for rep in range(args.reps):

@@ -20,7 +20,7 @@ import math
 import os
 import ssl
 import stat
-from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterable, Mapping
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping
 from functools import lru_cache
 from typing import IO, Any, Final
 from urllib.parse import urlencode, urljoin, urlsplit
@@ -127,7 +127,7 @@ class Headers(Mapping[str, str]):
         m = self._map if self._map is not None else self._build()
         return m[name.lower()]
 
-    def get(self, name: str, default: Any = None) -> Any:  # type: ignore[override]
+    def get(self, name: str, default: Any = None) -> Any:
         m = self._map if self._map is not None else self._build()
         return m.get(name.lower(), default)
 
@@ -526,7 +526,7 @@ class Response:
             except (trio.BrokenResourceError, OSError) as exc:
                 raise TransportError(f"connection broken while reading the body: "
                                      f"{exc}", self) from None
-            conn.h11.receive_data(data)
+            conn.h11.receive_data(bytes(data))
             return
         if scope.cancelled_caught:
             raise RequestTimeout(f"no whole response within {self._timeout_s:g} s", self)
@@ -752,7 +752,7 @@ class Client:
         content: Any = None,
         json: Any = _DEFAULT,
         data: Mapping[str, Any] | None = None,
-        timeout: float | None = _DEFAULT,
+        timeout: float | None = _DEFAULT,  # noqa: ASYNC109 (a per-request deadline, as httpx)
         follow_redirects: bool | None = None,
         on_upload: ProgressCallback | None = None,
         on_download: ProgressCallback | None = None,
@@ -834,7 +834,7 @@ class Client:
         head = [("host", host_header), ("user-agent", USER_AGENT)]
         if hdrs:
             head += hdrs
-            names = {k for k, _ in hdrs}
+            names: frozenset[str] = frozenset(k for k, _ in hdrs)
         else:
             names = _NO_NAMES
         if self.token and "authorization" not in names and origin[:3] == token_origin:
@@ -961,7 +961,7 @@ class Client:
                         f"{method} {url}: the server closed the connection without a "
                         "response"))
                 received = True
-                h.receive_data(data)
+                h.receive_data(bytes(data))
                 continue
             kind = type(ev)
             if kind is h11.Response:

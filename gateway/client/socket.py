@@ -286,7 +286,8 @@ class SailsSocket:
 
     async def request(self, method: str, url: str, data: Any = None,
                       headers: Mapping[str, str] | None = None,
-                      timeout: float | None = _DEFAULT) -> JWR:
+                      timeout: float | None = _DEFAULT,  # noqa: ASYNC109 (per request)
+                      ) -> JWR:
         """Send a virtual request (``io.socket.request``) and wait for its JWR.
 
         Args:
@@ -529,7 +530,7 @@ class SailsSocket:
 
     async def _receive(self, link: _Link) -> bytes:
         try:
-            return await link.stream.receive_some(65536)
+            return bytes(await link.stream.receive_some(65536))
         except (trio.BrokenResourceError, trio.ClosedResourceError, OSError):
             return b""
 
