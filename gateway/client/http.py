@@ -20,6 +20,7 @@ import math
 import os
 import ssl
 import stat
+from collections import deque
 from collections.abc import AsyncIterator, Callable, Iterable, Mapping
 from functools import lru_cache
 from typing import IO, Any, Final
@@ -188,9 +189,10 @@ class _Body:
             self.length = len(self.data)
         elif hasattr(content, "read"):
             self.file = content
+            sync = getattr(content, "wrapped", content)  # trio's async file wraps a plain one
             try:
-                self.start = content.tell()
-                st = os.fstat(content.fileno())
+                self.start = sync.tell()
+                st = os.fstat(sync.fileno())
                 if stat.S_ISREG(st.st_mode):
                     self.length = st.st_size - self.start
             except (OSError, AttributeError, ValueError):
@@ -208,14 +210,14 @@ class _Body:
             return True
         if self.file is not None:
             try:
-                return bool(self.file.seekable())
+                return bool(getattr(self.file, "wrapped", self.file).seekable())
             except (AttributeError, OSError, ValueError):
                 return False
         return not self.consumed
 
     def rewind(self) -> None:
         if self.file is not None and self.consumed:
-            self.file.seek(self.start)
+            getattr(self.file, "wrapped", self.file).seek(self.start)
         self.consumed = False
 
     async def chunks_iter(self) -> AsyncIterator[bytes]:
@@ -383,25 +385,15 @@ class Response:
 
     # -- streamed --------------------------------------------------------------------------
 
-    async def aiter_bytes(self) -> AsyncIterator[bytes]:
-        """The body's chunks as they arrive (once). Leaving the loop early discards the
-        connection.
+    def aiter_bytes(self) -> AsyncIterator[bytes]:
+        """The body's chunks as they arrive (once). Leaving the loop early is fine: closing
+        the response (the ``stream`` block's end) discards the connection.
 
         Raises:
             RequestTimeout: the request's deadline passed.
             TransportError: the connection broke, or the body was cut short.
         """
-        if self._content is not None:
-            if self._content:
-                yield self._content
-            return
-        try:
-            while (chunk := await self._next_chunk()) is not None:
-                yield chunk
-        finally:
-            conn, self._conn = self._conn, None
-            if conn is not None:
-                self._release(conn, False)
+        return _Chunks(self)
 
     async def _next_chunk(self) -> bytes | None:
         """The next piece of the body, or None at its end (the connection then goes back)."""
@@ -439,9 +431,8 @@ class Response:
             self._conn = None
             self._release(conn, False)
 
-    async def values(self, *, max_record_bytes: int = 1 << 20,
-                     on_invalid: Callable[[InvalidJSON], Any] | None = None
-                     ) -> AsyncIterator[Any]:
+    def values(self, *, max_record_bytes: int = 1 << 20,
+               on_invalid: Callable[[InvalidJSON], Any] | None = None) -> AsyncIterator[Any]:
         """JSON values from the body as they arrive: one per record for application/json-seq
         (RFC 7464) and NDJSON, the single value of any other (JSON) body.
 
@@ -459,21 +450,7 @@ class Response:
             decoder = jsonseq.JSONSeqDecoder(max_record_bytes)
         elif ctype in jsonseq.NDJSON_TYPES:
             decoder = jsonseq.NDJSONDecoder(max_record_bytes)
-        if decoder is None:
-            await self.read()
-            yield self.json()
-            return
-        async for chunk in self.aiter_bytes():
-            for item in decoder.feed(chunk):
-                if type(item) is jsonseq.InvalidRecord:
-                    self._invalid(item, on_invalid)
-                else:
-                    yield item
-        for item in decoder.close():
-            if type(item) is jsonseq.InvalidRecord:
-                self._invalid(item, on_invalid)
-            else:
-                yield item
+        return _Values(self, decoder, on_invalid)
 
     def _invalid(self, item: jsonseq.InvalidRecord,
                  on_invalid: Callable[[InvalidJSON], Any] | None) -> None:
@@ -541,6 +518,73 @@ class Response:
             pool.release(conn, reusable)
         else:
             conn.discard()
+
+
+class _Chunks:
+    """``Response.aiter_bytes()``: a plain async iterator (no async generator to finalize)."""
+
+    __slots__ = ("resp", "first")
+
+    def __init__(self, resp: Response) -> None:
+        self.resp = resp
+        self.first = True
+
+    def __aiter__(self) -> _Chunks:
+        return self
+
+    async def __anext__(self) -> bytes:
+        resp = self.resp
+        if resp._content is not None:  # already read: the whole body once
+            if self.first and resp._content:
+                self.first = False
+                return resp._content
+            raise StopAsyncIteration
+        chunk = await resp._next_chunk()
+        if chunk is None:
+            raise StopAsyncIteration
+        return chunk
+
+
+class _Values:
+    """``Response.values()``: records decoded as they arrive."""
+
+    __slots__ = ("resp", "decoder", "on_invalid", "pending", "done")
+
+    def __init__(self, resp: Response,
+                 decoder: jsonseq.JSONSeqDecoder | jsonseq.NDJSONDecoder | None,
+                 on_invalid: Callable[[InvalidJSON], Any] | None) -> None:
+        self.resp = resp
+        self.decoder = decoder
+        self.on_invalid = on_invalid
+        self.pending: deque[Any] = deque()
+        self.done = False
+
+    def __aiter__(self) -> _Values:
+        return self
+
+    async def __anext__(self) -> Any:
+        resp = self.resp
+        pending = self.pending
+        while True:
+            while pending:
+                item = pending.popleft()
+                if type(item) is jsonseq.InvalidRecord:
+                    resp._invalid(item, self.on_invalid)
+                else:
+                    return item
+            if self.done:
+                raise StopAsyncIteration
+            decoder = self.decoder
+            if decoder is None:  # a single JSON body
+                self.done = True
+                await resp.read()
+                return resp.json()
+            chunk = await resp._next_chunk()
+            if chunk is None:
+                self.done = True
+                pending.extend(decoder.close())
+            else:
+                pending.extend(decoder.feed(chunk))
 
 
 def _call(fn: Callable[..., Any], *args: Any) -> None:
