@@ -729,6 +729,7 @@ async def open_socket(url: str, **options: Any) -> AsyncIterator[SailsSocket]:
     """
     sock = SailsSocket(url, **options)
     link = await sock._connect()
+    sock._adopt(link)
     async with trio.open_nursery() as nursery:
         sock._nursery = nursery
         nursery.start_soon(sock._run, link)
