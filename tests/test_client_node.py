@@ -8,6 +8,7 @@ import json
 import subprocess
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from functools import partial
 from typing import Any
 
 import pytest
@@ -22,9 +23,9 @@ pytestmark = pytest.mark.node
 @asynccontextmanager
 async def node_server(node: str) -> AsyncIterator[str]:
     async with trio.open_nursery() as nursery:
-        proc: trio.Process = await nursery.start(lambda task_status=trio.TASK_STATUS_IGNORED: (
-            trio.run_process([node, str(NODE_DIR / "http_server.js")], stdin=subprocess.PIPE,
-                             stdout=subprocess.PIPE, check=False, task_status=task_status)))
+        proc: trio.Process = await nursery.start(partial(
+            trio.run_process, [node, str(NODE_DIR / "http_server.js")], stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE, check=False))
         line = b""
         with trio.fail_after(20):
             while not line.endswith(b"\n"):

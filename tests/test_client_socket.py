@@ -9,6 +9,7 @@ import json
 import subprocess
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from functools import partial
 from typing import Any
 
 import pytest
@@ -275,9 +276,9 @@ async def test_refused_handshake_is_a_connect_error() -> None:
 @asynccontextmanager
 async def sails_app(node: str) -> AsyncIterator[int]:
     async with trio.open_nursery() as nursery:
-        proc: trio.Process = await nursery.start(lambda task_status=trio.TASK_STATUS_IGNORED: (
-            trio.run_process([node, str(NODE_DIR / "sails_app.js")], stdin=subprocess.PIPE,
-                             stdout=subprocess.PIPE, check=False, task_status=task_status)))
+        proc: trio.Process = await nursery.start(partial(
+            trio.run_process, [node, str(NODE_DIR / "sails_app.js")], stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE, check=False))
         line = b""
         with trio.fail_after(30):
             while not line.endswith(b"\n"):
