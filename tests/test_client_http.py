@@ -304,7 +304,7 @@ async def test_redirects_change_the_method_as_browsers(code: int, method: str,
             body = r.json()
             assert body["method"] == expect
             assert body["body"] == ("payload" if expect != "GET" else "")
-            assert r.history == [(code, f"{base(server)}/redirect/{code}")]
+            assert r.history == ((code, f"{base(server)}/redirect/{code}"),)
             assert r.url == f"{base(server)}/method"
 
 

@@ -148,4 +148,4 @@ async def test_redirects_from_node(node: str, code: int, expect: str) -> None:
             assert r.json()["method"] == expect
             assert r.json()["body"] == ("data" if expect == "POST" else "")
             assert r.json()["auth"] == "Bearer tk"
-            assert r.history == [(code, f"{base}/redirect/{code}")]
+            assert r.history == ((code, f"{base}/redirect/{code}"),)

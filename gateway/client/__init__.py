@@ -18,11 +18,19 @@ from gateway.client.errors import (
     TransportError,
 )
 from gateway.client.http import Client, Headers, Response
+from gateway.client.request import Progress, Request
+from gateway.client.socket import JWR, Push, SailsSocket, open_socket
 
 __all__ = [
     "Client",
     "Response",
     "Headers",
+    "Request",
+    "Progress",
+    "open_socket",
+    "SailsSocket",
+    "JWR",
+    "Push",
     "ClientError",
     "RequestTimeout",
     "TransportError",

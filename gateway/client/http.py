@@ -7,7 +7,8 @@
 # (gateway.client.request builds the seeds' request object on top of this).
 #
 # Theory of operation: Client._open runs the redirect loop around the retry loop around one
-# exchange (_exchange: send the head and body, read the response head). It returns a Response
+# exchange (send the head and body, read the response head), all in one coroutine (one frame
+# to resume per suspension; the rare paths are helpers). It returns a Response
 # whose body is unread and which holds the connection; reading the body to its end gives the
 # connection back to the pool when both sides of h11 are DONE; anything else (an error, a
 # cancellation, aclose() before the end) discards it. Every read runs under the request's
@@ -44,13 +45,14 @@ from gateway.client.pool import Connection, Origin, Pool, make_ssl_context, open
 
 __all__ = ["Client", "Response", "Headers", "ProgressCallback", "USER_AGENT", "IDEMPOTENT"]
 
-USER_AGENT: Final = "gateway-client/1"
+USER_AGENT: Final = "gateway-client/1"  # a suggested value for Client(user_agent=...)
 IDEMPOTENT: Final = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE", "TRACE"})
 REDIRECTS: Final = frozenset({301, 302, 303, 307, 308})
 _CHUNK: Final = 65536
 _MAX_DRAIN: Final = 65536  # a redirect's body read to keep its connection; more: discard it
 _DEFAULT: Any = object()
 _NO_NAMES: Final[frozenset[str]] = frozenset()
+_BODY_METHODS: Final = frozenset({"POST", "PUT", "PATCH"})
 
 # on_upload / on_download: (bytes so far, total or None)
 ProgressCallback = Callable[[int, "int | None"], Any]
@@ -242,6 +244,8 @@ class _Body:
                 yield bytes(chunk)
 
 
+_NO_BODY: Final = _Body(None)  # shared: an empty body has no state to change
+
 # ---------------------------------------------------------------------------------------------
 # Response
 # ---------------------------------------------------------------------------------------------
@@ -258,25 +262,27 @@ class Response:
         headers: a Headers mapping.
         url: the final URL (after redirects).
         method: the method of the last request sent.
-        history: (status, url) of each redirect followed, in order.
+        history: (status, url) of each redirect followed, in order (a tuple).
         http_version: "1.1" or "1.0".
         data, type, last_error, errors: seed 002's fields, filled by the request object.
     """
 
-    __slots__ = ("status", "reason", "headers", "url", "method", "history", "http_version",
-                 "_content", "_conn", "_pool", "_deadline", "_on_download", "_received",
-                 "_max_body", "_timeout_s", "data", "type", "last_error", "errors",
+    __slots__ = ("status", "_reason", "_raw_headers", "_headers", "url", "method", "history",
+                 "_version", "_content", "_conn", "_pool", "_deadline", "_on_download", "_received",
+                 "_max_body", "_timeout_s", "_started", "data", "type", "last_error", "errors",
                  "__weakref__")
 
-    def __init__(self, status: int, reason: str, headers: Headers, url: str, method: str,
-                 http_version: str = "1.1") -> None:
+    def __init__(self, status: int, reason: str | bytes, headers: Any, url: str, method: str,
+                 http_version: str | bytes = "1.1") -> None:
+        # reason, version and headers stay as h11 gave them until someone asks
         self.status = status
-        self.reason = reason
-        self.headers = headers
+        self._reason = reason
+        self._raw_headers = headers
+        self._headers: Headers | None = headers if isinstance(headers, Headers) else None
         self.url = url
         self.method = method
-        self.history: list[tuple[int, str]] = []
-        self.http_version = http_version
+        self.history: tuple[tuple[int, str], ...] = ()
+        self._version = http_version
         self._content: bytes | None = None
         self._conn: Connection | None = None
         self._pool: Pool | None = None
@@ -285,6 +291,7 @@ class Response:
         self._received = 0
         self._max_body = 0
         self._timeout_s: float | None = None
+        self._started = 0.0  # trio clock when the request began
         # Filled by the seeds' request object (gateway.client.request), as seed 002's response:
         self.data: Any = None  # the parsed body: JSON value, text, bytes ({} for a JSON stream)
         self.type = ""  # "json" or "blob"
@@ -293,6 +300,26 @@ class Response:
 
     def __repr__(self) -> str:
         return f"<Response {self.status} {self.reason} {self.url}>"
+
+    @property
+    def reason(self) -> str:
+        """The reason phrase."""
+        r = self._reason
+        return r.decode("latin-1") if isinstance(r, bytes) else r
+
+    @property
+    def http_version(self) -> str:
+        """"1.1" or "1.0"."""
+        v = self._version
+        return v.decode("ascii") if isinstance(v, bytes) else v
+
+    @property
+    def headers(self) -> Headers:
+        """The response headers (a case-insensitive Headers mapping)."""
+        h = self._headers
+        if h is None:
+            h = self._headers = Headers(self._raw_headers)
+        return h
 
     # -- status ----------------------------------------------------------------------------
 
@@ -372,15 +399,58 @@ class Response:
         if self._content is not None:
             return self._content
         cap = self._max_body if max_bytes is None else max_bytes
+        conn = self._conn
         parts = []
         size = 0
-        while (chunk := await self._next_chunk()) is not None:
-            size += len(chunk)
-            if size > cap:
-                await self.aclose()
-                raise ResponseTooLarge(f"response body over the {cap}-byte cap", self)
-            parts.append(chunk)
-        self._content = parts[0] if len(parts) == 1 else b"".join(parts)
+        if conn is not None and self._on_download is None:
+            # the common case without a coroutine per chunk: h11 events read here directly
+            h = conn.h11
+            try:
+                while True:
+                    ev = h.next_event()
+                    kind = type(ev)
+                    if kind is h11.Data:
+                        data = ev.data  # type: ignore[union-attr]
+                        size += len(data)
+                        if size > cap:
+                            raise ResponseTooLarge(f"response body over the {cap}-byte cap",
+                                                   self)
+                        parts.append(data)
+                    elif kind is h11.EndOfMessage:
+                        break
+                    elif ev is h11.NEED_DATA:
+                        await self._receive(conn)
+                    else:
+                        raise TransportError("the connection closed before the body ended",
+                                             self)
+            except h11.RemoteProtocolError as exc:
+                self._abandon(conn)
+                raise TransportError(f"bad response body: {exc}", self) from None
+            except BaseException:
+                self._abandon(conn)
+                raise
+            self._received = size
+            self._conn = None
+            try:
+                h.start_next_cycle()  # both sides DONE: keep it (no Connection: close)
+            except h11.LocalProtocolError:
+                if self._pool is not None:
+                    self._pool.release(conn, False)
+                else:
+                    conn.discard()
+            else:
+                if self._pool is not None:
+                    self._pool.release(conn, True, self._started)
+                else:
+                    conn.discard()
+        else:
+            while (chunk := await self._next_chunk()) is not None:
+                size += len(chunk)
+                if size > cap:
+                    await self.aclose()
+                    raise ResponseTooLarge(f"response body over the {cap}-byte cap", self)
+                parts.append(chunk)
+        self._content = bytes(parts[0]) if len(parts) == 1 else b"".join(parts)
         return self._content
 
     # -- streamed --------------------------------------------------------------------------
@@ -515,7 +585,7 @@ class Response:
         if reusable:
             h.start_next_cycle()
         if pool is not None:
-            pool.release(conn, reusable)
+            pool.release(conn, reusable, self._started)
         else:
             conn.discard()
 
@@ -621,6 +691,8 @@ class Client:
         max_redirects: redirects followed before TooManyRedirects.
         max_body_bytes: cap of a buffered response body (ResponseTooLarge beyond).
         max_head_bytes: cap of a response head.
+        user_agent: a User-Agent header for every request (none by default: a LAN peer
+            rarely needs one, and each header costs a validation per request).
 
     Raises:
         ValueError: a bad limit or base_url.
@@ -645,6 +717,7 @@ class Client:
         max_redirects: int = 10,
         max_body_bytes: int = 64 << 20,
         max_head_bytes: int = 64 << 10,
+        user_agent: str | None = None,
     ) -> None:
         if base_url:
             _resolve(base_url.rstrip("/") + "/", "")
@@ -664,6 +737,9 @@ class Client:
         self.max_redirects = max_redirects
         self.max_body_bytes = max_body_bytes
         self.max_head_bytes = max_head_bytes
+        self._head0: list[tuple[str, str]] = [("user-agent", user_agent)] if user_agent else []
+        # the origin a token is sent to: base_url's (None: each request's own)
+        self._token_origin = _resolve(self.base_url + "/", "")[0][:3] if base_url else None
         self.pool = Pool(max_connections, idle_timeout, max_connections)
         self._verify = verify
         self._ca_file = ca_file
@@ -747,7 +823,11 @@ class Client:
 
     async def get(self, url: str, **kwargs: Any) -> Response:
         """``request("GET", url, ...)``."""
-        return await self.request("GET", url, **kwargs)
+        max_body = kwargs.pop("max_body_bytes", None)
+        resp = await self._open("GET", url, **kwargs)
+        if resp._conn is not None:
+            await resp.read(self.max_body_bytes if max_body is None else max_body)
+        return resp
 
     async def head(self, url: str, **kwargs: Any) -> Response:
         """``request("HEAD", url, ...)``."""
@@ -801,15 +881,18 @@ class Client:
         on_upload: ProgressCallback | None = None,
         on_download: ProgressCallback | None = None,
     ) -> Response:
+        # One function on purpose: the redirect loop, the retry loop and the exchange used to
+        # be three coroutines, and every suspension resumed each of them (a tenth of a
+        # keep-alive request's CPU). The exchange's rare paths live in helpers.
         if self._closed:
             raise RuntimeError("the client is closed")
         method = method.upper()
-        full = self.url(url)
+        full = self.base_url + url if url[:1] == "/" and self.base_url else self.url(url)
         if params:
             full += ("&" if "?" in full else "?") + urlencode(
                 list(params.items()) if isinstance(params, Mapping) else list(params),
                 doseq=True)
-        hdrs = list(self.headers)
+        hdrs = self.headers  # copied below before any change
         if headers:
             own = [(k.lower(), str(v)) for k, v in
                    (headers.items() if isinstance(headers, Mapping) else headers)]
@@ -824,26 +907,124 @@ class Client:
             content = urlencode(list(data.items()), doseq=True).encode("ascii")
             ctype = "application/x-www-form-urlencoded"
         if ctype is not None and not any(k == "content-type" for k, _ in hdrs):
-            hdrs.append(("content-type", ctype))
-        body = _Body(content)
+            hdrs = [*hdrs, ("content-type", ctype)]
+        body = _NO_BODY if content is None else _Body(content)
         timeout_s = self.timeout if timeout is _DEFAULT else timeout
-        deadline = math.inf if timeout_s is None else trio.current_time() + timeout_s
+        now = trio.current_time()
+        deadline = math.inf if timeout_s is None else now + timeout_s
         follow = self.follow_redirects if follow_redirects is None else follow_redirects
-        token_origin = _origin_key(self.base_url if self.base_url else full)
-        history: list[tuple[int, str]] = []
+        history: tuple[tuple[int, str], ...] = ()
+        pool = self.pool
         with trio.CancelScope(deadline=deadline) as scope:
-            while True:
-                resp = await self._attempts(method, full, hdrs, body, deadline, token_origin,
-                                            on_upload)
+            while True:  # redirects
+                origin, target, host_header = _resolve(full, self.unix_socket)
+                if hdrs or self.token or body is not _NO_BODY or method in _BODY_METHODS:
+                    head = self._head(origin, host_header, hdrs, body, method, full)
+                else:
+                    head = [("host", host_header), *self._head0]
+                attempt = 0
+                while True:  # retries
+                    got = pool.take(origin, now)
+                    if got is False:
+                        got = await pool.acquire(origin) or True
+                    if got is True:
+                        try:
+                            conn = await open_connection(
+                                origin, self.ssl_context if origin[0] == "https" else None,
+                                self.connect_timeout, self.max_head_bytes, deadline)
+                        except TransportError as exc:
+                            pool.forget(origin)
+                            if attempt < self.retries:
+                                attempt += 1
+                                await trio.sleep(self.retry_backoff * 2 ** (attempt - 1))
+                                continue
+                            raise ConnectError(f"{method} {full}: {exc.message}") from exc
+                        except BaseException:
+                            pool.forget(origin)
+                            raise
+                    else:
+                        conn = got  # type: ignore[assignment]
+                    reused = conn.reused
+                    try:
+                        h = conn.h11
+                        try:
+                            out = h.send(h11.Request(method=method, target=target,
+                                                     headers=head))
+                            data_ = body.data
+                            if data_ is not None and (on_upload is None or not data_):
+                                if data_:
+                                    out += h.send(h11.Data(data=data_))
+                                await conn.stream.send_all(out + h.send(h11.EndOfMessage()))
+                                if on_upload is not None and data_:
+                                    on_upload(len(data_), len(data_))
+                            else:
+                                await _send_body(conn, out, body, on_upload)
+                        except (trio.BrokenResourceError, OSError) as exc:
+                            resp = await _early_response(conn, full, method, exc)
+                        except h11.LocalProtocolError as exc:
+                            raise ValueError(f"{method} {full}: cannot send the request: "
+                                             f"{exc}") from None
+                        else:
+                            conn.requests += 1
+                            # the response head, read here (the common case)
+                            received = False
+                            while True:
+                                try:
+                                    ev = h.next_event()
+                                except h11.RemoteProtocolError as exc:
+                                    raise TransportError(f"{method} {full}: bad response: "
+                                                         f"{exc}") from None
+                                kind = type(ev)
+                                if kind is h11.Response:
+                                    resp = Response(
+                                        ev.status_code, ev.reason,  # type: ignore[union-attr]
+                                        ev.headers, full, method,  # type: ignore[union-attr]
+                                        ev.http_version)  # type: ignore[union-attr]
+                                    resp._conn = conn
+                                    break
+                                if ev is h11.NEED_DATA:
+                                    try:
+                                        got_data = await conn.stream.receive_some(_CHUNK)
+                                    except (trio.BrokenResourceError, OSError) as exc:
+                                        err = TransportError(f"{method} {full}: connection "
+                                                             f"broken: {_why(exc)}")
+                                        if received:
+                                            raise err from None
+                                        raise _Retryable(err) from None
+                                    if not got_data and not received:
+                                        raise _Retryable(TransportError(
+                                            f"{method} {full}: the server closed the "
+                                            "connection without a response"))
+                                    received = True
+                                    h.receive_data(got_data)  # type: ignore[arg-type]
+                                elif kind is not h11.InformationalResponse:
+                                    raise TransportError(f"{method} {full}: the connection "
+                                                         "closed before a response")
+                    except _Retryable as exc:
+                        pool.release(conn, False)
+                        if attempt < self.retries and method in IDEMPOTENT and body.replayable:
+                            attempt += 1
+                            body.rewind()
+                            if not reused:  # a stale pooled connection is retried at once
+                                await trio.sleep(self.retry_backoff * 2 ** (attempt - 1))
+                            continue
+                        raise exc.error from None
+                    except BaseException:
+                        pool.release(conn, False)
+                        raise
+                    break
+                resp._pool = pool
+                resp._started = now
                 resp._deadline = deadline
                 resp._timeout_s = timeout_s
                 resp._on_download = on_download
                 resp._max_body = self.max_body_bytes
-                resp.history = history
                 if not follow or resp.status not in REDIRECTS:
+                    resp.history = history
                     return resp
                 location = resp.headers.get("location")
                 if not location:
+                    resp.history = history
                     return resp
                 if len(history) >= self.max_redirects:
                     await resp.aclose()
@@ -851,37 +1032,39 @@ class Client:
                                            f"(last to {location})", resp)
                 status = resp.status
                 if status in (307, 308) and not body.replayable:
+                    resp.history = history
                     return resp  # the body cannot be sent again: the caller sees the 307/308
                 await _drain(resp)
-                history.append((status, full))
-                target = urljoin(full, location)
-                if _origin_key(target) != _origin_key(full):
+                history += ((status, full),)
+                target_url = urljoin(full, location)
+                if _origin_key(target_url) != _origin_key(full):
                     # credentials stay with the origin they were given for
-                    hdrs = [h for h in hdrs if h[0] not in ("authorization", "cookie")]
+                    hdrs = [h_ for h_ in hdrs if h_[0] not in ("authorization", "cookie")]
                 if (status == 303 and method != "HEAD") or (status in (301, 302)
                                                             and method == "POST"):
                     method = "GET"
-                    body = _Body(None)
-                    hdrs = [h for h in hdrs if h[0] not in ("content-type", "content-length",
-                                                            "transfer-encoding")]
+                    body = _NO_BODY
+                    hdrs = [h_ for h_ in hdrs if h_[0] not in ("content-type", "content-length",
+                                                               "transfer-encoding")]
                 else:
                     body.rewind()
-                full = target
+                full = target_url
+                now = trio.current_time()
         if scope.cancelled_caught:
             raise RequestTimeout(f"{method} {full}: no response within {timeout_s:g} s")
         raise AssertionError("unreachable")  # pragma: no cover
 
-    async def _attempts(self, method: str, url: str, hdrs: list[tuple[str, str]], body: _Body,
-                        deadline: float, token_origin: tuple[str, str, int],
-                        on_upload: ProgressCallback | None) -> Response:
-        origin, target, host_header = _resolve(url, self.unix_socket)
-        head = [("host", host_header), ("user-agent", USER_AGENT)]
+    def _head(self, origin: Origin, host_header: str, hdrs: list[tuple[str, str]],
+              body: _Body, method: str, full: str) -> list[tuple[str, str]]:
+        """The request's header list: Host first, then ours, the token, the framing."""
+        head = [("host", host_header), *self._head0]
         if hdrs:
             head += hdrs
             names: frozenset[str] = frozenset(k for k, _ in hdrs)
         else:
             names = _NO_NAMES
-        if self.token and "authorization" not in names and origin[:3] == token_origin:
+        if self.token and "authorization" not in names and origin[:3] == (
+                self._token_origin or _resolve(full, "")[0][:3]):
             head.append(("authorization", f"Bearer {self.token}"))
         if body.length is None:
             if "content-length" not in names and "transfer-encoding" not in names:
@@ -889,134 +1072,64 @@ class Client:
         elif body.length or method in ("POST", "PUT", "PATCH"):
             if "content-length" not in names:
                 head.append(("content-length", str(body.length)))
-        pool = self.pool
-        attempt = 0
-        while True:
-            got = pool.take(origin)
-            if got is False:
-                got = await pool.acquire(origin) or True
-            if got is True:
-                try:
-                    conn = await open_connection(
-                        origin, self.ssl_context if origin[0] == "https" else None,
-                        self.connect_timeout, self.max_head_bytes, deadline)
-                except TransportError as exc:
-                    pool.forget(origin)
-                    if attempt < self.retries:
-                        attempt += 1
-                        await trio.sleep(self.retry_backoff * 2 ** (attempt - 1))
-                        continue
-                    raise ConnectError(f"{method} {url}: {exc.message}") from exc
-                except BaseException:
-                    pool.forget(origin)
-                    raise
-            else:
-                conn = got  # type: ignore[assignment]
-            reused = conn.reused
-            try:
-                resp = await self._exchange(conn, method, target, head, body, url, on_upload)
-            except _Retryable as exc:
-                if attempt < self.retries and method in IDEMPOTENT and body.replayable:
-                    attempt += 1
-                    body.rewind()
-                    if not reused:  # a stale pooled connection is retried at once
-                        await trio.sleep(self.retry_backoff * 2 ** (attempt - 1))
-                    continue
-                raise exc.error from None
-            resp._pool = pool
-            return resp
+        return head
 
-    async def _exchange(self, conn: Connection, method: str, target: str,
-                        head: list[tuple[str, str]], body: _Body, url: str,
-                        on_upload: ProgressCallback | None) -> Response:
-        """Send the request and read the response head on one connection."""
-        h = conn.h11
-        stream = conn.stream
+
+async def _send_body(conn: Connection, out: bytes, body: _Body,
+                     on_upload: ProgressCallback | None) -> None:
+    """Send the head and a body that is large (with progress), a file or an iterator."""
+    h = conn.h11
+    stream = conn.stream
+    data = body.data
+    await stream.send_all(out)
+    if data is not None:
+        view = memoryview(data)
+        for i in range(0, len(data), _CHUNK):
+            piece = bytes(view[i:i + _CHUNK])
+            await stream.send_all(h.send(h11.Data(data=piece)))
+            if on_upload is not None:
+                on_upload(min(i + _CHUNK, len(data)), len(data))
+    else:
+        sent = 0
+        async for chunk in body.chunks_iter():
+            if chunk:
+                await stream.send_all(h.send(h11.Data(data=chunk)))
+                sent += len(chunk)
+                if on_upload is not None:
+                    on_upload(sent, body.length)
+    await stream.send_all(h.send(h11.EndOfMessage()))
+
+
+async def _early_response(conn: Connection, url: str, method: str,
+                          exc: BaseException) -> Response:
+    """Sending failed: the server may have answered early (a 413) and closed. Read what it
+    sent; without a response the failure is retryable (nothing came back)."""
+    h = conn.h11
+    broken = _Retryable(TransportError(f"{method} {url}: connection broken while sending: "
+                                       f"{_why(exc)}"))
+    if h.their_state is not h11.SEND_RESPONSE and h.their_state is not h11.IDLE:
+        raise broken
+    while True:
         try:
+            ev = h.next_event()
+        except h11.RemoteProtocolError:
+            raise broken from None
+        if ev is h11.NEED_DATA:
             try:
-                out = h.send(h11.Request(method=method, target=target, headers=head))
-                data = body.data
-                if data is not None:
-                    if data:
-                        if on_upload is None or len(data) <= _CHUNK:
-                            out += h.send(h11.Data(data=data))
-                            await stream.send_all(out + h.send(h11.EndOfMessage()))
-                            if on_upload is not None:
-                                on_upload(len(data), len(data))
-                        else:
-                            await stream.send_all(out)
-                            view = memoryview(data)
-                            for i in range(0, len(data), _CHUNK):
-                                piece = bytes(view[i:i + _CHUNK])
-                                await stream.send_all(h.send(h11.Data(data=piece)))
-                                on_upload(min(i + _CHUNK, len(data)), len(data))
-                            await stream.send_all(h.send(h11.EndOfMessage()))
-                    else:
-                        await stream.send_all(out + h.send(h11.EndOfMessage()))
-                else:
-                    await stream.send_all(out)
-                    sent = 0
-                    async for chunk in body.chunks_iter():
-                        if chunk:
-                            await stream.send_all(h.send(h11.Data(data=chunk)))
-                            sent += len(chunk)
-                            if on_upload is not None:
-                                on_upload(sent, body.length)
-                    await stream.send_all(h.send(h11.EndOfMessage()))
-            except (trio.BrokenResourceError, OSError) as exc:
-                # The server may have answered early (a 413) and closed: read what it sent.
-                if h.their_state is h11.SEND_RESPONSE or h.their_state is h11.IDLE:
-                    try:
-                        resp = await self._read_head(conn, url, method)
-                    except (TransportError, _Retryable):
-                        raise _Retryable(TransportError(
-                            f"{method} {url}: connection broken while sending: "
-                            f"{_why(exc)}")) from None
-                    return resp  # our side never reached DONE: the connection is not reused
-                raise _Retryable(TransportError(f"{method} {url}: connection broken while "
-                                                f"sending: {_why(exc)}")) from None
-            except h11.LocalProtocolError as exc:
-                raise ValueError(f"{method} {url}: cannot send the request: {exc}") from None
-            conn.requests += 1
-            return await self._read_head(conn, url, method)
-        except BaseException:
-            self.pool.release(conn, False)
-            raise
-
-    async def _read_head(self, conn: Connection, url: str, method: str) -> Response:
-        h = conn.h11
-        received = False
-        while True:
-            try:
-                ev = h.next_event()
-            except h11.RemoteProtocolError as exc:
-                raise TransportError(f"{method} {url}: bad response: {exc}") from None
-            if ev is h11.NEED_DATA:
-                try:
-                    data = await conn.stream.receive_some(_CHUNK)
-                except (trio.BrokenResourceError, OSError) as exc:
-                    err = TransportError(f"{method} {url}: connection broken: {_why(exc)}")
-                    if received:
-                        raise err from None
-                    raise _Retryable(err) from None
-                if not data and not received:
-                    h.receive_data(b"")
-                    raise _Retryable(TransportError(
-                        f"{method} {url}: the server closed the connection without a "
-                        "response"))
-                received = True
-                h.receive_data(bytes(data))
-                continue
-            kind = type(ev)
-            if kind is h11.Response:
-                resp = Response(ev.status_code, ev.reason.decode("latin-1"),  # type: ignore[union-attr]
-                                Headers(ev.headers), url, method,  # type: ignore[union-attr]
-                                ev.http_version.decode("ascii"))  # type: ignore[union-attr]
-                resp._conn = conn
-                return resp
-            if kind is h11.InformationalResponse:
-                continue
-            raise TransportError(f"{method} {url}: the connection closed before a response")
+                data = await conn.stream.receive_some(_CHUNK)
+            except (trio.BrokenResourceError, OSError):
+                raise broken from None
+            if not data:
+                raise broken
+            h.receive_data(data)  # type: ignore[arg-type]
+            continue
+        if type(ev) is h11.Response:
+            resp = Response(ev.status_code, ev.reason, ev.headers,  # type: ignore[union-attr]
+                            url, method, ev.http_version)  # type: ignore[union-attr]
+            resp._conn = conn  # our side never reached DONE: it will not be pooled
+            return resp
+        if type(ev) is not h11.InformationalResponse:
+            raise broken
 
 
 class _StreamContext:

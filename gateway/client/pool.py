@@ -163,12 +163,13 @@ def _reason(exc: BaseException) -> str:
 
 
 class _Slots:
-    __slots__ = ("idle", "count", "lot")
+    __slots__ = ("idle", "count", "lot", "waiting")
 
     def __init__(self) -> None:
         self.idle: list[Connection] = []
         self.count = 0  # open connections: in use + idle
         self.lot = trio.lowlevel.ParkingLot()
+        self.waiting = 0  # tasks parked in lot (len(lot) is a Python call per release)
 
 
 class Pool:
@@ -191,18 +192,27 @@ class Pool:
         self.max_idle_per_origin = max_idle_per_origin
         self._slots: dict[Origin, _Slots] = {}
 
-    def take(self, origin: Origin) -> Connection | bool:
+    def take(self, origin: Origin, now: float) -> Connection | bool:
         """Without waiting: a live idle connection, True (a slot is reserved: open one), or
-        False (the origin is at its limit: ``await acquire``)."""
+        False (the origin is at its limit: ``await acquire``).
+
+        Args:
+            origin: where to.
+            now: trio.current_time(), which the caller has at hand.
+        """
         slots = self._slots.get(origin)
         if slots is None:
             slots = self._slots[origin] = _Slots()
         idle = slots.idle
         while idle:
             conn = idle.pop()
-            if (trio.current_time() - conn.idle_since <= self.idle_timeout_s
-                    and not conn.server_closed()):
-                return conn
+            if now - conn.idle_since <= self.idle_timeout_s:
+                try:  # Connection.server_closed(), inlined: once per reused connection
+                    conn._raw.recv(1, _PEEK)
+                except BlockingIOError:
+                    return conn
+                except OSError:
+                    pass
             conn.discard()
             slots.count -= 1
         if slots.count < self.max_per_origin:
@@ -233,27 +243,39 @@ class Pool:
             if slots.count < self.max_per_origin:
                 slots.count += 1
                 return None
-            await slots.lot.park()
+            slots.waiting += 1
+            try:
+                await slots.lot.park()
+            finally:
+                slots.waiting -= 1
 
-    def release(self, conn: Connection, reusable: bool) -> None:
+    def release(self, conn: Connection, reusable: bool, since: float | None = None) -> None:
         """Give a connection back: kept idle if ``reusable`` (and there is room), else closed.
-        Synchronous, so it also runs in a cancelled scope."""
+        Synchronous, so it also runs in a cancelled scope.
+
+        Args:
+            conn: the connection.
+            reusable: its last exchange ended cleanly on both sides.
+            since: idle since when (trio clock); the caller may pass the time its request
+                began (at hand, and earlier, so the connection expires no later than due).
+        """
         slots = self._slots[conn.origin]
         if reusable and not conn.closed and len(slots.idle) < self.max_idle_per_origin:
             conn.reused = True
-            conn.idle_since = trio.current_time()
+            conn.idle_since = trio.current_time() if since is None else since
             slots.idle.append(conn)
         else:
             conn.discard()
             slots.count -= 1
-        if slots.lot:
+        if slots.waiting:
             slots.lot.unpark()
 
     def forget(self, origin: Origin) -> None:
         """A reserved slot whose connection could not be opened."""
         slots = self._slots[origin]
         slots.count -= 1
-        slots.lot.unpark()
+        if slots.waiting:
+            slots.lot.unpark()
 
     def close_idle(self, older_than_s: float = 0.0) -> int:
         """Close idle connections idle for longer than ``older_than_s``.
