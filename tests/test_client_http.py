@@ -608,3 +608,37 @@ async def test_unix_socket_transport(tmp_path: Any) -> None:
             async with Client("http://device", unix_socket=path) as client:
                 r = await client.get("/admin")
                 assert r.json() == {"mode": "privilege"}  # the peer uid grants privilege
+
+
+async def test_deadline_without_the_watchdog_and_errors_pass_through(autojump_clock: Any
+                                                                      ) -> None:
+    # a Client used without `async with` has no watchdog: cancel scopes keep the deadline
+    app, _ = client_app()
+    with trio.fail_after(100):
+        async with running(app) as server:
+            client = Client(base(server), timeout=5)
+            try:
+                assert not client.pool.watching
+                with pytest.raises(RequestTimeout):
+                    await client.get("/slow")
+                async with client.stream("GET", "/dribble") as r:
+                    with pytest.raises(RequestTimeout):
+                        async for _ in r.aiter_bytes():
+                            pass
+                assert (await client.get("/hello")).text == "hello"
+            finally:
+                await client.aclose()
+            with pytest.raises(KeyError):  # the block's own error, not an exception group
+                async with Client(base(server)) as watched:
+                    assert watched.pool.watching
+                    raise KeyError("mine")
+
+
+async def test_watchdog_closes_idle_connections_by_itself(autojump_clock: Any) -> None:
+    app, _ = client_app()
+    with trio.fail_after(100):
+        async with running(app) as server, Client(base(server), idle_timeout=2) as client:
+            await client.get("/hello")
+            assert client.statistics()["idle"] == 1
+            await trio.sleep(3)  # no request since: the watchdog closed it on time
+            assert client.statistics() == {"origins": 1, "open": 0, "idle": 0}

@@ -15,6 +15,7 @@
 # deadline (trio clock), so a total deadline covers the body too.
 from __future__ import annotations
 
+import contextlib
 import inspect
 import json as _json
 import math
@@ -269,7 +270,7 @@ class Response:
 
     __slots__ = ("status", "_reason", "_raw_headers", "_headers", "url", "method", "history",
                  "_version", "_content", "_conn", "_pool", "_deadline", "_on_download", "_received",
-                 "_max_body", "_timeout_s", "_started", "data", "type", "last_error", "errors",
+                 "_max_body", "_timeout_s", "_started", "_watched", "data", "type", "last_error", "errors",
                  "__weakref__")
 
     def __init__(self, status: int, reason: str | bytes, headers: Any, url: str, method: str,
@@ -292,6 +293,7 @@ class Response:
         self._max_body = 0
         self._timeout_s: float | None = None
         self._started = 0.0  # trio clock when the request began
+        self._watched = False  # the pool's watchdog keeps the deadline (no scope per read)
         # Filled by the seeds' request object (gateway.client.request), as seed 002's response:
         self.data: Any = None  # the parsed body: JSON value, text, bytes ({} for a JSON stream)
         self.type = ""  # "json" or "blob"
@@ -567,13 +569,17 @@ class Response:
     # -- internals -------------------------------------------------------------------------
 
     async def _receive(self, conn: Connection) -> None:
-        with trio.CancelScope(deadline=self._deadline) as scope:
+        with (_NO_SCOPE if self._watched else trio.CancelScope(deadline=self._deadline)
+              ) as scope:
             try:
                 data = await conn.stream.receive_some(_CHUNK)
-            except (trio.BrokenResourceError, OSError) as exc:
+            except (trio.BrokenResourceError, trio.ClosedResourceError, OSError) as exc:
+                if conn.timed_out:
+                    raise RequestTimeout(f"no whole response within {self._timeout_s:g} s",
+                                         self) from None
                 raise TransportError(f"connection broken while reading the body: "
                                      f"{exc}", self) from None
-            conn.h11.receive_data(bytes(data))
+            conn.h11.receive_data(data)  # type: ignore[arg-type]
             return
         if scope.cancelled_caught:
             raise RequestTimeout(f"no whole response within {self._timeout_s:g} s", self)
@@ -745,12 +751,29 @@ class Client:
         self._ca_file = ca_file
         self._ssl: ssl.SSLContext | None = None
         self._closed = False
+        self._stack: contextlib.AsyncExitStack | None = None
+        self._nursery: trio.Nursery | None = None
 
     async def __aenter__(self) -> Client:
+        # the pool's watchdog (deadlines, idle expiry) runs for the block's duration
+        stack = contextlib.AsyncExitStack()
+        nursery = await stack.enter_async_context(trio.open_nursery())
+        await nursery.start(self.pool.watchdog)
+        self._stack, self._nursery = stack, nursery
         return self
 
-    async def __aexit__(self, *exc: object) -> None:
-        await self.aclose()
+    async def __aexit__(self, *exc: Any) -> None:
+        try:
+            await self.aclose()
+        finally:
+            stack, self._stack = self._stack, None
+            if self._nursery is not None:
+                self._nursery.cancel_scope.cancel()
+                self._nursery = None
+            if stack is not None:
+                # the block's own exception is not the nursery's: it propagates unwrapped
+                # (the watchdog raises nothing but its cancellation)
+                await stack.__aexit__(None, None, None)
 
     async def aclose(self) -> None:
         """Close every pooled connection; the client refuses new requests after it."""
@@ -915,7 +938,10 @@ class Client:
         follow = self.follow_redirects if follow_redirects is None else follow_redirects
         history: tuple[tuple[int, str], ...] = ()
         pool = self.pool
-        with trio.CancelScope(deadline=deadline) as scope:
+        # With the pool's watchdog running (async with Client), a deadline needs no cancel
+        # scope: waits without a connection get one of their own, the rest is watched.
+        watched = pool.watching and deadline != math.inf
+        with (_NO_SCOPE if watched else trio.CancelScope(deadline=deadline)) as scope:
             while True:  # redirects
                 origin, target, host_header = _resolve(full, self.unix_socket)
                 if hdrs or self.token or body is not _NO_BODY or method in _BODY_METHODS:
@@ -926,7 +952,11 @@ class Client:
                 while True:  # retries
                     got = pool.take(origin, now)
                     if got is False:
-                        got = await pool.acquire(origin) or True
+                        with trio.move_on_at(deadline):
+                            got = await pool.acquire(origin) or True
+                        if got is False:
+                            raise RequestTimeout(f"{method} {full}: no connection free "
+                                                 f"within {timeout_s:g} s")
                     if got is True:
                         try:
                             conn = await open_connection(
@@ -936,14 +966,17 @@ class Client:
                             pool.forget(origin)
                             if attempt < self.retries:
                                 attempt += 1
-                                await trio.sleep(self.retry_backoff * 2 ** (attempt - 1))
+                                await _backoff(self.retry_backoff * 2 ** (attempt - 1),
+                                               deadline, method, full, timeout_s)
                                 continue
                             raise ConnectError(f"{method} {full}: {exc.message}") from exc
                         except BaseException:
                             pool.forget(origin)
                             raise
                     else:
-                        conn = got  # type: ignore[assignment]
+                        conn = got
+                    if watched:
+                        pool.watch(conn, deadline)
                     reused = conn.reused
                     try:
                         h = conn.h11
@@ -959,7 +992,10 @@ class Client:
                                     on_upload(len(data_), len(data_))
                             else:
                                 await _send_body(conn, out, body, on_upload)
-                        except (trio.BrokenResourceError, OSError) as exc:
+                        except (trio.BrokenResourceError, trio.ClosedResourceError,
+                                OSError) as exc:
+                            if conn.timed_out:
+                                raise _timeout(method, full, timeout_s) from None
                             resp = await _early_response(conn, full, method, exc)
                         except h11.LocalProtocolError as exc:
                             raise ValueError(f"{method} {full}: cannot send the request: "
@@ -985,7 +1021,10 @@ class Client:
                                 if ev is h11.NEED_DATA:
                                     try:
                                         got_data = await conn.stream.receive_some(_CHUNK)
-                                    except (trio.BrokenResourceError, OSError) as exc:
+                                    except (trio.BrokenResourceError, trio.ClosedResourceError,
+                                            OSError) as exc:
+                                        if conn.timed_out:
+                                            raise _timeout(method, full, timeout_s) from None
                                         err = TransportError(f"{method} {full}: connection "
                                                              f"broken: {_why(exc)}")
                                         if received:
@@ -1006,7 +1045,8 @@ class Client:
                             attempt += 1
                             body.rewind()
                             if not reused:  # a stale pooled connection is retried at once
-                                await trio.sleep(self.retry_backoff * 2 ** (attempt - 1))
+                                await _backoff(self.retry_backoff * 2 ** (attempt - 1),
+                                               deadline, method, full, timeout_s)
                             continue
                         raise exc.error from None
                     except BaseException:
@@ -1014,6 +1054,7 @@ class Client:
                         raise
                     break
                 resp._pool = pool
+                resp._watched = watched
                 resp._started = now
                 resp._deadline = deadline
                 resp._timeout_s = timeout_s
@@ -1051,7 +1092,7 @@ class Client:
                 full = target_url
                 now = trio.current_time()
         if scope.cancelled_caught:
-            raise RequestTimeout(f"{method} {full}: no response within {timeout_s:g} s")
+            raise _timeout(method, full, timeout_s)
         raise AssertionError("unreachable")  # pragma: no cover
 
     def _head(self, origin: Origin, host_header: str, hdrs: list[tuple[str, str]],
@@ -1073,6 +1114,36 @@ class Client:
             if "content-length" not in names:
                 head.append(("content-length", str(body.length)))
         return head
+
+
+class _NoScope:
+    """Stands in for a cancel scope when the pool's watchdog keeps the deadline."""
+
+    __slots__ = ()
+    cancelled_caught = False
+
+    def __enter__(self) -> _NoScope:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        return None
+
+
+_NO_SCOPE: Final = _NoScope()
+
+
+def _timeout(method: str, url: str, timeout_s: float | None) -> RequestTimeout:
+    return RequestTimeout(f"{method} {url}: no whole response within {timeout_s:g} s")
+
+
+async def _backoff(delay: float, deadline: float, method: str, url: str,
+                   timeout_s: float | None) -> None:
+    """Sleep before a retry, never past the deadline (which ends the request)."""
+    now = trio.current_time()
+    if now + delay >= deadline:
+        await trio.sleep_until(deadline)
+        raise _timeout(method, url, timeout_s)
+    await trio.sleep(delay)
 
 
 async def _send_body(conn: Connection, out: bytes, body: _Body,
@@ -1124,8 +1195,8 @@ async def _early_response(conn: Connection, url: str, method: str,
             h.receive_data(data)  # type: ignore[arg-type]
             continue
         if type(ev) is h11.Response:
-            resp = Response(ev.status_code, ev.reason, ev.headers,  # type: ignore[union-attr]
-                            url, method, ev.http_version)  # type: ignore[union-attr]
+            resp = Response(ev.status_code, ev.reason, ev.headers,
+                            url, method, ev.http_version)
             resp._conn = conn  # our side never reached DONE: it will not be pooled
             return resp
         if type(ev) is not h11.InformationalResponse:

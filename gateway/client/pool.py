@@ -3,6 +3,10 @@
 # Owns: connect/TLS timeouts, the per-origin limit and its waiters, idle expiry, the check that a
 # pooled connection was not closed by the server before it is reused, and discarding a
 # connection (never pooled unless its last exchange ended cleanly on both sides).
+# Also the deadline watchdog: a request's total deadline without a cancel scope per request (a
+# scope costs ~8% of a keep-alive request): the task sleeps until the earliest deadline of the
+# connections in use and closes the ones past it under their requests, whose blocked read or
+# write then fails and is reported as RequestTimeout.
 # Must not: build requests or read responses (gateway.client.http does), or retry.
 from __future__ import annotations
 
@@ -62,7 +66,7 @@ class Connection:
     """
 
     __slots__ = ("origin", "stream", "sock", "_raw", "h11", "reused", "idle_since", "requests",
-                 "closed")
+                 "closed", "deadline", "timed_out")
 
     def __init__(self, origin: Origin, stream: trio.abc.Stream, sock: trio.socket.SocketType,
                  max_head_bytes: int) -> None:
@@ -76,6 +80,8 @@ class Connection:
         self.idle_since = 0.0
         self.requests = 0
         self.closed = False
+        self.deadline = math.inf  # of the request using it (the watchdog's)
+        self.timed_out = False  # the watchdog closed it: its request is past its deadline
 
     def server_closed(self) -> bool:
         """True when the server closed (or reset) the connection, or sent bytes nobody asked
@@ -122,7 +128,7 @@ async def open_connection(origin: Origin, ssl_context: ssl.SSLContext | None,
     """
     scheme, host, port, unix_path = origin
     limit = math.inf if connect_timeout_s is None else trio.current_time() + connect_timeout_s
-    with trio.CancelScope(deadline=limit) as scope:
+    with trio.CancelScope(deadline=min(limit, deadline)) as scope:
         try:
             stream: trio.abc.Stream
             if unix_path:
@@ -181,7 +187,8 @@ class Pool:
         max_idle_per_origin: idle connections kept per origin (the rest are closed).
     """
 
-    __slots__ = ("max_per_origin", "idle_timeout_s", "max_idle_per_origin", "_slots")
+    __slots__ = ("max_per_origin", "idle_timeout_s", "max_idle_per_origin", "_slots", "busy",
+                 "watching", "_wake_at", "_wake")
 
     def __init__(self, max_per_origin: int = 10, idle_timeout_s: float = 30.0,
                  max_idle_per_origin: int = 10) -> None:
@@ -191,6 +198,58 @@ class Pool:
         self.idle_timeout_s = idle_timeout_s
         self.max_idle_per_origin = max_idle_per_origin
         self._slots: dict[Origin, _Slots] = {}
+        self.busy: set[Connection] = set()  # in use with a deadline (watched)
+        self.watching = False  # a watchdog task runs
+        self._wake_at = math.inf
+        self._wake: trio.Event | None = None
+
+    # -- deadlines ------------------------------------------------------------------------------
+
+    def watch(self, conn: Connection, deadline: float) -> None:
+        """Put a connection's request under the watchdog until the connection is released.
+
+        Args:
+            conn: the connection the request uses.
+            deadline: its total deadline (trio clock).
+        """
+        conn.deadline = deadline
+        self.busy.add(conn)
+        if deadline < self._wake_at and self._wake is not None:
+            self._wake.set()  # earlier than the watchdog's next look (rare: a short timeout)
+
+    async def watchdog(self, tick_s: float = 30.0,
+                       task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        """Run the deadline watchdog until cancelled (Client runs it in its nursery).
+
+        It wakes at the earliest deadline of the busy connections (or every ``tick_s`` when
+        none is due sooner), closes those past their deadline (``timed_out``), and closes idle
+        connections past the idle timeout.
+        """
+        self.watching = True
+        task_status.started()
+        try:
+            while True:
+                now = trio.current_time()
+                nearest = now + tick_s
+                for conn in list(self.busy):
+                    if conn.deadline <= now:
+                        self.busy.discard(conn)
+                        conn.timed_out = True
+                        conn.discard()
+                    elif conn.deadline < nearest:
+                        nearest = conn.deadline
+                nearest = min(nearest, self.next_expiry())
+                if self.next_expiry() <= now:
+                    self.close_idle(self.idle_timeout_s)
+                    nearest = min(now + tick_s, self.next_expiry())
+                self._wake_at = nearest
+                self._wake = trio.Event()
+                with trio.move_on_at(nearest):
+                    await self._wake.wait()
+        finally:
+            self.watching = False
+            self._wake = None
+            self._wake_at = math.inf
 
     def take(self, origin: Origin, now: float) -> Connection | bool:
         """Without waiting: a live idle connection, True (a slot is reserved: open one), or
@@ -260,10 +319,13 @@ class Pool:
                 began (at hand, and earlier, so the connection expires no later than due).
         """
         slots = self._slots[conn.origin]
+        self.busy.discard(conn)
         if reusable and not conn.closed and len(slots.idle) < self.max_idle_per_origin:
             conn.reused = True
             conn.idle_since = trio.current_time() if since is None else since
             slots.idle.append(conn)
+            if conn.idle_since + self.idle_timeout_s < self._wake_at and self._wake is not None:
+                self._wake.set()  # the watchdog must close it sooner than it planned to look
         else:
             conn.discard()
             slots.count -= 1

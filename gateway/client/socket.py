@@ -14,6 +14,7 @@
 # (RequestTimeout, 501), also while queued; closing the socket fails what is left (Aborted, 503).
 from __future__ import annotations
 
+import contextlib
 import math
 import random
 from collections import deque
@@ -711,8 +712,38 @@ def _jwr(args: tuple[Any, ...], pending: _Pending) -> JWR:
                status if isinstance(status, int) else 200, url, pending.method)
 
 
-@asynccontextmanager
-async def open_socket(url: str, **options: Any) -> AsyncIterator[SailsSocket]:
+class _SocketContext:
+    """``async with open_socket(...)``: connect, run the socket's task, close on exit (the
+    block's exception propagates as it is, not inside an exception group)."""
+
+    __slots__ = ("sock", "stack")
+
+    def __init__(self, url: str, options: dict[str, Any]) -> None:
+        self.sock = SailsSocket(url, **options)
+        self.stack: contextlib.AsyncExitStack | None = None
+
+    async def __aenter__(self) -> SailsSocket:
+        sock = self.sock
+        link = await sock._connect()
+        sock._adopt(link)
+        stack = contextlib.AsyncExitStack()
+        nursery = await stack.enter_async_context(trio.open_nursery())
+        sock._nursery = nursery
+        nursery.start_soon(sock._run, link)
+        self.stack = stack
+        return sock
+
+    async def __aexit__(self, *exc: object) -> None:
+        try:
+            await self.sock.aclose()
+        finally:
+            stack, self.stack = self.stack, None
+            if stack is not None and self.sock._nursery is not None:
+                self.sock._nursery.cancel_scope.cancel()
+                await stack.__aexit__(None, None, None)
+
+
+def open_socket(url: str, **options: Any) -> _SocketContext:
     """Connect a Sails socket and keep it (reconnecting) for the block.
 
     ``async with open_socket("http://board.local:8080") as io: jwr = await io.get("/x")``
@@ -721,20 +752,10 @@ async def open_socket(url: str, **options: Any) -> AsyncIterator[SailsSocket]:
         url: the server.
         **options: SailsSocket's options.
 
-    Yields:
-        The connected socket.
+    Returns:
+        An async context manager giving the connected socket.
 
     Raises:
-        ConnectError (502) / RequestTimeout (501): the first connection failed.
+        ConnectError (502) / RequestTimeout (501): the first connection failed (on entry).
     """
-    sock = SailsSocket(url, **options)
-    link = await sock._connect()
-    sock._adopt(link)
-    async with trio.open_nursery() as nursery:
-        sock._nursery = nursery
-        nursery.start_soon(sock._run, link)
-        try:
-            yield sock
-        finally:
-            await sock.aclose()
-            nursery.cancel_scope.cancel()
+    return _SocketContext(url, options)
