@@ -327,3 +327,15 @@ async def test_against_a_real_sails_app(node: str, eio: int) -> None:
             with pytest.raises(RequestTimeout):
                 await io.get("/slow", timeout=0.05)
             assert (await io.get("/slow")).body == {"slow": True}
+
+
+@pytest.mark.parametrize("eio", [3, 4])
+async def test_heartbeats_keep_an_idle_socket(autojump_clock: Any, eio: int) -> None:
+    # v3: the client pings on the timer task; v4: the server pings and the reader answers
+    app, _ = socket_app()
+    with trio.fail_after(1000):
+        async with running(app) as server, open_socket(url(server.port), eio=eio) as io:
+            # five of the test profile's 5 s ping intervals, under its 30 s idle timeout
+            await trio.sleep(25)
+            assert io.connected and io.reconnects == 0
+            assert (await io.get("/hello")).body == "hello"

@@ -130,15 +130,19 @@ class Push:
 
 
 class _Pending:
-    __slots__ = ("method", "payload", "done", "result", "error", "ack_id")
+    __slots__ = ("method", "payload", "done", "result", "error", "ack_id", "deadline",
+                 "limit")
 
-    def __init__(self, method: str, payload: dict[str, Any]) -> None:
+    def __init__(self, method: str, payload: dict[str, Any], deadline: float,
+                 limit: float | None) -> None:
         self.method = method
         self.payload = payload
         self.done = trio.Event()
         self.result: JWR | None = None
         self.error: ClientError | None = None
         self.ack_id: int | None = None
+        self.deadline = deadline
+        self.limit = limit
 
 
 class _Link:
@@ -256,6 +260,8 @@ class SailsSocket:
         self._connected = trio.Event()
         self._closed = False
         self._nursery: trio.Nursery | None = None
+        self._wake_at = math.inf  # when the timer task looks next
+        self._wake: trio.Event | None = None
 
     # -- state -----------------------------------------------------------------------------
 
@@ -320,9 +326,11 @@ class SailsSocket:
             hdrs.update({k.lower(): str(v) for k, v in headers.items()})
         payload = {"method": verb, "headers": hdrs, "data": {} if data is None else data,
                    "url": url}
-        pending = _Pending(verb, payload)
         limit = self.request_timeout if timeout is _DEFAULT else timeout
         deadline = math.inf if limit is None else trio.current_time() + limit
+        pending = _Pending(verb, payload, deadline, limit)
+        if deadline < self._wake_at and self._wake is not None:
+            self._wake.set()  # sooner than the timer task planned to look (a short timeout)
         link = self._link
         if link is not None and link.session.connected and not self._queue:
             await self._emit(link, pending)
@@ -331,21 +339,22 @@ class SailsSocket:
                 raise TransportError(f"{verb} {url}: {self.max_queue} requests already wait "
                                      "for the connection")
             self._queue.append(pending)
-        with trio.move_on_at(deadline):
-            await pending.done.wait()
-        if pending.done.is_set():
-            if pending.error is not None:
-                raise pending.error
-            assert pending.result is not None
-            return pending.result
-        # timed out (or the caller's scope was cancelled): a late reply is dropped
-        if pending.ack_id is not None:
-            self._acks.pop(pending.ack_id, None)
-        try:
-            self._queue.remove(pending)
-        except ValueError:
-            pass
-        raise RequestTimeout(f"{verb} {url}: no reply within {limit:g} s")
+        if self._wake is None and deadline != math.inf:
+            # no timer task (a socket not run by open_socket): a scope keeps the deadline
+            with trio.move_on_at(deadline):
+                await pending.done.wait()
+            if not pending.done.is_set():
+                self._expire(pending)
+        else:
+            try:
+                await pending.done.wait()  # the timer task ends it at its deadline
+            except BaseException:  # the caller's own cancellation: forget the request
+                self._forget(pending)
+                raise
+        if pending.error is not None:
+            raise pending.error
+        assert pending.result is not None
+        return pending.result
 
     async def get(self, url: str, data: Any = None, **kw: Any) -> JWR:
         """``request("get", url, data)`` (sails.io.js: data become the query)."""
@@ -629,20 +638,56 @@ class SailsSocket:
                                             f"{error.message}")
                 pending.done.set()
 
+    def _forget(self, pending: _Pending) -> None:
+        if pending.ack_id is not None:
+            self._acks.pop(pending.ack_id, None)
+        try:
+            self._queue.remove(pending)
+        except ValueError:
+            pass
+
+    def _expire(self, pending: _Pending) -> None:
+        """A request past its deadline: a late reply will be dropped."""
+        self._forget(pending)
+        if not pending.done.is_set():
+            pending.error = RequestTimeout(f"{pending.method} {pending.payload['url']}: no "
+                                           f"reply within {pending.limit:g} s")
+            pending.done.set()
+
+    async def _timer(self, tick_s: float = 30.0) -> None:
+        """One task for every clock on the socket: requests' deadlines (no cancel scope per
+        request: a scope costs about what a virtual request does) and the session's
+        heartbeat. It sleeps until the earliest of them, or ``tick_s``."""
+        while not self._closed:
+            now = trio.current_time()
+            nearest = now + tick_s
+            for pending in [*self._acks.values(), *self._queue]:
+                if pending.deadline <= now:
+                    self._expire(pending)
+                elif pending.deadline < nearest:
+                    nearest = pending.deadline
+            link = self._link
+            if link is not None and not link.closed:
+                session = link.session
+                due = session.next_deadline()
+                if due is not None and due <= now:
+                    gone = session.poll(now)
+                    await self._send_frames(link, session.frames_to_send())
+                    if gone is not None:
+                        self._drop(link)
+                    due = session.next_deadline()
+                if due is not None and due < nearest:
+                    nearest = due
+            self._wake_at = nearest
+            self._wake = trio.Event()
+            with trio.move_on_at(nearest):
+                await self._wake.wait()
+
     async def _serve(self, link: _Link) -> None:
-        """Read one connection until it ends (the heartbeat runs on its deadlines)."""
-        session = link.session
+        """Read one connection until it ends (the timer task keeps its heartbeat)."""
         ws = link.ws
         while not link.closed:
-            deadline = session.next_deadline()
-            with trio.move_on_at(math.inf if deadline is None else deadline) as scope:
-                data = await self._receive(link)
-            if scope.cancelled_caught:
-                gone = session.poll(trio.current_time())
-                await self._send_frames(link, session.frames_to_send())
-                if gone is not None:
-                    self._drop(link)
-                continue
+            data = await self._receive(link)
             if not data:
                 self._drop(link)
                 break
@@ -662,6 +707,8 @@ class SailsSocket:
     def _adopt(self, link: _Link) -> None:
         self._link = link
         self._connected.set()
+        if self._wake is not None:
+            self._wake.set()  # a new session: the timer task takes its heartbeat on
 
     async def _run(self, link: _Link) -> None:
         """Serve connections until closed: read, and after a loss reconnect with backoff."""
@@ -730,6 +777,7 @@ class _SocketContext:
         nursery = await stack.enter_async_context(trio.open_nursery())
         sock._nursery = nursery
         nursery.start_soon(sock._run, link)
+        nursery.start_soon(sock._timer)
         self.stack = stack
         return sock
 
