@@ -9,6 +9,9 @@ contenders are interleaved within each repetition.
 Usage (from the project root; httpx is needed for its column only: pip install httpx):
     .venv/bin/python bench/client_bench.py [--duration 3] [--reps 3] [--only ours,bare,httpx,socket]
     .venv/bin/python bench/client_bench.py --download 1073741824
+Instructions per request (a gateway serving bench.client_app:app on PORT):
+    valgrind --tool=callgrind --callgrind-out-file=/dev/null .venv/bin/python \
+        bench/client_bench.py --child ours --port PORT --count 200   (then --count 1000)
 A benchmark, not a test: numbers go to stdout as JSON lines, nothing is asserted.
 """
 from __future__ import annotations
@@ -174,8 +177,53 @@ async def run_download(base: str, size: int) -> dict[str, Any]:
 RUNNERS = {"ours": run_ours, "bare": run_bare, "httpx": run_httpx, "socket": run_socket}
 
 
+async def run_count(name: str, base: str, count: int) -> None:
+    """Exactly ``count`` requests, untimed: run twice under valgrind --tool=callgrind with two
+    counts; the difference of the instruction totals over the difference of the counts is the
+    contender's instructions per request (no kernel time, no noise from other processes)."""
+    import h11
+
+    if name == "ours":
+        from gateway.client import Client
+
+        async with Client(base) as client:
+            for _ in range(count):
+                await client.get("/hello")
+    elif name == "socket":
+        from gateway.client import open_socket
+
+        async with open_socket(base, reconnect=False) as io:
+            for _ in range(count):
+                await io.get("/hello")
+    elif name == "httpx":
+        import httpx
+
+        async with httpx.AsyncClient(base_url=base) as hx:
+            for _ in range(count):
+                await hx.get("/hello")
+    else:
+        port = int(base.rsplit(":", 1)[1])
+        stream = await trio.open_tcp_stream("127.0.0.1", port)
+        conn = h11.Connection(h11.CLIENT)
+        headers = [("host", f"127.0.0.1:{port}")]
+        for _ in range(count):
+            await stream.send_all(conn.send(h11.Request(method="GET", target="/hello",
+                                                        headers=headers))
+                                  + conn.send(h11.EndOfMessage()))
+            while True:
+                ev = conn.next_event()
+                if ev is h11.NEED_DATA:
+                    conn.receive_data(await stream.receive_some(65536))
+                elif type(ev) is h11.EndOfMessage:
+                    conn.start_next_cycle()
+                    break
+
+
 def child(args: argparse.Namespace) -> None:
     base = f"http://127.0.0.1:{args.port}"
+    if args.count:
+        trio.run(run_count, args.child, base, args.count)
+        return
     if args.child == "download":
         print(json.dumps(trio.run(run_download, base, args.download)))
         return
@@ -201,8 +249,12 @@ def main() -> None:
     p.add_argument("--reps", type=int, default=3)
     p.add_argument("--only", default=",".join(CONTENDERS))
     p.add_argument("--download", type=int, default=0, help="bytes to download (0: skip)")
-    p.add_argument("--child", help=argparse.SUPPRESS)
-    p.add_argument("--port", type=int, default=0, help=argparse.SUPPRESS)
+    p.add_argument("--child", help="run one contender in this process (ours, bare, httpx, "
+                   "socket, download)")
+    p.add_argument("--port", type=int, default=0,
+                   help="with --child: the server's port (a server you started)")
+    p.add_argument("--count", type=int, default=0,
+                   help="with --child NAME: exactly this many requests, untimed (callgrind)")
     args = p.parse_args()
     if args.child:
         child(args)
