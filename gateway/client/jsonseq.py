@@ -10,7 +10,9 @@
 # record whose received bytes end with LF is parsed at once; if that fails (a pretty-printed
 # record's inner LF) it keeps accumulating. A record that does not parse, or whose top-level
 # number/true/false/null is not followed by whitespace (RFC 7464 section 2.4: it may have been
-# truncated), is reported as an InvalidRecord and skipped; the sequence goes on.
+# truncated), is reported as an InvalidRecord and skipped; the sequence goes on. Bytes after a
+# record delivered at its LF and before the next RS are reported the same way (seen whole, that
+# record would not have parsed; a delivered value cannot be taken back).
 from __future__ import annotations
 
 import json
