@@ -47,13 +47,13 @@ from gateway.client.errors import (
 )
 from gateway.client.pool import make_ssl_context, open_connection
 from gateway.ws import engineio_client as eio
+from gateway.ws.sails import VIRTUAL_REQUEST_EVENTS  # the event names Sails routes
 
 __all__ = ["JWR", "Push", "SailsSocket", "open_socket", "SDK_QUERY"]
 
 # What sails-hook-sockets reads from the handshake query (it refuses SDK versions < 0.11).
 SDK_QUERY: Final = {"__sails_io_sdk_version": "1.2.1", "__sails_io_sdk_platform": "python",
                     "__sails_io_sdk_language": "python"}
-_METHODS: Final = frozenset({"get", "post", "put", "patch", "delete", "options", "head"})
 _DEFAULT: Any = object()
 
 
@@ -315,7 +315,7 @@ class SailsSocket:
             ValueError: an unknown method or a URL that is not a path.
         """
         verb = method.lower()
-        if verb not in _METHODS:
+        if verb not in VIRTUAL_REQUEST_EVENTS:
             raise ValueError(f"not a Sails virtual request method: {method!r}")
         if not isinstance(url, str) or not url:
             raise ValueError("url must be a non-empty string")
