@@ -159,7 +159,9 @@ async def test_socket_file_upload_and_output(tmp_path: Any) -> None:
             assert code == 0 and out == "" and dst.read_bytes() == b"b" * 200_000
 
 
-async def test_on_a_terminal_json_is_pretty_and_downloads_show_progress() -> None:
+async def test_on_a_terminal_json_is_pretty_and_downloads_show_progress(tmp_path: Any) -> None:
+    src = tmp_path / "up.bin"
+    src.write_bytes(b"u" * 2_000_000)
     with trio.fail_after(60):
         async with running(cli_app()) as server:
             code, out, _ = await gw(f":{server.port}/echo", tty=True)
@@ -169,6 +171,8 @@ async def test_on_a_terminal_json_is_pretty_and_downloads_show_progress() -> Non
             code, out, _ = await gw(f":{server.port}/bytes/3000000", "--output", os.devnull,
                                     tty=True)
             assert code == 0 and "download [" in out and "100% 2.9 MiB/2.9 MiB" in out
+            code, out, _ = await gw(f":{server.port}/count", f"@{src}", tty=True)
+            assert code == 0 and "upload [" in out and "100% 1.9 MiB/1.9 MiB" in out
 
 
 def test_request_items_grammar() -> None:

@@ -339,3 +339,27 @@ async def test_heartbeats_keep_an_idle_socket(autojump_clock: Any, eio: int) -> 
             await trio.sleep(25)
             assert io.connected and io.reconnects == 0
             assert (await io.get("/hello")).body == "hello"
+
+
+async def test_socket_over_tls_with_a_ca_file(tmp_path: Any) -> None:
+    import trustme
+
+    ca = trustme.CA()
+    cert = ca.issue_cert("localhost")
+    cert_file, key_file, ca_file = tmp_path / "c.pem", tmp_path / "k.pem", tmp_path / "ca.pem"
+    cert.private_key_and_cert_chain_pem.write_to_path(str(cert_file))
+    cert.private_key_pem.write_to_path(str(key_file))
+    ca.cert_pem.write_to_path(str(ca_file))
+    app, _ = socket_app()
+    with trio.fail_after(20):
+        async with running(app, server__tls_cert_file=str(cert_file),
+                           server__tls_key_file=str(key_file)) as server:
+            async with open_socket(f"https://localhost:{server.port}",
+                                   ca_file=str(ca_file)) as io:
+                assert (await io.get("/hello")).body == "hello"
+            from gateway.client import ConnectError
+            with pytest.raises(ConnectError):  # the system's CAs do not know this one
+                async with open_socket(f"wss://localhost:{server.port}"):
+                    pass
+            # let the server finish with the refused connection before it is stopped
+            await trio.testing.wait_all_tasks_blocked()
