@@ -448,7 +448,8 @@ class Client:
         # With the pool's watchdog running (async with Client), a deadline needs no cancel
         # scope: waits without a connection get one of their own, the rest is watched.
         watched = pool.watching and deadline != math.inf
-        with (_NO_SCOPE if watched else trio.CancelScope(deadline=deadline)) as scope:
+        with (_NO_SCOPE if watched or deadline == math.inf
+              else trio.CancelScope(deadline=deadline)) as scope:
             while True:  # redirects
                 origin, target, host_header = _resolve(full, self.unix_socket)
                 if hdrs or self.token or body is not _NO_BODY or method in _BODY_METHODS:

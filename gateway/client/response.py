@@ -436,8 +436,8 @@ class Response:
     # -- internals -------------------------------------------------------------------------
 
     async def _receive(self, conn: Connection) -> None:
-        with (_NO_SCOPE if self._watched else trio.CancelScope(deadline=self._deadline)
-              ) as scope:
+        with (_NO_SCOPE if self._watched or self._deadline == math.inf
+              else trio.CancelScope(deadline=self._deadline)) as scope:
             try:
                 data = await conn.stream.receive_some(_CHUNK)
             except (trio.BrokenResourceError, trio.ClosedResourceError, OSError) as exc:
