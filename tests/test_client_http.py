@@ -154,6 +154,10 @@ async def test_keep_alive_reuses_one_connection() -> None:
             for _ in range(5):
                 r = await client.get("/hello")
                 assert (r.status, r.text, r.content_type) == (200, "hello", "text/plain")
+            r = await client.head("/hello")  # no body, whatever the length says
+            assert (r.status, r.content, r.headers["content-length"]) == (200, b"", "5")
+            r = await client.get("/status/204")
+            assert (r.status, r.content) == (204, b"")
             assert server.stats["accepted"] == 1
             assert client.statistics() == {"origins": 1, "open": 1, "idle": 1}
 
