@@ -74,6 +74,7 @@ class Proxy:
         self.target_port = target_port
         self.port = 0
         self.refuse = False
+        self.refuse_v4 = False  # answer an EIO=4 handshake with 400, as a v3-only server
         self.accepted = 0
         self._scopes: list[trio.CancelScope] = []
 
@@ -88,8 +89,19 @@ class Proxy:
         if self.refuse:
             await client.aclose()
             return
+        first = b""
+        if self.refuse_v4:
+            while b"\r\n\r\n" not in first:
+                first += await client.receive_some(65536)
+            if b"EIO=4" in first.split(b"\r\n", 1)[0]:
+                await client.send_all(b"HTTP/1.1 400 Bad Request\r\nContent-Length: 28\r\n"
+                                      b"\r\nUnsupported protocol version")
+                await client.aclose()
+                return
         upstream = await trio.open_tcp_stream("127.0.0.1", self.target_port)
         try:
+            if first:
+                await upstream.send_all(first)
             await self._pipe(client, upstream)
         finally:
             client.socket.close()
@@ -257,6 +269,16 @@ async def test_reconnect_gives_up_and_fails_the_queue(autojump_clock: Any) -> No
                 await io.get("/hello")  # queued, then failed when reconnecting gave up
             assert "gave up" in info.value.message
             assert io.closed and proxy.accepted == 4
+
+
+async def test_a_server_refusing_v4_gets_v3() -> None:
+    app, _ = socket_app()
+    with trio.fail_after(10):
+        async with running(app) as server, proxied(server) as proxy:
+            proxy.refuse_v4 = True
+            async with open_socket(url(proxy.port)) as io:
+                assert io.version == 3 and proxy.accepted == 2
+                assert (await io.get("/hello")).body == "hello"
 
 
 async def test_refused_handshake_is_a_connect_error() -> None:

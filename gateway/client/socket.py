@@ -504,6 +504,8 @@ class SailsSocket:
             while not session.connected:
                 data = await self._receive(link)
                 if not data:
+                    if rejected is not None:  # the refusal's body was cut short: still refused
+                        raise rejected
                     raise ConnectError(f"{self.url}: the server closed the connection during "
                                        "the handshake")
                 ws.receive_data(data)
