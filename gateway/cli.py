@@ -1,6 +1,5 @@
 # The `gateway` command: serve an app, print resolved settings, check a profile, detect the board,
-# render systemd drop-ins, make privilege tokens, send a request (gateway.client.cli). Clear exit
-# codes: 0 ok, 2 usage, 78 config (`request` has its own: see gateway.client.cli).
+# render systemd drop-ins, make privilege tokens. Clear exit codes: 0 ok, 2 usage, 78 config.
 # Owns: argument parsing, process-level concerns (logging, signals, trio.run, systemd notify).
 # Must not: hold configuration logic (gateway.settings) or serving logic (gateway.server).
 from __future__ import annotations
@@ -319,8 +318,9 @@ def _where(exc: BaseException) -> str:
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if argv[:1] == ["request"]:
-        # the client's command has a grammar of its own (request items); it loads the client
-        # (and nothing of the server) only when run
+        # `gateway request`: the client's command has a grammar of its own (request items) and
+        # exit codes of its own (gateway.client.cli); it loads the client, and nothing of the
+        # server, only when run
         from gateway.client.cli import main as request_main
 
         return request_main(argv[1:])
