@@ -153,8 +153,8 @@ async def test_virtual_requests_every_method(eio: int) -> None:
                 url(server.port), eio=eio, headers={"x-test": "global"}, token="tk") as io:
             assert io.version == eio and io.connected and io.socket_id
             r = await io.get("/hello")
-            assert (r.status_code, r.body, r.headers["content-type"]) == (200, "hello",
-                                                                          "text/plain")
+            assert (r.status_code, r.body) == (200, "hello")
+            assert r.headers["content-type"].startswith("text/plain")
             for method in ("post", "put", "patch", "delete"):
                 r = await io.request(method, "/echo/7?q=1", {"n": method},
                                      headers={"X-Test": "own"})
