@@ -47,6 +47,19 @@ _COMMANDS: Final[dict[str, tuple[str, tuple[str, str] | None, dict[str, tuple[st
                None,
                {"--pid": ("PID", "the server's process id (systemd: $MAINPID)"),
                 "--timeout": ("SECONDS", "how long to wait for the outcome (default: 30)")}),
+    "request": ("send one request, httpie style: gateway request [METHOD] URL [ITEMS]",
+                ("url", "[METHOD] URL [Header:value key==param key=value key:=json @file] "
+                        "(the command's own parser: gateway.client.cli)"),
+                {"--json": ("", "send the fields as a JSON object (the default)"),
+                 "--form": ("", "send the fields as an urlencoded form"),
+                 "--token": ("TOKEN", "bearer token (default: $GATEWAY_TOKEN)"),
+                 "--timeout": ("SECONDS", "total deadline (default: 30; 0: none)"),
+                 "--socket": ("", "send it as a Sails virtual request over /socket.io/"),
+                 "--output": ("FILE", "save the body to FILE (with a progress bar)"),
+                 "--insecure": ("", "do not check TLS certificates"),
+                 "--ca-file": ("PATH", "PEM CA certificates to trust"),
+                 "--unix-socket": ("PATH", "connect to this Unix socket"),
+                 "--no-follow": ("", "do not follow redirects")}),
     "token": ("make a new privilege token and its credentials-file line", None,
               {"--name": ("NAME", "name written after the hash (default: admin)"),
                "--file": ("PATH", "also append the line to this credentials file (created "
@@ -91,12 +104,14 @@ def usage(command: str | None = None) -> str:
         lines += ["", "gateway COMMAND --help describes a command."]
         return "\n".join(lines) + "\n"
     text, positional, options = _COMMANDS[command]
-    opts = " ".join(f"[{flag} {meta}]" for flag, (meta, _) in options.items())
+    opts = " ".join(f"[{flag} {meta}]" if meta else f"[{flag}]"
+                    for flag, (meta, _) in options.items())
     arg = f" [{positional[0].upper()}]" if positional else ""
     lines = [f"usage: gateway {command}{arg} {opts}", "", text, ""]
     if positional:
         lines.append(f"  {positional[0].upper():26s}{positional[1]}")
-    lines += [f"  {flag + ' ' + meta:26s}{help_}" for flag, (meta, help_) in options.items()]
+    lines += [f"  {(flag + ' ' + meta).strip():26s}{help_}"
+              for flag, (meta, help_) in options.items()]
     return "\n".join(lines) + "\n"
 
 
@@ -304,8 +319,16 @@ def _where(exc: BaseException) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["request"]:
+        # `gateway request`: the client's command has a grammar of its own (request items) and
+        # exit codes of its own (gateway.client.cli); it loads the client, and nothing of the
+        # server, only when run
+        from gateway.client.cli import main as request_main
+
+        return request_main(argv[1:])
     try:
-        args = parse_args(sys.argv[1:] if argv is None else argv)
+        args = parse_args(argv)
     except UsageError as exc:
         print(f"{usage(exc.command)}gateway: error: {exc}", file=sys.stderr)
         return 2
