@@ -6,7 +6,7 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable, Iterable, Mapping
-from typing import TYPE_CHECKING, Any, overload
+from typing import TYPE_CHECKING, Any, Literal, overload
 
 from gateway.app.body import BodyStream, EmptySource, MemoryBudget, State
 from gateway.app.contracts import BodySource
@@ -392,9 +392,9 @@ class Request:
     @overload
     def accepts(self) -> list[str]: ...
     @overload
-    def accepts(self, *types: str | list[str]) -> str | list[str] | None: ...
+    def accepts(self, *types: str | list[str]) -> str | list[str] | Literal[False]: ...
 
-    def accepts(self, *types: str | list[str]) -> str | list[str] | None:
+    def accepts(self, *types: str | list[str]) -> str | list[str] | Literal[False]:
         """Express ``req.accepts()``: the best of ``types`` for the Accept header.
 
         Args:
@@ -403,8 +403,8 @@ class Request:
         Returns:
             With no ``types``: the client's accepted media types, most preferred first
             (``["*/*"]`` without an Accept header). Else the winning entry of ``types`` as
-            given, ``types[0]`` without an Accept header, or None when nothing offered is
-            acceptable (Express returns false).
+            given, ``types[0]`` without an Accept header, or False when nothing offered is
+            acceptable (as Express).
         """
         from gateway.app import negotiation
 
@@ -414,23 +414,25 @@ class Request:
             return negotiation.accepts_list(accept)
         return negotiation.accepts(accept, *offers)
 
-    def accepts_charsets(self, *charsets: str) -> str | list[str] | None:
-        """Express ``req.acceptsCharsets()``: the best of ``charsets`` for Accept-Charset, None
+    def accepts_charsets(self, *charsets: str) -> str | list[str] | Literal[False]:
+        """Express ``req.acceptsCharsets()``: the best of ``charsets`` for Accept-Charset, False
         when none is acceptable; with no arguments, the client's list, most preferred first."""
         from gateway.app import negotiation
 
         return negotiation.accepts_charsets(self.headers.get("accept-charset"), *charsets)
 
-    def accepts_encodings(self, *encodings: str) -> str | list[str] | None:
+    def accepts_encodings(self, *encodings: str) -> str | list[str] | Literal[False]:
         """Express ``req.acceptsEncodings()`` for Accept-Encoding (``identity`` is acceptable
-        unless excluded); with no arguments, the acceptable codings, most preferred first."""
+        unless excluded), False when none is; with no arguments, the acceptable codings, most
+        preferred first."""
         from gateway.app import negotiation
 
         return negotiation.accepts_encodings(self.headers.get("accept-encoding"), *encodings)
 
-    def accepts_languages(self, *languages: str) -> str | list[str] | None:
-        """Express ``req.acceptsLanguages()`` for Accept-Language (``"en"`` serves ``en-US``);
-        with no arguments, the client's language tags, most preferred first."""
+    def accepts_languages(self, *languages: str) -> str | list[str] | Literal[False]:
+        """Express ``req.acceptsLanguages()`` for Accept-Language (``"en"`` serves ``en-US``),
+        False when none is acceptable; with no arguments, the client's language tags, most
+        preferred first."""
         from gateway.app import negotiation
 
         return negotiation.accepts_languages(self.headers.get("accept-language"), *languages)
