@@ -244,10 +244,11 @@ DELIBERATE: tuple[Deliberate, ...] = (
         (Expect("header:content-type", absent, equals(_TEXT, _JSON)),
          Expect("body", equals(NO_BODY), short_text)),
         "A request the reference rejects with an empty 400 (Node's HTTP parser; Sails' body "
-        "parser in production): the gateway's 400 has a short body naming the problem.",
+        "parser in production) or 417 (Node's answer to an Expect other than 100-continue): the "
+        "gateway's reply, same status, has a short body naming the problem.",
         "Someone debugging a device with curl or a raw socket learns what was wrong.",
-        when=lambda o: o.reference.status == 400 and o.reference.body == NO_BODY
-        and not o.reference.headers and o.gateway.status == 400,
+        when=lambda o: o.reference.status in (400, 417) and o.reference.body == NO_BODY
+        and not o.reference.headers and o.gateway.status == o.reference.status,
     ),
     Deliberate(
         "D06", ("http:hdr-dup-host", "http:strict-te-unknown", "http:strict-host-space"),
