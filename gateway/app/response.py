@@ -336,6 +336,21 @@ class Response:
 
     header = set
 
+    def set_header(self, field: str, value: str) -> Response:
+        """Set one header to exactly ``value`` (Node's ``res.setHeader``): unlike ``set``, a
+        Content-Type gets no charset added, and the name is kept as written.
+
+        Raises:
+            ValueError: an invalid name, or CR/LF in the value.
+        """
+        value = str(value)
+        check_header(field, value)
+        key = field.lower()
+        if key == "etag" or key == "last-modified":
+            self._link()
+        self._headers[key] = (field, value)
+        return self
+
     def append(self, field: str, value: str | list[str]) -> Response:
         """Add value(s) to a header, keeping what it had (Express ``res.append``).
 
