@@ -327,12 +327,16 @@ async def test_param_and_all_params_follow_sails() -> None:
             d = (await request(server, "POST", "/f/7?x=query&id=qid&q=1",
                                [("Content-Type", "application/json")], body=body)).json()
             g = (await request(server, "GET", "/f/7?x=query&none=")).json()
+            a = (await request(server, "POST", "/f/7?x=query", [("Content-Type", "application/json")],
+                               body=b'["zero", "one"]')).json()
     # params, then body, then query; a body key with null counts (Sails checks undefined)
     assert (d["param_id"], d["param_x"], d["param_n"], d["param_none"]) == ("7", "body", None,
                                                                            "dflt")
     assert d["all"] == {"x": "body", "id": "7", "q": "1", "n": None, "only_body": 1}
     assert (g["param_x"], g["param_none"]) == ("query", "")
     assert g["all"] == {"x": "query", "none": "", "id": "7"}
+    # a JSON array body adds its indices (Sails: _.extend({}, query, body))
+    assert a["all"] == {"x": "query", "0": "zero", "1": "one", "id": "7"}
 
 
 async def test_accepts_without_arguments_and_the_other_accept_headers() -> None:

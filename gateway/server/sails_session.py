@@ -219,8 +219,9 @@ class SailsSocket:
         self.exchange = manager.server.exchange
         info = session.info
         # the socket's requests have the handshake's privilege (a bearer token on the upgrade,
-        # or the local socket)
-        self.info = _SocketInfo(info.peer, info.scheme, ws.request.privileged, info.peer_text)
+        # or the local socket); their req.protocol is the socket's, "ws" or "wss" (Sails: "ws")
+        scheme = "wss" if info.scheme == "https" else "ws"
+        self.info = _SocketInfo(info.peer, scheme, ws.request.privileged, info.peer_text)
         self.handshake = ws.request
         # what merge_headers takes from the handshake (cookie, origin, nosession), joined once
         # per socket instead of scanning every handshake header on every virtual request
