@@ -119,6 +119,17 @@ def build_sails_app() -> App:
     async def json_null(req: Request, res: Response) -> None:
         await res.json(None)
 
+    @app.get("/json-string")
+    async def json_string(req: Request, res: Response) -> None:
+        await res.json("hi")
+
+    @app.get("/typed-stream")
+    async def typed_stream(req: Request, res: Response) -> None:
+        res.status(200)
+        res.set("Content-Type", "application/json")
+        await res.write('{"a":')
+        await res.end("1}")
+
     @app.get("/headers")
     async def headers(req: Request, res: Response) -> None:
         res.set("X-One", "1")
