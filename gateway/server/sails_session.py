@@ -123,8 +123,8 @@ class VirtualResponse:
         self._size = 0
 
     async def send_value(self, status: int, headers: list[tuple[str, str]], value: Any) -> int:
-        return self._reply(sails.jwr(status, headers, sails.NO_BODY if value is NO_BODY
-                                     else value))
+        body = sails.NO_BODY if value is NO_BODY else value  # the app's marker -> the codec's
+        return self._reply(sails.jwr(status, headers, body))
 
     def _reply(self, jwr: dict[str, Any]) -> int:
         ack_id = self._ack_id
