@@ -166,6 +166,27 @@ def test_100_continue_state_is_visible() -> None:
     assert not conn.they_are_waiting_for_100_continue  # the body came anyway
 
 
+@pytest.mark.parametrize("split", SPLITS)
+@pytest.mark.parametrize("expect", [
+    b"magic", b"100-continue, magic", b"magic, 100-continue", b"100-continuex", b"200-ok",
+])
+def test_an_unknown_expectation_is_417(split: str, expect: bytes) -> None:
+    # RFC 9110 10.1.1: the server MAY answer 417 to anything but 100-continue (Node does)
+    err = rejected(b"POST /smuggled HTTP/1.1\r\nHost: h\r\nContent-Length: 2\r\n"
+                   b"Expect: " + expect + b"\r\n\r\nok", split, 417)
+    assert err.message == "Expectation Failed: only 100-continue is supported"
+
+
+@pytest.mark.parametrize("split", SPLITS)
+@pytest.mark.parametrize("expect", [b"100-continue", b"100-Continue", b" 100-CONTINUE ",
+                                    b"100-continue, ", b""])
+def test_100_continue_in_any_case_is_the_expectation_served(split: str, expect: bytes) -> None:
+    events, err = feed(b"POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 2\r\n"
+                       b"Expect:" + expect + b"\r\n\r\nok", split)
+    assert err is None
+    assert events[1:] == [("data", b"ok"), ("end",), ("closed",)]
+
+
 # -- head limits --------------------------------------------------------------------------------
 def _request_line(n: int) -> bytes:
     pre, post = b"GET /", b" HTTP/1.1"

@@ -340,8 +340,20 @@ def test_set_refuses_header_injection(name: str, value: str) -> None:
     with pytest.raises(ValueError):
         res.set(name, value)
     with pytest.raises(ValueError):
+        res.set_header(name, value)
+    with pytest.raises(ValueError):
         check_header(name, value)
     assert res.get(name) is None
+
+
+def test_set_header_keeps_the_value_exactly() -> None:
+    # Node's res.setHeader: no charset added (res.set adds mime-types' charset, as Express)
+    res = Response(_NullSink())
+    res.set_header("Content-Type", "text/plain")
+    assert res.get("content-type") == "text/plain" and res._head() == [
+        ("Content-Type", "text/plain")]
+    res.set("Content-Type", "text/plain")
+    assert res.get("content-type") == "text/plain; charset=utf-8"
 
 
 def test_set_allows_tabs_and_non_ascii_values_and_refuses_bad_cookies() -> None:

@@ -243,6 +243,10 @@ async def test_404_405_options_and_head_fallback() -> None:
     assert na.status == 405 and na.headers["allow"] == "GET, HEAD, PUT"
     assert b"DELETE" in na.body
     assert opt.status == 200 and opt.headers["allow"] == "GET, HEAD, PUT"
+    # as Express 5's router sends it: exactly text/plain (no charset), nosniff, the list
+    assert opt.headers["content-type"] == "text/plain"
+    assert opt.headers["x-content-type-options"] == "nosniff"
+    assert opt.body == b"GET, HEAD, PUT"
     assert head.status == 200 and head.body == b""
     assert head.headers["content-length"] == str(len(b"HEAD body"))
     assert dav.body == b"PROPFIND body"

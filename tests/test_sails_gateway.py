@@ -568,8 +568,9 @@ async def test_virtual_request_is_not_dressed_up_as_http() -> None:
             assert await _jwr(client, 6, "get", {"url": "/stream"}) == {
                 "body": {"a": 1}, "headers": {"Content-Type": "application/json"},
                 "statusCode": 200}
+            # as in Sails: a HEAD's JWR carries the body (a JWR is not HTTP framing)
             assert await _jwr(client, 7, "head", {"url": "/text"}) == {
-                "headers": {}, "statusCode": 200}
+                "body": "plain", "headers": {}, "statusCode": 200}
             assert await _jwr(client, 8, "get", {"url": "/missing"}) == {
                 "body": "Not Found", "headers": {}, "statusCode": 404}
             assert await _jwr(client, 9, "get", {"url": "ftp://x/"}) == {
@@ -590,3 +591,49 @@ async def test_virtual_requests_have_access_lines(capsys: Any) -> None:
     assert lines[0].startswith("127.0.0.1:") and lines[0].endswith(" user")
     assert '"GET /user/1?x=1 socket.io" 200 ' in lines[0]
     assert '"GET /nope socket.io" 404 ' in lines[1]
+
+
+async def test_virtual_request_has_what_sails_gives_one() -> None:
+    # Sails' virtual request: protocol "ws", no host/hostname (whatever Host the message has),
+    # explicitlyAcceptsHTML never set (qualifiers are for HTTP), allParams() with a JSON
+    # array's indices; its response: res.redirect() as Sails' shim, res.set() kept as given,
+    # a url without its leading "/" routed to nothing (404 Not Found).
+    app = App()
+
+    @app.all("/who")
+    async def who(req: Request, res: Response) -> None:
+        await res.json({"protocol": req.protocol, "secure": req.secure, "host": req.host,
+                        "hostname": req.hostname, "subdomains": req.subdomains,
+                        "explicit_html": req.explicitly_accepts_html,
+                        "wants_json": req.wants_json, "all": req.all_params()})
+
+    @app.get("/go")
+    async def go(req: Request, res: Response) -> None:
+        await res.redirect("/a b/\u00fc?q=%41")
+
+    @app.get("/typed")
+    async def typed(req: Request, res: Response) -> None:
+        await res.set("Content-Type", "text/csv").send("a,b")
+
+    with trio.fail_after(10):
+        async with running(app) as server:
+            client, _ = await _eio4(server.port)
+            got = await _jwr(client, 1, "put", {"url": "/who?z=1", "data": ["x", 2], "headers": {
+                "Host": "h.example:1", "Accept": "text/html"}})
+            assert got["body"] == {
+                "protocol": "ws", "secure": False, "host": None, "hostname": None,
+                "subdomains": [], "explicit_html": False, "wants_json": True,
+                "all": {"z": "1", "0": "x", "1": 2}}
+            assert await _jwr(client, 2, "get", {"url": "/go"}) == {
+                "body": "Redirecting to /a%20b/%C3%BC?q=%2541", "statusCode": 302,
+                "headers": {"content-type": "text/html", "Location": "/a b/\u00fc?q=%41"}}
+            assert await _jwr(client, 3, "get", {"url": "/typed"}) == {
+                "body": "a,b", "headers": {"Content-Type": "text/csv"}, "statusCode": 200}
+            assert await _jwr(client, 4, "get", {"url": "who"}) == {
+                "body": "Not Found", "headers": {}, "statusCode": 404}
+            # the same handler over HTTP: Express's request
+            reply = await request(server, "PUT", "/who?z=1", [
+                ("Accept", "text/html"), ("Content-Type", "application/json")], b'["x", 2]')
+    assert reply.json() == {
+        "protocol": "http", "secure": False, "host": "127.0.0.1", "hostname": "127.0.0.1",
+        "subdomains": [], "explicit_html": True, "wants_json": True, "all": {"z": "1"}}

@@ -1,18 +1,23 @@
 # TLS is optional and off by default: with a certificate in the profile the same app is served
-# over HTTPS (req.protocol "https", req.secure True). (The ssl module itself is imported by trio
-# at startup whatever we do; our code only builds a context when a certificate is configured.)
+# over HTTPS (req.protocol "https", req.secure True; a Sails virtual request's "wss"). (The
+# ssl module itself is imported by trio at startup whatever we do; our code only builds a
+# context when a certificate is configured.)
 from __future__ import annotations
 
+import json
 import ssl
 
 import pytest
 import trio
 import trustme
+from wsproto.events import AcceptConnection, TextMessage
+from wsproto.events import Request as WSRequest
 
 from gateway import App
 from gateway.errors import ConfigError
 from gateway.server.serve import Server
 from tests.helpers import make_settings, parse_replies, read_all
+from tests.test_websocket import Client, _close_clients  # noqa: F401 (autouse fixture)
 
 
 async def test_https_request_reports_https(tmp_path) -> None:  # type: ignore[no-untyped-def]
@@ -47,6 +52,46 @@ async def test_https_request_reports_https(tmp_path) -> None:  # type: ignore[no
     (reply,) = parse_replies(data)
     assert reply.status == 200
     assert reply.json() == {"protocol": "https", "secure": True}
+
+
+async def test_virtual_request_over_tls_reports_wss(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    # a Sails virtual request's protocol is its socket's: "wss" over TLS (Sails: "ws"/"wss")
+    ca = trustme.CA()
+    cert = ca.issue_cert("127.0.0.1")
+    cert_file, key_file = tmp_path / "cert.pem", tmp_path / "key.pem"
+    cert.private_key_and_cert_chain_pem.write_to_path(str(cert_file))
+    cert.private_key_pem.write_to_path(str(key_file))
+    app = App()
+
+    @app.get("/who")
+    async def who(req, res):  # type: ignore[no-untyped-def]
+        await res.json({"protocol": req.protocol, "secure": req.secure})
+
+    settings = make_settings(server__tls_cert_file=str(cert_file),
+                             server__tls_key_file=str(key_file))
+    app.bind(settings)
+    server = Server(app, settings)
+    client_ctx = ssl.create_default_context()
+    ca.configure_trust(client_ctx)
+    with trio.fail_after(10):
+        async with trio.open_nursery() as nursery:
+            await nursery.start(server.serve)
+            tcp = await trio.open_tcp_stream("127.0.0.1", server.port)
+            stream = trio.SSLStream(tcp, client_ctx, server_hostname="127.0.0.1")
+            client = Client(stream)  # type: ignore[arg-type]
+            await client.send(WSRequest(host=f"127.0.0.1:{server.port}",
+                                        target="/socket.io/?EIO=4&transport=websocket"))
+            assert isinstance(await client.event(), AcceptConnection)
+            assert str(getattr(await client.event(), "data", "")).startswith("0{")
+            await client.send(TextMessage("40"))
+            assert str(getattr(await client.event(), "data", "")).startswith("40{")
+            await client.send(TextMessage('421["get",{"url":"/who"}]'))
+            reply = await client.event()
+            await trio.aclose_forcefully(stream)
+            nursery.cancel_scope.cancel()
+    assert isinstance(reply, TextMessage) and reply.data.startswith("431[")
+    assert json.loads(reply.data[3:])[0] == {
+        "body": {"protocol": "wss", "secure": True}, "headers": {}, "statusCode": 200}
 
 
 async def test_plain_http_client_on_tls_port_is_dropped(tmp_path) -> None:  # type: ignore[no-untyped-def]

@@ -90,6 +90,7 @@ class ValueSink(ResponseSink, Protocol):
     ``res.json(obj)`` hands it ``obj``, ``res.send(text)`` the text, ``res.end()`` NO_BODY;
     only headers the application set are given (no Content-Type or Content-Length made up by
     the Response). Streamed bodies and files still arrive as bytes through ResponseSink.
+    ``head_only`` is False: a JWR carries the body for HEAD too, as Sails' does.
     """
 
     async def send_value(self, status: int, headers: list[tuple[str, str]], value: Any) -> int:

@@ -247,7 +247,14 @@ async def _no_method(req: Request, res: Response, allowed: set[str]) -> None:
         allowed.add("HEAD")
     allow = ", ".join(sorted(allowed))
     if req.method == "OPTIONS":
-        res.status(200).set("Allow", allow)
-        await res.type("text").send(allow)
+        # Express 5's router (router 2, sendOptionsResponse), which Sails' own virtual router
+        # sends too: text/plain exactly (no charset), nosniff, the list as the body. The names
+        # are lower-case as a Sails JWR shows them (its response lower-cases setHeader names);
+        # over HTTP a field name's case carries no meaning (RFC 9110 5.1).
+        res.status(200)
+        res.set_header("allow", allow)
+        res.set_header("content-type", "text/plain")
+        res.set_header("x-content-type-options", "nosniff")
+        await res.end(allow)
         return
     raise MethodNotAllowed(None, f"Method {req.method} not allowed", {"Allow": allow})

@@ -406,7 +406,7 @@ def _priority(offer: _Spec, accepted: tuple[_Spec, ...]) -> tuple[float, int, in
     return best[1], best[0], best[2]
 
 
-def accepts(accept_header: str | None, *types: str) -> str | None:
+def accepts(accept_header: str | None, *types: str) -> str | Literal[False]:
     """Express's ``req.accepts(types)``: the best of ``types`` for an Accept header.
 
     Preference is by q-value, then by how specifically the Accept header names the type
@@ -420,7 +420,7 @@ def accepts(accept_header: str | None, *types: str) -> str | None:
 
     Returns:
         The winning entry of ``types`` exactly as given, ``types[0]`` when there is no Accept
-        header, or None when nothing offered is acceptable (Express returns false).
+        header, or False when nothing offered is acceptable (as Express returns false).
 
     Raises:
         TypeError: no types given (use :func:`accepts_list` for the client's own list).
@@ -429,7 +429,8 @@ def accepts(accept_header: str | None, *types: str) -> str | None:
         raise TypeError("accepts() needs at least one type; use accepts_list() for the header")
     if not accept_header:
         return types[0]
-    return _best_offer(accept_header, types)
+    winner = _best_offer(accept_header, types)
+    return False if winner is None else winner
 
 
 @lru_cache(maxsize=128)
@@ -488,9 +489,9 @@ def _parse_tokens(header: str) -> list[_Token]:
 
 def _negotiate_tokens(
     accepted: list[_Token], offers: tuple[str, ...], specificity: Callable[[str, str], int]
-) -> str | list[str] | None:
+) -> str | list[str] | Literal[False]:
     # negotiator preferredCharsets/Encodings/Languages: with no offers, every acceptable entry
-    # as sent, by q then header order; else the best offer (Express: false -> None).
+    # as sent, by q then header order; else the best offer, or False (as Express).
     if not offers:
         ranked = sorted((t for t in accepted if t.q > 0), key=lambda t: (-t.q, t.i))
         return [t.value for t in ranked]
@@ -507,7 +508,7 @@ def _negotiate_tokens(
         key = (-prio[1], -prio[0], prio[2], index)
         if best is None or key < best:
             best, winner = key, offer
-    return winner
+    return False if winner is None else winner
 
 
 def _token_specificity(offer: str, spec: str) -> int:
@@ -533,7 +534,7 @@ def _language_specificity(offer: str, spec: str) -> int:
     return 0 if spec == "*" else -1
 
 
-def accepts_charsets(header: str | None, *charsets: str) -> str | list[str] | None:
+def accepts_charsets(header: str | None, *charsets: str) -> str | list[str] | Literal[False]:
     """Express's ``req.acceptsCharsets()`` for an Accept-Charset header.
 
     Args:
@@ -542,14 +543,14 @@ def accepts_charsets(header: str | None, *charsets: str) -> str | list[str] | No
 
     Returns:
         With no ``charsets``: the client's acceptable charsets, most preferred first. Else the
-        best of ``charsets`` as given, or None when none is acceptable (Express: false).
+        best of ``charsets`` as given, or False when none is acceptable (as Express).
     """
     return _negotiate_tokens(
         _parse_tokens("*" if header is None else header), charsets, _token_specificity
     )
 
 
-def accepts_encodings(header: str | None, *encodings: str) -> str | list[str] | None:
+def accepts_encodings(header: str | None, *encodings: str) -> str | list[str] | Literal[False]:
     """Express's ``req.acceptsEncodings()`` for an Accept-Encoding header.
 
     ``identity`` is acceptable unless the header excludes it (``identity;q=0`` or ``*;q=0``):
@@ -561,7 +562,7 @@ def accepts_encodings(header: str | None, *encodings: str) -> str | list[str] | 
 
     Returns:
         With no ``encodings``: the acceptable codings, most preferred first. Else the best of
-        ``encodings`` as given, or None when none is acceptable (Express: false).
+        ``encodings`` as given, or False when none is acceptable (as Express).
     """
     tokens = _parse_tokens(header or "")
     if not any(_token_specificity("identity", t.value) >= 0 for t in tokens):
@@ -572,7 +573,7 @@ def accepts_encodings(header: str | None, *encodings: str) -> str | list[str] | 
     return _negotiate_tokens(tokens, encodings, _token_specificity)
 
 
-def accepts_languages(header: str | None, *languages: str) -> str | list[str] | None:
+def accepts_languages(header: str | None, *languages: str) -> str | list[str] | Literal[False]:
     """Express's ``req.acceptsLanguages()`` for an Accept-Language header.
 
     Args:
@@ -581,7 +582,8 @@ def accepts_languages(header: str | None, *languages: str) -> str | list[str] | 
 
     Returns:
         With no ``languages``: the client's acceptable language tags as sent, most preferred
-        first. Else the best of ``languages`` as given, or None when none is acceptable.
+        first. Else the best of ``languages`` as given, or False when none is acceptable (as
+        Express).
     """
     return _negotiate_tokens(
         _parse_tokens("*" if header is None else header), languages, _language_specificity

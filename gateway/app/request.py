@@ -6,7 +6,7 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable, Iterable, Mapping
-from typing import TYPE_CHECKING, Any, overload
+from typing import TYPE_CHECKING, Any, Literal, overload
 
 from gateway.app.body import BodyStream, EmptySource, MemoryBudget, State
 from gateway.app.contracts import BodySource
@@ -49,6 +49,11 @@ class Request:
     Trust proxy is off, as Express's default and on purpose: ``protocol``, ``secure``, ``ip``,
     ``host`` and ``hostname`` come from the connection and the Host header, never from
     X-Forwarded-* (a device reached through a proxy must not believe what a client forwards).
+
+    A Sails virtual request (``is_socket``) is the same Request, with what Sails gives it:
+    ``protocol`` "ws" ("wss" over TLS), no ``host``/``hostname`` (Sails' virtual requests have
+    none: a message's Host header names nothing the socket connected to), and
+    ``explicitly_accepts_html`` False (Sails computes its qualifiers for HTTP only).
     """
 
     __slots__ = (
@@ -245,9 +250,11 @@ class Request:
         return default
 
     def all_params(self) -> dict[str | int, Any]:
-        """Sails' ``req.allParams()``: query, then body (a dict only) over it, then route params.
+        """Sails' ``req.allParams()``: query, then body over it, then route params.
 
-        A new dict on each call, as Sails computes it per call; later sources win.
+        A dict body adds its keys; a list body (a JSON array) its indices as int keys, as
+        Sails' ``_.extend({}, query, body)`` does. A new dict on each call, as Sails computes
+        it per call; later sources win.
         """
         merged: dict[str | int, Any] = {}
         if self._query_string:
@@ -255,12 +262,16 @@ class Request:
         body = self.body
         if isinstance(body, Mapping):
             merged.update(body)
+        elif isinstance(body, list):
+            merged.update(enumerate(body))
         merged.update(self.params)
         return merged
 
     @property
     def secure(self) -> bool:
-        return self.protocol == "https"
+        """True over TLS: ``protocol`` is "https", or "wss" for a virtual request."""
+        protocol = self.protocol
+        return protocol == "https" or protocol == "wss"
 
     @property
     def ip(self) -> str | None:
@@ -269,8 +280,10 @@ class Request:
     @property
     def host(self) -> str | None:
         """Express 5 ``req.host``: the Host header with its port (the request target's
-        authority when it came in absolute form); None without one. X-Forwarded-Host is not
-        read (trust proxy is off)."""
+        authority when it came in absolute form); None without one, and for a virtual request
+        (as in Sails). X-Forwarded-Host is not read (trust proxy is off)."""
+        if self.is_socket:
+            return None
         host = self._host if self._host is not None else self.headers.get("host")
         return host or None
 
@@ -364,7 +377,10 @@ class Request:
     @property
     def explicitly_accepts_html(self) -> bool:
         """Sails' ``req.explicitlyAcceptsHTML``: the Accept header contains ``html``
-        (case-sensitive substring, as Sails' ``indexOf`` is)."""
+        (case-sensitive substring, as Sails' ``indexOf`` is). Always False for a virtual request:
+        Sails sets it for HTTP requests only."""
+        if self.is_socket:
+            return False
         accept = self.headers.get("accept")
         return accept is not None and "html" in accept
 
@@ -392,9 +408,9 @@ class Request:
     @overload
     def accepts(self) -> list[str]: ...
     @overload
-    def accepts(self, *types: str | list[str]) -> str | list[str] | None: ...
+    def accepts(self, *types: str | list[str]) -> str | list[str] | Literal[False]: ...
 
-    def accepts(self, *types: str | list[str]) -> str | list[str] | None:
+    def accepts(self, *types: str | list[str]) -> str | list[str] | Literal[False]:
         """Express ``req.accepts()``: the best of ``types`` for the Accept header.
 
         Args:
@@ -403,8 +419,8 @@ class Request:
         Returns:
             With no ``types``: the client's accepted media types, most preferred first
             (``["*/*"]`` without an Accept header). Else the winning entry of ``types`` as
-            given, ``types[0]`` without an Accept header, or None when nothing offered is
-            acceptable (Express returns false).
+            given, ``types[0]`` without an Accept header, or False when nothing offered is
+            acceptable (as Express).
         """
         from gateway.app import negotiation
 
@@ -414,23 +430,25 @@ class Request:
             return negotiation.accepts_list(accept)
         return negotiation.accepts(accept, *offers)
 
-    def accepts_charsets(self, *charsets: str) -> str | list[str] | None:
-        """Express ``req.acceptsCharsets()``: the best of ``charsets`` for Accept-Charset, None
+    def accepts_charsets(self, *charsets: str) -> str | list[str] | Literal[False]:
+        """Express ``req.acceptsCharsets()``: the best of ``charsets`` for Accept-Charset, False
         when none is acceptable; with no arguments, the client's list, most preferred first."""
         from gateway.app import negotiation
 
         return negotiation.accepts_charsets(self.headers.get("accept-charset"), *charsets)
 
-    def accepts_encodings(self, *encodings: str) -> str | list[str] | None:
+    def accepts_encodings(self, *encodings: str) -> str | list[str] | Literal[False]:
         """Express ``req.acceptsEncodings()`` for Accept-Encoding (``identity`` is acceptable
-        unless excluded); with no arguments, the acceptable codings, most preferred first."""
+        unless excluded), False when none is; with no arguments, the acceptable codings, most
+        preferred first."""
         from gateway.app import negotiation
 
         return negotiation.accepts_encodings(self.headers.get("accept-encoding"), *encodings)
 
-    def accepts_languages(self, *languages: str) -> str | list[str] | None:
-        """Express ``req.acceptsLanguages()`` for Accept-Language (``"en"`` serves ``en-US``);
-        with no arguments, the client's language tags, most preferred first."""
+    def accepts_languages(self, *languages: str) -> str | list[str] | Literal[False]:
+        """Express ``req.acceptsLanguages()`` for Accept-Language (``"en"`` serves ``en-US``),
+        False when none is acceptable; with no arguments, the client's language tags, most
+        preferred first."""
         from gateway.app import negotiation
 
         return negotiation.accepts_languages(self.headers.get("accept-language"), *languages)

@@ -199,6 +199,13 @@ def _encode_url(url: str) -> str:
     return _URL_UNSAFE.sub(lambda m: quote(m.group(0), safe=""), url)
 
 
+def _encode_uri(url: str) -> str:
+    # JavaScript's encodeURI: UTF-8 percent-encoding of all but letters, digits and
+    # -_.!~*'();/?:@&=+$,# ("%" too: unlike encodeurl it does not keep escapes). A lone
+    # surrogate, where encodeURI throws, becomes "?".
+    return quote(url, safe=";,/?:@&=+$!*'()#", errors="replace")
+
+
 def is_fresh(req_headers: Mapping[str, str], etag: str | None, last_modified: str | None) -> bool:
     """The ``fresh`` package (Express 5 ``req.fresh``): is the client's cached copy current?
 
@@ -309,7 +316,8 @@ class Response:
         """Set one header (or several from a mapping); a list value sends the field repeatedly.
 
         A Content-Type without a charset gets the one mime-types knows for it (``text/*`` and
-        JSON: utf-8), as Express's ``res.set`` does.
+        JSON: utf-8), as Express's ``res.set`` does; not in a Sails JWR, whose ``res.set``
+        keeps the value as given (there are no bytes for a charset to describe).
 
         Raises:
             ValueError: a missing value, an invalid name, or CR/LF in a value.
@@ -331,7 +339,7 @@ class Response:
         else:
             value = str(value)
             check_header(field, value)
-            if key == "content-type":
+            if key == "content-type" and not self._sink.carries_values:
                 value = _with_charset(value)
             elif key == "etag" or key == "last-modified":
                 self._link()
@@ -339,6 +347,21 @@ class Response:
         return self
 
     header = set
+
+    def set_header(self, field: str, value: str) -> Response:
+        """Set one header to exactly ``value`` (Node's ``res.setHeader``): unlike ``set``, a
+        Content-Type gets no charset added, and the name is kept as written.
+
+        Raises:
+            ValueError: an invalid name, or CR/LF in the value.
+        """
+        value = str(value)
+        check_header(field, value)
+        key = field.lower()
+        if key == "etag" or key == "last-modified":
+            self._link()
+        self._headers[key] = (field, value)
+        return self
 
     def append(self, field: str, value: str | list[str]) -> Response:
         """Add value(s) to a header, keeping what it had (Express ``res.append``).
@@ -579,8 +602,9 @@ class Response:
         self._check_open()
         if self._sink.carries_values:
             if isinstance(obj, str):
-                # Sails' res.json(string): the JSON text, typed as JSON (the only header it adds)
-                self.set("content-type", "application/json")
+                # Sails' res.json(string): the JSON text, typed as JSON (the only header it
+                # adds), exactly so: no charset
+                self.set_header("content-type", "application/json")
                 obj = _ENCODER.encode(obj)
             await self._send_value(obj)
             return
@@ -676,12 +700,23 @@ class Response:
 
         ``redirect(url)``, ``redirect(status, url)`` (Express) and ``redirect(url, status)``
         (kept for Python callers) all work. A status without a message shows its number.
+
+        A Sails virtual request gets what Sails' virtual response sends: ``content-type:
+        text/html``, ``Location`` as given, and the body ``Redirecting to URL`` (the URL as
+        JavaScript's encodeURI writes it); no Vary, nothing negotiated.
         """
         if self.headers_sent:
             raise RuntimeError("the response has already been sent")
         if isinstance(url, int):
             url, status = str(status), url
         code = int(status)
+        if self._sink.carries_values:
+            url = str(url)
+            self.set_header("content-type", "text/html")
+            self.set_header("Location", url)
+            self.status(code)
+            await self._send_value("Redirecting to " + _encode_uri(url))
+            return
         self.location(str(url))
         address = str(self.get("Location"))
         self.vary("Accept")

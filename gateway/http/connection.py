@@ -3,8 +3,9 @@
 # the request-line limit (414), header count, raw-head checks (duplicate Content-Length, CL with
 # TE, bare CR, bare LF, obs-fold, control bytes, Host count and syntax), the request-target's
 # form against the method (RFC 9112 3.2) and its split (once, here), the HTTP version (505 for
-# anything but 1.x), the chunked-body reader h11 is given (gateway.http.chunked: stricter than
-# h11's), and wrapping h11 errors into ProtocolError.
+# anything but 1.x), an expectation other than 100-continue (417), the chunked-body reader h11
+# is given (gateway.http.chunked: stricter than h11's), and wrapping h11 errors into
+# ProtocolError.
 # Must not: touch sockets, tasks or clocks (no trio here); the server feeds bytes and reads events.
 #
 # h11 is lenient where RFC 9112 lets a server be (bare LF line endings, obs-fold it unfolds) or
@@ -67,8 +68,11 @@ _HEAD_END = re.compile(rb"\r?\n\r?\n")
 _BAD_HEAD = re.compile(rb"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]|\r(?!\n)|(?<!\r)\n|\n[ \t]")
 _NOT_CONTROL = bytes(b for b in range(256) if b in b"\t\n\r" or 0x20 <= b != 0x7f)
 # Framing-relevant header names at the start of a line, with optional whitespace before the colon
-# (whitespace before the colon is itself a smuggling shape; h11 rejects it, we report it first).
-_FRAMING = re.compile(rb"\n(content-length|transfer-encoding|host)([ \t]*):([^\r\n]*)", re.I)
+# (whitespace before the colon is itself a smuggling shape; h11 rejects it, we report it first),
+# and Expect (found by the same scan: no request without one pays for it).
+_FRAMING = re.compile(
+    rb"\n(content-length|transfer-encoding|host|expect)([ \t]*):([^\r\n]*)", re.I
+)
 # h11 quotes the offending raw bytes in its messages (": bytearray(b'...')"); the message is sent
 # back to the client and logged, so that tail is cut: no echo of attacker bytes.
 _RAW_TAIL = re.compile(r":?\s*(?:bytearray\(|b'|b\").*\Z", re.S)
@@ -226,10 +230,12 @@ class ServerConnection:
                 te += 1
                 if value.strip().lower() != b"chunked":
                     raise ProtocolError("Unsupported Transfer-Encoding (only 'chunked')")
-            else:
+            elif lname == b"host":
                 host += 1
                 if not is_valid_host(value.strip(b" \t")):
                     raise ProtocolError("Malformed Host header")
+            else:
+                _check_expect(value)
         if cl > 1:
             raise ProtocolError("Duplicate Content-Length")
         if te > 1:
@@ -290,6 +296,16 @@ def _bad_head_message(head: bytes | bytearray) -> str:
     if found[:1] == b"\n":
         return "Obsolete line folding (obs-fold) in request head"
     return "Control character in request head"
+
+
+def _check_expect(value: bytes) -> None:
+    """RFC 9110 10.1.1: 100-continue is the only expectation there is; a server that gets
+    another MAY answer 417 (Node does), rather than go on as if it had not been asked. Expect is
+    a list: every member must be 100-continue (any case); empty members do not count."""
+    for member in value.split(b","):
+        member = member.strip(b" \t").lower()
+        if member and member != b"100-continue":
+            raise ProtocolError("Expectation Failed: only 100-continue is supported", 417)
 
 
 def _check_target_form(method: bytes, target: bytes) -> None:

@@ -97,21 +97,22 @@ class VirtualResponse:
     refused (HTTPError 500) before anything is sent, so the exchange answers with its error
     reply instead.
 
+    A HEAD request's JWR carries the body too, as Sails' does (``head_only`` is always False:
+    a JWR is not HTTP framing, and Sails answers HEAD with what GET's route sends).
+
     Args:
         session: the socket's Engine.IO session (encodes the ack).
         ack_id: the request's ack id; None: no reply is wanted (nothing is encoded).
         limit: websocket.max_virtual_response_bytes.
-        head_only: a HEAD request: the JWR has no body.
     """
 
     carries_values = True
+    head_only = False
 
-    __slots__ = ("head_only", "limit", "frame", "_session", "_ack_id", "_status", "_headers",
-                 "_chunks", "_size")
+    __slots__ = ("limit", "frame", "_session", "_ack_id", "_status", "_headers", "_chunks",
+                 "_size")
 
-    def __init__(self, session: eio.EngineIOSession, ack_id: int | None, limit: int,
-                 head_only: bool = False) -> None:
-        self.head_only = head_only
+    def __init__(self, session: eio.EngineIOSession, ack_id: int | None, limit: int) -> None:
         self.limit = limit
         self.frame: str | None = None
         self._session = session
@@ -122,7 +123,7 @@ class VirtualResponse:
         self._size = 0
 
     async def send_value(self, status: int, headers: list[tuple[str, str]], value: Any) -> int:
-        body = sails.NO_BODY if value is NO_BODY or self.head_only else value
+        body = sails.NO_BODY if value is NO_BODY else value  # the app's marker -> the codec's
         return self._reply(sails.jwr(status, headers, body))
 
     def _reply(self, jwr: dict[str, Any]) -> int:
@@ -168,7 +169,7 @@ class VirtualResponse:
         content_type = next((v for k, v in headers if k.lower() == "content-type"), None)
         body = sails.body_from_http(content_type, b"".join(chunks))
         self._chunks = []
-        self._reply(sails.jwr(self._status, headers, sails.NO_BODY if self.head_only else body))
+        self._reply(sails.jwr(self._status, headers, body))
 
     async def send_file(self, path: str, size: int) -> None:
         if size > self.limit:
@@ -219,8 +220,9 @@ class SailsSocket:
         self.exchange = manager.server.exchange
         info = session.info
         # the socket's requests have the handshake's privilege (a bearer token on the upgrade,
-        # or the local socket)
-        self.info = _SocketInfo(info.peer, info.scheme, ws.request.privileged, info.peer_text)
+        # or the local socket); their req.protocol is the socket's, "ws" or "wss" (Sails: "ws")
+        scheme = "wss" if info.scheme == "https" else "ws"
+        self.info = _SocketInfo(info.peer, scheme, ws.request.privileged, info.peer_text)
         self.handshake = ws.request
         # what merge_headers takes from the handshake (cookie, origin, nosession), joined once
         # per socket instead of scanning every handshake header on every virtual request
@@ -373,7 +375,7 @@ class SailsSocket:
             exchange = self.exchange
             limit = self.manager.server.settings.websocket.max_virtual_response_bytes
             started = trio.current_time()
-            sink = VirtualResponse(self.eio, vreq.ack_id, limit, vreq.method == "HEAD")
+            sink = VirtualResponse(self.eio, vreq.ack_id, limit)
             try:
                 target, path, query = _target(vreq.url)
             except RemoteProtocolError as exc:
@@ -523,10 +525,12 @@ def _target(url: str) -> tuple[str, str, str]:
     browser would, then the target is checked like an HTTP request-target.
 
     Raises:
-        RemoteProtocolError: (400) not a valid request-target.
+        RemoteProtocolError: (400) not a valid request-target; (404, "Not Found") a path
+            without its leading "/" (``echo``): Sails routes it to nothing (every route path
+            starts with "/") and answers 404, so no handler or middleware sees it here either.
     """
     if not url.startswith("/") and "://" not in url:
-        url = "/" + url
+        raise RemoteProtocolError("Not Found", 404)
     if url.isascii() and url.isprintable() and " " not in url:
         raw = url.encode("ascii")  # already visible ASCII: quote() would not change it
     else:

@@ -247,12 +247,12 @@ def merge_headers(
     other handshake headers (user-agent, ...) are not copied. No Content-Type or
     Content-Length is added: the body is ``data``, not bytes.
 
-    Differs on purpose: Sails compares names case-sensitively before lower-casing them, so a
-    message ``Cookie`` (capital C) overrides the handshake's cookie there, and a message
-    ``Origin`` survives when the handshake had none; here the rules hold whatever the case
-    (message names arrive lower-cased from parse_virtual_request). Sails also copies a reply's
-    Set-Cookie into the handshake's cookie when the handshake had none; we don't (it would make
-    the cookie attributes, Path/HttpOnly/..., read as cookies).
+    Differs on purpose (docs/FIDELITY.md D23): Sails compares names case-sensitively before
+    lower-casing them, so a message ``Cookie`` (capital C) overrides the handshake's cookie
+    there, and a message ``Origin`` survives when the handshake had none; here the rules hold
+    whatever the case (message names arrive lower-cased from parse_virtual_request). Sails
+    also copies a reply's Set-Cookie into the handshake's cookie when the handshake had none;
+    we don't (it would make the cookie attributes, Path/HttpOnly/..., read as cookies).
 
     Args:
         message_headers: VirtualRequest.headers (lower-case names).

@@ -130,6 +130,45 @@ def _any(value: Any, _other: Any = None) -> str | None:
     return None
 
 
+def has_body(value: Any, _other: Any = None) -> str | None:
+    return f"expected a body, got {value!r}" if value == NO_BODY or _absent(value) else None
+
+
+def express4_allow(value: Any, _other: Any = None) -> str | None:
+    """Express 4's automatic OPTIONS list: the route's methods in order, joined with ","."""
+    if isinstance(value, str) and ", " not in value and "GET" in value.split(","):
+        return None
+    return f"expected Express 4's Allow list (A,B,C), got {value!r}"
+
+
+def express5_allow(value: Any, other: Any = None) -> str | None:
+    """Express 5's automatic OPTIONS list: the same methods as ``other`` (Express 4's), sorted,
+    joined with ", "."""
+    expected = ", ".join(sorted(str(other).split(",")))
+    return None if value == expected else f"expected {expected!r}, got {value!r}"
+
+
+def virtual_query_value(value: Any, _other: Any = None) -> str | None:
+    """Sails' virtual req.query value: a string (node's querystring: flat keys, a fragment kept
+    in the last value), or nothing where the gateway has a nested key."""
+    if _absent(value) or isinstance(value, str):
+        return None
+    return f"expected a querystring value (a string) or none, got {value!r}"
+
+
+def http_query_value(value: Any, other: Any = None) -> str | None:
+    """The gateway's value for the same key: the same url's req.query over HTTP (qs: nested
+    keys; no fragment). ``other`` is the reference's value."""
+    if _absent(other):  # a nested key Sails has flat
+        return None if isinstance(value, (dict, list)) else f"expected a nested value, " \
+                                                              f"got {value!r}"
+    if isinstance(other, str) and "#" in other:  # the fragment is no part of the query
+        want = other.split("#", 1)[0]
+        return None if value == want else f"expected {want!r}, got {value!r}"
+    # a flat key ("x[y]") of Sails' that the gateway has nested under another key
+    return None if _absent(value) else f"expected no value (nested here), got {value!r}"
+
+
 def _ref_header(name: str, *values: str) -> Callable[[Outcome], bool]:
     return lambda o: o.reference.headers.get(name) in values if values else \
         name in o.reference.headers
@@ -192,6 +231,8 @@ def expand(row: Deliberate, diffs: dict[str, Any]) -> list[tuple[Expect, list[st
     return [(e, [k for k in diffs if fnmatch.fnmatchcase(k, e.field)]) for e in row.expects]
 
 
+_SAILS_ERROR_TEXTS = ("Not Found", "Internal Server Error",
+                      "Bad request: Could not decode requested URL.")
 _SOCKET_HEADER_CASES = tuple(
     f"socket:sk-header-{name}@*" for name in (
         "custom", "json-type", "accept-html", "referrer", "referer", "cookie", "origin", "host",
@@ -244,10 +285,11 @@ DELIBERATE: tuple[Deliberate, ...] = (
         (Expect("header:content-type", absent, equals(_TEXT, _JSON)),
          Expect("body", equals(NO_BODY), short_text)),
         "A request the reference rejects with an empty 400 (Node's HTTP parser; Sails' body "
-        "parser in production): the gateway's 400 has a short body naming the problem.",
+        "parser in production) or 417 (Node's answer to an Expect other than 100-continue): the "
+        "gateway's reply, same status, has a short body naming the problem.",
         "Someone debugging a device with curl or a raw socket learns what was wrong.",
-        when=lambda o: o.reference.status == 400 and o.reference.body == NO_BODY
-        and not o.reference.headers and o.gateway.status == 400,
+        when=lambda o: o.reference.status in (400, 417) and o.reference.body == NO_BODY
+        and not o.reference.headers and o.gateway.status == o.reference.status,
     ),
     Deliberate(
         "D06", ("http:hdr-dup-host", "http:strict-te-unknown", "http:strict-host-space"),
@@ -310,5 +352,165 @@ DELIBERATE: tuple[Deliberate, ...] = (
         "written (X-Custom) and lower-cased (x-custom); the gateway has the lower-case name "
         "only.",
         "As for HTTP (Node's req.headers): one spelling, and req.get() finds any case.",
+    ),
+    Deliberate(
+        "D12", ("http:s-throw", "http:s-404", "http:s-404-html", "http:s-wrong-method",
+                "socket:sk-throw@*", "socket:sk-param-bad-escape@*"),
+        (Expect("header:content-type", equals(_TEXT), equals(_JSON), required=False),
+         Expect("body", equals(*_SAILS_ERROR_TEXTS), short_text)),
+        "The gateway's own error replies in a Sails app (no route, a method no route has, a "
+        "handler's exception, a route param with a malformed %-escape), over HTTP and sockets: "
+        "{error, status} as JSON when the client wants JSON (a virtual request always does), "
+        "else a short text naming the problem. Sails sends text/plain: the reason phrase "
+        "(res.notFound(), res.serverError()) or \"Bad request: Could not decode requested "
+        "URL.\" (A virtual request's 404 is Sails' \"Not Found\" on both.)",
+        "One error format for every app and transport (D01's): a script reads status and error "
+        "the same way from an Express-style or a Sails-style app; a 4xx says what was wrong, a "
+        "5xx still says nothing but its reason.",
+    ),
+    Deliberate(
+        "D13", ("http:res-if-none-match",),
+        (Expect("status", equals(304), equals(200)),
+         Expect("header:content-type", absent, present),
+         Expect("body", equals(NO_BODY), has_body)),
+        "No automatic ETag, so no automatic 304: Express hashes every res.send() body and "
+        "answers a matching If-None-Match with 304; the gateway sends the body.",
+        "Hashing every body costs a small device CPU on every reply; a handler that wants 304s "
+        "sets an ETag (or Last-Modified) with res.set() and gets them (req.fresh), as files "
+        "from send_file() do.",
+    ),
+    Deliberate(
+        "D14", ("http:m-unknown-token", "http:m-lowercase"),
+        (Expect("status", equals(400), equals(200)),
+         Expect("header:content-type", absent, equals(_JSON)),
+         Expect("body", equals(NO_BODY), echo_document)),
+        "A method Node's HTTP parser does not know (FOO, or get in lower case: methods are "
+        "case-sensitive) gets an empty 400 from Node; the gateway accepts any token as a method "
+        "and routes it (an app.all route serves it, else 404 or 405).",
+        "RFC 9110 section 9.1: a method is any token; a server answers one it does not "
+        "implement with 501 or 405, not as a malformed request. Custom and WebDAV-style methods "
+        "reach the app (Node's parser knows a fixed list).",
+    ),
+    Deliberate(
+        "D15", ("http:strict-http2-version",),
+        (Expect("status", equals(200), equals(505)),
+         Expect("header:content-type", equals(_JSON), equals(_TEXT)),
+         Expect("body", echo_document, contains("HTTP version not supported"))),
+        "A request line with HTTP/2.0: Node serves it as HTTP/1.1; the gateway answers 505 "
+        "HTTP Version Not Supported.",
+        "RFC 9110 section 15.6.6: a major version the server does not speak is 505 (HTTP/2 has "
+        "no text request line); serving it as 1.1 would be guessing.",
+    ),
+    Deliberate(
+        "D16", ("http:url-absolute-form",),
+        (Expect("body.url", starts("http://"), starts("/")),
+         Expect("body.originalUrl", starts("http://"), starts("/"))),
+        "An absolute-form target (GET http://host/path?q): Express's req.url and "
+        "req.originalUrl are the whole URI; the gateway's are its origin-form part (/path?q). "
+        "req.path, req.query and req.hostname agree.",
+        "Routing, mounts and url rewriting work on the path; absolute-form is what a proxy "
+        "receives (RFC 9112 section 3.2.2), so a handler always sees one shape of req.url.",
+    ),
+    Deliberate(
+        "D17", ("http:s-user-dot-ext", "socket:sk-user-dot-ext@*"),
+        (Expect("status", equals(404), equals(200)),
+         Expect("header:content-type", equals(_TEXT), equals(_JSON), required=False),
+         Expect("body", equals("Not Found"), echo_document)),
+        "Sails' skipAssets: a GET route ending in a param (/user/:id) does not match a path that "
+        "looks like a file (/user/4.json) and Sails answers 404; the gateway routes as Express "
+        "does (id is \"4.json\").",
+        "skipAssets is a Sails-only routing option that serves its asset pipeline, which the "
+        "gateway does not have; routes match as in Express, over HTTP and sockets alike.",
+    ),
+    Deliberate(
+        "D18", ("http:s-wants-route-option",),
+        (Expect("body.wantsJSON", equals(False), equals(True)),),
+        "A route's wants_json option (Sails' wantsJSON) is honoured; Sails computes "
+        "req.wantsJSON in a middleware that runs before the route's options are merged, so the "
+        "option never changes a browser's request.",
+        "PROTOCOLS.md section 2, rule 5: the route option is part of the rule; a route marked "
+        "JSON-only gets JSON, error replies included.",
+    ),
+    Deliberate(
+        "D19", ("http:s-body-no-type",),
+        (Expect("body.body.a", equals(1), absent),
+         Expect("body.allParams.a", equals(1), absent),
+         Expect("body.param.a", equals(1), is_none)),
+        "A request body without a Content-Type: Sails' body parser (skipper) guesses JSON and "
+        "parses it; the gateway's parsers go by the Content-Type, as Express's body-parser "
+        "does, and req.body stays {}.",
+        "A body is read as what it says it is: guessing from content makes the same bytes mean "
+        "different things to different parsers (RFC 9110 section 8.3 lets a recipient treat an "
+        "untyped body as application/octet-stream).",
+    ),
+    Deliberate(
+        "D20", ("http:s-options",),
+        (Expect("header:allow", express4_allow, express5_allow),
+         Expect("body", express4_allow, express5_allow),
+         Expect("header:content-type", equals("text/html; charset=utf-8"), equals("text/plain")),
+         Expect("header:x-content-type-options", absent, equals("nosniff"))),
+        "The automatic OPTIONS reply (a path with routes, none for OPTIONS) over HTTP in a "
+        "Sails app: Sails 1.5 runs Express 4's router (the Allow list unsorted, joined with "
+        "\",\", as text/html); the gateway sends Express 5's (sorted, \", \", text/plain with "
+        "nosniff), which Sails' own router sends for virtual requests.",
+        "One automatic OPTIONS reply for every app and transport; plain text with nosniff, so "
+        "no browser renders it as HTML.",
+    ),
+    Deliberate(
+        "D21", ("socket:sk-options@*", "socket:sk-typed-stream@*"),
+        (Expect("body", equals(NO_BODY), has_body),
+         Expect("header:content-length", present, absent, required=False)),
+        "A virtual response written with res.write()/res.end(data) (a streamed reply; the "
+        "automatic OPTIONS reply): Sails' JWR has no body (its virtual response keeps only what "
+        "res.send() got; res.write() before res.status() even throws) and may carry a "
+        "Content-Length; the gateway's JWR carries what was written, as the HTTP reply does, "
+        "and no Content-Length (a JWR has no framing).",
+        "One response API whatever the transport: a handler that streams works over a socket "
+        "too, and the client gets what the handler sent.",
+    ),
+    Deliberate(
+        "D22", ("socket:sk-headers@*",),
+        (Expect("header:X-Two", absent, equals("2")),),
+        "res.set({name: value}) on a virtual request: Sails' virtual res.set() takes one name "
+        "(a mapping becomes a header named \"[object Object]\", which the JWR loses); the "
+        "gateway's JWR carries every header the app set.",
+        "One response API whatever the transport: res.set() with a mapping works as over HTTP "
+        "(Express).",
+    ),
+    Deliberate(
+        "D23", ("socket:sk-header-cookie@*",),
+        (Expect("body.headers.cookie", equals("msg=1"), starts("hs=1")),
+         Expect("body.get.Cookie", equals("msg=1"), starts("hs=1")),
+         Expect("body.cookies.msg", equals("1"), absent),
+         Expect("body.cookies.[hj]*", absent, present),
+         Expect("body.signedCookies.sig", absent, equals("hv"))),
+        "A virtual request whose message has a Cookie header: in Sails a message Cookie "
+        "(capital C) replaces the cookie of the socket's handshake; the gateway keeps the "
+        "handshake's (a message's cookie only fills the gap when the handshake had none).",
+        "The handshake's cookie is what the browser sent; a script that can emit socket "
+        "messages must not be able to forge another session's cookie or a signed one "
+        "(security).",
+    ),
+    Deliberate(
+        "D24", ("socket:sk-cookies-set@*",),
+        (Expect("status", equals(500), equals(200)),
+         Expect("body", equals("Internal Server Error"), equals({"ok": True}))),
+        "res.cookie() on a virtual request: Sails' virtual response has no res.cookie() (a "
+        "TypeError, so a 500); the gateway's works, and the Set-Cookie is left out of the JWR "
+        "as Sails leaves every Set-Cookie out.",
+        "One response API whatever the transport: a handler shared by HTTP and sockets does not "
+        "fail on a socket.",
+    ),
+    Deliberate(
+        "D25", ("socket:sk-query-nested@*", "socket:sk-fragment@*"),
+        (Expect("body.query.*", virtual_query_value, http_query_value),
+         Expect("body.allParams.*", virtual_query_value, http_query_value)),
+        "req.query of a virtual request: Sails parses it with node's querystring (x[y]=1 stays "
+        "a flat key \"x[y]\") and keeps a #fragment in the last value; the gateway parses it "
+        "as the same url over HTTP: with the app's one query parser (qs in a Sails app: "
+        "x = {y: \"1\"}), without the fragment.",
+        "The same url gives the same req.query over HTTP and sockets (Sails itself gives nested "
+        "keys over HTTP and flat ones over sockets); a fragment is no part of the query (RFC "
+        "3986 section 3.5).",
     ),
 )

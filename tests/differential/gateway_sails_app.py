@@ -1,15 +1,24 @@
 # The Sails reference app of tests/node/differential_sails.js, written against the gateway's
-# public API, route for route (keep the two in step): extended query strings and bodies, the
-# cookie parser, and Sails' default responses (res.ok, res.bad_request, ...). Missing API is
-# handled as in gateway_express_app (recorded in MISSING_API, never stubbed).
+# public API, route for route (keep the two in step): Sails' query parser (qs, arrayLimit 1000)
+# and extended bodies, the cookie parser, Sails' default responses (res.ok, res.bad_request, ...),
+# and Sails' route semantics written out (a verb-less address is bound to its CRUD verbs; an
+# `r|regex|names` route numbers its groups, then names them). Missing API is handled as in
+# gateway_express_app (recorded in MISSING_API, never stubbed).
 from __future__ import annotations
 
 import re
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from gateway import App, Request, Response, bodyparsers
+from gateway.app import qs
 from tests.differential.echo import echo
 from tests.differential.gateway_express_app import MISSING_API, urlencoded, use_cookie_parser
+
+Handler = Callable[[Request, Response], Awaitable[None]]
+# A Sails route address without a verb is bound to these (sails/lib/router/bind.js: "If verb is
+# not specified, default to CRUD methods"); not to OPTIONS, which its router answers itself.
+SAILS_VERBS = ("GET", "PUT", "POST", "DELETE", "PATCH")
 
 
 def _app(**options: Any) -> App:
@@ -24,22 +33,37 @@ async def send(req: Request, res: Response) -> None:
     await res.json(echo(req, sails=True))
 
 
+def sails_regex(names: tuple[str, ...], fn: Handler) -> Handler:
+    """A Sails ``r|regex|names`` route's handler: Express numbers the regex's groups
+    (params[0], params[1], ...), then Sails copies each to the name given after the regex
+    (bind.js regexRouteWrapper)."""
+
+    async def route(req: Request, res: Response) -> None:
+        for index, name in enumerate(names):
+            if index in req.params:
+                req.params[name] = req.params[index]
+        await fn(req, res)
+
+    return route
+
+
 def build_sails_app() -> App:
     """The gateway twin of the Sails reference app (its ``routes``)."""
-    app = _app(query_parser="extended")  # Sails' HTTP query strings are qs-parsed
+    # Sails' HTTP query strings: Express 4's "extended" parser, qs with arrayLimit 1000
+    app = _app(query_parser=lambda text: qs.parse(text, array_limit=1000))
     use_cookie_parser(app)
     # registered before the body parsers, so no parser runs for it: a virtual request's data
     # must be req.body as it is in Sails (over HTTP skipper would parse: socket cases only)
-    app.all("/raw/echo", send)
+    app.route(SAILS_VERBS, "/raw/echo", send)
     app.use(bodyparsers.json())
     app.use(urlencoded(extended=True))
 
-    app.all("/echo", send)
-    app.all("/echo/:id", send)
+    app.route(SAILS_VERBS, "/echo", send)
+    app.route(SAILS_VERBS, "/echo/:id", send)
     app.get("/user/:id", send)
     app.get("/user/:id/books/:book", send)
     app.get("/file/*", send)  # Express 4 / Sails syntax: the capture is params[0]
-    app.get(re.compile(r"^\/re\/(?P<num>\d+)\/(?P<word>\w+)$"), send)
+    app.route(SAILS_VERBS, re.compile(r"^\/re\/(\d+)\/(\w+)$"), sails_regex(("num", "word"), send))
     app.get("/wants", send, wants_json=True)
 
     # Sails' default responses (res.ok(data) ... on the gateway's Response).
@@ -94,6 +118,17 @@ def build_sails_app() -> App:
     @app.get("/json-null")
     async def json_null(req: Request, res: Response) -> None:
         await res.json(None)
+
+    @app.get("/json-string")
+    async def json_string(req: Request, res: Response) -> None:
+        await res.json("hi")
+
+    @app.get("/typed-stream")
+    async def typed_stream(req: Request, res: Response) -> None:
+        res.status(200)
+        res.set("Content-Type", "application/json")
+        await res.write('{"a":')
+        await res.end("1}")
 
     @app.get("/headers")
     async def headers(req: Request, res: Response) -> None:

@@ -43,6 +43,14 @@ const routes = {
   'GET /status/:code': (req, res) => res.sendStatus(Number(req.params.code)),
   'GET /text': (req, res) => res.send('hello'),
   'GET /json-null': (req, res) => res.json(null),
+  'GET /json-string': (req, res) => res.json('hi'),
+  'GET /typed-stream': (req, res) => {
+    // res.status() first: without it Sails' virtual res.write() throws (no statusCode yet)
+    res.status(200);
+    res.set('Content-Type', 'application/json');
+    res.write('{"a":');
+    res.end('1}');
+  },
   'GET /headers': (req, res) => {
     res.set('X-One', '1');
     res.set({ 'X-Two': '2' });
