@@ -7,7 +7,6 @@ from __future__ import annotations
 import logging
 import os
 import time
-from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from gateway.app.auth import Credentials
@@ -15,6 +14,7 @@ from gateway.app.body import MemoryBudget
 from gateway.app.router import Router
 
 if TYPE_CHECKING:
+    from gateway.app.contracts import StatsProvider
     from gateway.app.pubsub import SocketHub
     from gateway.app.request import Request
     from gateway.app.response import Response
@@ -41,7 +41,7 @@ class App(Router):
         self.credentials = Credentials.empty()
         self.locals: dict[str, Any] = {}
         self.started_at = time.monotonic()
-        self.stats_provider: Callable[[], dict[str, Any]] | None = None
+        self.stats_provider: StatsProvider | None = None  # the server's figures
         self.requests_served = 0
         self.errors_5xx = 0
         self._sockets: SocketHub | None = None
@@ -84,7 +84,7 @@ class App(Router):
         if self.settings is not None:
             stats["profile"] = self.settings.profile
         if self.stats_provider is not None:
-            stats.update(self.stats_provider())
+            stats.update(self.stats_provider.statistics())
         return stats
 
 

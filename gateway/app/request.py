@@ -5,7 +5,7 @@
 # which transport it arrived on beyond the flags it is given.
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable, Iterable
+from collections.abc import AsyncIterator, Callable, Collection, Iterable, Iterator
 from typing import TYPE_CHECKING, Any
 
 from gateway.app.body import BodyStream, EmptySource, MemoryBudget, State
@@ -13,10 +13,10 @@ from gateway.app.contracts import BodySource
 from gateway.http.target import parse_cookies, parse_query
 
 if TYPE_CHECKING:
-    from gateway.app.application import App
+    from gateway.app.contracts import Application
     from gateway.settings import ModeLimits
 
-__all__ = ["Request"]
+__all__ = ["Request", "PackedHeaders"]
 
 _EMPTY = EmptySource()
 _UNPARSED = object()
@@ -65,7 +65,7 @@ class Request:
 
     def __init__(
         self,
-        app: App,
+        app: Application,
         method: str,
         target: str,
         path: str,
@@ -132,6 +132,34 @@ class Request:
                     h[k] = v
             self._headers = h
         return h
+
+    def header_fields(self, names: Collection[bytes]) -> dict[str, str]:
+        """The named fields only (lower-case names), decoded as ``headers`` would be, without
+        decoding every header: for a request that lives on (a WebSocket's handshake), a decoded
+        copy of each header would cost memory for the socket's whole life.
+
+        Args:
+            names: lower-case header names, as bytes.
+
+        Returns:
+            The fields present (repeated fields joined with ", ").
+        """
+        decoded = self._headers
+        if decoded is not None:
+            return {k: v for k, v in decoded.items() if k.encode("latin-1") in names}
+        out: dict[str, str] = {}
+        for name, value in self._raw_headers:
+            if name in names:
+                key = name.decode("latin-1")
+                text = value.decode("latin-1")
+                out[key] = out[key] + ", " + text if key in out else text
+        return out
+
+    def compact_headers(self) -> None:
+        """Keep the raw header fields as one bytes object (for a request that lives as long as
+        a WebSocket: the parser's per-field tuples cost about 1 KiB); the API sees no change."""
+        if self._headers is None and not isinstance(self._raw_headers, PackedHeaders):
+            self._raw_headers = PackedHeaders(self._raw_headers)
 
     def get(self, field: str) -> str | None:
         """A request header, case-insensitively; Referer and Referrer are interchangeable."""
@@ -367,3 +395,24 @@ class Request:
 
     def __repr__(self) -> str:
         return f"<Request {self.method} {self.url} mode={self.mode}>"
+
+
+class PackedHeaders:
+    """Header fields kept as ONE bytes object (see Request.compact_headers).
+
+    The parser's per-header tuples and bytes cost about 1 KiB per idle WebSocket; this blob
+    costs the bytes themselves. Header names and values were validated by the parser, so they
+    hold neither LF nor NUL, which serve as separators. Iterates as (name, value) pairs.
+    """
+
+    __slots__ = ("_blob",)
+
+    def __init__(self, pairs: Iterable[tuple[bytes, bytes]]) -> None:
+        self._blob = b"\n".join(name + b"\0" + value for name, value in pairs)
+
+    def __iter__(self) -> Iterator[tuple[bytes, bytes]]:
+        if not self._blob:
+            return
+        for line in self._blob.split(b"\n"):
+            name, _, value = line.partition(b"\0")
+            yield name, value

@@ -12,11 +12,11 @@ import os
 import re
 import stat
 import time
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, cast
 from urllib.parse import quote
 
-from gateway.app.contracts import NO_BODY, ResponseSink, ValueSink
+from gateway.app.contracts import NO_BODY, ResponseSink, ValueSink, WebSocketAcceptor
 from gateway.errors import REASONS, Forbidden, HTTPError, NotFound
 from gateway.http.dates import http_date, parse_http_date
 
@@ -297,6 +297,19 @@ class Response:
     def carries_values(self) -> bool:
         """True when the transport carries bodies as values (a Sails JWR), not bytes."""
         return self._sink.carries_values
+
+    async def accept_websocket(self, handler: Callable[..., Awaitable[None]],
+                               options: dict[str, Any]) -> None:
+        """Take the connection over as a WebSocket for ``handler`` (what a ws route does).
+
+        Raises:
+            HTTPError: 426 when the transport cannot switch protocols (not an Upgrade request
+                over HTTP); the acceptor's own 400/403/503 (bad handshake, origin, too many).
+        """
+        sink = self._sink
+        if not isinstance(sink, WebSocketAcceptor):
+            raise HTTPError(426, "WebSocket upgrade not possible here")
+        await sink.accept_websocket(self.req, self, handler, options)
 
     def clear_headers(self) -> Response:
         """Forget every header set so far (an error reply starts from a clean head)."""

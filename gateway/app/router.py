@@ -12,7 +12,7 @@ from functools import partial
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 from gateway.app.routing import PathPattern
-from gateway.errors import Forbidden, HTTPError, Unauthorized
+from gateway.errors import Forbidden, Unauthorized
 
 if TYPE_CHECKING:
     from gateway.app.request import Request
@@ -303,10 +303,7 @@ class Router:
                         # the handler once this request is over); others cannot upgrade
                         req.params = params
                         req.route_options = layer.options
-                        accept = getattr(res._sink, "accept_websocket", None)
-                        if accept is None:
-                            raise HTTPError(426, "WebSocket upgrade not possible here")
-                        await accept(req, res, layer.fns[0], layer.options or {})
+                        await res.accept_websocket(layer.fns[0], layer.options or {})
                     else:
                         req.params = params
                         req.route_options = layer.options

@@ -58,6 +58,7 @@ _RAW_TAIL = re.compile(r":?\s*(?:bytearray\(|b'|b\").*\Z", re.S)
 # Larger chunk sizes (h11 takes up to 20 hex digits) wrap around in 64-bit parsers upstream: a
 # classic smuggling shape, and no body of ours is ever that large.
 _MAX_CHUNK_BYTES = (1 << 63) - 1
+_TRANSFER_ENCODING = re.compile(rb"\ntransfer-encoding[ \t]*:", re.I)
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,7 +77,7 @@ class ServerConnection:
         limits: head limits.
     """
 
-    __slots__ = ("_h11", "_limits", "_scan", "_in_head")
+    __slots__ = ("_h11", "_limits", "_scan", "_in_head", "_chunks")
 
     def __init__(self, limits: HTTPLimits) -> None:
         self._limits = limits
@@ -85,6 +86,7 @@ class ServerConnection:
         self._h11: h11.Connection | None = None
         self._scan: bytes | bytearray = b""
         self._in_head = True
+        self._chunks: _ChunkSizes | None = None  # follows a chunked body's size lines
 
     # -- state --------------------------------------------------------------------------------
     def _parser(self) -> h11.Connection:
@@ -138,6 +140,8 @@ class ServerConnection:
                 self._scan = scan = data
             if _HEAD_END.search(scan) is None:
                 self._check_incomplete_head(scan)
+        elif self._chunks is not None:
+            self._chunks.feed(data)
         self._parser().receive_data(data)  # type: ignore[arg-type]  # appended to a bytearray
 
     def _check_incomplete_head(self, scan: bytes | bytearray) -> None:
@@ -163,14 +167,26 @@ class ServerConnection:
             raise _wrap(exc) from None
         if type(event) is h11.Request:
             self._check_head(event)
+            self._watch_chunks()
             self._in_head = False
             self._scan = b""
         elif type(event) is h11.Data or (event is h11.NEED_DATA and not self._in_head):
-            # h11 keeps the size of the chunk being read in its reader (not public API; absent
-            # for Content-Length bodies, hence the getattr)
-            if getattr(conn._reader, "_bytes_in_chunk", 0) > _MAX_CHUNK_BYTES:
+            chunks = self._chunks
+            if chunks is not None and chunks.too_large:
                 raise ProtocolError("Chunk size too large")
         return event
+
+    def _watch_chunks(self) -> None:
+        # A chunked body (its Transfer-Encoding was checked to be exactly "chunked"): follow
+        # its size lines from the bytes that came with the head on. h11 does not say how large
+        # the chunk it is reading was declared.
+        scan = self._scan
+        if _TRANSFER_ENCODING.search(scan) is None:
+            return
+        m = _HEAD_END.search(scan)
+        chunks = self._chunks = _ChunkSizes()
+        if m is not None:
+            chunks.feed(scan[m.end():])
 
     def _check_head(self, event: Request) -> None:
         limits = self._limits
@@ -231,8 +247,58 @@ class ServerConnection:
             self._parser().receive_data(b"")
         self._in_head = True
         self._scan = leftover
+        self._chunks = None
         if leftover and _HEAD_END.search(leftover) is None:
             self._check_incomplete_head(leftover)
+
+
+class _ChunkSizes:
+    """Follows a chunked request body just far enough to read each chunk-size line as it
+    arrives, and notes one over _MAX_CHUNK_BYTES (reported by the next next_event()). h11
+    validates the framing itself: on anything malformed this stops following and leaves the
+    error to h11; after the last chunk it stops too (trailers and what follows are h11's).
+    """
+
+    __slots__ = ("_left", "_line", "_done", "too_large")
+
+    def __init__(self) -> None:
+        self._left = 0  # bytes of chunk data (and its CRLF) still to skip
+        self._line = b""  # the start of a size line split across reads
+        self._done = False
+        self.too_large = False
+
+    def feed(self, data: bytes | bytearray) -> None:
+        pos = 0
+        n = len(data)
+        while pos < n and not self._done:
+            left = self._left
+            if left:
+                step = min(left, n - pos)
+                self._left = left - step
+                pos += step
+                continue
+            nl = data.find(b"\n", pos)
+            if nl < 0:
+                line = self._line + data[pos:]
+                if len(line) > 1024:
+                    self._done = True  # not a size line h11 accepts
+                self._line = bytes(line)
+                return
+            line = self._line + data[pos:nl]
+            self._line = b""
+            pos = nl + 1
+            try:
+                size = int(line.split(b";", 1)[0].strip(b" \t\r"), 16)
+            except ValueError:
+                self._done = True  # malformed: h11 says so
+                return
+            if size > _MAX_CHUNK_BYTES:
+                self.too_large = True
+                self._done = True
+            elif size <= 0:
+                self._done = True  # the last chunk (or nonsense h11 refuses)
+            else:
+                self._left = size + 2  # the chunk's data and its CRLF
 
 
 def _line_length(scan: bytes | bytearray) -> int:

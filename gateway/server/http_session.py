@@ -11,7 +11,7 @@ import math
 import select
 import time
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import h11
 import trio
@@ -29,10 +29,12 @@ from gateway.http.dates import http_date
 from gateway.http.target import parse_target
 
 if TYPE_CHECKING:
-    from gateway.app.application import App
-    from gateway.server.serve import ConnectionInfo, Server
+    from gateway.app.contracts import ConnectionInfo, ResponseSink
+    from gateway.app.exchange import Endpoint, Exchange
+    from gateway.http.connection import HTTPLimits
+    from gateway.settings import Settings
 
-__all__ = ["HTTPSession"]
+__all__ = ["HTTPSession", "SessionHost"]
 
 log = logging.getLogger("gateway.http")
 _INF = math.inf
@@ -58,24 +60,48 @@ class _DateCache:
 _DATE = _DateCache()
 
 
+class SessionHost(Protocol):
+    """What a session needs of its server (gateway.server.serve.Server)."""
+
+    @property
+    def settings(self) -> Settings: ...
+
+    @property
+    def http_limits(self) -> HTTPLimits: ...
+
+    @property
+    def exchange(self) -> Exchange: ...
+
+    @property
+    def stats(self) -> dict[str, int]: ...
+
+    @property
+    def draining(self) -> bool: ...
+
+    def upgrade_route(self, session: HTTPSession, req: Request
+                      ) -> tuple[ResponseSink, Endpoint | None]:
+        """The sink and endpoint of an Upgrade or /socket.io request."""
+        ...
+
+
 class HTTPSession:
     """Serve one connection until it closes, times out, or the server drains.
 
     Args:
-        server: the Server (settings, app, statistics, access log).
+        server: the server (settings, the exchange, statistics, upgrades).
         stream: the connected byte stream (TCP, TLS or Unix).
         info: peer address, transport scheme and privilege of the connection.
     """
 
     carries_values = False  # a ResponseSink of bytes
 
-    __slots__ = ("server", "app", "stream", "info", "conn", "cycle", "scope", "phase",
+    __slots__ = ("server", "stream", "info", "conn", "cycle", "scope", "phase",
                  "recv_size", "http", "requests", "close_after", "_body_start", "head_only",
                  "req", "upgrade_handler", "_status", "_started", "deadline", "_linger")
 
-    def __init__(self, server: Server, stream: trio.abc.Stream, info: ConnectionInfo) -> None:
+    def __init__(self, server: SessionHost, stream: trio.abc.Stream, info: ConnectionInfo
+                 ) -> None:
         self.server = server
-        self.app: App = server.app
         self.stream = stream
         self.info = info
         self.http = server.settings.http

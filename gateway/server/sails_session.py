@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 import secrets
 from collections.abc import Awaitable
-from typing import TYPE_CHECKING, Any, Final, Literal
+from typing import TYPE_CHECKING, Any, Final, Literal, Protocol
 from urllib.parse import quote
 
 import trio
@@ -19,19 +19,19 @@ import trio
 from gateway.app.body import ValueSource
 from gateway.app.contracts import NO_BODY
 from gateway.app.pubsub import Push, SocketHub
-from gateway.app.request import Request
-from gateway.app.response import Response
 from gateway.errors import HTTPError, RemoteProtocolError, WebSocketClosed
 from gateway.http.target import parse_target
+from gateway.server.websocket import SocketHost
 from gateway.ws import engineio as eio
 from gateway.ws import sails
 
 if TYPE_CHECKING:
-    from gateway.server.http_session import HTTPSession
-    from gateway.server.upgrade import WebSocketManager
+    from gateway.app.application import App
+    from gateway.app.contracts import ConnectionInfo
+    from gateway.app.exchange import Exchange
     from gateway.server.websocket import WebSocket
 
-__all__ = ["accept", "serve", "SailsSocket", "VirtualResponse", "MAX_IN_FLIGHT"]
+__all__ = ["serve", "SailsSocket", "SocketManager", "VirtualResponse", "MAX_IN_FLIGHT"]
 
 log = logging.getLogger("gateway.sails")
 
@@ -43,30 +43,32 @@ MAX_IN_FLIGHT: Final = 8
 _VISIBLE_ASCII: Final = "".join(chr(c) for c in range(0x21, 0x7F))
 
 
-async def accept(manager: WebSocketManager, session: HTTPSession, req: Request,
-                 res: Response) -> None:
-    """The /socket.io/ endpoint: take a valid websocket handshake over.
+class SocketManager(SocketHost, Protocol):
+    """What a Socket.IO connection needs of the server's WebSocket layer (the manager)."""
 
-    Raises:
-        HTTPError: 400 (polling, or an unsupported Engine.IO version: websocket transport
-            only), 403 (origin), 503 (too many WebSockets); the exchange replies with it.
-    """
-    query = req.query
-    version = query.get("EIO")
-    transport = query.get("transport")
-    if transport != "websocket" or not req.upgrade:
-        raise HTTPError(400, "Socket.IO: only the websocket transport is supported "
-                             "(connect with transports: ['websocket'])")
-    if version not in ("3", "4"):
-        raise HTTPError(400, "Socket.IO: unsupported Engine.IO version (EIO=3 or EIO=4)")
-    offer = manager.check(session, req)
-    manager.take_over(session, req, res, offer, None, None, int(version))
+    @property
+    def app(self) -> App: ...
+
+    @property
+    def exchange(self) -> Exchange: ...
+
+    @property
+    def active(self) -> set[Any]:
+        """The sockets the layer's timer ticks (Engine.IO heartbeats, idle timeout)."""
+        ...
 
 
-async def serve(manager: WebSocketManager, session: HTTPSession, ws: WebSocket,
+async def serve(manager: SocketManager, info: ConnectionInfo, ws: WebSocket,
                 version: Literal[3, 4]) -> None:
-    """Serve an accepted Socket.IO connection until it ends (the server calls this)."""
-    sock = SailsSocket(manager, session, ws, version)
+    """Serve an accepted Socket.IO connection until it ends (the server calls this).
+
+    Args:
+        manager: the WebSocket layer.
+        info: the upgraded connection.
+        ws: the open WebSocket.
+        version: Engine.IO protocol version (3: sails.io.js 1.x; 4: socket.io-client 4).
+    """
+    sock = SailsSocket(manager, info, ws, version)
     code, reason = 1000, ""
     manager.active.add(sock)
     try:
@@ -194,9 +196,9 @@ class SailsSocket:
     """One Socket.IO connection: Engine.IO session, virtual requests, pushes, timers.
 
     Args:
-        manager: the server's WebSocketManager.
-        session: the HTTP session that was upgraded (handshake request, privilege, scope).
-        ws: the open WebSocket.
+        manager: the server's WebSocket layer.
+        info: the upgraded connection.
+        ws: the open WebSocket (its ``request`` is the handshake).
         version: Engine.IO protocol version (3: sails.io.js 1.x; 4: socket.io-client 4).
     """
 
@@ -205,19 +207,18 @@ class SailsSocket:
                  "_pending", "_readers", "_workers", "_result", "_msgs", "_seen_msgs",
                  "_last_active", "_registered", "_handshake_merge")
 
-    def __init__(self, manager: WebSocketManager, session: HTTPSession, ws: WebSocket,
+    def __init__(self, manager: SocketManager, info: ConnectionInfo, ws: WebSocket,
                  version: Literal[3, 4]) -> None:
-        settings = manager.server.settings.websocket
+        settings = manager.settings.websocket
         self.id = secrets.token_urlsafe(15)
         self.ws = ws
         self.eio = eio.EngineIOSession(
             version, self.id, ping_interval_s=settings.ping_interval_s,
             ping_timeout_s=settings.pong_timeout_s, max_payload_bytes=settings.max_message_bytes)
         self.manager = manager
-        self.app = manager.server.app
+        self.app = manager.app
         self.hub: SocketHub = self.app.sockets
-        self.exchange = manager.server.exchange
-        info = session.info
+        self.exchange = manager.exchange
         # the socket's requests have the handshake's privilege (a bearer token on the upgrade,
         # or the local socket)
         self.info = _SocketInfo(info.peer, info.scheme, ws.request.privileged, info.peer_text)
@@ -371,7 +372,7 @@ class SailsSocket:
                         sails.parse_error_reply(exc, event.ack_id)))])
                 return
             exchange = self.exchange
-            limit = self.manager.server.settings.websocket.max_virtual_response_bytes
+            limit = self.manager.settings.websocket.max_virtual_response_bytes
             started = trio.current_time()
             sink = VirtualResponse(self.eio, vreq.ack_id, limit, vreq.method == "HEAD")
             try:
@@ -439,7 +440,7 @@ class SailsSocket:
     def _queue(self, frame: bytes) -> None:
         self._outbox.append(frame)
         self._outbox_bytes += len(frame)
-        limit = self.manager.server.settings.websocket.send_queue_bytes
+        limit = self.manager.settings.websocket.send_queue_bytes
         # one frame may exceed the limit on its own (messages have their own ceiling)
         if self._outbox_bytes > limit and len(self._outbox) > 1 and not self._dead:
             log.warning("socket.io %s: dropped a slow consumer: %d bytes queued "
@@ -497,7 +498,7 @@ class SailsSocket:
         if self._msgs != self._seen_msgs:
             self._seen_msgs = self._msgs
             self._last_active = now
-        elif now - self._last_active >= self.manager.server.settings.websocket.idle_timeout_s:
+        elif now - self._last_active >= self.manager.settings.websocket.idle_timeout_s:
             self.expire(1001, "idle timeout")
 
     def expire(self, code: int, reason: str) -> None:

@@ -92,7 +92,7 @@ class Server:
         self.stopped = trio.Event()
         # every connection's requests run through this one lifecycle
         self.exchange = Exchange(app, self if self._access is not None else None)
-        app.stats_provider = self.statistics
+        app.stats_provider = self  # its statistics() join /_gateway/stats
 
     def _apply(self, settings: Settings) -> None:
         """What new connections take from the profile: head limits and the LAN guard."""
