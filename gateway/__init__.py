@@ -4,6 +4,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from gateway.app.application import App
+from gateway.app.handlers import ErrorHandler, Handler, Middleware, Next, WebSocketHandler
 from gateway.app.request import Request
 from gateway.app.response import Response
 from gateway.app.router import Router
@@ -27,6 +28,11 @@ __all__ = [
     "Router",
     "Request",
     "Response",
+    "Handler",
+    "Middleware",
+    "ErrorHandler",
+    "Next",
+    "WebSocketHandler",
     "HTTPError",
     "BadRequest",
     "Unauthorized",

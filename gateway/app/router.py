@@ -9,8 +9,18 @@ import inspect
 import re
 from collections.abc import Awaitable, Callable, Iterable
 from functools import partial
-from typing import TYPE_CHECKING, Any, Protocol, TypeVar
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar, Union, overload
 
+from gateway.app.handlers import (
+    ErrorHandler,
+    Handler,
+    Middleware,
+    Next,
+    RouteDecorator,
+    RouteFn,
+    WebSocketDecorator,
+    WebSocketHandler,
+)
 from gateway.app.routing import PathPattern
 from gateway.errors import Forbidden, Unauthorized
 
@@ -18,20 +28,25 @@ if TYPE_CHECKING:
     from gateway.app.request import Request
     from gateway.app.response import Response
 
-__all__ = ["Router", "Next", "METHODS"]
+__all__ = ["Router", "Next", "METHODS", "UseFn", "UseDecorator"]
 
 # Every method h11 accepts is a token; these get shortcut decorators.
 METHODS = ("get", "post", "put", "patch", "delete", "head", "options")
 
-Next = Callable[..., Awaitable[None]]
+# The public registration methods are typed with gateway.app.handlers' Protocols (so that a
+# user's mypy checks the functions an app registers); inside, every function is called as fn(...).
 Fn = Callable[..., Awaitable[None]]
 F = TypeVar("F", bound=Callable[..., Any])
+Path = Union[str, re.Pattern[str]]  # noqa: UP007 (a runtime alias)
+# what use() takes: middleware, (req, res) handlers, error handlers, mounted routers and apps
+UseFn = Union[Handler, Middleware, ErrorHandler, "Router"]  # noqa: UP007
+_U = TypeVar("_U", bound=Union[Handler, Middleware, ErrorHandler])  # noqa: UP007
 
 
-class Decorator(Protocol):
-    """What registration methods return: use them as ``@app.get(path)`` decorators."""
+class UseDecorator(Protocol):
+    """What ``@app.use(path)`` returns."""
 
-    def __call__(self, fn: F, /) -> F: ...
+    def __call__(self, fn: _U, /) -> _U: ...
 
 
 def _done(fn: F) -> F:
@@ -121,7 +136,13 @@ class Router:
         return PathPattern(path, end=end, case_sensitive=self._case, strict=self._strict)
 
     # -- registration --------------------------------------------------------------------------
-    def use(self, path: Any, *fns: Any, privileged: bool = False) -> Decorator:
+    @overload
+    def use(self, path: Path, /, *fns: UseFn, privileged: bool = False) -> UseDecorator: ...
+
+    @overload
+    def use(self, fn: UseFn, /, *fns: UseFn, privileged: bool = False) -> UseDecorator: ...
+
+    def use(self, path: Any, /, *fns: Any, privileged: bool = False) -> UseDecorator:
         """Middleware, error handlers (4 arguments) and mounted routers/apps, in order.
 
         ``use(fn)``, ``use("/api", fn, ...)``, ``use("/api", router)``; as a decorator:
@@ -152,11 +173,11 @@ class Router:
     def route(
         self,
         methods: Iterable[str] | None,
-        path: str | re.Pattern[str],
-        *fns: Fn,
+        path: Path,
+        *fns: RouteFn,
         privileged: bool = False,
         **options: Any,
-    ) -> Decorator:
+    ) -> RouteDecorator:
         """Register handlers for ``methods`` (None: all) at ``path``; a decorator without fns."""
         if not fns:
 
@@ -178,38 +199,38 @@ class Router:
         )
         return _done
 
-    def all(self, path: str | re.Pattern[str], *fns: Fn, **kw: Any) -> Decorator:
+    def all(self, path: Path, *fns: RouteFn, **kw: Any) -> RouteDecorator:
         return self.route(None, path, *fns, **kw)
 
-    def get(self, path: str | re.Pattern[str], *fns: Fn, **kw: Any) -> Decorator:
+    def get(self, path: Path, *fns: RouteFn, **kw: Any) -> RouteDecorator:
         return self.route(("GET",), path, *fns, **kw)
 
-    def post(self, path: str | re.Pattern[str], *fns: Fn, **kw: Any) -> Decorator:
+    def post(self, path: Path, *fns: RouteFn, **kw: Any) -> RouteDecorator:
         return self.route(("POST",), path, *fns, **kw)
 
-    def put(self, path: str | re.Pattern[str], *fns: Fn, **kw: Any) -> Decorator:
+    def put(self, path: Path, *fns: RouteFn, **kw: Any) -> RouteDecorator:
         return self.route(("PUT",), path, *fns, **kw)
 
-    def patch(self, path: str | re.Pattern[str], *fns: Fn, **kw: Any) -> Decorator:
+    def patch(self, path: Path, *fns: RouteFn, **kw: Any) -> RouteDecorator:
         return self.route(("PATCH",), path, *fns, **kw)
 
-    def delete(self, path: str | re.Pattern[str], *fns: Fn, **kw: Any) -> Decorator:
+    def delete(self, path: Path, *fns: RouteFn, **kw: Any) -> RouteDecorator:
         return self.route(("DELETE",), path, *fns, **kw)
 
-    def head(self, path: str | re.Pattern[str], *fns: Fn, **kw: Any) -> Decorator:
+    def head(self, path: Path, *fns: RouteFn, **kw: Any) -> RouteDecorator:
         return self.route(("HEAD",), path, *fns, **kw)
 
-    def options(self, path: str | re.Pattern[str], *fns: Fn, **kw: Any) -> Decorator:
+    def options(self, path: Path, *fns: RouteFn, **kw: Any) -> RouteDecorator:
         return self.route(("OPTIONS",), path, *fns, **kw)
 
     def ws(
         self,
-        path: str | re.Pattern[str],
-        fn: Fn | None = None,
+        path: Path,
+        fn: WebSocketHandler | None = None,
         *,
         privileged: bool = False,
         **options: Any,
-    ) -> Decorator:
+    ) -> WebSocketDecorator:
         """A WebSocket route: ``async def handler(ws, req)``."""
         if fn is None:
 
