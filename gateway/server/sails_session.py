@@ -233,7 +233,7 @@ class SailsSocket:
         self._nursery: trio.Nursery | None = None  # the socket's own, while it is served
         self._reading: trio.Lock | None = None  # held by the worker that reads (from 2 workers)
         self._pending: list[eio.Event] = []  # requests decoded, not yet taken by a worker
-        self._readers = 0  # workers reading or waiting to read
+        self._readers = 0  # workers not running a request (reading, waiting to, or starting)
         self._workers = 0  # workers in the nursery: at most MAX_IN_FLIGHT
         self._result: tuple[int, str] | None = None  # how the session ended
         self._msgs = self._seen_msgs = 0
@@ -247,13 +247,15 @@ class SailsSocket:
     # worker waiting for it and runs the request itself: a request costs no hand-off of its
     # own, as an HTTP request in its connection's task, and the socket is still read, pinged
     # and closed while a handler is slow. If no other worker is waiting to read, a new one is
-    # started first. At most MAX_IN_FLIGHT workers exist: when every one of them runs a
-    # handler, nobody reads until one returns (the capacity limit, and the backpressure: the
-    # client's frames wait in the kernel). A worker whose request is done waits to read again,
-    # unless another is already waiting (then it ends: one spare per socket). When the session
-    # ends (the client left or closed, a Disconnect), the worker that saw it cancels the
-    # nursery: the socket's handlers and its push flusher end with it; an expiry cancels the
-    # connection's scope, which holds the nursery.
+    # started first. Requests a read decoded beyond the first (a burst: messages already
+    # received) wait in `_pending`, and a worker is started for each, so they run together;
+    # a worker takes a pending request without the lock. At most MAX_IN_FLIGHT workers exist:
+    # when every one of them runs a handler, nobody reads until one returns (the capacity
+    # limit, and the backpressure: the client's frames wait in the kernel). A worker whose
+    # request is done waits to read again, unless another is already waiting (then it ends:
+    # one spare per socket). When the session ends (the client left or closed, a Disconnect),
+    # the worker that saw it cancels the nursery: the socket's handlers and its push flusher
+    # end with it; an expiry cancels the connection's scope, which holds the nursery.
     async def open(self) -> None:
         """Send the Engine.IO open packet (and, for EIO=3, the CONNECT of "/")."""
         await self._send(self.eio.open_frames(trio.current_time()))
@@ -281,27 +283,35 @@ class SailsSocket:
 
     async def _work(self) -> None:
         # one worker; whoever started it counted it in _workers and _readers
+        pending = self._pending
         while True:
-            lock = self._reading  # None while there is one worker: nobody to exclude
-            if lock is not None:
-                await lock.acquire()
-            try:
-                event = await self._next_request()
-            finally:
+            if pending:  # decoded by an earlier read: taken without reading
+                event: eio.Event | None = pending.pop(0)
+            else:
+                lock = self._reading  # None while there is one worker: nobody to exclude
                 if lock is not None:
-                    lock.release()
+                    await lock.acquire()
+                try:
+                    event = await self._next_request()
+                finally:
+                    if lock is not None:
+                        lock.release()
             self._readers -= 1
             if event is None:
                 return  # the session is over (the nursery is cancelled)
-            if not self._readers and self._workers < MAX_IN_FLIGHT:
-                # nobody else would read while this request runs: a new worker will
+            # a worker for each request already decoded, and one to go on reading, as far as
+            # MAX_IN_FLIGHT allows (workers not yet started count as ready)
+            wanted = len(pending) + 1 - self._readers
+            if wanted > 0 and self._workers < MAX_IN_FLIGHT:
                 nursery = self._nursery
                 assert nursery is not None
                 if self._reading is None:
                     self._reading = trio.Lock()
-                self._workers += 1
-                self._readers += 1
-                nursery.start_soon(self._work, name="socket.io worker")
+                while wanted > 0 and self._workers < MAX_IN_FLIGHT:
+                    self._workers += 1
+                    self._readers += 1
+                    nursery.start_soon(self._work, name="socket.io worker")
+                    wanted -= 1
             await self._virtual(event)
             if self._readers >= 2:
                 self._workers -= 1
@@ -316,11 +326,19 @@ class SailsSocket:
             nursery.cancel_scope.cancel()  # the socket's other workers and its flusher end
 
     async def _next_request(self) -> eio.Event | None:
-        """Read and decode until a virtual request is there (None: the session ended)."""
+        """Read and decode until a virtual request is there (None: the session ended).
+
+        Messages already received (``ws.buffered``: no wait) are decoded too, while the
+        requests they hold fit in MAX_IN_FLIGHT, so that a burst starts together; the rest
+        wait in ``_pending``.
+        """
         pending = self._pending
         ws = self.ws
         session = self.eio
-        while not pending:
+        while True:
+            if pending and not (ws.buffered and self._workers - self._readers + len(pending)
+                                < MAX_IN_FLIGHT):
+                return pending.pop(0)
             try:
                 message = await ws.receive()
             except WebSocketClosed:
@@ -347,7 +365,6 @@ class SailsSocket:
                         log.info("socket.io %s: %s (%s)", self.id, event.reason, event.detail)
                     self._end(event.close_code, event.reason)
                     return None
-        return pending.pop(0)
 
     def _register(self) -> None:
         if self.eio.connected and not self._registered:
