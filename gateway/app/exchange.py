@@ -157,9 +157,10 @@ class Exchange:
 
                     router = app.builtin if req.path.startswith("/_gateway/") else app
                     await router.handle(req, res, done, allowed)
-                    stream = req.body_stream
-                    if not res.finished and stream is not None:
-                        await stream.pump()  # EdgerOS style: listeners registered, handler returned
+                    if not res.finished:
+                        stream = req.body_stream
+                        if stream is not None:  # EdgerOS style: listeners, handler returned
+                            await stream.pump()
                     if not res.headers_sent:
                         if not fell_through:
                             log.error("%s %s: handler returned without sending a response",
