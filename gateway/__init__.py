@@ -4,7 +4,6 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from gateway.app.application import App
-from gateway.app.handlers import ErrorHandler, Handler, Middleware, Next, WebSocketHandler
 from gateway.app.request import Request
 from gateway.app.response import Response
 from gateway.app.router import Router
@@ -51,13 +50,17 @@ __version__ = "0.1.0"
 
 if TYPE_CHECKING:
     from gateway.app import bodyparsers
+    from gateway.app.handlers import ErrorHandler, Handler, Middleware, Next, WebSocketHandler
     from gateway.app.pubsub import SocketHub
     from gateway.server.websocket import WebSocket
 
 # Imported on first use: an app without body parsers or WebSockets does not pay their memory
 # (zlib, multipart, wsproto's handshake machinery) on a device with a few hundred MiB.
+# The handler types are Protocols for type checkers (about 25 KiB): loaded when imported.
 _LAZY = {"bodyparsers": "gateway.app.bodyparsers", "WebSocket": "gateway.server.websocket",
-         "SocketHub": "gateway.app.pubsub"}
+         "SocketHub": "gateway.app.pubsub", **dict.fromkeys(
+             ("Handler", "Middleware", "ErrorHandler", "Next", "WebSocketHandler"),
+             "gateway.app.handlers")}
 
 
 def __getattr__(name: str) -> Any:

@@ -3,23 +3,21 @@
 # carries values, not bytes, WebSocketAcceptor for one that can switch protocols), what is known
 # of the connection (ConnectionInfo), who adds figures to /_gateway/stats (StatsProvider), and
 # what a request knows of its application (Application). The server implements them; app/ only
-# ever sees these shapes.
+# ever sees these shapes. Types only: every module imports it under TYPE_CHECKING, so its
+# Protocol classes cost no memory in a running gateway (about 30 KiB).
 # Must not: import gateway.app or gateway.server modules, even for typing (it is the bottom of
 # app/: every other module may import it; the one exception is pubsub's SocketHub type, which
-# imports nothing of app/ itself), or hold behaviour.
+# imports nothing of app/ itself), or hold behaviour or values used at runtime.
 from __future__ import annotations
 
-import enum
 from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING, Any, Final, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Protocol
 
 if TYPE_CHECKING:
     from gateway.app.pubsub import SocketHub
     from gateway.settings import Settings
 
 __all__ = [
-    "NO_BODY",
-    "NoBody",
     "BodySource",
     "ParsedBody",
     "ResponseSink",
@@ -29,16 +27,6 @@ __all__ = [
     "StatsProvider",
     "Application",
 ]
-
-
-class NoBody(enum.Enum):
-    """Type of NO_BODY: a reply without a body (a JWR without ``body``: the client sees
-    ``undefined``), as opposed to a body that is JSON ``null``."""
-
-    NO_BODY = 0
-
-
-NO_BODY: Final = NoBody.NO_BODY
 
 
 class BodySource(Protocol):
@@ -98,7 +86,8 @@ class ResponseSink(Protocol):
 class ValueSink(ResponseSink, Protocol):
     """A transport whose replies carry the body as a value (a Sails JWR), not as bytes.
 
-    ``res.json(obj)`` hands it ``obj``, ``res.send(text)`` the text, ``res.end()`` NO_BODY;
+    ``res.json(obj)`` hands it ``obj``, ``res.send(text)`` the text, ``res.end()`` NO_BODY
+    (gateway.app.response);
     only headers the application set are given (no Content-Type or Content-Length made up by
     the Response). Streamed bodies and files still arrive as bytes through ResponseSink.
     """
@@ -134,7 +123,6 @@ class ConnectionInfo(Protocol):
 
 
 
-@runtime_checkable
 class WebSocketAcceptor(Protocol):
     """A ResponseSink that can take the connection over as a WebSocket (an HTTP Upgrade
     request's sink; ``Response.accept_websocket`` uses it for a ws route)."""

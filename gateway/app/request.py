@@ -9,11 +9,10 @@ from collections.abc import AsyncIterator, Callable, Collection, Iterable, Itera
 from typing import TYPE_CHECKING, Any
 
 from gateway.app.body import BodyStream, EmptySource, MemoryBudget, State
-from gateway.app.contracts import BodySource
 from gateway.http.target import parse_cookies, parse_query
 
 if TYPE_CHECKING:
-    from gateway.app.contracts import Application
+    from gateway.app.contracts import Application, BodySource
     from gateway.settings import ModeLimits
 
 __all__ = ["Request", "PackedHeaders"]

@@ -11,24 +11,25 @@ from collections.abc import Awaitable, Callable, Iterable
 from functools import partial
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar, Union, overload
 
-from gateway.app.handlers import (
-    ErrorHandler,
-    Handler,
-    Middleware,
-    Next,
-    RouteDecorator,
-    RouteFn,
-    WebSocketDecorator,
-    WebSocketHandler,
-)
 from gateway.app.routing import PathPattern
 from gateway.errors import Forbidden, Unauthorized
 
 if TYPE_CHECKING:
+    # the handler types are for the type checker only (gateway.app.handlers loads lazily)
+    from gateway.app.handlers import (
+        ErrorHandler,
+        Handler,
+        Middleware,
+        Next,
+        RouteDecorator,
+        RouteFn,
+        WebSocketDecorator,
+        WebSocketHandler,
+    )
     from gateway.app.request import Request
     from gateway.app.response import Response
 
-__all__ = ["Router", "Next", "METHODS", "UseFn", "UseDecorator"]
+__all__ = ["Router", "METHODS"]
 
 # Every method h11 accepts is a token; these get shortcut decorators.
 METHODS = ("get", "post", "put", "patch", "delete", "head", "options")
@@ -38,15 +39,16 @@ METHODS = ("get", "post", "put", "patch", "delete", "head", "options")
 Fn = Callable[..., Awaitable[None]]
 F = TypeVar("F", bound=Callable[..., Any])
 Path = Union[str, re.Pattern[str]]  # noqa: UP007 (a runtime alias)
-# what use() takes: middleware, (req, res) handlers, error handlers, mounted routers and apps
-UseFn = Union[Handler, Middleware, ErrorHandler, "Router"]  # noqa: UP007
-_U = TypeVar("_U", bound=Union[Handler, Middleware, ErrorHandler])  # noqa: UP007
 
+if TYPE_CHECKING:
+    # what use() takes: middleware, (req, res) handlers, error handlers, mounted routers/apps
+    UseFn = Union[Handler, Middleware, ErrorHandler, "Router"]  # noqa: UP007
+    _U = TypeVar("_U", bound=Union[Handler, Middleware, ErrorHandler])  # noqa: UP007
 
-class UseDecorator(Protocol):
-    """What ``@app.use(path)`` returns."""
+    class UseDecorator(Protocol):
+        """What ``@app.use(path)`` returns."""
 
-    def __call__(self, fn: _U, /) -> _U: ...
+        def __call__(self, fn: _U, /) -> _U: ...
 
 
 def _done(fn: F) -> F:

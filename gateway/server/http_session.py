@@ -11,7 +11,7 @@ import math
 import select
 import time
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any
 
 import h11
 import trio
@@ -29,12 +29,39 @@ from gateway.http.dates import http_date
 from gateway.http.target import parse_target
 
 if TYPE_CHECKING:
+    from typing import Protocol
+
     from gateway.app.contracts import ConnectionInfo, ResponseSink
     from gateway.app.exchange import Endpoint, Exchange
     from gateway.http.connection import HTTPLimits
     from gateway.settings import Settings
 
-__all__ = ["HTTPSession", "SessionHost"]
+    # for the type checker only, as gateway.app.contracts: no class to build at start-up
+    class SessionHost(Protocol):
+        """What a session needs of its server (gateway.server.serve.Server)."""
+
+        @property
+        def settings(self) -> Settings: ...
+
+        @property
+        def http_limits(self) -> HTTPLimits: ...
+
+        @property
+        def exchange(self) -> Exchange: ...
+
+        @property
+        def stats(self) -> dict[str, int]: ...
+
+        @property
+        def draining(self) -> bool: ...
+
+        def upgrade_route(self, session: HTTPSession, req: Request
+                          ) -> tuple[ResponseSink, Endpoint | None]:
+            """The sink and endpoint of an Upgrade or /socket.io request."""
+            ...
+
+
+__all__ = ["HTTPSession"]
 
 log = logging.getLogger("gateway.http")
 _INF = math.inf
@@ -58,30 +85,6 @@ class _DateCache:
 
 
 _DATE = _DateCache()
-
-
-class SessionHost(Protocol):
-    """What a session needs of its server (gateway.server.serve.Server)."""
-
-    @property
-    def settings(self) -> Settings: ...
-
-    @property
-    def http_limits(self) -> HTTPLimits: ...
-
-    @property
-    def exchange(self) -> Exchange: ...
-
-    @property
-    def stats(self) -> dict[str, int]: ...
-
-    @property
-    def draining(self) -> bool: ...
-
-    def upgrade_route(self, session: HTTPSession, req: Request
-                      ) -> tuple[ResponseSink, Endpoint | None]:
-        """The sink and endpoint of an Upgrade or /socket.io request."""
-        ...
 
 
 class HTTPSession:

@@ -17,8 +17,8 @@ from urllib.parse import quote
 import trio
 
 from gateway.app.body import ValueSource
-from gateway.app.contracts import NO_BODY
 from gateway.app.pubsub import Push, SocketHub
+from gateway.app.response import NO_BODY
 from gateway.errors import HTTPError, RemoteProtocolError, WebSocketClosed
 from gateway.http.target import parse_target
 from gateway.server.websocket import SocketHost
