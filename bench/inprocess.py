@@ -139,8 +139,6 @@ async def run_once(route: str, n: int) -> dict[str, Any]:
     session = HTTPSession(server, server_side, info)
     warm = min(n, 200)
     async with trio.open_nursery() as nursery:
-        # what serve() provides: the nursery the WebSocket layer's helper tasks start in
-        server._nursery = nursery
         nursery.start_soon(session.run)
         if route.startswith("sails-"):
             # one socket for warm-up and measurement: time both, subtract the warm-up's share

@@ -28,6 +28,11 @@ __all__ = [
     "Router",
     "Request",
     "Response",
+    "Handler",
+    "Middleware",
+    "ErrorHandler",
+    "Next",
+    "WebSocketHandler",
     "HTTPError",
     "BadRequest",
     "Unauthorized",
@@ -47,13 +52,18 @@ __version__ = "0.1.0"
 if TYPE_CHECKING:
     from gateway.app import bodyparsers
     from gateway.app.cookies import cookie_parser
+    from gateway.app.handlers import ErrorHandler, Handler, Middleware, Next, WebSocketHandler
     from gateway.app.pubsub import SocketHub
     from gateway.server.websocket import WebSocket
 
 # Imported on first use: an app without body parsers or WebSockets does not pay their memory
 # (zlib, multipart, wsproto's handshake machinery) on a device with a few hundred MiB.
+# The handler types are Protocols for type checkers (about 25 KiB): loaded when imported.
 _LAZY = {"bodyparsers": "gateway.app.bodyparsers", "WebSocket": "gateway.server.websocket",
-         "SocketHub": "gateway.app.pubsub", "cookie_parser": "gateway.app.cookies"}
+         "SocketHub": "gateway.app.pubsub", "cookie_parser": "gateway.app.cookies",
+         **dict.fromkeys(
+             ("Handler", "Middleware", "ErrorHandler", "Next", "WebSocketHandler"),
+             "gateway.app.handlers")}
 
 
 def __getattr__(name: str) -> Any:

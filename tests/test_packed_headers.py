@@ -5,7 +5,7 @@ from __future__ import annotations
 from hypothesis import given
 from hypothesis import strategies as st
 
-from gateway.server.upgrade import PackedHeaders
+from gateway.app.request import PackedHeaders
 
 # what the parser lets through: token names, values of HTAB, SP, visible and obs-text bytes
 _TCHAR = b"!#$%&'*+-.^_`|~0123456789abcdefghijklmnopqrstuvwxyz"

@@ -20,6 +20,7 @@ from gateway.app.router import Router
 from gateway.http.target import parse_query
 
 if TYPE_CHECKING:
+    from gateway.app.contracts import StatsProvider
     from gateway.app.pubsub import SocketHub
     from gateway.app.request import Request
     from gateway.app.response import Response
@@ -105,7 +106,7 @@ class App(Router):
         self.credentials = Credentials.empty()
         self.locals: dict[str, Any] = {}
         self.started_at = time.monotonic()
-        self.stats_provider: Callable[[], dict[str, Any]] | None = None
+        self.stats_provider: StatsProvider | None = None  # the server's figures
         self.requests_served = 0
         self.errors_5xx = 0
         self._sockets: SocketHub | None = None
@@ -208,7 +209,7 @@ class App(Router):
         if self.settings is not None:
             stats["profile"] = self.settings.profile
         if self.stats_provider is not None:
-            stats.update(self.stats_provider())
+            stats.update(self.stats_provider.statistics())
         return stats
 
 

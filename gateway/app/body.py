@@ -19,15 +19,16 @@ import inspect
 import json
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from gateway.app.budget import MemoryBudget, tune_allocator
-from gateway.app.contracts import BodySource
 from gateway.errors import BodyError, BodyTooLarge, ClientDisconnected
+
+if TYPE_CHECKING:
+    from gateway.app.contracts import BodySource
 
 __all__ = [
     "EVENTS",
-    "BodySource",
     "BodyStream",
     "BytesSource",
     "EmptySource",

@@ -1,33 +1,33 @@
 # The seams between the app layer and the transports, as small Protocols: where a request's body
-# comes from (BodySource), where its reply goes (ResponseSink, or ValueSink for a transport that
-# carries values, not bytes) and what is known of the connection (ConnectionInfo). The server
-# implements them; app/ only ever sees these shapes.
-# Must not: import anything from gateway, even for typing (it is the bottom of app/: every other
-# module may import it), or hold behaviour.
+# comes from (BodySource), where its reply goes (ResponseSink, ValueSink for a transport that
+# carries values, not bytes, WebSocketAcceptor for one that can switch protocols), what is known
+# of the connection (ConnectionInfo), who adds figures to /_gateway/stats (StatsProvider), and
+# what a request knows of its application (Application). The server implements them; app/ only
+# ever sees these shapes. Types only: every module imports it under TYPE_CHECKING, so its
+# Protocol classes cost no memory in a running gateway (about 30 KiB).
+# Must not: import gateway.app or gateway.server modules, even for typing (it is the bottom of
+# app/: every other module may import it; the one exception is pubsub's SocketHub type, which
+# imports nothing of app/ itself), or hold behaviour or values used at runtime.
 from __future__ import annotations
 
-import enum
-from typing import Any, Final, Protocol
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Any, Protocol
+
+if TYPE_CHECKING:
+    from gateway.app.auth import Credentials
+    from gateway.app.pubsub import SocketHub
+    from gateway.settings import Settings
 
 __all__ = [
-    "NO_BODY",
-    "NoBody",
     "BodySource",
     "ParsedBody",
     "ResponseSink",
     "ValueSink",
+    "WebSocketAcceptor",
     "ConnectionInfo",
+    "StatsProvider",
+    "Application",
 ]
-
-
-class NoBody(enum.Enum):
-    """Type of NO_BODY: a reply without a body (a JWR without ``body``: the client sees
-    ``undefined``), as opposed to a body that is JSON ``null``."""
-
-    NO_BODY = 0
-
-
-NO_BODY: Final = NoBody.NO_BODY
 
 
 class BodySource(Protocol):
@@ -87,7 +87,8 @@ class ResponseSink(Protocol):
 class ValueSink(ResponseSink, Protocol):
     """A transport whose replies carry the body as a value (a Sails JWR), not as bytes.
 
-    ``res.json(obj)`` hands it ``obj``, ``res.send(text)`` the text, ``res.end()`` NO_BODY;
+    ``res.json(obj)`` hands it ``obj``, ``res.send(text)`` the text, ``res.end()`` NO_BODY
+    (gateway.app.response);
     only headers the application set are given (no Content-Type or Content-Length made up by
     the Response). Streamed bodies and files still arrive as bytes through ResponseSink.
     ``head_only`` is False: a JWR carries the body for HEAD too, as Sails' does.
@@ -121,3 +122,64 @@ class ConnectionInfo(Protocol):
 
     @property
     def peer_text(self) -> str: ...
+
+
+
+class WebSocketAcceptor(Protocol):
+    """A ResponseSink that can take the connection over as a WebSocket (an HTTP Upgrade
+    request's sink; ``Response.accept_websocket`` uses it for a ws route)."""
+
+    async def accept_websocket(self, req: Any, res: Any, handler: Callable[..., Awaitable[None]],
+                               options: dict[str, Any]) -> None:
+        """Check the handshake; switch protocols once the request is over.
+
+        Raises:
+            HTTPError: 400/426 bad handshake, 403 origin refused, 503 too many WebSockets.
+        """
+        ...
+
+
+class StatsProvider(Protocol):
+    """Adds the server's figures (connections, sockets, ...) to /_gateway/stats."""
+
+    def statistics(self) -> dict[str, Any]: ...
+
+
+class Application(Protocol):
+    """What ``req.app`` offers a handler (Express's req.app): the App that serves it, seen
+    without its routing methods (so that request.py need not import the App, which imports
+    the router, which types its handlers with Request)."""
+
+    @property
+    def locals(self) -> dict[str, Any]:
+        """Application-wide values (Express app.locals)."""
+        ...
+
+    @property
+    def settings(self) -> Settings | None:
+        """The profile the app is served with (None before it is bound)."""
+        ...
+
+    @property
+    def sockets(self) -> SocketHub:
+        """Rooms and pushes for Socket.IO clients (sails.sockets)."""
+        ...
+
+    @property
+    def credentials(self) -> Credentials:
+        """The privilege tokens the profile's credentials file lists."""
+        ...
+
+    def parse_query(self, query: str) -> Any:
+        """The app's query parser (App(query_parser=...)): a raw query string to req.query."""
+        ...
+
+    @property
+    def requests_served(self) -> int: ...
+
+    @property
+    def errors_5xx(self) -> int: ...
+
+    def statistics(self) -> dict[str, Any]:
+        """The figures of /_gateway/stats."""
+        ...

@@ -57,7 +57,7 @@ class BodyRequest(Protocol):
     """The request seam of docs/CONTRACTS.md, plus the ``body_parsed`` flag.
 
     ``body_parsed`` is set True by the first parser that reads the body, so that later parsers
-    skip (Express's ``req._body``). Optional members, looked up with getattr so that minimal
+    skip (Express's body-parsed flag). Optional members, looked up with getattr so that minimal
     fakes keep working: ``cache_enabled`` (bool: the raw body is being kept by the request, so
     parsers use ``read()`` instead of streaming and charging it again) and ``max_body_bytes``
     (int: the effective streaming limit, a route option included).

@@ -16,28 +16,30 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable, Callable, Iterable
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any
 
-from gateway.app.contracts import NO_BODY, BodySource, ConnectionInfo, ResponseSink
 from gateway.app.request import Request
-from gateway.app.response import Response
+from gateway.app.response import NO_BODY, Response
 from gateway.errors import REASONS, ClientDisconnected, HTTPError, MethodNotAllowed, NotFound
 
 if TYPE_CHECKING:
-    from gateway.app.application import App
+    from typing import Protocol
 
-__all__ = ["Exchange", "AccessLog", "Endpoint"]
+    from gateway.app.application import App
+    from gateway.app.contracts import BodySource, ConnectionInfo, ResponseSink
+
+    class AccessLog(Protocol):  # for the type checker only, as gateway.app.contracts
+        """Records one line per finished exchange (the server's access log)."""
+
+        def log_access(self, info: ConnectionInfo, req: Request, res: Response,
+                       started: float) -> None: ...
+
+
+__all__ = ["Exchange", "Endpoint"]
 
 log = logging.getLogger("gateway.app")
 
 Endpoint = Callable[[Request, Response], Awaitable[None]]
-
-
-class AccessLog(Protocol):
-    """Records one line per finished exchange (the server's access log)."""
-
-    def log_access(self, info: ConnectionInfo, req: Request, res: Response,
-                   started: float) -> None: ...
 
 
 class Exchange:
@@ -157,9 +159,10 @@ class Exchange:
 
                     router = app.builtin if req.path.startswith("/_gateway/") else app
                     await router.handle(req, res, done, allowed)
-                    stream = req.body_stream
-                    if not res.finished and stream is not None:
-                        await stream.pump()  # EdgerOS style: listeners registered, handler returned
+                    if not res.finished:
+                        stream = req.body_stream
+                        if stream is not None:  # EdgerOS style: listeners, handler returned
+                            await stream.pump()
                     if not res.headers_sent:
                         if not fell_through:
                             log.error("%s %s: handler returned without sending a response",

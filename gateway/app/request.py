@@ -5,23 +5,22 @@
 # which transport it arrived on beyond the flags it is given.
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable, Iterable, Mapping
+from collections.abc import AsyncIterator, Callable, Collection, Iterable, Iterator, Mapping
 from typing import TYPE_CHECKING, Any, Literal, overload
 
 from gateway.app.body import BodyStream, EmptySource, MemoryBudget, State
-from gateway.app.contracts import BodySource
 from gateway.app.cookies import json_cookies
 from gateway.http.target import parse_cookies
 
 if TYPE_CHECKING:
     import weakref
 
-    from gateway.app.application import App
+    from gateway.app.contracts import Application, BodySource
     from gateway.app.response import Response
     from gateway.app.router import Route
     from gateway.settings import ModeLimits
 
-__all__ = ["Request"]
+__all__ = ["Request", "PackedHeaders"]
 
 _EMPTY = EmptySource()
 _UNPARSED = object()
@@ -93,7 +92,7 @@ class Request:
 
     def __init__(
         self,
-        app: App,
+        app: Application,
         method: str,
         target: str,
         path: str,
@@ -184,6 +183,34 @@ class Request:
         for name, value in raw:
             out.setdefault(name.decode("latin-1"), []).append(value.decode("latin-1"))
         return out
+
+    def header_fields(self, names: Collection[bytes]) -> dict[str, str]:
+        """The named fields only (lower-case names), decoded as ``headers`` would be, without
+        decoding every header: for a request that lives on (a WebSocket's handshake), a decoded
+        copy of each header would cost memory for the socket's whole life.
+
+        Args:
+            names: lower-case header names, as bytes.
+
+        Returns:
+            The fields present (repeated fields joined with ", ").
+        """
+        decoded = self._headers
+        if decoded is not None:
+            return {k: v for k, v in decoded.items() if k.encode("latin-1") in names}
+        out: dict[str, str] = {}
+        for name, value in self._raw_headers:
+            if name in names:
+                key = name.decode("latin-1")
+                text = value.decode("latin-1")
+                out[key] = out[key] + ", " + text if key in out else text
+        return out
+
+    def compact_headers(self) -> None:
+        """Keep the raw header fields as one bytes object (for a request that lives as long as
+        a WebSocket: the parser's per-field tuples cost about 1 KiB); the API sees no change."""
+        if self._headers is None and not isinstance(self._raw_headers, PackedHeaders):
+            self._raw_headers = PackedHeaders(self._raw_headers)
 
     def get(self, field: str) -> str | None:
         """A request header, case-insensitively (Express ``req.get``).
@@ -644,3 +671,24 @@ def _is_ip(hostname: str) -> bool:
     return len(parts) == 4 and all(
         p.isdigit() and p.isascii() and int(p) <= 255 and (p == "0" or p[0] != "0") for p in parts
     )
+
+
+class PackedHeaders:
+    """Header fields kept as ONE bytes object (see Request.compact_headers).
+
+    The parser's per-header tuples and bytes cost about 1 KiB per idle WebSocket; this blob
+    costs the bytes themselves. Header names and values were validated by the parser, so they
+    hold neither LF nor NUL, which serve as separators. Iterates as (name, value) pairs.
+    """
+
+    __slots__ = ("_blob",)
+
+    def __init__(self, pairs: Iterable[tuple[bytes, bytes]]) -> None:
+        self._blob = b"\n".join(name + b"\0" + value for name, value in pairs)
+
+    def __iter__(self) -> Iterator[tuple[bytes, bytes]]:
+        if not self._blob:
+            return
+        for line in self._blob.split(b"\n"):
+            name, _, value = line.partition(b"\0")
+            yield name, value

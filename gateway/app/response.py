@@ -7,6 +7,7 @@
 # provides (the HTTP session, or the virtual-request collector of a WebSocket).
 from __future__ import annotations
 
+import enum
 import json as _json
 import logging
 import math
@@ -15,22 +16,33 @@ import re
 import stat
 import time
 import weakref
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from contextlib import AbstractAsyncContextManager
 from functools import lru_cache
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, Any, Final, cast
 from urllib.parse import quote
 
-from gateway.app.contracts import NO_BODY, ResponseSink, ValueSink
 from gateway.errors import REASONS, Forbidden, HTTPError, NotFound
 from gateway.http.dates import http_date, parse_http_date
 
 if TYPE_CHECKING:
+    from gateway.app.contracts import ResponseSink, ValueSink
     from gateway.app.sse import EventStream
 
-__all__ = ["Response", "ResponseSink", "MIME_TYPES", "JSONSeqWriter", "is_fresh"]
+__all__ = ["Response", "MIME_TYPES", "JSONSeqWriter", "NO_BODY", "NoBody", "is_fresh"]
 
 log = logging.getLogger("gateway.app")
+
+
+class NoBody(enum.Enum):
+    """Type of NO_BODY: a reply without a body (a JWR without ``body``: the client sees
+    ``undefined``), as opposed to a body that is JSON ``null``."""
+
+    NO_BODY = 0
+
+
+# what a ValueSink (gateway.app.contracts) is given for res.end(), res.send() and HEAD
+NO_BODY: Final = NoBody.NO_BODY
 
 _TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+\Z")
 _BAD_VALUE = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
@@ -662,7 +674,7 @@ class Response:
         # that a reply the transport refuses (too large, not serialisable) can still be
         # answered with an error by the exchange.
         self._check_open()
-        sink = cast(ValueSink, self._sink)
+        sink = cast("ValueSink", self._sink)
         nbytes = await sink.send_value(self.status_code, self._head(), value)
         self.headers_sent = True
         self.finished = True
@@ -672,6 +684,20 @@ class Response:
     def carries_values(self) -> bool:
         """True when the transport carries bodies as values (a Sails JWR), not bytes."""
         return self._sink.carries_values
+
+    async def accept_websocket(self, handler: Callable[..., Awaitable[None]],
+                               options: dict[str, Any]) -> None:
+        """Take the connection over as a WebSocket for ``handler`` (what a ws route does).
+
+        Raises:
+            HTTPError: 426 when the transport cannot switch protocols (not an Upgrade request
+                over HTTP); the acceptor's own 400/403/503 (bad handshake, origin, too many).
+        """
+        # a WebSocketAcceptor (gateway.app.contracts): only an HTTP Upgrade request's sink is
+        accept = getattr(self._sink, "accept_websocket", None)
+        if accept is None:
+            raise HTTPError(426, "WebSocket upgrade not possible here")
+        await accept(self.req, self, handler, options)
 
     def clear_headers(self) -> Response:
         """Forget every header set so far (an error reply starts from a clean head)."""

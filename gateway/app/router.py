@@ -10,32 +10,54 @@ import inspect
 import re
 from collections.abc import Awaitable, Callable, Iterable
 from functools import partial
-from typing import TYPE_CHECKING, Any, Protocol, TypeVar
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar, Union, overload
 
 from gateway.app.routing import ParamDecodeError, PathPattern
-from gateway.errors import Forbidden, HTTPError, Unauthorized
+from gateway.errors import Forbidden, Unauthorized
 
 if TYPE_CHECKING:
+    # the handler types are for the type checker only (gateway.app.handlers loads lazily)
+    from gateway.app.handlers import (
+        ErrorHandler,
+        Handler,
+        Middleware,
+        Next,
+        RouteDecorator,
+        RouteFn,
+        WebSocketDecorator,
+        WebSocketHandler,
+    )
     from gateway.app.request import Request
     from gateway.app.response import Response
 
-__all__ = ["Router", "Route", "Next", "METHODS"]
+__all__ = ["Router", "Route", "METHODS"]
 
 # Every method h11 accepts is a token; these get shortcut decorators.
 METHODS = ("get", "post", "put", "patch", "delete", "head", "options")
 
-Next = Callable[..., Awaitable[None]]
+# The public registration methods are typed with gateway.app.handlers' Protocols (so that a
+# user's mypy checks the functions an app registers); inside, every function is called as fn(...).
 Fn = Callable[..., Awaitable[None]]
 F = TypeVar("F", bound=Callable[..., Any])
+Path = Union[str, re.Pattern[str]]  # noqa: UP007 (a runtime alias)
+
+if TYPE_CHECKING:
+    # what use() takes: middleware, (req, res) handlers, error handlers, mounted routers/apps
+    UseFn = Union[Handler, Middleware, ErrorHandler, "Router"]  # noqa: UP007
+    _U = TypeVar("_U", bound=Union[Handler, Middleware, ErrorHandler])  # noqa: UP007
+
+    class UseDecorator(Protocol):
+        """What ``@app.use(path)`` returns."""
+
+        def __call__(self, fn: _U, /) -> _U: ...
+
+    class _Chain(Protocol):
+        """What _then returns: fits every registration method's decorator type."""
+
+        def __call__(self, fn: F, /) -> F: ...
 
 
-class Decorator(Protocol):
-    """What registration methods return: use them as ``@app.get(path)`` decorators."""
-
-    def __call__(self, fn: F, /) -> F: ...
-
-
-def _then(router: Router, layer: _Layer) -> Decorator:
+def _then(router: Router, layer: _Layer) -> _Chain:
     """What registering with handlers returns: a decorator that appends one more handler to
     the same route, so ``@app.post("/form", bodyparsers.urlencoded())`` above ``async def
     form(req, res)`` chains the parser before the handler, as Express's
@@ -183,7 +205,13 @@ class Router:
         return PathPattern(path, end=end, case_sensitive=self._case, strict=strict)
 
     # -- registration --------------------------------------------------------------------------
-    def use(self, path: Any, *fns: Any, privileged: bool = False) -> Decorator:
+    @overload
+    def use(self, path: Path, /, *fns: UseFn, privileged: bool = False) -> UseDecorator: ...
+
+    @overload
+    def use(self, fn: UseFn, /, *fns: UseFn, privileged: bool = False) -> UseDecorator: ...
+
+    def use(self, path: Any, /, *fns: Any, privileged: bool = False) -> UseDecorator:
         """Middleware, error handlers (4 arguments) and mounted routers/apps, in order.
 
         ``use(fn)``, ``use("/api", fn, ...)``, ``use("/api", router)``; as a decorator:
@@ -217,11 +245,11 @@ class Router:
     def route(
         self,
         methods: Iterable[str] | None,
-        path: str | re.Pattern[str],
-        *fns: Fn,
+        path: Path,
+        *fns: RouteFn,
         privileged: bool = False,
         **options: Any,
-    ) -> Decorator:
+    ) -> RouteDecorator:
         """Register handlers for ``methods`` (None: all) at ``path``; a decorator without fns."""
         if not fns:
 
@@ -243,38 +271,38 @@ class Router:
         self.stack.append(layer)
         return _then(self, layer)
 
-    def all(self, path: str | re.Pattern[str], *fns: Fn, **kw: Any) -> Decorator:
+    def all(self, path: Path, *fns: RouteFn, **kw: Any) -> RouteDecorator:
         return self.route(None, path, *fns, **kw)
 
-    def get(self, path: str | re.Pattern[str], *fns: Fn, **kw: Any) -> Decorator:
+    def get(self, path: Path, *fns: RouteFn, **kw: Any) -> RouteDecorator:
         return self.route(("GET",), path, *fns, **kw)
 
-    def post(self, path: str | re.Pattern[str], *fns: Fn, **kw: Any) -> Decorator:
+    def post(self, path: Path, *fns: RouteFn, **kw: Any) -> RouteDecorator:
         return self.route(("POST",), path, *fns, **kw)
 
-    def put(self, path: str | re.Pattern[str], *fns: Fn, **kw: Any) -> Decorator:
+    def put(self, path: Path, *fns: RouteFn, **kw: Any) -> RouteDecorator:
         return self.route(("PUT",), path, *fns, **kw)
 
-    def patch(self, path: str | re.Pattern[str], *fns: Fn, **kw: Any) -> Decorator:
+    def patch(self, path: Path, *fns: RouteFn, **kw: Any) -> RouteDecorator:
         return self.route(("PATCH",), path, *fns, **kw)
 
-    def delete(self, path: str | re.Pattern[str], *fns: Fn, **kw: Any) -> Decorator:
+    def delete(self, path: Path, *fns: RouteFn, **kw: Any) -> RouteDecorator:
         return self.route(("DELETE",), path, *fns, **kw)
 
-    def head(self, path: str | re.Pattern[str], *fns: Fn, **kw: Any) -> Decorator:
+    def head(self, path: Path, *fns: RouteFn, **kw: Any) -> RouteDecorator:
         return self.route(("HEAD",), path, *fns, **kw)
 
-    def options(self, path: str | re.Pattern[str], *fns: Fn, **kw: Any) -> Decorator:
+    def options(self, path: Path, *fns: RouteFn, **kw: Any) -> RouteDecorator:
         return self.route(("OPTIONS",), path, *fns, **kw)
 
     def ws(
         self,
-        path: str | re.Pattern[str],
-        fn: Fn | None = None,
+        path: Path,
+        fn: WebSocketHandler | None = None,
         *,
         privileged: bool = False,
         **options: Any,
-    ) -> Decorator:
+    ) -> WebSocketDecorator:
         """A WebSocket route: ``async def handler(ws, req)``."""
         if fn is None:
 
@@ -387,10 +415,7 @@ class Router:
                                 req.params = params
                                 req.route_options = layer.options
                                 req._route = layer.route
-                                accept = getattr(res._sink, "accept_websocket", None)
-                                if accept is None:
-                                    raise HTTPError(426, "WebSocket upgrade not possible here")
-                                await accept(req, res, layer.fns[0], layer.options or {})
+                                await res.accept_websocket(layer.fns[0], layer.options or {})
                             else:
                                 req.params = params
                                 req.route_options = layer.options

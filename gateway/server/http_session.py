@@ -28,8 +28,42 @@ from gateway.http.connection import Cycle, ServerConnection
 from gateway.http.dates import http_date
 
 if TYPE_CHECKING:
-    from gateway.app.application import App
-    from gateway.server.serve import ConnectionInfo, Server
+    from contextlib import AbstractContextManager
+    from typing import Protocol
+
+    from gateway.app.contracts import ConnectionInfo, ResponseSink
+    from gateway.app.exchange import Endpoint, Exchange
+    from gateway.http.connection import HTTPLimits
+    from gateway.settings import Settings
+
+    # for the type checker only, as gateway.app.contracts: no class to build at start-up
+    class SessionHost(Protocol):
+        """What a session needs of its server (gateway.server.serve.Server)."""
+
+        @property
+        def settings(self) -> Settings: ...
+
+        @property
+        def http_limits(self) -> HTTPLimits: ...
+
+        @property
+        def exchange(self) -> Exchange: ...
+
+        @property
+        def stats(self) -> dict[str, int]: ...
+
+        @property
+        def draining(self) -> bool: ...
+
+        def closing_scope(self) -> AbstractContextManager[trio.CancelScope]:
+            """A shielded scope for last words, bounded by the drain's deadline."""
+            ...
+
+        def upgrade_route(self, session: HTTPSession, req: Request
+                          ) -> tuple[ResponseSink, Endpoint | None]:
+            """The sink and endpoint of an Upgrade or /socket.io request."""
+            ...
+
 
 __all__ = ["HTTPSession"]
 
@@ -61,20 +95,20 @@ class HTTPSession:
     """Serve one connection until it closes, times out, or the server drains.
 
     Args:
-        server: the Server (settings, app, statistics, access log).
+        server: the server (settings, the exchange, statistics, upgrades).
         stream: the connected byte stream (TCP, TLS or Unix).
         info: peer address, transport scheme and privilege of the connection.
     """
 
     carries_values = False  # a ResponseSink of bytes
 
-    __slots__ = ("server", "app", "stream", "info", "conn", "cycle", "scope", "phase",
+    __slots__ = ("server", "stream", "info", "conn", "cycle", "scope", "phase",
                  "recv_size", "http", "requests", "close_after", "_body_start", "head_only",
                  "req", "upgrade_handler", "_status", "_started", "deadline", "_linger")
 
-    def __init__(self, server: Server, stream: trio.abc.Stream, info: ConnectionInfo) -> None:
+    def __init__(self, server: SessionHost, stream: trio.abc.Stream, info: ConnectionInfo
+                 ) -> None:
         self.server = server
-        self.app: App = server.app
         self.stream = stream
         self.info = info
         self.http = server.settings.http

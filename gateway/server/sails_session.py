@@ -11,27 +11,27 @@ from __future__ import annotations
 import logging
 import secrets
 from collections.abc import Awaitable
-from typing import TYPE_CHECKING, Any, Final, Literal
+from typing import TYPE_CHECKING, Any, Final, Literal, Protocol
 from urllib.parse import quote
 
 import trio
 
 from gateway.app.body import ValueSource
-from gateway.app.contracts import NO_BODY
 from gateway.app.pubsub import Push, SocketHub
-from gateway.app.request import Request
-from gateway.app.response import Response
+from gateway.app.response import NO_BODY
 from gateway.errors import HTTPError, RemoteProtocolError, WebSocketClosed
 from gateway.http.target import split_target
+from gateway.server.websocket import SocketHost
 from gateway.ws import engineio as eio
 from gateway.ws import sails
 
 if TYPE_CHECKING:
-    from gateway.server.http_session import HTTPSession
-    from gateway.server.upgrade import WebSocketManager
+    from gateway.app.application import App
+    from gateway.app.contracts import ConnectionInfo
+    from gateway.app.exchange import Exchange
     from gateway.server.websocket import WebSocket
 
-__all__ = ["accept", "serve", "SailsSocket", "VirtualResponse", "MAX_IN_FLIGHT"]
+__all__ = ["serve", "SailsSocket", "SocketManager", "VirtualResponse", "MAX_IN_FLIGHT"]
 
 log = logging.getLogger("gateway.sails")
 
@@ -43,30 +43,32 @@ MAX_IN_FLIGHT: Final = 8
 _VISIBLE_ASCII: Final = "".join(chr(c) for c in range(0x21, 0x7F))
 
 
-async def accept(manager: WebSocketManager, session: HTTPSession, req: Request,
-                 res: Response) -> None:
-    """The /socket.io/ endpoint: take a valid websocket handshake over.
+class SocketManager(SocketHost, Protocol):
+    """What a Socket.IO connection needs of the server's WebSocket layer (the manager)."""
 
-    Raises:
-        HTTPError: 400 (polling, or an unsupported Engine.IO version: websocket transport
-            only), 403 (origin), 503 (too many WebSockets); the exchange replies with it.
-    """
-    query = req.query
-    version = query.get("EIO")
-    transport = query.get("transport")
-    if transport != "websocket" or not req.upgrade:
-        raise HTTPError(400, "Socket.IO: only the websocket transport is supported "
-                             "(connect with transports: ['websocket'])")
-    if version not in ("3", "4"):
-        raise HTTPError(400, "Socket.IO: unsupported Engine.IO version (EIO=3 or EIO=4)")
-    offer = manager.check(session, req)
-    manager.take_over(session, req, res, offer, None, None, int(version))
+    @property
+    def app(self) -> App: ...
+
+    @property
+    def exchange(self) -> Exchange: ...
+
+    @property
+    def active(self) -> set[Any]:
+        """The sockets the layer's timer ticks (Engine.IO heartbeats, idle timeout)."""
+        ...
 
 
-async def serve(manager: WebSocketManager, session: HTTPSession, ws: WebSocket,
+async def serve(manager: SocketManager, info: ConnectionInfo, ws: WebSocket,
                 version: Literal[3, 4]) -> None:
-    """Serve an accepted Socket.IO connection until it ends (the server calls this)."""
-    sock = SailsSocket(manager, session, ws, version)
+    """Serve an accepted Socket.IO connection until it ends (the server calls this).
+
+    Args:
+        manager: the WebSocket layer.
+        info: the upgraded connection.
+        ws: the open WebSocket.
+        version: Engine.IO protocol version (3: sails.io.js 1.x; 4: socket.io-client 4).
+    """
+    sock = SailsSocket(manager, info, ws, version)
     code, reason = 1000, ""
     manager.active.add(sock)
     try:
@@ -195,9 +197,9 @@ class SailsSocket:
     """One Socket.IO connection: Engine.IO session, virtual requests, pushes, timers.
 
     Args:
-        manager: the server's WebSocketManager.
-        session: the HTTP session that was upgraded (handshake request, privilege, scope).
-        ws: the open WebSocket.
+        manager: the server's WebSocket layer.
+        info: the upgraded connection.
+        ws: the open WebSocket (its ``request`` is the handshake).
         version: Engine.IO protocol version (3: sails.io.js 1.x; 4: socket.io-client 4).
     """
 
@@ -206,19 +208,18 @@ class SailsSocket:
                  "_pending", "_readers", "_workers", "_result", "_msgs", "_seen_msgs",
                  "_last_active", "_registered", "_handshake_merge")
 
-    def __init__(self, manager: WebSocketManager, session: HTTPSession, ws: WebSocket,
+    def __init__(self, manager: SocketManager, info: ConnectionInfo, ws: WebSocket,
                  version: Literal[3, 4]) -> None:
-        settings = manager.server.settings.websocket
+        settings = manager.settings.websocket
         self.id = secrets.token_urlsafe(15)
         self.ws = ws
         self.eio = eio.EngineIOSession(
             version, self.id, ping_interval_s=settings.ping_interval_s,
             ping_timeout_s=settings.pong_timeout_s, max_payload_bytes=settings.max_message_bytes)
         self.manager = manager
-        self.app = manager.server.app
+        self.app = manager.app
         self.hub: SocketHub = self.app.sockets
-        self.exchange = manager.server.exchange
-        info = session.info
+        self.exchange = manager.exchange
         # the socket's requests have the handshake's privilege (a bearer token on the upgrade,
         # or the local socket); their req.protocol is the socket's, "ws" or "wss" (Sails: "ws")
         scheme = "wss" if info.scheme == "https" else "ws"
@@ -234,7 +235,7 @@ class SailsSocket:
         self._nursery: trio.Nursery | None = None  # the socket's own, while it is served
         self._reading: trio.Lock | None = None  # held by the worker that reads (from 2 workers)
         self._pending: list[eio.Event] = []  # requests decoded, not yet taken by a worker
-        self._readers = 0  # workers reading or waiting to read
+        self._readers = 0  # workers not running a request (reading, waiting to, or starting)
         self._workers = 0  # workers in the nursery: at most MAX_IN_FLIGHT
         self._result: tuple[int, str] | None = None  # how the session ended
         self._msgs = self._seen_msgs = 0
@@ -248,13 +249,15 @@ class SailsSocket:
     # worker waiting for it and runs the request itself: a request costs no hand-off of its
     # own, as an HTTP request in its connection's task, and the socket is still read, pinged
     # and closed while a handler is slow. If no other worker is waiting to read, a new one is
-    # started first. At most MAX_IN_FLIGHT workers exist: when every one of them runs a
-    # handler, nobody reads until one returns (the capacity limit, and the backpressure: the
-    # client's frames wait in the kernel). A worker whose request is done waits to read again,
-    # unless another is already waiting (then it ends: one spare per socket). When the session
-    # ends (the client left or closed, a Disconnect), the worker that saw it cancels the
-    # nursery: the socket's handlers and its push flusher end with it; an expiry cancels the
-    # connection's scope, which holds the nursery.
+    # started first. Requests a read decoded beyond the first (a burst: messages already
+    # received) wait in `_pending`, and a worker is started for each, so they run together;
+    # a worker takes a pending request without the lock. At most MAX_IN_FLIGHT workers exist:
+    # when every one of them runs a handler, nobody reads until one returns (the capacity
+    # limit, and the backpressure: the client's frames wait in the kernel). A worker whose
+    # request is done waits to read again, unless another is already waiting (then it ends:
+    # one spare per socket). When the session ends (the client left or closed, a Disconnect),
+    # the worker that saw it cancels the nursery: the socket's handlers and its push flusher
+    # end with it; an expiry cancels the connection's scope, which holds the nursery.
     async def open(self) -> None:
         """Send the Engine.IO open packet (and, for EIO=3, the CONNECT of "/")."""
         await self._send(self.eio.open_frames(trio.current_time()))
@@ -282,27 +285,35 @@ class SailsSocket:
 
     async def _work(self) -> None:
         # one worker; whoever started it counted it in _workers and _readers
+        pending = self._pending
         while True:
-            lock = self._reading  # None while there is one worker: nobody to exclude
-            if lock is not None:
-                await lock.acquire()
-            try:
-                event = await self._next_request()
-            finally:
+            if pending:  # decoded by an earlier read: taken without reading
+                event: eio.Event | None = pending.pop(0)
+            else:
+                lock = self._reading  # None while there is one worker: nobody to exclude
                 if lock is not None:
-                    lock.release()
+                    await lock.acquire()
+                try:
+                    event = await self._next_request()
+                finally:
+                    if lock is not None:
+                        lock.release()
             self._readers -= 1
             if event is None:
                 return  # the session is over (the nursery is cancelled)
-            if not self._readers and self._workers < MAX_IN_FLIGHT:
-                # nobody else would read while this request runs: a new worker will
+            # a worker for each request already decoded, and one to go on reading, as far as
+            # MAX_IN_FLIGHT allows (workers not yet started count as ready)
+            wanted = len(pending) + 1 - self._readers
+            if wanted > 0 and self._workers < MAX_IN_FLIGHT:
                 nursery = self._nursery
                 assert nursery is not None
                 if self._reading is None:
                     self._reading = trio.Lock()
-                self._workers += 1
-                self._readers += 1
-                nursery.start_soon(self._work, name="socket.io worker")
+                while wanted > 0 and self._workers < MAX_IN_FLIGHT:
+                    self._workers += 1
+                    self._readers += 1
+                    nursery.start_soon(self._work, name="socket.io worker")
+                    wanted -= 1
             await self._virtual(event)
             if self._readers >= 2:
                 self._workers -= 1
@@ -317,11 +328,19 @@ class SailsSocket:
             nursery.cancel_scope.cancel()  # the socket's other workers and its flusher end
 
     async def _next_request(self) -> eio.Event | None:
-        """Read and decode until a virtual request is there (None: the session ended)."""
+        """Read and decode until a virtual request is there (None: the session ended).
+
+        Messages already received (``ws.buffered``: no wait) are decoded too, while the
+        requests they hold fit in MAX_IN_FLIGHT, so that a burst starts together; the rest
+        wait in ``_pending``.
+        """
         pending = self._pending
         ws = self.ws
         session = self.eio
-        while not pending:
+        while True:
+            if pending and not (ws.buffered and self._workers - self._readers + len(pending)
+                                < MAX_IN_FLIGHT):
+                return pending.pop(0)
             try:
                 message = await ws.receive()
             except WebSocketClosed:
@@ -348,7 +367,6 @@ class SailsSocket:
                         log.info("socket.io %s: %s (%s)", self.id, event.reason, event.detail)
                     self._end(event.close_code, event.reason)
                     return None
-        return pending.pop(0)
 
     def _register(self) -> None:
         if self.eio.connected and not self._registered:
@@ -373,7 +391,7 @@ class SailsSocket:
                         sails.parse_error_reply(exc, event.ack_id)))])
                 return
             exchange = self.exchange
-            limit = self.manager.server.settings.websocket.max_virtual_response_bytes
+            limit = self.manager.settings.websocket.max_virtual_response_bytes
             started = trio.current_time()
             sink = VirtualResponse(self.eio, vreq.ack_id, limit)
             try:
@@ -441,7 +459,7 @@ class SailsSocket:
     def _queue(self, frame: bytes) -> None:
         self._outbox.append(frame)
         self._outbox_bytes += len(frame)
-        limit = self.manager.server.settings.websocket.send_queue_bytes
+        limit = self.manager.settings.websocket.send_queue_bytes
         # one frame may exceed the limit on its own (messages have their own ceiling)
         if self._outbox_bytes > limit and len(self._outbox) > 1 and not self._dead:
             log.warning("socket.io %s: dropped a slow consumer: %d bytes queued "
@@ -499,7 +517,7 @@ class SailsSocket:
         if self._msgs != self._seen_msgs:
             self._seen_msgs = self._msgs
             self._last_active = now
-        elif now - self._last_active >= self.manager.server.settings.websocket.idle_timeout_s:
+        elif now - self._last_active >= self.manager.settings.websocket.idle_timeout_s:
             self.expire(1001, "idle timeout")
 
     def expire(self, code: int, reason: str) -> None:

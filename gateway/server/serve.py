@@ -112,7 +112,7 @@ class Server:
         self._closing: set[trio.CancelScope] = set()
         # every connection's requests run through this one lifecycle
         self.exchange = Exchange(app, self)  # counts every request (metrics), logs if on
-        app.stats_provider = self.statistics
+        app.stats_provider = self  # its statistics() join /_gateway/stats
         self._observe = app.metrics.observe  # every finished request is counted (log_access)
         app.draining = False  # an App served again after a stop streams again
 

@@ -8,26 +8,28 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Awaitable, Callable, Iterable, Iterator
+from collections.abc import Awaitable, Callable
+from contextlib import AbstractContextManager
 from functools import partial
 from typing import TYPE_CHECKING, Any, Protocol
 
 import trio
 from wsproto.extensions import Extension
 
-from gateway.errors import ServiceUnavailable, WebSocketClosed
+from gateway.errors import HTTPError, ServiceUnavailable, WebSocketClosed
 from gateway.server.websocket import WebSocket
 from gateway.ws import handshake
 
 if TYPE_CHECKING:
+    from gateway.app.application import App
     from gateway.app.contracts import ResponseSink
-    from gateway.app.exchange import Endpoint
+    from gateway.app.exchange import Endpoint, Exchange
     from gateway.app.request import Request
     from gateway.app.response import Response
     from gateway.server.http_session import HTTPSession
-    from gateway.server.serve import Server
+    from gateway.settings import Settings
 
-__all__ = ["WebSocketManager", "UpgradeSink"]
+__all__ = ["WebSocketManager", "UpgradeSink", "UpgradeHost"]
 
 log = logging.getLogger("gateway.websocket")
 
@@ -37,22 +39,30 @@ _BUSY = (b"HTTP/1.1 503 Service Unavailable\r\ncontent-type: text/plain; charset
 Handler = Callable[..., Awaitable[None]]
 
 
+# The handshake's own fields, read without building req.headers: the request lives as long as
+# the socket, and a decoded copy of every header costs ~0.7 KiB per idle socket.
 _FIELDS = frozenset((b"upgrade", b"connection", b"sec-websocket-version", b"sec-websocket-key",
                      b"sec-websocket-protocol", b"sec-websocket-extensions", b"origin", b"host"))
 
 
-def _handshake_fields(req: Request) -> dict[str, str]:
-    # The handshake's own fields, without building req.headers: the request lives as long as
-    # the socket, and a decoded copy of every header costs ~0.7 KiB per idle socket.
-    if req._headers is not None:
-        return req._headers
-    out: dict[str, str] = {}
-    for name, value in req._raw_headers:
-        if name in _FIELDS:
-            key = name.decode("latin-1")
-            text = value.decode("latin-1")
-            out[key] = out[key] + ", " + text if key in out else text
-    return out
+class UpgradeHost(Protocol):
+    """What the WebSocket layer needs of the server (gateway.server.serve.Server)."""
+
+    ws_active: int  # open WebSockets (plain and Socket.IO): the connection cap counts them
+
+    @property
+    def settings(self) -> Settings: ...
+
+    @property
+    def app(self) -> App: ...
+
+    @property
+    def exchange(self) -> Exchange: ...
+
+    @property
+    def draining(self) -> bool: ...
+
+    def closing_scope(self) -> AbstractContextManager[trio.CancelScope]: ...
 
 
 class UpgradeSink:
@@ -104,13 +114,34 @@ class WebSocketManager:
     """Every WebSocket of a Server: upgrades, the connection count and the one timer task.
 
     Args:
-        server: the Server (settings, app, ``ws_active`` counter, draining flag).
+        server: the server (settings, app, exchange, ``ws_active`` counter, draining flag).
     """
 
-    def __init__(self, server: Server) -> None:
+    def __init__(self, server: UpgradeHost) -> None:
         self.server = server
         self.active: set[Ticking] = set()
         self._nursery: trio.Nursery | None = None
+
+    # what the sockets read of the server (gateway.server.websocket.SocketHost and more)
+    @property
+    def settings(self) -> Settings:
+        return self.server.settings
+
+    @property
+    def draining(self) -> bool:
+        return self.server.draining
+
+    def closing_scope(self) -> AbstractContextManager[trio.CancelScope]:
+        """The server's shielded scope for last words, bounded by the drain's deadline."""
+        return self.server.closing_scope()
+
+    @property
+    def app(self) -> App:
+        return self.server.app
+
+    @property
+    def exchange(self) -> Exchange:
+        return self.server.exchange
 
     # -- upgrades -----------------------------------------------------------------------------
     def route(self, session: HTTPSession, req: Request
@@ -120,14 +151,29 @@ class WebSocketManager:
         that the router's ws routes can accept it (after middleware); anything else is plain
         HTTP."""
         if req.path in ("/socket.io/", "/socket.io"):
-            # Engine.IO/Sails load with the first socket.io client: ~250 KiB an app without
-            # such clients never pays
-            from gateway.server import sails_session
-
-            return session, partial(sails_session.accept, self, session)
+            return session, partial(self.accept_socketio, session)
         if req.upgrade:  # a GET with Upgrade: websocket (flagged by the HTTP session)
             return UpgradeSink(session, self), None
         return session, None
+
+    async def accept_socketio(self, session: HTTPSession, req: Request, res: Response) -> None:
+        """The /socket.io/ endpoint: take a valid websocket handshake over (Engine.IO and the
+        Sails socket load when the first one starts: ~250 KiB an app without such clients
+        never pays).
+
+        Raises:
+            HTTPError: 400 (polling, or an unsupported Engine.IO version: websocket transport
+                only), 403 (origin), 503 (too many WebSockets); the exchange replies with it.
+        """
+        query = req.query
+        version = query.get("EIO")
+        if query.get("transport") != "websocket" or not req.upgrade:
+            raise HTTPError(400, "Socket.IO: only the websocket transport is supported "
+                                 "(connect with transports: ['websocket'])")
+        if version not in ("3", "4"):
+            raise HTTPError(400, "Socket.IO: unsupported Engine.IO version (EIO=3 or EIO=4)")
+        offer = self.check(session, req)
+        self.take_over(session, req, res, offer, None, None, int(version))
 
     def check(self, session: HTTPSession, req: Request) -> handshake.Offer:
         """The checks before any 101: handshake headers, Origin, connection count.
@@ -136,7 +182,7 @@ class WebSocketManager:
             HTTPError: 400/426, 403, 503.
         """
         ws = self.server.settings.websocket
-        headers = _handshake_fields(req)
+        headers = req.header_fields(_FIELDS)
         offer = handshake.check_upgrade(req.method, req.http_version, headers)
         handshake.check_origin(headers.get("origin"), headers.get("host"), ws.allowed_origins)
         if self.server.ws_active >= ws.max_connections:
@@ -200,8 +246,7 @@ class WebSocketManager:
 
     def spawn(self, fn: Callable[[], Awaitable[None]]) -> bool:
         """Run a short helper task (ping, background read, flush); False if not serving."""
-        # the server's nursery until our timer task has started (the layer loads lazily)
-        nursery = self._nursery or self.server._nursery
+        nursery = self._nursery  # the timer task's (its ticks are what spawn helpers)
         if nursery is None:
             return False
         nursery.start_soon(fn)
@@ -247,8 +292,7 @@ class _Upgrade:
         finally:
             session.deadline = math.inf
         req = self.req
-        if req._headers is None:
-            req._raw_headers = PackedHeaders(req._raw_headers)
+        req.compact_headers()  # it lives as long as the socket
         ws = WebSocket(stream, session, self.req, manager=manager, extensions=self.exts,
                        subprotocol=self.subprotocol, trailing=trailing)
         handler = self.handler
@@ -260,7 +304,8 @@ class _Upgrade:
             if handler is None:
                 from gateway.server import sails_session
 
-                await sails_session.serve(manager, session, ws, 3 if self.version == 3 else 4)
+                await sails_session.serve(manager, session.info, ws,
+                                          3 if self.version == 3 else 4)
                 return
             code, reason = 1000, ""
             manager.active.add(ws)
@@ -276,24 +321,3 @@ class _Upgrade:
                 await ws.finish(code, reason)
         finally:
             server.ws_active -= 1
-
-
-class PackedHeaders:
-    """A handshake's headers kept for the socket's lifetime as ONE bytes object.
-
-    The parser's per-header tuples and bytes cost about 1 KiB per idle WebSocket; this blob
-    costs the bytes themselves. Header names and values were validated by the parser, so they
-    hold neither LF nor NUL, which serve as separators. Iterates as (name, value) pairs.
-    """
-
-    __slots__ = ("_blob",)
-
-    def __init__(self, pairs: Iterable[tuple[bytes, bytes]]) -> None:
-        self._blob = b"\n".join(name + b"\0" + value for name, value in pairs)
-
-    def __iter__(self) -> Iterator[tuple[bytes, bytes]]:
-        if not self._blob:
-            return
-        for line in self._blob.split(b"\n"):
-            name, _, value = line.partition(b"\0")
-            yield name, value

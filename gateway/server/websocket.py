@@ -19,22 +19,22 @@ from __future__ import annotations
 import logging
 import math
 import struct
-from collections.abc import AsyncIterator, Awaitable
-from typing import TYPE_CHECKING, Any
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import AbstractContextManager
+from typing import TYPE_CHECKING, Any, Protocol
 
 import trio
-from wsproto.connection import Connection, ConnectionState, ConnectionType
 from wsproto.events import BytesMessage, CloseConnection, Ping, Pong, TextMessage
 from wsproto.extensions import Extension
 
 from gateway.errors import WebSocketClosed
+from gateway.ws.connection import ConnectionState, ServerWebSocket
 
 if TYPE_CHECKING:
     from gateway.app.request import Request
-    from gateway.server.http_session import HTTPSession
-    from gateway.server.upgrade import WebSocketManager
+    from gateway.settings import Settings
 
-__all__ = ["WebSocket"]
+__all__ = ["WebSocket", "SocketHost", "Deadline"]
 
 log = logging.getLogger("gateway.websocket")
 
@@ -67,32 +67,40 @@ def _valid_close_code(code: int) -> bool:
     return code in (1000, 1001, 1002, 1003) or 1007 <= code <= 1014 or 3000 <= code <= 4999
 
 
-def _bad_close_frame(conn: Connection, reason: str) -> bool:
-    # wsproto names CLOSE in every error about a Close frame's payload; an error in a frame's
-    # head leaves that head (first byte 0x88 for a Close) uncommitted in the decoder's buffer.
-    if "CLOSE" in reason:
-        return True
-    try:
-        decoder = conn._proto._frame_decoder
-        return decoder.header is None and decoder.buffer.buffer[:1] == b"\x88"
-    except AttributeError:  # another wsproto: fall back to the close timeout
-        return False
+def _bad_close_frame(reason: str) -> bool:
+    # wsproto names CLOSE in every error about a Close frame's payload (bad code, bad UTF-8,
+    # 1 byte). A Close whose head is broken (RSV bits, unmasked, over 125 bytes) cannot be told
+    # apart from other frames without wsproto's private decoder state: those wait for the peer's
+    # end of the connection (or the close timeout) like any other protocol error.
+    return "CLOSE" in reason
 
 
-class _Connection(Connection):
-    """wsproto's Connection with a list for its event queue: a deque costs 760 bytes per
-    socket, and the queue only ever holds the one close event of a lost connection."""
+class Deadline(Protocol):
+    """The upgraded connection's phase deadline and cancel scope (the HTTP session's): a send
+    blocked past its deadline is caught by the server's reaper, which cancels the scope."""
 
-    def __init__(self, extensions: list[Extension] | None) -> None:
-        super().__init__(ConnectionType.SERVER, extensions)
-        self._events = _Queue()  # type: ignore[assignment]
+    deadline: float
+
+    @property
+    def scope(self) -> trio.CancelScope: ...
 
 
-class _Queue(list[Any]):
-    __slots__ = ()
+class SocketHost(Protocol):
+    """What a WebSocket needs of the server's WebSocket layer (gateway.server.upgrade)."""
 
-    def popleft(self) -> Any:
-        return self.pop(0)
+    @property
+    def settings(self) -> Settings: ...
+
+    @property
+    def draining(self) -> bool: ...
+
+    def spawn(self, fn: Callable[[], Awaitable[None]]) -> bool:
+        """Run a short helper task (ping, background read); False if not serving."""
+        ...
+
+    def closing_scope(self) -> AbstractContextManager[trio.CancelScope]:
+        """The server's shielded scope for a close handshake, bounded by the drain deadline."""
+        ...
 
 
 class WebSocket:
@@ -119,17 +127,17 @@ class WebSocket:
         "_expired", "_manager",
     )
 
-    def __init__(self, stream: trio.abc.Stream, session: HTTPSession, request: Request, *,
-                 manager: WebSocketManager, extensions: list[Extension] | None = None,
+    def __init__(self, stream: trio.abc.Stream, session: Deadline, request: Request, *,
+                 manager: SocketHost, extensions: list[Extension] | None = None,
                  subprotocol: str | None = None, trailing: bytes = b"") -> None:
-        s = manager.server.settings
+        s = manager.settings
         self.request = request
         self.subprotocol = subprotocol
         self.close_code: int | None = None
         self.close_reason = ""
         self._stream = stream
         self._session = session
-        self._conn = _Connection(extensions)
+        self._conn = ServerWebSocket(extensions)
         self._fast = not extensions
         self._max = s.websocket.max_message_bytes
         self._recv_size = s.server.recv_buffer_bytes
@@ -299,7 +307,7 @@ class WebSocket:
         else:  # wsproto could not parse the input (it leaves the state alone): fail it
             # A malformed Close frame was the peer's last word: no other Close will come, so
             # the TCP connection closes now instead of at the close timeout.
-            peer_closed = _bad_close_frame(conn, event.reason or "")
+            peer_closed = _bad_close_frame(event.reason or "")
             if state is _OPEN:
                 await self._fail(event.code, event.reason or "protocol error")
             if peer_closed:
@@ -437,7 +445,7 @@ class WebSocket:
         if not _valid_close_code(code):
             raise ValueError(f"close code {code} may not be sent")
         conn = self._conn
-        timeout = self._manager.server.settings.websocket.pong_timeout_s
+        timeout = self._manager.settings.websocket.pong_timeout_s
         with trio.move_on_after(timeout):
             if conn.state is _OPEN and not self._torn:
                 self._set_closed(code, reason)
@@ -516,7 +524,7 @@ class WebSocket:
         and a background reader when no task has read since the previous tick."""
         if self._finished or self._conn.state is not _OPEN:
             return
-        ws = self._manager.server.settings.websocket
+        ws = self._manager.settings.websocket
         reads = self._reads
         if reads != self._seen_reads:  # any input proves the peer alive
             self._seen_reads = reads
@@ -550,11 +558,10 @@ class WebSocket:
         # still sent, but the peer's answer gets only a moment.
         stopping = (trio.current_effective_deadline() == -math.inf
                     and not self._session.scope.cancel_called)
-        server = self._manager.server
-        with server.closing_scope():
+        with self._manager.closing_scope():
             if self._expired is not None:
                 code, reason = self._expired
-            elif server.draining or stopping:
+            elif self._manager.draining or stopping:
                 code, reason = 1001, "server shutting down"
             try:
                 await self._stop_background()
