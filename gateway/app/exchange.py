@@ -32,7 +32,7 @@ if TYPE_CHECKING:
         """Records one line per finished exchange (the server's access log)."""
 
         def log_access(self, info: ConnectionInfo, req: Request, res: Response,
-                       started: float) -> None: ...
+                       started: float, failure: BaseException | None = None) -> None: ...
 
 
 __all__ = ["Exchange", "Endpoint"]
@@ -142,6 +142,7 @@ class Exchange:
         app = self.app
         res = Response(sink)
         res.req = req
+        failure: BaseException | None = None  # what ended the exchange early (access log)
         try:
             try:
                 if endpoint is not None:
@@ -184,13 +185,16 @@ class Exchange:
                 await self.reply_error(req, res, 500, None, ())
             if res.headers_sent and not res.finished:
                 await res.end()  # a streamed response the handler left open
+        except BaseException as exc:  # the client went away, cancelled, failed after the head
+            failure = exc
+            raise
         finally:
             stream = req.body_stream
             if stream is not None:
                 await stream.finish()
             access_log = self.access_log
             if access_log is not None:
-                access_log.log_access(info, req, res, started)
+                access_log.log_access(info, req, res, started, failure)
         return res
 
     async def reply_error(self, req: Request | None, res: Response, status: int,

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 import trio
 
 from gateway.app.exchange import Exchange
-from gateway.errors import ConfigError
+from gateway.errors import ClientDisconnected, ConfigError
 from gateway.http.connection import HTTPLimits
 from gateway.server.http_session import HTTPSession
 
@@ -424,9 +424,15 @@ class Server:
                 "draining": self.draining}
 
     def log_access(self, info: AnyConnection, req: Request, res: Response,
-                   started: float) -> None:
+                   started: float, failure: BaseException | None = None) -> None:
         """Count a finished request (gateway.app.metrics) and write its access line (the
-        exchange calls this when a request is over, HTTP or virtual)."""
+        exchange calls this when a request is over, HTTP or virtual).
+
+        The line says what the client really got: the status sent, or ``-`` when no response
+        head went out; and, when the exchange ended early, how (``no-response`` or
+        ``incomplete``, then why: ``client-gone``, ``cancelled`` for a shutdown or a timeout,
+        or the error's type).
+        """
         seconds = trio.current_time() - started
         stream = req.body_stream
         self._observe(req.method, res.status_code, req.privileged,
@@ -441,8 +447,10 @@ class Server:
             path = path.translate(_ESCAPE)  # nothing a client sends can start a new log line
         # a virtual request names its transport where an HTTP request names its version
         proto = "socket.io" if req.is_socket else "HTTP/" + req.http_version
+        status = res.status_code if res.headers_sent else "-"
+        end = "\n" if failure is None and res.finished else _early_end(res, failure)
         buf.append(f'{info.peer_text} "{req.method} {path} {proto}" '
-                   f"{res.status_code} {res.bytes_sent} {ms:.1f}ms {req.mode}\n")
+                   f"{status} {res.bytes_sent} {ms:.1f}ms {req.mode}{end}")
         if len(buf) >= 64:
             self._flush_access()
 
@@ -460,6 +468,20 @@ class Server:
         while True:
             await trio.sleep(0.5)
             self._flush_access()
+
+
+def _early_end(res: Response, failure: BaseException | None) -> str:
+    """The access line's tail for an exchange that did not end with its whole response."""
+    what = "incomplete" if res.headers_sent else "no-response"
+    if failure is None:
+        return f" {what}\n"
+    if isinstance(failure, ClientDisconnected):
+        why = "client-gone"
+    elif isinstance(failure, trio.Cancelled):
+        why = "cancelled"
+    else:
+        why = type(failure).__name__
+    return f" {what}:{why}\n"
 
 
 async def _bind(sock: trio.socket.SocketType, addr: Any, text: str) -> None:
