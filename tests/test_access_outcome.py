@@ -73,3 +73,25 @@ async def test_what_the_client_really_got_is_logged(capsys: Any) -> None:
     assert by_path["/stream"].endswith(" user incomplete:cancelled")
     assert '"GET /hang HTTP/1.1" - 0 ' in by_path["/hang"]
     assert by_path["/hang"].endswith(" user no-response:cancelled")
+
+
+async def test_an_asyncio_call_in_a_handler_says_handlers_run_on_trio(
+        caplog: Any) -> None:
+    import asyncio
+    import logging
+
+    from tests.helpers import request
+
+    app = App()
+
+    @app.get("/sleepy")
+    async def sleepy(req, res):  # type: ignore[no-untyped-def]
+        await asyncio.sleep(0.1)  # what a newcomer from asyncio writes
+        await res.send("never")
+
+    with trio.fail_after(5), caplog.at_level(logging.ERROR, "gateway"):
+        async with running(app) as server:
+            reply = await request(server, "GET", "/sleepy")
+    assert reply.status == 500
+    assert any("handlers run on trio, not asyncio: use trio.sleep" in r.getMessage()
+               for r in caplog.records)

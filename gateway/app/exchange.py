@@ -39,6 +39,10 @@ __all__ = ["Exchange", "Endpoint"]
 
 log = logging.getLogger("gateway.app")
 
+# what a handler written for asyncio gets: say what to use instead (docs/GUIDE.md section 7)
+_ASYNCIO_HINT = (" (handlers run on trio, not asyncio: use trio.sleep, trio.to_thread.run_sync "
+                 "for blocking calls, and @app.background for tasks; see docs/GUIDE.md)")
+
 Endpoint = Callable[[Request, Response], Awaitable[None]]
 
 
@@ -178,8 +182,9 @@ class Exchange:
                 if res.headers_sent:
                     raise
                 await self.reply_error(req, res, exc.status, exc.message, exc.headers)
-            except Exception:
-                log.exception("%s %s: unhandled error in handler", req.method, req.path)
+            except Exception as exc:
+                log.exception("%s %s: unhandled error in handler%s", req.method, req.path,
+                              _ASYNCIO_HINT if "no running event loop" in str(exc) else "")
                 if res.headers_sent:
                     raise
                 await self.reply_error(req, res, 500, None, ())
