@@ -108,6 +108,7 @@ class Link:
                  will: tuple[str, bytes] | None = None) -> None:
         self.config = config
         self.connected = False
+        self.subscribed = False  # the broker acknowledged this connection's subscriptions
         self.closing = False
         self.connects = 0
         self.connect_failures = 0
@@ -135,6 +136,7 @@ class Link:
         client.on_connect = self._connack
         client.on_disconnect = self._disconnected
         client.on_message = self._message
+        client.on_subscribe = self._suback
         props = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
         props.MaximumPacketSize = config.max_packet_bytes + _PACKET_OVERHEAD
         # clean start, no session expiry: a request sent while this device was away is not
@@ -193,9 +195,11 @@ class Link:
             sock.setblocking(False)
             if cfg.tls is None:
                 return sock
+            opened: socket.socket = sock
             try:
-                tls = cfg.tls.wrap_socket(sock, server_hostname=cfg.host,
-                                          do_handshake_on_connect=False)
+                # the SSLSocket takes the descriptor over (sock is detached)
+                tls = opened = cfg.tls.wrap_socket(sock, server_hostname=cfg.host,
+                                                   do_handshake_on_connect=False)
                 while True:
                     try:
                         tls.do_handshake()
@@ -205,7 +209,7 @@ class Link:
                     except ssl.SSLWantWriteError:
                         await trio.lowlevel.wait_writable(tls)
             except BaseException:
-                sock.close()
+                opened.close()
                 raise
 
     async def _reader(self, sock: Any) -> None:
@@ -282,7 +286,7 @@ class Link:
     def _down(self) -> None:
         if self.connected:
             log.warning("mqtt: disconnected from %s:%d", self.config.host, self.config.port)
-        self.connected = False
+        self.connected = self.subscribed = False
         self._session_scope = None
         sock, self._sock = self._sock, None
         client = self.client
@@ -308,6 +312,7 @@ class Link:
     def _connack(self, client: paho.Client, userdata: Any, flags: Any, reason: Any,
                  properties: Any) -> None:
         if reason.is_failure:
+            self.connect_failures += 1
             self.last_error = f"the broker refused the connection: {reason}"
             log.error("mqtt: %s", self.last_error)
             self._end_session()
@@ -315,18 +320,26 @@ class Link:
         self.connected = True
         self.connects += 1
         self.last_error = ""
-        log.info("mqtt: connected to %s:%d as %s", self.config.host, self.config.port,
-                 self.config.client_id)
         try:
             self._on_connected()
         except Exception:
             log.exception("mqtt: on connect")
 
+    def _suback(self, client: paho.Client, userdata: Any, mid: int, reasons: Any,
+                properties: Any) -> None:
+        refused = [str(r) for r in reasons if r.is_failure]
+        if refused:  # the broker's ACL: say so, the rest still works
+            self.last_error = f"subscription refused: {', '.join(refused)}"
+            log.error("mqtt: %s", self.last_error)
+        self.subscribed = True
+        log.info("mqtt: connected to %s:%d as %s, subscribed", self.config.host,
+                 self.config.port, self.config.client_id)
+
     def _disconnected(self, client: paho.Client, userdata: Any, flags: Any, reason: Any,
                       properties: Any) -> None:
-        self.connected = False
-        if not self.closing and reason is not None and reason.is_failure:
-            self.last_error = f"disconnected: {reason}"
+        was, self.connected = self.connected, False
+        if was and not self.closing and reason is not None and reason.is_failure:
+            self.last_error = f"disconnected: {reason}"  # (a refused CONNACK said why already)
         self._end_session()
 
     def _message(self, client: paho.Client, userdata: Any, message: paho.MQTTMessage) -> None:
@@ -388,7 +401,8 @@ class Link:
 
     def statistics(self) -> dict[str, Any]:
         """The connection's figures for /_gateway/stats."""
-        return {"connected": self.connected, "connects": self.connects,
+        return {"connected": self.connected, "subscribed": self.subscribed,
+                "connects": self.connects,
                 "reconnects": max(0, self.connects - 1),
                 "connect_failures": self.connect_failures, "published": self.published,
                 "dropped": self.dropped, "received": self.received,
