@@ -23,6 +23,7 @@ import trio
 from gateway.app.auth import hash_token
 from gateway.cli import main
 from gateway.client.socket import open_socket
+from gateway.discovery import installed_version
 from gateway.errors import ConfigError
 from gateway.server.serve import Server
 from gateway.settings import load_settings
@@ -191,7 +192,8 @@ async def test_presence_is_retained_and_the_bridge_shows_in_stats_and_metrics(
             assert topic == "gateway/dev1/status"
             status = json.loads(payload)
             assert status["status"] == "online" and status["device_id"] == "dev1"
-            assert status["profile"] == "test" and status["version"]
+            assert status["profile"] == "test"
+            assert status["version"] == installed_version()  # what importlib.metadata says
             await rr(broker, "gateway/dev1/request", '{"url":"/hello"}')
             auth = [("Authorization", f"Bearer {TOKEN}")]
             stats = json.loads((await request(server, "GET", "/_gateway/stats",

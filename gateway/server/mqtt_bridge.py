@@ -12,6 +12,7 @@ import logging
 import os
 import socket
 import stat
+import sys
 from typing import TYPE_CHECKING, Any, Final, cast
 
 import trio
@@ -191,6 +192,7 @@ class Bridge:
                        m.reconnect_max_s, self.max_message_bytes),
             self._message, self._connected,
             will=(self.status_topic, self._presence("offline")))
+        self.version = _installed_version()
         self.in_flight = 0
         self.requests = self.rejected = self.malformed = 0
         self.events_out = self.events_in = 0
@@ -239,10 +241,7 @@ class Bridge:
     def _presence(self, status: str) -> bytes:
         body: dict[str, Any] = {"status": status, "device_id": self.device_id}
         if status == "online":
-            from gateway.discovery import installed_version
-
-            settings = self.server.settings
-            body.update(profile=settings.profile, version=installed_version())
+            body.update(profile=self.server.settings.profile, version=self.version)
         return eio.dumps(body).encode()
 
     def _connected(self) -> None:
@@ -360,6 +359,33 @@ class Bridge:
                 "requests": self.requests, "requests_in_flight": self.in_flight,
                 "rejected": self.rejected, "malformed": self.malformed,
                 "events_out": self.events_out, "events_in": self.events_in}
+
+
+def _installed_version() -> str:
+    """gateway.discovery.installed_version() without importlib.metadata, whose modules (zipfile,
+    csv, xml.sax, importlib.resources: ~0.5 MiB of RSS) would stay for one string: the Version
+    of the first gateway-*.dist-info on sys.path, as importlib.metadata finds it, else
+    gateway.__version__ (a source tree)."""
+    for entry in sys.path:
+        try:
+            names = os.listdir(entry or ".")
+        except OSError:
+            continue
+        for name in names:
+            if name.startswith("gateway-") and name.endswith(".dist-info"):
+                try:
+                    with open(os.path.join(entry or ".", name, "METADATA"),
+                              encoding="utf-8") as f:
+                        for line in f:
+                            if line.startswith("Version:"):
+                                return line[8:].strip()
+                            if not line.strip():
+                                break  # the headers end at the first blank line
+                except OSError:
+                    pass
+    from gateway import __version__
+
+    return __version__
 
 
 def _parse(payload: bytes | bytearray, limit: int) -> sails.VirtualRequest:

@@ -188,7 +188,9 @@ class Link:
     async def _open_socket(self) -> Any:
         cfg = self.config
         with trio.fail_after(CONNECT_TIMEOUT_S):
-            stream = await trio.open_tcp_stream(cfg.host, cfg.port)
+            # an ASCII host as bytes: trio then does not load the idna codec for it
+            host: str | bytes = cfg.host.encode() if cfg.host.isascii() else cfg.host
+            stream = await trio.open_tcp_stream(host, cfg.port)
             tsock = stream.socket
             tsock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             sock = socket.socket(tsock.family, tsock.type, tsock.proto, tsock.detach())
@@ -242,12 +244,14 @@ class Link:
             while True:
                 await self._wake.wait()
                 self._wake = trio.Event()
+                # write at once (the socket is writable nearly always); wait only for room
                 while client.want_write():
-                    await trio.lowlevel.wait_writable(sock)
                     if (client.loop_write() != MQTTErrorCode.MQTT_ERR_SUCCESS
                             or client.socket() is not sock):  # lost, or DISCONNECT written
                         self._end_session()
                         return
+                    if client.want_write():
+                        await trio.lowlevel.wait_writable(sock)
         except (trio.ClosedResourceError, OSError):
             self._end_session()
         except Exception as exc:
