@@ -477,3 +477,29 @@ async def test_three_gateways_on_one_broker(broker: Broker, tmp_path: Path) -> N
             if proc.poll() is None:
                 proc.kill()
             proc.wait()
+
+
+# -- reconnecting (virtual time) ----------------------------------------------------------------
+
+async def test_reconnect_backoff_doubles_with_jitter_up_to_its_ceiling(
+        autojump_clock: Any) -> None:
+    from gateway.server.mqtt_link import Link, LinkConfig
+
+    attempts: list[float] = []
+
+    async def refused() -> Any:
+        attempts.append(trio.current_time())
+        raise ConnectionRefusedError(111, "Connection refused")
+
+    link = Link(LinkConfig("127.0.0.1", 1, None, "t", None, None, 30.0, 8.0, 1024),
+                lambda m: None, lambda: None)
+    link._open_socket = refused  # type: ignore[method-assign]
+    with trio.move_on_after(120):
+        await link.run()
+    gaps = [b - a for a, b in zip(attempts, attempts[1:], strict=False)]
+    ceilings = [min(8.0, 2.0 ** i) for i in range(len(gaps))]  # 1, 2, 4, 8, 8, ...
+    assert all(c / 2 <= g <= c for g, c in zip(gaps, ceilings, strict=True)), gaps
+    assert len(set(round(g, 6) for g in gaps[3:])) > 1  # jittered, not in lockstep
+    assert 120 / 8 <= len(attempts) <= 2 + 120 / 4
+    assert link.connect_failures == len(attempts) and link.last_error == "Connection refused"
+    assert not link.publish("t/x", b"dropped") and link.dropped == 1  # no offline queue

@@ -222,6 +222,8 @@ class Bridge:
                         await trio.sleep(0.05)
                     await self._goodbye()
                 nursery.cancel_scope.cancel()
+        except Exception:  # HTTP goes on without the bridge
+            log.exception("mqtt: the bridge failed and stopped")
         finally:
             self._nursery = None
             self.busy = False

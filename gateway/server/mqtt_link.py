@@ -157,6 +157,10 @@ class Link:
                 self.last_error = _describe(exc)
                 log.warning("mqtt: %s:%d: %s", self.config.host, self.config.port,
                             self.last_error)
+            except Exception as exc:  # a bug here must not end the bridge, nor the server
+                self.connect_failures += 1
+                self.last_error = _describe(exc)
+                log.exception("mqtt: the session failed; reconnecting")
             finally:
                 self._down()
             if self.closing:
@@ -240,6 +244,7 @@ class Link:
 
     async def _writer(self, sock: Any) -> None:
         client = self.client
+        waitable: Any = sock  # (not narrowed by the identity check below)
         try:
             while True:
                 await self._wake.wait()
@@ -251,7 +256,7 @@ class Link:
                         self._end_session()
                         return
                     if client.want_write():
-                        await trio.lowlevel.wait_writable(sock)
+                        await trio.lowlevel.wait_writable(waitable)
         except (trio.ClosedResourceError, OSError):
             self._end_session()
         except Exception as exc:
