@@ -352,6 +352,10 @@ def main(argv: list[str] | None = None) -> int:
                 from gateway.server.serve import load_tls_context
 
                 load_tls_context(settings)
+            if settings.mqtt.url:
+                from gateway.server.mqtt_bridge import check
+
+                check(settings)  # and that paho-mqtt is installed
             if args.app:
                 load_app(args.app)
             print(f"ok: profile {settings.profile} ({settings.source})")

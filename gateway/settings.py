@@ -22,6 +22,7 @@ from gateway.errors import ConfigError
 
 __all__ = [
     "HTTPSettings",
+    "MQTTSettings",
     "MemorySettings",
     "ModeLimits",
     "PER_CONNECTION_OVERHEAD_BYTES",
@@ -34,6 +35,7 @@ __all__ = [
     "format_settings",
     "list_profiles",
     "load_settings",
+    "mqtt_address",
     "profile_dirs",
     "worst_case_bytes",
 ]
@@ -143,6 +145,23 @@ class StatusSettings:
 
 
 @dataclass(frozen=True, slots=True)
+class MQTTSettings:
+    """[mqtt]: the optional MQTT 5 bridge (gateway.server.mqtt_bridge); an empty url is off."""
+
+    url: str = ""
+    topic_prefix: str = "gateway"
+    device_id: str = ""
+    credentials_file: str = ""
+    tls_ca_file: str = ""
+    tls_cert_file: str = ""
+    tls_key_file: str = ""
+    rooms: tuple[str, ...] = ()
+    max_in_flight: int = _c(16, "gt0")
+    keepalive_s: float = _c(30.0, "gt0")
+    reconnect_max_s: float = _c(60.0, "gt0")
+
+
+@dataclass(frozen=True, slots=True)
 class _ProfileInfo:
     """[profile]: what the profile is for (schema only; flattened into Settings)."""
 
@@ -169,6 +188,7 @@ class Settings:
     websocket: WebSocketSettings = field(default_factory=WebSocketSettings)
     systemd: SystemdSettings = field(default_factory=SystemdSettings)
     status: StatusSettings = field(default_factory=StatusSettings)
+    mqtt: MQTTSettings = field(default_factory=MQTTSettings)
     ram_bytes: int = 0
 
     def limits_for(self, privileged: bool) -> ModeLimits:
@@ -200,7 +220,7 @@ _SECTIONS: Final = (
     ("http", HTTPSettings, "http"), ("limits.user", ModeLimits, "user"),
     ("limits.privileged", ModeLimits, "privileged"), ("memory", MemorySettings, "memory"),
     ("websocket", WebSocketSettings, "websocket"), ("systemd", SystemdSettings, "systemd"),
-    ("status", StatusSettings, "status"),
+    ("status", StatusSettings, "status"), ("mqtt", MQTTSettings, "mqtt"),
 )
 _FIELDS: Final = MappingProxyType({
     f"{sect}.{f.name}": _Field(f"{sect}.{f.name}", sect, f.name, str(f.type),
@@ -632,6 +652,72 @@ def _cross_check(v: Mapping[str, Any], origin: Mapping[str, str]) -> None:
                  why="MemoryHigh= throttles before MemoryMax= kills")
         need("memory.body_budget_bytes", "systemd.memory_max_bytes", strict=True,
              why="the process needs memory besides cached bodies")
+    _check_mqtt(v, origin)
+
+
+# MQTT topic levels: a name must not hold a wildcard (+ #) or NUL, and a prefix or device id
+# no level separator either (a device id with "/" would answer another device's topics)
+_TOPIC_LEVEL: Final = re.compile(r"[^/+#\x00]+")
+_TOPIC_NAME: Final = re.compile(r"[^+#\x00]+")
+
+
+def mqtt_address(url: str) -> tuple[bool, str, int]:
+    """(tls, host, port) of an ``[mqtt] url``: ``mqtt://host[:1883]`` or ``mqtts://host[:8883]``.
+
+    Args:
+        url: the url (IPv6 hosts in brackets).
+
+    Returns:
+        Whether the connection uses TLS, the host and the port.
+
+    Raises:
+        ValueError: another scheme, no host, a path/query/user part, or a bad port.
+    """
+    from urllib.parse import urlsplit  # only with a bridge configured
+
+    parts = urlsplit(url)
+    if parts.scheme not in ("mqtt", "mqtts"):
+        raise ValueError("the scheme must be mqtt:// or mqtts://")
+    if parts.path not in ("", "/") or parts.query or parts.fragment or parts.username:
+        raise ValueError("only a host and a port (credentials go in mqtt.credentials_file)")
+    port = parts.port  # ValueError when out of range or not a number
+    if not parts.hostname:
+        raise ValueError("no host")
+    tls = parts.scheme == "mqtts"
+    return tls, parts.hostname, port if port is not None else (8883 if tls else 1883)
+
+
+def _check_mqtt(v: Mapping[str, Any], origin: Mapping[str, str]) -> None:
+    """[mqtt]: the url, the names that become topic levels, and TLS files that need TLS."""
+    def bad(key: str, expected: str) -> ConfigError:
+        return _bad(origin[key], key, expected, v[key])
+
+    url = v["mqtt.url"]
+    if not url:
+        return  # no bridge: nothing else in [mqtt] is used
+    try:
+        tls, _, _ = mqtt_address(url)
+    except ValueError as exc:
+        raise _bad(origin["mqtt.url"], "mqtt.url", 'a broker url such as "mqtt://host:1883" or '
+                   '"mqtts://host:8883"', url, str(exc)) from None
+    for key in ("mqtt.topic_prefix", "mqtt.device_id"):
+        if v[key] and not _TOPIC_LEVEL.fullmatch(v[key]):
+            raise bad(key, "one MQTT topic level (no '/', '+', '#' or NUL)")
+    if not v["mqtt.topic_prefix"]:
+        raise bad("mqtt.topic_prefix", "a non-empty topic level")
+    if v["mqtt.device_id"] == "all":
+        raise bad("mqtt.device_id", 'a device id other than "all" (the fleet-wide topics)')
+    for room in v["mqtt.rooms"]:
+        if not _TOPIC_NAME.fullmatch(room):
+            raise _bad(origin["mqtt.rooms"], "mqtt.rooms", "room names that can be topic "
+                       "levels (non-empty; no '+', '#' or NUL)", v["mqtt.rooms"])
+    for key in ("mqtt.tls_ca_file", "mqtt.tls_cert_file", "mqtt.tls_key_file"):
+        if v[key] and not tls:
+            raise bad(key, "an mqtts:// url (TLS files without TLS would be ignored)")
+    cert, key = "mqtt.tls_cert_file", "mqtt.tls_key_file"
+    if bool(v[cert]) != bool(v[key]):
+        have, missing = (cert, key) if v[cert] else (key, cert)
+        raise bad(have, f"{missing} to be set too (a client certificate needs both)")
 
 
 def _env_items(env: Mapping[str, str]) -> Iterator[tuple[str, str, str]]:

@@ -17,6 +17,7 @@ __all__ = [
     "SOCKET_DROPIN_PATH",
     "STOP_MARGIN_S",
     "CREDENTIALS",
+    "MQTT_CREDENTIALS",
     "render_dropin",
     "render_socket_dropin",
 ]
@@ -34,6 +35,15 @@ CREDENTIALS: tuple[tuple[str, str, str], ...] = (
     ("credentials_file", "credentials", "GATEWAY_SERVER_CREDENTIALS_FILE"),
     ("tls_cert_file", "tls-cert", "GATEWAY_SERVER_TLS_CERT_FILE"),
     ("tls_key_file", "tls-key", "GATEWAY_SERVER_TLS_KEY_FILE"),
+)
+
+#: The same for the MQTT bridge's files ([mqtt] attribute, credential id, variable), handed
+#: over only when [mqtt] url is set (a LoadCredential= of a missing file stops the unit).
+MQTT_CREDENTIALS: tuple[tuple[str, str, str], ...] = (
+    ("credentials_file", "mqtt-credentials", "GATEWAY_MQTT_CREDENTIALS_FILE"),
+    ("tls_ca_file", "mqtt-tls-ca", "GATEWAY_MQTT_TLS_CA_FILE"),
+    ("tls_cert_file", "mqtt-tls-cert", "GATEWAY_MQTT_TLS_CERT_FILE"),
+    ("tls_key_file", "mqtt-tls-key", "GATEWAY_MQTT_TLS_KEY_FILE"),
 )
 
 # Where the sandboxed service may create a Unix socket: RuntimeDirectory= and StateDirectory=.
@@ -137,8 +147,9 @@ def render_dropin(settings: UnitSettings) -> str:
     TasksMax=, WatchdogSec= and TimeoutStopSec= (shutdown_grace_s + STOP_MARGIN_S), turns
     PrivateUsers= off when server.unix_allowed_uids names a non-root uid (SO_PEERCRED inside a
     user namespace could not see it), and for
-    each secret file set in [server] a LoadCredential= plus the GATEWAY_SERVER_* variable
-    that points the server at systemd's private copy (%d is $CREDENTIALS_DIRECTORY).
+    each secret file set in [server] (and in [mqtt], when its url is set) a LoadCredential=
+    plus the GATEWAY_* variable that points the server at systemd's private copy (%d is
+    $CREDENTIALS_DIRECTORY).
 
     Args:
         settings: the resolved settings (gateway.settings.Settings or anything shaped like it).
@@ -206,6 +217,13 @@ def render_dropin(settings: UnitSettings) -> str:
         if path:
             lines.append(f"LoadCredential={cred_id}:{_unit_path(path, 'server.' + attr)}")
             lines.append(f"Environment={env}=%d/{cred_id}")
+    mqtt = getattr(settings, "mqtt", None)  # [mqtt]: read if the settings have it
+    if mqtt is not None and mqtt.url:
+        for attr, cred_id, env in MQTT_CREDENTIALS:
+            path = str(getattr(mqtt, attr))
+            if path:
+                lines.append(f"LoadCredential={cred_id}:{_unit_path(path, 'mqtt.' + attr)}")
+                lines.append(f"Environment={env}=%d/{cred_id}")
     return "\n".join(lines) + "\n"
 
 

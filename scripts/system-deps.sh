@@ -13,6 +13,9 @@
 # prometheus: a real scrape; avahi-daemon, avahi-utils, dbus: the service file advertised and
 # browsed in network namespaces (the tests run their own daemons; on a machine with systemd
 # the packages also enable their services); libxml2-utils: xmllint against Avahi's DTD.
+# The MQTT bridge (tests/test_mqtt.py): mosquitto, the broker (the tests start their own on a
+# free loopback port; on a machine with systemd the package also enables one on port 1883,
+# which the tests never use); mosquitto-clients: mosquitto_rr/_sub/_pub, the MQTT 5 peers.
 set -eu
 need=""
 have() { command -v "$1" >/dev/null 2>&1; }
@@ -39,6 +42,8 @@ have avahi-daemon || need="$need avahi-daemon"
 have avahi-browse || need="$need avahi-utils"
 have dbus-daemon || need="$need dbus"
 have xmllint || need="$need libxml2-utils"
+have mosquitto || [ -x /usr/sbin/mosquitto ] || need="$need mosquitto"
+have mosquitto_rr || need="$need mosquitto-clients"
 /usr/bin/python3 -c 'import venv, ensurepip' >/dev/null 2>&1 || need="$need python3-venv"
 # One name once (word splitting intended: the names have no spaces).
 # shellcheck disable=SC2086

@@ -201,7 +201,8 @@ def test_start_up_leaves_what_a_request_may_never_need_unloaded() -> None:
     # The server's RSS after start is a benchmark target (<= 1.05x the bare trio+h11 loop). The
     # WebSocket layer, Socket.IO pub/sub, content negotiation and argparse load on first use;
     # importing them at start kept ~0.9 MiB for the server's whole life. So do the status page,
-    # its event stream and the metrics text (first /_gateway/ request).
+    # its event stream and the metrics text (first /_gateway/ request). The MQTT bridge (paho
+    # and our adapter, ~1.5 MiB) only with an [mqtt] url.
     code = (
         "import sys, trio, gateway.cli, gateway.server.runner, bench.app\n"
         "from gateway.settings import load_settings\n"
@@ -212,11 +213,14 @@ def test_start_up_leaves_what_a_request_may_never_need_unloaded() -> None:
         "print(sorted({'argparse', 'gettext', 'wsproto.connection', 'gateway.server.upgrade',\n"
         "              'gateway.server.websocket', 'gateway.ws.handshake', 'gateway.app.pubsub',\n"
         "              'gateway.app.negotiation', 'gateway.app.status', 'gateway.app.sse',\n"
-        "              'gateway.discovery', 'gateway.detect', 'importlib.metadata'}\n"
+        "              'gateway.discovery', 'gateway.detect', 'importlib.metadata',\n"
+        "              'paho', 'paho.mqtt.client', 'gateway.server.mqtt_bridge',\n"
+        "              'gateway.server.mqtt_link'}\n"
         "             & set(sys.modules)))\n"
-        "print(server.statistics()['sockets'])\n"
+        "print(server.statistics()['sockets'], server.mqtt)\n"
         "server.websockets\n"  # the layer loads on demand (first upgrade)
         "print('gateway.server.upgrade' in sys.modules, bench.app.app.has_sockets)\n")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          check=True, cwd=ROOT).stdout.splitlines()
-    assert out == ["[]", "{'sockets': 0, 'rooms': 0, 'pushes': 0, 'dropped': 0}", "True False"]
+    assert out == ["[]", "{'sockets': 0, 'rooms': 0, 'pushes': 0, 'dropped': 0} None",
+                   "True False"]

@@ -351,7 +351,7 @@ def test_unknown_key_without_a_near_match_lists_the_section(profiles: Path) -> N
     assert error_of("zzzzzz = 1\n", profiles) == (
         "firmware_profiles/p.toml: zzzzzz: unknown key (keys belong in a section: [profile], "
         "[server], [http], [limits.user], [limits.privileged], [memory], [websocket], [systemd], "
-        "[status])")
+        "[status], [mqtt])")
     assert error_of("[qqqqqq]\n", profiles).startswith(
         "firmware_profiles/p.toml: qqqqqq: unknown section; expected one of: [profile], [server]")
 
@@ -488,9 +488,9 @@ def test_unknown_gateway_variable() -> None:
     assert str(info.value) == ("GATEWAY_HTTP_IDLE_TIMEOUT: unknown GATEWAY_* environment variable "
                                "(did you mean GATEWAY_HTTP_IDLE_TIMEOUT_S?)")
     with pytest.raises(ConfigError) as info:
-        load_settings("default", env={"GATEWAY_Q": "5"})
+        load_settings("default", env={"GATEWAY_WXYZ": "5"})
     assert str(info.value) == (
-        "GATEWAY_Q: unknown GATEWAY_* environment variable (settings variables are "
+        "GATEWAY_WXYZ: unknown GATEWAY_* environment variable (settings variables are "
         "GATEWAY_<SECTION>_<KEY>, e.g. GATEWAY_SERVER_PORT)")
     with pytest.raises(ConfigError, match="^GATEWAY_PROFILE_DESCRIPTION: unknown"):
         load_settings("default", env={"GATEWAY_PROFILE_DESCRIPTION": "x"})

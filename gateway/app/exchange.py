@@ -76,6 +76,7 @@ class Exchange:
         *,
         headers: dict[str, str] | None = None,
         body: Any = NO_BODY,
+        transport: str | None = None,
     ) -> Request:
         """The Request for a request head, with its mode (privilege) and that mode's limits.
 
@@ -92,6 +93,8 @@ class Exchange:
             headers: already decoded headers (lower-case names) instead of raw_headers.
             body: a body that arrived already parsed (a virtual request's data): it becomes
                 ``req.body`` and body parsers skip it; NO_BODY for a byte body.
+            transport: the adapter's name for ``req.transport`` (metrics, access log); None:
+                "socket" for a parsed body, else "http". Only "socket" makes ``is_socket``.
 
         Returns:
             The Request.
@@ -105,6 +108,7 @@ class Exchange:
         if authorization is not None and not privileged:
             privileged, auth_failed = app.credentials.check_authorization(authorization)
         parsed = body is not NO_BODY
+        is_socket = parsed if transport is None else transport == "socket"
         req = Request(
             app, method, target, path, query, raw_headers,
             protocol=info.scheme,
@@ -114,7 +118,7 @@ class Exchange:
             budget=app.budget,
             limits=settings.privileged if privileged else settings.user,
             privileged=privileged,
-            is_socket=parsed,
+            is_socket=is_socket,
             auth_failed=auth_failed,
             host=host,
             upgrade=upgrade,
@@ -123,6 +127,8 @@ class Exchange:
         if parsed:
             req.body = body
             req.body_parsed = True  # body parsers see it as parsed and skip
+        if transport is not None:
+            req.transport = transport
         return req
 
     async def run(self, info: ConnectionInfo, req: Request, sink: ResponseSink,

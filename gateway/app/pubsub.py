@@ -7,7 +7,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any, Final, Protocol
 
 from gateway.errors import BadRequest
@@ -74,6 +74,7 @@ class SocketHub:
         self._rooms: dict[str, set[str]] = {}
         self._member_of: dict[str, set[str]] = {}
         self._requests: dict[int, str] = {}
+        self._relays: dict[str, Callable[[str, Push], None]] = {}
         self.pushes = 0
         self.dropped = 0
 
@@ -94,6 +95,20 @@ class SocketHub:
                 members.discard(sub.id)
                 if not members:
                     del self._rooms[room]
+
+    def relay(self, room: str, fn: Callable[[str, Push], None] | None) -> None:
+        """Also hand every push broadcast to ``room`` to ``fn(room, push)``: sockets that are
+        not this process's (other devices, through a bridge). ``fn`` must not wait or raise.
+        blast() is not relayed: it means this process's sockets.
+
+        Args:
+            room: the room name.
+            fn: the relay, or None to remove it.
+        """
+        if fn is None:
+            self._relays.pop(room, None)
+        else:
+            self._relays[room] = fn
 
     def bind_request(self, req: object, socket_id: str) -> None:
         """Make ``req`` name its socket while it is handled (call unbind_request after)."""
@@ -176,7 +191,7 @@ class SocketHub:
         return ids
 
     def broadcast(self, rooms: str | Iterable[str], event: Any = _MISSING, data: Any = _MISSING,
-                  *, omit: object = None) -> int:
+                  *, omit: object = None, relay: bool = True) -> int:
         """Send an event to every socket in ``rooms`` (each socket once).
 
         ``broadcast(rooms, data)`` uses the event name "message", as Sails does.
@@ -186,20 +201,30 @@ class SocketHub:
             event: the event name (or the data, when ``data`` is not given).
             data: a JSON-able payload.
             omit: a socket request or id to leave out (typically the sender).
+            relay: also hand it to the rooms' relays (see relay()); False for a push that
+                came from one.
 
         Returns:
-            How many sockets it was queued for.
+            How many sockets of this process it was queued for.
 
         Raises:
             TypeError: the event name is not a string.
         """
         name, payload = _split(event, data)
         ids: set[str] = set()
-        for room in [rooms] if isinstance(rooms, str) else rooms:
+        names = (rooms,) if isinstance(rooms, str) else tuple(rooms)
+        for room in names:
             ids.update(self._rooms.get(room, ()))
             if room in self._subs:
                 ids.add(room)
-        return self._send(ids, Push(name, payload), omit)
+        push = Push(name, payload)
+        relays = self._relays
+        if relays and relay:
+            for room in dict.fromkeys(names):  # a room named twice is relayed once
+                fn = relays.get(room)
+                if fn is not None:
+                    fn(room, push)
+        return self._send(ids, push, omit)
 
     def blast(self, event: Any = _MISSING, data: Any = _MISSING, *, omit: object = None) -> int:
         """Send an event to every connected socket; ``blast(data)`` uses "message".

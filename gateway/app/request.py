@@ -42,7 +42,8 @@ class Request:
     headers_distinct, body, path, params, query, cookies, get(), header(), param(),
     all_params(), wants_json, explicitly_accepts_html, xhr, is_(), accepts(),
     accepts_charsets(), accepts_encodings(), accepts_languages(), ip, host, hostname,
-    subdomains, secure, fresh, stale, is_socket, mode, privileged, limits; and the body via
+    subdomains, secure, fresh, stale, is_socket, transport, mode, privileged, limits; and the
+    body via
     ``async for``, ``on(event, cb)``, ``enable_cache()``, ``read()``, ``text()``, ``json()``.
 
     Trust proxy is off, as Express's default and on purpose: ``protocol``, ``secure``, ``ip``,
@@ -74,6 +75,7 @@ class Request:
         "http_version",
         "client",
         "is_socket",
+        "transport",
         "privileged",
         "limits",
         "_source",
@@ -131,6 +133,9 @@ class Request:
         self.http_version = http_version
         self.client = client
         self.is_socket = is_socket
+        # "http", "socket" (a Sails virtual request) or another adapter's name ("mqtt"): set
+        # by the exchange for metrics and the access log; handlers need not look at it
+        self.transport = "socket" if is_socket else "http"
         self.privileged = privileged
         self.limits = limits
         self._source = source

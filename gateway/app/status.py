@@ -337,4 +337,25 @@ def render_metrics(app: App) -> str:
         stats.get("background_failures", 0))
     fam("gateway_draining", "gauge", "1 while the gateway drains to stop.",
         int(bool(stats.get("draining", False))))
+    mqtt = stats.get("mqtt")
+    if mqtt is not None:  # the MQTT bridge is configured ([mqtt] url)
+        fam("gateway_mqtt_connected", "gauge", "1 while the MQTT bridge is connected.",
+            int(bool(mqtt["connected"])))
+        fam("gateway_mqtt_reconnects_total", "counter", "MQTT connections after the first.",
+            mqtt["reconnects"])
+        fam("gateway_mqtt_connect_failures_total", "counter",
+            "MQTT connection attempts that failed.", mqtt["connect_failures"])
+        fam("gateway_mqtt_requests_total", "counter",
+            "Requests received over MQTT: accepted, or rejected (in-flight cap, draining).",
+            [({"outcome": "accepted"}, mqtt["requests"]),
+             ({"outcome": "rejected"}, mqtt["rejected"])])
+        fam("gateway_mqtt_requests_in_flight", "gauge", "Requests over MQTT being handled.",
+            mqtt["requests_in_flight"])
+        fam("gateway_mqtt_malformed_total", "counter",
+            "MQTT requests and events that could not be read.", mqtt["malformed"])
+        fam("gateway_mqtt_events_total", "counter", "Room events relayed, by direction.",
+            [({"direction": "out"}, mqtt["events_out"]), ({"direction": "in"}, mqtt["events_in"])])
+        fam("gateway_mqtt_publishes_dropped_total", "counter",
+            "Publishes dropped: not connected, or too many awaiting acknowledgement.",
+            mqtt["dropped"])
     return "\n".join(out.lines) + "\n"

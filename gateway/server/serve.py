@@ -34,6 +34,7 @@ if TYPE_CHECKING:
     from gateway.app.exchange import Endpoint
     from gateway.app.request import Request
     from gateway.app.response import Response
+    from gateway.server.mqtt_bridge import Bridge
     from gateway.server.upgrade import WebSocketManager
     from gateway.settings import Settings
 
@@ -105,6 +106,7 @@ class Server:
         self._tls: ssl.SSLContext | None = None
         self._access: list[str] | None = [] if settings.server.access_log else None
         self._websockets: WebSocketManager | None = None
+        self.mqtt: Bridge | None = None  # the MQTT adapter, when [mqtt] url is set
         self.ws_active = 0
         self.stopped = trio.Event()
         # the drain: its deadline (set by shutdown()) and the shielded closing scopes it bounds
@@ -156,6 +158,11 @@ class Server:
         s = self.settings.server
         if s.tls_cert_file:
             self._tls = load_tls_context(self.settings)
+        if self.settings.mqtt.url and self.mqtt is None:
+            # imported only when configured: paho and the bridge cost ~1.5 MiB of RSS
+            from gateway.server.mqtt_bridge import Bridge
+
+            self.mqtt = Bridge(self)  # ConfigError: credentials or TLS files
         for raw in self._passed:
             sock = trio.socket.from_stdlib_socket(raw)
             kind = "unix" if raw.family == socket.AF_UNIX else "tcp"
@@ -206,6 +213,8 @@ class Server:
                     nursery.start_soon(self._websockets.run)  # WebSocket pings and timeouts
                 if self._access is not None:
                     nursery.start_soon(self._flush_access_log)
+                if self.mqtt is not None:
+                    nursery.start_soon(self.mqtt.run, name="mqtt bridge")
                 for fn in self.app.background_tasks:
                     nursery.start_soon(self._background, fn, name=getattr(fn, "__name__", fn))
                 with self._accept_scope:
@@ -220,7 +229,8 @@ class Server:
                 if deadline == math.inf:
                     deadline = trio.current_time() + self.settings.server.shutdown_grace_s
                 with trio.move_on_at(deadline):
-                    while self._sessions:  # noqa: ASYNC110 (polled within the grace period)
+                    while self._sessions or (  # noqa: ASYNC110 (polled within the grace)
+                            self.mqtt is not None and self.mqtt.busy):
                         await trio.sleep(0.05)
                 nursery.cancel_scope.cancel()
         finally:
@@ -418,10 +428,14 @@ class Server:
 
     # -- statistics and access log -----------------------------------------------------------
     def statistics(self) -> dict[str, Any]:
-        return {"connections": dict(self.stats), "websockets": self.ws_active,
-                "sockets": (self.app.sockets.statistics() if self.app.has_sockets
-                            else {"sockets": 0, "rooms": 0, "pushes": 0, "dropped": 0}),
-                "draining": self.draining}
+        stats: dict[str, Any] = {
+            "connections": dict(self.stats), "websockets": self.ws_active,
+            "sockets": (self.app.sockets.statistics() if self.app.has_sockets
+                        else {"sockets": 0, "rooms": 0, "pushes": 0, "dropped": 0}),
+            "draining": self.draining}
+        if self.mqtt is not None:
+            stats["mqtt"] = self.mqtt.statistics()
+        return stats
 
     def log_access(self, info: AnyConnection, req: Request, res: Response,
                    started: float, failure: BaseException | None = None) -> None:
@@ -435,8 +449,8 @@ class Server:
         """
         seconds = trio.current_time() - started
         stream = req.body_stream
-        self._observe(req.method, res.status_code, req.privileged,
-                      "socket" if req.is_socket else "http", seconds,
+        transport = req.transport
+        self._observe(req.method, res.status_code, req.privileged, transport, seconds,
                       0 if stream is None else stream.received, res.bytes_sent, req.path)
         buf = self._access
         if buf is None:
@@ -446,7 +460,8 @@ class Server:
         if not path.isprintable() or '"' in path or "\\" in path:
             path = path.translate(_ESCAPE)  # nothing a client sends can start a new log line
         # a virtual request names its transport where an HTTP request names its version
-        proto = "socket.io" if req.is_socket else "HTTP/" + req.http_version
+        proto = ("HTTP/" + req.http_version if transport == "http" else
+                 "socket.io" if transport == "socket" else transport)
         status = res.status_code if res.headers_sent else "-"
         end = "\n" if failure is None and res.finished else _early_end(res, failure)
         buf.append(f'{info.peer_text} "{req.method} {path} {proto}" '
@@ -558,6 +573,8 @@ def _warn_unapplied(old: Settings, new: Settings) -> None:
         log.warning("reload: listener changes (host, port, unix_path, backlog) need a restart")
     if o.access_log != n.access_log:
         log.warning("reload: server.access_log changes need a restart")
+    if old.mqtt != new.mqtt:
+        log.warning("reload: [mqtt] changes need a restart")
     if bool(o.tls_cert_file) != bool(n.tls_cert_file):
         log.warning("reload: TLS turned %s: new connections on the same listeners use %s",
                     "on" if n.tls_cert_file else "off", "HTTPS" if n.tls_cert_file else "HTTP")
