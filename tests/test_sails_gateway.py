@@ -533,6 +533,10 @@ async def test_virtual_request_is_not_dressed_up_as_http() -> None:
         res.set("X-A", "1")
         await res.status(202).end()
 
+    @app.get("/big-utf8")
+    async def big_utf8(req: Request, res: Response) -> None:
+        await res.json({"x": "€" * 30_000})  # 30 000 characters, 90 000 bytes
+
     @app.get("/stream")
     async def stream(req: Request, res: Response) -> None:
         res.set("Content-Type", "application/json")
@@ -573,6 +577,8 @@ async def test_virtual_request_is_not_dressed_up_as_http() -> None:
                 "body": "plain", "headers": {}, "statusCode": 200}
             assert await _jwr(client, 8, "get", {"url": "/missing"}) == {
                 "body": "Not Found", "headers": {}, "statusCode": 404}
+            # websocket.max_virtual_response_bytes (64 KiB in the test profile) counts bytes
+            assert (await _jwr(client, 10, "get", {"url": "/big-utf8"}))["statusCode"] == 500
             assert await _jwr(client, 9, "get", {"url": "ftp://x/"}) == {
                 "body": "unsupported scheme in request-target: 'ftp'", "headers": {},
                 "statusCode": 400}

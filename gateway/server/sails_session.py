@@ -134,8 +134,11 @@ class VirtualResponse:
         if ack_id is None or not session.connected:
             return 0  # nobody to answer
         frame = session.send_ack(ack_id, [jwr])  # ValueError/TypeError: not JSON-able
-        if len(frame) > self.limit:
-            raise _too_large(self.limit)
+        n = len(frame)
+        limit = self.limit
+        # characters, and UTF-8 bytes only when they could be over (up to 4 per character)
+        if n > limit or (n * 4 > limit and len(frame.encode()) > limit):
+            raise _too_large(limit)
         self.frame = frame
         return len(frame)
 
