@@ -35,7 +35,7 @@ system-deps:
 autobahn-deps:
 	bash scripts/autobahn.sh --setup-only
 
-test: $(STAMP) system-deps node-deps autobahn-deps
+test: $(STAMP) system-deps node-deps autobahn-deps lint
 	$(BIN)/python -m pytest -q --cov --cov-report=term-missing:skip-covered
 
 # mutation testing of the stable modules (not part of `make test`; docs/TESTING.md has the
@@ -45,8 +45,10 @@ mutation: $(STAMP)
 	$(BIN)/mutmut run
 	$(BIN)/mutmut results
 
+# ruff (lint, and the format every file must have), mypy strict; part of `make test`
 lint: $(STAMP)
-	$(BIN)/ruff check gateway tests
+	$(BIN)/ruff check gateway tests bench deploy scripts
+	$(BIN)/ruff format --check gateway tests bench deploy scripts
 	$(BIN)/mypy
 
 clean:
