@@ -717,7 +717,7 @@ def test_stage_an_app_release_upgrade_it_and_refuse_a_broken_one(
     proc = install(broken, root)
     assert proc.returncode == 78, proc.stderr
     assert "RuntimeError: a deliberately broken app" in proc.stderr
-    assert f"{APP_DIST}.py, line" in proc.stderr  # where
+    assert f"{APP_DIST}.py:" in proc.stderr  # where: the file and line (gateway check's format)
     assert "nothing changed" in proc.stderr
     assert current(root) == f"releases/{APP_REL1}" and releases(root) == [APP_REL1]
     assert {p: p.read_bytes() for p in dropins.iterdir()} == before

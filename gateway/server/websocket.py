@@ -67,14 +67,6 @@ def _valid_close_code(code: int) -> bool:
     return code in (1000, 1001, 1002, 1003) or 1007 <= code <= 1014 or 3000 <= code <= 4999
 
 
-def _bad_close_frame(reason: str) -> bool:
-    # wsproto names CLOSE in every error about a Close frame's payload (bad code, bad UTF-8,
-    # 1 byte). A Close whose head is broken (RSV bits, unmasked, over 125 bytes) cannot be told
-    # apart from other frames without wsproto's private decoder state: those wait for the peer's
-    # end of the connection (or the close timeout) like any other protocol error.
-    return "CLOSE" in reason
-
-
 class Deadline(Protocol):
     """The upgraded connection's phase deadline and cancel scope (the HTTP session's): a send
     blocked past its deadline is caught by the server's reaper, which cancels the scope."""
@@ -122,7 +114,7 @@ class WebSocket:
         "request", "subprotocol", "close_code", "close_reason", "_stream", "_session",
         "_conn", "_fast", "_max", "_recv_size", "_send_timeout", "_inbox", "_inbox_bytes",
         "_parts", "_parts_bytes", "_pending", "_reading", "_bg", "_bg_stop", "_bg_done",
-        "_sending", "_lot", "_finished", "_closed_ev", "_torn", "_resync", "_reads", "_msgs",
+        "_sending", "_lot", "_finished", "_closed_ev", "_torn", "_reads", "_msgs",
         "_seen_reads", "_last_read", "_seen_msgs", "_last_active", "_ping_at", "_idle_reads",
         "_expired", "_manager",
     )
@@ -156,7 +148,6 @@ class WebSocket:
         self._finished = False
         self._closed_ev: trio.Event | None = None
         self._torn = False
-        self._resync: bytes | None = None
         now = trio.current_time()
         self._reads = self._msgs = self._seen_reads = self._seen_msgs = self._idle_reads = 0
         self._last_read = self._last_active = now
@@ -245,9 +236,6 @@ class WebSocket:
     async def _process(self, data: bytes) -> None:
         self._reads += 1
         conn = self._conn
-        if self._resync is not None:
-            self._resync_feed(data)
-            return
         if conn.state is _CLOSED:
             self._done()
             return
@@ -304,33 +292,13 @@ class WebSocket:
         elif state is _CLOSED:  # the answer to our Close, or the connection was lost (1006)
             self._set_closed(event.code, event.reason or "")
             self._done()
-        else:  # wsproto could not parse the input (it leaves the state alone): fail it
-            # A malformed Close frame was the peer's last word: no other Close will come, so
-            # the TCP connection closes now instead of at the close timeout.
-            peer_closed = _bad_close_frame(event.reason or "")
+        else:  # the input could not be parsed: fail the connection (RFC 6455 7.1.7): our
+            # Close goes out, then the TCP connection closes. The stream may be mid-frame (a
+            # broken head, a control frame over 125 bytes, a malformed Close): nothing the peer
+            # sends after it can be read reliably, so no answer is waited for.
             if state is _OPEN:
                 await self._fail(event.code, event.reason or "protocol error")
-            if peer_closed:
-                self._done()
-            else:
-                self._resync = b""
-
-    def _resync_feed(self, data: bytes) -> None:
-        # After a parse failure wsproto's parser is dead and the stream may be mid-frame, so the
-        # peer's answer to our Close is looked for where it must be: at the end of its input
-        # (a masked Close frame is 0x88, 0x80 | n, 4 mask bytes, n <= 125 payload bytes).
-        if not data:
-            self._set_closed(1006, "connection lost")
             self._done()
-            return
-        tail = (self._resync or b"") + data
-        tail = tail[-131:]
-        self._resync = tail
-        size = len(tail)
-        for n in range(6, min(size, 131) + 1):
-            if tail[-n] == 0x88 and tail[-n + 1] == 0x80 | (n - 6):
-                self._done()
-                return
 
     def _set_closed(self, code: int, reason: str) -> None:
         if self.close_code is None:
