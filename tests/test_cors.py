@@ -6,6 +6,7 @@
 # and the WebSocket origin check of ws routes with their own option.
 from __future__ import annotations
 
+import logging
 import os
 from pathlib import Path
 from typing import Any
@@ -417,3 +418,35 @@ async def test_ws_routes_take_their_own_origin_list() -> None:
     assert results == {("/live", A): 101, ("/live", B): 403,
                        ("/partner", A): 403, ("/partner", B): 101}
     assert isinstance(sio, RejectConnection) and sio.status_code == 403  # the profile's list
+
+
+async def test_a_reload_applies_a_new_policy_or_refuses_a_conflicting_one() -> None:
+    app = App()
+
+    @app.get("/x", cors={"allow_credentials": True})
+    async def x(req: Request, res: Response) -> None:
+        await res.send("x")
+
+    with trio.fail_after(10):
+        async with running(app) as server:
+            before = await request(server, "GET", "/x", [("Origin", A)])
+            server.reload(make_settings(cors__allowed_origins=[A]))
+            after = await request(server, "GET", "/x", [("Origin", A)])
+            with pytest.raises(ConfigError, match=r"route '/x'"):
+                server.reload(make_settings(cors__allowed_origins=["*"]))  # "*" + credentials
+            kept = await request(server, "GET", "/x", [("Origin", A)])
+    assert not cors_headers(before)  # the option lists no origin, nor does the profile
+    assert after.headers["access-control-allow-origin"] == A
+    assert after.headers["access-control-allow-credentials"] == "true"
+    assert cors_headers(kept) == cors_headers(after)  # refused whole: the old policy stays
+
+
+def test_the_old_websocket_key_still_works_and_says_where_it_moved(
+        caplog: pytest.LogCaptureFixture) -> None:
+    app = App()
+    caplog.set_level(logging.WARNING, "gateway.app")
+    app.bind(make_settings(websocket__allowed_origins=[A]))
+    assert app.cors_policies is None  # sockets only: HTTP gets no CORS from the old key
+    (record,) = [r for r in caplog.records if "deprecated" in r.getMessage()]
+    assert "[websocket] allowed_origins is deprecated" in record.getMessage()
+    assert "move it to [cors] allowed_origins" in record.getMessage()
