@@ -95,6 +95,17 @@ def same_origin(origin: str, host: str | None) -> bool:
     return _host_port(scheme, netloc) == _host_port(scheme, host.strip())
 
 
+class _Answer:
+    """An actual request's CORS headers as the exchange keeps them (``pairs``) and as they go
+    into a Response's header table (``entries``: lower-case name -> (name, value))."""
+
+    __slots__ = ("pairs", "entries")
+
+    def __init__(self, pairs: list[tuple[str, str]]) -> None:
+        self.pairs = tuple(pairs)
+        self.entries = {name.lower(): (name, value) for name, value in pairs}
+
+
 class Policy:
     """One compiled CORS policy: the profile's, or a route's override merged over it.
 
@@ -105,7 +116,7 @@ class Policy:
     """
 
     __slots__ = ("origins", "any_origin", "credentials", "_allow_tail", "_preflight_tail",
-                 "_reflect_methods", "_reflect_headers", "_vary")
+                 "_reflect_methods", "_reflect_headers", "_vary", "_refused", "_answers")
 
     def __init__(self, values: Mapping[str, Any]) -> None:
         origins = tuple(values["allowed_origins"])
@@ -144,6 +155,11 @@ class Policy:
         if self._reflect_headers:
             vary.append("Access-Control-Request-Headers")
         self._vary = ", ".join(vary)
+        # the actual-request answers, made once: for any origin not allowed, and for each
+        # allowed origin as browsers send it (so the table is bounded by the policy's list)
+        # ("*": one answer for all, the one made for no Origin)
+        self._refused = _Answer(self.actual_headers(None))
+        self._answers = {origin: _Answer(self.actual_headers(origin)) for origin in self.origins}
 
     @classmethod
     def build(cls, values: Mapping[str, Any]) -> Policy | None:
@@ -183,6 +199,17 @@ class Policy:
             out.append(("Access-Control-Allow-Origin", origin.strip()))
             out.extend(self._allow_tail)
         return out
+
+    def answer(self, origin: str | None) -> _Answer:
+        """actual_headers(), made once per allowed origin (the hot path of apply())."""
+        if self.any_origin or origin is None:
+            return self._refused  # "*": the same answer for every request
+        hit = self._answers.get(origin)
+        if hit is not None:
+            return hit
+        if _normal_origin(origin) in self.origins:  # written otherwise than browsers do
+            return _Answer(self.actual_headers(origin))
+        return self._refused
 
     def preflight_headers(self, origin: str, headers: Mapping[str, str]) -> list[tuple[str, str]]:
         """The headers of the answer to an allowed origin's preflight.
@@ -330,7 +357,7 @@ class Cors:
             return None
 
     async def apply(self, router: Router, info: ConnectionInfo, req: Request,
-                    res: Response) -> list[tuple[str, str]] | None:
+                    res: Response) -> tuple[tuple[str, str], ...] | None:
         """Apply the policy of ``req``'s route: answer a preflight, or set an actual request's
         headers before the app runs.
 
@@ -348,34 +375,52 @@ class Cors:
             Forbidden: a preflight from an origin the policy does not allow (with Vary: Origin),
                 or a cross-origin virtual request to a route that does not allow its origin.
         """
-        headers = req.headers
-        origin = headers.get("origin")
+        origin = _origin_of(req)
         method = req.method
-        preflight = (method == "OPTIONS" and origin is not None
-                     and "access-control-request-method" in headers)
-        if preflight:
-            method = headers["access-control-request-method"].strip()
+        preflight = False
+        if method == "OPTIONS" and origin is not None:
+            headers = req.headers
+            preflight = "access-control-request-method" in headers
+            if preflight:
+                method = headers["access-control-request-method"].strip()
         policy = self.policy_for(router, method, req.path)
         if (req.is_socket and origin is not None and getattr(info, "cross_origin", False)
                 and (policy is None or not policy.allows(origin))):
             raise Forbidden(None, "Forbidden: this route does not allow the socket's origin "
                                   "(CORS)")
         if policy is None:
-            return []  # no CORS here: a preflight is the app's (Allow, 401, ...)
+            return ()  # no CORS here: a preflight is the app's (Allow, 401, ...)
         if preflight:
             assert origin is not None
             if not policy.allows(origin):
                 raise Forbidden(None, "Forbidden: origin not allowed (CORS)",
                                 [] if policy.any_origin else [_VARY_ORIGIN])
-            for name, value in policy.preflight_headers(origin, headers):
+            for name, value in policy.preflight_headers(origin, req.headers):
                 res.set(name, value)
             res.status(204)
             await res.send()
             return None
-        out = policy.actual_headers(origin)
-        for name, value in out:
-            res.set(name, value)
-        return out
+        answer = policy.answer(origin)
+        # straight into the header table, without res.set()'s checks: the names are ours, the
+        # values the profile's (checked when loaded) and the request's Origin (checked by the
+        # HTTP parser: no control characters); this runs for every request of a CORS profile
+        res._headers.update(answer.entries)
+        return answer.pairs
+
+
+def _origin_of(req: Request) -> str | None:
+    # The Origin header without building req.headers (a dict of every header, ~2 us) for each
+    # request of a CORS profile: most handlers never ask for it. A repeated Origin is joined
+    # as req.headers would join it (and matches no origin).
+    headers = req._headers
+    if headers is not None:
+        return headers.get("origin")
+    found: str | None = None
+    for name, value in req._raw_headers:
+        if name == b"origin":
+            text = value.decode("latin-1")
+            found = text if found is None else found + ", " + text
+    return found
 
 
 def socket_allowed(cors: Cors | None, router: Router, legacy: Iterable[str],

@@ -149,14 +149,14 @@ class Exchange:
         app = self.app
         res = Response(sink)
         res.req = req
-        kept: list[tuple[str, str]] = []  # CORS headers: an error reply keeps them
+        kept: tuple[tuple[str, str], ...] = ()  # CORS headers: an error reply keeps them
         try:
             try:
                 router = app.builtin if req.path.startswith("/_gateway/") else app
                 cors = app.cors_policies
                 if cors is not None and endpoint is None and not req.upgrade:
                     # before privilege: a preflight carries no credentials (gateway.app.cors)
-                    kept = await cors.apply(router, info, req, res) or []  # None: answered
+                    kept = await cors.apply(router, info, req, res) or ()  # None: answered
                 if req.auth_failed and not res.finished:
                     _refuse_banned(app, info)
                 if endpoint is not None and not res.finished:
