@@ -21,6 +21,8 @@ from typing import Any, Final, NamedTuple, TypeVar
 from gateway.errors import ConfigError
 
 __all__ = [
+    "BansSettings",
+    "CorsSettings",
     "HTTPSettings",
     "MQTTSettings",
     "MemorySettings",
@@ -28,6 +30,7 @@ __all__ = [
     "PER_CONNECTION_OVERHEAD_BYTES",
     "ServerSettings",
     "Settings",
+    "check_value",
     "StatusSettings",
     "SystemdSettings",
     "WebSocketSettings",
@@ -54,7 +57,8 @@ _T = TypeVar("_T")
 
 
 def _c(default: _T, check: str, zero: str = "") -> _T:
-    """A field default with a range check ("gt0", "ge0", "port", "cidr") and 0's meaning."""
+    """A field default with a check ("gt0", "ge0", "port", "cidr", "origin", "token") and
+    0's meaning."""
     return field(default=default, metadata={"check": check, "zero": zero})
 
 
@@ -162,6 +166,31 @@ class MQTTSettings:
 
 
 @dataclass(frozen=True, slots=True)
+class CorsSettings:
+    """[cors]: which other origins' pages may call the gateway (HTTP, sockets, virtual
+    requests); empty ``allowed_origins``: same-origin only, and no CORS headers at all."""
+
+    allowed_origins: tuple[str, ...] = _c((), "origin")
+    allowed_methods: tuple[str, ...] = _c(
+        ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE"), "token")
+    allowed_headers: tuple[str, ...] = _c(("Authorization", "Content-Type"), "token")
+    allow_credentials: bool = False
+    max_age_s: float = _c(600.0, "ge0", "not sent: browsers keep a preflight 5 s")
+    exposed_headers: tuple[str, ...] = _c((), "token")
+
+
+@dataclass(frozen=True, slots=True)
+class BansSettings:
+    """[bans]: peers that present wrong credentials too often get 429 for a while."""
+
+    max_failures: int = _c(10, "ge0", "never ban")
+    window_s: float = _c(60.0, "gt0")
+    ban_s: float = _c(600.0, "gt0")
+    max_tracked_peers: int = _c(1024, "gt0")
+    exempt_networks: tuple[str, ...] = _c((), "cidr")
+
+
+@dataclass(frozen=True, slots=True)
 class _ProfileInfo:
     """[profile]: what the profile is for (schema only; flattened into Settings)."""
 
@@ -189,6 +218,8 @@ class Settings:
     systemd: SystemdSettings = field(default_factory=SystemdSettings)
     status: StatusSettings = field(default_factory=StatusSettings)
     mqtt: MQTTSettings = field(default_factory=MQTTSettings)
+    cors: CorsSettings = field(default_factory=CorsSettings)
+    bans: BansSettings = field(default_factory=BansSettings)
     ram_bytes: int = 0
 
     def limits_for(self, privileged: bool) -> ModeLimits:
@@ -221,6 +252,7 @@ _SECTIONS: Final = (
     ("limits.privileged", ModeLimits, "privileged"), ("memory", MemorySettings, "memory"),
     ("websocket", WebSocketSettings, "websocket"), ("systemd", SystemdSettings, "systemd"),
     ("status", StatusSettings, "status"), ("mqtt", MQTTSettings, "mqtt"),
+    ("cors", CorsSettings, "cors"), ("bans", BansSettings, "bans"),
 )
 _FIELDS: Final = MappingProxyType({
     f"{sect}.{f.name}": _Field(f"{sect}.{f.name}", sect, f.name, str(f.type),
@@ -240,6 +272,13 @@ _SIZE_HINT: Final = 'a size: bytes, or "64KiB", "16MiB", "1.5GiB"'
 _DURATION_HINT: Final = 'a duration: seconds, or "30s", "500ms", "2m", "1h"'
 _SIZE_RE: Final = re.compile(r"(\d+)(?:\.(\d+))?\s*([KMGT](?:iB)?|B)?", re.IGNORECASE)
 _NAME_RE: Final = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
+# an origin as browsers serialise it: scheme://host[:port], nothing after (RFC 6454 section 6.1)
+ORIGIN_RE: Final = re.compile(
+    r"[A-Za-z][A-Za-z0-9+.-]*://(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9._~%!$&'()*+,;=-]+)(:[0-9]{1,5})?")
+# a header or method name (an RFC 9110 token)
+TOKEN_RE: Final = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
+ORIGIN_HINT: Final = ('a list of origins such as "https://app.example.com" or '
+                      '"http://192.168.1.20:8080" (scheme://host[:port], no path), or ["*"]')
 
 
 def _expected(f: _Field) -> str:
@@ -252,6 +291,10 @@ def _expected(f: _Field) -> str:
         return "a string"
     if f.check == "cidr":
         return 'a list of CIDR networks such as "192.168.0.0/16"'
+    if f.check == "origin":
+        return ORIGIN_HINT
+    if f.check == "token":
+        return 'a list of header or method names such as "Content-Type"'
     if f.kind == "tuple[str, ...]":
         return "a list of strings"
     if f.kind == "tuple[int, ...]":
@@ -343,7 +386,37 @@ def _coerce(f: _Field, value: object, where: str) -> Any:
                 ipaddress.ip_network(net)
             except ValueError as exc:
                 raise _bad(where, f.key, exp, original, str(exc)) from None
+    elif f.check == "origin":
+        for origin in numbers:
+            if origin != "*" and not ORIGIN_RE.fullmatch(origin):
+                detail = ("no trailing slash or path: an origin is scheme://host[:port]"
+                          if ORIGIN_RE.match(origin) else f"{_toml(origin)} is not an origin")
+                raise _bad(where, f.key, exp, original, detail)
+    elif f.check == "token":
+        for name in numbers:
+            if name != "*" and not TOKEN_RE.fullmatch(name):
+                raise _bad(where, f.key, exp, original, f"{_toml(name)} is not a name")
     return value
+
+
+def check_value(key: str, value: object, where: str) -> Any:
+    """Check one value given in code (a route's ``cors`` option) as the profile's would be.
+
+    Args:
+        key: the dotted key whose rules apply, e.g. "cors.allowed_origins".
+        value: the value (lists, numbers, booleans, strings as in TOML).
+        where: what the error names instead of a file.
+
+    Returns:
+        The value as Settings holds it (a list becomes a tuple).
+
+    Raises:
+        ConfigError: an unknown key, or a value the key does not accept.
+    """
+    f = _FIELDS.get(key)
+    if f is None or key.startswith("profile."):
+        raise ConfigError(f"{where}: {key}: unknown key")
+    return _coerce(f, value, where)
 
 
 _DURATION_RE: Final = re.compile(r"(\d+(?:\.\d+)?)\s*(ms|s|m|min|h)?", re.IGNORECASE)
@@ -642,6 +715,15 @@ def _cross_check(v: Mapping[str, Any], origin: Mapping[str, str]) -> None:
              why="one cached body must fit the whole budget")
     need("http.max_request_line_bytes", "http.max_head_bytes",
          why="the request line is part of the head")
+    creds = "cors.allow_credentials"
+    if v[creds]:
+        for key in ("cors.allowed_origins", "cors.exposed_headers"):
+            if "*" in v[key]:  # browsers refuse "*" on a credentialed request (Fetch)
+                blame, other = (key, creds) if rank(key) >= rank(creds) else (creds, key)
+                what = "origins" if key.endswith("origins") else "header names"
+                raise _bad(origin[blame], blame, f"no \"*\" together with {ref(other)}",
+                           v[blame], f"browsers refuse a wildcard on credentialed requests: "
+                           f"list the {what}")
     cert, key = "server.tls_cert_file", "server.tls_key_file"
     if bool(v[cert]) != bool(v[key]):
         have, missing = (cert, key) if v[cert] else (key, cert)

@@ -489,7 +489,7 @@ def test_router_and_app_take_the_same_routing_keywords() -> None:
 
     router_kw = set(inspect.signature(Router).parameters)
     app_kw = set(inspect.signature(App).parameters)
-    assert router_kw == {"privileged", "case_sensitive", "strict", "merge_params"}
+    assert router_kw == {"privileged", "case_sensitive", "strict", "merge_params", "cors"}
     assert app_kw == router_kw | {"query_parser"}
     assert App(merge_params=True).merge_params is True
 

@@ -75,13 +75,21 @@ def test_builtin_defaults_match_the_contract() -> None:
     assert (sd.memory_max_bytes, sd.memory_high_bytes, sd.limit_nofile, sd.tasks_max,
             sd.watchdog_s) == (0, 0, 2048, 64, 30.0)
     assert s.status.page_public is True and s.status.metrics_public is False
+    cors = s.cors
+    assert (cors.allowed_origins, cors.allowed_methods, cors.allowed_headers,
+            cors.allow_credentials, cors.max_age_s, cors.exposed_headers) == (
+        (), ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE"), ("Authorization", "Content-Type"),
+        False, 600.0, ())
+    bans = s.bans
+    assert (bans.max_failures, bans.window_s, bans.ban_s, bans.max_tracked_peers,
+            bans.exempt_networks) == (10, 60.0, 600.0, 1024, ())
 
 
 def test_default_profile_states_exactly_the_builtin_defaults() -> None:
     loaded = load_settings("default", env={})
     base = Settings()
     for attr in ("server", "http", "user", "privileged", "memory", "websocket", "systemd",
-                 "status"):
+                 "status", "cors", "bans"):
         assert getattr(loaded, attr) == getattr(base, attr), attr
     assert loaded.profile == "default" and loaded.source == str(SHIPPED / "default.toml")
 
@@ -304,6 +312,32 @@ def test_error_in_a_parent_names_the_parent(profiles: Path) -> None:
     ('[server]\nallowed_networks = ["lan"]', 'server.allowed_networks: expected a list of CIDR '
      'networks such as "192.168.0.0/16", got ["lan"] (\'lan\' does not appear to be an IPv4 or '
      'IPv6 network)'),
+    ('[cors]\nallowed_origins = ["https://app.example/"]', 'cors.allowed_origins: expected a '
+     'list of origins such as "https://app.example.com" or "http://192.168.1.20:8080" '
+     '(scheme://host[:port], no path), or ["*"], got ["https://app.example/"] (no trailing '
+     'slash or path: an origin is scheme://host[:port])'),
+    ('[cors]\nallowed_origins = ["app.example"]', 'cors.allowed_origins: expected a list of '
+     'origins such as "https://app.example.com" or "http://192.168.1.20:8080" '
+     '(scheme://host[:port], no path), or ["*"], got ["app.example"] ("app.example" is not an '
+     'origin)'),
+    ('[cors]\nallowed_origins = ["null"]', 'cors.allowed_origins: expected a list of origins '
+     'such as "https://app.example.com" or "http://192.168.1.20:8080" (scheme://host[:port], no '
+     'path), or ["*"], got ["null"] ("null" is not an origin)'),
+    ('[cors]\nallowed_headers = ["X Token"]', 'cors.allowed_headers: expected a list of header '
+     'or method names such as "Content-Type", got ["X Token"] ("X Token" is not a name)'),
+    ('[cors]\nallowed_methods = "GET"', 'cors.allowed_methods: expected a list of header or '
+     'method names such as "Content-Type", got "GET"'),
+    ("[cors]\nmax_age_s = -1", "cors.max_age_s: expected a number of seconds >= 0 (0 = not "
+     "sent: browsers keep a preflight 5 s), got -1"),
+    ('[cors]\nallow_credentials = "yes"',
+     'cors.allow_credentials: expected true or false, got "yes"'),
+    ("[bans]\nmax_failures = -1",
+     "bans.max_failures: expected an integer >= 0 (0 = never ban), got -1"),
+    ("[bans]\nban_s = 0", "bans.ban_s: expected a number of seconds > 0, got 0"),
+    ("[bans]\nmax_tracked_peers = 0", "bans.max_tracked_peers: expected an integer > 0, got 0"),
+    ('[bans]\nexempt_networks = ["lan"]', 'bans.exempt_networks: expected a list of CIDR '
+     'networks such as "192.168.0.0/16", got ["lan"] (\'lan\' does not appear to be an IPv4 or '
+     'IPv6 network)'),
     ("[profile]\nram_bytes = -1",
      "profile.ram_bytes: expected a size in bytes >= 0 (0 = not a board profile), got -1"),
     ("[server]\nport = [1]", "server.port: expected a port number 0-65535, got [1]"),
@@ -351,7 +385,7 @@ def test_unknown_key_without_a_near_match_lists_the_section(profiles: Path) -> N
     assert error_of("zzzzzz = 1\n", profiles) == (
         "firmware_profiles/p.toml: zzzzzz: unknown key (keys belong in a section: [profile], "
         "[server], [http], [limits.user], [limits.privileged], [memory], [websocket], [systemd], "
-        "[status], [mqtt])")
+        "[status], [mqtt], [cors], [bans])")
     assert error_of("[qqqqqq]\n", profiles).startswith(
         "firmware_profiles/p.toml: qqqqqq: unknown section; expected one of: [profile], [server]")
 
@@ -395,6 +429,15 @@ def test_invalid_toml_has_line_info(profiles: Path) -> None:
     ("[systemd]\nmemory_max_bytes = 16777216",
      "systemd.memory_max_bytes: expected > memory.body_budget_bytes (16777216, 16 MiB, from "
      "built-in defaults), got 16777216 (the process needs memory besides cached bodies)"),
+    ('[cors]\nallowed_origins = ["*"]\nallow_credentials = true',
+     'cors.allowed_origins: expected no "*" together with cors.allow_credentials (true, from '
+     'firmware_profiles/p.toml), got ["*"] (browsers refuse a wildcard on credentialed '
+     'requests: list the origins)'),
+    ('[cors]\nallowed_origins = ["https://a.example"]\nexposed_headers = ["*"]\n'
+     'allow_credentials = true',
+     'cors.exposed_headers: expected no "*" together with cors.allow_credentials (true, from '
+     'firmware_profiles/p.toml), got ["*"] (browsers refuse a wildcard on credentialed '
+     'requests: list the header names)'),
 ])
 def test_impossible_combination(toml: str, message: str, profiles: Path) -> None:
     assert error_of(toml + "\n", profiles) == f"firmware_profiles/p.toml: {message}"
@@ -405,6 +448,22 @@ def test_possible_combinations(profiles: Path) -> None:
           "[systemd]\nmemory_high_bytes = 1\n")  # MemoryHigh= alone is fine
     s = load_settings("p", env={})
     assert s.server.tls_key_file == "k.pem" and s.systemd.memory_high_bytes == 1
+
+
+def test_cors_and_bans_from_a_profile_and_the_environment(profiles: Path) -> None:
+    write(profiles, "p", '[cors]\nallowed_origins = ["https://App.example:443", '
+          '"http://[fe80::1]:8080", "capacitor://localhost", "*"]\nmax_age_s = "2h"\n'
+          '[bans]\nexempt_networks = ["192.168.1.10/32", "fd00::/8"]\n')
+    s = load_settings("p", env={"GATEWAY_CORS_EXPOSED_HEADERS": "ETag, X-Request-Id",
+                                "GATEWAY_BANS_MAX_FAILURES": "0"})
+    assert s.cors.allowed_origins == ("https://App.example:443", "http://[fe80::1]:8080",
+                                      "capacitor://localhost", "*")
+    assert s.cors.max_age_s == 7200.0 and s.cors.exposed_headers == ("ETag", "X-Request-Id")
+    assert s.bans.exempt_networks == ("192.168.1.10/32", "fd00::/8") and s.bans.max_failures == 0
+    # credentials from the environment, "*" from the file: the variable is what changed
+    with pytest.raises(ConfigError, match=r'^\$GATEWAY_CORS_ALLOW_CREDENTIALS: cors.allow_'
+                                          r'credentials: expected no "\*" together with'):
+        load_settings("p", env={"GATEWAY_CORS_ALLOW_CREDENTIALS": "true"})
 
 
 def test_combination_blames_the_layer_set_last() -> None:

@@ -26,8 +26,8 @@ from wsproto.events import (
 )
 
 from gateway import App, Forbidden, WebSocket, WebSocketClosed
+from gateway.app.cors import same_origin
 from gateway.app.request import Request as HTTPRequest
-from gateway.ws import handshake
 from tests.helpers import running
 
 
@@ -208,6 +208,7 @@ async def test_subprotocol_is_first_client_offer_we_support() -> None:
             assert await client.event() == TextMessage("none")
 
 
+@pytest.mark.parametrize("key", ["cors__allowed_origins", "websocket__allowed_origins"])
 @pytest.mark.parametrize(
     ("allowed", "origin", "status"),
     [
@@ -216,13 +217,17 @@ async def test_subprotocol_is_first_client_offer_we_support() -> None:
         ((), "null", 403),
         ((), None, 101),  # not a browser: no hijacking possible
         (("https://app.example",), "https://app.example", 101),
-        (("https://app.example",), "http://127.0.0.1:{port}", 403),  # the list replaces same-origin
+        (("https://app.example",), "HTTPS://App.Example:443", 101),  # as browsers normalise
+        (("https://app.example",), "http://127.0.0.1:{port}", 101),  # same origin: always
+        (("https://app.example",), "https://app.example.evil", 403),
     ],
 )
-async def test_origin_policy(allowed: tuple[str, ...], origin: str | None, status: int) -> None:
+async def test_origin_policy(key: str, allowed: tuple[str, ...], origin: str | None,
+                             status: int) -> None:
+    # [cors] allowed_origins is the one list; the old [websocket] key still admits sockets
     app, _ = echo_app()
     with trio.fail_after(10):
-        async with running(app, websocket__allowed_origins=list(allowed)) as server:
+        async with running(app, **{key: list(allowed)}) as server:
             headers = [] if origin is None else [("Origin", origin.format(port=server.port))]
             client, event = await Client.open(server.port, "/echo/o", headers=headers)
             if status == 101:
@@ -231,13 +236,28 @@ async def test_origin_policy(allowed: tuple[str, ...], origin: str | None, statu
                 assert isinstance(event, RejectConnection) and event.status_code == 403
 
 
-async def test_origin_allowed_rules() -> None:
-    allow = handshake.origin_allowed
-    assert allow("http://dev.local", "dev.local:80", ())  # default port on either side
-    assert allow("https://dev.local:443", "dev.local", ())
-    assert not allow("https://dev.local:8443", "dev.local", ())
-    assert not allow("http://dev.local.evil", "dev.local", ())
-    assert allow("HTTPS://App.Example/", None, ("https://app.example",))
+async def test_a_wildcard_origin_never_admits_a_socket() -> None:
+    # a handshake carries the browser's cookies: a credentialed request, for which "*" never
+    # counts (gateway.app.cors); same-origin pages still connect
+    app, _ = echo_app()
+    with trio.fail_after(10):
+        async with running(app, cors__allowed_origins=["*"]) as server:
+            _, other = await Client.open(server.port, "/echo/o",
+                                         headers=[("Origin", "https://any.example")])
+            _, own = await Client.open(server.port, "/echo/o",
+                                       headers=[("Origin", f"http://127.0.0.1:{server.port}")])
+    assert isinstance(other, RejectConnection) and other.status_code == 403
+    assert isinstance(own, AcceptConnection)
+
+
+async def test_same_origin_rules() -> None:
+    same = same_origin
+    assert same("http://dev.local", "dev.local:80")  # default port on either side
+    assert same("https://dev.local:443", "dev.local")
+    assert not same("https://dev.local:8443", "dev.local")
+    assert not same("http://dev.local.evil", "dev.local")
+    assert not same("null", "dev.local") and not same("http://dev.local", None)
+    assert not same("http://dev.local/path", "dev.local")
 
 
 async def test_privileged_route_refused_before_handshake() -> None:

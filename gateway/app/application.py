@@ -20,7 +20,9 @@ from gateway.app.router import Router
 from gateway.http.target import parse_query
 
 if TYPE_CHECKING:
+    from gateway.app.bans import Bans
     from gateway.app.contracts import StatsProvider
+    from gateway.app.cors import Cors
     from gateway.app.pubsub import SocketHub
     from gateway.app.request import Request
     from gateway.app.response import Response
@@ -40,10 +42,12 @@ class Binding:
     Attributes:
         settings: the profile.
         credentials: its credentials file, loaded and checked (empty without one).
+        cors: the CORS policies (the profile's and the routes'), None when there are none.
     """
 
     settings: Settings
     credentials: Credentials
+    cors: Cors | None = None
 
 
 QueryParser = Callable[[str], dict[str, Any]]
@@ -81,9 +85,11 @@ class App(Router):
             gateway.app.qs), False (always ``{}``), or a function from the raw query string
             to a dict (not called for an empty query string). The parser of the app that
             received the request applies, also under a mounted sub-app.
+        cors: the CORS policy of the app's routes over the profile's [cors], as for Router.
 
     Raises:
         ValueError: an unknown ``query_parser``.
+        TypeError, ValueError: a bad ``cors`` option.
     """
 
     # a slot, not a __dict__ entry: req.query reads it, and a slot is the quickest attribute
@@ -97,13 +103,20 @@ class App(Router):
         strict: bool = False,
         merge_params: bool = False,
         query_parser: str | bool | QueryParser = "simple",
+        cors: bool | dict[str, Any] | None = None,
     ) -> None:
         super().__init__(privileged=privileged, case_sensitive=case_sensitive, strict=strict,
-                         merge_params=merge_params)
+                         merge_params=merge_params, cors=cors)
         self.parse_query: QueryParser = _query_parser(query_parser)
         self.settings: Settings | None = None
         self.budget = MemoryBudget(16 * 1024 * 1024)
         self.credentials = Credentials.empty()
+        # the CORS policies of the bound profile (gateway.app.cors), None when none exists:
+        # the exchange then spends nothing on CORS
+        self.cors_policies: Cors | None = None
+        # failed credentials per peer (gateway.app.bans), made with the first failure
+        self.bans: Bans | None = None
+        self.clock: Callable[[], float] = time.monotonic  # the server sets its own
         self.locals: dict[str, Any] = {}
         self.started_at = time.monotonic()
         self.stats_provider: StatsProvider | None = None  # the server's figures
@@ -168,10 +181,19 @@ class App(Router):
             The Binding to pass to commit_bind().
 
         Raises:
-            ConfigError: the credentials file is missing, unsafe or malformed.
+            ConfigError: the credentials file is missing, unsafe or malformed; a route's
+                ``cors`` option conflicts with the profile's [cors].
         """
         path = settings.server.credentials_file
-        return Binding(settings, Credentials.load(path) if path else Credentials.empty())
+        credentials = Credentials.load(path) if path else Credentials.empty()
+        cors = None
+        if settings.cors.allowed_origins or next(self.cors_chains(), None) is not None:
+            from gateway.app.cors import Cors
+
+            cors = Cors(settings.cors, self, settings.source)
+            if not cors.active:
+                cors = None
+        return Binding(settings, credentials, cors)
 
     def commit_bind(self, binding: Binding) -> None:
         """Apply a prepared Binding. Cannot fail, and does not wait: no request sees half of it.
@@ -182,9 +204,16 @@ class App(Router):
         Args:
             binding: from prepare_bind().
         """
-        self.settings = binding.settings
+        settings = self.settings = binding.settings
         self.credentials = binding.credentials
-        self.budget.resize(binding.settings.memory.body_budget_bytes)
+        self.cors_policies = binding.cors
+        self.budget.resize(settings.memory.body_budget_bytes)
+        if self.bans is not None:
+            self.bans.configure(settings.bans)
+        if settings.websocket.allowed_origins:
+            log.warning("%s: [websocket] allowed_origins is deprecated: it still admits "
+                        "sockets from those origins; move it to [cors] allowed_origins, which "
+                        "lets their pages call routes too (see README, CORS)", settings.source)
 
     def begin_drain(self) -> None:
         """The server stops taking requests: end the streams that never end by themselves.
@@ -197,6 +226,22 @@ class App(Router):
         for hook in hooks:
             hook()
 
+    def auth_failed(self, peer: tuple[str, int] | None) -> None:
+        """Count a request that presented a wrong bearer token (the exchange calls this): the
+        peer's failures, and a ban past [bans] max_failures (gateway.app.bans, loaded now).
+
+        Args:
+            peer: the connection's peer.
+        """
+        bans = self.bans
+        if bans is None:
+            from gateway.app.bans import Bans
+            from gateway.settings import BansSettings
+
+            settings = self.settings.bans if self.settings is not None else BansSettings()
+            bans = self.bans = Bans(settings, self.clock)
+        bans.fail(peer)
+
     # -- statistics --------------------------------------------------------------------------
     def statistics(self) -> dict[str, Any]:
         stats: dict[str, Any] = {
@@ -205,6 +250,11 @@ class App(Router):
             "errors_5xx": self.errors_5xx,
             "background_failures": self.background_failures,
             "memory": {"body_budget": self.budget.statistics(), "rss_bytes": _rss_bytes()},
+            "auth": (self.bans.statistics() if self.bans is not None else
+                     {"failures": 0, "bans": 0, "refused": 0, "banned_peers": 0,
+                      "tracked_peers": 0,
+                      "max_tracked_peers": (self.settings.bans.max_tracked_peers
+                                            if self.settings is not None else 0)}),
         }
         if self.settings is not None:
             stats["profile"] = self.settings.profile

@@ -10,12 +10,20 @@ import stat
 
 from gateway.errors import ConfigError
 
-__all__ = ["Credentials", "hash_token"]
+__all__ = ["Credentials", "hash_token", "presents_token"]
 
 
 def hash_token(token: str) -> str:
     """The line to put in a credentials file for ``token`` (``sha256:<hex>``)."""
     return "sha256:" + hashlib.sha256(token.encode()).hexdigest()
+
+
+def presents_token(header: str) -> bool:
+    """True if an Authorization value carries a bearer token: a failed one is a guess (counted
+    by gateway.app.bans), where another scheme (a browser's saved Basic credentials for the
+    same host) or an empty token is not."""
+    scheme, _, token = header.strip().partition(" ")
+    return scheme.lower() == "bearer" and bool(token.strip())
 
 
 class Credentials:

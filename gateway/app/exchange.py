@@ -1,5 +1,7 @@
 # ONE request lifecycle for every transport (an HTTP request, a Sails virtual request over a
-# WebSocket, ...): build the Request (mode limits, credentials), run the app, finish the body
+# WebSocket, ...): build the Request (mode limits, credentials; failed ones counted per peer by
+# gateway.app.bans), apply the CORS policy (gateway.app.cors, before privilege: a preflight has
+# no credentials), refuse a banned peer's credentials (429), run the app, finish the body
 # stream on every path, write the access line, and turn every error into a reply, here and
 # nowhere else. Transports are adapters that hand in a request head, a body source and a
 # response sink (gateway.app.contracts); nothing here knows which transport it serves.
@@ -18,6 +20,7 @@ import logging
 from collections.abc import Awaitable, Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
+from gateway.app.auth import presents_token
 from gateway.app.request import Request
 from gateway.app.response import NO_BODY, Response
 from gateway.errors import REASONS, ClientDisconnected, HTTPError, MethodNotAllowed, NotFound
@@ -106,7 +109,13 @@ class Exchange:
         privileged = info.privileged
         auth_failed = False
         if authorization is not None and not privileged:
-            privileged, auth_failed = app.credentials.check_authorization(authorization)
+            bans = app.bans
+            if bans is not None and bans.peers and bans.retry_after(info.peer):
+                auth_failed = True  # a banned peer's token is not even checked: run() says 429
+            else:
+                privileged, auth_failed = app.credentials.check_authorization(authorization)
+                if auth_failed and presents_token(authorization):
+                    app.auth_failed(info.peer)  # counted, and banned past [bans] max_failures
         parsed = body is not NO_BODY
         is_socket = parsed if transport is None else transport == "socket"
         req = Request(
@@ -153,9 +162,17 @@ class Exchange:
         res = Response(sink)
         res.req = req
         failure: BaseException | None = None  # what ended the exchange early (access log)
+        kept: tuple[tuple[str, str], ...] = ()  # CORS headers: an error reply keeps them
         try:
             try:
-                if endpoint is not None:
+                router = app.builtin if req.path.startswith("/_gateway/") else app
+                cors = app.cors_policies
+                if cors is not None and endpoint is None and not req.upgrade:
+                    # before privilege: a preflight carries no credentials (gateway.app.cors)
+                    kept = await cors.apply(router, info, req, res) or ()  # None: answered
+                if req.auth_failed and not res.finished:
+                    _refuse_banned(app, info)
+                if endpoint is not None and not res.finished:
                     await endpoint(req, res)
                 if not res.finished:
                     app.requests_served += 1
@@ -168,7 +185,6 @@ class Exchange:
                             raise err if isinstance(err, BaseException) else HTTPError(500)
                         fell_through = True
 
-                    router = app.builtin if req.path.startswith("/_gateway/") else app
                     await router.handle(req, res, done, allowed)
                     if not res.finished:
                         stream = req.body_stream
@@ -187,13 +203,14 @@ class Exchange:
             except HTTPError as exc:
                 if res.headers_sent:
                     raise
-                await self.reply_error(req, res, exc.status, exc.message, exc.headers)
+                await self.reply_error(req, res, exc.status, exc.message,
+                                       [*exc.headers, *kept] if kept else exc.headers)
             except Exception as exc:
                 log.exception("%s %s: unhandled error in handler%s", req.method, req.path,
                               _ASYNCIO_HINT if "no running event loop" in str(exc) else "")
                 if res.headers_sent:
                     raise
-                await self.reply_error(req, res, 500, None, ())
+                await self.reply_error(req, res, 500, None, kept)
             if res.headers_sent and not res.finished:
                 await res.end()  # a streamed response the handler left open
         except BaseException as exc:  # the client went away, cancelled, failed after the head
@@ -257,6 +274,16 @@ class Exchange:
         res = Response(sink)
         await self.reply_error(None, res, status, message, reveal=True)
         return res
+
+
+def _refuse_banned(app: App, info: ConnectionInfo) -> None:
+    # a request that presented credentials from a peer banned for guessing them (gateway.app.bans)
+    bans = app.bans
+    if bans is not None and bans.peers:
+        left = bans.refuse(info.peer)
+        if left:
+            raise HTTPError(429, "Too many failed credentials from this address: retry after "
+                                 f"{left} s", {"Retry-After": str(left)})
 
 
 async def _no_method(req: Request, res: Response, allowed: set[str]) -> None:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import inspect
 import re
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable, Iterator
 from functools import partial
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar, Union, overload
 
@@ -183,6 +183,13 @@ class Router:
         merge_params: a router mounted at a path with params (``app.use("/shop/:shop_id",
             router)``) sees them in ``req.params`` too; its own params win on a conflict
             (Express ``Router({mergeParams: true})``).
+        cors: the CORS policy of this router's routes (gateway.app.cors.check_option): None
+            (the enclosing router's, or the profile's [cors]), False (none: same-origin only),
+            True, or a dict of [cors] keys over the enclosing policy. A route's own ``cors=``
+            option overrides it in turn.
+
+    Raises:
+        TypeError, ValueError: a bad ``cors`` option.
     """
 
     def __init__(
@@ -192,10 +199,12 @@ class Router:
         case_sensitive: bool = False,
         strict: bool = False,
         merge_params: bool = False,
+        cors: bool | dict[str, Any] | None = None,
     ) -> None:
         self.stack: list[_Layer] = []
         self.privileged = privileged
         self.merge_params = merge_params
+        self.cors = None if cors is None else _check_cors(cors, "Router(cors=...)")
         self._case = case_sensitive
         self._strict = strict
 
@@ -251,6 +260,8 @@ class Router:
         **options: Any,
     ) -> RouteDecorator:
         """Register handlers for ``methods`` (None: all) at ``path``; a decorator without fns."""
+        if options.get("cors") is not None:  # refused at once, even before a handler comes
+            options["cors"] = _check_cors(options["cors"], f"route {path!r}: cors")
         if not fns:
 
             def deco(fn: F) -> F:
@@ -304,6 +315,8 @@ class Router:
         **options: Any,
     ) -> WebSocketDecorator:
         """A WebSocket route: ``async def handler(ws, req)``."""
+        if options.get("cors") is not None:
+            options["cors"] = _check_cors(options["cors"], f"ws route {path!r}: cors")
         if fn is None:
 
             def deco(f: F) -> F:
@@ -323,6 +336,77 @@ class Router:
             )
         )
         return _only
+
+    # -- CORS: which policy a request would meet (gateway.app.cors), without running anything --
+    def cors_options(self, method: str, path: str, upgrade: bool = False) -> tuple[Any, ...]:
+        """The ``cors`` options that apply to the route a ``method`` request for ``path``
+        would reach, outermost first: this router's own, each mounted router's on the way, and
+        the route's. Only route patterns and methods are matched: no middleware runs, nothing
+        is decoded; the first matching route decides (a preflight announces the method of a
+        request that has not been made, so it cannot be routed for real).
+
+        Args:
+            method: the method (a preflight's Access-Control-Request-Method).
+            path: the request path (relative to this router).
+            upgrade: a WebSocket handshake (only ws routes match it).
+
+        Returns:
+            The options set along the way (None ones left out); () when none is.
+        """
+        found = self._cors_route(method, path, upgrade, 0)
+        own = () if self.cors is None else (self.cors,)
+        return own if found is None else own + found
+
+    def _cors_route(self, method: str, path: str, upgrade: bool,
+                    depth: int) -> tuple[Any, ...] | None:
+        # None: no route of this router matches
+        if depth > 32:  # a router mounted inside itself would never end
+            return None
+        for layer in self.stack:
+            kind = layer.kind
+            if kind == _ROUTE or kind == _WS:
+                if (kind == _WS) is not upgrade or not layer.handles(method):
+                    continue
+            elif kind != _MOUNT:
+                continue
+            try:
+                m = layer.pattern.match(path)
+            except ParamDecodeError:
+                continue
+            if m is None:
+                continue
+            sub = layer.router
+            if sub is not None:
+                rest = path[m[1]:] or "/"
+                inner = sub._cors_route(method, rest if rest[0] == "/" else "/" + rest, upgrade,
+                                        depth + 1)
+                if inner is not None:
+                    return inner if sub.cors is None else (sub.cors, *inner)
+                continue
+            option = layer.options.get("cors") if layer.options else None
+            return () if option is None else (option,)
+        return None
+
+    def cors_chains(self, outer: tuple[Any, ...] = (), label: str = "App",
+                    depth: int = 0) -> Iterator[tuple[str, tuple[Any, ...]]]:
+        """Every chain of ``cors`` options a request can meet (see cors_options), with what
+        to name in an error: compiled and checked once, when the App is bound.
+
+        Yields:
+            (label, chain) for this router (when it has an option) and each route with one.
+        """
+        own = outer if self.cors is None else (*outer, self.cors)
+        if self.cors is not None:
+            yield label, own
+        if depth > 32:
+            return
+        for layer in self.stack:
+            if layer.router is not None:
+                yield from layer.router.cors_chains(own, f"{label} > Router at "
+                                                    f"{layer.pattern.pattern!r}", depth + 1)
+            elif layer.options and layer.options.get("cors") is not None:
+                yield (f"{label} > route {layer.pattern.pattern!r}",
+                       (*own, layer.options["cors"]))
 
     # -- dispatch ------------------------------------------------------------------------------
     async def handle(
@@ -444,6 +528,13 @@ class Router:
             # next_ refers to itself through its closure cell: without this, every request
             # would leave a reference cycle (holding req and res) for the cycle collector
             next_ = _spent
+
+
+def _check_cors(value: Any, where: str) -> Any:
+    # the CORS module loads only for an app that uses the option
+    from gateway.app.cors import check_option
+
+    return check_option(value, where)
 
 
 def _merge_params(params: dict[Any, Any], parent: dict[Any, Any]) -> dict[Any, Any]:

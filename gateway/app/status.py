@@ -333,6 +333,19 @@ def render_metrics(app: App) -> str:
     fam("gateway_reloads_total", "counter", "Profile reloads (SIGHUP), by outcome.",
         [({"outcome": "applied"}, m.reloads_applied),
          ({"outcome": "refused"}, m.reloads_refused)])
+    auth = stats.get("auth", {})
+    fam("gateway_auth_failures_total", "counter",
+        "Requests that presented a wrong bearer token (HTTP, virtual requests, WebSocket and "
+        "Socket.IO handshakes).", auth.get("failures", 0))
+    fam("gateway_bans_total", "counter",
+        "Peers banned for failing credentials too often ([bans] max_failures in window_s).",
+        auth.get("bans", 0))
+    fam("gateway_banned_peers", "gauge",
+        "Peers banned now (IPv4 addresses, IPv6 /64 prefixes, local uids).",
+        auth.get("banned_peers", 0))
+    fam("gateway_ban_refusals_total", "counter",
+        "Requests with credentials refused (429) because their peer was banned.",
+        auth.get("refused", 0))
     fam("gateway_background_failures_total", "counter", "Background tasks that failed.",
         stats.get("background_failures", 0))
     fam("gateway_draining", "gauge", "1 while the gateway drains to stop.",

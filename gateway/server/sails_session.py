@@ -17,6 +17,7 @@ from urllib.parse import quote
 import trio
 
 from gateway.app.body import ValueSource
+from gateway.app.cors import same_origin
 from gateway.app.pubsub import Push, SocketHub
 from gateway.app.response import NO_BODY
 from gateway.errors import HTTPError, RemoteProtocolError, WebSocketClosed
@@ -404,7 +405,13 @@ class SailsSocket:
             else:
                 base = self._handshake_merge
                 if base is None:
-                    base = self._handshake_merge = sails.handshake_fields(self.handshake.headers)
+                    handshake = self.handshake.headers
+                    base = self._handshake_merge = sails.handshake_fields(handshake)
+                    # the socket's requests meet their routes' CORS policy when its page
+                    # came from another origin (gateway.app.cors)
+                    origin = base.get("origin")
+                    self.info.cross_origin = origin is not None and not same_origin(
+                        origin, handshake.get("host"))
                 headers = sails.merge_headers(vreq.headers, base)
                 info = self.info
                 req = exchange.request(info, vreq.method, target, path, query, (),
@@ -529,9 +536,11 @@ class SailsSocket:
 
 
 class _SocketInfo:
-    """The connection as a socket's virtual requests see it (a ConnectionInfo)."""
+    """The connection as a socket's virtual requests see it (a ConnectionInfo), and whether
+    the handshake came from a page of another origin (``cross_origin``, read by the CORS
+    check of gateway.app.cors)."""
 
-    __slots__ = ("peer", "scheme", "privileged", "peer_text")
+    __slots__ = ("peer", "scheme", "privileged", "peer_text", "cross_origin")
 
     def __init__(self, peer: tuple[str, int] | None, scheme: str, privileged: bool,
                  peer_text: str) -> None:
@@ -539,6 +548,7 @@ class _SocketInfo:
         self.scheme = scheme
         self.privileged = privileged
         self.peer_text = peer_text
+        self.cross_origin = False
 
 
 def _target(url: str) -> tuple[str, str, str]:

@@ -115,6 +115,9 @@ class Server:
         # every connection's requests run through this one lifecycle
         self.exchange = Exchange(app, self)  # counts every request (metrics), logs if on
         app.stats_provider = self  # its statistics() join /_gateway/stats
+        app.clock = trio.current_time  # bans expire on the server's clock (tests: autojump)
+        if app.bans is not None:
+            app.bans.clock = app.clock
         self._observe = app.metrics.observe  # every finished request is counted (log_access)
         app.draining = False  # an App served again after a stop streams again
 

@@ -1,5 +1,6 @@
 # The switch from HTTP to WebSocket: UpgradeSink (what a ws route's accept goes through, after
-# middleware and privilege checks), the handshake checks (headers, Origin, connection count),
+# middleware and privilege checks), the handshake checks (headers, Origin by gateway.app.cors's
+# policy, connection count),
 # the 101 and the socket's lifetime (_Upgrade.serve), and WebSocketManager: the one ticker task
 # for every socket's ping, pong and idle timers, and a nursery for short helper tasks.
 # Must not: parse frames or hold per-message state (gateway.server.websocket), or build error
@@ -16,7 +17,8 @@ from typing import TYPE_CHECKING, Any, Protocol
 import trio
 from wsproto.extensions import Extension
 
-from gateway.errors import HTTPError, ServiceUnavailable, WebSocketClosed
+from gateway.app.cors import socket_allowed
+from gateway.errors import Forbidden, HTTPError, ServiceUnavailable, WebSocketClosed
 from gateway.server.websocket import WebSocket
 from gateway.ws import handshake
 
@@ -181,11 +183,16 @@ class WebSocketManager:
         Raises:
             HTTPError: 400/426, 403, 503.
         """
-        ws = self.server.settings.websocket
+        server = self.server
+        ws = server.settings.websocket
         headers = req.header_fields(_FIELDS)
         offer = handshake.check_upgrade(req.method, req.http_version, headers)
-        handshake.check_origin(headers.get("origin"), headers.get("host"), ws.allowed_origins)
-        if self.server.ws_active >= ws.max_connections:
+        app = server.app
+        # the one origin policy ([cors], the ws route's cors option), same-origin pages always
+        if not socket_allowed(app.cors_policies, app, ws.allowed_origins, headers.get("origin"),
+                              headers.get("host"), req.base_url + req.path):
+            raise Forbidden(None, "WebSocket origin not allowed")
+        if server.ws_active >= ws.max_connections:
             raise ServiceUnavailable(None, "Too many WebSocket connections",
                                      {"Retry-After": "1"})
         return offer

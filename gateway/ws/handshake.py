@@ -1,7 +1,8 @@
 # The server side of the WebSocket opening handshake (RFC 6455 section 4.2), as pure functions.
-# Owns: checking an Upgrade request's headers, the Origin policy (cross-site WebSocket hijacking),
-# subprotocol and permessage-deflate negotiation, and the bytes of the 101 response.
-# Must not: touch sockets or clocks, or know routes; failures are HTTPError replies (400, 403,
+# Owns: checking an Upgrade request's headers, subprotocol and permessage-deflate negotiation,
+# and the bytes of the 101 response. The Origin policy (cross-site WebSocket hijacking) is the
+# one CORS policy of gateway.app.cors (socket_allowed), which the server applies.
+# Must not: touch sockets or clocks, or know routes; failures are HTTPError replies (400,
 # 426) that the application turns into responses like any other error.
 from __future__ import annotations
 
@@ -9,25 +10,20 @@ import base64
 import binascii
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from urllib.parse import urlsplit
 
 from wsproto.extensions import Extension, PerMessageDeflate
 from wsproto.handshake import server_extensions_handshake
 from wsproto.utilities import generate_accept_token
 
-from gateway.errors import BadRequest, Forbidden, HTTPError
+from gateway.errors import BadRequest, HTTPError
 
 __all__ = [
     "Offer",
     "check_upgrade",
-    "origin_allowed",
-    "check_origin",
     "choose_subprotocol",
     "negotiate_deflate",
     "accept_response",
 ]
-
-_DEFAULT_PORTS = {"http": "80", "https": "443", "ws": "80", "wss": "443"}
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,56 +82,6 @@ def check_upgrade(method: str, http_version: str, headers: Mapping[str, str]) ->
         tuple(_tokens(headers.get("sec-websocket-protocol"))),
         tuple(_tokens(headers.get("sec-websocket-extensions"))),
     )
-
-
-def _host_port(scheme: str, netloc: str) -> str:
-    netloc = netloc.lower()
-    default = _DEFAULT_PORTS.get(scheme.lower())
-    if default and netloc.endswith(":" + default) and not netloc.endswith("]"):
-        netloc = netloc[: -len(default) - 1]
-    return netloc
-
-
-def origin_allowed(origin: str | None, host: str | None, allowed: Sequence[str]) -> bool:
-    """The Origin policy: blocks cross-site WebSocket hijacking by pages of other sites.
-
-    A request without Origin comes from a non-browser client (browsers always send it on a
-    WebSocket handshake), which a hijacking page cannot be, so it is allowed. With an empty
-    ``allowed`` list only same-origin pages may connect: the Origin's host:port must equal the
-    Host header (default ports ignored). Otherwise the Origin must be one of ``allowed``
-    exactly (compared case-insensitively, no trailing slash). ``null`` is never allowed.
-
-    Args:
-        origin: the Origin header, or None.
-        host: the Host header, or None.
-        allowed: the profile's websocket.allowed_origins.
-
-    Returns:
-        True if the handshake may proceed.
-    """
-    if origin is None:
-        return True
-    origin = origin.strip()
-    if allowed:
-        wanted = origin.lower().rstrip("/")
-        return any(wanted == a.lower().rstrip("/") for a in allowed)
-    try:
-        parts = urlsplit(origin)
-    except ValueError:
-        return False
-    if not parts.scheme or not parts.netloc or not host:
-        return False
-    return _host_port(parts.scheme, parts.netloc) == _host_port(parts.scheme, host.strip())
-
-
-def check_origin(origin: str | None, host: str | None, allowed: Sequence[str]) -> None:
-    """Raise 403 unless origin_allowed().
-
-    Raises:
-        Forbidden: a cross-origin handshake.
-    """
-    if not origin_allowed(origin, host, allowed):
-        raise Forbidden(None, "WebSocket origin not allowed")
 
 
 def choose_subprotocol(offered: Iterable[str], supported: Iterable[str] | None) -> str | None:
