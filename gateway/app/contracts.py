@@ -1,13 +1,15 @@
 # The seams between the app layer and the transports, as small Protocols: where a request's body
 # comes from (BodySource), where its reply goes (ResponseSink, ValueSink for a transport that
 # carries values, not bytes, WebSocketAcceptor for one that can switch protocols), what is known
-# of the connection (ConnectionInfo), who adds figures to /_gateway/stats (StatsProvider), and
-# what a request knows of its application (Application). The server implements them; app/ only
-# ever sees these shapes. Types only: every module imports it under TYPE_CHECKING, so its
-# Protocol classes cost no memory in a running gateway (about 30 KiB).
+# of the connection (ConnectionInfo), who adds figures to /_gateway/stats (StatsProvider), what
+# a request knows of its application (Application) and what the status page reads of it
+# (MonitoredApp). The server implements them; app/ only ever sees these shapes. Types only:
+# every module imports it under TYPE_CHECKING, so its Protocol classes cost no memory in a
+# running gateway (about 30 KiB).
 # Must not: import gateway.app or gateway.server modules, even for typing (it is the bottom of
-# app/: every other module may import it; the one exception is pubsub's SocketHub type, which
-# imports nothing of app/ itself), or hold behaviour or values used at runtime.
+# app/: every other module may import it; the exceptions are pubsub's SocketHub and metrics'
+# Metrics types, which import nothing of app/ themselves), or hold behaviour or values used at
+# runtime.
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
@@ -15,6 +17,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 if TYPE_CHECKING:
     from gateway.app.auth import Credentials
+    from gateway.app.metrics import Metrics
     from gateway.app.pubsub import SocketHub
     from gateway.settings import Settings
 
@@ -27,6 +30,7 @@ __all__ = [
     "ConnectionInfo",
     "StatsProvider",
     "Application",
+    "MonitoredApp",
 ]
 
 
@@ -183,3 +187,17 @@ class Application(Protocol):
     def statistics(self) -> dict[str, Any]:
         """The figures of /_gateway/stats."""
         ...
+
+
+class MonitoredApp(Protocol):
+    """What the status page and /metrics read of the App (gateway.app.status): its profile,
+    figures and counters. A Protocol so that status.py need not import the App, which loads
+    it on first use."""
+
+    @property
+    def settings(self) -> Settings | None: ...
+
+    @property
+    def metrics(self) -> Metrics: ...
+
+    def statistics(self) -> dict[str, Any]: ...
