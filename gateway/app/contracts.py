@@ -12,7 +12,8 @@
 # runtime.
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+import re
+from collections.abc import Awaitable, Callable, Mapping
 from typing import TYPE_CHECKING, Any, Protocol
 
 if TYPE_CHECKING:
@@ -201,3 +202,71 @@ class MonitoredApp(Protocol):
     def metrics(self) -> Metrics: ...
 
     def statistics(self) -> dict[str, Any]: ...
+
+
+class EventTarget(Protocol):
+    """What a server-sent event stream (gateway.app.sse) uses of the Response it writes to, so
+    that sse.py need not import response.py (which loads it on first use, for ``res.sse()``)."""
+
+    @property
+    def req(self) -> Any:
+        """The Request (Express res.req), or None."""
+        ...
+
+    @property
+    def finished(self) -> bool: ...
+
+    def get(self, field: str) -> str | list[str] | None: ...
+
+    def set(self, field: str, value: str) -> Any: ...
+
+    async def write(self, chunk: str | bytes) -> None: ...
+
+    async def end(self, chunk: str | bytes | None = None) -> None: ...
+
+
+class EventStream(Protocol):
+    """What ``res.sse()`` gives (gateway.app.sse.EventStream): events, comments and the
+    client's Last-Event-ID."""
+
+    @property
+    def last_event_id(self) -> str | None: ...
+
+    async def send(self, data: Any, *, event: str | None = None, id: str | None = None,
+                   retry_ms: int | None = None) -> None:
+        """Send one event (see gateway.app.sse.format_event)."""
+        ...
+
+    async def comment(self, text: str = "") -> None: ...
+
+    async def aclose(self) -> None: ...
+
+
+class RouteInfo(Protocol):
+    """What ``req.route`` is (Express's Route; gateway.app.router.Route): a shape, so that
+    request.py need not import the router, which types its handlers with Request."""
+
+    @property
+    def path(self) -> str | re.Pattern[str]: ...
+
+    @property
+    def methods(self) -> dict[str, bool]: ...
+
+    @property
+    def stack(self) -> tuple[Callable[..., Awaitable[None]], ...]: ...
+
+
+class CookieTarget(Protocol):
+    """What ``cookie_parser()`` (gateway.app.cookies) sets on a Request, so that cookies.py
+    need not import request.py (which uses its helpers)."""
+
+    @property
+    def headers(self) -> Mapping[str, str]: ...
+
+    @property
+    def cookies_parsed(self) -> bool:
+        """A cookie_parser ran on this request already."""
+        ...
+
+    def set_cookies(self, cookies: dict[str, Any], signed: dict[str, Any],
+                    secret: str | None) -> None: ...
