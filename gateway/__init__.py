@@ -20,6 +20,7 @@ from gateway.errors import (
     Unauthorized,
     WebSocketClosed,
 )
+from gateway.version import __version__ as __version__
 
 __all__ = [
     "App",
@@ -47,7 +48,6 @@ __all__ = [
     "WebSocketClosed",
     "SocketHub",
 ]
-__version__ = "0.1.0"
 
 if TYPE_CHECKING:
     from gateway.app import bodyparsers

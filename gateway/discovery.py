@@ -43,7 +43,7 @@ def installed_version() -> str:
     try:
         return metadata.version("gateway")
     except metadata.PackageNotFoundError:
-        from gateway import __version__
+        from gateway.version import __version__
 
         return __version__
 

@@ -1,20 +1,24 @@
 # The seams between the app layer and the transports, as small Protocols: where a request's body
 # comes from (BodySource), where its reply goes (ResponseSink, ValueSink for a transport that
 # carries values, not bytes, WebSocketAcceptor for one that can switch protocols), what is known
-# of the connection (ConnectionInfo), who adds figures to /_gateway/stats (StatsProvider), and
-# what a request knows of its application (Application). The server implements them; app/ only
-# ever sees these shapes. Types only: every module imports it under TYPE_CHECKING, so its
-# Protocol classes cost no memory in a running gateway (about 30 KiB).
+# of the connection (ConnectionInfo), who adds figures to /_gateway/stats (StatsProvider), what
+# a request knows of its application (Application) and what the status page reads of it
+# (MonitoredApp). The server implements them; app/ only ever sees these shapes. Types only:
+# every module imports it under TYPE_CHECKING, so its Protocol classes cost no memory in a
+# running gateway (about 30 KiB).
 # Must not: import gateway.app or gateway.server modules, even for typing (it is the bottom of
-# app/: every other module may import it; the one exception is pubsub's SocketHub type, which
-# imports nothing of app/ itself), or hold behaviour or values used at runtime.
+# app/: every other module may import it; the exceptions are pubsub's SocketHub and metrics'
+# Metrics types, which import nothing of app/ themselves), or hold behaviour or values used at
+# runtime.
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+import re
+from collections.abc import Awaitable, Callable, Mapping
 from typing import TYPE_CHECKING, Any, Protocol
 
 if TYPE_CHECKING:
     from gateway.app.auth import Credentials
+    from gateway.app.metrics import Metrics
     from gateway.app.pubsub import SocketHub
     from gateway.settings import Settings
 
@@ -27,6 +31,7 @@ __all__ = [
     "ConnectionInfo",
     "StatsProvider",
     "Application",
+    "MonitoredApp",
 ]
 
 
@@ -183,3 +188,85 @@ class Application(Protocol):
     def statistics(self) -> dict[str, Any]:
         """The figures of /_gateway/stats."""
         ...
+
+
+class MonitoredApp(Protocol):
+    """What the status page and /metrics read of the App (gateway.app.status): its profile,
+    figures and counters. A Protocol so that status.py need not import the App, which loads
+    it on first use."""
+
+    @property
+    def settings(self) -> Settings | None: ...
+
+    @property
+    def metrics(self) -> Metrics: ...
+
+    def statistics(self) -> dict[str, Any]: ...
+
+
+class EventTarget(Protocol):
+    """What a server-sent event stream (gateway.app.sse) uses of the Response it writes to, so
+    that sse.py need not import response.py (which loads it on first use, for ``res.sse()``)."""
+
+    @property
+    def req(self) -> Any:
+        """The Request (Express res.req), or None."""
+        ...
+
+    @property
+    def finished(self) -> bool: ...
+
+    def get(self, field: str) -> str | list[str] | None: ...
+
+    def set(self, field: str, value: str) -> Any: ...
+
+    async def write(self, chunk: str | bytes) -> None: ...
+
+    async def end(self, chunk: str | bytes | None = None) -> None: ...
+
+
+class EventStream(Protocol):
+    """What ``res.sse()`` gives (gateway.app.sse.EventStream): events, comments and the
+    client's Last-Event-ID."""
+
+    @property
+    def last_event_id(self) -> str | None: ...
+
+    async def send(self, data: Any, *, event: str | None = None, id: str | None = None,
+                   retry_ms: int | None = None) -> None:
+        """Send one event (see gateway.app.sse.format_event)."""
+        ...
+
+    async def comment(self, text: str = "") -> None: ...
+
+    async def aclose(self) -> None: ...
+
+
+class RouteInfo(Protocol):
+    """What ``req.route`` is (Express's Route; gateway.app.router.Route): a shape, so that
+    request.py need not import the router, which types its handlers with Request."""
+
+    @property
+    def path(self) -> str | re.Pattern[str]: ...
+
+    @property
+    def methods(self) -> dict[str, bool]: ...
+
+    @property
+    def stack(self) -> tuple[Callable[..., Awaitable[None]], ...]: ...
+
+
+class CookieTarget(Protocol):
+    """What ``cookie_parser()`` (gateway.app.cookies) sets on a Request, so that cookies.py
+    need not import request.py (which uses its helpers)."""
+
+    @property
+    def headers(self) -> Mapping[str, str]: ...
+
+    @property
+    def cookies_parsed(self) -> bool:
+        """A cookie_parser ran on this request already."""
+        ...
+
+    def set_cookies(self, cookies: dict[str, Any], signed: dict[str, Any],
+                    secret: str | None) -> None: ...

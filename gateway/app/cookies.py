@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from gateway.http.target import parse_cookies
 
 if TYPE_CHECKING:
-    from gateway.app.request import Request
+    from gateway.app.contracts import CookieTarget
 
 __all__ = [
     "cookie_parser",
@@ -210,18 +210,14 @@ def cookie_parser(secret: str | Sequence[str] | None = None) -> Middleware:
             raise TypeError(f"cookie_parser secrets must be str, not {type(s).__name__}")
     first = secrets[0] if secrets else None
 
-    async def cookie_parser_mw(req: Request, res: Any, next: Callable[..., Awaitable[None]]
-                               ) -> None:
-        try:
-            req._signed_cookies  # noqa: B018 - set: a cookie_parser ran already
-        except AttributeError:
-            req.secret = first
+    async def cookie_parser_mw(req: CookieTarget, res: Any,
+                               next: Callable[..., Awaitable[None]]) -> None:
+        if not req.cookies_parsed:
             cookies: dict[str, Any] = parse_cookies(req.headers.get("cookie"))
             signed: dict[str, Any] = {}
             if secrets and cookies:
                 signed = json_cookies(signed_cookies(cookies, secrets))
-            req._cookies = json_cookies(cookies)
-            req.signed_cookies = signed
+            req.set_cookies(json_cookies(cookies), signed, first)
         await next()
 
     return cookie_parser_mw

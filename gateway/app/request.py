@@ -15,9 +15,8 @@ from gateway.http.target import parse_cookies
 if TYPE_CHECKING:
     import weakref
 
-    from gateway.app.contracts import Application, BodySource
+    from gateway.app.contracts import Application, BodySource, RouteInfo
     from gateway.app.response import Response
-    from gateway.app.router import Route
     from gateway.settings import ModeLimits
 
 __all__ = ["Request", "PackedHeaders"]
@@ -623,12 +622,12 @@ class Request:
         return f"<Request {self.method} {self.url} mode={self.mode}>"
 
     # -- set by the router and by cookie_parser (unset slots read as their defaults) --------
-    _route: Route | None
+    _route: RouteInfo | None
     _secret: str | None
     _signed_cookies: dict[str, Any]
 
     @property
-    def route(self) -> Route | None:
+    def route(self) -> RouteInfo | None:
         """The route whose handlers run (Express ``req.route``): ``.path`` as registered,
         ``.methods`` (``{"get": True}``), ``.stack``. None until a route matched; kept after it
         calls ``next()``, as in Express."""
@@ -636,6 +635,12 @@ class Request:
             return self._route
         except AttributeError:
             return None
+
+    @route.setter
+    def route(self, value: RouteInfo | None) -> None:
+        # the router sets it when a route matches (a slot left unset costs other requests
+        # nothing)
+        self._route = value
 
     @property
     def secret(self) -> str | None:
@@ -661,6 +666,30 @@ class Request:
     @signed_cookies.setter
     def signed_cookies(self, value: dict[str, Any]) -> None:
         self._signed_cookies = value
+
+    @property
+    def cookies_parsed(self) -> bool:
+        """A ``cookie_parser()`` ran on this request (a second one does nothing, as in
+        Express): ``signed_cookies`` was set."""
+        try:
+            self._signed_cookies  # noqa: B018 - set by cookie_parser (set_cookies)
+        except AttributeError:
+            return False
+        return True
+
+    def set_cookies(self, cookies: dict[str, Any], signed: dict[str, Any],
+                    secret: str | None) -> None:
+        """What ``cookie_parser()`` found: ``req.cookies`` (without the signed ones),
+        ``req.signed_cookies`` and ``req.secret``.
+
+        Args:
+            cookies: the unsigned cookies, ``j:`` values parsed.
+            signed: the signed cookies: the value, or False for a wrong signature.
+            secret: the secret ``res.cookie(..., signed=True)`` signs with (or None).
+        """
+        self._cookies = cookies
+        self._signed_cookies = signed
+        self._secret = secret
 
 def _flatten(types: tuple[str | list[str], ...]) -> tuple[str, ...]:
     # Express takes req.is('json', 'html') and req.is(['json', 'html']) alike

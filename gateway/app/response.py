@@ -8,7 +8,6 @@
 from __future__ import annotations
 
 import enum
-import json as _json
 import logging
 import math
 import os
@@ -22,12 +21,13 @@ from functools import lru_cache
 from typing import TYPE_CHECKING, Any, Final, cast
 from urllib.parse import quote
 
+from gateway.app.jsontext import dumps as _dumps
+from gateway.app.jsontext import dumps_text
 from gateway.errors import REASONS, Forbidden, HTTPError, NotFound
 from gateway.http.dates import http_date, parse_http_date
 
 if TYPE_CHECKING:
-    from gateway.app.contracts import ResponseSink, ValueSink
-    from gateway.app.sse import EventStream
+    from gateway.app.contracts import EventStream, ResponseSink, ValueSink
 
 __all__ = ["Response", "MIME_TYPES", "JSONSeqWriter", "NO_BODY", "NoBody", "is_fresh"]
 
@@ -127,24 +127,6 @@ MIME_TYPES: dict[str, str] = {
 _FILE_CHUNK = 65536
 # what encodeURIComponent leaves alone beyond what quote() always does (letters, digits, "-._~")
 _URI_COMPONENT_SAFE = "!*'()"
-
-
-def _json_default(obj: Any) -> Any:
-    if isinstance(obj, (bytes, bytearray)):
-        return obj.decode("utf-8", "replace")
-    if isinstance(obj, (set, frozenset, tuple)):
-        return list(obj)
-    raise TypeError(f"Object of type {type(obj).__name__} is not JSON serializable")
-
-
-# one encoder for every response: json.dumps with options builds a new one per call
-_ENCODER = _json.JSONEncoder(
-    separators=(",", ":"), ensure_ascii=False, allow_nan=False, default=_json_default
-)
-
-
-def _dumps(obj: Any) -> bytes:
-    return _ENCODER.encode(obj).encode()
 
 
 def check_header(name: str, value: str) -> None:
@@ -617,7 +599,7 @@ class Response:
                 # Sails' res.json(string): the JSON text, typed as JSON (the only header it
                 # adds), exactly so: no charset
                 self.set_header("content-type", "application/json")
-                obj = _ENCODER.encode(obj)
+                obj = dumps_text(obj)
             await self._send_value(obj)
             return
         data = _dumps(obj)

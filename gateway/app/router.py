@@ -498,14 +498,14 @@ class Router:
                                 # upgrade
                                 req.params = params
                                 req.route_options = layer.options
-                                req._route = layer.route
+                                req.route = layer.route
                                 await res.accept_websocket(layer.fns[0], layer.options or {})
                             else:
                                 req.params = params
                                 req.route_options = layer.options
                                 # kept after the route calls next(), as in Express (a logger that
                                 # awaits next() then reads req.route.path sees the route that ran)
-                                req._route = layer.route
+                                req.route = layer.route
                                 await _run_route(layer, req, res, next_)
                         except Exception as exc:  # to the error-handling layers, like Express
                             if res.finished:

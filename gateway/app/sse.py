@@ -4,7 +4,8 @@
 # silent connections), one writer at a time on the response, and ending the stream when the
 # server drains (a stream never ends by itself; it must not hold a restart up for the grace).
 # Uses trio (a timer task beside the handler): the one app/ module that does, loaded on first use.
-# Must not: touch the transport except through Response.write/end.
+# Must not: touch the transport except through Response.write/end, or import gateway.app.response
+# (which loads this on first use; the Response is seen as contracts.EventTarget).
 from __future__ import annotations
 
 import re
@@ -14,11 +15,11 @@ from typing import TYPE_CHECKING, Any
 
 import trio
 
-from gateway.app.response import _dumps  # the one JSON encoder of every response
+from gateway.app.jsontext import dumps as _dumps  # the one JSON encoder of every response
 from gateway.errors import ClientDisconnected
 
 if TYPE_CHECKING:
-    from gateway.app.response import Response
+    from gateway.app.contracts import EventTarget
 
 __all__ = ["EventStream", "open_event_stream", "format_event"]
 
@@ -76,7 +77,7 @@ class EventStream:
     __slots__ = ("_res", "_lock", "_last_write", "last_event_id", "_heartbeat_s", "_gone",
                  "_head_only")
 
-    def __init__(self, res: Response, heartbeat_s: float) -> None:
+    def __init__(self, res: EventTarget, heartbeat_s: float) -> None:
         self._res = res
         req = res.req
         self.last_event_id: str | None = req.get("last-event-id") if req is not None else None
@@ -145,7 +146,7 @@ def _single(group: BaseExceptionGroup[BaseException]) -> BaseException:
 
 
 @asynccontextmanager
-async def open_event_stream(res: Response, heartbeat_s: float = 15.0
+async def open_event_stream(res: EventTarget, heartbeat_s: float = 15.0
                             ) -> AsyncIterator[EventStream]:
     """What ``res.sse()`` returns: sends the head, yields the EventStream, ends the response.
 

@@ -22,7 +22,7 @@ from gateway.app.metrics import DURATION_BUCKETS_S
 from gateway.errors import Forbidden, HTTPError, Unauthorized
 
 if TYPE_CHECKING:
-    from gateway.app.application import App
+    from gateway.app.contracts import MonitoredApp
     from gateway.app.request import Request
     from gateway.app.response import Response
     from gateway.settings import StatusSettings
@@ -41,7 +41,7 @@ _INLINE: Final = re.compile(rb"<(script|style)>(.*?)</\1>", re.S)
 
 # -- who may see it --------------------------------------------------------------------------
 
-def _status_settings(app: App) -> StatusSettings:
+def _status_settings(app: MonitoredApp) -> StatusSettings:
     if app.settings is None:
         from gateway.settings import StatusSettings
 
@@ -78,7 +78,7 @@ def _page() -> tuple[bytes, str]:
     return html, csp
 
 
-async def page(app: App, req: Request, res: Response) -> None:
+async def page(app: MonitoredApp, req: Request, res: Response) -> None:
     """GET /_gateway/: the status page. It holds no figures itself (they come over the event
     stream, as the viewer's mode allows), so it is served to anyone who reaches the server."""
     del app, req
@@ -109,7 +109,7 @@ def _board() -> str:
         return "unknown"
 
 
-def snapshot(app: App, privileged: bool) -> dict[str, Any]:
+def snapshot(app: MonitoredApp, privileged: bool) -> dict[str, Any]:
     """The status page's figures now.
 
     Args:
@@ -162,14 +162,14 @@ def snapshot(app: App, privileged: bool) -> dict[str, Any]:
     return out
 
 
-async def snapshot_json(app: App, req: Request, res: Response) -> None:
+async def snapshot_json(app: MonitoredApp, req: Request, res: Response) -> None:
     """GET /_gateway/status: one snapshot as JSON (for scripts; the page uses the stream)."""
     _allow(req, _status_settings(app).page_public)
     res.set("Cache-Control", "no-cache")
     await res.json(snapshot(app, req.privileged))
 
 
-async def events(app: App, req: Request, res: Response) -> None:
+async def events(app: MonitoredApp, req: Request, res: Response) -> None:
     """GET /_gateway/events: a ``status`` event with a snapshot every UPDATE_INTERVAL_S, plus
     ``requests.per_s`` over the last interval, until the viewer leaves or the server drains.
 
@@ -207,7 +207,7 @@ async def events(app: App, req: Request, res: Response) -> None:
 
 # -- Prometheus --------------------------------------------------------------------------------
 
-async def metrics(app: App, req: Request, res: Response) -> None:
+async def metrics(app: MonitoredApp, req: Request, res: Response) -> None:
     """GET /_gateway/metrics: the Prometheus text exposition (privileged unless the profile
     sets status.metrics_public)."""
     _allow(req, _status_settings(app).metrics_public)
@@ -254,7 +254,7 @@ class _Exposition:
             self.lines.append(f"{name} {_number(value)}")
 
 
-def render_metrics(app: App) -> str:
+def render_metrics(app: MonitoredApp) -> str:
     """The App's counters and the server's figures in the Prometheus text format 0.0.4.
 
     Args:

@@ -110,7 +110,7 @@ def parse(argv: list[str]) -> Options | None:
     args = iter(argv)
     for word in args:
         if word in ("-h", "--help"):
-            from gateway.cli import usage
+            from gateway.commands import usage
 
             print(usage("request") + HELP_TAIL, end="")
             return None

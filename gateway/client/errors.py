@@ -9,7 +9,15 @@ from typing import TYPE_CHECKING, Any, Final
 from gateway.errors import GatewayError
 
 if TYPE_CHECKING:
-    from gateway.client.http import Response
+    from typing import Protocol
+
+    class Response(Protocol):
+        """What an error keeps of the reply it came with: an HTTP Response
+        (gateway.client.response) or a Sails JWR (gateway.client.socket). A shape, so that
+        this bottom module imports neither (both import it)."""
+
+        @property
+        def status(self) -> int: ...
 
 __all__ = [
     "ClientError",

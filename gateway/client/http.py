@@ -6,7 +6,7 @@
 # Must not: open sockets itself (gateway.client.pool does) or know about handlers and events
 # (gateway.client.request builds the seeds' request object on top of this).
 #
-# Theory of operation: Client._open runs the redirect loop around the retry loop around one
+# Theory of operation: Client.open runs the redirect loop around the retry loop around one
 # exchange (send the head and body, read the response head), all in one coroutine (one frame
 # to resume per suspension; the rare paths are helpers). It returns a Response
 # whose body is unread and which holds the connection; reading the body to its end gives the
@@ -322,8 +322,8 @@ class Client:
             TooManyRedirects (502). Cancelling the caller's scope aborts the request.
         """
         max_body = kwargs.pop("max_body_bytes", None)
-        resp = await self._open(method, url, **kwargs)
-        if resp._conn is not None:
+        resp = await self.open(method, url, **kwargs)
+        if resp.conn is not None:
             await resp.read(self.max_body_bytes if max_body is None else max_body)
         return resp
 
@@ -354,8 +354,8 @@ class Client:
     async def get(self, url: str, **kwargs: Any) -> Response:
         """``request("GET", url, ...)``."""
         max_body = kwargs.pop("max_body_bytes", None)
-        resp = await self._open("GET", url, **kwargs)
-        if resp._conn is not None:
+        resp = await self.open("GET", url, **kwargs)
+        if resp.conn is not None:
             await resp.read(self.max_body_bytes if max_body is None else max_body)
         return resp
 
@@ -396,7 +396,7 @@ class Client:
 
     # -- the machinery -------------------------------------------------------------------
 
-    async def _open(
+    async def open(
         self,
         method: str,
         url: str,
@@ -411,6 +411,19 @@ class Client:
         on_upload: ProgressCallback | None = None,
         on_download: ProgressCallback | None = None,
     ) -> Response:
+        """Send a request and read its response head, leaving the body unread: what
+        ``request``, ``stream`` and the seed-style request object build on. The caller reads
+        the body or closes the response (which gives back or discards its connection).
+
+        Args:
+            method, url and the keywords: as ``stream``.
+
+        Returns:
+            The response, any status, its body unread (``conn`` set while there is one).
+
+        Raises:
+            RequestTimeout (501), TransportError/ConnectError/TooManyRedirects (502).
+        """
         # One function on purpose: the redirect loop, the retry loop and the exchange used to
         # be three coroutines, and every suspension resumed each of them (a tenth of a
         # keep-alive request's CPU). The exchange's rare paths live in helpers.
@@ -524,7 +537,7 @@ class Client:
                                         ev.status_code, ev.reason,  # type: ignore[union-attr]
                                         ev.headers, full, method,  # type: ignore[union-attr]
                                         ev.http_version)  # type: ignore[union-attr]
-                                    resp._conn = conn
+                                    resp.conn = conn
                                     break
                                 if ev is h11.NEED_DATA:
                                     try:
@@ -561,13 +574,8 @@ class Client:
                         pool.release(conn, False)
                         raise
                     break
-                resp._pool = pool
-                resp._watched = watched
-                resp._started = now
-                resp._deadline = deadline
-                resp._timeout_s = timeout_s
-                resp._on_download = on_download
-                resp._max_body = self.max_body_bytes
+                resp.attach(pool, watched, now, deadline, timeout_s, on_download,
+                            self.max_body_bytes)
                 if not follow or resp.status not in REDIRECTS:
                     resp.history = history
                     return resp
@@ -689,7 +697,7 @@ async def _early_response(conn: Connection, url: str, method: str,
         if type(ev) is h11.Response:
             resp = Response(ev.status_code, ev.reason, ev.headers,
                             url, method, ev.http_version)
-            resp._conn = conn  # our side never reached DONE: it will not be pooled
+            resp.conn = conn  # our side never reached DONE: it will not be pooled
             return resp
         if type(ev) is not h11.InformationalResponse:
             raise broken
@@ -706,7 +714,7 @@ class _StreamContext:
         self.response: Response | None = None
 
     async def __aenter__(self) -> Response:
-        self.response = await self.client._open(self.method, self.url, **self.kwargs)
+        self.response = await self.client.open(self.method, self.url, **self.kwargs)
         return self.response
 
     async def __aexit__(self, *exc: object) -> None:

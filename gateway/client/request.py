@@ -16,12 +16,12 @@ from __future__ import annotations
 
 import inspect
 from collections import deque
-from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, Final
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Any, Final, cast
 
 import trio
 
-from gateway.client import jsonseq
+import gateway.client.jsonseq as jsonseq
 from gateway.client.errors import (
     Aborted,
     ClientError,
@@ -31,7 +31,18 @@ from gateway.client.errors import (
 )
 
 if TYPE_CHECKING:
-    from gateway.client.http import Client, Response
+    from typing import Protocol
+
+    from gateway.client.response import Response
+
+    class Sender(Protocol):
+        """What a request object needs of its client (gateway.client.http.Client): a typed
+        shape, so that this module need not import the client, whose ``new`` makes requests."""
+
+        @property
+        def open(self) -> Callable[..., Awaitable[Response]]:
+            """``Client.open(method, url, **options)``: the response head, body unread."""
+            ...
 
 __all__ = ["Request", "Progress", "EVENTS"]
 
@@ -95,7 +106,7 @@ class Request:
                  "_timeout", "_token", "_identify", "_status_handlers", "_events", "_scope",
                  "_aborted", "response")
 
-    def __init__(self, client: Client, method: str, url: str) -> None:
+    def __init__(self, client: Sender, method: str, url: str) -> None:
         self.client = client
         self.method = method.upper()
         self.url = url
@@ -394,7 +405,7 @@ class _Exchange:
     async def _start(self) -> None:
         req = self.req
         await req._fire("loadstart", req)
-        resp = self.response = await req.client._open(req.method, req.url, **req._kwargs())
+        resp = self.response = await req.client.open(req.method, req.url, **req._kwargs())
         req.response = resp
         ctype = resp.content_type
         if 200 <= resp.status < 300 and (ctype in jsonseq.SEQ_TYPES
@@ -427,7 +438,7 @@ class _Exchange:
         resp = self.response
         decoder = self._decoder
         assert resp is not None and decoder is not None
-        chunk = await resp._next_chunk()
+        chunk = await resp.next_chunk()
         if chunk is None:
             self._pending.extend(decoder.close())
             self._state = 3
@@ -445,7 +456,8 @@ class _Exchange:
         self._state = 2
         self._pending.clear()
         req = self.req
-        resp = self.response if error.response is None else error.response
+        # an error raised by an HTTP exchange carries that exchange's Response
+        resp = self.response if error.response is None else cast("Response", error.response)
         if resp is not None:
             resp.last_error = error.code
             await resp.aclose()

@@ -15,7 +15,7 @@ from typing import IO, Any, Final
 import h11
 import trio
 
-from gateway.client import jsonseq
+import gateway.client.jsonseq as jsonseq
 from gateway.client.errors import (
     ClientError,
     InvalidJSON,
@@ -133,10 +133,12 @@ class Response:
         history: (status, url) of each redirect followed, in order (a tuple).
         http_version: "1.1" or "1.0".
         data, type, last_error, errors: seed 002's fields, filled by the request object.
+        conn: the connection the body is still to be read from; None once it is read or the
+            response is closed. Internal to the client package (gateway.client.http sets it).
     """
 
     __slots__ = ("status", "_reason", "_raw_headers", "_headers", "url", "method", "history",
-                 "_version", "_content", "_conn", "_pool", "_deadline", "_on_download", "_received",
+                 "_version", "_content", "conn", "_pool", "_deadline", "_on_download", "_received",
                  "_max_body", "_timeout_s", "_started", "_watched", "data", "type", "last_error", "errors",
                  "__weakref__")
 
@@ -152,7 +154,7 @@ class Response:
         self.history: tuple[tuple[int, str], ...] = ()
         self._version = http_version
         self._content: bytes | None = None
-        self._conn: Connection | None = None
+        self.conn: Connection | None = None
         self._pool: Pool | None = None
         self._deadline = math.inf
         self._on_download: ProgressCallback | None = None
@@ -166,6 +168,29 @@ class Response:
         self.type = ""  # "json" or "blob"
         self.last_error = 0  # 0, or the seed-002 code of the error it came with
         self.errors: list[ClientError] = []  # JSON-seq records skipped (InvalidJSON, 520)
+
+    def attach(self, pool: Pool, watched: bool, started: float, deadline: float,
+               timeout_s: float | None, on_download: ProgressCallback | None,
+               max_body: int) -> None:
+        """Tie the unread body to the request that made it (gateway.client.http, once the head
+        is in; internal to the client package).
+
+        Args:
+            pool: the pool ``conn`` goes back to once the body is read.
+            watched: the pool's watchdog keeps the deadline (no cancel scope per read).
+            started: the trio clock when the request began (the pool's figures).
+            deadline: the request's total deadline (trio clock; inf for none).
+            timeout_s: the total timeout, for the RequestTimeout message.
+            on_download: the progress callback, or None.
+            max_body: the cap of a buffered body (``read()`` without a cap).
+        """
+        self._pool = pool
+        self._watched = watched
+        self._started = started
+        self._deadline = deadline
+        self._timeout_s = timeout_s
+        self._on_download = on_download
+        self._max_body = max_body
 
     def __repr__(self) -> str:
         return f"<Response {self.status} {self.reason} {self.url}>"
@@ -268,7 +293,7 @@ class Response:
         if self._content is not None:
             return self._content
         cap = self._max_body if max_bytes is None else max_bytes
-        conn = self._conn
+        conn = self.conn
         parts = []
         size = 0
         if conn is not None and self._on_download is None:
@@ -299,7 +324,7 @@ class Response:
                 self._abandon(conn)
                 raise
             self._received = size
-            self._conn = None
+            self.conn = None
             try:
                 h.start_next_cycle()  # both sides DONE: keep it (no Connection: close)
             except h11.LocalProtocolError:
@@ -313,7 +338,7 @@ class Response:
                 else:
                     conn.discard()
         else:
-            while (chunk := await self._next_chunk()) is not None:
+            while (chunk := await self.next_chunk()) is not None:
                 size += len(chunk)
                 if size > cap:
                     await self.aclose()
@@ -334,9 +359,9 @@ class Response:
         """
         return _Chunks(self)
 
-    async def _next_chunk(self) -> bytes | None:
+    async def next_chunk(self) -> bytes | None:
         """The next piece of the body, or None at its end (the connection then goes back)."""
-        conn = self._conn
+        conn = self.conn
         if conn is None:
             return None
         h = conn.h11
@@ -354,7 +379,7 @@ class Response:
                         _call(self._on_download, self._received, self.content_length)
                     return data
                 if kind is h11.EndOfMessage:
-                    self._conn = None
+                    self.conn = None
                     self._release(conn, True)
                     return None
                 raise TransportError("the connection closed before the body ended", self)
@@ -366,8 +391,8 @@ class Response:
             raise
 
     def _abandon(self, conn: Connection) -> None:
-        if self._conn is conn:
-            self._conn = None
+        if self.conn is conn:
+            self.conn = None
             self._release(conn, False)
 
     def values(self, *, max_record_bytes: int = 1 << 20,
@@ -422,7 +447,7 @@ class Response:
 
     async def aclose(self) -> None:
         """Stop reading: an unread body's connection is discarded (never pooled half-read)."""
-        conn, self._conn = self._conn, None
+        conn, self.conn = self.conn, None
         if conn is not None:
             self._release(conn, False)
         await trio.lowlevel.checkpoint()
@@ -482,7 +507,7 @@ class _Chunks:
                 self.first = False
                 return resp._content
             raise StopAsyncIteration
-        chunk = await resp._next_chunk()
+        chunk = await resp.next_chunk()
         if chunk is None:
             raise StopAsyncIteration
         return chunk
@@ -522,7 +547,7 @@ class _Values:
                 self.done = True
                 await resp.read()
                 return resp.json()
-            chunk = await resp._next_chunk()
+            chunk = await resp.next_chunk()
             if chunk is None:
                 self.done = True
                 pending.extend(decoder.close())
