@@ -40,15 +40,24 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterable, Mapping
-from typing import TYPE_CHECKING, Any, Final
+from typing import TYPE_CHECKING, Any, Final, Protocol
 
 from gateway.errors import ConfigError, Forbidden
+
+_ORIGIN: Final = frozenset((b"origin",))
 
 if TYPE_CHECKING:
     from gateway.app.contracts import ConnectionInfo
     from gateway.app.request import Request
     from gateway.app.response import Response
-    from gateway.app.router import Router
+
+    class Router(Protocol):
+        """What the CORS policy reads of a router (gateway.app.router.Router): the ``cors``
+        options of its layers, without running them (a Protocol: router imports this module)."""
+
+        def cors_chains(self) -> Iterable[tuple[str, Any]]: ...
+
+        def cors_options(self, method: str, path: str, upgrade: bool) -> Any: ...
     from gateway.settings import CorsSettings
 
 __all__ = ["Cors", "Policy", "check_option", "same_origin", "socket_allowed"]
@@ -404,7 +413,7 @@ class Cors:
         # straight into the header table, without res.set()'s checks: the names are ours, the
         # values the profile's (checked when loaded) and the request's Origin (checked by the
         # HTTP parser: no control characters); this runs for every request of a CORS profile
-        res._headers.update(answer.entries)
+        res.update_headers(answer.entries)
         return answer.pairs
 
 
@@ -412,15 +421,7 @@ def _origin_of(req: Request) -> str | None:
     # The Origin header without building req.headers (a dict of every header, ~2 us) for each
     # request of a CORS profile: most handlers never ask for it. A repeated Origin is joined
     # as req.headers would join it (and matches no origin).
-    headers = req._headers
-    if headers is not None:
-        return headers.get("origin")
-    found: str | None = None
-    for name, value in req._raw_headers:
-        if name == b"origin":
-            text = value.decode("latin-1")
-            found = text if found is None else found + ", " + text
-    return found
+    return req.header_fields(_ORIGIN).get("origin")
 
 
 def socket_allowed(cors: Cors | None, router: Router, legacy: Iterable[str],

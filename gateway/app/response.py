@@ -342,6 +342,14 @@ class Response:
 
     header = set
 
+    def update_headers(self, entries: Mapping[str, tuple[str, str]]) -> Response:
+        """Put already-checked headers into the table at once (lower-case name -> (name,
+        value)): for the gateway's own header sets (CORS answers), built and checked once,
+        added to every response without ``set``'s per-header checks.
+        """
+        self._headers.update(entries)
+        return self
+
     def set_header(self, field: str, value: str) -> Response:
         """Set one header to exactly ``value`` (Node's ``res.setHeader``): unlike ``set``, a
         Content-Type gets no charset added, and the name is kept as written.

@@ -13,7 +13,7 @@ import os
 import socket
 import stat
 import sys
-from typing import TYPE_CHECKING, Any, Final, cast
+from typing import TYPE_CHECKING, Any, Final, Protocol, cast
 
 import trio
 
@@ -39,9 +39,26 @@ if TYPE_CHECKING:
 
     import paho.mqtt.client as paho
 
+    from gateway.app.application import App
+    from gateway.app.exchange import Exchange
     from gateway.app.pubsub import Push
-    from gateway.server.serve import Server
     from gateway.settings import MQTTSettings, Settings
+
+    class Server(Protocol):
+        """What the bridge needs of its server (gateway.server.serve.Server, which imports
+        this module: a Protocol, not an import back)."""
+
+        @property
+        def settings(self) -> Settings: ...
+
+        @property
+        def app(self) -> App: ...
+
+        @property
+        def exchange(self) -> Exchange: ...
+
+        @property
+        def drain_deadline(self) -> float: ...
 
 __all__ = ["Bridge", "check", "read_credentials"]
 
