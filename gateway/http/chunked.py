@@ -1,24 +1,22 @@
-# Owns: reading chunked request bodies (RFC 9112 7.1) for h11, in place of h11's own reader, which
-# takes any bytes after a chunk size's ';' (bare CR, NUL), bare LF and obs-fold in trailers and a
-# lone LF as the body's end ("0\r\n\n"): framing a proxy in front may read otherwise (smuggling).
-# Must not: know sockets or the session; it reads h11's ReceiveBuffer only through what h11's own
-# readers use (maybe_extract_next_line, maybe_extract_at_most, len, bytes).
+# Owns: reading chunked request bodies (RFC 9112 7.1) from the raw bytes after the head, in place
+# of h11's own reader, which takes any bytes after a chunk size's ';' (bare CR, NUL), bare LF and
+# obs-fold in trailers and a lone LF as the body's end ("0\r\n\n"): framing a proxy in front may
+# read otherwise (smuggling). It gives the events h11 would (h11.Data, h11.EndOfMessage).
+# Must not: know sockets or the session, or reach into h11 (gateway.http.connection hands it the
+# bytes h11 buffered after the head, through h11's public trailing_data, and every later read).
 #
 # Theory of operation: SIZE (a chunk-size line through its CRLF) -> DATA (up to `_left` bytes
 # handed out as h11.Data as they arrive) -> CRLF (exactly b"\r\n" after the data, maybe split
 # across reads) -> SIZE ...; a zero size moves to TRAILER (field lines until an empty line),
-# which ends in h11.EndOfMessage. h11 calls the reader, and moves its own state on what it returns.
+# which ends in h11.EndOfMessage; the bytes after it (a pipelined request) stay in the buffer.
 from __future__ import annotations
 
 import re
-from typing import TYPE_CHECKING, NoReturn
+from typing import Any
 
 import h11
 
 from gateway.errors import RemoteProtocolError as ProtocolError  # every error here is the peer's
-
-if TYPE_CHECKING:
-    from h11._receivebuffer import ReceiveBuffer
 
 __all__ = ["ChunkedReader", "MAX_CHUNK_BYTES"]
 
@@ -44,24 +42,32 @@ _CONTROL = re.compile(rb"[\x00-\x08\x0a-\x1f\x7f]")
 
 
 class ChunkedReader:
-    """An h11 body reader for ``Transfer-Encoding: chunked`` that rejects what RFC 9112 forbids.
+    """A ``Transfer-Encoding: chunked`` body parser that rejects what RFC 9112 forbids: bytes
+    in (``receive_data``), h11's body events out (``next_event``).
 
     Args:
         max_line_bytes: the longest chunk-size line (with its extensions) to wait for.
         max_trailer_bytes: the largest trailer section (431 beyond).
         max_trailer_fields: the most trailer fields (431 beyond).
+        data: the bytes already received after the request head.
 
-    Raises (from the call, through h11's next_event):
+    Raises (from next_event):
         ProtocolError: 400 for broken framing (malformed size line, size over 2**63-1, data not
             followed by CRLF, bare CR or LF, obs-fold or a malformed trailer field, the peer
             closing mid-body), 431 for a trailer section over its limits.
     """
 
     __slots__ = ("_left", "_crlf", "_fields", "_trailer_bytes", "_max_line", "_max_trailer",
-                 "_max_fields")
+                 "_max_fields", "_buf", "_searched", "_closed", "done")
 
     def __init__(self, max_line_bytes: int, max_trailer_bytes: int,
-                 max_trailer_fields: int) -> None:
+                 max_trailer_fields: int, data: bytes | bytearray = b"") -> None:
+        # the bytes received and not yet parsed; never more than a chunk-size or trailer line
+        # within its limit plus one read (data is handed out as it arrives)
+        self._buf = bytearray(data)
+        self._searched = 0  # how much of _buf is known to hold no CRLF (byte-by-byte feeds)
+        self._closed = False
+        self.done = False  # the body's end (EndOfMessage) was handed out
         self._left = 0  # data bytes of the current chunk still to come
         self._crlf = b""  # what is still due of the CRLF that ends a chunk's data
         self._fields: list[tuple[bytes, bytes]] | None = None  # trailer fields, once in TRAILER
@@ -70,11 +76,68 @@ class ChunkedReader:
         self._max_trailer = max_trailer_bytes
         self._max_fields = max_trailer_fields
 
-    def __call__(self, buf: ReceiveBuffer) -> h11.Data | h11.EndOfMessage | None:
+    # -- the buffer -------------------------------------------------------------------------
+    def receive_data(self, data: bytes | bytearray) -> None:
+        """Feed bytes from the peer (b"" for the end of the stream)."""
+        if data:
+            self._buf += data
+        else:
+            self._closed = True
+
+    @property
+    def trailing_data(self) -> tuple[bytes, bool]:
+        """The bytes after the body's end (a pipelined request), and whether the peer closed
+        (as h11's ``Connection.trailing_data``)."""
+        return bytes(self._buf), self._closed
+
+    def _line(self) -> bytearray | None:
+        """The next line through its CRLF, or None while it is incomplete."""
+        buf = self._buf
+        i = buf.find(b"\r\n", max(0, self._searched - 1))
+        if i < 0:
+            self._searched = len(buf)
+            return None
+        self._searched = 0
+        line = buf[: i + 2]
+        del buf[: i + 2]  # from the front of a bytearray: no copy of the rest
+        return line
+
+    def _at_most(self, n: int) -> bytearray | None:
+        buf = self._buf
+        if not buf:
+            return None
+        self._searched = 0
+        got = buf[:n]
+        del buf[:n]
+        return got
+
+    # -- events ---------------------------------------------------------------------------
+    def next_event(self) -> Any:
+        """The next body event: h11.Data, h11.EndOfMessage, or h11.NEED_DATA; once the body
+        is done, what h11 says then: h11.PAUSED with bytes of a next request buffered,
+        h11.ConnectionClosed after the peer closed, else h11.NEED_DATA.
+
+        Raises:
+            ProtocolError: see the class.
+        """
+        if self.done:
+            if self._buf:
+                return h11.PAUSED
+            return h11.ConnectionClosed() if self._closed else h11.NEED_DATA
+        event = self._read()
+        if event is None:
+            if self._closed:
+                raise ProtocolError("Incomplete chunked body: the peer closed the connection")
+            return h11.NEED_DATA
+        if type(event) is h11.EndOfMessage:
+            self.done = True
+        return event
+
+    def _read(self) -> h11.Data | h11.EndOfMessage | None:
         if self._fields is not None:
-            return self._read_trailer(buf)
+            return self._read_trailer()
         if self._crlf:
-            got = buf.maybe_extract_at_most(len(self._crlf))
+            got = self._at_most(len(self._crlf))
             if got is None:
                 return None
             if not self._crlf.startswith(got):
@@ -84,9 +147,9 @@ class ChunkedReader:
                 return None
         chunk_start = False
         if not self._left:
-            line = buf.maybe_extract_next_line()
+            line = self._line()
             if line is None:
-                self._check_partial_line(buf, self._max_line, "Chunk size line too long", 400)
+                self._check_partial_line(self._max_line, "Chunk size line too long", 400)
                 return None
             m = _CHUNK_LINE.fullmatch(line)
             if m is None:
@@ -96,10 +159,10 @@ class ChunkedReader:
                 raise ProtocolError("Chunk size too large")
             if not size:
                 self._fields = []
-                return self._read_trailer(buf)
+                return self._read_trailer()
             self._left = size
             chunk_start = True
-        data = buf.maybe_extract_at_most(self._left)
+        data = self._at_most(self._left)
         if data is None:
             return None
         left = self._left = self._left - len(data)
@@ -110,17 +173,13 @@ class ChunkedReader:
         return h11.Data(data=data, chunk_start=chunk_start,  # type: ignore[arg-type]
                         chunk_end=not left)
 
-    def read_eof(self) -> NoReturn:
-        """h11 calls this when the peer closes with nothing buffered: the body is incomplete."""
-        raise ProtocolError("Incomplete chunked body: the peer closed the connection")
-
-    def _read_trailer(self, buf: ReceiveBuffer) -> h11.EndOfMessage | None:
+    def _read_trailer(self) -> h11.EndOfMessage | None:
         fields = self._fields
         assert fields is not None
         while True:
-            line = buf.maybe_extract_next_line()
+            line = self._line()
             if line is None:
-                self._check_partial_line(buf, self._max_trailer - self._trailer_bytes,
+                self._check_partial_line(self._max_trailer - self._trailer_bytes,
                                          "Trailer section too large", 431)
                 return None
             if len(line) == 2:  # the empty line (CRLF) that ends the body
@@ -135,15 +194,15 @@ class ChunkedReader:
             if len(fields) > self._max_fields:
                 raise ProtocolError("Too many trailer fields", 431)
 
-    @staticmethod
-    def _check_partial_line(buf: ReceiveBuffer, room: int, too_long: str, status: int) -> None:
+    def _check_partial_line(self, room: int, too_long: str, status: int) -> None:
         # No CRLF anywhere in what is buffered: all of it is one unfinished line. Judge it now
         # rather than wait (for a timeout) for a CRLF: an LF in it is already a bare LF.
+        buf = self._buf
         if not buf:
             return
         if len(buf) > room:
             raise ProtocolError(too_long, status)
-        if b"\n" in bytes(buf):
+        if b"\n" in buf:
             raise ProtocolError("Bare LF in chunked body (lines must end with CRLF)")
 
 

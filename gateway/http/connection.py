@@ -3,10 +3,11 @@
 # the request-line limit (414), header count, raw-head checks (duplicate Content-Length, CL with
 # TE, bare CR, bare LF, obs-fold, control bytes, Host count and syntax), the request-target's
 # form against the method (RFC 9112 3.2) and its split (once, here), the HTTP version (505 for
-# anything but 1.x), an expectation other than 100-continue (417), the chunked-body reader h11
-# is given (gateway.http.chunked: stricter than h11's), and wrapping h11 errors into
-# ProtocolError.
+# anything but 1.x), an expectation other than 100-continue (417), reading chunked bodies
+# itself (gateway.http.chunked: stricter than h11's reader, which h11 is never given a byte of
+# such a body for), and wrapping h11 errors into ProtocolError.
 # Must not: touch sockets, tasks or clocks (no trio here); the server feeds bytes and reads events.
+# Uses h11 through its public API only (no private readers or attributes).
 #
 # h11 is lenient where RFC 9112 lets a server be (bare LF line endings, obs-fold it unfolds) or
 # says nothing about (Host syntax); a proxy in front that reads such bytes differently would
@@ -18,7 +19,10 @@
 # body (BODY), or done (DONE/CLOSED), mirrored from h11's their_state. While in HEAD we keep the
 # raw bytes of the head seen so far in `_scan` (the leftover of a pipelined previous request plus
 # every new read) so that the whole head can be validated byte-exactly before its Request event
-# is handed out. Everything is fed to h11 at once; `_scan` is only read, never re-fed.
+# is handed out. Everything is fed to h11 at once; `_scan` is only read, never re-fed. After the
+# Request of a chunked request, the bytes h11 buffered past the head (its public trailing_data)
+# and every later read go to a ChunkedReader instead, which gives the Data and EndOfMessage
+# events; the next request starts a fresh h11 connection with the reader's leftover bytes.
 from __future__ import annotations
 
 import re
@@ -76,7 +80,6 @@ _FRAMING = re.compile(
 # h11 quotes the offending raw bytes in its messages (": bytearray(b'...')"); the message is sent
 # back to the client and logged, so that tail is cut: no echo of attacker bytes.
 _RAW_TAIL = re.compile(r":?\s*(?:bytearray\(|b'|b\").*\Z", re.S)
-_H11_CHUNKED_READER = h11._readers.ChunkedReader  # replaced by ours for every chunked body
 _NO_TARGET: tuple[str, str, str, str | None] = ("", "", "", None)
 
 
@@ -96,7 +99,7 @@ class ServerConnection:
         limits: head limits.
     """
 
-    __slots__ = ("_h11", "_limits", "_scan", "_in_head", "target")
+    __slots__ = ("_h11", "_limits", "_scan", "_in_head", "target", "_chunked")
 
     def __init__(self, limits: HTTPLimits) -> None:
         self._limits = limits
@@ -108,6 +111,8 @@ class ServerConnection:
         # (url, path, query, authority) of the current request, split once with its head (see
         # gateway.http.target.split_target); the server reads it instead of splitting again
         self.target = _NO_TARGET
+        # the body parser of the current request while it is chunked (h11 never sees its body)
+        self._chunked: ChunkedReader | None = None
 
     # -- state --------------------------------------------------------------------------------
     def _parser(self) -> h11.Connection:
@@ -131,8 +136,20 @@ class ServerConnection:
 
     @property
     def their_state(self) -> object:
+        chunked = self._chunked
+        if chunked is not None:
+            return h11.DONE if chunked.done else h11.SEND_BODY
         conn = self._h11
         return h11.IDLE if conn is None else conn.their_state
+
+    @property
+    def trailing_data(self) -> tuple[bytes, bool]:
+        """The bytes received and not parsed yet, and whether the peer closed (as h11's)."""
+        chunked = self._chunked
+        if chunked is not None:
+            return chunked.trailing_data
+        conn = self._h11
+        return (b"", False) if conn is None else conn.trailing_data
 
     @property
     def in_head(self) -> bool:
@@ -161,6 +178,9 @@ class ServerConnection:
                 self._scan = scan = data
             if _HEAD_END.search(scan) is None:
                 self._check_incomplete_head(scan)
+        elif (chunked := self._chunked) is not None:
+            chunked.receive_data(data)
+            return
         self._parser().receive_data(data)  # type: ignore[arg-type]  # appended to a bytearray
 
     def _check_incomplete_head(self, scan: bytes | bytearray) -> None:
@@ -177,6 +197,9 @@ class ServerConnection:
             ProtocolError: the peer broke HTTP/1.1 framing or one of our limits; status_hint says
                 what to reply (400, 413, 414, 431, 501 is mapped to 400).
         """
+        chunked = self._chunked
+        if chunked is not None:
+            return chunked.next_event()
         conn = self._h11
         if conn is None:
             return h11.NEED_DATA  # nothing received since the last request
@@ -185,19 +208,27 @@ class ServerConnection:
         except h11.RemoteProtocolError as exc:
             raise _wrap(exc) from None
         if type(event) is h11.Request:
-            self._check_head(event)
+            is_chunked = self._check_head(event)
             self._in_head = False
             self._scan = b""
-            if type(conn._reader) is _H11_CHUNKED_READER:
-                # h11 has no public hook for its body readers; its reader object is replaced
-                # before it has read a byte of the body (the import above fails loudly if h11
-                # ever renames the class)
-                conn._reader = ChunkedReader(self._limits.max_request_line_bytes,
-                                             self._limits.max_head_bytes,
-                                             self._limits.max_header_count)
+            if is_chunked:
+                # the body is parsed here, from the bytes h11 holds after the head on: h11
+                # is fed nothing more for this request (the next one gets a fresh h11)
+                data, closed = conn.trailing_data
+                limits = self._limits
+                chunked = self._chunked = ChunkedReader(
+                    limits.max_request_line_bytes, limits.max_head_bytes,
+                    limits.max_header_count, data)
+                if closed:
+                    chunked.receive_data(b"")
         return event
 
-    def _check_head(self, event: Request) -> None:
+    def _check_head(self, event: Request) -> bool:
+        """Validate a complete head (see the module comment); True for a chunked body.
+
+        Raises:
+            ProtocolError: the head breaks a limit or RFC 9112.
+        """
         limits = self._limits
         scan = self._scan
         m = _HEAD_END.search(scan)
@@ -255,6 +286,7 @@ class ServerConnection:
         if target[0] != 47 or method == b"CONNECT":  # not origin-form ("/..."), or CONNECT
             _check_target_form(method, target)
         self.target = split_target(target)
+        return te > 0  # its one Transfer-Encoding, checked above, is "chunked"
 
     def start_next_cycle(self) -> None:
         """Reset for the next request on a kept-alive connection (pipelined bytes stay).
@@ -263,8 +295,13 @@ class ServerConnection:
         fresh h11 connection (about 1 us) takes over the leftover bytes instead, made only when
         there are some (or when the next request's first bytes arrive).
         """
-        old = self._h11
-        leftover, closed = old.trailing_data if old is not None else (b"", False)
+        chunked = self._chunked
+        if chunked is not None:
+            leftover, closed = chunked.trailing_data
+            self._chunked = None
+        else:
+            old = self._h11
+            leftover, closed = old.trailing_data if old is not None else (b"", False)
         self._h11 = None
         if leftover:
             self._parser().receive_data(leftover)

@@ -289,7 +289,7 @@ class _Upgrade:
             with trio.move_on_after(1.0):
                 await stream.send_all(_BUSY)  # lost a race with another handshake
             return
-        trailing = bytes(session.conn.h11.trailing_data[0])
+        trailing = bytes(session.conn.trailing_data[0])
         session.release_http_state()
         session.deadline = trio.current_time() + server.settings.http.send_timeout_s
         try:
