@@ -123,6 +123,14 @@ def _own_private_names(tree: ast.AST) -> set[str]:
     return own
 
 
+# The one written-down exception: paho-mqtt 2.x (pinned <3 in pyproject.toml) has no public way
+# to learn a packet's length before it has buffered it whole, to close its socket through its
+# own callbacks, or to know whether QoS 1 messages are still unacknowledged; the bridge reads
+# these three (gateway/server/mqtt_link.py says where and why), and tests/test_mqtt.py runs
+# them against a real mosquitto. Anything else private stays a failure.
+THIRD_PARTY_PRIVATE = {"gateway.server.mqtt_link": {"_in_packet", "_sock_close", "_out_messages"}}
+
+
 def test_no_module_reads_another_modules_private_attributes() -> None:
     # `x._name` where `_name` belongs to another module (or to h11, wsproto, trio): seams are
     # public methods and Protocols (gateway.app.contracts), third-party objects are used
@@ -130,7 +138,7 @@ def test_no_module_reads_another_modules_private_attributes() -> None:
     found = []
     for name, path in MODULES.items():
         tree = ast.parse(path.read_text(), str(path))
-        own = _own_private_names(tree)
+        own = _own_private_names(tree) | THIRD_PARTY_PRIVATE.get(name, set())
         for node in ast.walk(tree):
             if (isinstance(node, ast.Attribute) and node.attr[:1] == "_"
                     and not node.attr.startswith("__") and node.attr not in own):
