@@ -71,8 +71,9 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-async def upload(port: int, ident: bytes, base: memoryview, *, max_attempts: int,
-                 stats: dict[str, Any]) -> None:
+async def upload(
+    port: int, ident: bytes, base: memoryview, *, max_attempts: int, stats: dict[str, Any]
+) -> None:
     """Upload ident + base with Expect: 100-continue, retrying 503s; check the echoed hash."""
     import h11
     import trio
@@ -83,10 +84,21 @@ async def upload(port: int, ident: bytes, base: memoryview, *, max_attempts: int
         conn = h11.Connection(h11.CLIENT)
         stream = await trio.open_tcp_stream("127.0.0.1", port)
         async with stream:
-            await stream.send_all(conn.send(h11.Request(method="POST", target="/cache", headers=[
-                ("host", f"127.0.0.1:{port}"), ("content-length", str(size)),
-                ("content-type", "application/octet-stream"), ("expect", "100-continue"),
-                ("connection", "close")])))
+            await stream.send_all(
+                conn.send(
+                    h11.Request(
+                        method="POST",
+                        target="/cache",
+                        headers=[
+                            ("host", f"127.0.0.1:{port}"),
+                            ("content-length", str(size)),
+                            ("content-type", "application/octet-stream"),
+                            ("expect", "100-continue"),
+                            ("connection", "close"),
+                        ],
+                    )
+                )
+            )
             status, headers, body = 0, {}, bytearray()
             while True:
                 event = conn.next_event()
@@ -129,13 +141,23 @@ async def drive(args: argparse.Namespace, port: int) -> dict[str, Any]:
     import trio
 
     base = memoryview(random.Random(1).randbytes(args.body_bytes - 8))
-    stats: dict[str, Any] = {"accepted": 0, "intact": 0, "rejected_503": 0,
-                             "with_retry_after": 0, "failed": 0, "gave_up": 0,
-                             "max_attempts": 0, "other_status": []}
+    stats: dict[str, Any] = {
+        "accepted": 0,
+        "intact": 0,
+        "rejected_503": 0,
+        "with_retry_after": 0,
+        "failed": 0,
+        "gave_up": 0,
+        "max_attempts": 0,
+        "other_status": [],
+    }
     async with trio.open_nursery() as nursery:
         for i in range(args.clients):
-            nursery.start_soon(functools.partial(upload, port, b"%08d" % i, base,
-                                                 max_attempts=args.max_attempts, stats=stats))
+            nursery.start_soon(
+                functools.partial(
+                    upload, port, b"%08d" % i, base, max_attempts=args.max_attempts, stats=stats
+                )
+            )
     return stats
 
 
@@ -163,15 +185,28 @@ def main() -> int:
     ap.add_argument("--slack-bytes", type=int, default=8 * MiB)
     ap.add_argument("--max-attempts", type=int, default=40)
     ap.add_argument("--gateway", default=os.path.join(".venv", "bin", "gateway"))
-    ap.add_argument("--malloc-default", action="store_true",
-                    help="leave glibc's dynamic mmap threshold alone (no tune_allocator())")
+    ap.add_argument(
+        "--malloc-default",
+        action="store_true",
+        help="leave glibc's dynamic mmap threshold alone (no tune_allocator())",
+    )
     args = ap.parse_args()
     import trio
 
     port = free_port()
-    cmd = [args.gateway, "serve", "bench.budget:app", "--profile", "default",
-           "--port", str(port), "--set", f"memory.body_budget_bytes={args.budget_bytes}",
-           "--set", "server.access_log=false"]
+    cmd = [
+        args.gateway,
+        "serve",
+        "bench.budget:app",
+        "--profile",
+        "default",
+        "--port",
+        str(port),
+        "--set",
+        f"memory.body_budget_bytes={args.budget_bytes}",
+        "--set",
+        "server.access_log=false",
+    ]
     env = dict(os.environ)
     if args.malloc_default:
         env["BENCH_BUDGET_MALLOC_DEFAULT"] = "1"
@@ -199,21 +234,25 @@ def main() -> int:
             proc.kill()
     bound = start + args.budget_bytes + args.slack_bytes
     report = {
-        "clients": args.clients, "body_bytes": args.body_bytes,
+        "clients": args.clients,
+        "body_bytes": args.body_bytes,
         "budget_mib": round(args.budget_bytes / MiB, 2),
-        "rss_start_mib": round(start / MiB, 2), "rss_peak_mib": round(sampler.peak / MiB, 2),
+        "rss_start_mib": round(start / MiB, 2),
+        "rss_peak_mib": round(sampler.peak / MiB, 2),
         "rss_growth_mib": round((sampler.peak - start) / MiB, 2),
-        "rss_end_mib": round(end / MiB, 2), "rss_bound_mib": round(bound / MiB, 2),
-        "rss_samples": sampler.samples, "seconds": round(elapsed, 2),
-        "malloc": "default" if args.malloc_default else "tune_allocator", **stats,
+        "rss_end_mib": round(end / MiB, 2),
+        "rss_bound_mib": round(bound / MiB, 2),
+        "rss_samples": sampler.samples,
+        "seconds": round(elapsed, 2),
+        "malloc": "default" if args.malloc_default else "tune_allocator",
+        **stats,
     }
     print(json.dumps(report))
     problems = []
     if sampler.peak > bound:
         problems.append(f"peak RSS {report['rss_peak_mib']} MiB over {report['rss_bound_mib']}")
     if stats["accepted"] != args.clients or stats["intact"] != args.clients:
-        problems.append(f"{stats['accepted']} accepted, {stats['intact']} intact "
-                        f"of {args.clients}")
+        problems.append(f"{stats['accepted']} accepted, {stats['intact']} intact of {args.clients}")
     if stats["rejected_503"] != stats["with_retry_after"]:
         problems.append("a 503 without Retry-After")
     for p in problems:

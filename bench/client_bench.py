@@ -14,6 +14,7 @@ Instructions per request (a gateway serving bench.client_app:app on PORT):
         bench/client_bench.py --child ours --port PORT --count 200   (then --count 1000)
 A benchmark, not a test: numbers go to stdout as JSON lines, nothing is asserted.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -42,11 +43,22 @@ def free_port() -> int:
 
 
 def start_server(port: int) -> subprocess.Popen[bytes]:
-    cmd = [sys.executable, "-m", "gateway", "serve", "bench.client_app:app", "--port", str(port),
-           "--set", "server.access_log=false",
-           "--set", "http.max_requests_per_connection=100000000"]
-    proc = subprocess.Popen(["taskset", "-c", "0", *cmd], stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL, cwd=ROOT)
+    cmd = [
+        sys.executable,
+        "-m",
+        "gateway",
+        "serve",
+        "bench.client_app:app",
+        "--port",
+        str(port),
+        "--set",
+        "server.access_log=false",
+        "--set",
+        "http.max_requests_per_connection=100000000",
+    ]
+    proc = subprocess.Popen(
+        ["taskset", "-c", "0", *cmd], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=ROOT
+    )
     for _ in range(200):
         try:
             socket.create_connection(("127.0.0.1", port), 0.2).close()
@@ -107,9 +119,10 @@ async def run_bare(base: str, duration: float) -> tuple[int, float]:
     headers = [("host", f"127.0.0.1:{port}")]
 
     async def one() -> bytes:
-        await stream.send_all(conn.send(h11.Request(method="GET", target="/hello",
-                                                    headers=headers))
-                              + conn.send(h11.EndOfMessage()))
+        await stream.send_all(
+            conn.send(h11.Request(method="GET", target="/hello", headers=headers))
+            + conn.send(h11.EndOfMessage())
+        )
         body = b""
         while True:
             ev = conn.next_event()
@@ -168,10 +181,15 @@ async def run_download(base: str, size: int) -> dict[str, Any]:
                 got = await r.save(f.name)
             cpu = time.process_time() - c0
             after = rss_kib()
-        return {"bytes": got, "rss_before_kib": before, "rss_peak_kib": max(peak, after),
-                "rss_after_kib": after, "growth_kib": max(peak, after) - before,
-                "maxrss_kib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss,
-                "client_cpu_s": round(cpu, 2)}
+        return {
+            "bytes": got,
+            "rss_before_kib": before,
+            "rss_peak_kib": max(peak, after),
+            "rss_after_kib": after,
+            "growth_kib": max(peak, after) - before,
+            "maxrss_kib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss,
+            "client_cpu_s": round(cpu, 2),
+        }
 
 
 RUNNERS = {"ours": run_ours, "bare": run_bare, "httpx": run_httpx, "socket": run_socket}
@@ -207,9 +225,10 @@ async def run_count(name: str, base: str, count: int) -> None:
         conn = h11.Connection(h11.CLIENT)
         headers = [("host", f"127.0.0.1:{port}")]
         for _ in range(count):
-            await stream.send_all(conn.send(h11.Request(method="GET", target="/hello",
-                                                        headers=headers))
-                                  + conn.send(h11.EndOfMessage()))
+            await stream.send_all(
+                conn.send(h11.Request(method="GET", target="/hello", headers=headers))
+                + conn.send(h11.EndOfMessage())
+            )
             while True:
                 ev = conn.next_event()
                 if ev is h11.NEED_DATA:
@@ -232,11 +251,29 @@ def child(args: argparse.Namespace) -> None:
 
 
 def spawn(name: str, port: int, args: argparse.Namespace) -> dict[str, Any]:
-    cmd = ["taskset", "-c", "1", sys.executable, os.path.abspath(__file__), "--child", name,
-           "--port", str(port), "--duration", str(args.duration), "--download",
-           str(args.download)]
-    out = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT,
-                         env={**os.environ, "PYTHONPATH": ROOT}, check=False)
+    cmd = [
+        "taskset",
+        "-c",
+        "1",
+        sys.executable,
+        os.path.abspath(__file__),
+        "--child",
+        name,
+        "--port",
+        str(port),
+        "--duration",
+        str(args.duration),
+        "--download",
+        str(args.download),
+    ]
+    out = subprocess.run(
+        cmd,
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        env={**os.environ, "PYTHONPATH": ROOT},
+        check=False,
+    )
     if out.returncode != 0:
         return {"error": out.stderr.strip().splitlines()[-1:]}
     result: dict[str, Any] = json.loads(out.stdout.strip().splitlines()[-1])
@@ -249,12 +286,18 @@ def main() -> None:
     p.add_argument("--reps", type=int, default=3)
     p.add_argument("--only", default=",".join(CONTENDERS))
     p.add_argument("--download", type=int, default=0, help="bytes to download (0: skip)")
-    p.add_argument("--child", help="run one contender in this process (ours, bare, httpx, "
-                   "socket, download)")
-    p.add_argument("--port", type=int, default=0,
-                   help="with --child: the server's port (a server you started)")
-    p.add_argument("--count", type=int, default=0,
-                   help="with --child NAME: exactly this many requests, untimed (callgrind)")
+    p.add_argument(
+        "--child", help="run one contender in this process (ours, bare, httpx, socket, download)"
+    )
+    p.add_argument(
+        "--port", type=int, default=0, help="with --child: the server's port (a server you started)"
+    )
+    p.add_argument(
+        "--count",
+        type=int,
+        default=0,
+        help="with --child NAME: exactly this many requests, untimed (callgrind)",
+    )
     args = p.parse_args()
     if args.child:
         child(args)
@@ -265,7 +308,7 @@ def main() -> None:
         names = [n for n in args.only.split(",") if n] if not args.download else []
         table: dict[str, list[float]] = {n: [] for n in names}
         for rep in range(args.reps if names else 0):
-            order = names[rep % len(names):] + names[:rep % len(names)]  # rotate who goes first
+            order = names[rep % len(names) :] + names[: rep % len(names)]  # rotate who goes first
             for name in order:
                 result = spawn(name, port, args)
                 print(json.dumps({"rep": rep + 1, "contender": name, **result}), flush=True)
@@ -275,12 +318,16 @@ def main() -> None:
             summary: dict[str, Any] = {n: [round(v) for v in vals] for n, vals in table.items()}
             for a, b in (("ours", "httpx"), ("ours", "bare"), ("socket", "ours")):
                 if table.get(a) and table.get(b) and len(table[a]) == len(table[b]):
-                    summary[f"{a}/{b}"] = [round(x / y, 2) for x, y in zip(table[a], table[b], strict=True)]
+                    summary[f"{a}/{b}"] = [
+                        round(x / y, 2) for x, y in zip(table[a], table[b], strict=True)
+                    ]
             print(json.dumps({"summary": summary}))
         if args.download:
             for rep in range(args.reps):
-                print(json.dumps({"rep": rep + 1, "download": spawn("download", port, args)}),
-                      flush=True)
+                print(
+                    json.dumps({"rep": rep + 1, "download": spawn("download", port, args)}),
+                    flush=True,
+                )
     finally:
         server.terminate()
         server.wait()

@@ -9,6 +9,7 @@ callgrind twice, with --requests 1 and --requests 2001, and divide the differenc
     valgrind --tool=callgrind --callgrind-out-file=/dev/null .venv/bin/python \\
         bench/http_head.py --requests 2001 --repeat 1 --only get
 """
+
 from __future__ import annotations
 
 import argparse
@@ -18,11 +19,16 @@ import h11
 
 from gateway.http.connection import HTTPLimits, ServerConnection
 
-GET = (b"GET /hello?name=world HTTP/1.1\r\nHost: 127.0.0.1:8080\r\nUser-Agent: bench/1.0\r\n"
-       b"Accept: */*\r\nAccept-Encoding: gzip, deflate\r\nConnection: keep-alive\r\n"
-       b"X-Request-Id: 0123456789abcdef\r\n\r\n")
-CHUNKED = (b"POST /echo HTTP/1.1\r\nHost: 127.0.0.1:8080\r\nTransfer-Encoding: chunked\r\n\r\n"
-           + (b"400\r\n" + b"x" * 1024 + b"\r\n") * 4 + b"0\r\n\r\n")
+GET = (
+    b"GET /hello?name=world HTTP/1.1\r\nHost: 127.0.0.1:8080\r\nUser-Agent: bench/1.0\r\n"
+    b"Accept: */*\r\nAccept-Encoding: gzip, deflate\r\nConnection: keep-alive\r\n"
+    b"X-Request-Id: 0123456789abcdef\r\n\r\n"
+)
+CHUNKED = (
+    b"POST /echo HTTP/1.1\r\nHost: 127.0.0.1:8080\r\nTransfer-Encoding: chunked\r\n\r\n"
+    + (b"400\r\n" + b"x" * 1024 + b"\r\n") * 4
+    + b"0\r\n\r\n"
+)
 
 
 def run_get(n: int) -> float:

@@ -12,6 +12,7 @@ difference per request (no start-up cost in the figure):
 
 A benchmark, not a test: numbers go to stdout as JSON lines, nothing is asserted.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -50,8 +51,10 @@ def make_app() -> App:
 def http_request(route: str) -> bytes:
     if route == "hello":
         return b"GET /hello HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"
-    return (b"POST /echo HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
-            b"Content-Length: %d\r\n\r\n" % len(ECHO_BODY)) + ECHO_BODY
+    return (
+        b"POST /echo HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+        b"Content-Length: %d\r\n\r\n" % len(ECHO_BODY)
+    ) + ECHO_BODY
 
 
 def mask(payload: bytes) -> bytes:
@@ -82,7 +85,7 @@ class Reader:
     async def http_response(self) -> None:
         head = await self.head()
         i = head.lower().find(b"content-length:")
-        length = int(head[i + 15:head.index(b"\r\n", i)]) if i >= 0 else 0
+        length = int(head[i + 15 : head.index(b"\r\n", i)]) if i >= 0 else 0
         await self.need(length)
         self.buf = self.buf[length:]
 
@@ -93,7 +96,7 @@ class Reader:
             await self.need(4)
             n, hl = int.from_bytes(self.buf[2:4], "big"), 4
         await self.need(hl + n)
-        data, self.buf = self.buf[hl:hl + n], self.buf[hl + n:]
+        data, self.buf = self.buf[hl : hl + n], self.buf[hl + n :]
         return data
 
 
@@ -102,17 +105,28 @@ async def drive(route: str, n: int, stream: trio.SocketStream) -> None:
     if route.startswith("sails-"):
         key = base64.b64encode(os.urandom(16)).decode()
         await stream.send_all(
-            ("GET /socket.io/?EIO=3&transport=websocket HTTP/1.1\r\nHost: 127.0.0.1\r\n"
-             "Upgrade: websocket\r\nConnection: Upgrade\r\n"
-             f"Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n").encode())
+            (
+                "GET /socket.io/?EIO=3&transport=websocket HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+                "Upgrade: websocket\r\nConnection: Upgrade\r\n"
+                f"Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n"
+            ).encode()
+        )
         assert (await r.head()).startswith(b"HTTP/1.1 101")
         assert (await r.ws_frame()).startswith(b"0{")
         assert (await r.ws_frame()) == b"40"
-        method, url, data = (("get", "/hello", {}) if route == "sails-hello"
-                             else ("post", "/echo", json.loads(ECHO_BODY)))
-        frames = [mask(f'42{i}["{method}",'.encode()
-                       + json.dumps({"method": method, "headers": {}, "data": data,
-                                     "url": url}).encode() + b"]") for i in range(10)]
+        method, url, data = (
+            ("get", "/hello", {})
+            if route == "sails-hello"
+            else ("post", "/echo", json.loads(ECHO_BODY))
+        )
+        frames = [
+            mask(
+                f'42{i}["{method}",'.encode()
+                + json.dumps({"method": method, "headers": {}, "data": data, "url": url}).encode()
+                + b"]"
+            )
+            for i in range(10)
+        ]
         for i in range(n):
             await stream.send_all(frames[i % 10])
             while not (await r.ws_frame()).startswith(b"43"):
@@ -126,9 +140,15 @@ async def drive(route: str, n: int, stream: trio.SocketStream) -> None:
 
 async def run_once(route: str, n: int) -> dict[str, Any]:
     """One connection (one socket for the Sails routes): a warm-up, then n timed requests."""
-    settings = load_settings("default", env={}, overrides={
-        "server.access_log": "false", "http.max_requests_per_connection": "100000000",
-        "websocket.idle_timeout_s": "3600"})
+    settings = load_settings(
+        "default",
+        env={},
+        overrides={
+            "server.access_log": "false",
+            "http.max_requests_per_connection": "100000000",
+            "websocket.idle_timeout_s": "3600",
+        },
+    )
     app = make_app()
     app.bind(settings)
     server = Server(app, settings)
@@ -153,14 +173,20 @@ async def run_once(route: str, n: int) -> dict[str, Any]:
             cpu = time.process_time() - cpu0
             wall = time.perf_counter() - t0
         nursery.cancel_scope.cancel()
-    return {"route": route, "requests": n, "per_cpu_s": round(n / cpu, 1) if cpu else 0.0,
-            "us_per_request": round(cpu / n * 1e6, 2), "rps": round(n / wall, 1)}
+    return {
+        "route": route,
+        "requests": n,
+        "per_cpu_s": round(n / cpu, 1) if cpu else 0.0,
+        "us_per_request": round(cpu / n * 1e6, 2),
+        "rps": round(n / wall, 1),
+    }
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--route", default="hello",
-                    choices=["hello", "echo", "sails-hello", "sails-echo"])
+    ap.add_argument(
+        "--route", default="hello", choices=["hello", "echo", "sails-hello", "sails-echo"]
+    )
     ap.add_argument("-n", type=int, default=20000)
     ap.add_argument("--reps", type=int, default=5)
     args = ap.parse_args()

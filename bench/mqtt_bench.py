@@ -13,6 +13,7 @@ Usage (from the project root, mosquitto installed: scripts/system-deps.sh):
     .venv/bin/python bench/mqtt_bench.py [--duration 5] [--window 1,16] [--rss-runs 3]
 A benchmark, not a test: numbers go to stdout as JSON lines, nothing is asserted.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -42,12 +43,17 @@ def start_broker(directory: str) -> tuple[subprocess.Popen[bytes], int]:
     port = free_port()
     conf = os.path.join(directory, "mosquitto.conf")
     with open(conf, "w") as f:
-        f.write(f"listener {port} 127.0.0.1\nallow_anonymous true\npersistence false\n"
-                + "set_tcp_nodelay true\n"  # replies not held back by Nagle (40 ms)
-                + ("user root\n" if os.geteuid() == 0 else ""))
+        f.write(
+            f"listener {port} 127.0.0.1\nallow_anonymous true\npersistence false\n"
+            + "set_tcp_nodelay true\n"  # replies not held back by Nagle (40 ms)
+            + ("user root\n" if os.geteuid() == 0 else "")
+        )
     binary = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
-    proc = subprocess.Popen(["taskset", "-c", "1", binary, "-c", conf],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        ["taskset", "-c", "1", binary, "-c", conf],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     wait_port(port)
     return proc, port
 
@@ -63,15 +69,32 @@ def wait_port(port: int) -> None:
 
 
 def start_gateway(port: int, broker_port: int | None, device: str) -> subprocess.Popen[bytes]:
-    cmd = [sys.executable, "-m", "gateway", "serve", "bench.app:app", "--port", str(port),
-           "--set", "server.access_log=false",
-           "--set", "http.max_requests_per_connection=100000000"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "gateway",
+        "serve",
+        "bench.app:app",
+        "--port",
+        str(port),
+        "--set",
+        "server.access_log=false",
+        "--set",
+        "http.max_requests_per_connection=100000000",
+    ]
     if broker_port is not None:
-        cmd += ["--set", f"mqtt.url=mqtt://127.0.0.1:{broker_port}",
-                "--set", f"mqtt.device_id={device}", "--set", "mqtt.max_in_flight=64"]
+        cmd += [
+            "--set",
+            f"mqtt.url=mqtt://127.0.0.1:{broker_port}",
+            "--set",
+            f"mqtt.device_id={device}",
+            "--set",
+            "mqtt.max_in_flight=64",
+        ]
     env = {**os.environ, "GATEWAY_LOG_LEVEL": "INFO"}
-    proc = subprocess.Popen(["taskset", "-c", "0", *cmd], stdout=subprocess.DEVNULL,
-                            stderr=subprocess.PIPE, env=env)
+    proc = subprocess.Popen(
+        ["taskset", "-c", "0", *cmd], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env
+    )
     wait_port(port)
     if broker_port is not None:  # until the bridge says it subscribed
         assert proc.stderr is not None
@@ -100,7 +123,8 @@ class Requester:
         c.on_message = self._reply
         # paho leaves Nagle on: a request would wait for the ACK of the previous PUBACK
         c.on_socket_open = lambda client, userdata, sock: sock.setsockopt(
-            socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            socket.IPPROTO_TCP, socket.TCP_NODELAY, 1
+        )
         subscribed = threading.Event()
         c.on_subscribe = lambda *a: subscribed.set()
         c.connect("127.0.0.1", broker_port)
@@ -121,8 +145,7 @@ class Requester:
 
     def run(self, route: str, window: int, duration: float) -> int:
         method, path, data = ROUTES[route]
-        payload = json.dumps({"method": method.lower(), "url": path,
-                              "data": data or {}}).encode()
+        payload = json.dumps({"method": method.lower(), "url": path, "data": data or {}}).encode()
         done = 0
         end = time.monotonic() + duration
         while time.monotonic() < end:  # closed loop: a window out, its replies back
@@ -150,9 +173,12 @@ def measure(gw: psutil.Process, broker: psutil.Process, fn: Any) -> dict[str, fl
     g0, b0, t0 = cpu(gw), cpu(broker), time.monotonic()
     n = fn()
     g1, b1, t1 = cpu(gw), cpu(broker), time.monotonic()
-    return {"requests": n, "per_s": round(n / (t1 - t0)),
-            "per_gateway_cpu_s": round(n / max(g1 - g0, 1e-9)),
-            "broker_cpu_s": round(b1 - b0, 3)}
+    return {
+        "requests": n,
+        "per_s": round(n / (t1 - t0)),
+        "per_gateway_cpu_s": round(n / max(g1 - g0, 1e-9)),
+        "broker_cpu_s": round(b1 - b0, 3),
+    }
 
 
 def rss_mib(proc: subprocess.Popen[bytes]) -> float:
@@ -180,14 +206,26 @@ def main() -> None:
                 http_run(port, "hello", 1, 1.0)
                 for route in args.routes.split(","):
                     for window in windows:
-                        m = measure(g, b, lambda r=route, w=window: requester.run(
-                            r, w, args.duration))
-                        h = measure(g, b, lambda r=route, w=window: http_run(
-                            port, r, w, args.duration))
-                        print(json.dumps({"route": route, "window": window, "mqtt": m,
-                                          "http": h, "mqtt_vs_http_per_cpu": round(
-                                              m["per_gateway_cpu_s"] / h["per_gateway_cpu_s"],
-                                              2)}), flush=True)
+                        m = measure(
+                            g, b, lambda r=route, w=window: requester.run(r, w, args.duration)
+                        )
+                        h = measure(
+                            g, b, lambda r=route, w=window: http_run(port, r, w, args.duration)
+                        )
+                        print(
+                            json.dumps(
+                                {
+                                    "route": route,
+                                    "window": window,
+                                    "mqtt": m,
+                                    "http": h,
+                                    "mqtt_vs_http_per_cpu": round(
+                                        m["per_gateway_cpu_s"] / h["per_gateway_cpu_s"], 2
+                                    ),
+                                }
+                            ),
+                            flush=True,
+                        )
                 print(json.dumps({"mqtt_reply_errors": requester.errors}), flush=True)
             finally:
                 requester.close()
@@ -206,10 +244,17 @@ def main() -> None:
                         p.wait(10)
             if not on:
                 return
-            print(json.dumps({"rss_mib_bridge_enabled": [round(x, 2) for x in on],
-                              "rss_mib_bridge_disabled": [round(x, 2) for x in off],
-                              "bridge_cost_mib_median": round(statistics.median(on)
-                                                              - statistics.median(off), 2)}))
+            print(
+                json.dumps(
+                    {
+                        "rss_mib_bridge_enabled": [round(x, 2) for x in on],
+                        "rss_mib_bridge_disabled": [round(x, 2) for x in off],
+                        "bridge_cost_mib_median": round(
+                            statistics.median(on) - statistics.median(off), 2
+                        ),
+                    }
+                )
+            )
         finally:
             broker.terminate()
             broker.wait(10)

@@ -13,6 +13,7 @@ with --requests 1 and --requests 2001 and divide the difference by 2000:
         bench/request_cost.py --requests 2001 --repeat 1
 --observe also times the metrics counter alone (gateway.app.metrics, where it exists).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -22,8 +23,10 @@ import time
 
 import trio
 
-GET = (b"GET /hello HTTP/1.1\r\nHost: 127.0.0.1:8080\r\nUser-Agent: bench/1.0\r\n"
-       b"Accept: */*\r\nConnection: keep-alive\r\n\r\n")
+GET = (
+    b"GET /hello HTTP/1.1\r\nHost: 127.0.0.1:8080\r\nUser-Agent: bench/1.0\r\n"
+    b"Accept: */*\r\nConnection: keep-alive\r\n\r\n"
+)
 
 
 class FakeStream(trio.abc.HalfCloseableStream):
@@ -61,14 +64,17 @@ async def serve(n: int, access_log: bool = True) -> float:
     from gateway.settings import load_settings
 
     # one connection for all of them (the profile recycles a connection after 1000)
-    settings = load_settings("default", env={},
-                             overrides={"http.max_requests_per_connection": str(n + 1),
-                                        "server.access_log": access_log})
+    settings = load_settings(
+        "default",
+        env={},
+        overrides={"http.max_requests_per_connection": str(n + 1), "server.access_log": access_log},
+    )
     app.bind(settings)
     server = Server(app, settings)
     stream = FakeStream(n)
-    session = HTTPSession(server, stream, ConnectionInfo(("127.0.0.1", 40000), "http", False,
-                                                         "127.0.0.1:40000"))
+    session = HTTPSession(
+        server, stream, ConnectionInfo(("127.0.0.1", 40000), "http", False, "127.0.0.1:40000")
+    )
     start = time.perf_counter()
     await session.run()
     elapsed = time.perf_counter() - start
@@ -98,13 +104,16 @@ def main() -> None:
     args = p.parse_args()
     real_stderr, sys.stderr = sys.stderr, open(os.devnull, "w")  # the access log  # noqa: SIM115
     try:
-        best = min(trio.run(serve, args.requests, not args.no_access_log)
-                   for _ in range(args.repeat))
+        best = min(
+            trio.run(serve, args.requests, not args.no_access_log) for _ in range(args.repeat)
+        )
     finally:
         sys.stderr.close()
         sys.stderr = real_stderr
-    print(f"GET /hello in-process: {best / args.requests * 1e6:.2f} us per request "
-          f"(best of {args.repeat} x {args.requests})")
+    print(
+        f"GET /hello in-process: {best / args.requests * 1e6:.2f} us per request "
+        f"(best of {args.repeat} x {args.requests})"
+    )
     if args.observe:
         best = min(observe_cost(args.requests * 10) for _ in range(args.repeat))
         print(f"Metrics.observe alone: {best / (args.requests * 10) * 1e9:.0f} ns per call")

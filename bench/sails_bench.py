@@ -10,6 +10,7 @@ Usage (from the project root):
     .venv/bin/python bench/sails_bench.py [--duration 5] [--window 1,8] [--idle 500]
 A benchmark, not a test: numbers go to stdout as JSON lines, nothing is asserted.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -25,8 +26,10 @@ from typing import Any
 import psutil
 
 ROUTES = {"hello": ("GET", "/hello", None), "echo": ("POST", "/echo", {"a": 1, "b": [1, 2, 3]})}
-WS_HEAD = ("GET {target} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nUpgrade: websocket\r\n"
-           "Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n")
+WS_HEAD = (
+    "GET {target} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nUpgrade: websocket\r\n"
+    "Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n"
+)
 
 
 def free_port() -> int:
@@ -38,12 +41,26 @@ def free_port() -> int:
 
 
 def start_server(port: int) -> subprocess.Popen[bytes]:
-    cmd = [sys.executable, "-m", "gateway", "serve", "bench.app:app", "--port", str(port),
-           "--set", "server.access_log=false", "--set", "server.max_connections=2000",
-           "--set", "websocket.max_connections=2000",
-           "--set", "http.max_requests_per_connection=100000000"]
-    proc = subprocess.Popen(["taskset", "-c", "0", *cmd], stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL)
+    cmd = [
+        sys.executable,
+        "-m",
+        "gateway",
+        "serve",
+        "bench.app:app",
+        "--port",
+        str(port),
+        "--set",
+        "server.access_log=false",
+        "--set",
+        "server.max_connections=2000",
+        "--set",
+        "websocket.max_connections=2000",
+        "--set",
+        "http.max_requests_per_connection=100000000",
+    ]
+    proc = subprocess.Popen(
+        ["taskset", "-c", "0", *cmd], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
     for _ in range(100):
         try:
             socket.create_connection(("127.0.0.1", port), 0.2).close()
@@ -82,7 +99,7 @@ class Reader:
             self.need(10)
             n, hl = int.from_bytes(self.buf[2:10], "big"), 10
         self.need(hl + n)
-        data, self.buf = self.buf[hl:hl + n], self.buf[hl + n:]
+        data, self.buf = self.buf[hl : hl + n], self.buf[hl + n :]
         return data
 
     def http_response(self) -> bytes:
@@ -125,8 +142,10 @@ def sio_connect(port: int, version: int) -> Reader:
 def http_run(port: int, route: str, window: int, duration: float) -> int:
     method, path, data = ROUTES[route]
     body = json.dumps(data).encode() if data is not None else b""
-    req = (f"{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
-           f"Content-Length: {len(body)}\r\n\r\n").encode() + body
+    req = (
+        f"{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+        f"Content-Length: {len(body)}\r\n\r\n"
+    ).encode() + body
     sock = socket.create_connection(("127.0.0.1", port))
     sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     r = Reader(sock)
@@ -168,8 +187,12 @@ def measure(proc: psutil.Process, fn: Any, *args: Any) -> dict[str, float]:
     n = fn(*args)
     elapsed = time.monotonic() - t0
     cpu = sum(proc.cpu_times()[:2]) - cpu0
-    return {"requests": n, "rps": round(n / elapsed, 1), "server_cpu_s": round(cpu, 3),
-            "per_cpu_s": round(n / cpu, 1) if cpu else 0.0}
+    return {
+        "requests": n,
+        "rps": round(n / elapsed, 1),
+        "server_cpu_s": round(cpu, 3),
+        "per_cpu_s": round(n / cpu, 1) if cpu else 0.0,
+    }
 
 
 def rss(proc: psutil.Process) -> int:
@@ -178,8 +201,11 @@ def rss(proc: psutil.Process) -> int:
 
 
 def idle(proc: psutil.Process, port: int, n: int, kind: str) -> dict[str, Any]:
-    opener = (lambda: sio_connect(port, 3).sock) if kind == "socketio" else (
-        lambda: ws_connect(port, "/ws").sock)
+    opener = (
+        (lambda: sio_connect(port, 3).sock)
+        if kind == "socketio"
+        else (lambda: ws_connect(port, "/ws").sock)
+    )
     opener().close()
     base = rss(proc)
     socks = [opener() for _ in range(n)]
@@ -207,9 +233,19 @@ def main() -> None:
                 sio_run(port, route, window, 0.5)
                 h = measure(proc, http_run, port, route, window, args.duration)
                 s = measure(proc, sio_run, port, route, window, args.duration)
-                print(json.dumps({"route": route, "window": window, "http": h, "sails": s,
-                                  "ratio_per_cpu_s": round(s["per_cpu_s"] / h["per_cpu_s"], 3),
-                                  "ratio_rps": round(s["rps"] / h["rps"], 3)}), flush=True)
+                print(
+                    json.dumps(
+                        {
+                            "route": route,
+                            "window": window,
+                            "http": h,
+                            "sails": s,
+                            "ratio_per_cpu_s": round(s["per_cpu_s"] / h["per_cpu_s"], 3),
+                            "ratio_rps": round(s["rps"] / h["rps"], 3),
+                        }
+                    ),
+                    flush=True,
+                )
     finally:
         server.terminate()
         server.wait(10)
@@ -218,8 +254,7 @@ def main() -> None:
         port = free_port()
         server = start_server(port)
         try:
-            print(json.dumps(idle(psutil.Process(server.pid), port, args.idle, kind)),
-                  flush=True)
+            print(json.dumps(idle(psutil.Process(server.pid), port, args.idle, kind)), flush=True)
         finally:
             server.terminate()
             server.wait(10)

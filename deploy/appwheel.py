@@ -23,13 +23,26 @@ from pathlib import Path
 # MODULE[.SUB...][:ATTR]: what `gateway serve` takes (install.sh re-checks it in shell).
 SPEC_RE = re.compile(r"^[A-Za-z_]\w*(\.[A-Za-z_]\w*)*(:[A-Za-z_]\w*)?$", re.ASCII)
 # A PEP 440 version as it may appear in a release directory name (no epoch "!").
-APP_VERSION_RE = re.compile(r"^[0-9]+(\.[0-9]+)*((a|b|rc)[0-9]+)?(\.post[0-9]+)?(\.dev[0-9]+)?"
-                            r"(\+[a-z0-9]+(\.[a-z0-9]+)*)?$", re.ASCII | re.IGNORECASE)
+APP_VERSION_RE = re.compile(
+    r"^[0-9]+(\.[0-9]+)*((a|b|rc)[0-9]+)?(\.post[0-9]+)?(\.dev[0-9]+)?"
+    r"(\+[a-z0-9]+(\.[a-z0-9]+)*)?$",
+    re.ASCII | re.IGNORECASE,
+)
 DIST_RE = re.compile(r"^[A-Za-z0-9]([A-Za-z0-9._-]*[A-Za-z0-9])?$", re.ASCII)
 # What is not copied from a project directory before pip builds it.
 PROJECT_IGNORE = shutil.ignore_patterns(
-    ".git", ".venv", "venv", "__pycache__", "*.pyc", ".*_cache", ".hypothesis", "node_modules",
-    "build", "dist", "*.egg-info")
+    ".git",
+    ".venv",
+    "venv",
+    "__pycache__",
+    "*.pyc",
+    ".*_cache",
+    ".hypothesis",
+    "node_modules",
+    "build",
+    "dist",
+    "*.egg-info",
+)
 # Files of a package directory that never go into its wheel.
 SKIP_DIRS = {"__pycache__", ".git", ".mypy_cache", ".pytest_cache", ".ruff_cache", ".hypothesis"}
 SKIP_SUFFIXES = (".pyc", ".pyo")
@@ -81,11 +94,15 @@ def read_requirements(path: Path) -> list[str]:
         if not line:
             continue
         if line.startswith("-") or " -" in line:
-            raise AppError(f"{path}:{n}: {line!r}: options are not supported in an app's "
-                           "requirements (give --find-links DIR to build_release.py instead)")
+            raise AppError(
+                f"{path}:{n}: {line!r}: options are not supported in an app's "
+                "requirements (give --find-links DIR to build_release.py instead)"
+            )
         if "://" in line or line.startswith((".", "/")):
-            raise AppError(f"{path}:{n}: {line!r}: expected a requirement like 'name>=1.0' "
-                           "(put a local wheel in a --find-links directory and name it)")
+            raise AppError(
+                f"{path}:{n}: {line!r}: expected a requirement like 'name>=1.0' "
+                "(put a local wheel in a --find-links directory and name it)"
+            )
         out.append(line)
     return out
 
@@ -96,23 +113,28 @@ def missing_binaries(pip_output: str) -> list[str]:
     return list(dict.fromkeys(found))
 
 
-def explain_missing(names: Iterable[str], pythons: Iterable[str], platforms: Iterable[str],
-                    pip_tail: str) -> str:
+def explain_missing(
+    names: Iterable[str], pythons: Iterable[str], platforms: Iterable[str], pip_tail: str
+) -> str:
     """Why the app's dependencies could not be resolved, and what to do about it."""
     names, platforms = list(names), list(platforms)
     which = ", ".join(names)
     py = ", ".join(pythons)
     if platforms:
-        return (f"no wheel of {which} for platform {' or '.join(platforms)} (CPython {py}) was "
-                "found. Build one for the board (pip wheel on the board, or a cross build) and "
-                "give its directory with --find-links DIR, or check the platform tag "
-                f"(e.g. manylinux2014_aarch64, linux_armv7l).\n{pip_tail}")
-    return (f"{which} has no pure-Python wheel (py3-none-any) for Python {py}, so a board of "
-            "another CPU could not install it offline. Either build the release for the "
-            "board's platform: --app-platform manylinux2014_aarch64 (64-bit Raspberry Pi OS; "
-            "armv7l boards: linux_armv7l wheels from a --find-links directory, e.g. built on "
-            "the board with `pip wheel`) and --python-versions set to the board's Python; or "
-            f"use a pure-Python alternative.\n{pip_tail}")
+        return (
+            f"no wheel of {which} for platform {' or '.join(platforms)} (CPython {py}) was "
+            "found. Build one for the board (pip wheel on the board, or a cross build) and "
+            "give its directory with --find-links DIR, or check the platform tag "
+            f"(e.g. manylinux2014_aarch64, linux_armv7l).\n{pip_tail}"
+        )
+    return (
+        f"{which} has no pure-Python wheel (py3-none-any) for Python {py}, so a board of "
+        "another CPU could not install it offline. Either build the release for the "
+        "board's platform: --app-platform manylinux2014_aarch64 (64-bit Raspberry Pi OS; "
+        "armv7l boards: linux_armv7l wheels from a --find-links directory, e.g. built on "
+        "the board with `pip wheel`) and --python-versions set to the board's Python; or "
+        f"use a pure-Python alternative.\n{pip_tail}"
+    )
 
 
 def wheel_arch(tag: str) -> str | None:
@@ -146,8 +168,9 @@ def wheel_metadata(wheel: Path) -> tuple[str, str]:
     """
     try:
         with zipfile.ZipFile(wheel) as zf:
-            meta = [n for n in zf.namelist()
-                    if n.count("/") == 1 and n.endswith(".dist-info/METADATA")]
+            meta = [
+                n for n in zf.namelist() if n.count("/") == 1 and n.endswith(".dist-info/METADATA")
+            ]
             if len(meta) != 1:
                 raise AppError(f"{wheel.name}: not a wheel (no single *.dist-info/METADATA)")
             text = zf.read(meta[0]).decode("utf-8", "replace")
@@ -167,9 +190,14 @@ def _module_version(source: Path) -> str | None:
     except (OSError, SyntaxError, ValueError):
         return None  # a broken module is install.sh's check to report, on the board
     for node in tree.body:
-        if (isinstance(node, ast.Assign) and len(node.targets) == 1
-                and isinstance(node.targets[0], ast.Name) and node.targets[0].id == "__version__"
-                and isinstance(node.value, ast.Constant) and isinstance(node.value.value, str)):
+        if (
+            isinstance(node, ast.Assign)
+            and len(node.targets) == 1
+            and isinstance(node.targets[0], ast.Name)
+            and node.targets[0].id == "__version__"
+            and isinstance(node.value, ast.Constant)
+            and isinstance(node.value.value, str)
+        ):
             return node.value.value
     return None
 
@@ -212,8 +240,10 @@ def build_module_wheel(src: Path, version: str | None, out_dir: Path) -> tuple[P
     """
     if src.is_file():
         if src.suffix != ".py":
-            raise AppError(f"--app {src}: expected a .py module, a package directory, a "
-                           "project directory with a pyproject.toml, or a .whl")
+            raise AppError(
+                f"--app {src}: expected a .py module, a package directory, a "
+                "project directory with a pyproject.toml, or a .whl"
+            )
         module, version_source = src.stem, src
     else:
         module, version_source = src.name, src / "__init__.py"
@@ -228,15 +258,21 @@ def build_module_wheel(src: Path, version: str | None, out_dir: Path) -> tuple[P
             h.update(arc.encode() + b"\0" + path.read_bytes() + b"\0")
         version = f"0+{h.hexdigest()[:12]}"
     if not APP_VERSION_RE.match(version):
-        raise AppError(f"app version {version!r}: expected a version like 1.2.3 "
-                       "(--app-version, or __version__ in the module)")
+        raise AppError(
+            f"app version {version!r}: expected a version like 1.2.3 "
+            "(--app-version, or __version__ in the module)"
+        )
     dist = module
     info = f"{re.sub(r'[-_.]+', '_', dist)}-{version}.dist-info"
     meta = {
-        f"{info}/METADATA": (f"Metadata-Version: 2.1\nName: {dist}\nVersion: {version}\n"
-                             f"Summary: {dist}, packed for gateway by build_release.py\n"),
-        f"{info}/WHEEL": ("Wheel-Version: 1.0\nGenerator: gateway build_release.py\n"
-                          "Root-Is-Purelib: true\nTag: py3-none-any\n"),
+        f"{info}/METADATA": (
+            f"Metadata-Version: 2.1\nName: {dist}\nVersion: {version}\n"
+            f"Summary: {dist}, packed for gateway by build_release.py\n"
+        ),
+        f"{info}/WHEEL": (
+            "Wheel-Version: 1.0\nGenerator: gateway build_release.py\n"
+            "Root-Is-Purelib: true\nTag: py3-none-any\n"
+        ),
         f"{info}/top_level.txt": f"{module}\n",
     }
     epoch = int(os.environ.get("SOURCE_DATE_EPOCH", "0")) or 315532800  # 1980-01-01
@@ -264,9 +300,15 @@ def build_module_wheel(src: Path, version: str | None, out_dir: Path) -> tuple[P
     return wheel, dist, version
 
 
-def pack_app(app: str, spec: str | None, version: str | None, find_links: list[Path],
-             out_dir: Path, run: Callable[[list[str]], None],
-             pip_target: list[str]) -> AppWheel:
+def pack_app(
+    app: str,
+    spec: str | None,
+    version: str | None,
+    find_links: list[Path],
+    out_dir: Path,
+    run: Callable[[list[str]], None],
+    pip_target: list[str],
+) -> AppWheel:
     """The app as one wheel in ``out_dir``, with its distribution, version and MODULE:ATTR.
 
     Args:
@@ -290,15 +332,21 @@ def pack_app(app: str, spec: str | None, version: str | None, find_links: list[P
     if not path.exists() and looks_like_path:
         raise AppError(f"--app {app}: no such file or directory")
     if path.is_file() and path.suffix not in (".py", ".whl"):
-        raise AppError(f"--app {app}: expected a .py module, a package directory, a project "
-                       "directory with a pyproject.toml, a .whl, or a requirement")
+        raise AppError(
+            f"--app {app}: expected a .py module, a package directory, a project "
+            "directory with a pyproject.toml, a .whl, or a requirement"
+        )
     if version is not None and not is_source:
-        raise AppError("--app-version applies to a bare module or package; a project, a "
-                       "wheel or a requirement carries its own version")
+        raise AppError(
+            "--app-version applies to a bare module or package; a project, a "
+            "wheel or a requirement carries its own version"
+        )
     if is_source:
         if path.is_dir() and not (path / "__init__.py").is_file():
-            raise AppError(f"--app {app}: a directory must be a package (with __init__.py) "
-                           "or a project (with pyproject.toml)")
+            raise AppError(
+                f"--app {app}: a directory must be a package (with __init__.py) "
+                "or a project (with pyproject.toml)"
+            )
         wheel, dist, version = build_module_wheel(path.resolve(), version, out_dir)
     else:
         with tempfile.TemporaryDirectory(prefix="gateway-app-") as tmp_s:
@@ -308,35 +356,59 @@ def pack_app(app: str, spec: str | None, version: str | None, find_links: list[P
                 # copy: a build never writes build/ or *.egg-info into the developer's tree.
                 src = tmp / "src"
                 shutil.copytree(path, src, symlinks=True, ignore=PROJECT_IGNORE)
-                run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--wheel-dir",
-                     str(tmp / "built"), str(src)])
+                run(
+                    [
+                        sys.executable,
+                        "-m",
+                        "pip",
+                        "wheel",
+                        "--no-deps",
+                        "--wheel-dir",
+                        str(tmp / "built"),
+                        str(src),
+                    ]
+                )
                 wheel_dir = tmp / "built"
             elif path.is_file():
                 shutil.copy2(path, tmp / path.name)
             else:
-                argv = [sys.executable, "-m", "pip", "download", "--no-deps",
-                        "--only-binary=:all:", *pip_target, "--dest", str(tmp)]
+                argv = [
+                    sys.executable,
+                    "-m",
+                    "pip",
+                    "download",
+                    "--no-deps",
+                    "--only-binary=:all:",
+                    *pip_target,
+                    "--dest",
+                    str(tmp),
+                ]
                 for d in find_links:
                     argv += ["--find-links", str(d)]
                 run([*argv, app])
             built = sorted(wheel_dir.glob("*.whl"))
             if len(built) != 1:
-                raise AppError(f"--app {app}: expected one wheel, got "
-                               f"{[p.name for p in built] or 'none'}")
+                raise AppError(
+                    f"--app {app}: expected one wheel, got {[p.name for p in built] or 'none'}"
+                )
             out_dir.mkdir(parents=True, exist_ok=True)
             wheel = out_dir / built[0].name
             shutil.copy2(built[0], wheel)
         dist, version = wheel_metadata(wheel)
         if not APP_VERSION_RE.match(version):
-            raise AppError(f"{wheel.name}: version {version!r} cannot name a release "
-                           "(expected a PEP 440 version without an epoch)")
+            raise AppError(
+                f"{wheel.name}: version {version!r} cannot name a release "
+                "(expected a PEP 440 version without an epoch)"
+            )
     if not DIST_RE.match(dist):
         raise AppError(f"app distribution name {dist!r}: expected [A-Za-z0-9._-]")
     top = top_level_names(wheel)
     if spec is None:
         if len(top) != 1:
-            raise AppError(f"{wheel.name} installs {sorted(top) or 'no modules'}: say which "
-                           "app to serve with --app-spec MODULE:ATTR")
+            raise AppError(
+                f"{wheel.name} installs {sorted(top) or 'no modules'}: say which "
+                "app to serve with --app-spec MODULE:ATTR"
+            )
         spec = f"{next(iter(top))}:app"
     if not SPEC_RE.match(spec):
         raise AppError(f"--app-spec {spec!r}: expected MODULE:ATTR, e.g. myapp:app")
@@ -344,6 +416,8 @@ def pack_app(app: str, spec: str | None, version: str | None, find_links: list[P
         spec += ":app"
     module = spec.split(":", 1)[0].split(".", 1)[0]
     if module not in top:
-        raise AppError(f"--app-spec {spec}: {wheel.name} has no module {module!r} (it "
-                       f"installs {sorted(top) or 'nothing importable'})")
+        raise AppError(
+            f"--app-spec {spec}: {wheel.name} has no module {module!r} (it "
+            f"installs {sorted(top) or 'nothing importable'})"
+        )
     return AppWheel(wheel=wheel, dist=dist, version=version, spec=spec, top_level=top)

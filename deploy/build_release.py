@@ -31,6 +31,7 @@ Usage: python3 deploy/build_release.py [--out DIR] [--version V] [--source DIR]
             [--app-requirements FILE] [--find-links DIR]... [--app-platform TAG]...]
 Exit status: 0 built (the tarball's path on stdout), 1 failed (why on stderr).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -56,11 +57,25 @@ REPO = HERE.parent
 DEFAULT_PYTHONS = ("3.11", "3.12", "3.13")
 # What never goes into the copied source tree.
 IGNORE = shutil.ignore_patterns(
-    ".git", ".venv", "venv", "__pycache__", "*.pyc", ".pytest_cache", ".mypy_cache",
-    ".ruff_cache", ".hypothesis", "node_modules", "build", "dist", "*.egg-info", "*.log")
+    ".git",
+    ".venv",
+    "venv",
+    "__pycache__",
+    "*.pyc",
+    ".pytest_cache",
+    ".mypy_cache",
+    ".ruff_cache",
+    ".hypothesis",
+    "node_modules",
+    "build",
+    "dist",
+    "*.egg-info",
+    "*.log",
+)
 WHEEL_NAME = re.compile(
     r"^(?P<name>[^-]+)-(?P<ver>[^-]+)(-(?P<build>\d[^-]*))?-(?P<py>[^-]+)-(?P<abi>[^-]+)"
-    r"-(?P<plat>[^-]+)\.whl$")
+    r"-(?P<plat>[^-]+)\.whl$"
+)
 VERSION_RE = re.compile(r"^[0-9]+(\.[0-9]+)*([abc]|rc|\.dev|\.post)?[0-9]*(\+[A-Za-z0-9.]+)?$")
 
 
@@ -84,8 +99,9 @@ class AppOptions:
 
 def _run(argv: list[str], **kw: object) -> None:
     env = {**os.environ, "PIP_DISABLE_PIP_VERSION_CHECK": "1", "PYTHONDONTWRITEBYTECODE": "1"}
-    proc = subprocess.run(argv, env=env, stdin=subprocess.DEVNULL, capture_output=True,
-                          text=True, **kw)  # type: ignore[call-overload]
+    proc = subprocess.run(
+        argv, env=env, stdin=subprocess.DEVNULL, capture_output=True, text=True, **kw
+    )  # type: ignore[call-overload]
     if proc.returncode != 0:
         out = f"{proc.stdout[-3000:]}{proc.stderr[-3000:]}"
         raise BuildError(f"{' '.join(argv)} failed ({proc.returncode}):\n{out}", out)
@@ -122,7 +138,7 @@ def set_version(pyproject: Path, version: str) -> None:
     text = pyproject.read_text()
     new, n = re.subn(r'(?m)^version\s*=\s*"[^"]*"', f'version = "{version}"', text, count=1)
     if n != 1:
-        raise BuildError(f"{pyproject}: no version = \"...\" line to set")
+        raise BuildError(f'{pyproject}: no version = "..." line to set')
     pyproject.write_text(new)
 
 
@@ -131,14 +147,27 @@ def _pip_target(py: str, platforms: list[str]) -> list[str]:
     if not platforms:
         # "--platform any" with --only-binary makes pip accept pure wheels only, whatever
         # this machine is.
-        return ["--platform", "any", "--implementation", "py", "--abi", "none",
-                "--python-version", py]
+        return [
+            "--platform",
+            "any",
+            "--implementation",
+            "py",
+            "--abi",
+            "none",
+            "--python-version",
+            py,
+        ]
     return [a for p in platforms for a in ("--platform", p)] + [
-        "--implementation", "cp", "--python-version", py]
+        "--implementation",
+        "cp",
+        "--python-version",
+        py,
+    ]
 
 
-def add_app(opts: AppOptions, gateway_wheel: Path, wheels: Path, tmp: Path,
-            pythons: tuple[str, ...]) -> tuple[appwheel.AppWheel, list[str]]:
+def add_app(
+    opts: AppOptions, gateway_wheel: Path, wheels: Path, tmp: Path, pythons: tuple[str, ...]
+) -> tuple[appwheel.AppWheel, list[str]]:
     """Pack the app and resolve it, its requirements and our wheel together into ``wheels``.
 
     Returns:
@@ -148,28 +177,49 @@ def add_app(opts: AppOptions, gateway_wheel: Path, wheels: Path, tmp: Path,
         BuildError: the app cannot be packed or resolved (which package, and what to do).
     """
     try:
-        reqs = (appwheel.read_requirements(opts.requirements)
-                if opts.requirements is not None else [])
-        app = appwheel.pack_app(opts.app, opts.spec, opts.version, opts.find_links,
-                                tmp / "app", _run, _pip_target(pythons[0], opts.platforms))
+        reqs = (
+            appwheel.read_requirements(opts.requirements) if opts.requirements is not None else []
+        )
+        app = appwheel.pack_app(
+            opts.app,
+            opts.spec,
+            opts.version,
+            opts.find_links,
+            tmp / "app",
+            _run,
+            _pip_target(pythons[0], opts.platforms),
+        )
     except appwheel.AppError as exc:
         raise BuildError(str(exc)) from None
     ours = {appwheel.normalize(p.name.split("-", 1)[0]) for p in wheels.glob("*.whl")}
     if appwheel.normalize(app.dist) in ours:
-        raise BuildError(f"the app's distribution name {app.dist!r} is also the name of the "
-                         "gateway or one of its dependencies: rename the app")
+        raise BuildError(
+            f"the app's distribution name {app.dist!r} is also the name of the "
+            "gateway or one of its dependencies: rename the app"
+        )
     taken = set().union(*(appwheel.top_level_names(p) for p in wheels.glob("*.whl")))
     if clash := sorted(app.top_level & taken):
-        raise BuildError(f"the app's module(s) {clash} would shadow the gateway's own or a "
-                         "dependency's: rename them")
+        raise BuildError(
+            f"the app's module(s) {clash} would shadow the gateway's own or a "
+            "dependency's: rename them"
+        )
     shutil.copy2(app.wheel, wheels / app.wheel.name)
     req_file = tmp / "app-requirements.txt"
     req_file.write_text("".join(f"{r}\n" for r in reqs))
     # One resolution with our wheel, so that the app's requirements and ours agree.
     for py in pythons:
-        argv = [sys.executable, "-m", "pip", "download", "--only-binary=:all:",
-                *_pip_target(py, opts.platforms), "--dest", str(wheels), "--find-links",
-                str(wheels)]
+        argv = [
+            sys.executable,
+            "-m",
+            "pip",
+            "download",
+            "--only-binary=:all:",
+            *_pip_target(py, opts.platforms),
+            "--dest",
+            str(wheels),
+            "--find-links",
+            str(wheels),
+        ]
         for d in opts.find_links:
             argv += ["--find-links", str(d.resolve())]
         try:
@@ -178,13 +228,19 @@ def add_app(opts: AppOptions, gateway_wheel: Path, wheels: Path, tmp: Path,
             missing = appwheel.missing_binaries(exc.output)
             if not missing:
                 raise
-            raise BuildError(appwheel.explain_missing(
-                missing, [py], opts.platforms, exc.output[-1500:])) from None
+            raise BuildError(
+                appwheel.explain_missing(missing, [py], opts.platforms, exc.output[-1500:])
+            ) from None
     return app, reqs
 
 
-def build(out: Path, source: Path, version: str | None, pythons: tuple[str, ...],
-          app_opts: AppOptions | None = None) -> Path:
+def build(
+    out: Path,
+    source: Path,
+    version: str | None,
+    pythons: tuple[str, ...],
+    app_opts: AppOptions | None = None,
+) -> Path:
     if version is not None and not VERSION_RE.match(version):
         raise BuildError(f"--version {version!r}: expected a PEP 440 version like 1.2.3")
     with tempfile.TemporaryDirectory(prefix="gateway-release-") as tmp_s:
@@ -201,8 +257,9 @@ def build(out: Path, source: Path, version: str | None, pythons: tuple[str, ...]
         wheels = stage / "wheels"
         wheels.mkdir(parents=True)
         ours = tmp / "ours"
-        _run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--wheel-dir", str(ours),
-              str(src)])
+        _run(
+            [sys.executable, "-m", "pip", "wheel", "--no-deps", "--wheel-dir", str(ours), str(src)]
+        )
         built = sorted(ours.glob("gateway-*.whl"))
         if len(built) != 1:
             raise BuildError(f"expected one gateway wheel, got {[p.name for p in built]}")
@@ -210,23 +267,41 @@ def build(out: Path, source: Path, version: str | None, pythons: tuple[str, ...]
         shutil.copy2(wheel, wheels / wheel.name)
         # Our dependencies, for every Python a board may have: pure wheels only.
         for py in pythons:
-            _run([sys.executable, "-m", "pip", "download", "--only-binary=:all:",
-                  *_pip_target(py, []), "--dest", str(wheels), str(wheel)])
-        bad = {p.name: why for p in wheels.iterdir()
-               if (why := pure_wheel_problem(p.name)) is not None}
+            _run(
+                [
+                    sys.executable,
+                    "-m",
+                    "pip",
+                    "download",
+                    "--only-binary=:all:",
+                    *_pip_target(py, []),
+                    "--dest",
+                    str(wheels),
+                    str(wheel),
+                ]
+            )
+        bad = {
+            p.name: why for p in wheels.iterdir() if (why := pure_wheel_problem(p.name)) is not None
+        }
         if bad:
-            raise BuildError("not pure-Python wheels (a board of another CPU could not install "
-                             "them): " + "; ".join(f"{n}: {w}" for n, w in sorted(bad.items())))
+            raise BuildError(
+                "not pure-Python wheels (a board of another CPU could not install "
+                "them): " + "; ".join(f"{n}: {w}" for n, w in sorted(bad.items()))
+            )
         app: appwheel.AppWheel | None = None
         if app_opts is not None:
             app, reqs = add_app(app_opts, wheel, wheels, tmp, pythons)
-            bad = {p.name: why for p in wheels.iterdir()
-                   if (why := app_wheel_problem(p.name, app_opts.platforms)) is not None}
+            bad = {
+                p.name: why
+                for p in wheels.iterdir()
+                if (why := app_wheel_problem(p.name, app_opts.platforms)) is not None
+            }
             if bad:
                 raise BuildError(
                     "wheels a board could not install (pure-Python wheels install on any CPU; "
                     "others need --app-platform for the board's CPU): "
-                    + "; ".join(f"{n}: {w}" for n, w in sorted(bad.items())))
+                    + "; ".join(f"{n}: {w}" for n, w in sorted(bad.items()))
+                )
             version = f"{gateway_version}-{app.dist}-{app.version}"
             if reqs:
                 (stage / "app-requirements.txt").write_text("".join(f"{r}\n" for r in reqs))
@@ -235,7 +310,8 @@ def build(out: Path, source: Path, version: str | None, pythons: tuple[str, ...]
                 "# DIST==VERSION with gateway==GATEWAY_VERSION and serves SPEC.\n"
                 f"SPEC={app.spec}\nDIST={app.dist}\nVERSION={app.version}\n"
                 f"GATEWAY_VERSION={gateway_version}\n"
-                f"PLATFORMS={' '.join(app_opts.platforms)}\n")
+                f"PLATFORMS={' '.join(app_opts.platforms)}\n"
+            )
         top = f"gateway-{version}"
 
         shutil.copy2(HERE / "install.sh", stage / "install.sh")
@@ -255,8 +331,9 @@ def build(out: Path, source: Path, version: str | None, pythons: tuple[str, ...]
         stage = stage.rename(tmp / top)
 
         files = sorted(p for p in stage.rglob("*") if p.is_file())
-        sums = "".join(f"{hashlib.sha256(p.read_bytes()).hexdigest()}  "
-                       f"{p.relative_to(stage)}\n" for p in files)
+        sums = "".join(
+            f"{hashlib.sha256(p.read_bytes()).hexdigest()}  {p.relative_to(stage)}\n" for p in files
+        )
         (stage / "SHA256SUMS").write_text(sums)
 
         out.mkdir(parents=True, exist_ok=True)
@@ -274,8 +351,9 @@ def build(out: Path, source: Path, version: str | None, pythons: tuple[str, ...]
         with tarfile.open(partial, "w:gz") as tar:
             tar.add(stage, arcname=top, recursive=False, filter=normalize)
             for p in sorted(stage.rglob("*")):
-                tar.add(p, arcname=f"{top}/{p.relative_to(stage)}", recursive=False,
-                        filter=normalize)
+                tar.add(
+                    p, arcname=f"{top}/{p.relative_to(stage)}", recursive=False, filter=normalize
+                )
         partial.replace(target)
         return target
 
@@ -285,34 +363,74 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", type=Path, default=REPO / "dist", help="output directory (dist/)")
     p.add_argument("--version", help="build this version instead of pyproject.toml's")
     p.add_argument("--source", type=Path, default=REPO, help="the source tree (this one)")
-    p.add_argument("--python-versions", default=",".join(DEFAULT_PYTHONS),
-                   help="Python versions boards may run, for dependency markers "
-                        f"(default {','.join(DEFAULT_PYTHONS)})")
+    p.add_argument(
+        "--python-versions",
+        default=",".join(DEFAULT_PYTHONS),
+        help="Python versions boards may run, for dependency markers "
+        f"(default {','.join(DEFAULT_PYTHONS)})",
+    )
     a = p.add_argument_group("your app (deploy/README.md, 'Your app on a device')")
-    a.add_argument("--app", metavar="PATH_OR_REQUIREMENT",
-                   help="the app to ship: myapp.py, a package directory, a project directory "
-                        "(pyproject.toml), a .whl, or a requirement such as myapp==1.2")
-    a.add_argument("--app-spec", metavar="MODULE:ATTR",
-                   help="what the service serves (default: <the app's module>:app)")
-    a.add_argument("--app-version", help="the version of a bare module or package (default: "
-                                         "its __version__, else 0+<hash of its files>)")
-    a.add_argument("--app-requirements", type=Path, metavar="FILE",
-                   help="the app's requirements (name>=1.0 lines), shipped as wheels")
-    a.add_argument("--find-links", type=Path, action="append", default=[], metavar="DIR",
-                   help="also take the app's wheels from DIR (repeatable)")
-    a.add_argument("--app-platform", action="append", default=[], metavar="TAG",
-                   help="allow compiled wheels for this platform, e.g. manylinux2014_aarch64 "
-                        "(repeatable); the release then installs on that CPU only")
+    a.add_argument(
+        "--app",
+        metavar="PATH_OR_REQUIREMENT",
+        help="the app to ship: myapp.py, a package directory, a project directory "
+        "(pyproject.toml), a .whl, or a requirement such as myapp==1.2",
+    )
+    a.add_argument(
+        "--app-spec",
+        metavar="MODULE:ATTR",
+        help="what the service serves (default: <the app's module>:app)",
+    )
+    a.add_argument(
+        "--app-version",
+        help="the version of a bare module or package (default: "
+        "its __version__, else 0+<hash of its files>)",
+    )
+    a.add_argument(
+        "--app-requirements",
+        type=Path,
+        metavar="FILE",
+        help="the app's requirements (name>=1.0 lines), shipped as wheels",
+    )
+    a.add_argument(
+        "--find-links",
+        type=Path,
+        action="append",
+        default=[],
+        metavar="DIR",
+        help="also take the app's wheels from DIR (repeatable)",
+    )
+    a.add_argument(
+        "--app-platform",
+        action="append",
+        default=[],
+        metavar="TAG",
+        help="allow compiled wheels for this platform, e.g. manylinux2014_aarch64 "
+        "(repeatable); the release then installs on that CPU only",
+    )
     args = p.parse_args(argv)
     pythons = tuple(v.strip() for v in args.python_versions.split(",") if v.strip())
     app_opts = None
     if args.app is not None:
-        app_opts = AppOptions(args.app, args.app_spec, args.app_version, args.app_requirements,
-                              list(args.find_links), list(args.app_platform))
-    elif (args.app_spec or args.app_version or args.app_requirements or args.find_links
-          or args.app_platform):
-        p.error("--app-spec, --app-version, --app-requirements, --find-links and "
-                "--app-platform go with --app")
+        app_opts = AppOptions(
+            args.app,
+            args.app_spec,
+            args.app_version,
+            args.app_requirements,
+            list(args.find_links),
+            list(args.app_platform),
+        )
+    elif (
+        args.app_spec
+        or args.app_version
+        or args.app_requirements
+        or args.find_links
+        or args.app_platform
+    ):
+        p.error(
+            "--app-spec, --app-version, --app-requirements, --find-links and "
+            "--app-platform go with --app"
+        )
     try:
         print(build(args.out.resolve(), args.source.resolve(), args.version, pythons, app_opts))
     except BuildError as exc:

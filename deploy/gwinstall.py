@@ -38,8 +38,11 @@ SPEC_RE = re.compile(r"^[A-Za-z_]\w*(\.[A-Za-z_]\w*)*(:[A-Za-z_]\w*)?$", re.ASCI
 # the group udev gives such nodes on Debian and Raspberry Pi OS, and the kernel modules that
 # must be loaded when the service starts for the specifier to resolve (modprobe@.service).
 DEVICE_CLASSES: dict[str, tuple[tuple[str, ...], str, tuple[str, ...]]] = {
-    "serial": (("char-ttyS", "char-ttyAMA", "char-ttyUSB", "char-ttyACM"), "dialout",
-               ("usbserial", "cdc_acm")),
+    "serial": (
+        ("char-ttyS", "char-ttyAMA", "char-ttyUSB", "char-ttyACM"),
+        "dialout",
+        ("usbserial", "cdc_acm"),
+    ),
     "i2c": (("char-i2c",), "i2c", ("i2c-dev",)),
     "spi": (("char-spi",), "spi", ("spidev",)),
     "gpio": (("char-gpiochip",), "gpio", ()),
@@ -121,7 +124,8 @@ def parse_devices(value: str) -> list[str]:
         if not NODE_RE.fullmatch(item) or any(part in (".", "..") for part in item.split("/")):
             raise DeviceError(
                 f"--devices {item}: expected {', '.join(DEVICE_CLASSES)}, a device node path "
-                "such as /dev/i2c-1 (no ':', '%' or spaces: use a udev symlink), or none")
+                "such as /dev/i2c-1 (no ':', '%' or spaces: use a udev symlink), or none"
+            )
     return items
 
 
@@ -137,8 +141,9 @@ def _group_names(group_file: Path) -> dict[str, int]:
     return names
 
 
-def render_devices(items: list[str], groups: dict[str, int],
-                   node: Callable[[str], os.stat_result | None]) -> tuple[str, list[str]]:
+def render_devices(
+    items: list[str], groups: dict[str, int], node: Callable[[str], os.stat_result | None]
+) -> tuple[str, list[str]]:
     """The device-access drop-in (gateway.service.d/70-devices.conf) for --devices items.
 
     Nodes named by path keep the unit's PrivateDevices=yes: each is bind-mounted into the
@@ -189,15 +194,18 @@ def render_devices(items: list[str], groups: dict[str, int],
                     f"--devices {item}: only root can open it (group "
                     f"{name or st.st_gid}, mode {stat.S_IMODE(st.st_mode):04o}), and the "
                     "service runs as an unprivileged dynamic user: give the node a group with "
-                    "a udev rule (deploy/README.md, 'Devices')")
+                    "a udev rule (deploy/README.md, 'Devices')"
+                )
             need.append(name)
             continue
         base = item.removeprefix("/dev/")
         guess = next((g for rx, g in NODE_GROUPS if rx.fullmatch(base)), None)
         if guess is None:
-            warnings.append(f"--devices {item}: cannot see the node here and do not know its "
-                            "group; the service can open it only if its mode lets others "
-                            "read and write it")
+            warnings.append(
+                f"--devices {item}: cannot see the node here and do not know its "
+                "group; the service can open it only if its mode lets others "
+                "read and write it"
+            )
         else:
             need.append(guess)
     need = list(dict.fromkeys(need))
@@ -207,24 +215,34 @@ def render_devices(items: list[str], groups: dict[str, int],
             f"--devices {','.join(items)}: no group {', '.join(missing)} on this system; the "
             "device nodes must belong to a group the service can be given (Raspberry Pi OS "
             "has gpio, i2c, spi and dialout; elsewhere: groupadd and a udev rule, see "
-            "deploy/README.md, 'Devices')")
+            "deploy/README.md, 'Devices')"
+        )
     lines = [
         f"# Rendered by install.sh --devices {','.join(items)}: the devices the app may open,",
         "# and nothing else of the sandbox changed (deploy/README.md, 'Devices').",
     ]
     if modules:
         units = " ".join(f"modprobe@{m}.service" for m in dict.fromkeys(modules))
-        lines += ["[Unit]", "# Load the drivers first: a DeviceAllow=char-... group that is not "
-                  "registered when", "# the service starts is left out of the allow list.",
-                  f"Wants={units}", f"After={units}"]
+        lines += [
+            "[Unit]",
+            "# Load the drivers first: a DeviceAllow=char-... group that is not registered when",
+            "# the service starts is left out of the allow list.",
+            f"Wants={units}",
+            f"After={units}",
+        ]
     lines.append("[Service]")
     if classes:
-        lines += [f"# {', '.join(classes)}: nodes that may appear later, which a private /dev "
-                  "cannot follow;", "# the device cgroup (DevicePolicy=closed + DeviceAllow=) "
-                  "confines access instead.", "PrivateDevices=no"]
+        lines += [
+            f"# {', '.join(classes)}: nodes that may appear later, which a private /dev "
+            "cannot follow;",
+            "# the device cgroup (DevicePolicy=closed + DeviceAllow=) confines access instead.",
+            "PrivateDevices=no",
+        ]
     else:
-        lines += ["# The private /dev stays; only these nodes are bound into it.",
-                  "PrivateDevices=yes"]
+        lines += [
+            "# The private /dev stays; only these nodes are bound into it.",
+            "PrivateDevices=yes",
+        ]
         lines += [f"BindPaths=-{path}" for path in binds]
     lines.append("DevicePolicy=closed")
     lines += [f"DeviceAllow={spec} rw" for spec in allow]
@@ -246,8 +264,10 @@ def check_app(spec: str) -> str | None:
         return str(exc)
     except (Exception, SystemExit) as exc:
         where = traceback.extract_tb(exc.__traceback__)[-1]
-        return (f"app {spec!r}: importing it failed: {type(exc).__name__}: {exc} "
-                f"({where.filename}, line {where.lineno})")
+        return (
+            f"app {spec!r}: importing it failed: {type(exc).__name__}: {exc} "
+            f"({where.filename}, line {where.lineno})"
+        )
     return None
 
 
@@ -260,13 +280,18 @@ def render(args: argparse.Namespace) -> int:
     file_env = read_env_file(args.env_file)
     profile = file_env.get("GATEWAY_PROFILE") or args.profile
     if file_env.get("GATEWAY_PROFILE") and args.profile not in ("", file_env["GATEWAY_PROFILE"]):
-        print(f"warning: {args.env_file} sets GATEWAY_PROFILE={file_env['GATEWAY_PROFILE']}, "
-              f"which wins over --profile {args.profile} (EnvironmentFile= overrides the "
-              "drop-in): rendering for that one", file=sys.stderr)
+        print(
+            f"warning: {args.env_file} sets GATEWAY_PROFILE={file_env['GATEWAY_PROFILE']}, "
+            f"which wins over --profile {args.profile} (EnvironmentFile= overrides the "
+            "drop-in): rendering for that one",
+            file=sys.stderr,
+        )
     if profile == "auto" and args.no_detect:
-        print("error: --profile auto detects the board this runs on; when staging an image "
-              "with --root, name the board's profile (see `gateway detect` on the board)",
-              file=sys.stderr)
+        print(
+            "error: --profile auto detects the board this runs on; when staging an image "
+            "with --root, name the board's profile (see `gateway detect` on the board)",
+            file=sys.stderr,
+        )
         return 78
     env = {k: v for k, v in file_env.items() if k.startswith("GATEWAY_")}
     try:
@@ -274,8 +299,11 @@ def render(args: argparse.Namespace) -> int:
         settings = load_settings(profile, profiles_dir=profiles_dir, env=env)
         service = render_dropin(settings)
         socket = render_socket_dropin(settings) if args.socket_dropin else ""
-        avahi = (avahi_service(settings, args.version or installed_version())
-                 if args.avahi_service else None)
+        avahi = (
+            avahi_service(settings, args.version or installed_version())
+            if args.avahi_service
+            else None
+        )
     except (ConfigError, ValueError) as exc:
         print(f"error: profile {profile!r}: {exc}", file=sys.stderr)
         return 78
@@ -305,14 +333,16 @@ def render(args: argparse.Namespace) -> int:
         return 78
 
     if args.app and not SPEC_RE.match(args.app):
-        print(f"error: the release's APP file names {args.app!r}, not MODULE:ATTR",
-              file=sys.stderr)
+        print(f"error: the release's APP file names {args.app!r}, not MODULE:ATTR", file=sys.stderr)
         return 78
     app = file_env.get("GATEWAY_APP") or args.app or DEMO_APP
     if args.app and app != args.app:
-        print(f"warning: {args.env_file} sets GATEWAY_APP={app}, which wins over this "
-              f"release's app {args.app} (EnvironmentFile= overrides the drop-in): checking "
-              "that one", file=sys.stderr)
+        print(
+            f"warning: {args.env_file} sets GATEWAY_APP={app}, which wins over this "
+            f"release's app {args.app} (EnvironmentFile= overrides the drop-in): checking "
+            "that one",
+            file=sys.stderr,
+        )
     if (why := check_app(app)) is not None:
         print(f"error: {why}", file=sys.stderr)
         return 78
@@ -322,11 +352,15 @@ def render(args: argparse.Namespace) -> int:
         _write(args.socket_dropin, socket)
     if args.app_dropin:
         if args.app:
-            _write(args.app_dropin, (
-                "# Rendered by install.sh from the release's APP file: the app this release\n"
-                "# carries in its own venv; replaced or removed with the release (upgrade,\n"
-                "# rollback). /etc/gateway/gateway.env's GATEWAY_APP still wins over it.\n"
-                f"[Service]\nEnvironment=GATEWAY_APP={args.app}\n"))
+            _write(
+                args.app_dropin,
+                (
+                    "# Rendered by install.sh from the release's APP file: the app this release\n"
+                    "# carries in its own venv; replaced or removed with the release (upgrade,\n"
+                    "# rollback). /etc/gateway/gateway.env's GATEWAY_APP still wins over it.\n"
+                    f"[Service]\nEnvironment=GATEWAY_APP={args.app}\n"
+                ),
+            )
         else:
             Path(args.app_dropin).unlink(missing_ok=True)
     if args.devices_dropin:
@@ -339,8 +373,10 @@ def render(args: argparse.Namespace) -> int:
             _write(args.avahi_service, avahi)
         else:
             Path(args.avahi_service).unlink(missing_ok=True)
-            print(f"note: not advertised on the LAN (mDNS): {not_advertised(settings)}",
-                  file=sys.stderr)
+            print(
+                f"note: not advertised on the LAN (mDNS): {not_advertised(settings)}",
+                file=sys.stderr,
+            )
     s = settings.server
     values = {
         "RESOLVED": settings.profile,
@@ -359,22 +395,35 @@ def main(argv: list[str] | None = None) -> int:
     r = sub.add_parser("render")
     r.add_argument("--profile", default="auto")
     r.add_argument("--env-file", default="/etc/gateway/gateway.env")
-    r.add_argument("--profiles-dir", default="/etc/gateway/profiles",
-                   help="searched first (the staged root's /etc/gateway/profiles)")
+    r.add_argument(
+        "--profiles-dir",
+        default="/etc/gateway/profiles",
+        help="searched first (the staged root's /etc/gateway/profiles)",
+    )
     r.add_argument("--service-dropin", required=True)
     r.add_argument("--socket-dropin", default="")
-    r.add_argument("--avahi-service", default="",
-                   help="write the Avahi service file here (or remove it: not advertised)")
+    r.add_argument(
+        "--avahi-service",
+        default="",
+        help="write the Avahi service file here (or remove it: not advertised)",
+    )
     r.add_argument("--version", default="", help="the release's version, for the TXT record")
-    r.add_argument("--no-detect", action="store_true",
-                   help="refuse 'auto' (staging: this machine is not the board)")
+    r.add_argument(
+        "--no-detect",
+        action="store_true",
+        help="refuse 'auto' (staging: this machine is not the board)",
+    )
     r.add_argument("--app", default="", help="the release's app, MODULE:ATTR ('' = none)")
     r.add_argument("--app-dropin", default="", help="where its GATEWAY_APP drop-in goes")
-    r.add_argument("--devices", default="",
-                   help="serial,i2c,spi,gpio and/or /dev paths ('' or none: no device access)")
+    r.add_argument(
+        "--devices",
+        default="",
+        help="serial,i2c,spi,gpio and/or /dev paths ('' or none: no device access)",
+    )
     r.add_argument("--devices-dropin", default="", help="where the device drop-in goes")
-    r.add_argument("--root", default="",
-                   help="the image root being staged ('' = this system): its /etc/group")
+    r.add_argument(
+        "--root", default="", help="the image root being staged ('' = this system): its /etc/group"
+    )
     e = sub.add_parser("envfile")
     e.add_argument("path")
     args = p.parse_args(argv)

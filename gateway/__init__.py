@@ -59,11 +59,16 @@ if TYPE_CHECKING:
 # Imported on first use: an app without body parsers or WebSockets does not pay their memory
 # (zlib, multipart, wsproto's handshake machinery) on a device with a few hundred MiB.
 # The handler types are Protocols for type checkers (about 25 KiB): loaded when imported.
-_LAZY = {"bodyparsers": "gateway.app.bodyparsers", "WebSocket": "gateway.server.websocket",
-         "SocketHub": "gateway.app.pubsub", "cookie_parser": "gateway.app.cookies",
-         **dict.fromkeys(
-             ("Handler", "Middleware", "ErrorHandler", "Next", "WebSocketHandler"),
-             "gateway.app.handlers")}
+_LAZY = {
+    "bodyparsers": "gateway.app.bodyparsers",
+    "WebSocket": "gateway.server.websocket",
+    "SocketHub": "gateway.app.pubsub",
+    "cookie_parser": "gateway.app.cookies",
+    **dict.fromkeys(
+        ("Handler", "Middleware", "ErrorHandler", "Next", "WebSocketHandler"),
+        "gateway.app.handlers",
+    ),
+}
 
 
 def __getattr__(name: str) -> Any:

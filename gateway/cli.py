@@ -30,8 +30,9 @@ class Args:
 
     def __init__(self, command: str) -> None:
         self.command = command
-        self.app: str | None = (os.environ.get("GATEWAY_APP", "gateway.demo:app")
-                                if command == "serve" else None)
+        self.app: str | None = (
+            os.environ.get("GATEWAY_APP", "gateway.demo:app") if command == "serve" else None
+        )
         self.profile: str = os.environ.get("GATEWAY_PROFILE", "default")
         self.host: str | None = None
         self.port: str | None = None
@@ -98,8 +99,11 @@ def parse_args(argv: list[str]) -> Args | None:
 
 def _overrides(args: Args) -> dict[str, str]:
     out: dict[str, str] = {}
-    for key, name in (("host", "server.host"), ("port", "server.port"),
-                      ("unix", "server.unix_path")):
+    for key, name in (
+        ("host", "server.host"),
+        ("port", "server.port"),
+        ("unix", "server.unix_path"),
+    ):
         value = getattr(args, key)
         if value is not None:
             out[name] = value
@@ -143,17 +147,22 @@ def load_app(spec: str) -> Any:
             raise ConfigError(
                 f"app {spec!r}: module {module_name!r} imports {missing!r}, which is not "
                 f"installed ({_where(exc)}; install it into the gateway's environment, or add "
-                "it to the app's requirements for a release)") from None
+                "it to the app's requirements for a release)"
+            ) from None
         raise ConfigError(
             f"app {spec!r}: cannot import module {module_name!r}: no such module in "
             f"{os.getcwd()} or the installed packages (MODULE:ATTR names a Python module, "
-            "e.g. myapp:app for myapp.py)") from None
+            "e.g. myapp:app for myapp.py)"
+        ) from None
     except SyntaxError as exc:
-        raise ConfigError(f"app {spec!r}: {exc.filename}:{exc.lineno}: syntax error: "
-                          f"{exc.msg}") from None
+        raise ConfigError(
+            f"app {spec!r}: {exc.filename}:{exc.lineno}: syntax error: {exc.msg}"
+        ) from None
     except Exception as exc:  # the module raised while it was imported
-        raise ConfigError(f"app {spec!r}: importing {module_name!r} failed at {_where(exc)}: "
-                          f"{type(exc).__name__}: {exc}") from None
+        raise ConfigError(
+            f"app {spec!r}: importing {module_name!r} failed at {_where(exc)}: "
+            f"{type(exc).__name__}: {exc}"
+        ) from None
     obj = getattr(module, attr, None)
     if obj is None:
         raise ConfigError(f"app {spec!r}: module {module_name!r} has no attribute {attr!r}")
@@ -183,8 +192,9 @@ def _reload(args: Args) -> int:
         pid = int(args.pid or "")
         timeout = float(args.timeout)
     except ValueError:
-        raise ConfigError("reload: --pid needs the server's process id and --timeout a "
-                          "number of seconds") from None
+        raise ConfigError(
+            "reload: --pid needs the server's process id and --timeout a number of seconds"
+        ) from None
     where = os.environ.get("RUNTIME_DIRECTORY", "").split(":")[0]
     path = os.path.join(where, RELOAD_STATUS) if where else ""
 
@@ -216,8 +226,7 @@ def _reload(args: Args) -> int:
             print(f"gateway: reload refused, the old profile stays: {detail}", file=sys.stderr)
             return ConfigError.exit_code
         time.sleep(0.05)
-    print(f"gateway: reload: no outcome from process {pid} within {timeout:g} s",
-          file=sys.stderr)
+    print(f"gateway: reload: no outcome from process {pid} within {timeout:g} s", file=sys.stderr)
     return 1
 
 
@@ -263,8 +272,11 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     if args is None:
         return 0
-    logging.basicConfig(level=os.environ.get("GATEWAY_LOG_LEVEL", "INFO"), stream=sys.stderr,
-                        format="%(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=os.environ.get("GATEWAY_LOG_LEVEL", "INFO"),
+        stream=sys.stderr,
+        format="%(levelname)s %(name)s: %(message)s",
+    )
     try:
         if args.command == "settings":
             from gateway.settings import format_settings
@@ -305,8 +317,11 @@ def main(argv: list[str] | None = None) -> int:
             settings = _settings(args)
             text = avahi_service(settings, installed_version())
             if text is None:
-                print(f"gateway: profile {settings.profile} is not advertised: "
-                      f"{not_advertised(settings)}", file=sys.stderr)
+                print(
+                    f"gateway: profile {settings.profile} is not advertised: "
+                    f"{not_advertised(settings)}",
+                    file=sys.stderr,
+                )
                 return 0
             print(text, end="")
             return 0
@@ -323,9 +338,11 @@ def main(argv: list[str] | None = None) -> int:
                 _append_credentials(args.file, line)
             print(f"token: {token}\ncredentials line: {line}")
             if args.file:
-                print(f"added to {args.file}; serve with it: gateway serve --set "
-                      f"server.credentials_file={args.file} (or set it in the profile), then "
-                      f"send 'Authorization: Bearer {token}'")
+                print(
+                    f"added to {args.file}; serve with it: gateway serve --set "
+                    f"server.credentials_file={args.file} (or set it in the profile), then "
+                    f"send 'Authorization: Bearer {token}'"
+                )
             return 0
         settings = _settings(args)
         app = load_app(args.app or "gateway.demo:app")
@@ -350,5 +367,3 @@ def main(argv: list[str] | None = None) -> int:
         print(f"gateway: cannot serve: {text}", file=sys.stderr)
         return 71
     return 0
-
-

@@ -74,12 +74,17 @@ async def index(req: Request, res: Response) -> None:
     notes = "".join(f"<li>{html.escape(n)}</li>" for n in _notes[-10:])
     settings = req.app.settings
     tokens = len(req.app.credentials)
-    await res.send(PAGE.format(
-        profile=settings.profile if settings else "?", mode=req.mode, notes=notes,
-        requests=req.app.requests_served,
-        tokens=f"{tokens} configured" if tokens else "none configured yet",
-        user_max=_size(settings.user.max_body_bytes) if settings else "?",
-        priv_max=_size(settings.privileged.max_body_bytes) if settings else "?"))
+    await res.send(
+        PAGE.format(
+            profile=settings.profile if settings else "?",
+            mode=req.mode,
+            notes=notes,
+            requests=req.app.requests_served,
+            tokens=f"{tokens} configured" if tokens else "none configured yet",
+            user_max=_size(settings.user.max_body_bytes) if settings else "?",
+            priv_max=_size(settings.privileged.max_body_bytes) if settings else "?",
+        )
+    )
 
 
 def _size(n: int) -> str:

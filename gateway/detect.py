@@ -12,8 +12,14 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Final, NamedTuple
 
-__all__ = ["Detection", "PROFILE_MIN_USABLE_BYTES", "PiRevision", "decode_pi_revision",
-           "detect", "format_detection"]
+__all__ = [
+    "Detection",
+    "PROFILE_MIN_USABLE_BYTES",
+    "PiRevision",
+    "decode_pi_revision",
+    "detect",
+    "format_detection",
+]
 
 MiB: Final = 1024 * 1024
 GiB: Final = 1024 * MiB
@@ -22,51 +28,80 @@ GiB: Final = 1024 * MiB
 # is at least the profile's systemd.memory_max_bytes (tests/test_detect.py checks), so the
 # backstop always fits inside what the process may use, and just below the MemTotal a board of
 # that class reports (a 1 GB Pi 3B+ shows ~0.9 GiB: the GPU and kernel keep the rest).
-PROFILE_MIN_USABLE_BYTES: Final = MappingProxyType({
-    "pi4-8gb": 3 * GiB,            # 4 GB Pi 4 reports ~3.7 GiB
-    "generic-amd64": 1536 * MiB,   # small x86 boxes and VMs start at 2 GB
-    "pi4-2gb": 1536 * MiB,         # 2 GB Pi 4 reports ~1.8 GiB
-    "pi3bplus": 768 * MiB,         # 1 GB Pi 3B+ reports ~0.9 GiB
-    "generic-arm64": 768 * MiB,    # arm64 boards start at 1 GB
-    "pi-zero-2w": 384 * MiB,       # 512 MB Zero 2 W reports ~430 MiB
-    "beaglebone-black": 384 * MiB,  # 512 MB BeagleBone Black reports ~495 MiB
-    "tiny": 0,                     # the floor: chosen when nothing else fits
-})
+PROFILE_MIN_USABLE_BYTES: Final = MappingProxyType(
+    {
+        "pi4-8gb": 3 * GiB,  # 4 GB Pi 4 reports ~3.7 GiB
+        "generic-amd64": 1536 * MiB,  # small x86 boxes and VMs start at 2 GB
+        "pi4-2gb": 1536 * MiB,  # 2 GB Pi 4 reports ~1.8 GiB
+        "pi3bplus": 768 * MiB,  # 1 GB Pi 3B+ reports ~0.9 GiB
+        "generic-arm64": 768 * MiB,  # arm64 boards start at 1 GB
+        "pi-zero-2w": 384 * MiB,  # 512 MB Zero 2 W reports ~430 MiB
+        "beaglebone-black": 384 * MiB,  # 512 MB BeagleBone Black reports ~495 MiB
+        "tiny": 0,  # the floor: chosen when nothing else fits
+    }
+)
 
 # Raspberry Pi revision codes (new style: bit 23 set). Fields, low bit first: revision (4),
 # type (8), processor (4), manufacturer (4), memory size (3), new-style flag (1).
-_PI_TYPES: Final = MappingProxyType({
-    0x00: "A", 0x01: "B", 0x02: "A+", 0x03: "B+", 0x04: "2B", 0x06: "CM1", 0x08: "3B",
-    0x09: "Zero", 0x0A: "CM3", 0x0C: "Zero W", 0x0D: "3B+", 0x0E: "3A+", 0x10: "CM3+",
-    0x11: "4B", 0x12: "Zero 2 W", 0x13: "400", 0x14: "CM4", 0x15: "CM4S", 0x17: "5",
-    0x18: "CM5", 0x19: "500", 0x1A: "CM5 Lite",
-})
+_PI_TYPES: Final = MappingProxyType(
+    {
+        0x00: "A",
+        0x01: "B",
+        0x02: "A+",
+        0x03: "B+",
+        0x04: "2B",
+        0x06: "CM1",
+        0x08: "3B",
+        0x09: "Zero",
+        0x0A: "CM3",
+        0x0C: "Zero W",
+        0x0D: "3B+",
+        0x0E: "3A+",
+        0x10: "CM3+",
+        0x11: "4B",
+        0x12: "Zero 2 W",
+        0x13: "400",
+        0x14: "CM4",
+        0x15: "CM4S",
+        0x17: "5",
+        0x18: "CM5",
+        0x19: "500",
+        0x1A: "CM5 Lite",
+    }
+)
 _PI_CPUS: Final = ("BCM2835", "BCM2836", "BCM2837", "BCM2711", "BCM2712")
 _PI_MAKERS: Final = ("Sony UK", "Egoman", "Embest", "Sony Japan", "Embest", "Stadium")
 # Old-style codes 0002-0015 (Pi 1 and CM1): type and RAM in MiB.
-_PI_OLD: Final = MappingProxyType({
-    **dict.fromkeys((0x2, 0x3, 0x4, 0x5, 0x6), ("B", 256)),
-    **dict.fromkeys((0x7, 0x8, 0x9), ("A", 256)), **dict.fromkeys((0xD, 0xE, 0xF), ("B", 512)),
-    0x10: ("B+", 512), 0x11: ("CM1", 512), 0x12: ("A+", 256), 0x13: ("B+", 512),
-    0x14: ("CM1", 512), 0x15: ("A+", 256),
-})
+_PI_OLD: Final = MappingProxyType(
+    {
+        **dict.fromkeys((0x2, 0x3, 0x4, 0x5, 0x6), ("B", 256)),
+        **dict.fromkeys((0x7, 0x8, 0x9), ("A", 256)),
+        **dict.fromkeys((0xD, 0xE, 0xF), ("B", 512)),
+        0x10: ("B+", 512),
+        0x11: ("CM1", 512),
+        0x12: ("A+", 256),
+        0x13: ("B+", 512),
+        0x14: ("CM1", 512),
+        0x15: ("A+", 256),
+    }
+)
 
 # Board family -> profiles to try, best first; generic-<arch> and tiny always follow.
 _PI4_LADDER: Final = ("pi4-8gb", "pi4-2gb", "pi3bplus", "pi-zero-2w")
 _PI3_LADDER: Final = ("pi3bplus", "pi-zero-2w")
 _ZERO2_LADDER: Final = ("pi-zero-2w",)
 _BCM2835_LADDER: Final = ("tiny",)  # single-core ARMv6: the smallest profile whatever the RAM
-_UNLIMITED: Final = 1 << 60        # cgroup v1 writes "no limit" as ~2**63
+_UNLIMITED: Final = 1 << 60  # cgroup v1 writes "no limit" as ~2**63
 
 
 class PiRevision(NamedTuple):
     """A decoded Raspberry Pi revision code."""
 
-    code: str            # as in /proc/cpuinfo, e.g. "c03114"
-    model: str           # "4B", "3B+", "Zero 2 W", ...
-    processor: str       # "BCM2711"
+    code: str  # as in /proc/cpuinfo, e.g. "c03114"
+    model: str  # "4B", "3B+", "Zero 2 W", ...
+    processor: str  # "BCM2711"
     ram_bytes: int
-    pcb: str             # "1.4"
+    pcb: str  # "1.4"
     maker: str
 
 
@@ -74,18 +109,18 @@ class PiRevision(NamedTuple):
 class Detection:
     """What detect() found and the profile it picked; ``reasons`` says why, in order."""
 
-    model: str                      # device-tree (or DMI) model, "" if none
-    compatible: tuple[str, ...]     # device-tree compatible strings, most specific first
-    revision: str | None            # Raspberry Pi revision code, None on other boards
-    board: str                      # what detect() made of it, e.g. "Raspberry Pi 4B rev 1.4"
-    arch: str                       # "aarch64", "armv7l", "x86_64", ... or "unknown"
-    cores: int                      # processors in /proc/cpuinfo, 0 if unknown
-    ram_bytes: int                  # MemTotal, else the revision code's RAM, else 0
-    board_ram_bytes: int | None     # RAM fitted to the board (from the revision code)
-    cgroup_version: int | None      # 1, 2, or None when no cgroup fs is mounted
+    model: str  # device-tree (or DMI) model, "" if none
+    compatible: tuple[str, ...]  # device-tree compatible strings, most specific first
+    revision: str | None  # Raspberry Pi revision code, None on other boards
+    board: str  # what detect() made of it, e.g. "Raspberry Pi 4B rev 1.4"
+    arch: str  # "aarch64", "armv7l", "x86_64", ... or "unknown"
+    cores: int  # processors in /proc/cpuinfo, 0 if unknown
+    ram_bytes: int  # MemTotal, else the revision code's RAM, else 0
+    board_ram_bytes: int | None  # RAM fitted to the board (from the revision code)
+    cgroup_version: int | None  # 1, 2, or None when no cgroup fs is mounted
     cgroup_limit_bytes: int | None  # the tightest memory limit over our cgroup, None if none
-    memory_controller: bool         # False: MemoryMax= in a unit file does nothing
-    usable_bytes: int               # min(ram_bytes, cgroup_limit_bytes)
+    memory_controller: bool  # False: MemoryMax= in a unit file does nothing
+    usable_bytes: int  # min(ram_bytes, cgroup_limit_bytes)
     profile: str
     reasons: tuple[str, ...]
 
@@ -110,8 +145,9 @@ def decode_pi_revision(code: str) -> PiRevision | None:
         if model is None or cpu >= len(_PI_CPUS) or mem > 6:
             return None
         maker_name = _PI_MAKERS[maker] if maker < len(_PI_MAKERS) else f"maker {maker}"
-        return PiRevision(code, model, _PI_CPUS[cpu], (256 * MiB) << mem,
-                          f"1.{value & 0xF}", maker_name)
+        return PiRevision(
+            code, model, _PI_CPUS[cpu], (256 * MiB) << mem, f"1.{value & 0xF}", maker_name
+        )
     old = _PI_OLD.get(value & 0xFFFFFF)
     if old is None:
         return None
@@ -197,8 +233,10 @@ def _cgroup(root: Path, reasons: list[str]) -> tuple[int | None, bool, int | Non
         return 2, enabled, min(limits) if limits else None
     if (base / "memory").is_dir():
         rel_v1 = own.get("memory", "/").strip("/")
-        for f in (f"sys/fs/cgroup/memory/{rel_v1}/memory.limit_in_bytes",
-                  "sys/fs/cgroup/memory/memory.limit_in_bytes"):
+        for f in (
+            f"sys/fs/cgroup/memory/{rel_v1}/memory.limit_in_bytes",
+            "sys/fs/cgroup/memory/memory.limit_in_bytes",
+        ):
             text = _text(root, f.replace("//", "/"))
             if text.isdigit():
                 limit = int(text) if int(text) < _UNLIMITED else None
@@ -208,8 +246,9 @@ def _cgroup(root: Path, reasons: list[str]) -> tuple[int | None, bool, int | Non
     return None, False, None
 
 
-def _family(rev: PiRevision | None, compatible: tuple[str, ...], model: str
-            ) -> tuple[str, tuple[str, ...]]:
+def _family(
+    rev: PiRevision | None, compatible: tuple[str, ...], model: str
+) -> tuple[str, tuple[str, ...]]:
     """(board description, profile ladder) from the revision code or the device tree."""
     compat = set(compatible)
     if rev is not None:
@@ -223,8 +262,14 @@ def _family(rev: PiRevision | None, compatible: tuple[str, ...], model: str
         name = model or "Raspberry Pi"
         if "raspberrypi,model-zero-2-w" in compat:
             return name, _ZERO2_LADDER
-        cpu = next((c.removeprefix("brcm,").upper() for c in compatible
-                    if c.removeprefix("brcm,").upper() in _PI_CPUS), "")
+        cpu = next(
+            (
+                c.removeprefix("brcm,").upper()
+                for c in compatible
+                if c.removeprefix("brcm,").upper() in _PI_CPUS
+            ),
+            "",
+        )
     elif any(c.startswith("ti,am335x") for c in compat):
         return model or "TI AM335x BeagleBone", ("beaglebone-black",)
     else:
@@ -249,8 +294,10 @@ def detect(root: str | os.PathLike[str] = "/") -> Detection:
     """
     top = Path(root)
     reasons: list[str] = []
-    dt = next((p for p in ("proc/device-tree", "sys/firmware/devicetree/base")
-               if (top / p).is_dir()), None)
+    dt = next(
+        (p for p in ("proc/device-tree", "sys/firmware/devicetree/base") if (top / p).is_dir()),
+        None,
+    )
     model = _text(top, f"{dt}/model") if dt else ""
     raw = (_read(top, f"{dt}/compatible") or b"") if dt else b""
     compatible = tuple(c.decode("ascii", "replace") for c in raw.split(b"\0") if c)
@@ -260,36 +307,56 @@ def detect(root: str | os.PathLike[str] = "/") -> Detection:
     reasons.append(f"model: {model or 'unknown'}")
     cpu, cores = _cpuinfo(top)
     rev = None
-    is_pi = any(c.startswith("raspberrypi,") for c in compatible) or model.startswith(
-        "Raspberry Pi") or cpu.get("Hardware", "").startswith("BCM")
+    is_pi = (
+        any(c.startswith("raspberrypi,") for c in compatible)
+        or model.startswith("Raspberry Pi")
+        or cpu.get("Hardware", "").startswith("BCM")
+    )
     code = cpu.get("Revision", "")
     if not code and is_pi:  # arm64 kernels without the Revision line: the device tree has it
         data = _read(top, "proc/device-tree/system/linux,revision") or b""
         code = f"{int.from_bytes(data, 'big'):x}" if len(data) == 4 else ""
     if is_pi and code:
         rev = decode_pi_revision(code)
-        reasons.append(f"revision {code}: " + (
-            f"Raspberry Pi {rev.model}, {rev.processor}, {_human(rev.ram_bytes)}"
-            + (f", made by {rev.maker}" if rev.maker else "") if rev else "not a known code"))
+        reasons.append(
+            f"revision {code}: "
+            + (
+                f"Raspberry Pi {rev.model}, {rev.processor}, {_human(rev.ram_bytes)}"
+                + (f", made by {rev.maker}" if rev.maker else "")
+                if rev
+                else "not a known code"
+            )
+        )
     board, ladder = _family(rev, compatible, model)
     arch = _arch(top, cpu)
     ram = _meminfo_bytes(top)
     board_ram = rev.ram_bytes if rev else None
-    reasons.append(f"RAM: MemTotal {_human(ram)}" if ram else
-                   f"RAM: no /proc/meminfo; using the board's {_human(board_ram)}" if board_ram
-                   else "RAM: unknown")
+    reasons.append(
+        f"RAM: MemTotal {_human(ram)}"
+        if ram
+        else f"RAM: no /proc/meminfo; using the board's {_human(board_ram)}"
+        if board_ram
+        else "RAM: unknown"
+    )
     ram = ram or board_ram or 0
     version, controller, limit = _cgroup(top, reasons)
     if version is not None and not controller:
         cmdline = _text(top, "proc/cmdline").split()
-        why = " (cgroup_disable=memory on the kernel command line)" if (
-            "cgroup_disable=memory" in cmdline) else ""
-        reasons.append(f"memory cgroup controller disabled{why}: systemd MemoryMax=/MemoryHigh="
-                       " are not enforced; add cgroup_enable=memory cgroup_memory=1 to "
-                       "cmdline.txt to enable the backstop")
+        why = (
+            " (cgroup_disable=memory on the kernel command line)"
+            if ("cgroup_disable=memory" in cmdline)
+            else ""
+        )
+        reasons.append(
+            f"memory cgroup controller disabled{why}: systemd MemoryMax=/MemoryHigh="
+            " are not enforced; add cgroup_enable=memory cgroup_memory=1 to "
+            "cmdline.txt to enable the backstop"
+        )
     usable = min(ram, limit) if ram and limit is not None else (ram or limit or 0)
-    reasons.append(f"usable memory: {_human(usable)}" + (
-        f" = min(RAM {_human(ram)}, cgroup limit {_human(limit)})" if limit is not None else ""))
+    reasons.append(
+        f"usable memory: {_human(usable)}"
+        + (f" = min(RAM {_human(ram)}, cgroup limit {_human(limit)})" if limit is not None else "")
+    )
     generic = "generic-amd64" if arch in ("x86_64", "amd64", "i686", "i386") else "generic-arm64"
     if not ladder:
         reasons.append(f"no board profile for {board!r}; arch {arch}: trying {generic}")
@@ -298,12 +365,29 @@ def detect(root: str | os.PathLike[str] = "/") -> Detection:
         need = PROFILE_MIN_USABLE_BYTES[name]
         if usable >= need:
             profile = name
-            reasons.append(f"profile {name}: needs {_human(need)} usable, fits" if need else
-                           f"profile {name}: the smallest profile, picked when nothing else fits")
+            reasons.append(
+                f"profile {name}: needs {_human(need)} usable, fits"
+                if need
+                else f"profile {name}: the smallest profile, picked when nothing else fits"
+            )
             break
         reasons.append(f"profile {name}: needs {_human(need)} usable, have {_human(usable)}")
-    return Detection(model, compatible, rev.code if rev else None, board, arch, cores, ram,
-                     board_ram, version, limit, controller, usable, profile, tuple(reasons))
+    return Detection(
+        model,
+        compatible,
+        rev.code if rev else None,
+        board,
+        arch,
+        cores,
+        ram,
+        board_ram,
+        version,
+        limit,
+        controller,
+        usable,
+        profile,
+        tuple(reasons),
+    )
 
 
 def format_detection(d: Detection) -> str:
@@ -315,14 +399,24 @@ def format_detection(d: Detection) -> str:
     Returns:
         Aligned "field: value" lines, then the reasons as a bullet list.
     """
-    cgroup = ("none" if d.cgroup_version is None else
-              f"v{d.cgroup_version}, memory controller "
-              f"{'enabled' if d.memory_controller else 'DISABLED'}, "
-              f"limit {_human(d.cgroup_limit_bytes)}")
-    rows = [("board", d.board), ("model", d.model or "unknown"),
-            ("compatible", ", ".join(d.compatible) or "none"),
-            ("revision", d.revision or "none"), ("arch", d.arch),
-            ("cores", str(d.cores or "unknown")), ("RAM", _human(d.ram_bytes)),
-            ("cgroup", cgroup), ("usable", _human(d.usable_bytes)), ("profile", d.profile)]
+    cgroup = (
+        "none"
+        if d.cgroup_version is None
+        else f"v{d.cgroup_version}, memory controller "
+        f"{'enabled' if d.memory_controller else 'DISABLED'}, "
+        f"limit {_human(d.cgroup_limit_bytes)}"
+    )
+    rows = [
+        ("board", d.board),
+        ("model", d.model or "unknown"),
+        ("compatible", ", ".join(d.compatible) or "none"),
+        ("revision", d.revision or "none"),
+        ("arch", d.arch),
+        ("cores", str(d.cores or "unknown")),
+        ("RAM", _human(d.ram_bytes)),
+        ("cgroup", cgroup),
+        ("usable", _human(d.usable_bytes)),
+        ("profile", d.profile),
+    ]
     lines = [f"{k + ':':<12}{v}" for k, v in rows]
     return "\n".join([*lines, "why:", *(f"  - {r}" for r in d.reasons)]) + "\n"

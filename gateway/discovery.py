@@ -74,8 +74,9 @@ def _txt(key: str, value: str) -> str:
     return f"    <txt-record>{escape(item)}</txt-record>"
 
 
-def avahi_service(settings: DiscoverySettings, version: str, name: str = "gateway on %h"
-                  ) -> str | None:
+def avahi_service(
+    settings: DiscoverySettings, version: str, name: str = "gateway on %h"
+) -> str | None:
     """The Avahi static service file (avahi.service(5)) for a profile.
 
     Args:

@@ -75,8 +75,18 @@ class ServerSettings:
     shutdown_grace_s: float = _c(10.0, "ge0", "close at once")
     access_log: bool = True
     allowed_networks: tuple[str, ...] = _c(
-        ("127.0.0.0/8", "::1/128", "10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16",
-         "169.254.0.0/16", "fe80::/10", "fc00::/7"), "cidr")
+        (
+            "127.0.0.0/8",
+            "::1/128",
+            "10.0.0.0/8",
+            "172.16.0.0/12",
+            "192.168.0.0/16",
+            "169.254.0.0/16",
+            "fe80::/10",
+            "fc00::/7",
+        ),
+        "cidr",
+    )
     tls_cert_file: str = ""
     tls_key_file: str = ""
     credentials_file: str = ""
@@ -172,7 +182,8 @@ class CorsSettings:
 
     allowed_origins: tuple[str, ...] = _c((), "origin")
     allowed_methods: tuple[str, ...] = _c(
-        ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE"), "token")
+        ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE"), "token"
+    )
     allowed_headers: tuple[str, ...] = _c(("Authorization", "Content-Type"), "token")
     allow_credentials: bool = False
     max_age_s: float = _c(600.0, "ge0", "not sent: browsers keep a preflight 5 s")
@@ -212,7 +223,8 @@ class Settings:
     http: HTTPSettings = field(default_factory=HTTPSettings)
     user: ModeLimits = field(default_factory=ModeLimits)
     privileged: ModeLimits = field(
-        default_factory=lambda: ModeLimits(max_body_bytes=64 * MiB, max_cache_bytes=8 * MiB))
+        default_factory=lambda: ModeLimits(max_body_bytes=64 * MiB, max_cache_bytes=8 * MiB)
+    )
     memory: MemorySettings = field(default_factory=MemorySettings)
     websocket: WebSocketSettings = field(default_factory=WebSocketSettings)
     systemd: SystemdSettings = field(default_factory=SystemdSettings)
@@ -236,37 +248,57 @@ class Settings:
 
 # ---- schema table: one row per dotted key, built once from the dataclasses above --------------
 
+
 class _Field(NamedTuple):
-    key: str        # dotted TOML key, e.g. "limits.user.max_body_bytes"
-    section: str    # "limits.user"
-    name: str       # "max_body_bytes"
-    kind: str       # annotation text: "int", "float", "bool", "str", "tuple[str, ...]"
+    key: str  # dotted TOML key, e.g. "limits.user.max_body_bytes"
+    section: str  # "limits.user"
+    name: str  # "max_body_bytes"
+    kind: str  # annotation text: "int", "float", "bool", "str", "tuple[str, ...]"
     check: str
     zero: str
 
 
 # TOML section -> (dataclass, attribute of Settings); "profile" is flattened into Settings.
 _SECTIONS: Final = (
-    ("profile", _ProfileInfo, ""), ("server", ServerSettings, "server"),
-    ("http", HTTPSettings, "http"), ("limits.user", ModeLimits, "user"),
-    ("limits.privileged", ModeLimits, "privileged"), ("memory", MemorySettings, "memory"),
-    ("websocket", WebSocketSettings, "websocket"), ("systemd", SystemdSettings, "systemd"),
-    ("status", StatusSettings, "status"), ("mqtt", MQTTSettings, "mqtt"),
-    ("cors", CorsSettings, "cors"), ("bans", BansSettings, "bans"),
+    ("profile", _ProfileInfo, ""),
+    ("server", ServerSettings, "server"),
+    ("http", HTTPSettings, "http"),
+    ("limits.user", ModeLimits, "user"),
+    ("limits.privileged", ModeLimits, "privileged"),
+    ("memory", MemorySettings, "memory"),
+    ("websocket", WebSocketSettings, "websocket"),
+    ("systemd", SystemdSettings, "systemd"),
+    ("status", StatusSettings, "status"),
+    ("mqtt", MQTTSettings, "mqtt"),
+    ("cors", CorsSettings, "cors"),
+    ("bans", BansSettings, "bans"),
 )
-_FIELDS: Final = MappingProxyType({
-    f"{sect}.{f.name}": _Field(f"{sect}.{f.name}", sect, f.name, str(f.type),
-                               f.metadata.get("check", ""), f.metadata.get("zero", ""))
-    for sect, cls, _ in _SECTIONS for f in dataclasses.fields(cls)
-})
+_FIELDS: Final = MappingProxyType(
+    {
+        f"{sect}.{f.name}": _Field(
+            f"{sect}.{f.name}",
+            sect,
+            f.name,
+            str(f.type),
+            f.metadata.get("check", ""),
+            f.metadata.get("zero", ""),
+        )
+        for sect, cls, _ in _SECTIONS
+        for f in dataclasses.fields(cls)
+    }
+)
 # Environment variable -> dotted key; [profile] is metadata, not overridable from outside.
-_ENV_KEYS: Final = MappingProxyType({
-    "GATEWAY_" + key.replace(".", "_").upper(): key
-    for key in _FIELDS if not key.startswith("profile.")
-})
+_ENV_KEYS: Final = MappingProxyType(
+    {
+        "GATEWAY_" + key.replace(".", "_").upper(): key
+        for key in _FIELDS
+        if not key.startswith("profile.")
+    }
+)
 # read by gateway.cli (app, log level) and gateway.detect (root), not settings
-_RESERVED_ENV: Final = frozenset({"GATEWAY_PROFILE", "GATEWAY_PROFILES_DIR", "GATEWAY_ROOT",
-                                  "GATEWAY_APP", "GATEWAY_LOG_LEVEL"})
+_RESERVED_ENV: Final = frozenset(
+    {"GATEWAY_PROFILE", "GATEWAY_PROFILES_DIR", "GATEWAY_ROOT", "GATEWAY_APP", "GATEWAY_LOG_LEVEL"}
+)
 _DEFAULTS_LABEL: Final = "built-in defaults"
 _SIZE_HINT: Final = 'a size: bytes, or "64KiB", "16MiB", "1.5GiB"'
 _DURATION_HINT: Final = 'a duration: seconds, or "30s", "500ms", "2m", "1h"'
@@ -274,11 +306,14 @@ _SIZE_RE: Final = re.compile(r"(\d+)(?:\.(\d+))?\s*([KMGT](?:iB)?|B)?", re.IGNOR
 _NAME_RE: Final = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
 # an origin as browsers serialise it: scheme://host[:port], nothing after (RFC 6454 section 6.1)
 ORIGIN_RE: Final = re.compile(
-    r"[A-Za-z][A-Za-z0-9+.-]*://(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9._~%!$&'()*+,;=-]+)(:[0-9]{1,5})?")
+    r"[A-Za-z][A-Za-z0-9+.-]*://(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9._~%!$&'()*+,;=-]+)(:[0-9]{1,5})?"
+)
 # a header or method name (an RFC 9110 token)
 TOKEN_RE: Final = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
-ORIGIN_HINT: Final = ('a list of origins such as "https://app.example.com" or '
-                      '"http://192.168.1.20:8080" (scheme://host[:port], no path), or ["*"]')
+ORIGIN_HINT: Final = (
+    'a list of origins such as "https://app.example.com" or '
+    '"http://192.168.1.20:8080" (scheme://host[:port], no path), or ["*"]'
+)
 
 
 def _expected(f: _Field) -> str:
@@ -370,7 +405,8 @@ def _coerce(f: _Field, value: object, where: str) -> Any:
     else:
         item = int if f.kind == "tuple[int, ...]" else str
         ok = isinstance(value, list | tuple) and all(
-            isinstance(v, item) and not isinstance(v, bool) for v in value)
+            isinstance(v, item) and not isinstance(v, bool) for v in value
+        )
         value = tuple(value) if ok else value  # type: ignore[arg-type]
     if not ok:
         raise _bad(where, f.key, exp, original)
@@ -378,7 +414,8 @@ def _coerce(f: _Field, value: object, where: str) -> Any:
     if f.check == "port" and not 0 <= value <= 65535:  # type: ignore[operator]
         raise _bad(where, f.key, exp, original)
     if (f.check == "gt0" and any(v <= 0 for v in numbers)) or (
-            f.check == "ge0" and any(v < 0 for v in numbers)):
+        f.check == "ge0" and any(v < 0 for v in numbers)
+    ):
         raise _bad(where, f.key, exp, original)
     if f.check == "cidr":
         for net in numbers:
@@ -389,8 +426,11 @@ def _coerce(f: _Field, value: object, where: str) -> Any:
     elif f.check == "origin":
         for origin in numbers:
             if origin != "*" and not ORIGIN_RE.fullmatch(origin):
-                detail = ("no trailing slash or path: an origin is scheme://host[:port]"
-                          if ORIGIN_RE.match(origin) else f"{_toml(origin)} is not an origin")
+                detail = (
+                    "no trailing slash or path: an origin is scheme://host[:port]"
+                    if ORIGIN_RE.match(origin)
+                    else f"{_toml(origin)} is not an origin"
+                )
                 raise _bad(where, f.key, exp, original, detail)
     elif f.check == "token":
         for name in numbers:
@@ -458,8 +498,16 @@ def _parse_text(f: _Field, text: str, where: str) -> Any:
         elif f.kind == "float":
             value = _parse_duration(text) if _is_duration(f) else float(text)
         elif f.kind == "bool":
-            words = {"true": True, "1": True, "yes": True, "on": True,
-                     "false": False, "0": False, "no": False, "off": False}
+            words = {
+                "true": True,
+                "1": True,
+                "yes": True,
+                "on": True,
+                "false": False,
+                "0": False,
+                "no": False,
+                "off": False,
+            }
             value = words[text.strip().lower()]
         elif f.kind == "str":
             value = text
@@ -485,17 +533,26 @@ def _suggest(word: str, candidates: list[str]) -> str | None:
     return close[0] if close else None
 
 
-def _unknown(where: str, key: str, what: str, candidates: list[str],
-             fmt: str = '"{}"', pool: list[str] | None = None) -> ConfigError:
+def _unknown(
+    where: str,
+    key: str,
+    what: str,
+    candidates: list[str],
+    fmt: str = '"{}"',
+    pool: list[str] | None = None,
+) -> ConfigError:
     """'unknown key' naming the nearest name in pool (default: candidates), else candidates."""
     near = _suggest(key, candidates if pool is None else pool)
     if near is not None:
         return ConfigError(f"{where}: {key}: unknown {what} (did you mean {fmt.format(near)}?)")
-    return ConfigError(f"{where}: {key}: unknown {what}; expected one of: "
-                       + ", ".join(fmt.format(c) for c in candidates))
+    return ConfigError(
+        f"{where}: {key}: unknown {what}; expected one of: "
+        + ", ".join(fmt.format(c) for c in candidates)
+    )
 
 
 # ---- profile files: search path, extends, flattening ------------------------------------------
+
 
 def _display(path: Path) -> str:
     """A path as users typed it: relative to the cwd when inside it."""
@@ -512,8 +569,9 @@ def _shipped_dir() -> Path:
     return packaged if packaged.is_dir() else here.parent / "firmware_profiles"
 
 
-def profile_dirs(profiles_dir: str | os.PathLike[str] | None = None, *,
-                 env: Mapping[str, str] | None = None) -> list[Path]:
+def profile_dirs(
+    profiles_dir: str | os.PathLike[str] | None = None, *, env: Mapping[str, str] | None = None
+) -> list[Path]:
     """The directories searched for ``<name>.toml``, first match wins.
 
     Args:
@@ -539,8 +597,9 @@ def profile_dirs(profiles_dir: str | os.PathLike[str] | None = None, *,
     return unique
 
 
-def list_profiles(profiles_dir: str | os.PathLike[str] | None = None, *,
-                  env: Mapping[str, str] | None = None) -> list[str]:
+def list_profiles(
+    profiles_dir: str | os.PathLike[str] | None = None, *, env: Mapping[str, str] | None = None
+) -> list[str]:
     """Names of every profile on the search path.
 
     Args:
@@ -550,8 +609,9 @@ def list_profiles(profiles_dir: str | os.PathLike[str] | None = None, *,
     Returns:
         Sorted, unique profile names (file stems).
     """
-    names = {p.stem for d in profile_dirs(profiles_dir, env=env) if d.is_dir()
-             for p in d.glob("*.toml")}
+    names = {
+        p.stem for d in profile_dirs(profiles_dir, env=env) if d.is_dir() for p in d.glob("*.toml")
+    }
     return sorted(names)
 
 
@@ -559,8 +619,12 @@ def _is_path(profile: str) -> bool:
     return profile.endswith(".toml") or "/" in profile or os.sep in profile
 
 
-def find_profile(name: str, profiles_dir: str | os.PathLike[str] | None = None, *,
-                 env: Mapping[str, str] | None = None) -> Path:
+def find_profile(
+    name: str,
+    profiles_dir: str | os.PathLike[str] | None = None,
+    *,
+    env: Mapping[str, str] | None = None,
+) -> Path:
     """Resolve a profile name (or a path to a .toml file) to its file.
 
     Args:
@@ -584,8 +648,10 @@ def find_profile(name: str, profiles_dir: str | os.PathLike[str] | None = None, 
     if _is_path(name):
         raise ConfigError(f"{name}: no such profile file; available profiles: {available}")
     searched = ", ".join(_display(d) for d in profile_dirs(profiles_dir, env=env))
-    raise ConfigError(f'profile "{name}": not found in {searched}; available profiles: '
-                      f'{available} (or "auto" to detect the board)')
+    raise ConfigError(
+        f'profile "{name}": not found in {searched}; available profiles: '
+        f'{available} (or "auto" to detect the board)'
+    )
 
 
 def _read_toml(path: Path) -> dict[str, Any]:
@@ -600,8 +666,9 @@ def _read_toml(path: Path) -> dict[str, Any]:
         raise ConfigError(f"{where}: invalid TOML: {exc}") from None
 
 
-def _flatten(doc: dict[str, Any], where: str,
-             errors: list[ConfigError]) -> tuple[str | None, dict[str, Any]]:
+def _flatten(
+    doc: dict[str, Any], where: str, errors: list[ConfigError]
+) -> tuple[str | None, dict[str, Any]]:
     """Check one parsed file; return its ``extends`` and its checked values by dotted key.
 
     Every bad section or key is added to ``errors`` and the rest is still checked, so that one
@@ -628,16 +695,22 @@ def _flatten(doc: dict[str, Any], where: str,
     return extends, out
 
 
-def _flatten_table(sect: str, table: object, where: str, sections: list[str],
-               errors: list[ConfigError]) -> dict[str, Any]:
+def _flatten_table(
+    sect: str, table: object, where: str, sections: list[str], errors: list[ConfigError]
+) -> dict[str, Any]:
     """One section's checked values; a structural error ends this section only."""
     if sect not in sections:
         if isinstance(table, dict):
             raise _unknown(where, sect, "section", sections, "[{}]")
         near = _suggest(sect, list(_FIELDS))  # a stray key: maybe one of some section
-        raise ConfigError(f"{where}: {sect}: unknown key " + (
-            f'(did you mean "{near}"?)' if near else
-            "(keys belong in a section: " + ", ".join(f"[{s}]" for s in sections) + ")"))
+        raise ConfigError(
+            f"{where}: {sect}: unknown key "
+            + (
+                f'(did you mean "{near}"?)'
+                if near
+                else "(keys belong in a section: " + ", ".join(f"[{s}]" for s in sections) + ")"
+            )
+        )
     if not isinstance(table, dict):
         raise _bad(where, sect, f"a table [{sect}]", table)
     known = [k for k in _FIELDS if k.startswith(sect + ".")]
@@ -653,14 +726,17 @@ def _flatten_table(sect: str, table: object, where: str, sections: list[str],
     return out
 
 
-def _file_layers(path: Path, dirs: list[Path], errors: list[ConfigError],
-                 chain: tuple[Path, ...] = ()) -> list[tuple[str, dict[str, Any]]]:
+def _file_layers(
+    path: Path, dirs: list[Path], errors: list[ConfigError], chain: tuple[Path, ...] = ()
+) -> list[tuple[str, dict[str, Any]]]:
     """(where, values) of a profile and the profiles it extends, base first."""
     where = _display(path)
     if path.resolve() in chain:
         cycle = " -> ".join(p.stem for p in (*chain, path.resolve()))
-        raise ConfigError(f"{where}: extends: expected a profile that does not extend itself, "
-                          f"got the cycle {cycle}")
+        raise ConfigError(
+            f"{where}: extends: expected a profile that does not extend itself, "
+            f"got the cycle {cycle}"
+        )
     extends, values = _flatten(_read_toml(path), where, errors)
     layers: list[tuple[str, dict[str, Any]]] = []
     if extends is not None:
@@ -668,22 +744,32 @@ def _file_layers(path: Path, dirs: list[Path], errors: list[ConfigError],
         if _is_path(extends):
             found = [path.parent / extends]
         else:
-            found = [d / f"{extends}.toml" for d in (path.parent, *dirs)
-                     if _NAME_RE.fullmatch(extends)]
+            found = [
+                d / f"{extends}.toml" for d in (path.parent, *dirs) if _NAME_RE.fullmatch(extends)
+            ]
         parent = next((p for p in found if p.is_file()), None)
         if parent is None:
-            raise _bad(where, "extends", "an existing profile (one of: "
-                       + ", ".join(list_profiles(path.parent, env={})) + ")", extends)
+            raise _bad(
+                where,
+                "extends",
+                "an existing profile (one of: "
+                + ", ".join(list_profiles(path.parent, env={}))
+                + ")",
+                extends,
+            )
         layers = _file_layers(parent, dirs, errors, (*chain, path.resolve()))
     return [*layers, (where, values)]
 
 
 # ---- layering and cross-field checks -----------------------------------------------------------
 
+
 def _flat_defaults() -> dict[str, Any]:
     base = Settings()
-    out: dict[str, Any] = {"profile.description": base.description,
-                           "profile.ram_bytes": base.ram_bytes}
+    out: dict[str, Any] = {
+        "profile.description": base.description,
+        "profile.ram_bytes": base.ram_bytes,
+    }
     for sect, cls, attr in _SECTIONS[1:]:
         obj = getattr(base, attr)
         out.update({f"{sect}.{f.name}": getattr(obj, f.name) for f in dataclasses.fields(cls)})
@@ -692,14 +778,22 @@ def _flat_defaults() -> dict[str, Any]:
 
 def _cross_check(v: Mapping[str, Any], origin: Mapping[str, str]) -> None:
     """Combinations no single key can catch; blames the one of two keys that was set last."""
+
     def ref(key: str) -> str:
         size = _human(v[key]) if isinstance(v[key], int) else ""
         return f"{key} ({_toml(v[key])}{', ' + size if size else ''}, from {origin[key]})"
 
     def rank(key: str) -> int:
         where = origin[key]
-        return (0 if where == _DEFAULTS_LABEL else 3 if where == "override"
-                else 2 if where.startswith("$") else 1)
+        return (
+            0
+            if where == _DEFAULTS_LABEL
+            else 3
+            if where == "override"
+            else 2
+            if where.startswith("$")
+            else 1
+        )
 
     def need(small: str, big: str, strict: bool = False, why: str = "") -> None:
         if v[small] < v[big] or (v[small] == v[big] and not strict):
@@ -709,31 +803,51 @@ def _cross_check(v: Mapping[str, Any], origin: Mapping[str, str]) -> None:
         raise _bad(origin[small], small, f"{'<' if strict else '<='} {ref(big)}", v[small], why)
 
     for mode in ("user", "privileged"):
-        need(f"limits.{mode}.max_cache_bytes", f"limits.{mode}.max_body_bytes",
-             why="a body is never cached beyond what is accepted")
-        need(f"limits.{mode}.max_cache_bytes", "memory.body_budget_bytes",
-             why="one cached body must fit the whole budget")
-    need("http.max_request_line_bytes", "http.max_head_bytes",
-         why="the request line is part of the head")
+        need(
+            f"limits.{mode}.max_cache_bytes",
+            f"limits.{mode}.max_body_bytes",
+            why="a body is never cached beyond what is accepted",
+        )
+        need(
+            f"limits.{mode}.max_cache_bytes",
+            "memory.body_budget_bytes",
+            why="one cached body must fit the whole budget",
+        )
+    need(
+        "http.max_request_line_bytes",
+        "http.max_head_bytes",
+        why="the request line is part of the head",
+    )
     creds = "cors.allow_credentials"
     if v[creds]:
         for key in ("cors.allowed_origins", "cors.exposed_headers"):
             if "*" in v[key]:  # browsers refuse "*" on a credentialed request (Fetch)
                 blame, other = (key, creds) if rank(key) >= rank(creds) else (creds, key)
                 what = "origins" if key.endswith("origins") else "header names"
-                raise _bad(origin[blame], blame, f"no \"*\" together with {ref(other)}",
-                           v[blame], f"browsers refuse a wildcard on credentialed requests: "
-                           f"list the {what}")
+                raise _bad(
+                    origin[blame],
+                    blame,
+                    f'no "*" together with {ref(other)}',
+                    v[blame],
+                    f"browsers refuse a wildcard on credentialed requests: list the {what}",
+                )
     cert, key = "server.tls_cert_file", "server.tls_key_file"
     if bool(v[cert]) != bool(v[key]):
         have, missing = (cert, key) if v[cert] else (key, cert)
         raise _bad(origin[have], have, f"{missing} to be set too (TLS needs both)", v[have])
     if v["systemd.memory_max_bytes"]:
         if v["systemd.memory_high_bytes"]:
-            need("systemd.memory_high_bytes", "systemd.memory_max_bytes",
-                 why="MemoryHigh= throttles before MemoryMax= kills")
-        need("memory.body_budget_bytes", "systemd.memory_max_bytes", strict=True,
-             why="the process needs memory besides cached bodies")
+            need(
+                "systemd.memory_high_bytes",
+                "systemd.memory_max_bytes",
+                why="MemoryHigh= throttles before MemoryMax= kills",
+            )
+        need(
+            "memory.body_budget_bytes",
+            "systemd.memory_max_bytes",
+            strict=True,
+            why="the process needs memory besides cached bodies",
+        )
     _check_mqtt(v, origin)
 
 
@@ -771,6 +885,7 @@ def mqtt_address(url: str) -> tuple[bool, str, int]:
 
 def _check_mqtt(v: Mapping[str, Any], origin: Mapping[str, str]) -> None:
     """[mqtt]: the url, the names that become topic levels, and TLS files that need TLS."""
+
     def bad(key: str, expected: str) -> ConfigError:
         return _bad(origin[key], key, expected, v[key])
 
@@ -780,8 +895,13 @@ def _check_mqtt(v: Mapping[str, Any], origin: Mapping[str, str]) -> None:
     try:
         tls, _, _ = mqtt_address(url)
     except ValueError as exc:
-        raise _bad(origin["mqtt.url"], "mqtt.url", 'a broker url such as "mqtt://host:1883" or '
-                   '"mqtts://host:8883"', url, str(exc)) from None
+        raise _bad(
+            origin["mqtt.url"],
+            "mqtt.url",
+            'a broker url such as "mqtt://host:1883" or "mqtts://host:8883"',
+            url,
+            str(exc),
+        ) from None
     for key in ("mqtt.topic_prefix", "mqtt.device_id"):
         if v[key] and not _TOPIC_LEVEL.fullmatch(v[key]):
             raise bad(key, "one MQTT topic level (no '/', '+', '#' or NUL)")
@@ -791,8 +911,12 @@ def _check_mqtt(v: Mapping[str, Any], origin: Mapping[str, str]) -> None:
         raise bad("mqtt.device_id", 'a device id other than "all" (the fleet-wide topics)')
     for room in v["mqtt.rooms"]:
         if not _TOPIC_NAME.fullmatch(room):
-            raise _bad(origin["mqtt.rooms"], "mqtt.rooms", "room names that can be topic "
-                       "levels (non-empty; no '+', '#' or NUL)", v["mqtt.rooms"])
+            raise _bad(
+                origin["mqtt.rooms"],
+                "mqtt.rooms",
+                "room names that can be topic levels (non-empty; no '+', '#' or NUL)",
+                v["mqtt.rooms"],
+            )
     for key in ("mqtt.tls_ca_file", "mqtt.tls_cert_file", "mqtt.tls_key_file"):
         if v[key] and not tls:
             raise bad(key, "an mqtts:// url (TLS files without TLS would be ignored)")
@@ -809,16 +933,22 @@ def _env_items(env: Mapping[str, str]) -> Iterator[tuple[str, str, str]]:
             continue
         if name not in _ENV_KEYS:
             near = _suggest(name, sorted(_ENV_KEYS))
-            hint = (f"did you mean {near}?" if near else
-                    "settings variables are GATEWAY_<SECTION>_<KEY>, e.g. GATEWAY_SERVER_PORT")
+            hint = (
+                f"did you mean {near}?"
+                if near
+                else "settings variables are GATEWAY_<SECTION>_<KEY>, e.g. GATEWAY_SERVER_PORT"
+            )
             raise ConfigError(f"{name}: unknown GATEWAY_* environment variable ({hint})")
         yield f"${name}", _ENV_KEYS[name], env[name]
 
 
-def load_settings(profile: str | os.PathLike[str] | None = "default", *,
-                  profiles_dir: str | os.PathLike[str] | None = None,
-                  env: Mapping[str, str] | None = None,
-                  overrides: Mapping[str, object] | None = None) -> Settings:
+def load_settings(
+    profile: str | os.PathLike[str] | None = "default",
+    *,
+    profiles_dir: str | os.PathLike[str] | None = None,
+    env: Mapping[str, str] | None = None,
+    overrides: Mapping[str, object] | None = None,
+) -> Settings:
     """Load and check a profile: defaults < profile file(s) < environment < overrides.
 
     Args:
@@ -864,11 +994,13 @@ def load_settings(profile: str | os.PathLike[str] | None = "default", *,
             continue
         try:
             if key not in _FIELDS or key.startswith("profile."):
-                raise _unknown("override", key, "key",
-                               [k for k in _FIELDS if "profile." not in k])
+                raise _unknown("override", key, "key", [k for k in _FIELDS if "profile." not in k])
             f = _FIELDS[key]
-            values[key] = (_parse_text(f, val, "override") if isinstance(val, str)
-                           else _coerce(f, val, "override"))
+            values[key] = (
+                _parse_text(f, val, "override")
+                if isinstance(val, str)
+                else _coerce(f, val, "override")
+            )
             origin[key] = "override"
         except ConfigError as exc:
             errors.append(exc)
@@ -884,8 +1016,10 @@ def load_settings(profile: str | os.PathLike[str] | None = "default", *,
         return cls(**{f.name: values[f"{sect}.{f.name}"] for f in dataclasses.fields(cls)})
 
     return Settings(
-        profile=path.stem, source=str(path.resolve()),
-        description=values["profile.description"], ram_bytes=values["profile.ram_bytes"],
+        profile=path.stem,
+        source=str(path.resolve()),
+        description=values["profile.description"],
+        ram_bytes=values["profile.ram_bytes"],
         **{attr: section(sect, cls) for sect, cls, attr in _SECTIONS[1:]},
     )
 
@@ -900,12 +1034,15 @@ def format_settings(settings: Settings) -> str:
         TOML text: a comment header naming the profile and its source, then every section
         with every key; sizes carry a human-readable comment.
     """
+
     def comment(text: str) -> str:
         return text.replace("\r", "\\r").replace("\n", "\\n")
 
-    lines = [f"# gateway settings, profile {comment(settings.profile)}",
-             f"# source: {comment(settings.source)}",
-             "# resolved: built-in defaults < profile < GATEWAY_* environment < overrides"]
+    lines = [
+        f"# gateway settings, profile {comment(settings.profile)}",
+        f"# source: {comment(settings.source)}",
+        "# resolved: built-in defaults < profile < GATEWAY_* environment < overrides",
+    ]
     for sect, cls, attr in _SECTIONS:
         obj: object = settings if sect == "profile" else getattr(settings, attr)
         lines += ["", f"[{sect}]"]
@@ -935,5 +1072,9 @@ def worst_case_bytes(settings: Settings, start_rss_bytes: int = 32 * MiB) -> int
     s, h, ws = settings.server, settings.http, settings.websocket
     per_connection = s.recv_buffer_bytes + h.max_head_bytes + PER_CONNECTION_OVERHEAD_BYTES
     per_websocket = ws.send_queue_bytes + ws.max_message_bytes
-    return (start_rss_bytes + s.max_connections * per_connection
-            + ws.max_connections * per_websocket + settings.memory.body_budget_bytes)
+    return (
+        start_rss_bytes
+        + s.max_connections * per_connection
+        + ws.max_connections * per_websocket
+        + settings.memory.body_budget_bytes
+    )

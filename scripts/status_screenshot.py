@@ -31,9 +31,13 @@ async def traffic(server: Server) -> None:
     """What a device sees in its first minutes: a page, its API, a form, mistakes."""
     for target in ("/", "/api/hello?name=device", "/user/42", "/_gateway/health"):
         await request(server, "GET", target)
-    await request(server, "POST", "/notes", [("Content-Type",
-                                              "application/x-www-form-urlencoded")],
-                  b"note=hello")
+    await request(
+        server,
+        "POST",
+        "/notes",
+        [("Content-Type", "application/x-www-form-urlencoded")],
+        b"note=hello",
+    )
     await request(server, "GET", "/favicon.ico")
     await request(server, "GET", "/admin/status")  # no token: 401
     await request(server, "POST", "/upload", body=b"x" * (2 * 1024 * 1024 + 1))  # over: 413
@@ -50,9 +54,16 @@ async def main(out: Path, phone: bool) -> None:
         creds = Path(tmp) / "credentials"
         creds.write_text(f"{hash_token(TOKEN)} admin\n")
         os.chmod(creds, 0o600)
-        settings = load_settings("pi4-2gb", env={}, overrides={
-            "server.host": "127.0.0.1", "server.port": "0", "server.access_log": "false",
-            "server.credentials_file": str(creds)})
+        settings = load_settings(
+            "pi4-2gb",
+            env={},
+            overrides={
+                "server.host": "127.0.0.1",
+                "server.port": "0",
+                "server.access_log": "false",
+                "server.credentials_file": str(creds),
+            },
+        )
         app.bind(settings)
         server = Server(app, settings)
         with trio.fail_after(60):
@@ -64,14 +75,19 @@ async def main(out: Path, phone: bool) -> None:
                 async with open_browser(Path(tmp)) as browser:
                     size = (412, 900, True) if phone else (900, 640, False)
                     tab = await browser.new_page(
-                        f"http://127.0.0.1:{server.port}/_gateway/", width=size[0],
-                        height=size[1], mobile=size[2])
-                    await tab.wait_for("document.getElementById('state').textContent"
-                                       " === 'live'")
-                    await tab.evaluate(f"document.getElementById('token').value = '{TOKEN}';"
-                                       "document.getElementById('auth').requestSubmit()")
-                    await tab.wait_for("document.getElementById('mode').textContent"
-                                       " === 'privileged view'")
+                        f"http://127.0.0.1:{server.port}/_gateway/",
+                        width=size[0],
+                        height=size[1],
+                        mobile=size[2],
+                    )
+                    await tab.wait_for("document.getElementById('state').textContent === 'live'")
+                    await tab.evaluate(
+                        f"document.getElementById('token').value = '{TOKEN}';"
+                        "document.getElementById('auth').requestSubmit()"
+                    )
+                    await tab.wait_for(
+                        "document.getElementById('mode').textContent === 'privileged view'"
+                    )
                     await trio.sleep(2.5)  # two snapshots: a request rate to show
                     await tab.wait_for("document.getElementById('rps').textContent !== '\u2013'")
                     await tab.screenshot(out)
@@ -82,5 +98,8 @@ async def main(out: Path, phone: bool) -> None:
 
 if __name__ == "__main__":
     args = [a for a in sys.argv[1:] if a != "--phone"]
-    trio.run(main, Path(args[0]) if args else ROOT / "docs" / "status-page.png",
-             "--phone" in sys.argv[1:])
+    trio.run(
+        main,
+        Path(args[0]) if args else ROOT / "docs" / "status-page.png",
+        "--phone" in sys.argv[1:],
+    )

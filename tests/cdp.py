@@ -22,11 +22,20 @@ from tests.peers import require_tool
 
 __all__ = ["Browser", "Page", "open_browser", "CHROMIUM_FLAGS"]
 
-CHROMIUM_FLAGS = ("--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
-                  "--no-first-run", "--disable-background-networking",
-                  "--disable-component-update", "--disable-sync", "--hide-scrollbars",
-                  "--mute-audio", "--remote-debugging-address=127.0.0.1",
-                  "--remote-debugging-port=0")
+CHROMIUM_FLAGS = (
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--hide-scrollbars",
+    "--mute-audio",
+    "--remote-debugging-address=127.0.0.1",
+    "--remote-debugging-port=0",
+)
 
 
 class CDPError(Exception):
@@ -66,8 +75,9 @@ class Browser:
                         else:
                             self.events.append(message)
 
-    async def call(self, method: str, params: dict[str, Any] | None = None,
-                   session: str | None = None) -> dict[str, Any]:
+    async def call(
+        self, method: str, params: dict[str, Any] | None = None, session: str | None = None
+    ) -> dict[str, Any]:
         """Send one command and return its result.
 
         Raises:
@@ -87,16 +97,26 @@ class Browser:
         result: dict[str, Any] = reply.get("result", {})
         return result
 
-    async def new_page(self, url: str, *, width: int = 412, height: int = 860,
-                       scale: float = 1.0, mobile: bool = True) -> Page:
+    async def new_page(
+        self,
+        url: str,
+        *,
+        width: int = 412,
+        height: int = 860,
+        scale: float = 1.0,
+        mobile: bool = True,
+    ) -> Page:
         """A new tab at ``url`` with a phone-sized viewport by default."""
         target = (await self.call("Target.createTarget", {"url": "about:blank"}))["targetId"]
-        session = (await self.call("Target.attachToTarget",
-                                   {"targetId": target, "flatten": True}))["sessionId"]
+        session = (await self.call("Target.attachToTarget", {"targetId": target, "flatten": True}))[
+            "sessionId"
+        ]
         page = Page(self, session)
-        await self.call("Emulation.setDeviceMetricsOverride",
-                        {"width": width, "height": height, "deviceScaleFactor": scale,
-                         "mobile": mobile}, session)
+        await self.call(
+            "Emulation.setDeviceMetricsOverride",
+            {"width": width, "height": height, "deviceScaleFactor": scale, "mobile": mobile},
+            session,
+        )
         await self.call("Page.navigate", {"url": url}, session)
         return page
 
@@ -117,7 +137,8 @@ class Page:
         result = await self.browser.call(
             "Runtime.evaluate",
             {"expression": expression, "returnByValue": True, "awaitPromise": True},
-            self.session)
+            self.session,
+        )
         if "exceptionDetails" in result:
             raise CDPError(f"{expression!r} threw: {result['exceptionDetails']}")
         return result["result"].get("value")
@@ -135,8 +156,7 @@ class Page:
 
     async def screenshot(self, path: Path) -> bytes:
         """Save a PNG of the viewport to ``path`` and return its bytes."""
-        result = await self.browser.call("Page.captureScreenshot", {"format": "png"},
-                                         self.session)
+        result = await self.browser.call("Page.captureScreenshot", {"format": "png"}, self.session)
         data = base64.b64decode(result["data"])
         await trio.Path(path).write_bytes(data)
         return data
@@ -168,7 +188,11 @@ async def open_browser(tmp_path: Path) -> AsyncIterator[Browser]:
     log = os.open(tmp_path / "chromium.log", os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
     proc = await trio.lowlevel.open_process(
         [exe, *CHROMIUM_FLAGS, f"--user-data-dir={profile}", "about:blank"],
-        stdin=subprocess.DEVNULL, stdout=log, stderr=log, start_new_session=True)
+        stdin=subprocess.DEVNULL,
+        stdout=log,
+        stderr=log,
+        start_new_session=True,
+    )
     try:
         port, path = await _devtools_address(profile, proc)
         stream = await trio.open_tcp_stream("127.0.0.1", port)

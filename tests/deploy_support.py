@@ -39,8 +39,9 @@ def project_version() -> str:
         return str(tomllib.load(f)["project"]["version"])
 
 
-def build_release(version: str | None = None, source: Path | None = None,
-                  timeout: float = 300) -> Path:
+def build_release(
+    version: str | None = None, source: Path | None = None, timeout: float = 300
+) -> Path:
     """The tarball of ``version`` (pyproject's when None) built from ``source`` (this tree)."""
     key = (version, str(source or REPO))
     if key not in _cache:
@@ -50,8 +51,9 @@ def build_release(version: str | None = None, source: Path | None = None,
             argv += ["--version", version]
         if source:
             argv += ["--source", str(source)]
-        proc = subprocess.run(argv, capture_output=True, text=True, timeout=timeout,
-                              stdin=subprocess.DEVNULL)
+        proc = subprocess.run(
+            argv, capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL
+        )
         assert proc.returncode == 0, f"build_release failed:\n{proc.stdout}\n{proc.stderr}"
         _cache[key] = Path(proc.stdout.strip().splitlines()[-1])
     return _cache[key]
@@ -62,8 +64,11 @@ def unpack(tarball: Path, dest: Path) -> Path:
     dest.mkdir(parents=True, exist_ok=True)
     with tarfile.open(tarball) as tar:
         tar.extractall(dest, filter="tar")
-    (top,) = [p for p in dest.iterdir() if p.is_dir() and p.name.startswith("gateway-")
-              and tarball.name.startswith(p.name)]
+    (top,) = [
+        p
+        for p in dest.iterdir()
+        if p.is_dir() and p.name.startswith("gateway-") and tarball.name.startswith(p.name)
+    ]
     return top
 
 
@@ -73,12 +78,26 @@ def broken_release(version: str) -> Path:
     key = (version, "broken")
     if key not in _cache:
         src = _dir() / f"broken-src-{version}"
-        shutil.copytree(REPO, src, ignore=shutil.ignore_patterns(
-            ".git", ".venv", "node_modules", "__pycache__", ".*_cache", ".hypothesis", "build",
-            "dist", "*.egg-info"))
+        shutil.copytree(
+            REPO,
+            src,
+            ignore=shutil.ignore_patterns(
+                ".git",
+                ".venv",
+                "node_modules",
+                "__pycache__",
+                ".*_cache",
+                ".hypothesis",
+                "build",
+                "dist",
+                "*.egg-info",
+            ),
+        )
         demo = src / "gateway/demo.py"
-        demo.write_text(demo.read_text() + '\nimport sys\nif sys.argv[1:2] == ["serve"]:\n'
-                        '    raise RuntimeError("a deliberately broken release")\n')
+        demo.write_text(
+            demo.read_text() + '\nimport sys\nif sys.argv[1:2] == ["serve"]:\n'
+            '    raise RuntimeError("a deliberately broken release")\n'
+        )
         _cache[key] = build_release(version, source=src)
     return _cache[key]
 
@@ -89,7 +108,7 @@ APP_DIST = "gwtestapp"
 SENSORLIB = "gwtest_sensorlib"
 SENSOR_NODE = "/dev/gwsensor0"  # what the runtime-broken app opens when it is bound
 
-APP_TEMPLATE = '''\
+APP_TEMPLATE = """\
 # gwtestapp: a device app for the deployment tests. A route using its requirement
 # (gwtest_sensorlib), a WebSocket echo, a privileged route, and a route that opens a device
 # node and reports the errno (how the device-access drop-in is seen from inside).
@@ -134,7 +153,7 @@ async def config(req, res):
 async def live(ws, req):
     async for message in ws:
         await ws.send(message)
-{extra}'''
+{extra}"""
 # An app whose device is opened when the server binds it to its settings (not at import, so
 # install.sh's check passes): without the node it never serves (a runtime failure).
 NEEDS_DEVICE = f'''\
@@ -149,19 +168,23 @@ app = SensorApp()'''
 
 def app_source(version: str, extra: str = "", needs_device: bool = False) -> str:
     """gwtestapp's module source at ``version`` (``extra``: code appended at the end)."""
-    return APP_TEMPLATE.format(version=version, extra=extra,
-                               app_line=NEEDS_DEVICE if needs_device else "app = App()")
+    return APP_TEMPLATE.format(
+        version=version, extra=extra, app_line=NEEDS_DEVICE if needs_device else "app = App()"
+    )
 
 
-def make_wheel(dest: Path, dist: str, version: str, files: dict[str, str],
-               tag: str = "py3-none-any") -> Path:
+def make_wheel(
+    dest: Path, dist: str, version: str, files: dict[str, str], tag: str = "py3-none-any"
+) -> Path:
     """A wheel made with zipfile alone (independent of build_release's own wheel builder)."""
     info = f"{dist}-{version}.dist-info"
     members = dict(files)
     members[f"{info}/METADATA"] = f"Metadata-Version: 2.1\nName: {dist}\nVersion: {version}\n"
-    members[f"{info}/WHEEL"] = (f"Wheel-Version: 1.0\nGenerator: tests\n"
-                                f"Root-Is-Purelib: {'true' if tag.endswith('-any') else 'false'}"
-                                f"\nTag: {tag}\n")
+    members[f"{info}/WHEEL"] = (
+        f"Wheel-Version: 1.0\nGenerator: tests\n"
+        f"Root-Is-Purelib: {'true' if tag.endswith('-any') else 'false'}"
+        f"\nTag: {tag}\n"
+    )
     record = []
     for name, text in members.items():
         digest = base64.urlsafe_b64encode(hashlib.sha256(text.encode()).digest()).rstrip(b"=")
@@ -175,37 +198,57 @@ def make_wheel(dest: Path, dist: str, version: str, files: dict[str, str],
     return wheel
 
 
-def app_inputs(version: str, extra: str = "", needs_device: bool = False,
-               broken: str = "") -> tuple[Path, Path, Path]:
+def app_inputs(
+    version: str, extra: str = "", needs_device: bool = False, broken: str = ""
+) -> tuple[Path, Path, Path]:
     """(gwtestapp.py, its requirements file, a --find-links directory with gwtest_sensorlib)
     for one version of the app; ``broken``: a line appended that fails at import."""
     tag = hashlib.sha256(repr((extra, needs_device, broken)).encode()).hexdigest()[:8]
     d = _dir() / f"app-{version}-{tag}"
     links = _dir() / "links"
     if not (links / f"{SENSORLIB}-1.0-py3-none-any.whl").exists():
-        make_wheel(links, SENSORLIB, "1.0",
-                   {f"{SENSORLIB}.py": 'def read():\n    return "sensor-42"\n'})
+        make_wheel(
+            links, SENSORLIB, "1.0", {f"{SENSORLIB}.py": 'def read():\n    return "sensor-42"\n'}
+        )
     d.mkdir(parents=True, exist_ok=True)
     module = d / f"{APP_DIST}.py"
-    module.write_text(app_source(version, extra, needs_device) + (f"\n{broken}\n" if broken
-                                                                    else ""))
+    module.write_text(
+        app_source(version, extra, needs_device) + (f"\n{broken}\n" if broken else "")
+    )
     reqs = d / "requirements.txt"
     reqs.write_text(f"# the app's own requirements\n{SENSORLIB}==1.0\n")
     return module, reqs, links
 
 
-def build_app_release(version: str, extra: str = "", needs_device: bool = False,
-                      broken: str = "", args: tuple[str, ...] = (),
-                      timeout: float = 300) -> Path:
+def build_app_release(
+    version: str,
+    extra: str = "",
+    needs_device: bool = False,
+    broken: str = "",
+    args: tuple[str, ...] = (),
+    timeout: float = 300,
+) -> Path:
     """The tarball of the gateway (pyproject's version) with gwtestapp ``version``."""
     key = (f"app-{version}-{extra}-{needs_device}-{broken}-{args}", str(REPO))
     if key not in _cache:
         module, reqs, links = app_inputs(version, extra, needs_device, broken)
         out = _dir() / f"build-{len(_cache)}"
-        argv = [sys.executable, str(BUILD), "--out", str(out), "--app", str(module),
-                "--app-requirements", str(reqs), "--find-links", str(links), *args]
-        proc = subprocess.run(argv, capture_output=True, text=True, timeout=timeout,
-                              stdin=subprocess.DEVNULL)
+        argv = [
+            sys.executable,
+            str(BUILD),
+            "--out",
+            str(out),
+            "--app",
+            str(module),
+            "--app-requirements",
+            str(reqs),
+            "--find-links",
+            str(links),
+            *args,
+        ]
+        proc = subprocess.run(
+            argv, capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL
+        )
         assert proc.returncode == 0, f"build_release failed:\n{proc.stdout}\n{proc.stderr}"
         _cache[key] = Path(proc.stdout.strip().splitlines()[-1])
     return _cache[key]

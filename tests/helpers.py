@@ -17,13 +17,15 @@ from gateway.settings import Settings, load_settings
 
 def make_settings(**overrides: Any) -> Settings:
     """The `test` profile with overrides given as section__key=value."""
-    return load_settings("test", overrides={k.replace("__", "."): v for k, v in overrides.items()},
-                         env={})
+    return load_settings(
+        "test", overrides={k.replace("__", "."): v for k, v in overrides.items()}, env={}
+    )
 
 
 @asynccontextmanager
-async def running(app: App, settings: Settings | None = None, **overrides: Any
-                  ) -> AsyncIterator[Server]:
+async def running(
+    app: App, settings: Settings | None = None, **overrides: Any
+) -> AsyncIterator[Server]:
     """Serve ``app`` on 127.0.0.1:0 for the duration of the block."""
     settings = settings or make_settings(**overrides)
     app.bind(settings)
@@ -57,8 +59,13 @@ async def read_all(stream: trio.abc.ReceiveStream, limit: int = 1 << 24) -> byte
 class Reply:
     """A parsed response."""
 
-    def __init__(self, status: int, headers: list[tuple[bytes, bytes]], body: bytes,
-                 http_version: bytes = b"1.1") -> None:
+    def __init__(
+        self,
+        status: int,
+        headers: list[tuple[bytes, bytes]],
+        body: bytes,
+        http_version: bytes = b"1.1",
+    ) -> None:
         self.status = status
         self.header_list = [(k.decode().lower(), v.decode()) for k, v in headers]
         self.headers = dict(self.header_list)
@@ -114,8 +121,7 @@ def parse_replies(data: bytes, methods: list[str] | None = None) -> list[Reply]:
             return replies
 
 
-async def exchange(server: Server, raw: bytes, methods: list[str] | None = None
-                   ) -> list[Reply]:
+async def exchange(server: Server, raw: bytes, methods: list[str] | None = None) -> list[Reply]:
     """Send raw bytes, half-close, read everything, parse the responses."""
     stream = await connect(server)
     async with stream:
@@ -125,8 +131,13 @@ async def exchange(server: Server, raw: bytes, methods: list[str] | None = None
     return parse_replies(data, methods)
 
 
-async def request(server: Server, method: str = "GET", target: str = "/",
-                  headers: list[tuple[str, str]] | None = None, body: bytes = b"") -> Reply:
+async def request(
+    server: Server,
+    method: str = "GET",
+    target: str = "/",
+    headers: list[tuple[str, str]] | None = None,
+    body: bytes = b"",
+) -> Reply:
     """One request on a fresh connection (Connection: close), parsed."""
     hdrs = [("host", "127.0.0.1"), ("connection", "close"), *(headers or [])]
     if body and not any(k.lower() in ("content-length", "transfer-encoding") for k, _ in hdrs):
@@ -137,8 +148,9 @@ async def request(server: Server, method: str = "GET", target: str = "/",
     return replies[0]
 
 
-def memory_session(app: App, settings: Settings | None = None, *, privileged: bool = False
-                   ) -> tuple[Server, trio.testing.StapledStream[Any, Any], Any]:
+def memory_session(
+    app: App, settings: Settings | None = None, *, privileged: bool = False
+) -> tuple[Server, trio.testing.StapledStream[Any, Any], Any]:
     """A Server (no listener) and an in-memory stream pair; start ``run`` in a nursery.
 
     Returns (server, client_stream, run) where ``await run()`` serves the server side.
@@ -168,17 +180,25 @@ class Client:
         self.h11 = h11.Connection(h11.CLIENT)
         self.informational: list[int] = []
 
-    async def send(self, method: str = "GET", target: str = "/",
-                   headers: list[tuple[str, str]] | None = None, body: bytes = b"",
-                   *, end: bool = True, http_version: str = "1.1") -> None:
+    async def send(
+        self,
+        method: str = "GET",
+        target: str = "/",
+        headers: list[tuple[str, str]] | None = None,
+        body: bytes = b"",
+        *,
+        end: bool = True,
+        http_version: str = "1.1",
+    ) -> None:
         conn = self.h11
         if conn.our_state is h11.DONE and conn.their_state is h11.DONE:
             conn.start_next_cycle()
         hdrs = [("host", "127.0.0.1"), *(headers or [])]
         if end and not any(k.lower() in ("content-length", "transfer-encoding") for k, _ in hdrs):
             hdrs.append(("content-length", str(len(body))))
-        data = conn.send(h11.Request(method=method, target=target, headers=hdrs,
-                                     http_version=http_version))
+        data = conn.send(
+            h11.Request(method=method, target=target, headers=hdrs, http_version=http_version)
+        )
         if body:
             data += conn.send(h11.Data(data=body))
         if end:

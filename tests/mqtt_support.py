@@ -28,13 +28,17 @@ def free_port() -> int:
 
 
 def _mosquitto() -> str:
-    path = shutil.which("mosquitto") or ("/usr/sbin/mosquitto"
-                                         if os.path.exists("/usr/sbin/mosquitto") else None)
+    path = shutil.which("mosquitto") or (
+        "/usr/sbin/mosquitto" if os.path.exists("/usr/sbin/mosquitto") else None
+    )
     if path is None:
         import pytest
 
-        pytest.fail("mosquitto is missing: Debian package mosquitto (`make test` installs it: "
-                    "scripts/system-deps.sh, as root)", pytrace=False)
+        pytest.fail(
+            "mosquitto is missing: Debian package mosquitto (`make test` installs it: "
+            "scripts/system-deps.sh, as root)",
+            pytrace=False,
+        )
     return path
 
 
@@ -47,21 +51,35 @@ class Broker:
         tls: (cert file, key file) for a TLS listener instead of plain TCP.
     """
 
-    def __init__(self, directory: Path, *, users: dict[str, str] | None = None,
-                 tls: tuple[str, str] | None = None) -> None:
+    def __init__(
+        self,
+        directory: Path,
+        *,
+        users: dict[str, str] | None = None,
+        tls: tuple[str, str] | None = None,
+    ) -> None:
         self.directory = directory
         self.port = free_port()
         self.proc: subprocess.Popen[bytes] | None = None
-        lines = [f"listener {self.port} 127.0.0.1", "persistence false",
-                 "log_dest stderr", "log_type error", "log_type warning", "log_type notice"]
+        lines = [
+            f"listener {self.port} 127.0.0.1",
+            "persistence false",
+            "log_dest stderr",
+            "log_type error",
+            "log_type warning",
+            "log_type notice",
+        ]
         if os.geteuid() == 0:
             lines.append("user root")  # else it drops to 'mosquitto', who cannot read tmp_path
         if users:
             pwfile = directory / "passwd"
             pwfile.touch(mode=0o600)
             for user, password in users.items():
-                subprocess.run(["mosquitto_passwd", "-b", str(pwfile), user, password],
-                               check=True, capture_output=True)
+                subprocess.run(
+                    ["mosquitto_passwd", "-b", str(pwfile), user, password],
+                    check=True,
+                    capture_output=True,
+                )
             lines += ["allow_anonymous false", f"password_file {pwfile}"]
         else:
             lines.append("allow_anonymous true")
@@ -77,8 +95,9 @@ class Broker:
 
     def start(self, timeout_s: float = 10.0) -> None:
         with open(self.log, "ab") as log:
-            self.proc = subprocess.Popen([_mosquitto(), "-c", str(self.conf)],
-                                         stdout=log, stderr=log)
+            self.proc = subprocess.Popen(
+                [_mosquitto(), "-c", str(self.conf)], stdout=log, stderr=log
+            )
         deadline = time.monotonic() + timeout_s
         while True:
             if self.proc.poll() is not None:
@@ -110,37 +129,69 @@ def _client_args(broker: Broker, extra: list[str] | None) -> list[str]:
     return ["-V", "mqttv5", "-h", "127.0.0.1", "-p", str(broker.port), *(extra or [])]
 
 
-async def rr(broker: Broker, topic: str, message: str | bytes, *, correlation: str | None = None,
-             response_topic: str = "test/reply", extra: list[str] | None = None,
-             timeout_s: int = 5) -> dict[str, Any]:
+async def rr(
+    broker: Broker,
+    topic: str,
+    message: str | bytes,
+    *,
+    correlation: str | None = None,
+    response_topic: str = "test/reply",
+    extra: list[str] | None = None,
+    timeout_s: int = 5,
+) -> dict[str, Any]:
     """One request with mosquitto_rr; its answer as ``mosquitto_rr -F %j`` prints it (topic,
     properties, payload), the payload parsed as JSON."""
-    args = ["mosquitto_rr", *_client_args(broker, extra), "-t", topic, "-e", response_topic,
-            "-W", str(timeout_s), "-F", "%j"]
+    args = [
+        "mosquitto_rr",
+        *_client_args(broker, extra),
+        "-t",
+        topic,
+        "-e",
+        response_topic,
+        "-W",
+        str(timeout_s),
+        "-F",
+        "%j",
+    ]
     if correlation is not None:
         args += ["-D", "publish", "correlation-data", correlation]
     if isinstance(message, bytes):
         args += ["-s"]  # the message from stdin, bytes as they are
-        result = await trio.run_process(args + [], stdin=message, capture_stdout=True,
-                                        capture_stderr=True, check=False)
+        result = await trio.run_process(
+            args + [], stdin=message, capture_stdout=True, capture_stderr=True, check=False
+        )
     else:
-        result = await trio.run_process(args + ["-m", message], capture_stdout=True,
-                                        capture_stderr=True, check=False)
+        result = await trio.run_process(
+            args + ["-m", message], capture_stdout=True, capture_stderr=True, check=False
+        )
     assert result.returncode == 0, (result.returncode, result.stderr.decode())
     out: dict[str, Any] = json.loads(result.stdout)
     out["payload"] = json.loads(out["payload"])
     return out
 
 
-async def sub(broker: Broker, topic: str, count: int, *, timeout_s: int = 5,
-              extra: list[str] | None = None) -> list[tuple[str, str]]:
+async def sub(
+    broker: Broker, topic: str, count: int, *, timeout_s: int = 5, extra: list[str] | None = None
+) -> list[tuple[str, str]]:
     """(topic, payload) of the first ``count`` messages on ``topic`` (retained ones included)."""
-    args = ["mosquitto_sub", *_client_args(broker, extra), "-t", topic, "-C", str(count),
-            "-W", str(timeout_s), "-F", "%t %p"]
+    args = [
+        "mosquitto_sub",
+        *_client_args(broker, extra),
+        "-t",
+        topic,
+        "-C",
+        str(count),
+        "-W",
+        str(timeout_s),
+        "-F",
+        "%t %p",
+    ]
     result = await trio.run_process(args, capture_stdout=True, capture_stderr=True, check=False)
     assert result.returncode == 0, (result.returncode, result.stderr.decode())
-    return [tuple(line.split(" ", 1)) for line in  # type: ignore[misc]
-            result.stdout.decode().splitlines()]
+    return [
+        tuple(line.split(" ", 1))
+        for line in result.stdout.decode().splitlines()  # type: ignore[misc]
+    ]
 
 
 def make_app(gate: trio.Event | None = None) -> App:
@@ -152,8 +203,16 @@ def make_app(gate: trio.Event | None = None) -> App:
 
     @app.get("/hello")
     async def hello(req: Any, res: Any) -> None:
-        await res.json({"hello": "mqtt", "transport": req.transport, "is_socket": req.is_socket,
-                        "mode": req.mode, "ip": req.ip, "query": req.query})
+        await res.json(
+            {
+                "hello": "mqtt",
+                "transport": req.transport,
+                "is_socket": req.is_socket,
+                "mode": req.mode,
+                "ip": req.ip,
+                "query": req.query,
+            }
+        )
 
     @app.post("/echo")
     async def echo(req: Any, res: Any) -> None:

@@ -34,10 +34,19 @@ SLOTS_DIR = Path("/run/gateway-test-net")
 SLOTS = range(1, 63)
 PATH = "/usr/sbin:/usr/bin:/sbin:/bin"
 # Units a test container does not need: they only slow the boot down or talk to a console.
-MASK = ("console-getty.service", "getty@.service", "getty.target", "apt-daily.timer",
-        "apt-daily-upgrade.timer", "dpkg-db-backup.timer", "e2scrub_all.timer",
-        "e2scrub_reap.service", "fstrim.timer", "systemd-timesyncd.service",
-        "systemd-networkd-wait-online.service")
+MASK = (
+    "console-getty.service",
+    "getty@.service",
+    "getty.target",
+    "apt-daily.timer",
+    "apt-daily-upgrade.timer",
+    "dpkg-db-backup.timer",
+    "e2scrub_all.timer",
+    "e2scrub_reap.service",
+    "fstrim.timer",
+    "systemd-timesyncd.service",
+    "systemd-networkd-wait-online.service",
+)
 
 
 def usable() -> str | None:
@@ -60,8 +69,13 @@ def require_usable() -> None:
 
 def build_root(timeout: float = 660) -> Path:
     """The cached Debian root (built on first use, bounded by mkroot.sh itself)."""
-    proc = subprocess.run(["sh", str(MKROOT)], capture_output=True, text=True, timeout=timeout,
-                          stdin=subprocess.DEVNULL)
+    proc = subprocess.run(
+        ["sh", str(MKROOT)],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        stdin=subprocess.DEVNULL,
+    )
     assert proc.returncode == 0, f"mkroot.sh failed:\n{proc.stderr}"
     return Path(proc.stdout.strip().splitlines()[-1])
 
@@ -110,8 +124,7 @@ def _remove_cgroup(path: Path) -> None:
 def _take_slot() -> tuple[int, int]:
     SLOTS_DIR.mkdir(parents=True, exist_ok=True)
     for slot in SLOTS:
-        fd = os.open(SLOTS_DIR / f"slot-{slot}.lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC,
-                     0o600)
+        fd = os.open(SLOTS_DIR / f"slot-{slot}.lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -147,16 +160,21 @@ class Container:
         its own and ``ssh_key`` authorized for root, or no sshd at all)."""
         self.dir.mkdir(parents=True, exist_ok=True)
         self._created.add("root")
-        subprocess.run(["cp", "-a", "--reflink=auto", str(self.cache), str(self.root)],
-                       check=True, timeout=300)
+        subprocess.run(
+            ["cp", "-a", "--reflink=auto", str(self.cache), str(self.root)], check=True, timeout=300
+        )
         (self.root / "etc/hostname").write_text(self.name + "\n")
         wants = self.root / "etc/systemd/system"
         masked = MASK
         if ssh_key is None:
             masked += ("ssh.service", "ssh.socket")
         else:
-            subprocess.run(["ssh-keygen", "-A", "-f", str(self.root)], check=True, timeout=60,
-                           capture_output=True)
+            subprocess.run(
+                ["ssh-keygen", "-A", "-f", str(self.root)],
+                check=True,
+                timeout=60,
+                capture_output=True,
+            )
             ssh_dir = self.root / "root/.ssh"
             ssh_dir.mkdir(mode=0o700, exist_ok=True)
             (ssh_dir / "authorized_keys").write_text(ssh_key.strip() + "\n")
@@ -190,15 +208,28 @@ class Container:
             cg.mkdir(exist_ok=True)
         # The shell moves itself into our cgroups, then becomes systemd-nspawn (same pid).
         move = "; ".join(f"echo $$ > {cg}/cgroup.procs" for cg in self.cgroups) or ":"
-        argv = [NSPAWN, "--quiet", "--keep-unit", "--register=no", "--boot",
-                f"--directory={self.root}", f"--machine={self.name}",
-                f"--network-namespace-path=/run/netns/{self.netns}",
-                "--console=read-only", "--resolv-conf=off", "--timezone=off",
-                "--link-journal=no"]
+        argv = [
+            NSPAWN,
+            "--quiet",
+            "--keep-unit",
+            "--register=no",
+            "--boot",
+            f"--directory={self.root}",
+            f"--machine={self.name}",
+            f"--network-namespace-path=/run/netns/{self.netns}",
+            "--console=read-only",
+            "--resolv-conf=off",
+            "--timezone=off",
+            "--link-journal=no",
+        ]
         with open(self.log_path, "wb") as log:
             self.proc = subprocess.Popen(
-                ["sh", "-c", f'{move}; exec "$@"', "sh", *argv], stdin=subprocess.DEVNULL,
-                stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+                ["sh", "-c", f'{move}; exec "$@"', "sh", *argv],
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
         deadline = time.monotonic() + boot_timeout
         while self.leader is None:
             assert self.proc.poll() is None, f"nspawn exited {self.proc.returncode}:\n{self.log()}"
@@ -207,19 +238,20 @@ class Container:
             time.sleep(0.1)
         while True:  # PID 1 listens on its private bus a moment after it starts
             remaining = max(5.0, deadline - time.monotonic())
-            state = self.run(["systemctl", "is-system-running", "--wait"], timeout=remaining,
-                             check=False)
+            state = self.run(
+                ["systemctl", "is-system-running", "--wait"], timeout=remaining, check=False
+            )
             # "offline": nsenter joined the mount namespace before the container's init had
             # switched to its root (the leader is pid 1 of the new pid namespace from the start),
             # so systemctl saw the host's /run without systemd. Seen on a loaded machine.
-            early = ("Failed to connect to bus" in state.stderr
-                     or state.stdout.strip() == "offline")
+            early = "Failed to connect to bus" in state.stderr or state.stdout.strip() == "offline"
             if not early or time.monotonic() > deadline:
                 break
             time.sleep(0.2)
         assert state.stdout.strip() in ("running", "degraded"), (
             f"{state.stdout}{state.stderr}\n"
-            f"{self.run(['systemctl', '--failed', '--no-pager'], check=False).stdout}")
+            f"{self.run(['systemctl', '--failed', '--no-pager'], check=False).stdout}"
+        )
 
     def _find_leader(self) -> int | None:
         assert self.proc is not None
@@ -278,21 +310,42 @@ class Container:
             return ""
 
     # -- inside -----------------------------------------------------------------------------------
-    def run(self, argv: list[str], timeout: float = 60, check: bool = True,
-            input: str | None = None) -> subprocess.CompletedProcess[str]:
+    def run(
+        self, argv: list[str], timeout: float = 60, check: bool = True, input: str | None = None
+    ) -> subprocess.CompletedProcess[str]:
         """Run a command inside (all the container's namespaces, a clean environment)."""
         assert self.leader is not None
-        full = ["nsenter", "-t", str(self.leader), "-a", "--", "env", "-i", f"PATH={PATH}",
-                "LANG=C.UTF-8", "SYSTEMD_PAGER=", "SYSTEMD_COLORS=0", *argv]
-        proc = subprocess.run(full, capture_output=True, text=True, timeout=timeout, input=input,
-                              stdin=None if input is not None else subprocess.DEVNULL)
+        full = [
+            "nsenter",
+            "-t",
+            str(self.leader),
+            "-a",
+            "--",
+            "env",
+            "-i",
+            f"PATH={PATH}",
+            "LANG=C.UTF-8",
+            "SYSTEMD_PAGER=",
+            "SYSTEMD_COLORS=0",
+            *argv,
+        ]
+        proc = subprocess.run(
+            full,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            input=input,
+            stdin=None if input is not None else subprocess.DEVNULL,
+        )
         if check:
-            assert proc.returncode == 0, (f"{argv} exited {proc.returncode}:\n"
-                                          f"{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}")
+            assert proc.returncode == 0, (
+                f"{argv} exited {proc.returncode}:\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}"
+            )
         return proc
 
-    def sh(self, script: str, timeout: float = 60,
-           check: bool = True) -> subprocess.CompletedProcess[str]:
+    def sh(
+        self, script: str, timeout: float = 60, check: bool = True
+    ) -> subprocess.CompletedProcess[str]:
         return self.run(["sh", "-c", script], timeout=timeout, check=check)
 
     def show(self, unit: str, *props: str) -> dict[str, str]:

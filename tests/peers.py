@@ -24,8 +24,10 @@ def require_tool(name: str, package: str) -> str:
     """The path of the program ``name``, or fail naming its Debian ``package``."""
     path = shutil.which(name)
     if path is None:
-        missing(name, f"Debian package {package} (`make test` installs it: "
-                      "scripts/system-deps.sh, as root)")
+        missing(
+            name,
+            f"Debian package {package} (`make test` installs it: scripts/system-deps.sh, as root)",
+        )
     return path
 
 

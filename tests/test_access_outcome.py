@@ -47,8 +47,9 @@ async def test_what_the_client_really_got_is_logged(capsys: Any) -> None:
         async with running(outcome_app(events), server__access_log="true") as server:
             # an upload whose client vanishes mid-body
             up = await connect(server)
-            await up.send_all(b"POST /upload HTTP/1.1\r\nHost: a\r\nContent-Length: 100000\r\n"
-                              b"\r\n" + b"x" * 1000)
+            await up.send_all(
+                b"POST /upload HTTP/1.1\r\nHost: a\r\nContent-Length: 100000\r\n\r\n" + b"x" * 1000
+            )
             await events["reading"].wait()
             await up.aclose()
             # a response cut after its head and first bytes
@@ -75,8 +76,7 @@ async def test_what_the_client_really_got_is_logged(capsys: Any) -> None:
     assert by_path["/hang"].endswith(" user no-response:cancelled")
 
 
-async def test_an_asyncio_call_in_a_handler_says_handlers_run_on_trio(
-        caplog: Any) -> None:
+async def test_an_asyncio_call_in_a_handler_says_handlers_run_on_trio(caplog: Any) -> None:
     import asyncio
     import logging
 
@@ -93,5 +93,7 @@ async def test_an_asyncio_call_in_a_handler_says_handlers_run_on_trio(
         async with running(app) as server:
             reply = await request(server, "GET", "/sleepy")
     assert reply.status == 500
-    assert any("handlers run on trio, not asyncio: use trio.sleep" in r.getMessage()
-               for r in caplog.records)
+    assert any(
+        "handlers run on trio, not asyncio: use trio.sleep" in r.getMessage()
+        for r in caplog.records
+    )

@@ -15,8 +15,14 @@ pytestmark = pytest.mark.skipif(platform.libc_ver()[0] != "glibc", reason="glibc
 
 
 def _child(code: str) -> list[str]:
-    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                          check=True, cwd=ROOT, timeout=60).stdout.split()
+    return subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        check=True,
+        cwd=ROOT,
+        timeout=60,
+    ).stdout.split()
 
 
 def test_release_free_memory_returns_freed_heap_pages() -> None:
@@ -29,14 +35,18 @@ def test_release_free_memory_returns_freed_heap_pages() -> None:
         "keep = blocks[-1]\n"
         "del blocks\n"
         "before = rss()\n"
-        "print(release_free_memory(), before - rss())\n")
+        "print(release_free_memory(), before - rss())\n"
+    )
     trimmed, freed = _child(code)
     assert trimmed == "True" and int(freed) > 30 * 2**20, (trimmed, freed)
 
 
 def test_tune_allocator_leaves_an_operator_setting_alone() -> None:
-    code = ("import os\nos.environ['MALLOC_MMAP_THRESHOLD_'] = '65536'\n"
-            "from gateway.app.budget import tune_allocator\nprint(tune_allocator())")
+    code = (
+        "import os\nos.environ['MALLOC_MMAP_THRESHOLD_'] = '65536'\n"
+        "from gateway.app.budget import tune_allocator\nprint(tune_allocator())"
+    )
     assert _child(code) == ["False"]
     assert _child("from gateway.app.budget import tune_allocator\nprint(tune_allocator())") == [
-        "True"]
+        "True"
+    ]

@@ -44,8 +44,9 @@ def write_creds(path: Path, text: str, mode: int = 0o600) -> str:
 
 # -- the digest compare ---------------------------------------------------------------------------
 def test_matching_token_gives_its_entry_name(tmp_path: Path) -> None:
-    creds = Credentials.load(write_creds(
-        tmp_path / "c", f"# ops\nsha256:{OTHER_DIGEST} ops\n\nsha256:{DIGEST} admin\n"))
+    creds = Credentials.load(
+        write_creds(tmp_path / "c", f"# ops\nsha256:{OTHER_DIGEST} ops\n\nsha256:{DIGEST} admin\n")
+    )
     assert len(creds) == 2
     assert creds.verify(TOKEN) == "admin"
     assert creds.verify(OTHER) == "ops"
@@ -54,8 +55,7 @@ def test_matching_token_gives_its_entry_name(tmp_path: Path) -> None:
 
 
 def test_entry_name_keeps_its_spaces(tmp_path: Path) -> None:
-    creds = Credentials.load(write_creds(tmp_path / "c",
-                                         f"sha256:{DIGEST}   ops team  laptop \n"))
+    creds = Credentials.load(write_creds(tmp_path / "c", f"sha256:{DIGEST}   ops team  laptop \n"))
     assert creds.verify(TOKEN) == "ops team  laptop"
 
 
@@ -72,8 +72,7 @@ def test_file_is_utf8_whatever_the_locale(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize("token", ["\udc80", "a\udcffb", "\ud800"])
-def test_token_with_lone_surrogates_is_refused_not_an_error(creds: Credentials,
-                                                            token: str) -> None:
+def test_token_with_lone_surrogates_is_refused_not_an_error(creds: Credentials, token: str) -> None:
     # JSON (a Sails virtual request's headers) can carry lone surrogates; they must compare
     # unequal, not raise UnicodeEncodeError out of the privilege check
     assert creds.verify(token) is None
@@ -101,15 +100,19 @@ def test_uppercase_hex_digest_is_the_same_digest(tmp_path: Path) -> None:
     assert creds.verify(TOKEN) == "admin"
 
 
-@pytest.mark.parametrize(("line", "message"), [
-    (f"sha256:{DIGEST[:-1]}", "c:1: expected 'sha256:<64 hex digits> [name]'"),
-    (f"sha256:{DIGEST}0", "c:1: expected 'sha256:<64 hex digits> [name]'"),
-    (f"sha1:{DIGEST}", "c:1: expected 'sha256:<64 hex digits> [name]'"),
-    (f"sha256:{DIGEST[:-1]}g", "c:1: expected 64 hex digits after 'sha256:'"),
-    (TOKEN, "c:1: expected 'sha256:<64 hex digits> [name]'"),
-])
-def test_malformed_line_is_refused_with_its_line_number(tmp_path: Path, line: str,
-                                                        message: str) -> None:
+@pytest.mark.parametrize(
+    ("line", "message"),
+    [
+        (f"sha256:{DIGEST[:-1]}", "c:1: expected 'sha256:<64 hex digits> [name]'"),
+        (f"sha256:{DIGEST}0", "c:1: expected 'sha256:<64 hex digits> [name]'"),
+        (f"sha1:{DIGEST}", "c:1: expected 'sha256:<64 hex digits> [name]'"),
+        (f"sha256:{DIGEST[:-1]}g", "c:1: expected 64 hex digits after 'sha256:'"),
+        (TOKEN, "c:1: expected 'sha256:<64 hex digits> [name]'"),
+    ],
+)
+def test_malformed_line_is_refused_with_its_line_number(
+    tmp_path: Path, line: str, message: str
+) -> None:
     path = write_creds(tmp_path / "c", line + "\n")
     with pytest.raises(ConfigError) as info:
         Credentials.load(path)
@@ -140,14 +143,18 @@ def test_any_group_or_other_permission_is_refused(tmp_path: Path, mode: int) -> 
         Credentials.load(path)
     assert str(info.value) == (
         f"{path}: server.credentials_file: must not be accessible by other users "
-        f"(mode {mode:04o}; expected 0600 or 0400: chmod 600 {path})")
+        f"(mode {mode:04o}; expected 0600 or 0400: chmod 600 {path})"
+    )
 
 
 def test_missing_file_names_the_key(tmp_path: Path) -> None:
     path = str(tmp_path / "absent")
     with pytest.raises(ConfigError) as info:
         Credentials.load(path)
-    assert str(info.value) == f"{path}: server.credentials_file: cannot read (No such file or directory)"
+    assert (
+        str(info.value)
+        == f"{path}: server.credentials_file: cannot read (No such file or directory)"
+    )
 
 
 # -- the Authorization header -------------------------------------------------------------------
@@ -166,20 +173,24 @@ def test_extra_spaces_around_the_token(creds: Credentials, header: str) -> None:
     assert creds.check_authorization(header) == (True, False)
 
 
-@pytest.mark.parametrize(("header", "result"), [
-    (None, (False, False)),  # no credentials: 401 later, not a failure
-    ("", (False, False)),
-    ("Bearer", (False, True)),
-    ("Bearer ", (False, True)),
-    ("Bearer    ", (False, True)),
-    (f"Basic {TOKEN}", (False, True)),
-    (f"Bearerx {TOKEN}", (False, True)),
-    (f"Bearer {TOKEN.upper()}", (False, True)),  # the token itself is case-sensitive
-    ("Bearer wrong", (False, True)),
-    (f"Bearer {OTHER}", (False, True)),
-])
-def test_other_authorization_values(creds: Credentials, header: str | None,
-                                    result: tuple[bool, bool]) -> None:
+@pytest.mark.parametrize(
+    ("header", "result"),
+    [
+        (None, (False, False)),  # no credentials: 401 later, not a failure
+        ("", (False, False)),
+        ("Bearer", (False, True)),
+        ("Bearer ", (False, True)),
+        ("Bearer    ", (False, True)),
+        (f"Basic {TOKEN}", (False, True)),
+        (f"Bearerx {TOKEN}", (False, True)),
+        (f"Bearer {TOKEN.upper()}", (False, True)),  # the token itself is case-sensitive
+        ("Bearer wrong", (False, True)),
+        (f"Bearer {OTHER}", (False, True)),
+    ],
+)
+def test_other_authorization_values(
+    creds: Credentials, header: str | None, result: tuple[bool, bool]
+) -> None:
     assert creds.check_authorization(header) == result
 
 
@@ -197,9 +208,12 @@ async def test_lowercase_and_uppercase_bearer_over_http(tmp_path: Path) -> None:
     path = write_creds(tmp_path / "c", f"sha256:{DIGEST} admin\n")
     with trio.fail_after(10):
         async with running(privileged_app(), server__credentials_file=path) as server:
-            replies = {scheme: await request(server, "GET", "/admin",
-                                             [("Authorization", f"{scheme} {TOKEN}")])
-                       for scheme in ("Bearer", "bearer", "BEARER")}
+            replies = {
+                scheme: await request(
+                    server, "GET", "/admin", [("Authorization", f"{scheme} {TOKEN}")]
+                )
+                for scheme in ("Bearer", "bearer", "BEARER")
+            }
             wrong = await request(server, "GET", "/admin", [("Authorization", "bearer nope")])
     for scheme, reply in replies.items():
         assert (scheme, reply.status) == (scheme, 200)
@@ -209,8 +223,9 @@ async def test_lowercase_and_uppercase_bearer_over_http(tmp_path: Path) -> None:
 
 # -- a bearer token on a Sails virtual request ---------------------------------------------------
 async def _eio4(port: int, headers: list[tuple[str, str]] | None = None) -> Client:
-    client, event = await Client.open(port, "/socket.io/?EIO=4&transport=websocket",
-                                      headers=headers)
+    client, event = await Client.open(
+        port, "/socket.io/?EIO=4&transport=websocket", headers=headers
+    )
     assert isinstance(event, AcceptConnection)
     opened = await client.event()
     assert isinstance(opened, TextMessage) and opened.data.startswith("0{")
@@ -225,7 +240,7 @@ async def _virtual(client: Client, ack: int, headers: dict[str, str] | None) -> 
     await client.send(TextMessage(f"42{ack}" + json.dumps(["get", request_])))
     reply = await client.event()
     assert isinstance(reply, TextMessage) and reply.data.startswith(f"43{ack}[")
-    jwr: dict[str, object] = json.loads(reply.data[2 + len(str(ack)):])[0]
+    jwr: dict[str, object] = json.loads(reply.data[2 + len(str(ack)) :])[0]
     return jwr
 
 
@@ -246,8 +261,7 @@ async def test_bearer_token_on_a_virtual_request(tmp_path: Path) -> None:
     assert after["statusCode"] == 401
 
 
-async def test_lone_surrogate_bearer_token_on_a_virtual_request_is_a_403(
-        tmp_path: Path) -> None:
+async def test_lone_surrogate_bearer_token_on_a_virtual_request_is_a_403(tmp_path: Path) -> None:
     # JSON lets a client send "\ud800"; the request must be answered (403), not lost to an
     # encoding error in the privilege check
     path = write_creds(tmp_path / "c", f"sha256:{DIGEST} admin\n")
@@ -255,8 +269,11 @@ async def test_lone_surrogate_bearer_token_on_a_virtual_request_is_a_403(
         async with running(privileged_app(), server__credentials_file=path) as server:
             client = await _eio4(server.port)
             async with client.stream:
-                await client.send(TextMessage(
-                    '421["get",{"url":"/admin","headers":{"Authorization":"Bearer \\ud800"}}]'))
+                await client.send(
+                    TextMessage(
+                        '421["get",{"url":"/admin","headers":{"Authorization":"Bearer \\ud800"}}]'
+                    )
+                )
                 reply = await client.event()
                 ok = await _virtual(client, 2, {"Authorization": f"Bearer {TOKEN}"})
     assert isinstance(reply, TextMessage) and reply.data.startswith("431[")
@@ -265,7 +282,8 @@ async def test_lone_surrogate_bearer_token_on_a_virtual_request_is_a_403(
 
 
 async def test_bearer_token_on_the_socket_handshake_covers_its_virtual_requests(
-        tmp_path: Path) -> None:
+    tmp_path: Path,
+) -> None:
     path = write_creds(tmp_path / "c", f"sha256:{DIGEST} admin\n")
     with trio.fail_after(10):
         async with running(privileged_app(), server__credentials_file=path) as server:

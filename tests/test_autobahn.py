@@ -26,9 +26,11 @@ GOOD = {"OK", "NON-STRICT", "INFORMATIONAL"}
 
 
 def _python27() -> str | None:
-    for path in [os.environ.get("PY27", ""),
-                 *sorted(glob.glob(os.path.expanduser("~/.pyenv/versions/2.7*/bin/python2.7"))),
-                 shutil.which("python2.7") or ""]:
+    for path in [
+        os.environ.get("PY27", ""),
+        *sorted(glob.glob(os.path.expanduser("~/.pyenv/versions/2.7*/bin/python2.7"))),
+        shutil.which("python2.7") or "",
+    ]:
         if path and os.access(path, os.X_OK):
             return path
     return None
@@ -37,23 +39,32 @@ def _python27() -> str | None:
 @pytest.mark.slow
 def test_autobahn_fuzzingclient_cases_1_to_10(tmp_path: Path) -> None:
     if _python27() is None:
-        missing("CPython 2.7 (to run autobahntestsuite)",
-                "install one (pyenv: ~/.pyenv/versions/2.7.18) or set PY27=/path/to/python2.7, "
-                "then `make autobahn-deps`")
+        missing(
+            "CPython 2.7 (to run autobahntestsuite)",
+            "install one (pyenv: ~/.pyenv/versions/2.7.18) or set PY27=/path/to/python2.7, "
+            "then `make autobahn-deps`",
+        )
     # not measured by coverage: tracing the server would slow the 16 MiB cases (9.*) for nothing
     env = {k: v for k, v in os.environ.items() if not k.startswith("COVERAGE_")}
     env.update(AUTOBAHN_OUT=str(tmp_path), AUTOBAHN_CASES=CASES)
-    proc = subprocess.run(["bash", str(SCRIPT)], env=env, capture_output=True, text=True,
-                          timeout=1200, check=False)
+    proc = subprocess.run(
+        ["bash", str(SCRIPT)], env=env, capture_output=True, text=True, timeout=1200, check=False
+    )
     if proc.returncode == 2:
-        missing("autobahntestsuite", "scripts/autobahn.sh --setup-only failed "
-                f"(`make autobahn-deps`):\n{proc.stderr[-2000:]}")
+        missing(
+            "autobahntestsuite",
+            "scripts/autobahn.sh --setup-only failed "
+            f"(`make autobahn-deps`):\n{proc.stderr[-2000:]}",
+        )
     assert proc.returncode in (0, 1), proc.stdout + proc.stderr[-2000:]  # 3: no gateway
     report = json.loads((tmp_path / "index.json").read_text())
     assert "gateway" in report, (report, proc.stderr[-2000:])
     results = report["gateway"]
     assert len(results) == 301, sorted(results)  # every case of 1-10 ran
-    bad = {case: (r["behavior"], r["behaviorClose"]) for case, r in results.items()
-           if r["behavior"] not in GOOD or r["behaviorClose"] not in ("OK", "INFORMATIONAL")}
+    bad = {
+        case: (r["behavior"], r["behaviorClose"])
+        for case, r in results.items()
+        if r["behavior"] not in GOOD or r["behaviorClose"] not in ("OK", "INFORMATIONAL")
+    }
     assert not bad, bad
     assert proc.returncode == 0, proc.stdout + proc.stderr[-2000:]

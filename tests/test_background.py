@@ -68,7 +68,8 @@ async def test_a_background_task_reads_a_blocking_sensor_in_a_thread() -> None:
 
 
 async def test_a_failing_background_task_is_logged_and_the_server_keeps_serving(
-        caplog: pytest.LogCaptureFixture) -> None:
+    caplog: pytest.LogCaptureFixture,
+) -> None:
     app = App()
 
     @app.background

@@ -88,24 +88,30 @@ def app_with_routes() -> App:
 
 # -- what a peer is --------------------------------------------------------------------------------
 
-@pytest.mark.parametrize(("peer", "key"), [
-    (("192.168.1.20", 5000), "192.168.1.20"),
-    (("2001:db8:1:2:aaaa:bbbb:cccc:dddd", 5000), "2001:db8:1:2::/64"),
-    (("2001:db8:1:2::1", 1), "2001:db8:1:2::/64"),  # the same host's other address
-    (("2001:db8:1:3::1", 1), "2001:db8:1:3::/64"),
-    (("::ffff:10.0.0.7", 1), "10.0.0.7"),  # IPv4-mapped: the IPv4 address
-    (("fe80::1%eth0", 1), "fe80::/64"),
-    (("unix", 1000), "unix:uid=1000"),
-    (None, "-"),
-])
+
+@pytest.mark.parametrize(
+    ("peer", "key"),
+    [
+        (("192.168.1.20", 5000), "192.168.1.20"),
+        (("2001:db8:1:2:aaaa:bbbb:cccc:dddd", 5000), "2001:db8:1:2::/64"),
+        (("2001:db8:1:2::1", 1), "2001:db8:1:2::/64"),  # the same host's other address
+        (("2001:db8:1:3::1", 1), "2001:db8:1:3::/64"),
+        (("::ffff:10.0.0.7", 1), "10.0.0.7"),  # IPv4-mapped: the IPv4 address
+        (("fe80::1%eth0", 1), "fe80::/64"),
+        (("unix", 1000), "unix:uid=1000"),
+        (None, "-"),
+    ],
+)
 def test_peer_keys(peer: tuple[str, int] | None, key: str) -> None:
     assert peer_key(peer) == key
 
 
 # -- the window and the ban, on a fake clock --------------------------------------------------------
 
-def test_a_ban_comes_at_the_limit_within_the_window_and_ends(caplog: pytest.LogCaptureFixture
-                                                             ) -> None:
+
+def test_a_ban_comes_at_the_limit_within_the_window_and_ends(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
     table, clock = bans()
     peer = ("10.0.0.5", 1)
     caplog.set_level(logging.WARNING, "gateway.auth")
@@ -125,7 +131,8 @@ def test_a_ban_comes_at_the_limit_within_the_window_and_ends(caplog: pytest.LogC
     assert table.retry_after(("10.0.0.6", 1)) == 0
     assert [r.getMessage() for r in caplog.records] == [
         "10.0.0.5 banned for 60 s: 3 failed credentials within 10 s ([bans]); its requests "
-        "with credentials get 429 until then"]  # once per ban, not per request
+        "with credentials get 429 until then"
+    ]  # once per ban, not per request
     clock.now += 59.75
     assert table.retry_after(peer) == 0 and table.refuse(peer) == 0 and table.refused == 1
     table.fail(peer)  # a fresh window after the ban: one failure is not a ban
@@ -173,8 +180,7 @@ def test_the_table_is_bounded_and_keeps_an_active_ban() -> None:
     assert quiet.retry_after(attacker) == 0  # a quiet entry is the oldest: evicted first
     # a reload with a smaller cap keeps the newest
     assert table.refuse(attacker) > 0
-    table.configure(BansSettings(max_failures=3, window_s=10.0, ban_s=60.0,
-                                 max_tracked_peers=8))
+    table.configure(BansSettings(max_failures=3, window_s=10.0, ban_s=60.0, max_tracked_peers=8))
     assert len(table.peers) == 8 and table.retry_after(attacker) > 0
     # entries whose window and ban are over leave as new failures come
     clock.now += 120.0
@@ -188,8 +194,11 @@ def test_the_memory_of_a_full_table(family: str) -> None:
     table, _ = bans(max_tracked_peers=1024)
 
     def peer(i: int) -> tuple[str, int]:
-        return ((f"10.{i >> 16}.{i >> 8 & 255}.{i & 255}", 1) if family == "ipv4" else
-                (f"2001:db8:{i:x}::1", 1))
+        return (
+            (f"10.{i >> 16}.{i >> 8 & 255}.{i & 255}", 1)
+            if family == "ipv4"
+            else (f"2001:db8:{i:x}::1", 1)
+        )
 
     table.fail(peer(0))
     table.peers.clear()
@@ -209,13 +218,20 @@ def test_the_memory_of_a_full_table(family: str) -> None:
 
 # -- in the exchange, on trio's clock ----------------------------------------------------------------
 
+
 async def test_a_banned_peer_gets_429_on_credentials_only_until_the_ban_ends(
-        autojump_clock: trio.testing.MockClock, creds: str) -> None:
+    autojump_clock: trio.testing.MockClock, creds: str
+) -> None:
     app = app_with_routes()
     with trio.fail_after(1000):
-        async with session(app, server__credentials_file=creds, http__idle_timeout_s=10_000,
-                           bans__max_failures=3, bans__window_s=30, bans__ban_s=120
-                           ) as (client, _, _):
+        async with session(
+            app,
+            server__credentials_file=creds,
+            http__idle_timeout_s=10_000,
+            bans__max_failures=3,
+            bans__window_s=30,
+            bans__ban_s=120,
+        ) as (client, _, _):
 
             async def get(path: str, headers: list[tuple[str, str]] | None = None) -> Any:
                 await client.send("GET", path, headers)
@@ -240,17 +256,27 @@ async def test_a_banned_peer_gets_429_on_credentials_only_until_the_ban_ends(
     assert public_with_token.status == 429
     assert later.status == 429 and later.headers["retry-after"] == "60"
     assert after.status == 200 and after.body == b"admin"
-    assert stats == {"failures": 5, "bans": 1, "refused": 4, "banned_peers": 0,
-                     "tracked_peers": 1, "max_tracked_peers": 1024}
+    assert stats == {
+        "failures": 5,
+        "bans": 1,
+        "refused": 4,
+        "banned_peers": 0,
+        "tracked_peers": 1,
+        "max_tracked_peers": 1024,
+    }
 
 
 async def test_other_schemes_and_empty_tokens_are_not_guesses(
-        autojump_clock: trio.testing.MockClock, creds: str) -> None:
+    autojump_clock: trio.testing.MockClock, creds: str
+) -> None:
     # a browser's saved Basic credentials for the same host are no attack on our tokens
     app = app_with_routes()
     with trio.fail_after(100):
-        async with session(app, server__credentials_file=creds, bans__max_failures=2
-                           ) as (client, _, _):
+        async with session(app, server__credentials_file=creds, bans__max_failures=2) as (
+            client,
+            _,
+            _,
+        ):
             for header in ("Basic dXNlcjpwYXNz", "Bearer", "Digest x", "Basic"):
                 await client.send("GET", "/admin", [("Authorization", header)])
                 assert (await client.response()).status == 403
@@ -259,12 +285,13 @@ async def test_other_schemes_and_empty_tokens_are_not_guesses(
 
 # -- real sockets ---------------------------------------------------------------------------------------
 
-async def test_a_banned_peer_is_served_again_after_the_ban_over_real_sockets(creds: str
-                                                                            ) -> None:
+
+async def test_a_banned_peer_is_served_again_after_the_ban_over_real_sockets(creds: str) -> None:
     app = app_with_routes()
     with trio.fail_after(20):
-        async with running(app, server__credentials_file=creds, bans__max_failures=3,
-                           bans__ban_s=300) as server:
+        async with running(
+            app, server__credentials_file=creds, bans__max_failures=3, bans__ban_s=300
+        ) as server:
             app.clock = clock = ShiftedClock()  # what bans read (the server set trio's)
             failed = [(await request(server, "GET", "/admin", WRONG)).status for _ in range(3)]
             # (the third reached the limit: answered 429 with the ban it started)
@@ -279,14 +306,19 @@ async def test_a_banned_peer_is_served_again_after_the_ban_over_real_sockets(cre
     assert served.status == 200 and served.body == b"admin"
 
 
-async def test_failures_on_sockets_handshakes_and_the_unix_socket_count(creds: str,
-                                                                       tmp_path: Path) -> None:
+async def test_failures_on_sockets_handshakes_and_the_unix_socket_count(
+    creds: str, tmp_path: Path
+) -> None:
     app = app_with_routes()
     unix = str(tmp_path / "gw.sock")
     with trio.fail_after(20):
-        async with running(app, server__credentials_file=creds, server__unix_path=unix,
-                           server__unix_allowed_uids=[os.getuid() + 4242],
-                           bans__max_failures=4) as server:
+        async with running(
+            app,
+            server__credentials_file=creds,
+            server__unix_path=unix,
+            server__unix_allowed_uids=[os.getuid() + 4242],
+            bans__max_failures=4,
+        ) as server:
             # a WebSocket handshake and a Socket.IO handshake with a wrong token
             _, ws = await WSClient.open(server.port, "/live", headers=WRONG)
             sock, _ = await _eio4(server.port, WRONG)  # the socket opens, in user mode
@@ -317,8 +349,9 @@ async def test_failures_on_sockets_handshakes_and_the_unix_socket_count(creds: s
 async def test_the_counters_in_the_metrics(creds: str) -> None:
     app = app_with_routes()
     with trio.fail_after(20):
-        async with running(app, server__credentials_file=creds, bans__max_failures=2,
-                           status__metrics_public=True) as server:
+        async with running(
+            app, server__credentials_file=creds, bans__max_failures=2, status__metrics_public=True
+        ) as server:
             app.clock = clock = ShiftedClock()
             for _ in range(3):  # 2 failures (the second starts the ban), then one refused
                 await request(server, "GET", "/admin", WRONG)
@@ -326,10 +359,21 @@ async def test_the_counters_in_the_metrics(creds: str) -> None:
             clock.jump(601)
             later = (await request(server, "GET", "/_gateway/metrics")).text
     fams = {f.name: f for f in text_string_to_metric_families(text)}
-    value = {name: fams[name].samples[0].value for name in (
-        "gateway_auth_failures", "gateway_bans", "gateway_banned_peers", "gateway_ban_refusals")}
-    assert value == {"gateway_auth_failures": 2, "gateway_bans": 1, "gateway_banned_peers": 1,
-                     "gateway_ban_refusals": 2}
+    value = {
+        name: fams[name].samples[0].value
+        for name in (
+            "gateway_auth_failures",
+            "gateway_bans",
+            "gateway_banned_peers",
+            "gateway_ban_refusals",
+        )
+    }
+    assert value == {
+        "gateway_auth_failures": 2,
+        "gateway_bans": 1,
+        "gateway_banned_peers": 1,
+        "gateway_ban_refusals": 2,
+    }
     assert fams["gateway_banned_peers"].type == "gauge" and fams["gateway_bans"].type == "counter"
     again = {f.name: f for f in text_string_to_metric_families(later)}
     assert again["gateway_banned_peers"].samples[0].value == 0

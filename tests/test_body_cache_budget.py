@@ -35,8 +35,14 @@ def cache_app(rec: Recorder | None = None) -> App:
         async for _ in req:
             pass
         assert req.body is await req.read() is await req.read()  # kept, not copied
-        await res.json({"before": before, "len": len(req.body), "type": type(req.body).__name__,
-                        "reserved": req.stream.reserved})
+        await res.json(
+            {
+                "before": before,
+                "len": len(req.body),
+                "type": type(req.body).__name__,
+                "reserved": req.stream.reserved,
+            }
+        )
 
     @app.post("/read")
     async def read(req, res):  # type: ignore[no-untyped-def]
@@ -79,11 +85,17 @@ async def test_text_and_json_decode_charset_and_content_encoding() -> None:
             t = await request(server, "POST", "/text", latin, body="grüße".encode("latin-1"))
             j = await request(server, "POST", "/json", gz, body=gzip.compress(b'{"a": [1, 2]}'))
             scalar = await request(server, "POST", "/json", body=b"42")
-            bad = await request(server, "POST", "/json", [("Accept", "text/html")],
-                                body=b'{"a": 1,\n "b": }')
+            bad = await request(
+                server, "POST", "/json", [("Accept", "text/html")], body=b'{"a": 1,\n "b": }'
+            )
             deep = await request(server, "POST", "/json", body=b"[" * 10000)
-            unknown = await request(server, "POST", "/text",
-                                    [("Content-Type", "text/plain; charset=klingon")], body=b"x")
+            unknown = await request(
+                server,
+                "POST",
+                "/text",
+                [("Content-Type", "text/plain; charset=klingon")],
+                body=b"x",
+            )
     assert t.json() == {"text": "grüße", "again": "grüße"}
     assert j.json() == {"json": {"a": [1, 2]}} and scalar.json() == {"json": 42}
     assert bad.status == 400 and bad.text.startswith("Invalid JSON at line 2 column 7 (char 15)")
@@ -109,8 +121,9 @@ async def test_read_limit_and_cache_limit_are_413() -> None:
             early_log = list(rec.log)
             rec.log.clear()
             rec.closed = trio.Event()
-            late = await request(server, "POST", "/read", [("Transfer-Encoding", "chunked")],
-                                 body=raw)
+            late = await request(
+                server, "POST", "/read", [("Transfer-Encoding", "chunked")], body=raw
+            )
             await rec.closed.wait()
             small = await request(server, "POST", "/limited", body=b"x" * 11)
     assert early.status == late.status == small.status == 413
@@ -135,8 +148,9 @@ async def test_enable_cache_after_reading_is_a_500_and_a_logged_programming_erro
 
     with trio.fail_after(10), caplog.at_level(logging.ERROR, logger="gateway.app"):
         async with running(app) as server:
-            reply = await request(server, "POST", "/late", [("Accept", "text/html")],
-                                  body=b"x" * 40000)
+            reply = await request(
+                server, "POST", "/late", [("Accept", "text/html")], body=b"x" * 40000
+            )
     assert reply.status == 500 and reply.text == "Internal Server Error"
     (record,) = [r for r in caplog.records if r.name == "gateway.app"]
     assert record.levelno == logging.ERROR
@@ -184,8 +198,9 @@ async def test_exhausted_budget_is_503_with_retry_after_and_the_error_event() ->
                 rec.closed = trio.Event()
                 # chunked: reserved as the bytes arrive, refused once the budget runs out
                 raw = b"%x\r\n%s\r\n0\r\n\r\n" % (len(body), body)
-                replies["late"] = await request(server, "POST", "/read",
-                                                [("Transfer-Encoding", "chunked")], body=raw)
+                replies["late"] = await request(
+                    server, "POST", "/read", [("Transfer-Encoding", "chunked")], body=raw
+                )
                 await rec.closed.wait()
                 late_kinds, late_errors = rec.kinds, list(rec.errors)
                 assert app.budget.used == 60000  # the refused body's bytes are already back
@@ -201,9 +216,15 @@ async def test_exhausted_budget_is_503_with_retry_after_and_the_error_event() ->
     assert early_log == ["error", "close"] and isinstance(early_errors[0], BudgetExceeded)
     assert late_kinds[-3:] == ["data", "error", "close"]
     assert isinstance(late_errors[-1], BudgetExceeded)
-    assert stats == {"total_bytes": 100_000, "used_bytes": 0, "pledged_bytes": 0,
-                     "free_bytes": 100_000, "over_bytes": 0, "peak_bytes": stats["peak_bytes"],
-                     "rejections": 2}
+    assert stats == {
+        "total_bytes": 100_000,
+        "used_bytes": 0,
+        "pledged_bytes": 0,
+        "free_bytes": 100_000,
+        "over_bytes": 0,
+        "peak_bytes": stats["peak_bytes"],
+        "rejections": 2,
+    }
     assert 60000 < stats["peak_bytes"] <= 100_000
 
 
@@ -216,8 +237,13 @@ async def test_budget_figures_are_in_gateway_stats() -> None:
             await client.send("GET", "/_gateway/stats")
             stats = (await client.response()).json()
     assert stats["memory"]["body_budget"] == {
-        "total_bytes": 100_000, "used_bytes": 0, "pledged_bytes": 0, "free_bytes": 100_000,
-        "over_bytes": 0, "peak_bytes": 5000, "rejections": 0,
+        "total_bytes": 100_000,
+        "used_bytes": 0,
+        "pledged_bytes": 0,
+        "free_bytes": 100_000,
+        "over_bytes": 0,
+        "peak_bytes": 5000,
+        "rejections": 0,
     }
 
 
@@ -233,20 +259,30 @@ async def test_a_parser_uses_the_cached_body_instead_of_charging_it_again() -> N
 
     @app.post("/parsed")
     async def parsed(req, res):  # type: ignore[no-untyped-def]
-        await res.json({"n": len(req.body["items"]), "raw": len(await req.read()),
-                        "reserved": req.stream.reserved})
+        await res.json(
+            {
+                "n": len(req.body["items"]),
+                "raw": len(await req.read()),
+                "reserved": req.stream.reserved,
+            }
+        )
 
     payload = b'{"items": [' + b",".join(b"1" for _ in range(5000)) + b"]}"
     gz = gzip.compress(payload)
     with trio.fail_after(10):
         async with running(app) as server:
-            plain = await request(server, "POST", "/parsed", [("Content-Type", "application/json")],
-                                  body=payload)
+            plain = await request(
+                server, "POST", "/parsed", [("Content-Type", "application/json")], body=payload
+            )
             peak_plain = app.budget.peak
             app.budget.peak = 0
-            packed = await request(server, "POST", "/parsed",
-                                   [("Content-Type", "application/json"),
-                                    ("Content-Encoding", "gzip")], body=gz)
+            packed = await request(
+                server,
+                "POST",
+                "/parsed",
+                [("Content-Type", "application/json"), ("Content-Encoding", "gzip")],
+                body=gz,
+            )
     assert plain.json() == {"n": 5000, "raw": len(payload), "reserved": len(payload)}
     assert peak_plain == len(payload)  # once, not twice
     # an encoded body: the raw bytes (cache) plus the decoded copy the parser keeps
@@ -392,9 +428,15 @@ def test_memory_budget_accounting(caplog: Any) -> None:
     with caplog.at_level(logging.ERROR, logger="gateway.body"):
         b.release(5)  # an accounting bug is logged, never raised from a cleanup path
     assert b.used == 0 and "released 5 bytes" in caplog.text
-    assert b.statistics() == {"total_bytes": 100, "used_bytes": 0, "pledged_bytes": 0,
-                              "free_bytes": 100, "over_bytes": 0, "peak_bytes": 60,
-                              "rejections": 1}
+    assert b.statistics() == {
+        "total_bytes": 100,
+        "used_bytes": 0,
+        "pledged_bytes": 0,
+        "free_bytes": 100,
+        "over_bytes": 0,
+        "peak_bytes": 60,
+        "rejections": 1,
+    }
 
 
 def test_pledges_admit_declared_bodies_and_keep_room_for_them() -> None:
@@ -420,9 +462,15 @@ def test_resize_keeps_what_is_held_and_refuses_until_under_the_new_total(caplog:
     with caplog.at_level(logging.WARNING, logger="gateway.body"):
         b.resize(60)  # a reload to a smaller budget, with 90 bytes held
     assert "refused until 30 bytes are released" in caplog.text
-    assert b.statistics() == {"total_bytes": 60, "used_bytes": 50, "pledged_bytes": 40,
-                              "free_bytes": 0, "over_bytes": 30, "peak_bytes": 50,
-                              "rejections": 1}
+    assert b.statistics() == {
+        "total_bytes": 60,
+        "used_bytes": 50,
+        "pledged_bytes": 40,
+        "free_bytes": 0,
+        "over_bytes": 30,
+        "peak_bytes": 50,
+        "rejections": 1,
+    }
     for refused in (b.reserve, b.pledge):
         with pytest.raises(BudgetExceeded):
             refused(1)
@@ -453,8 +501,12 @@ async def test_a_declared_body_that_cannot_fit_is_refused_before_it_is_sent() ->
                 await held.wait()
                 client = Client(await connect(server))
                 async with client.stream:
-                    await client.send("POST", "/read", [("content-length", "50000"),
-                                                        ("expect", "100-continue")], end=False)
+                    await client.send(
+                        "POST",
+                        "/read",
+                        [("content-length", "50000"), ("expect", "100-continue")],
+                        end=False,
+                    )
                     reply = await client.response()
                 assert client.informational == []  # no 100 Continue: the body stays home
                 release.set()

@@ -272,9 +272,11 @@ async def test_body_below_the_minimum_rate_is_408_with_the_error_event(
 
 async def test_malformed_chunked_body_is_400_saying_why() -> None:
     rec = Recorder()
-    raw = (b"POST /stream HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n"
-           b"5\r\nhello\r\nzz\r\nnot a chunk\r\n0\r\n\r\n"
-           b"GET /after HTTP/1.1\r\nHost: a\r\n\r\n")
+    raw = (
+        b"POST /stream HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n"
+        b"5\r\nhello\r\nzz\r\nnot a chunk\r\n0\r\n\r\n"
+        b"GET /after HTTP/1.1\r\nHost: a\r\n\r\n"
+    )
     with trio.fail_after(10):
         async with running(streaming_app(rec)) as server:
             replies = await exchange(server, raw, ["POST"])
@@ -293,8 +295,12 @@ async def test_content_length_over_the_limit_is_413_before_any_body_byte() -> No
         async with running(streaming_app(rec)) as server:
             client = Client(await connect(server))
             async with client.stream:
-                await client.send("POST", "/stream", [("content-length", str(300 * 1024)),
-                                                      ("expect", "100-continue")], end=False)
+                await client.send(
+                    "POST",
+                    "/stream",
+                    [("content-length", str(300 * 1024)), ("expect", "100-continue")],
+                    end=False,
+                )
                 reply = await client.response()
                 assert client.informational == []  # no 100 Continue for a body we refuse
             await rec.closed.wait()
@@ -310,8 +316,9 @@ async def test_chunked_body_over_the_limit_is_413_while_reading() -> None:
     raw = b"%x\r\n%s\r\n0\r\n\r\n" % (len(body), body)
     with trio.fail_after(10):
         async with running(streaming_app(rec)) as server:
-            reply = await request(server, "POST", "/stream",
-                                  [("Transfer-Encoding", "chunked")], body=raw)
+            reply = await request(
+                server, "POST", "/stream", [("Transfer-Encoding", "chunked")], body=raw
+            )
             await rec.closed.wait()
     assert reply.status == 413 and b"limit 262144 bytes" in reply.body
     assert rec.kinds == ["data", "error", "close"]
@@ -494,9 +501,14 @@ class ScriptedSource:
         return item
 
 
-def stream_of(script: list[bytes | BaseException], *, length: int | None = None,
-              max_body: int = 1000, max_cache: int = 100, budget: int = 1000
-              ) -> tuple[BodyStream, ScriptedSource, MemoryBudget]:
+def stream_of(
+    script: list[bytes | BaseException],
+    *,
+    length: int | None = None,
+    max_body: int = 1000,
+    max_cache: int = 100,
+    budget: int = 1000,
+) -> tuple[BodyStream, ScriptedSource, MemoryBudget]:
     source = ScriptedSource(script, length)
     b = MemoryBudget(budget)
     return BodyStream(source, max_body, max_cache, b), source, b
@@ -602,8 +614,11 @@ async def test_two_tasks_cannot_pull_at_once() -> None:
 
 @pytest.mark.parametrize(  # factories: a source is consumed, and a test may run twice
     ("source", "expected"),
-    [(EmptySource, b""), (lambda: BytesSource(b""), b""),
-     (lambda: BytesSource(b"virtual"), b"virtual")],
+    [
+        (EmptySource, b""),
+        (lambda: BytesSource(b""), b""),
+        (lambda: BytesSource(b"virtual"), b"virtual"),
+    ],
 )
 async def test_in_memory_sources(source: Any, expected: bytes) -> None:
     s = BodyStream(source(), 100, 100, MemoryBudget(100))

@@ -254,8 +254,9 @@ async def test_json_custom_type_callable() -> None:
     assert req.body == [1]
 
 
-@pytest.mark.parametrize(("body", "value"), [(b'"str"', "str"), (b"true", True), (b"  42", 42),
-                                           (b"null", None)])
+@pytest.mark.parametrize(
+    ("body", "value"), [(b'"str"', "str"), (b"true", True), (b"  42", 42), (b"null", None)]
+)
 async def test_json_strict_rejects_primitives(body: bytes, value: object) -> None:
     with pytest.raises(BadRequest, match="strict"):
         await run(bp.json(), FakeRequest(body, content_type=JSON))
@@ -341,8 +342,14 @@ async def test_json_big_but_fine_numbers() -> None:
 def test_json_numbers_with_and_without_the_checked_decoder() -> None:
     # short numbers and 1-2 digit exponents skip the number hooks; anything else is checked
     fine = b'[1e99, -2E-99, 0.5, 123456789012345678901234567890, "' + b"9" * 100 + b'", 1e308]'
-    assert bp.parse_json(fine) == [1e99, -2e-99, 0.5, 123456789012345678901234567890,
-                                   "9" * 100, 1e308]
+    assert bp.parse_json(fine) == [
+        1e99,
+        -2e-99,
+        0.5,
+        123456789012345678901234567890,
+        "9" * 100,
+        1e308,
+    ]
     assert bp.parse_json(b"[" + b"7" * 63 + b"]") == [int("7" * 63)]
     assert bp.parse_json(b"[" + b"7" * 64 + b"]") == [int("7" * 64)]
 

@@ -63,8 +63,7 @@ async def test_json_valid_strict_and_invalid() -> None:
     with trio.fail_after(10):
         async with running(app) as server:
             ok = await post(server, "/echo", JSON, b'{"a": [1, 2.5, "x"], "b": null}')
-            plus = await post(server, "/echo", [("Content-Type", "application/vnd.x+json")],
-                              b"[1]")
+            plus = await post(server, "/echo", [("Content-Type", "application/vnd.x+json")], b"[1]")
             scalar = await post(server, "/echo", JSON, b"42")
             bad = await post(server, "/echo", JSON, b'{"a": 1,\n  "b": tru}')
             nan = await post(server, "/echo", JSON, b'{"a": NaN}')
@@ -106,7 +105,10 @@ async def test_json_limit_default_and_per_route() -> None:
         async with running(app) as server:
             default = await post(server, "/echo", JSON, body)
             route = await post(server, "/big-json", JSON, body)
-    assert default.status == 413 and error_of(default) == "request entity too large: limit 102400 bytes"
+    assert (
+        default.status == 413
+        and error_of(default) == "request entity too large: limit 102400 bytes"
+    )
     assert route.status == 200 and len(route.json()["body"]["pad"]) == 150_000
     assert app.budget.used == 0
 
@@ -127,9 +129,12 @@ async def test_urlencoded_parses_like_the_query_string() -> None:
     with trio.fail_after(10):
         async with running(app) as server:
             utf8 = await post(server, "/echo", FORM, form.encode())
-            latin = await post(server, "/echo",
-                               [("Content-Type", "application/x-www-form-urlencoded; "
-                                                 "charset=iso-8859-1")], b"n=%FC&m=\xfc")
+            latin = await post(
+                server,
+                "/echo",
+                [("Content-Type", "application/x-www-form-urlencoded; charset=iso-8859-1")],
+                b"n=%FC&m=\xfc",
+            )
     assert utf8.json()["body"] == parse_query(form)  # one set of rules for query and body
     assert utf8.json()["body"]["q"] == "tobi ferret" and utf8.json()["body"]["a"] == ["1", "2"]
     assert latin.json()["body"] == {"n": "ü", "m": "ü"}
@@ -151,22 +156,32 @@ async def test_text_charsets_and_raw_limit() -> None:
     app = parser_app()
     with trio.fail_after(10):
         async with running(app) as server:
-            utf8 = await post(server, "/echo", [("Content-Type", "text/plain")],
-                              "\ufeffgrüße".encode())
-            cp = await post(server, "/echo", [("Content-Type", "text/plain; charset=cp1252")],
-                            "€uro".encode("cp1252"))
-            unknown = await post(server, "/echo",
-                                 [("Content-Type", "text/plain; charset=x-no-such")], b"abc")
+            utf8 = await post(
+                server, "/echo", [("Content-Type", "text/plain")], "\ufeffgrüße".encode()
+            )
+            cp = await post(
+                server,
+                "/echo",
+                [("Content-Type", "text/plain; charset=cp1252")],
+                "€uro".encode("cp1252"),
+            )
+            unknown = await post(
+                server, "/echo", [("Content-Type", "text/plain; charset=x-no-such")], b"abc"
+            )
             broken = await post(server, "/echo", [("Content-Type", "text/plain")], b"ab\xff")
-            raw = await post(server, "/echo", [("Content-Type", "application/octet-stream")],
-                             b"\x00\x01\xfe")
-            raw_big = await post(server, "/echo", [("Content-Type", "application/octet-stream")],
-                                 b"r" * 1025)
+            raw = await post(
+                server, "/echo", [("Content-Type", "application/octet-stream")], b"\x00\x01\xfe"
+            )
+            raw_big = await post(
+                server, "/echo", [("Content-Type", "application/octet-stream")], b"r" * 1025
+            )
     assert utf8.json()["body"] == "grüße" and cp.json()["body"] == "€uro"
     assert unknown.status == 415 and error_of(unknown) == 'unsupported charset "X-NO-SUCH"'
     assert broken.status == 400 and error_of(broken) == "invalid utf-8 in body at byte 2"
     assert raw.json() == {"body": {"raw": "0001fe"}, "type": "bytes"}
-    assert raw_big.status == 413 and error_of(raw_big) == "request entity too large: limit 1024 bytes"
+    assert (
+        raw_big.status == 413 and error_of(raw_big) == "request entity too large: limit 1024 bytes"
+    )
 
 
 # -- Content-Encoding -------------------------------------------------------------------------------
@@ -175,12 +190,18 @@ async def test_gzip_and_deflate_bodies_are_decoded() -> None:
     doc = b'{"sensor": "t1", "values": [' + b",".join(b"21" for _ in range(2000)) + b"]}"
     with trio.fail_after(10):
         async with running(app) as server:
-            gz = await post(server, "/echo", [*JSON, ("Content-Encoding", "gzip")],
-                            gzip.compress(doc))
-            zl = await post(server, "/echo", [*JSON, ("Content-Encoding", "deflate")],
-                            zlib.compress(doc))
-            corrupt = await post(server, "/echo", [*JSON, ("Content-Encoding", "gzip")],
-                                 gzip.compress(doc)[:-20] + b"\x00" * 20)
+            gz = await post(
+                server, "/echo", [*JSON, ("Content-Encoding", "gzip")], gzip.compress(doc)
+            )
+            zl = await post(
+                server, "/echo", [*JSON, ("Content-Encoding", "deflate")], zlib.compress(doc)
+            )
+            corrupt = await post(
+                server,
+                "/echo",
+                [*JSON, ("Content-Encoding", "gzip")],
+                gzip.compress(doc)[:-20] + b"\x00" * 20,
+            )
             br = await post(server, "/echo", [*JSON, ("Content-Encoding", "br")], b"x")
     assert gz.json()["body"]["values"] == [21] * 2000 and zl.json() == gz.json()
     assert corrupt.status == 400 and "gzip body" in error_of(corrupt)
@@ -204,8 +225,9 @@ BOUNDARY = "----WebKitFormBoundaryx7ZyKqL2mB9aP0sT"
 MULTIPART = [("Content-Type", f"multipart/form-data; boundary={BOUNDARY}")]
 
 
-def form_body(fields: list[tuple[str, str]], files: list[tuple[str, str, bytes]],
-              extra_headers: int = 0) -> bytes:
+def form_body(
+    fields: list[tuple[str, str]], files: list[tuple[str, str, bytes]], extra_headers: int = 0
+) -> bytes:
     """What a browser sends for <form enctype="multipart/form-data"> (UTF-8 fields)."""
     out: list[bytes] = []
     for name, value in fields:
@@ -213,9 +235,10 @@ def form_body(fields: list[tuple[str, str]], files: list[tuple[str, str, bytes]]
         out.extend(b"X-Extra-%d: 1\r\n" % i for i in range(extra_headers))
         out.append(b"\r\n" + value.encode() + b"\r\n")
     for name, filename, data in files:
-        out.append(f'--{BOUNDARY}\r\nContent-Disposition: form-data; name="{name}"; '
-                   f'filename="{filename}"\r\nContent-Type: application/octet-stream\r\n\r\n'
-                   .encode())
+        out.append(
+            f'--{BOUNDARY}\r\nContent-Disposition: form-data; name="{name}"; '
+            f'filename="{filename}"\r\nContent-Type: application/octet-stream\r\n\r\n'.encode()
+        )
         out.append(data + b"\r\n")
     out.append(f"--{BOUNDARY}--\r\n".encode())
     return b"".join(out)
@@ -234,14 +257,15 @@ def firmware_app(received: dict[str, Any]) -> App:
         received[part.name] = (part.filename, size, digest.hexdigest())
 
     async def done(req, res):  # type: ignore[no-untyped-def]
-        fields = {k: (v if isinstance(v, str) else {"filename": v.filename, "size": len(v.data)})
-                  for k, v in req.body.items()}
+        fields = {
+            k: (v if isinstance(v, str) else {"filename": v.filename, "size": len(v.data)})
+            for k, v in req.body.items()
+        }
         await res.json({"fields": fields, "files": received, "reserved": req.stream.reserved})
 
     app.post("/firmware", bodyparsers.form(on_file=store), done, max_body_bytes=4 << 20)
     app.post("/keep", bodyparsers.form(keep_files=True), done)
-    app.post("/strict", bodyparsers.form(max_parts=3, max_field_bytes=10, max_header_pairs=2),
-             done)
+    app.post("/strict", bodyparsers.form(max_parts=3, max_field_bytes=10, max_header_pairs=2), done)
     app.post("/no-files", bodyparsers.form(), done)
     return app
 
@@ -287,8 +311,9 @@ async def test_files_are_kept_only_when_asked() -> None:
         ([("a", "1")], 2, "too many part headers (limit 2)"),
     ],
 )
-async def test_multipart_limits_are_413(fields: list[tuple[str, str]], extra: int,
-                                        message: str) -> None:
+async def test_multipart_limits_are_413(
+    fields: list[tuple[str, str]], extra: int, message: str
+) -> None:
     app = firmware_app({})
     with trio.fail_after(10):
         async with running(app) as server:
@@ -303,7 +328,8 @@ async def test_malformed_multipart_is_400() -> None:
     with trio.fail_after(10):
         async with running(app) as server:
             reply = await post(server, "/no-files", MULTIPART, truncated)
-            no_boundary = await post(server, "/no-files",
-                                     [("Content-Type", "multipart/form-data")], b"x")
+            no_boundary = await post(
+                server, "/no-files", [("Content-Type", "multipart/form-data")], b"x"
+            )
     assert reply.status == 400 and error_of(reply) == "truncated multipart body"
     assert no_boundary.status == 400 and error_of(no_boundary) == "missing boundary"

@@ -17,8 +17,14 @@ from gateway.errors import BudgetExceeded
 
 def test_a_new_budget_is_all_free() -> None:
     assert MemoryBudget(100).statistics() == {
-        "total_bytes": 100, "used_bytes": 0, "pledged_bytes": 0, "free_bytes": 100,
-        "over_bytes": 0, "peak_bytes": 0, "rejections": 0}
+        "total_bytes": 100,
+        "used_bytes": 0,
+        "pledged_bytes": 0,
+        "free_bytes": 100,
+        "over_bytes": 0,
+        "peak_bytes": 0,
+        "rejections": 0,
+    }
 
 
 def test_reserving_exactly_what_is_free_succeeds() -> None:
@@ -72,8 +78,14 @@ def test_statistics_while_bytes_are_held_and_pledged() -> None:
     b.pledge(200)
     b.release(100)
     assert b.statistics() == {
-        "total_bytes": 1000, "used_bytes": 200, "pledged_bytes": 200, "free_bytes": 600,
-        "over_bytes": 0, "peak_bytes": 300, "rejections": 0}
+        "total_bytes": 1000,
+        "used_bytes": 200,
+        "pledged_bytes": 200,
+        "free_bytes": 600,
+        "over_bytes": 0,
+        "peak_bytes": 300,
+        "rejections": 0,
+    }
 
 
 def test_releasing_exactly_what_is_held_is_not_an_error(caplog: Any) -> None:
@@ -128,8 +140,9 @@ def libc(monkeypatch: pytest.MonkeyPatch) -> list[FakeLibc]:
 
 
 @pytest.mark.parametrize(("result", "expected"), [(1, True), (0, False)])
-def test_tune_allocator_pins_the_mmap_threshold(libc: list[FakeLibc], result: int,
-                                                expected: bool) -> None:
+def test_tune_allocator_pins_the_mmap_threshold(
+    libc: list[FakeLibc], result: int, expected: bool
+) -> None:
     fake = FakeLibc(result)
     libc.append(fake)
     assert tune_allocator() is expected
@@ -140,8 +153,9 @@ def test_tune_allocator_pins_the_mmap_threshold(libc: list[FakeLibc], result: in
     assert fake.calls == [("mallopt", (-3, 4096))]
 
 
-def test_tune_allocator_leaves_the_operator_setting(libc: list[FakeLibc],
-                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+def test_tune_allocator_leaves_the_operator_setting(
+    libc: list[FakeLibc], monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv("MALLOC_MMAP_THRESHOLD_", "65536")
     fake = FakeLibc(1)
     libc.append(fake)
@@ -149,8 +163,9 @@ def test_tune_allocator_leaves_the_operator_setting(libc: list[FakeLibc],
     assert fake.calls == []
 
 
-def test_without_glibc_the_allocator_calls_do_nothing(libc: list[FakeLibc],
-                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+def test_without_glibc_the_allocator_calls_do_nothing(
+    libc: list[FakeLibc], monkeypatch: pytest.MonkeyPatch
+) -> None:
     libc.extend([FakeLibc(1, has=()), FakeLibc(1, has=())])  # musl: no mallopt, no malloc_trim
     assert tune_allocator() is False
     assert release_free_memory() is False
@@ -164,8 +179,9 @@ def test_without_glibc_the_allocator_calls_do_nothing(libc: list[FakeLibc],
 
 
 @pytest.mark.parametrize(("result", "expected"), [(1, True), (0, False)])
-def test_release_free_memory_trims_the_whole_heap(libc: list[FakeLibc], result: int,
-                                                  expected: bool) -> None:
+def test_release_free_memory_trims_the_whole_heap(
+    libc: list[FakeLibc], result: int, expected: bool
+) -> None:
     fake = FakeLibc(result)
     libc.append(fake)
     assert release_free_memory() is expected

@@ -43,7 +43,8 @@ def test_settings_prints_toml_that_loads_back(capsys: Any, tmp_path: Path) -> No
     for section in ("server", "http", "user", "privileged", "memory", "websocket", "systemd"):
         if hasattr(original, section):
             assert dataclasses.asdict(getattr(again, section)) == dataclasses.asdict(
-                getattr(original, section)), section
+                getattr(original, section)
+            ), section
     assert again.server.port == 0 and again.http.max_head_bytes == 4096
 
 
@@ -58,8 +59,9 @@ def test_check_a_good_profile_and_app(capsys: Any) -> None:
     assert "ok: profile test" in capsys.readouterr().out
 
 
-def test_check_and_serve_load_the_tls_certificate_and_key(capsys: Any, tmp_path: Path,
-                                                          monkeypatch: Any) -> None:
+def test_check_and_serve_load_the_tls_certificate_and_key(
+    capsys: Any, tmp_path: Path, monkeypatch: Any
+) -> None:
     # `systemctl reload` runs `gateway check` before the SIGHUP: a key that cannot load must
     # fail it there, and fail a start with exit 78 (no restart loop), not 71
     import trustme
@@ -103,16 +105,30 @@ def test_serve_process_answers_and_stops_on_sigterm() -> None:
     port = _free_port()
     env = {**os.environ, "GATEWAY_LOG_LEVEL": "INFO"}
     proc = subprocess.Popen(
-        [sys.executable, "-m", "gateway", "serve", "tests.test_cli:app", "--profile", "test",
-         "--port", str(port)],
-        cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        [
+            sys.executable,
+            "-m",
+            "gateway",
+            "serve",
+            "tests.test_cli:app",
+            "--profile",
+            "test",
+            "--port",
+            str(port),
+        ],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
     try:
         health = None
         deadline = time.monotonic() + 20
         while time.monotonic() < deadline and proc.poll() is None:
             try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{port}/_gateway/health",
-                                            timeout=2) as r:
+                with urllib.request.urlopen(
+                    f"http://127.0.0.1:{port}/_gateway/health", timeout=2
+                ) as r:
                     health = json.loads(r.read())
                 break
             except OSError:
@@ -157,15 +173,25 @@ def test_command_line_forms(monkeypatch: Any) -> None:
     monkeypatch.delenv("GATEWAY_PROFILE", raising=False)
     monkeypatch.setenv("GATEWAY_APP", "pkg.mod:app")
     # positional before or after options, --opt VALUE and --opt=VALUE, --set repeatable
-    for argv in (["serve", "m:a", "--profile", "tiny", "--set=a.b=1", "--set", "c.d=2"],
-                 ["serve", "--profile=tiny", "--set", "a.b=1", "m:a", "--set=c.d=2"]):
+    for argv in (
+        ["serve", "m:a", "--profile", "tiny", "--set=a.b=1", "--set", "c.d=2"],
+        ["serve", "--profile=tiny", "--set", "a.b=1", "m:a", "--set=c.d=2"],
+    ):
         args = parse_args(argv)
         assert args is not None
         assert (args.command, args.app, args.profile, args.set) == (
-            "serve", "m:a", "tiny", ["a.b=1", "c.d=2"])
+            "serve",
+            "m:a",
+            "tiny",
+            ["a.b=1", "c.d=2"],
+        )
         assert (args.host, args.port, args.unix) == (None, None, None)
     args = parse_args(["serve", "--port", "0"])
-    assert args is not None and (args.app, args.profile, args.port) == ("pkg.mod:app", "default", "0")
+    assert args is not None and (args.app, args.profile, args.port) == (
+        "pkg.mod:app",
+        "default",
+        "0",
+    )
     args = parse_args(["check", "--", "-odd:app"])
     assert args is not None and args.app == "-odd:app"
     args = parse_args(["check"])
@@ -175,13 +201,15 @@ def test_command_line_forms(monkeypatch: Any) -> None:
 
 
 def test_usage_errors_exit_2_and_say_what(capsys: Any) -> None:
-    for argv, said in ((["serve", "--bogus"], "unknown option '--bogus'"),
-                       (["serve", "--port"], "--port needs a value (PORT)"),
-                       (["serve", "a:b", "c:d"], "unexpected argument 'c:d'"),
-                       (["settings", "x"], "unexpected argument 'x'"),
-                       (["detect", "--profile", "x"], "unknown option '--profile'"),
-                       (["launch"], "unknown command 'launch'"),
-                       ([], "a command is required")):
+    for argv, said in (
+        (["serve", "--bogus"], "unknown option '--bogus'"),
+        (["serve", "--port"], "--port needs a value (PORT)"),
+        (["serve", "a:b", "c:d"], "unexpected argument 'c:d'"),
+        (["settings", "x"], "unexpected argument 'x'"),
+        (["detect", "--profile", "x"], "unknown option '--profile'"),
+        (["launch"], "unknown command 'launch'"),
+        ([], "a command is required"),
+    ):
         assert main(argv) == 2, argv
         err = capsys.readouterr().err
         assert f"gateway: error: {said}" in err and err.startswith("usage: gateway "), (argv, err)
@@ -190,8 +218,9 @@ def test_usage_errors_exit_2_and_say_what(capsys: Any) -> None:
 def test_help_exits_0_and_describes_each_command(capsys: Any) -> None:
     assert main(["--help"]) == 0
     out = capsys.readouterr().out
-    assert all(name in out for name in ("serve", "settings", "check", "detect", "render-units",
-                                        "token"))
+    assert all(
+        name in out for name in ("serve", "settings", "check", "detect", "render-units", "token")
+    )
     assert main(["serve", "-h"]) == 0
     out = capsys.readouterr().out
     assert out.startswith("usage: gateway serve [APP]") and "--set SECTION.KEY=VALUE" in out
@@ -220,8 +249,9 @@ def test_start_up_leaves_what_a_request_may_never_need_unloaded() -> None:
         "             & set(sys.modules)))\n"
         "print(server.statistics()['sockets'], server.mqtt)\n"
         "server.websockets\n"  # the layer loads on demand (first upgrade)
-        "print('gateway.server.upgrade' in sys.modules, bench.app.app.has_sockets)\n")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                         check=True, cwd=ROOT).stdout.splitlines()
-    assert out == ["[]", "{'sockets': 0, 'rooms': 0, 'pushes': 0, 'dropped': 0} None",
-                   "True False"]
+        "print('gateway.server.upgrade' in sys.modules, bench.app.app.has_sockets)\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=ROOT
+    ).stdout.splitlines()
+    assert out == ["[]", "{'sockets': 0, 'rooms': 0, 'pushes': 0, 'dropped': 0} None", "True False"]

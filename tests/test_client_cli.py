@@ -35,10 +35,17 @@ def cli_app() -> App:
 
     @app.route(["GET", "POST", "PUT", "DELETE"], "/echo")
     async def echo(req: Request, res: Response) -> None:
-        await res.json({"method": req.method, "ctype": req.get("content-type"),
-                        "body": (await req.read()).decode(), "query": req.query,
-                        "x": req.get("x-test"), "auth": req.get("authorization"),
-                        "socket": req.is_socket})
+        await res.json(
+            {
+                "method": req.method,
+                "ctype": req.get("content-type"),
+                "body": (await req.read()).decode(),
+                "query": req.query,
+                "x": req.get("x-test"),
+                "auth": req.get("authorization"),
+                "socket": req.is_socket,
+            }
+        )
 
     @app.get("/status/:code")
     async def status(req: Request, res: Response) -> None:
@@ -75,8 +82,9 @@ async def gw(*args: str, tty: bool = False) -> tuple[int, str, str]:
     cmd = [sys.executable, "-m", "gateway", "request", *args]
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     if not tty:
-        result = await trio.run_process(cmd, capture_stdout=True, capture_stderr=True,
-                                        check=False, env=env)
+        result = await trio.run_process(
+            cmd, capture_stdout=True, capture_stderr=True, check=False, env=env
+        )
         return result.returncode, result.stdout.decode(), result.stderr.decode()
     master, slave = pty.openpty()
     try:
@@ -104,13 +112,13 @@ async def test_piped_output_body_on_stdout_head_on_stderr() -> None:
             code, out, err = await gw(f"{p}/hello")
             assert (code, out) == (0, "hello")
             assert err.startswith("HTTP/1.1 200 OK\n") and "content-type: text/plain" in err
-            code, out, _ = await gw(f"{p}/echo", "a=1", "n:=[1,2]", "X-Test:yes", "q==v w",
-                                    "--token", "tk")
+            code, out, _ = await gw(
+                f"{p}/echo", "a=1", "n:=[1,2]", "X-Test:yes", "q==v w", "--token", "tk"
+            )
             body = json.loads(out)
             assert code == 0 and body["method"] == "POST"
             assert json.loads(body["body"]) == {"a": "1", "n": [1, 2]}
-            assert (body["x"], body["auth"], body["query"]) == ("yes", "Bearer tk",
-                                                                {"q": "v w"})
+            assert (body["x"], body["auth"], body["query"]) == ("yes", "Bearer tk", {"q": "v w"})
             code, out, _ = await gw("PUT", f"{p}/echo", "a=1", "b=x y", "--form")
             body = json.loads(out)
             assert body["method"] == "PUT" and body["body"] == "a=1&b=x+y"
@@ -166,17 +174,17 @@ async def test_on_a_terminal_json_is_pretty_and_downloads_show_progress(tmp_path
         async with running(cli_app()) as server:
             code, out, _ = await gw(f":{server.port}/echo", tty=True)
             assert code == 0
-            assert "HTTP/1.1 200 OK" in out and '\n  "method": "GET",' in out.replace(
-                "\r\n", "\n")
-            code, out, _ = await gw(f":{server.port}/bytes/3000000", "--output", os.devnull,
-                                    tty=True)
+            assert "HTTP/1.1 200 OK" in out and '\n  "method": "GET",' in out.replace("\r\n", "\n")
+            code, out, _ = await gw(
+                f":{server.port}/bytes/3000000", "--output", os.devnull, tty=True
+            )
             assert code == 0 and "download [" in out and "100% 2.9 MiB/2.9 MiB" in out
             code, out, _ = await gw(f":{server.port}/count", f"@{src}", tty=True)
             assert code == 0 and "upload [" in out and "100% 1.9 MiB/1.9 MiB" in out
 
 
 def test_request_items_grammar() -> None:
-    opts = parse(["DELETE", "host:9/x", "A:b=c", "k=v:w", "j:={\"a\":1}", "q==1", "@f"])
+    opts = parse(["DELETE", "host:9/x", "A:b=c", "k=v:w", 'j:={"a":1}', "q==1", "@f"])
     assert opts is not None
     assert (opts.method, opts.url) == ("DELETE", "http://host:9/x")
     assert opts.headers == [("A", "b=c")] and opts.params == [("q", "1")]

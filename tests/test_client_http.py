@@ -46,9 +46,16 @@ def client_app() -> tuple[App, dict[str, Any]]:
     @app.route(["GET", "POST", "PUT", "PATCH", "DELETE"], "/method")
     async def method(req: Request, res: Response) -> None:
         body = await req.read()
-        await res.json({"method": req.method, "body": body.decode("latin-1"),
-                        "auth": req.get("authorization"), "ctype": req.get("content-type"),
-                        "xrw": req.get("x-requested-with"), "query": req.query})
+        await res.json(
+            {
+                "method": req.method,
+                "body": body.decode("latin-1"),
+                "auth": req.get("authorization"),
+                "ctype": req.get("content-type"),
+                "xrw": req.get("x-requested-with"),
+                "query": req.query,
+            }
+        )
 
     @app.post("/count", max_body_bytes=64 << 20)
     async def count(req: Request, res: Response) -> None:
@@ -200,8 +207,10 @@ async def test_idle_connections_expire(autojump_clock: Any) -> None:
 async def test_connection_closed_by_the_server_is_not_reused(autojump_clock: Any) -> None:
     app, _ = client_app()
     with trio.fail_after(100):
-        async with running(app) as server, Client(base(server), idle_timeout=60,
-                                                  retries=0) as client:
+        async with (
+            running(app) as server,
+            Client(base(server), idle_timeout=60, retries=0) as client,
+        ):
             await client.get("/hello")
             await trio.sleep(6)  # the test profile's idle_timeout_s is 5: the server closes
             await trio.testing.wait_all_tasks_blocked()
@@ -274,10 +283,12 @@ async def test_request_abort_is_error_503(autojump_clock: Any) -> None:
             seen: list[Any] = []
             req = client.new("GET", "/slow").on("abort", seen.append)
             async with trio.open_nursery() as nursery:
+
                 async def go() -> None:
                     with pytest.raises(Aborted) as info:
                         await req
                     assert info.value.code == 503
+
                 nursery.start_soon(go)
                 await trio.sleep(1)
                 req.abort()
@@ -288,12 +299,20 @@ async def test_request_abort_is_error_503(autojump_clock: Any) -> None:
 # -- redirects ------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize(("code", "method", "expect"), [
-    (301, "POST", "GET"), (302, "POST", "GET"), (303, "POST", "GET"), (303, "PUT", "GET"),
-    (307, "POST", "POST"), (308, "POST", "POST"), (301, "GET", "GET"), (302, "PUT", "PUT"),
-])
-async def test_redirects_change_the_method_as_browsers(code: int, method: str,
-                                                       expect: str) -> None:
+@pytest.mark.parametrize(
+    ("code", "method", "expect"),
+    [
+        (301, "POST", "GET"),
+        (302, "POST", "GET"),
+        (303, "POST", "GET"),
+        (303, "PUT", "GET"),
+        (307, "POST", "POST"),
+        (308, "POST", "POST"),
+        (301, "GET", "GET"),
+        (302, "PUT", "PUT"),
+    ],
+)
+async def test_redirects_change_the_method_as_browsers(code: int, method: str, expect: str) -> None:
     app, _ = client_app()
 
     @app.put("/redirect/:code")
@@ -303,8 +322,9 @@ async def test_redirects_change_the_method_as_browsers(code: int, method: str,
 
     with trio.fail_after(10):
         async with running(app) as server, Client(base(server)) as client:
-            r = await client.request(method, f"/redirect/{code}",
-                                     content=b"payload" if method != "GET" else None)
+            r = await client.request(
+                method, f"/redirect/{code}", content=b"payload" if method != "GET" else None
+            )
             body = r.json()
             assert body["method"] == expect
             assert body["body"] == ("payload" if expect != "GET" else "")
@@ -322,8 +342,9 @@ async def test_redirect_to_another_origin_drops_credentials() -> None:
                 assert same.json()["auth"] == "Bearer t0k"
                 other = await client.get(f"/redirect/302?to={to}")
                 assert other.json()["auth"] is None
-                own = await client.get(f"/redirect/307?to={to}",
-                                       headers={"Authorization": "Basic x"})
+                own = await client.get(
+                    f"/redirect/307?to={to}", headers={"Authorization": "Basic x"}
+                )
                 assert own.json()["auth"] is None
 
 
@@ -339,6 +360,7 @@ async def test_redirect_limits_and_opt_out() -> None:
 
             async def body() -> Any:
                 yield b"once"
+
             r = await client.post("/redirect/307", content=body())
             assert r.status == 307  # an iterator cannot be sent twice: the caller sees it
 
@@ -364,6 +386,7 @@ async def test_request_bodies_bytes_file_and_iterators(tmp_path: Any) -> None:
             async def agen() -> Any:
                 for _ in range(10):
                     yield b"z" * 1000
+
             r = await client.post("/count", content=agen())
             assert r.json() == {"bytes": 10_000, "chunked": True, "length": None}
             r = await client.post("/count", content=iter([b"ab", b"cd"]))
@@ -383,8 +406,9 @@ async def test_upload_and_download_progress() -> None:
         async with running(app) as server, Client(base(server)) as client:
             up: list[tuple[int, int | None]] = []
             down: list[tuple[int, int | None]] = []
-            await client.post("/count", content=b"u" * 200_000,
-                              on_upload=lambda n, t: up.append((n, t)))
+            await client.post(
+                "/count", content=b"u" * 200_000, on_upload=lambda n, t: up.append((n, t))
+            )
             assert up[-1] == (200_000, 200_000) and len(up) == 4  # 64 KiB slices
             assert [n for n, _ in up] == sorted(n for n, _ in up)
             r = await client.get("/bytes/500000", on_download=lambda n, t: down.append((n, t)))
@@ -394,6 +418,7 @@ async def test_upload_and_download_progress() -> None:
             async def agen() -> Any:
                 yield b"12345"
                 yield b"678"
+
             up.clear()
             await client.post("/count", content=agen(), on_upload=lambda n, t: up.append((n, t)))
             assert up == [(5, None), (8, None)]
@@ -402,8 +427,7 @@ async def test_upload_and_download_progress() -> None:
 async def test_streamed_response_to_a_file_and_the_buffered_cap(tmp_path: Any) -> None:
     app, _ = client_app()
     with trio.fail_after(20):
-        async with running(app) as server, Client(base(server), max_body_bytes=100_000
-                                                  ) as client:
+        async with running(app) as server, Client(base(server), max_body_bytes=100_000) as client:
             async with client.stream("GET", "/bytes/1000000?chunked=1") as r:
                 n = await r.save(tmp_path / "out")
             assert n == 1_000_000 == (tmp_path / "out").stat().st_size
@@ -462,13 +486,18 @@ async def test_notify_falls_through_specific_generic_catch_all() -> None:
                 def handler(resp: Any) -> bool:
                     calls.append(f"{name}:{resp.status}")
                     return stop
+
                 return handler
 
             def make(code: int, stop404: bool) -> Any:
                 # registered catch-all first: order of kinds, not of registration, decides
-                return (client.new("GET", f"/status/{code}").notify(rec("any"))
-                        .notify(400, rec("4xx")).notify(404, rec("404", stop404))
-                        .notify(200, rec("200", True)))
+                return (
+                    client.new("GET", f"/status/{code}")
+                    .notify(rec("any"))
+                    .notify(400, rec("4xx"))
+                    .notify(404, rec("404", stop404))
+                    .notify(200, rec("200", True))
+                )
 
             r = await make(404, True)
             assert calls == ["404:404"] and r.status == 404
@@ -490,6 +519,7 @@ async def test_notify_falls_through_specific_generic_catch_all() -> None:
             async def async_handler(resp: Any) -> bool:
                 await trio.lowlevel.checkpoint()
                 return True
+
             r = await client.new("GET", "/status/409").notify(409, async_handler)
             assert r.status == 409
 
@@ -499,22 +529,36 @@ async def test_seed_002_events_and_codes() -> None:
     with trio.fail_after(10):
         async with running(app) as server, Client(base(server)) as client:
             log: list[Any] = []
-            r = await (client.new("GET", "/seq/3")
-                       .on("value", lambda v, resp: log.append(("value", v)))
-                       .on("done", lambda resp: log.append(("done", resp.data)))
-                       .on("error", lambda e: log.append(("error", e.code)))
-                       .notify("loadstart", lambda req: log.append("loadstart"))
-                       .notify("loadend", lambda resp: log.append("loadend")))
-            assert log == ["loadstart", ("value", {"i": 0}), ("value", {"i": 1}),
-                           ("value", {"i": 2}), ("done", {}), "loadend"]
+            r = await (
+                client.new("GET", "/seq/3")
+                .on("value", lambda v, resp: log.append(("value", v)))
+                .on("done", lambda resp: log.append(("done", resp.data)))
+                .on("error", lambda e: log.append(("error", e.code)))
+                .notify("loadstart", lambda req: log.append("loadstart"))
+                .notify("loadend", lambda resp: log.append("loadend"))
+            )
+            assert log == [
+                "loadstart",
+                ("value", {"i": 0}),
+                ("value", {"i": 1}),
+                ("value", {"i": 2}),
+                ("done", {}),
+                "loadend",
+            ]
             assert r.last_error == 0
             log.clear()
-            r = await (client.new("GET", "/status/404").on("error", lambda e: log.append(
-                (e.code, e.response.status))).on("done", lambda resp: log.append("done")))
+            r = await (
+                client.new("GET", "/status/404")
+                .on("error", lambda e: log.append((e.code, e.response.status)))
+                .on("done", lambda resp: log.append("done"))
+            )
             assert log == [(511, 404)] and r.last_error == 511
             log.clear()
-            await client.new("GET", "/rawseq").on("error", lambda e: log.append(e.code)).on(
-                "value", lambda v, resp: log.append(v))
+            await (
+                client.new("GET", "/rawseq")
+                .on("error", lambda e: log.append(e.code))
+                .on("value", lambda v, resp: log.append(v))
+            )
             assert log == [{"a": 1}, 520, [2], 520]
             with pytest.raises(InvalidJSON) as info:
                 await client.new("GET", "/badjson")
@@ -529,8 +573,14 @@ async def test_await_and_async_for_and_chained_configuration(autojump_clock: Any
     app, _ = client_app()
     with trio.fail_after(100):
         async with running(app) as server, Client(base(server)) as client:
-            r = await (client.new("post", "/method").json().body({"x": 1})
-                       .header("X-Extra", "1").params(q="v").token("tk"))
+            r = await (
+                client.new("post", "/method")
+                .json()
+                .body({"x": 1})
+                .header("X-Extra", "1")
+                .params(q="v")
+                .token("tk")
+            )
             assert r.data["method"] == "POST" and json.loads(r.data["body"]) == {"x": 1}
             assert r.data["auth"] == "Bearer tk" and r.data["xrw"] == "XMLHttpRequest"
             assert r.data["query"] == {"q": "v"}
@@ -542,8 +592,12 @@ async def test_await_and_async_for_and_chained_configuration(autojump_clock: Any
                 await client.new("GET", "/slow").timeout_after(2)
             assert info.value.code == 501
             seen: list[int] = []
-            r2 = await client.new("GET", "/slow").timeout_after(2).on(
-                "timeout", lambda e: seen.append(e.code)).on("error", lambda e: None)
+            r2 = (
+                await client.new("GET", "/slow")
+                .timeout_after(2)
+                .on("timeout", lambda e: seen.append(e.code))
+                .on("error", lambda e: None)
+            )
             assert r2 is None and seen == [501]
             base_req = client.new("GET", "/status/201").notify(201, lambda r: True)
             again = base_req.copy()
@@ -589,8 +643,9 @@ async def test_tls_verified_by_a_ca_file_and_refused_without(tmp_path: Any) -> N
     ca.cert_pem.write_to_path(str(ca_file))
     app, _ = client_app()
     with trio.fail_after(20):
-        async with running(app, server__tls_cert_file=str(cert_file),
-                           server__tls_key_file=str(key_file)) as server:
+        async with running(
+            app, server__tls_cert_file=str(cert_file), server__tls_key_file=str(key_file)
+        ) as server:
             url = f"https://localhost:{server.port}"
             async with Client(url, ca_file=str(ca_file)) as client:
                 for _ in range(2):
@@ -607,15 +662,13 @@ async def test_unix_socket_transport(tmp_path: Any) -> None:
     app, _ = client_app()
     path = str(tmp_path / "gw.sock")
     with trio.fail_after(10):
-        async with running(app, server__unix_path=path, server__unix_allowed_uids=str(
-                os.getuid())):
+        async with running(app, server__unix_path=path, server__unix_allowed_uids=str(os.getuid())):
             async with Client("http://device", unix_socket=path) as client:
                 r = await client.get("/admin")
                 assert r.json() == {"mode": "privilege"}  # the peer uid grants privilege
 
 
-async def test_deadline_without_the_watchdog_and_errors_pass_through(autojump_clock: Any
-                                                                      ) -> None:
+async def test_deadline_without_the_watchdog_and_errors_pass_through(autojump_clock: Any) -> None:
     # a Client used without `async with` has no watchdog: cancel scopes keep the deadline
     app, _ = client_app()
     with trio.fail_after(100):

@@ -23,9 +23,15 @@ pytestmark = pytest.mark.node
 @asynccontextmanager
 async def node_server(node: str) -> AsyncIterator[str]:
     async with trio.open_nursery() as nursery:
-        proc: trio.Process = await nursery.start(partial(
-            trio.run_process, [node, str(NODE_DIR / "http_server.js")], stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE, check=False))
+        proc: trio.Process = await nursery.start(
+            partial(
+                trio.run_process,
+                [node, str(NODE_DIR / "http_server.js")],
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                check=False,
+            )
+        )
         line = b""
         with trio.fail_after(20):
             while not line.endswith(b"\n"):
@@ -56,9 +62,9 @@ async def test_keep_alive_and_chunked_bodies(node: str) -> None:
             async def gen() -> Any:
                 yield b"abc"
                 yield b"def"
+
             r = await client.post("/method", content=gen())
-            assert r.json() == {"method": "POST", "body": "abcdef", "auth": None,
-                                "te": "chunked"}
+            assert r.json() == {"method": "POST", "body": "abcdef", "auth": None, "te": "chunked"}
             assert (await client.get("/stats")).json() == {"connections": 1}
 
 
@@ -139,8 +145,9 @@ async def test_json_seq_records_arrive_one_by_one(node: str) -> None:
             assert got == [{"n": 1}, {"n": 2}, {"n": 3}]
 
 
-@pytest.mark.parametrize(("code", "expect"), [(301, "GET"), (302, "GET"), (303, "GET"),
-                                              (307, "POST"), (308, "POST")])
+@pytest.mark.parametrize(
+    ("code", "expect"), [(301, "GET"), (302, "GET"), (303, "GET"), (307, "POST"), (308, "POST")]
+)
 async def test_redirects_from_node(node: str, code: int, expect: str) -> None:
     with trio.fail_after(30):
         async with node_server(node) as base, Client(base, token="tk") as client:

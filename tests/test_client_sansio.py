@@ -25,7 +25,7 @@ def feed_all(decoder: Any, data: bytes, step: int | None = None) -> list[Any]:
         out += decoder.feed(data)
     else:
         for i in range(0, len(data), step):
-            out += decoder.feed(data[i:i + step])
+            out += decoder.feed(data[i : i + step])
     return out + decoder.close()
 
 
@@ -37,8 +37,10 @@ def invalid(items: list[Any]) -> list[str]:
     return [i.reason for i in items if isinstance(i, InvalidRecord)]
 
 
-STREAM = (b'\x1e{"a":1}\n\x1e\x1e\x1e[1,\n 2]\n\x1e"str"\n\x1e{bad}\n\x1e12\n\x1etrue \n'
-          b"\x1e 3.5\n\x1e{}\x1e7")
+STREAM = (
+    b'\x1e{"a":1}\n\x1e\x1e\x1e[1,\n 2]\n\x1e"str"\n\x1e{bad}\n\x1e12\n\x1etrue \n'
+    b"\x1e 3.5\n\x1e{}\x1e7"
+)
 
 
 @pytest.mark.parametrize("step", [None, 1, 2, 5])
@@ -54,9 +56,9 @@ def test_json_seq_records_runs_of_rs_bad_and_truncated(step: int | None) -> None
 def test_json_seq_value_arrives_with_its_lf_not_with_the_next_rs() -> None:
     d = JSONSeqDecoder()
     assert d.feed(b'\x1e{"a":') == []
-    assert d.feed(b'1}\n') == [{"a": 1}]
-    assert d.feed(b'\x1e[1,\n') == []  # an LF inside a pretty-printed record: keep reading
-    assert d.feed(b'2]\n') == [[1, 2]]
+    assert d.feed(b"1}\n") == [{"a": 1}]
+    assert d.feed(b"\x1e[1,\n") == []  # an LF inside a pretty-printed record: keep reading
+    assert d.feed(b"2]\n") == [[1, 2]]
     assert d.feed(b"\x1e123") == []
     assert d.feed(b"4\n") == [1234]
     assert d.close() == []
@@ -64,7 +66,7 @@ def test_json_seq_value_arrives_with_its_lf_not_with_the_next_rs() -> None:
 
 def test_json_seq_garbage_before_first_rs_and_after_a_value() -> None:
     d = JSONSeqDecoder()
-    items = d.feed(b'junk\x1e{"a":1}\n') + d.feed(b' trailing\x1e[1]\n') + d.close()
+    items = d.feed(b'junk\x1e{"a":1}\n') + d.feed(b" trailing\x1e[1]\n") + d.close()
     assert values(items) == [{"a": 1}, [1]]  # the first was delivered at its LF
     assert invalid(items) == ["data before the first RS", "data after a complete JSON text"]
     # seen whole, the same record is simply not JSON
@@ -84,7 +86,7 @@ def test_json_seq_record_cap_skips_to_the_next_rs() -> None:
 
 
 def test_json_seq_rejects_nan_and_bad_utf8() -> None:
-    items = feed_all(JSONSeqDecoder(), b"\x1eNaN\n\x1e\"\xff\"\n\x1e[0]\n")
+    items = feed_all(JSONSeqDecoder(), b'\x1eNaN\n\x1e"\xff"\n\x1e[0]\n')
     assert values(items) == [[0]]
     assert len(invalid(items)) == 2
 
@@ -102,8 +104,9 @@ def test_ndjson_lines(step: int | None) -> None:
 # -- Engine.IO client session, against the server session ------------------------------------------
 
 
-def pump(client: EngineIOClient, server: eio.EngineIOSession, frames: list[str],
-         now: float = 0.0) -> tuple[list[Any], list[Any]]:
+def pump(
+    client: EngineIOClient, server: eio.EngineIOSession, frames: list[str], now: float = 0.0
+) -> tuple[list[Any], list[Any]]:
     """Deliver server frames to the client and the client's replies back, until quiet."""
     c_events: list[Any] = []
     s_events: list[Any] = []
@@ -133,7 +136,8 @@ def test_handshake_request_and_ack_with_the_server_session(version: int) -> None
     assert isinstance(ev, eio.Event) and ev.ack_id == 0
     reply = server.send_ack(0, [{"body": "ok", "headers": {}, "statusCode": 200}])
     assert client.receive_text(reply, 1.0) == [
-        ServerAck(0, ({"body": "ok", "headers": {}, "statusCode": 200},))]
+        ServerAck(0, ({"body": "ok", "headers": {}, "statusCode": 200},))
+    ]
     assert client.emit("post", {})[1] == 1  # ids count up
     push = server.send_event("message", {"n": 1})
     assert client.receive_text(push, 1.0) == [ServerEvent("message", ({"n": 1},), None)]
@@ -162,8 +166,9 @@ def test_v4_request_answered_as_v3_falls_back() -> None:
 
 def test_v4_heartbeat_is_answered_and_silence_ends_the_session() -> None:
     client = EngineIOClient(4)
-    client.receive_text('0{"sid":"s","upgrades":[],"pingInterval":1000,"pingTimeout":500,'
-                        '"maxPayload":100}', 0.0)
+    client.receive_text(
+        '0{"sid":"s","upgrades":[],"pingInterval":1000,"pingTimeout":500,"maxPayload":100}', 0.0
+    )
     client.receive_text('40{"sid":"sock"}', 0.0)
     assert client.socket_id == "sock" and client.frames_to_send() == ["40"]
     assert client.receive_text("2", 1.0) == [] and client.frames_to_send() == ["3"]
@@ -173,19 +178,27 @@ def test_v4_heartbeat_is_answered_and_silence_ends_the_session() -> None:
     assert client.receive_text("2", 3.0) == []  # over: nothing more
 
 
-@pytest.mark.parametrize(("frames", "reason"), [
-    (["0{bad"], "parse error"),
-    (['0{"sid":"s","pingInterval":0,"pingTimeout":1}'], "parse error"),
-    (['0{"sid":"s","pingInterval":1,"pingTimeout":1}', '44{"message":"nope"}'],
-     "connect error"),
-    (['0{"sid":"s","pingInterval":1,"pingTimeout":1}', '42["x"]'], "parse error"),
-    (['0{"sid":"s","pingInterval":1,"pingTimeout":1}', '40{"sid":"a"}', "41"],
-     "io server disconnect"),
-    (['0{"sid":"s","pingInterval":1,"pingTimeout":1}', '40{"sid":"a"}', "1"],
-     "transport close"),
-    (['0{"sid":"s","pingInterval":1,"pingTimeout":1}', '40{"sid":"a"}', "43[]"],
-     "parse error"),
-])
+@pytest.mark.parametrize(
+    ("frames", "reason"),
+    [
+        (["0{bad"], "parse error"),
+        (['0{"sid":"s","pingInterval":0,"pingTimeout":1}'], "parse error"),
+        (
+            ['0{"sid":"s","pingInterval":1,"pingTimeout":1}', '44{"message":"nope"}'],
+            "connect error",
+        ),
+        (['0{"sid":"s","pingInterval":1,"pingTimeout":1}', '42["x"]'], "parse error"),
+        (
+            ['0{"sid":"s","pingInterval":1,"pingTimeout":1}', '40{"sid":"a"}', "41"],
+            "io server disconnect",
+        ),
+        (
+            ['0{"sid":"s","pingInterval":1,"pingTimeout":1}', '40{"sid":"a"}', "1"],
+            "transport close",
+        ),
+        (['0{"sid":"s","pingInterval":1,"pingTimeout":1}', '40{"sid":"a"}', "43[]"], "parse error"),
+    ],
+)
 def test_protocol_violations_end_the_session(frames: list[str], reason: str) -> None:
     client = EngineIOClient(4, max_payload_bytes=1000)
     events: list[Any] = []

@@ -36,9 +36,17 @@ def socket_app() -> tuple[App, dict[str, Any]]:
     @app.route(["GET", "POST", "PUT", "PATCH", "DELETE"], "/echo/:id")
     async def echo(req: Request, res: Response) -> None:
         body = await req.json() if req.method != "GET" else None
-        await res.json({"method": req.method, "id": req.params["id"], "body": body,
-                        "query": req.query, "x": req.get("x-test"),
-                        "auth": req.get("authorization"), "socket": req.is_socket})
+        await res.json(
+            {
+                "method": req.method,
+                "id": req.params["id"],
+                "body": body,
+                "query": req.query,
+                "x": req.get("x-test"),
+                "auth": req.get("authorization"),
+                "socket": req.is_socket,
+            }
+        )
 
     @app.get("/status/:code")
     async def status(req: Request, res: Response) -> None:
@@ -94,8 +102,10 @@ class Proxy:
             while b"\r\n\r\n" not in first:
                 first += await client.receive_some(65536)
             if b"EIO=4" in first.split(b"\r\n", 1)[0]:
-                await client.send_all(b"HTTP/1.1 400 Bad Request\r\nContent-Length: 28\r\n"
-                                      b"\r\nUnsupported protocol version")
+                await client.send_all(
+                    b"HTTP/1.1 400 Bad Request\r\nContent-Length: 28\r\n"
+                    b"\r\nUnsupported protocol version"
+                )
                 await client.aclose()
                 return
         upstream = await trio.open_tcp_stream("127.0.0.1", self.target_port)
@@ -149,18 +159,27 @@ def url(port: int) -> str:
 async def test_virtual_requests_every_method(eio: int) -> None:
     app, _ = socket_app()
     with trio.fail_after(10):
-        async with running(app) as server, open_socket(
-                url(server.port), eio=eio, headers={"x-test": "global"}, token="tk") as io:
+        async with (
+            running(app) as server,
+            open_socket(url(server.port), eio=eio, headers={"x-test": "global"}, token="tk") as io,
+        ):
             assert io.version == eio and io.connected and io.socket_id
             r = await io.get("/hello")
             assert (r.status_code, r.body) == (200, "hello")
             assert r.headers["content-type"].startswith("text/plain")
             for method in ("post", "put", "patch", "delete"):
-                r = await io.request(method, "/echo/7?q=1", {"n": method},
-                                     headers={"X-Test": "own"})
-                assert r.body == {"method": method.upper(), "id": "7", "body": {"n": method},
-                                  "query": {"q": "1"}, "x": "own", "auth": "Bearer tk",
-                                  "socket": True}
+                r = await io.request(
+                    method, "/echo/7?q=1", {"n": method}, headers={"X-Test": "own"}
+                )
+                assert r.body == {
+                    "method": method.upper(),
+                    "id": "7",
+                    "body": {"n": method},
+                    "query": {"q": "1"},
+                    "x": "own",
+                    "auth": "Bearer tk",
+                    "socket": True,
+                }
             r = await io.get("/echo/8")
             assert r.body["x"] == "global" and r.body["method"] == "GET"
             r = await io.get("/status/418")
@@ -180,8 +199,10 @@ async def test_requests_in_flight_together_and_pushes() -> None:
             got: list[JWR] = []
             async with trio.open_nursery() as nursery:
                 for i in range(20):
+
                     async def one(i: int = i) -> None:
                         got.append(await io.post(f"/echo/{i}", {"i": i}))
+
                     nursery.start_soon(one)
             assert sorted(r.body["body"]["i"] for r in got) == list(range(20))
             seen: list[Any] = []
@@ -210,10 +231,12 @@ async def test_request_deadline_and_close(autojump_clock: Any) -> None:
             state["release"] = trio.Event()
             state["started"] = trio.Event()
             async with trio.open_nursery() as nursery:
+
                 async def pending() -> None:
                     with pytest.raises(Aborted) as info:
                         await io.get("/wait")
                     assert info.value.code == 503
+
                 nursery.start_soon(pending)
                 await state["started"].wait()
                 await io.aclose()
@@ -225,14 +248,19 @@ async def test_request_deadline_and_close(autojump_clock: Any) -> None:
 async def test_reconnect_replays_queued_requests(autojump_clock: Any) -> None:
     app, state = socket_app()
     with trio.fail_after(100):
-        async with running(app) as server, proxied(server) as proxy, open_socket(
-                url(proxy.port), reconnect_delay=1, reconnect_delay_max=4) as io:
+        async with (
+            running(app) as server,
+            proxied(server) as proxy,
+            open_socket(url(proxy.port), reconnect_delay=1, reconnect_delay_max=4) as io,
+        ):
             assert (await io.get("/hello")).body == "hello"
             async with trio.open_nursery() as nursery:
+
                 async def in_flight() -> None:
                     with pytest.raises(TransportError) as info:
                         await io.get("/wait")
                     assert info.value.code == 502  # may have run: not sent again
+
                 nursery.start_soon(in_flight)
                 await state["started"].wait()
                 proxy.refuse = True
@@ -242,8 +270,10 @@ async def test_reconnect_replays_queued_requests(autojump_clock: Any) -> None:
             results: list[JWR] = []
             async with trio.open_nursery() as nursery:
                 for _ in range(3):
+
                     async def queued() -> None:
                         results.append(await io.get("/hello"))
+
                     nursery.start_soon(queued)
                 await trio.testing.wait_all_tasks_blocked()
                 assert io.statistics()["queued"] == 3
@@ -259,8 +289,11 @@ async def test_reconnect_replays_queued_requests(autojump_clock: Any) -> None:
 async def test_reconnect_gives_up_and_fails_the_queue(autojump_clock: Any) -> None:
     app, _ = socket_app()
     with trio.fail_after(100):
-        async with running(app) as server, proxied(server) as proxy, open_socket(
-                url(proxy.port), reconnect_delay=1, reconnect_attempts=3) as io:
+        async with (
+            running(app) as server,
+            proxied(server) as proxy,
+            open_socket(url(proxy.port), reconnect_delay=1, reconnect_attempts=3) as io,
+        ):
             proxy.refuse = True
             proxy.cut()
             await trio.testing.wait_all_tasks_blocked()
@@ -286,6 +319,7 @@ async def test_refused_handshake_is_a_connect_error() -> None:
     with trio.fail_after(10):
         async with running(app) as server:
             from gateway.client import ConnectError
+
             with pytest.raises(ConnectError) as info:
                 async with open_socket(url(server.port), path="/nope/"):
                     pass
@@ -298,9 +332,15 @@ async def test_refused_handshake_is_a_connect_error() -> None:
 @asynccontextmanager
 async def sails_app(node: str) -> AsyncIterator[int]:
     async with trio.open_nursery() as nursery:
-        proc: trio.Process = await nursery.start(partial(
-            trio.run_process, [node, str(NODE_DIR / "sails_app.js")], stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE, check=False))
+        proc: trio.Process = await nursery.start(
+            partial(
+                trio.run_process,
+                [node, str(NODE_DIR / "sails_app.js")],
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                check=False,
+            )
+        )
         line = b""
         with trio.fail_after(30):
             while not line.endswith(b"\n"):
@@ -320,16 +360,28 @@ async def sails_app(node: str) -> AsyncIterator[int]:
 @pytest.mark.parametrize("eio", [4, 3])
 async def test_against_a_real_sails_app(node: str, eio: int) -> None:
     with trio.fail_after(60):
-        async with sails_app(node) as port, open_socket(
-                url(port), eio=eio, headers={"x-test": "global"}, token="tk") as io:
+        async with (
+            sails_app(node) as port,
+            open_socket(url(port), eio=eio, headers={"x-test": "global"}, token="tk") as io,
+        ):
             assert io.version == eio
             r = await io.get("/user/7?x=1")
             assert r.status_code == 200
-            assert r.body == {"id": "7", "isSocket": True, "wantsJSON": True,
-                              "query": {"x": "1"}, "header": "global", "auth": "Bearer tk"}
+            assert r.body == {
+                "id": "7",
+                "isSocket": True,
+                "wantsJSON": True,
+                "query": {"x": "1"},
+                "header": "global",
+                "auth": "Bearer tk",
+            }
             r = await io.post("/echo", {"a": [1, 2]}, headers={"x-test": "own"})
-            assert r.body == {"method": "POST", "body": {"a": [1, 2]}, "isSocket": True,
-                              "header": "own"}
+            assert r.body == {
+                "method": "POST",
+                "body": {"a": [1, 2]},
+                "isSocket": True,
+                "header": "own",
+            }
             for method in ("put", "patch", "delete"):
                 r = await io.request(method, "/echo", {"m": method})
                 assert r.body == {"method": method.upper(), "body": {"m": method}}
@@ -344,8 +396,7 @@ async def test_against_a_real_sails_app(node: str, eio: int) -> None:
                 await io.post("/broadcast/r1", {"hi": 1})
                 await io.post("/blast", {"all": 1})
                 a, b = await pushes.receive(), await pushes.receive()
-            assert (a.event, a.data, b.event, b.data) == ("news", {"hi": 1}, "message",
-                                                          {"all": 1})
+            assert (a.event, a.data, b.event, b.data) == ("news", {"hi": 1}, "message", {"all": 1})
             with pytest.raises(RequestTimeout):
                 await io.get("/slow", timeout=0.05)
             assert (await io.get("/slow")).body == {"slow": True}
@@ -374,12 +425,13 @@ async def test_socket_over_tls_with_a_ca_file(tmp_path: Any) -> None:
     ca.cert_pem.write_to_path(str(ca_file))
     app, _ = socket_app()
     with trio.fail_after(20):
-        async with running(app, server__tls_cert_file=str(cert_file),
-                           server__tls_key_file=str(key_file)) as server:
-            async with open_socket(f"https://localhost:{server.port}",
-                                   ca_file=str(ca_file)) as io:
+        async with running(
+            app, server__tls_cert_file=str(cert_file), server__tls_key_file=str(key_file)
+        ) as server:
+            async with open_socket(f"https://localhost:{server.port}", ca_file=str(ca_file)) as io:
                 assert (await io.get("/hello")).body == "hello"
             from gateway.client import ConnectError
+
             with pytest.raises(ConnectError):  # the system's CAs do not know this one
                 async with open_socket(f"wss://localhost:{server.port}"):
                     pass

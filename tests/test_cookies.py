@@ -51,9 +51,19 @@ HEADER = (
     "dup=first; dup=second"
 )
 UNSIGNED_COOKIES: dict[str, Any] = {
-    "plain": "v", "json": {"a": 1}, "jzero": "j:0", "jnull": "j:null", "jempty": 'j:""',
-    "jarr": [], "jobj": {}, "jbad": "j:{nope", "jnan": "j:NaN", "jnum": 12, "jfalse": "j:false",
-    "jtrue": True, "dup": "first",
+    "plain": "v",
+    "json": {"a": 1},
+    "jzero": "j:0",
+    "jnull": "j:null",
+    "jempty": 'j:""',
+    "jarr": [],
+    "jobj": {},
+    "jbad": "j:{nope",
+    "jnan": "j:NaN",
+    "jnum": 12,
+    "jfalse": "j:false",
+    "jtrue": True,
+    "dup": "first",
 }
 SIGNED_RAW = {
     "good": "s:hello.Frjj2t46/g/uy7LLaT2YqyiN2zv0eJNE3uzmZfefXmo",
@@ -68,8 +78,15 @@ EXPRESS = {
     # app.use("/secret", cookieParser(["current", "old"]))
     "/secret": {
         "cookies": UNSIGNED_COOKIES,
-        "signed": {"good": "hello", "rotated": "old value", "bad": False, "sjson": {"b": [1, 2]},
-                   "nodot": False, "empty": False, "sjzero": "j:0"},
+        "signed": {
+            "good": "hello",
+            "rotated": "old value",
+            "bad": False,
+            "sjson": {"b": [1, 2]},
+            "nodot": False,
+            "empty": False,
+            "sjzero": "j:0",
+        },
         "secret": "current",
     },
     # app.use("/none", cookieParser())
@@ -85,8 +102,7 @@ def _cookie_app() -> App:
 
     @app.use
     async def show(req, res):  # type: ignore[no-untyped-def]
-        await res.json({"cookies": req.cookies, "signed": req.signed_cookies,
-                        "secret": req.secret})
+        await res.json({"cookies": req.cookies, "signed": req.signed_cookies, "secret": req.secret})
 
     return app
 
@@ -110,18 +126,36 @@ async def test_cookie_parser_like_express() -> None:
 
 
 def test_json_cookies_keeps_what_javascript_finds_falsy() -> None:
-    cookies = {"a": "j:0", "b": "j:0.0", "c": "j:[]", "d": "j:1e400", "e": 'j:"x"', "f": "j:-0",
-               "g": "j:" + "[" * 5000}
-    assert json_cookies(cookies) == {"a": "j:0", "b": "j:0.0", "c": [], "d": float("inf"),
-                                     "e": "x", "f": "j:-0", "g": "j:" + "[" * 5000}
+    cookies = {
+        "a": "j:0",
+        "b": "j:0.0",
+        "c": "j:[]",
+        "d": "j:1e400",
+        "e": 'j:"x"',
+        "f": "j:-0",
+        "g": "j:" + "[" * 5000,
+    }
+    assert json_cookies(cookies) == {
+        "a": "j:0",
+        "b": "j:0.0",
+        "c": [],
+        "d": float("inf"),
+        "e": "x",
+        "f": "j:-0",
+        "g": "j:" + "[" * 5000,
+    }
 
 
 # express@5.3's Set-Cookie for res.cookie(...) with req.secret = "current" (Express adds only
 # "Path=/"; our defaults add HttpOnly and SameSite=Lax, so only name=value is compared)
 SET_COOKIE = [
-    ("a", {"x": [1, "é"]}, True,
-     "a=s%3Aj%3A%7B%22x%22%3A%5B1%2C%22%C3%A9%22%5D%7D."
-     "zDGk6qYdSGwdCdnyOi4xp3hXxOTdvEIvnOejrf%2FUbZM"),
+    (
+        "a",
+        {"x": [1, "é"]},
+        True,
+        "a=s%3Aj%3A%7B%22x%22%3A%5B1%2C%22%C3%A9%22%5D%7D."
+        "zDGk6qYdSGwdCdnyOi4xp3hXxOTdvEIvnOejrf%2FUbZM",
+    ),
     ("b", "plain value!*'()~", False, "b=plain%20value!*'()~"),
     ("c", "v", True, "c=s%3Av.WJvt9Z%2B6hLdywGqAU5Ri1%2B7pxhoBkogQKq98QcM0A80"),
     ("d", None, False, "d=j%3Anull"),

@@ -29,9 +29,14 @@ B = "http://192.168.1.20:8080"
 
 
 def policy(**values: Any) -> Policy:
-    base = {"allowed_origins": (A, B), "allowed_methods": ("GET", "POST"),
-            "allowed_headers": ("Authorization", "Content-Type"), "allow_credentials": False,
-            "max_age_s": 600.0, "exposed_headers": ()}
+    base = {
+        "allowed_origins": (A, B),
+        "allowed_methods": ("GET", "POST"),
+        "allowed_headers": ("Authorization", "Content-Type"),
+        "allow_credentials": False,
+        "max_age_s": 600.0,
+        "exposed_headers": (),
+    }
     built = Policy.build({**base, **values})
     assert built is not None
     return built
@@ -47,16 +52,21 @@ def creds(tmp_path: Path) -> str:
 
 # -- the policy's decisions, header by header ----------------------------------------------------
 
+
 def test_an_allowed_origin_is_echoed_with_credentials_and_exposed_headers() -> None:
     p = policy(allow_credentials=True, exposed_headers=("ETag", "X-Count"))
     assert p.actual_headers(A) == [
-        ("Vary", "Origin"), ("Access-Control-Allow-Origin", A),
+        ("Vary", "Origin"),
+        ("Access-Control-Allow-Origin", A),
         ("Access-Control-Allow-Credentials", "true"),
-        ("Access-Control-Expose-Headers", "ETag, X-Count")]
+        ("Access-Control-Expose-Headers", "ETag, X-Count"),
+    ]
     # browsers send the serialised origin; a config written otherwise still matches, and the
     # echo is what the browser sent, byte for byte
     assert p.actual_headers("https://A.example")[1] == (
-        "Access-Control-Allow-Origin", "https://A.example")
+        "Access-Control-Allow-Origin",
+        "https://A.example",
+    )
     assert policy(allowed_origins=("https://a.example:443/",)).allows(A)
     # the answers the exchange uses are the same, made once per listed origin: variants
     # written otherwise are answered too, without growing anything
@@ -66,8 +76,17 @@ def test_an_allowed_origin_is_echoed_with_credentials_and_exposed_headers() -> N
     assert len(p._answers) == 2
 
 
-@pytest.mark.parametrize("origin", [None, "https://b.example", "null", "https://a.example.evil",
-                                    "http://a.example", "https://a.example:8443"])
+@pytest.mark.parametrize(
+    "origin",
+    [
+        None,
+        "https://b.example",
+        "null",
+        "https://a.example.evil",
+        "http://a.example",
+        "https://a.example:8443",
+    ],
+)
 def test_other_origins_get_only_vary(origin: str | None) -> None:
     # the answer depends on the Origin: caches must keep the variants apart (Fetch, "CORS
     # protocol and HTTP caches"), also for a request without Origin
@@ -77,8 +96,10 @@ def test_other_origins_get_only_vary(origin: str | None) -> None:
 def test_a_wildcard_answers_every_request_alike() -> None:
     p = policy(allowed_origins=("*",), exposed_headers=("*",))
     for origin in (None, A, "null", "https://anything.example"):
-        assert p.actual_headers(origin) == [("Access-Control-Allow-Origin", "*"),
-                                            ("Access-Control-Expose-Headers", "*")]
+        assert p.actual_headers(origin) == [
+            ("Access-Control-Allow-Origin", "*"),
+            ("Access-Control-Expose-Headers", "*"),
+        ]
     assert p.allows("https://anything.example") and not p.allows_socket("https://x.example")
     pre = dict(p.preflight_headers("https://x.example", {"access-control-request-method": "GET"}))
     assert pre["Access-Control-Allow-Origin"] == "*" and "Vary" not in pre
@@ -86,56 +107,83 @@ def test_a_wildcard_answers_every_request_alike() -> None:
 
 def test_a_preflight_gets_the_whole_policy() -> None:
     p = policy(allow_credentials=True, max_age_s=7200.0)
-    headers = {"access-control-request-method": "DELETE",
-               "access-control-request-headers": "x-other"}
+    headers = {
+        "access-control-request-method": "DELETE",
+        "access-control-request-headers": "x-other",
+    }
     assert p.preflight_headers(A, headers) == [
-        ("Access-Control-Allow-Origin", A), ("Access-Control-Allow-Credentials", "true"),
+        ("Access-Control-Allow-Origin", A),
+        ("Access-Control-Allow-Credentials", "true"),
         ("Access-Control-Allow-Methods", "GET, POST"),
         ("Access-Control-Allow-Headers", "Authorization, Content-Type"),
-        ("Access-Control-Max-Age", "7200"), ("Vary", "Origin")]
+        ("Access-Control-Max-Age", "7200"),
+        ("Vary", "Origin"),
+    ]
     # max_age_s = 0 sends none; no methods or headers listed: none said
     quiet = policy(max_age_s=0.0, allowed_methods=(), allowed_headers=())
-    assert quiet.preflight_headers(A, headers) == [("Access-Control-Allow-Origin", A),
-                                                   ("Vary", "Origin")]
+    assert quiet.preflight_headers(A, headers) == [
+        ("Access-Control-Allow-Origin", A),
+        ("Vary", "Origin"),
+    ]
 
 
 def test_star_methods_and_headers_reflect_the_preflight() -> None:
     p = policy(allowed_methods=("*",), allowed_headers=("*",), allow_credentials=True)
-    got = dict(p.preflight_headers(A, {"access-control-request-method": "PATCH",
-                                       "access-control-request-headers": "x-a, x-b"}))
+    got = dict(
+        p.preflight_headers(
+            A,
+            {
+                "access-control-request-method": "PATCH",
+                "access-control-request-headers": "x-a, x-b",
+            },
+        )
+    )
     assert got["Access-Control-Allow-Methods"] == "PATCH"
     assert got["Access-Control-Allow-Headers"] == "x-a, x-b"
-    assert got["Vary"] == ("Origin, Access-Control-Request-Method, "
-                           "Access-Control-Request-Headers")
+    assert got["Vary"] == ("Origin, Access-Control-Request-Method, Access-Control-Request-Headers")
 
 
 def test_private_network_access_is_answered_for_an_allowed_origin() -> None:
-    got = dict(policy().preflight_headers(A, {"access-control-request-method": "GET",
-                                              "access-control-request-private-network": "true"}))
+    got = dict(
+        policy().preflight_headers(
+            A,
+            {
+                "access-control-request-method": "GET",
+                "access-control-request-private-network": "true",
+            },
+        )
+    )
     assert got["Access-Control-Allow-Private-Network"] == "true"
     assert "Access-Control-Allow-Private-Network" not in dict(
-        policy().preflight_headers(A, {"access-control-request-method": "GET"}))
+        policy().preflight_headers(A, {"access-control-request-method": "GET"})
+    )
 
 
 def test_no_origin_listed_is_no_policy_and_a_wildcard_refuses_credentials() -> None:
     values = {key: getattr(CorsSettings(), key) for key in CorsSettings.__slots__}
     assert Policy.build(values) is None
-    with pytest.raises(ValueError, match=r'"\*" in allowed_origins together with '
-                                         r"allow_credentials"):
+    with pytest.raises(
+        ValueError,
+        match=r'"\*" in allowed_origins together with '
+        r"allow_credentials",
+    ):
         policy(allowed_origins=("*",), allow_credentials=True)
 
 
 # -- the cors option -------------------------------------------------------------------------------
 
+
 def test_the_option_is_checked_when_registered() -> None:
     assert check_option(None) is None and check_option(False) is False
     assert check_option({"allowed_origins": [A], "max_age_s": 5}) == {
-        "allowed_origins": (A,), "max_age_s": 5.0}
+        "allowed_origins": (A,),
+        "max_age_s": 5.0,
+    }
     with pytest.raises(TypeError, match="expected True, False or a dict"):
         check_option("https://a.example")
     with pytest.raises(ValueError, match="unknown key 'origins'; expected one of: allowed_"):
         check_option({"origins": [A]})
-    with pytest.raises(ValueError, match=r'cors.allowed_origins: expected a list of origins'):
+    with pytest.raises(ValueError, match=r"cors.allowed_origins: expected a list of origins"):
         check_option({"allowed_origins": ["https://a.example/path"]})
     with pytest.raises(ValueError, match=r'"\*" together with allow_credentials'):
         check_option({"allowed_origins": ["*"], "allow_credentials": True})
@@ -205,12 +253,16 @@ def test_a_route_option_that_conflicts_with_the_profile_refuses_the_start() -> N
     async def secret(req: Request, res: Response) -> None:
         await res.send("s")
 
-    with pytest.raises(ConfigError, match=r"App > route '/secret': cors: \"\*\" in "
-                                          r"allowed_origins together with allow_credentials"):
+    with pytest.raises(
+        ConfigError,
+        match=r"App > route '/secret': cors: \"\*\" in "
+        r"allowed_origins together with allow_credentials",
+    ):
         app.bind(make_settings(cors__allowed_origins=["*"]))
 
 
 # -- over real sockets -------------------------------------------------------------------------------
+
 
 def api_app() -> tuple[App, list[tuple[str, str]]]:
     app = App()
@@ -242,8 +294,9 @@ def api_app() -> tuple[App, list[tuple[str, str]]]:
     return app, seen
 
 
-def preflight(origin: str, method: str = "POST", headers: str | None = None
-              ) -> list[tuple[str, str]]:
+def preflight(
+    origin: str, method: str = "POST", headers: str | None = None
+) -> list[tuple[str, str]]:
     out = [("Origin", origin), ("Access-Control-Request-Method", method)]
     return out + ([("Access-Control-Request-Headers", headers)] if headers else [])
 
@@ -255,26 +308,36 @@ def cors_headers(reply: Any) -> dict[str, str]:
 async def test_a_preflight_to_a_privileged_route_is_answered_before_privilege(creds: str) -> None:
     app, seen = api_app()
     with trio.fail_after(10):
-        async with running(app, server__credentials_file=creds, cors__allowed_origins=[A],
-                           cors__allow_credentials=True) as server:
+        async with running(
+            app,
+            server__credentials_file=creds,
+            cors__allowed_origins=[A],
+            cors__allow_credentials=True,
+        ) as server:
             pre = await request(server, "OPTIONS", "/admin", preflight(A, "POST", "authorization"))
-            actual = await request(server, "POST", "/admin",
-                                   [("Origin", A), ("Authorization", f"Bearer {TOKEN}")])
+            actual = await request(
+                server, "POST", "/admin", [("Origin", A), ("Authorization", f"Bearer {TOKEN}")]
+            )
             anonymous = await request(server, "POST", "/admin", [("Origin", A)])
     assert pre.status == 204 and pre.body == b""
     assert "content-length" not in pre.headers and "content-type" not in pre.headers
     assert cors_headers(pre) == {
-        "access-control-allow-origin": A, "access-control-allow-credentials": "true",
+        "access-control-allow-origin": A,
+        "access-control-allow-credentials": "true",
         "access-control-allow-methods": "GET, HEAD, POST, PUT, PATCH, DELETE",
         "access-control-allow-headers": "Authorization, Content-Type",
-        "access-control-max-age": "600", "vary": "Origin"}
+        "access-control-max-age": "600",
+        "vary": "Origin",
+    }
     assert seen == [("POST", "/admin"), ("POST", "/admin")]  # the preflight ran no middleware
     assert actual.status == 200 and actual.json() == {"mode": "privilege"}
     assert actual.headers["access-control-allow-origin"] == A
     # the refusal still carries the policy's headers: the page can read its 401
     assert anonymous.status == 401 and cors_headers(anonymous) == {
-        "access-control-allow-origin": A, "access-control-allow-credentials": "true",
-        "vary": "Origin"}
+        "access-control-allow-origin": A,
+        "access-control-allow-credentials": "true",
+        "vary": "Origin",
+    }
 
 
 async def test_a_disallowed_origin_is_refused_without_cors_headers() -> None:
@@ -296,8 +359,9 @@ async def test_a_disallowed_origin_is_refused_without_cors_headers() -> None:
 async def test_error_replies_keep_the_cors_headers() -> None:
     app, _ = api_app()
     with trio.fail_after(10):
-        async with running(app, cors__allowed_origins=[A], cors__exposed_headers=["X-Count"]
-                           ) as server:
+        async with running(
+            app, cors__allowed_origins=[A], cors__exposed_headers=["X-Count"]
+        ) as server:
             ok = await request(server, "GET", "/data", [("Origin", A)])
             missing = await request(server, "GET", "/missing", [("Origin", A)])
             boom = await request(server, "GET", "/boom", [("Origin", A)])
@@ -305,9 +369,11 @@ async def test_error_replies_keep_the_cors_headers() -> None:
     assert ok.headers["access-control-expose-headers"] == "X-Count" and ok.headers["x-count"] == "3"
     for reply, status in ((missing, 404), (boom, 500), (wrong, 405)):
         assert reply.status == status
-        assert cors_headers(reply) == {"access-control-allow-origin": A,
-                                       "access-control-expose-headers": "X-Count",
-                                       "vary": "Origin"}, reply
+        assert cors_headers(reply) == {
+            "access-control-allow-origin": A,
+            "access-control-expose-headers": "X-Count",
+            "vary": "Origin",
+        }, reply
 
 
 async def test_without_a_policy_nothing_changes() -> None:
@@ -369,6 +435,7 @@ async def test_a_wildcard_policy_over_real_requests(creds: str) -> None:
 
 # -- sockets -------------------------------------------------------------------------------------
 
+
 def socket_app() -> App:
     app = App()
 
@@ -399,9 +466,15 @@ async def test_virtual_requests_from_a_cross_origin_socket_meet_their_routes_pol
             opened = await _jwr(other, 1, "get", {"url": "/open"})
             closed = await _jwr(other, 2, "get", {"url": "/closed"})
             # a virtual request cannot claim another origin (the handshake's is kept)
-            forged = await _jwr(other, 3, "get", {"url": "/closed", "headers": {
-                "origin": f"http://127.0.0.1:{server.port}",
-                "host": "a.example"}})
+            forged = await _jwr(
+                other,
+                3,
+                "get",
+                {
+                    "url": "/closed",
+                    "headers": {"origin": f"http://127.0.0.1:{server.port}", "host": "a.example"},
+                },
+            )
             own, _ = await _eio4(server.port, [("Origin", f"http://127.0.0.1:{server.port}")])
             same = await _jwr(own, 1, "get", {"url": "/closed"})
     assert opened["statusCode"] == 200 and opened["body"] == {"origin": A}
@@ -418,13 +491,22 @@ async def test_ws_routes_take_their_own_origin_list() -> None:
             for path in ("/live", "/partner"):
                 for origin in (A, B):
                     _, event = await Client.open(server.port, path, headers=[("Origin", origin)])
-                    results[path, origin] = (101 if isinstance(event, AcceptConnection) else
-                                             event.status_code if isinstance(event, RejectConnection)
-                                             else 0)
-            _, sio = await Client.open(server.port, "/socket.io/?EIO=4&transport=websocket",
-                                       headers=[("Origin", B)])
-    assert results == {("/live", A): 101, ("/live", B): 403,
-                       ("/partner", A): 403, ("/partner", B): 101}
+                    results[path, origin] = (
+                        101
+                        if isinstance(event, AcceptConnection)
+                        else event.status_code
+                        if isinstance(event, RejectConnection)
+                        else 0
+                    )
+            _, sio = await Client.open(
+                server.port, "/socket.io/?EIO=4&transport=websocket", headers=[("Origin", B)]
+            )
+    assert results == {
+        ("/live", A): 101,
+        ("/live", B): 403,
+        ("/partner", A): 403,
+        ("/partner", B): 101,
+    }
     assert isinstance(sio, RejectConnection) and sio.status_code == 403  # the profile's list
 
 
@@ -450,7 +532,8 @@ async def test_a_reload_applies_a_new_policy_or_refuses_a_conflicting_one() -> N
 
 
 def test_the_old_websocket_key_still_works_and_says_where_it_moved(
-        caplog: pytest.LogCaptureFixture) -> None:
+    caplog: pytest.LogCaptureFixture,
+) -> None:
     app = App()
     caplog.set_level(logging.WARNING, "gateway.app")
     app.bind(make_settings(websocket__allowed_origins=[A]))

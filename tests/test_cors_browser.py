@@ -111,18 +111,22 @@ async def run_page(browser: Any, url: str, api: str) -> dict[str, Any]:
     return result
 
 
-async def test_fetch_and_websocket_from_pages_of_other_origins(tmp_path: Path, creds: str
-                                                                ) -> None:
+async def test_fetch_and_websocket_from_pages_of_other_origins(tmp_path: Path, creds: str) -> None:
     api = api_app()
     with trio.fail_after(90):
         async with running(page_app()) as allowed_page, running(page_app()) as other_page:
             allowed = f"http://127.0.0.1:{allowed_page.port}"
-            async with running(api, server__credentials_file=creds,
-                               cors__allowed_origins=[allowed], cors__allow_credentials=True,
-                               cors__allowed_headers=["Authorization", "Content-Type",
-                                                      "X-Custom"],
-                               cors__exposed_headers=["X-Count"]) as server, \
-                    open_browser(tmp_path) as browser:
+            async with (
+                running(
+                    api,
+                    server__credentials_file=creds,
+                    cors__allowed_origins=[allowed],
+                    cors__allow_credentials=True,
+                    cors__allowed_headers=["Authorization", "Content-Type", "X-Custom"],
+                    cors__exposed_headers=["X-Count"],
+                ) as server,
+                open_browser(tmp_path) as browser,
+            ):
                 base = f"http://127.0.0.1:{server.port}"
                 good = await run_page(browser, allowed + "/", base)
                 before = counts(api)
@@ -152,5 +156,6 @@ async def test_fetch_and_websocket_from_pages_of_other_origins(tmp_path: Path, c
 
 def counts(app: App) -> dict[tuple[str, int], int]:
     """Requests the API answered so far, by (method, status class)."""
-    return {(method, cls): n for method, cls, _, n in
-            app.metrics.transports["http"].requests_by_label()}
+    return {
+        (method, cls): n for method, cls, _, n in app.metrics.transports["http"].requests_by_label()
+    }

@@ -1,4 +1,5 @@
 """gateway.detect against fixture trees in tests/fixtures/boards/<name>/ (one per board/case)."""
+
 from __future__ import annotations
 
 import shutil
@@ -50,15 +51,28 @@ CASES = [
 ]
 
 
-@pytest.mark.parametrize(("fixture", "profile", "revision", "board_ram", "version", "limit",
-                          "controller"), CASES, ids=[c[0] for c in CASES])
-def test_fixture(fixture: str, profile: str, revision: str | None, board_ram: int | None,
-                 version: int, limit: int | None, controller: bool) -> None:
+@pytest.mark.parametrize(
+    ("fixture", "profile", "revision", "board_ram", "version", "limit", "controller"),
+    CASES,
+    ids=[c[0] for c in CASES],
+)
+def test_fixture(
+    fixture: str,
+    profile: str,
+    revision: str | None,
+    board_ram: int | None,
+    version: int,
+    limit: int | None,
+    controller: bool,
+) -> None:
     d = detect(BOARDS / fixture)
     assert d.profile == profile, d.reasons
     assert (d.revision, d.board_ram_bytes) == (revision, board_ram)
     assert (d.cgroup_version, d.cgroup_limit_bytes, d.memory_controller) == (
-        version, limit, controller)
+        version,
+        limit,
+        controller,
+    )
     assert d.usable_bytes == (min(d.ram_bytes, limit) if limit else d.ram_bytes)
     assert d.reasons[-1].startswith(f"profile {profile}: ")
     find_profile(d.profile, env={})  # every answer is a shipped profile
@@ -144,7 +158,10 @@ def test_cgroup_v1_unlimited_and_own_path(tmp_path: Path) -> None:
     put(root, "sys/fs/cgroup/memory/memory.limit_in_bytes", "9223372036854771712\n")
     d = detect(root)
     assert d.cgroup_version == 1 and d.cgroup_limit_bytes is None and d.profile == "pi3bplus"
-    own = "sys/fs/cgroup/memory/docker/" + "3f2a9c1d0b7e4a5f8c6d2e1b0a9f8e7d6c5b4a3f2e1d0c9b8a7f6e5d4c3b2a1f"
+    own = (
+        "sys/fs/cgroup/memory/docker/"
+        + "3f2a9c1d0b7e4a5f8c6d2e1b0a9f8e7d6c5b4a3f2e1d0c9b8a7f6e5d4c3b2a1f"
+    )
     put(root, f"{own}/memory.limit_in_bytes", "268435456\n")
     assert detect(root).cgroup_limit_bytes == 256 * MiB
 
@@ -205,25 +222,34 @@ def test_this_machine() -> None:
     assert d.arch != "unknown"
 
 
-@pytest.mark.parametrize(("code", "model", "cpu", "ram", "pcb", "maker"), [
-    ("c03114", "4B", "BCM2711", 4 * GiB, "1.4", "Sony UK"),
-    ("a03111", "4B", "BCM2711", 1 * GiB, "1.1", "Sony UK"),
-    ("d03114", "4B", "BCM2711", 8 * GiB, "1.4", "Sony UK"),
-    ("a020d3", "3B+", "BCM2837", 1 * GiB, "1.3", "Sony UK"),
-    ("902120", "Zero 2 W", "BCM2837", 512 * MiB, "1.0", "Sony UK"),
-    ("9000c1", "Zero W", "BCM2835", 512 * MiB, "1.1", "Sony UK"),
-    ("a22082", "3B", "BCM2837", 1 * GiB, "1.2", "Embest"),
-    ("c03130", "400", "BCM2711", 4 * GiB, "1.0", "Sony UK"),
-    ("d04170", "5", "BCM2712", 8 * GiB, "1.0", "Sony UK"),
-    ("0012", "A+", "BCM2835", 256 * MiB, "", ""),
-    ("1000000e", "B", "BCM2835", 512 * MiB, "", ""),  # over-volted old-style code
-])
-def test_decode_pi_revision(code: str, model: str, cpu: str, ram: int, pcb: str,
-                            maker: str) -> None:
+@pytest.mark.parametrize(
+    ("code", "model", "cpu", "ram", "pcb", "maker"),
+    [
+        ("c03114", "4B", "BCM2711", 4 * GiB, "1.4", "Sony UK"),
+        ("a03111", "4B", "BCM2711", 1 * GiB, "1.1", "Sony UK"),
+        ("d03114", "4B", "BCM2711", 8 * GiB, "1.4", "Sony UK"),
+        ("a020d3", "3B+", "BCM2837", 1 * GiB, "1.3", "Sony UK"),
+        ("902120", "Zero 2 W", "BCM2837", 512 * MiB, "1.0", "Sony UK"),
+        ("9000c1", "Zero W", "BCM2835", 512 * MiB, "1.1", "Sony UK"),
+        ("a22082", "3B", "BCM2837", 1 * GiB, "1.2", "Embest"),
+        ("c03130", "400", "BCM2711", 4 * GiB, "1.0", "Sony UK"),
+        ("d04170", "5", "BCM2712", 8 * GiB, "1.0", "Sony UK"),
+        ("0012", "A+", "BCM2835", 256 * MiB, "", ""),
+        ("1000000e", "B", "BCM2835", 512 * MiB, "", ""),  # over-volted old-style code
+    ],
+)
+def test_decode_pi_revision(
+    code: str, model: str, cpu: str, ram: int, pcb: str, maker: str
+) -> None:
     rev = decode_pi_revision(code)
     assert rev is not None
     assert (rev.model, rev.processor, rev.ram_bytes, rev.pcb, rev.maker) == (
-        model, cpu, ram, pcb, maker)
+        model,
+        cpu,
+        ram,
+        pcb,
+        maker,
+    )
 
 
 @pytest.mark.parametrize("code", ["0000", "zz", "", "0001", "ff03114", "c0f114"])
@@ -241,6 +267,7 @@ def test_format_detection() -> None:
 
 # ---- detection and profiles agree -----------------------------------------------------------------
 
+
 @pytest.mark.parametrize("name", sorted(PROFILE_MIN_USABLE_BYTES))
 def test_a_picked_profile_fits_the_memory_it_was_picked_for(name: str) -> None:
     s = load_settings(name, env={})
@@ -251,8 +278,9 @@ def test_a_picked_profile_fits_the_memory_it_was_picked_for(name: str) -> None:
         assert s.systemd.memory_max_bytes <= need < s.ram_bytes
 
 
-@pytest.mark.parametrize(("fixture", "profile"), [("pi4-2gb", "pi4-2gb"),
-                                                  ("cgroup-v2-limited", "tiny")])
+@pytest.mark.parametrize(
+    ("fixture", "profile"), [("pi4-2gb", "pi4-2gb"), ("cgroup-v2-limited", "tiny")]
+)
 def test_load_settings_auto(fixture: str, profile: str) -> None:
     s = load_settings("auto", env={"GATEWAY_ROOT": str(BOARDS / fixture)})
     assert s.profile == profile

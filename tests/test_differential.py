@@ -129,8 +129,9 @@ def test_listed_cases_exist() -> None:
             assert fnmatch.filter(keys, pattern), f"{row.id}: {pattern} matches no case"
 
 
-def _obs(status: int = 200, headers: dict[str, Any] | None = None, body: Any = NO_BODY
-         ) -> Observation:
+def _obs(
+    status: int = 200, headers: dict[str, Any] | None = None, body: Any = NO_BODY
+) -> Observation:
     return Observation(status, headers or {}, body)
 
 
@@ -143,17 +144,23 @@ def test_classifier_equal_deliberate_and_differs() -> None:
     assert same.status == "equal" and same.diffs == {}
     powered = _classified(_obs(headers={"x-powered-by": "Express"}), _obs())
     assert powered.status == "deliberate" and powered.deliberate == ["D02"]
-    extra = _classified(_obs(headers={"x-powered-by": "Express"}, body={"a": 1}),
-                        _obs(body={"a": 2}))
+    extra = _classified(
+        _obs(headers={"x-powered-by": "Express"}, body={"a": 1}), _obs(body={"a": 2})
+    )
     assert extra.status == "differs" and extra.unexplained == ["body.a"]
     # a row listing a case whose listed difference is gone makes the case fail
     gone = _classified(_obs(), _obs(), case_id="strict-long-header")
     assert gone.status == "differs" and gone.problems
     # a listed difference that differs otherwise than listed fails too
-    wrong = _classified(_obs(200, {"content-type": "application/json; charset=utf-8"},
-                             {"method": "GET", "headers": {}}),
-                        _obs(413, {"content-type": "text/plain; charset=utf-8"}, "too large"),
-                        case_id="strict-long-header")
+    wrong = _classified(
+        _obs(
+            200,
+            {"content-type": "application/json; charset=utf-8"},
+            {"method": "GET", "headers": {}},
+        ),
+        _obs(413, {"content-type": "text/plain; charset=utf-8"}, "too large"),
+        case_id="strict-long-header",
+    )
     assert wrong.status == "differs" and any("status" in p for p in wrong.problems)
 
 
@@ -162,8 +169,9 @@ def test_compare_names_the_field_and_ignores_what_varies() -> None:
     gw = _obs(headers={"content-type": "a"}, body={"get": {"Host": "i"}, "x": "<error F: n>"})
     assert compare(ref, gw) == {"body.get.Host": ("h", "i")}  # both raised: equal
     assert compare(_obs(body={"k": 1}), _obs(body={}))["body.k"] == (1, ABSENT)
-    assert canonical_cookie("a=1; Path=/; HttpOnly; Max-Age=5") == \
-        "a=1; HttpOnly; Max-Age=5; Path=/"
+    assert (
+        canonical_cookie("a=1; Path=/; HttpOnly; Max-Age=5") == "a=1; HttpOnly; Max-Age=5; Path=/"
+    )
     cookie = deliberate.cookie_defaults(["a=1; HttpOnly; Path=/; SameSite=Lax"], ["a=1; Path=/"])
     assert cookie is None
     assert deliberate.cookie_defaults(["a=2; HttpOnly; Path=/; SameSite=Lax"], ["a=1; Path=/"])

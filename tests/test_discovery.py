@@ -25,10 +25,10 @@ ROOT = Path(__file__).resolve().parents[1]
 DTD = Path("/usr/share/avahi/avahi-service.dtd")
 
 
-def fake(host: str = "0.0.0.0", port: int = 8080, tls: str = "", profile: str = "board"
-         ) -> Any:
-    return SimpleNamespace(profile=profile, server=SimpleNamespace(host=host, port=port,
-                                                                   tls_cert_file=tls))
+def fake(host: str = "0.0.0.0", port: int = 8080, tls: str = "", profile: str = "board") -> Any:
+    return SimpleNamespace(
+        profile=profile, server=SimpleNamespace(host=host, port=port, tls_cert_file=tls)
+    )
 
 
 def parsed(text: str) -> tuple[str, str, str, list[str]]:
@@ -38,33 +38,51 @@ def parsed(text: str) -> tuple[str, str, str, list[str]]:
     assert root.tag == "service-group" and service is not None
     name = root.find("name")
     assert name is not None and name.get("replace-wildcards") == "yes"
-    return (name.text or "", service.findtext("type") or "", service.findtext("port") or "",
-            [t.text or "" for t in service.findall("txt-record")])
+    return (
+        name.text or "",
+        service.findtext("type") or "",
+        service.findtext("port") or "",
+        [t.text or "" for t in service.findall("txt-record")],
+    )
 
 
 def test_a_board_profile_is_advertised_as_http_with_its_txt_record() -> None:
     settings = load_settings("pi4-2gb", env={})
     text = avahi_service(settings, "1.2.3")
     assert text is not None and not_advertised(settings) is None
-    assert text.startswith('<?xml version="1.0" standalone="no"?>\n'
-                           '<!DOCTYPE service-group SYSTEM "avahi-service.dtd">\n')
-    assert parsed(text) == ("gateway on %h", "_http._tcp", "8080",
-                            ["path=/", "profile=pi4-2gb", "version=1.2.3"])
+    assert text.startswith(
+        '<?xml version="1.0" standalone="no"?>\n'
+        '<!DOCTYPE service-group SYSTEM "avahi-service.dtd">\n'
+    )
+    assert parsed(text) == (
+        "gateway on %h",
+        "_http._tcp",
+        "8080",
+        ["path=/", "profile=pi4-2gb", "version=1.2.3"],
+    )
 
 
 def test_tls_is_advertised_as_https() -> None:
-    settings = make_settings(server__host="0.0.0.0", server__port="8443",
-                             server__tls_cert_file="/etc/gateway/cert.pem",
-                             server__tls_key_file="/etc/gateway/key.pem")
+    settings = make_settings(
+        server__host="0.0.0.0",
+        server__port="8443",
+        server__tls_cert_file="/etc/gateway/cert.pem",
+        server__tls_key_file="/etc/gateway/key.pem",
+    )
     text = avahi_service(settings, "1.0")
     assert text is not None and parsed(text)[1:3] == ("_https._tcp", "8443")
 
 
-@pytest.mark.parametrize(("host", "port", "why"), [
-    ("127.0.0.1", 8080, "loopback only"), ("::1", 8080, "loopback only"),
-    ("127.0.0.1, [::1]", 8080, "loopback only"), ("", 8080, "loopback only"),
-    ("0.0.0.0", 0, "port is 0"),
-])
+@pytest.mark.parametrize(
+    ("host", "port", "why"),
+    [
+        ("127.0.0.1", 8080, "loopback only"),
+        ("::1", 8080, "loopback only"),
+        ("127.0.0.1, [::1]", 8080, "loopback only"),
+        ("", 8080, "loopback only"),
+        ("0.0.0.0", 0, "port is 0"),
+    ],
+)
 def test_what_the_lan_cannot_reach_is_not_advertised(host: str, port: int, why: str) -> None:
     settings = fake(host, port)
     assert avahi_service(settings, "1") is None
@@ -74,8 +92,7 @@ def test_what_the_lan_cannot_reach_is_not_advertised(host: str, port: int, why: 
     assert avahi_service(load_settings("default", env={}), "1") is None
 
 
-@pytest.mark.parametrize("host", ["127.0.0.1,192.168.1.20", "[::]", "fe80::1%eth0",
-                                  "device.local"])
+@pytest.mark.parametrize("host", ["127.0.0.1,192.168.1.20", "[::]", "fe80::1%eth0", "device.local"])
 def test_any_address_beyond_loopback_is_advertised(host: str) -> None:
     assert avahi_service(fake(host), "1") is not None
 
@@ -93,28 +110,36 @@ def _dtd_valid(path: Path) -> subprocess.CompletedProcess[str]:
     xmllint = require_tool("xmllint", "libxml2-utils")
     if not DTD.is_file():
         missing(str(DTD), "Debian package avahi-daemon (`make test` installs it)")
-    return subprocess.run([xmllint, "--noout", "--nonet", "--dtdvalid", str(DTD), str(path)],
-                          capture_output=True, text=True, timeout=30)
+    return subprocess.run(
+        [xmllint, "--noout", "--nonet", "--dtdvalid", str(DTD), str(path)],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
 
 
 def test_rendered_files_are_valid_for_avahis_dtd(tmp_path: Path) -> None:
-    for name, settings in (("http", load_settings("pi4-2gb", env={})),
-                           ("https", fake(tls="/c.pem", profile="x&y"))):
+    for name, settings in (
+        ("http", load_settings("pi4-2gb", env={})),
+        ("https", fake(tls="/c.pem", profile="x&y")),
+    ):
         path = tmp_path / f"{name}.service"
         path.write_text(avahi_service(settings, "0.1.0") or "")
         result = _dtd_valid(path)
         assert result.returncode == 0, result.stderr
     broken = tmp_path / "broken.service"  # the check can fail: a service without its type
-    broken.write_text((tmp_path / "http.service").read_text().replace(
-        "<type>_http._tcp</type>", ""))
+    broken.write_text(
+        (tmp_path / "http.service").read_text().replace("<type>_http._tcp</type>", "")
+    )
     assert _dtd_valid(broken).returncode != 0
 
 
 def _gateway(*args: str) -> subprocess.CompletedProcess[str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("GATEWAY_")}
     env["PYTHONPATH"] = str(ROOT)
-    return subprocess.run([sys.executable, *args], capture_output=True, text=True, env=env,
-                          cwd=ROOT, timeout=60)
+    return subprocess.run(
+        [sys.executable, *args], capture_output=True, text=True, env=env, cwd=ROOT, timeout=60
+    )
 
 
 def test_the_cli_prints_the_file_or_says_why_not() -> None:
@@ -134,15 +159,30 @@ def test_gwinstall_writes_the_file_for_install_sh_or_removes_it(tmp_path: Path) 
     env_file.write_text("GATEWAY_SERVER_PORT=8088\n")  # the service's environment counts
 
     def render(profile: str) -> subprocess.CompletedProcess[str]:
-        return _gateway(str(ROOT / "deploy" / "gwinstall.py"), "render", "--profile", profile,
-                        "--env-file", str(env_file), "--profiles-dir", str(tmp_path),
-                        "--service-dropin", str(tmp_path / "svc.conf"),
-                        "--avahi-service", str(out), "--version", "7.7.7")
+        return _gateway(
+            str(ROOT / "deploy" / "gwinstall.py"),
+            "render",
+            "--profile",
+            profile,
+            "--env-file",
+            str(env_file),
+            "--profiles-dir",
+            str(tmp_path),
+            "--service-dropin",
+            str(tmp_path / "svc.conf"),
+            "--avahi-service",
+            str(out),
+            "--version",
+            "7.7.7",
+        )
 
     board = render("pi4-2gb")
     assert board.returncode == 0, board.stderr
-    assert parsed(out.read_text())[1:] == ("_http._tcp", "8088",
-                                           ["path=/", "profile=pi4-2gb", "version=7.7.7"])
+    assert parsed(out.read_text())[1:] == (
+        "_http._tcp",
+        "8088",
+        ["path=/", "profile=pi4-2gb", "version=7.7.7"],
+    )
     assert oct(out.stat().st_mode & 0o777) == "0o644"
     loopback = render("default")
     assert loopback.returncode == 0, loopback.stderr
@@ -183,7 +223,9 @@ export DBUS_SYSTEM_BUS_ADDRESS=unix:path=$D/{side}/bus
 avahi-daemon --no-drop-root --no-chroot --no-rlimits -f $D/{side}/avahi.conf \
   > $D/{side}/avahi.log 2>&1 &
 """
-_PEER = _SIDE + """touch $D/peer/ready
+_PEER = (
+    _SIDE
+    + """touch $D/peer/ready
 i=0; while ! ip link show v1 >/dev/null 2>&1; do
   i=$((i+1)); [ $i -lt 200 ] || exit 3; sleep 0.05; done
 ip link set lo up; ip addr add 10.77.0.2/24 dev v1; ip link set v1 up
@@ -198,7 +240,9 @@ for type in _http._tcp _https._tcp; do
   printf '%s\\n' "$out"
 done
 """
-_DEVICE = """set -u
+)
+_DEVICE = (
+    """set -u
 D={dir}
 ip link set lo up
 unshare --net --mount --propagation private sh $D/peer.sh > $D/peer.out 2> $D/peer.err &
@@ -206,8 +250,11 @@ PEER=$!
 i=0; while [ ! -e $D/peer/ready ]; do i=$((i+1)); [ $i -lt 200 ] || exit 5; sleep 0.05; done
 ip link add v0 type veth peer name v1 netns $PEER
 ip addr add 10.77.0.1/24 dev v0; ip link set v0 up
-""" + _SIDE.replace("set -u\nD={dir}\n", "") + """wait $PEER
 """
+    + _SIDE.replace("set -u\nD={dir}\n", "")
+    + """wait $PEER
+"""
+)
 
 
 def _unescape(field: str) -> str:
@@ -218,9 +265,13 @@ def _unescape(field: str) -> str:
 @pytest.mark.slow
 def test_avahi_advertises_the_rendered_files_on_the_lan(tmp_path: Path) -> None:
     require_root("network namespaces and private mounts (unshare)")
-    for tool, package in (("avahi-daemon", "avahi-daemon"), ("avahi-browse", "avahi-utils"),
-                          ("dbus-daemon", "dbus"), ("ip", "iproute2"),
-                          ("unshare", "util-linux")):
+    for tool, package in (
+        ("avahi-daemon", "avahi-daemon"),
+        ("avahi-browse", "avahi-utils"),
+        ("dbus-daemon", "dbus"),
+        ("ip", "iproute2"),
+        ("unshare", "util-linux"),
+    ):
         require_tool(tool, package)
     d = tmp_path
     for side, host, iface in (("device", "gwdevice", "v0"), ("peer", "gwpeer", "v1")):
@@ -228,32 +279,59 @@ def test_avahi_advertises_the_rendered_files_on_the_lan(tmp_path: Path) -> None:
         (d / side / "bus.conf").write_text(_BUS.format(path=d / side / "bus"))
         (d / side / "avahi.conf").write_text(_AVAHI.format(host=host, iface=iface))
     http = avahi_service(load_settings("pi4-2gb", env={}), "0.1.0")
-    https = avahi_service(make_settings(server__host="0.0.0.0", server__port="8443",
-                                        server__tls_cert_file="/c.pem",
-                                        server__tls_key_file="/k.pem"), "0.1.0")
+    https = avahi_service(
+        make_settings(
+            server__host="0.0.0.0",
+            server__port="8443",
+            server__tls_cert_file="/c.pem",
+            server__tls_key_file="/k.pem",
+        ),
+        "0.1.0",
+    )
     assert http is not None and https is not None
     (d / "device" / "services" / "gateway.service").write_text(http)
     (d / "device" / "services" / "gateway-tls.service").write_text(https)
     (d / "peer.sh").write_text(_PEER.format(dir=d, side="peer"))
     (d / "device.sh").write_text(_DEVICE.format(dir=d, side="device"))
     result = subprocess.run(
-        ["unshare", "--net", "--mount", "--pid", "--fork", "--kill-child",
-         "--propagation", "private", "sh", str(d / "device.sh")],
-        capture_output=True, text=True, timeout=120)
-    logs = "\n".join(f"--- {p.name}\n{p.read_text()}" for p in
-                     (d / "peer.out", d / "peer.err", d / "device" / "avahi.log",
-                      d / "peer" / "avahi.log") if p.exists())
+        [
+            "unshare",
+            "--net",
+            "--mount",
+            "--pid",
+            "--fork",
+            "--kill-child",
+            "--propagation",
+            "private",
+            "sh",
+            str(d / "device.sh"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    logs = "\n".join(
+        f"--- {p.name}\n{p.read_text()}"
+        for p in (
+            d / "peer.out",
+            d / "peer.err",
+            d / "device" / "avahi.log",
+            d / "peer" / "avahi.log",
+        )
+        if p.exists()
+    )
     assert result.returncode == 0, f"{result.stdout}{result.stderr}\n{logs}"
     found = [line.split(";") for line in (d / "peer.out").read_text().splitlines()]
     assert len(found) == 2, logs
-    for fields, (kind, port, profile) in zip(found, (("_http._tcp", "8080", "pi4-2gb"),
-                                                     ("_https._tcp", "8443", "test")),
-                                             strict=True):
+    for fields, (kind, port, profile) in zip(
+        found, (("_http._tcp", "8080", "pi4-2gb"), ("_https._tcp", "8443", "test")), strict=True
+    ):
         event, iface, proto, name, _, domain, hostname, address, got_port, txt = fields
         assert (event, iface, proto, domain) == ("=", "v1", "IPv4", "local")
         assert _unescape(name) == "gateway on gwdevice"  # %h: the device's host name
         assert (hostname, address, got_port) == ("gwdevice.local", "10.77.0.1", port)
         assert sorted(re.findall(r'"([^"]*)"', txt)) == sorted(
-            ["path=/", f"profile={profile}", "version=0.1.0"]), kind
+            ["path=/", f"profile={profile}", "version=0.1.0"]
+        ), kind
     # the peer saw the two services over the link, not from a file of its own
     assert list((d / "peer" / "services").iterdir()) == []

@@ -55,45 +55,68 @@ def ws_app() -> App:
 
 def upgrade(method: str = "GET", version: str = "1.1", **fields: str | None) -> bytes:
     """A handshake head for /echo/x; ``Field_Name=None`` drops a field, a value replaces it."""
-    headers: dict[str, str] = {"Host": "127.0.0.1", "Upgrade": "websocket",
-                               "Connection": "Upgrade", "Sec-WebSocket-Key": KEY,
-                               "Sec-WebSocket-Version": "13"}
+    headers: dict[str, str] = {
+        "Host": "127.0.0.1",
+        "Upgrade": "websocket",
+        "Connection": "Upgrade",
+        "Sec-WebSocket-Key": KEY,
+        "Sec-WebSocket-Version": "13",
+    }
     for name, value in fields.items():
         name = name.replace("_", "-")
         if value is None:
             headers.pop(name, None)
         else:
             headers[name] = value
-    return (f"{method} /echo/x HTTP/{version}\r\n"
-            + "".join(f"{k}: {v}\r\n" for k, v in headers.items()) + "\r\n").encode()
+    return (
+        f"{method} /echo/x HTTP/{version}\r\n"
+        + "".join(f"{k}: {v}\r\n" for k, v in headers.items())
+        + "\r\n"
+    ).encode()
 
 
 GET_INDEX = b"GET / HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n"
 
 
 # -- the WebSocket handshake ----------------------------------------------------------------------
-@pytest.mark.parametrize(("raw", "status", "message", "closes"), [
-    (upgrade(version="1.0"), 400, "WebSocket handshake needs GET over HTTP/1.1", True),
-    (upgrade(Connection=None), 400, "WebSocket handshake needs 'Connection: Upgrade'", False),
-    (upgrade(Connection="keep-alive"), 400, "WebSocket handshake needs 'Connection: Upgrade'",
-     False),
-    (upgrade(Sec_WebSocket_Key=None), 400, "Malformed Sec-WebSocket-Key", False),
-    (upgrade(Sec_WebSocket_Key="abc"), 400, "Malformed Sec-WebSocket-Key", False),
-    (upgrade(Sec_WebSocket_Key="AAAAAAAAAAAAAAAAAAAA"), 400, "Malformed Sec-WebSocket-Key",
-     False),  # valid base64, 15 bytes: not the 16 the RFC asks for
-    (upgrade(Sec_WebSocket_Key="!!!!!!!!!!!!!!!!!!!!!!=="), 400, "Malformed Sec-WebSocket-Key",
-     False),
-    (upgrade(Sec_WebSocket_Version="8"), 426, "Unsupported WebSocket version: use 13", False),
-    (upgrade(Sec_WebSocket_Version=None), 426, "Unsupported WebSocket version: use 13", False),
-    (upgrade(Origin="http://evil.example"), 403, "WebSocket origin not allowed", False),
-    (upgrade(Origin="null"), 403, "WebSocket origin not allowed", False),
-    # the router: a ws route answers only a GET that asks to upgrade
-    (upgrade("POST", Content_Length="0"), 404, "Cannot POST /echo/x", False),
-    (upgrade(Upgrade=None), 404, "Cannot GET /echo/x", False),
-    (upgrade(Upgrade="h2c"), 404, "Cannot GET /echo/x", False),
-])
-async def test_bad_handshake_is_refused_with_its_reason(raw: bytes, status: int, message: str,
-                                                         closes: bool) -> None:
+@pytest.mark.parametrize(
+    ("raw", "status", "message", "closes"),
+    [
+        (upgrade(version="1.0"), 400, "WebSocket handshake needs GET over HTTP/1.1", True),
+        (upgrade(Connection=None), 400, "WebSocket handshake needs 'Connection: Upgrade'", False),
+        (
+            upgrade(Connection="keep-alive"),
+            400,
+            "WebSocket handshake needs 'Connection: Upgrade'",
+            False,
+        ),
+        (upgrade(Sec_WebSocket_Key=None), 400, "Malformed Sec-WebSocket-Key", False),
+        (upgrade(Sec_WebSocket_Key="abc"), 400, "Malformed Sec-WebSocket-Key", False),
+        (
+            upgrade(Sec_WebSocket_Key="AAAAAAAAAAAAAAAAAAAA"),
+            400,
+            "Malformed Sec-WebSocket-Key",
+            False,
+        ),  # valid base64, 15 bytes: not the 16 the RFC asks for
+        (
+            upgrade(Sec_WebSocket_Key="!!!!!!!!!!!!!!!!!!!!!!=="),
+            400,
+            "Malformed Sec-WebSocket-Key",
+            False,
+        ),
+        (upgrade(Sec_WebSocket_Version="8"), 426, "Unsupported WebSocket version: use 13", False),
+        (upgrade(Sec_WebSocket_Version=None), 426, "Unsupported WebSocket version: use 13", False),
+        (upgrade(Origin="http://evil.example"), 403, "WebSocket origin not allowed", False),
+        (upgrade(Origin="null"), 403, "WebSocket origin not allowed", False),
+        # the router: a ws route answers only a GET that asks to upgrade
+        (upgrade("POST", Content_Length="0"), 404, "Cannot POST /echo/x", False),
+        (upgrade(Upgrade=None), 404, "Cannot GET /echo/x", False),
+        (upgrade(Upgrade="h2c"), 404, "Cannot GET /echo/x", False),
+    ],
+)
+async def test_bad_handshake_is_refused_with_its_reason(
+    raw: bytes, status: int, message: str, closes: bool
+) -> None:
     method = "POST" if raw.startswith(b"POST") else "GET"
     with trio.fail_after(10):
         async with running(ws_app()) as server:
@@ -123,36 +146,88 @@ async def test_good_handshake_with_a_list_in_connection_is_accepted() -> None:
     assert b"Sec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=\r\n" in head
 
 
-@pytest.mark.parametrize(("method", "version", "fields", "error", "status", "message"), [
-    ("POST", "1.1", {}, BadRequest, 400, "WebSocket handshake needs GET over HTTP/1.1"),
-    ("GET", "1.0", {}, BadRequest, 400, "WebSocket handshake needs GET over HTTP/1.1"),
-    ("GET", "1.1", {"upgrade": None}, BadRequest, 400,
-     "WebSocket handshake needs 'Upgrade: websocket'"),
-    ("GET", "1.1", {"upgrade": "h2c, foo"}, BadRequest, 400,
-     "WebSocket handshake needs 'Upgrade: websocket'"),
-    ("GET", "1.1", {"connection": None}, BadRequest, 400,
-     "WebSocket handshake needs 'Connection: Upgrade'"),
-    ("GET", "1.1", {"sec-websocket-key": "a" * 24}, BadRequest, 400,
-     "Malformed Sec-WebSocket-Key"),
-    ("GET", "1.1", {"sec-websocket-version": "14"}, HTTPError, 426,
-     "Unsupported WebSocket version: use 13"),
-])
-def test_check_upgrade_refusals(method: str, version: str, fields: dict[str, str | None],
-                                error: type[HTTPError], status: int, message: str) -> None:
-    headers: dict[str, str | None] = {"upgrade": "websocket", "connection": "Upgrade",
-                                      "sec-websocket-key": KEY, "sec-websocket-version": "13"}
+@pytest.mark.parametrize(
+    ("method", "version", "fields", "error", "status", "message"),
+    [
+        ("POST", "1.1", {}, BadRequest, 400, "WebSocket handshake needs GET over HTTP/1.1"),
+        ("GET", "1.0", {}, BadRequest, 400, "WebSocket handshake needs GET over HTTP/1.1"),
+        (
+            "GET",
+            "1.1",
+            {"upgrade": None},
+            BadRequest,
+            400,
+            "WebSocket handshake needs 'Upgrade: websocket'",
+        ),
+        (
+            "GET",
+            "1.1",
+            {"upgrade": "h2c, foo"},
+            BadRequest,
+            400,
+            "WebSocket handshake needs 'Upgrade: websocket'",
+        ),
+        (
+            "GET",
+            "1.1",
+            {"connection": None},
+            BadRequest,
+            400,
+            "WebSocket handshake needs 'Connection: Upgrade'",
+        ),
+        (
+            "GET",
+            "1.1",
+            {"sec-websocket-key": "a" * 24},
+            BadRequest,
+            400,
+            "Malformed Sec-WebSocket-Key",
+        ),
+        (
+            "GET",
+            "1.1",
+            {"sec-websocket-version": "14"},
+            HTTPError,
+            426,
+            "Unsupported WebSocket version: use 13",
+        ),
+    ],
+)
+def test_check_upgrade_refusals(
+    method: str,
+    version: str,
+    fields: dict[str, str | None],
+    error: type[HTTPError],
+    status: int,
+    message: str,
+) -> None:
+    headers: dict[str, str | None] = {
+        "upgrade": "websocket",
+        "connection": "Upgrade",
+        "sec-websocket-key": KEY,
+        "sec-websocket-version": "13",
+    }
     headers.update(fields)
     with pytest.raises(error) as info:
-        handshake.check_upgrade(method, version, {k: v for k, v in headers.items()
-                                                  if v is not None})
+        handshake.check_upgrade(
+            method, version, {k: v for k, v in headers.items() if v is not None}
+        )
     assert (info.value.status, info.value.message) == (status, message)
 
 
 def test_check_upgrade_accepts_tokens_in_any_case_and_lists() -> None:
-    offer = handshake.check_upgrade("GET", "1.1", {
-        "upgrade": "foo, WebSocket", "connection": "keep-alive, UPGRADE",
-        "sec-websocket-key": f" {KEY} ", "sec-websocket-version": " 13 ",
-        "sec-websocket-protocol": "a, b", "sec-websocket-extensions": "permessage-deflate"})
+    offer = handshake.check_upgrade(
+        "GET",
+        "1.1",
+        {
+            "upgrade": "foo, WebSocket",
+            "connection": "keep-alive, UPGRADE",
+            "sec-websocket-key": f" {KEY} ",
+            "sec-websocket-version": " 13 ",
+            "sec-websocket-protocol": "a, b",
+            "sec-websocket-extensions": "permessage-deflate",
+        },
+    )
     assert offer == handshake.Offer(KEY, ("a", "b"), ("permessage-deflate",))
 
 
@@ -190,18 +265,22 @@ async def _listening() -> Any:
     return sock
 
 
-@pytest.mark.parametrize("errnos", [
-    [errno.EMFILE], [errno.ENFILE, errno.ENOBUFS, errno.ENOMEM],
-    [errno.ECONNABORTED], [errno.EPROTO, errno.EPERM, errno.ECONNABORTED],
-])
+@pytest.mark.parametrize(
+    "errnos",
+    [
+        [errno.EMFILE],
+        [errno.ENFILE, errno.ENOBUFS, errno.ENOMEM],
+        [errno.ECONNABORTED],
+        [errno.EPROTO, errno.EPERM, errno.ECONNABORTED],
+    ],
+)
 async def test_accept_loop_survives_transient_errors(errnos: list[int], caplog: Any) -> None:
     app = ws_app()
     settings = make_settings()
     app.bind(settings)
     server = Server(app, settings)
     flaky = FlakyListener(await _listening(), errnos)
-    resource = [e for e in errnos if e in (errno.EMFILE, errno.ENFILE, errno.ENOMEM,
-                                           errno.ENOBUFS)]
+    resource = [e for e in errnos if e in (errno.EMFILE, errno.ENFILE, errno.ENOMEM, errno.ENOBUFS)]
     with trio.fail_after(10), caplog.at_level(logging.ERROR, logger="gateway.server"):
         async with trio.open_nursery() as nursery:
             started = time.monotonic()
@@ -215,7 +294,8 @@ async def test_accept_loop_survives_transient_errors(errnos: list[int], caplog: 
     # out of descriptors/memory: logged and paused 100 ms each (no busy loop); a connection
     # that died in the backlog is skipped silently
     assert [r.getMessage() for r in caplog.records] == [
-        f"accept: {os.strerror(e)}; pausing 100 ms" for e in resource]
+        f"accept: {os.strerror(e)}; pausing 100 ms" for e in resource
+    ]
     assert elapsed >= 0.1 * len(resource)
 
 
@@ -225,9 +305,13 @@ async def test_accept_error_that_is_not_transient_stops_the_server() -> None:
     app.bind(settings)
     server = Server(app, settings)
     flaky = FlakyListener(await _listening(), [errno.EBADF])
-    with trio.fail_after(10), pytest.RaisesGroup(pytest.RaisesExc(OSError, check=lambda e:
-                                                                e.errno == errno.EBADF),
-                                                 flatten_subgroups=True):
+    with (
+        trio.fail_after(10),
+        pytest.RaisesGroup(
+            pytest.RaisesExc(OSError, check=lambda e: e.errno == errno.EBADF),
+            flatten_subgroups=True,
+        ),
+    ):
         async with trio.open_nursery() as nursery:
             await _serve_with(server, flaky, nursery)
     assert server.stopped.is_set()
@@ -264,17 +348,20 @@ def file_app(www: Path) -> App:
 async def test_send_file_path_errors(www: Path, caplog: Any) -> None:
     with trio.fail_after(10), caplog.at_level(logging.ERROR, logger="gateway.app"):
         async with running(file_app(www)) as server:
-            got = {name: await request(server, "GET", target) for name, target in [
-                ("ok", f"/abs?p={www}/page.txt"),
-                ("dir", f"/abs?p={www}"),
-                ("fifo", "/rooted/fifo"),
-                ("device", "/abs?p=/dev/null"),
-                ("under-a-file", "/rooted/page.txt/x"),
-                ("missing", f"/abs?p={www}/nope"),
-                ("nul", f"/abs?p={www}/page.txt%00"),
-                ("dotdot", f"/abs?p={www}/../www/page.txt"),
-                ("relative", "/abs?p=page.txt"),
-            ]}
+            got = {
+                name: await request(server, "GET", target)
+                for name, target in [
+                    ("ok", f"/abs?p={www}/page.txt"),
+                    ("dir", f"/abs?p={www}"),
+                    ("fifo", "/rooted/fifo"),
+                    ("device", "/abs?p=/dev/null"),
+                    ("under-a-file", "/rooted/page.txt/x"),
+                    ("missing", f"/abs?p={www}/nope"),
+                    ("nul", f"/abs?p={www}/page.txt%00"),
+                    ("dotdot", f"/abs?p={www}/../www/page.txt"),
+                    ("relative", "/abs?p=page.txt"),
+                ]
+            }
     assert got["ok"].status == 200 and got["ok"].body == b"page text"
     for name in ("dir", "fifo", "device", "under-a-file", "missing"):
         assert (name, got[name].status) == (name, 404)
@@ -286,8 +373,9 @@ async def test_send_file_path_errors(www: Path, caplog: Any) -> None:
     assert "send_file needs an absolute path or a root" in caplog.text
 
 
-async def test_send_file_permission_denied_at_stat_is_403(www: Path,
-                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+async def test_send_file_permission_denied_at_stat_is_403(
+    www: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     # root (as the tests run) ignores mode bits, so the kernel's EACCES is played at the seam
     target = str(www / "page.txt")
     real_stat = os.stat
@@ -308,7 +396,8 @@ async def test_send_file_permission_denied_at_stat_is_403(www: Path,
 
 @pytest.mark.parametrize("failure", ["open", "shrink"])
 async def test_send_file_failing_after_the_head_closes_the_connection(
-        www: Path, monkeypatch: pytest.MonkeyPatch, failure: str) -> None:
+    www: Path, monkeypatch: pytest.MonkeyPatch, failure: str
+) -> None:
     # the head (200, Content-Length) is out before the file is opened and read: a later failure
     # can only be told by closing the connection short of Content-Length, never by a hang or
     # by bytes that are not the file's
@@ -366,20 +455,38 @@ async def _until_sockets_gone(app: App, server: Server) -> tuple[int, int]:
     return len(app.sockets), server.ws_active
 
 
-@pytest.mark.parametrize(("version", "message"), [
-    (4, ""), (4, "9"), (4, "4x"), (4, "42["), (4, '42"a"'), (4, "42[]"), (4, '42["connect"]'),
-    (4, "43"), (4, "45-1"), (4, "0"), (4, "2"), (4, b"\x00binary"),
-    (3, "9"), (3, "42["), (3, "3"), (3, b"\x04binary"),
-])
+@pytest.mark.parametrize(
+    ("version", "message"),
+    [
+        (4, ""),
+        (4, "9"),
+        (4, "4x"),
+        (4, "42["),
+        (4, '42"a"'),
+        (4, "42[]"),
+        (4, '42["connect"]'),
+        (4, "43"),
+        (4, "45-1"),
+        (4, "0"),
+        (4, "2"),
+        (4, b"\x00binary"),
+        (3, "9"),
+        (3, "42["),
+        (3, "3"),
+        (3, b"\x04binary"),
+    ],
+)
 async def test_engineio_parse_error_closes_1002_and_frees_the_socket(
-        version: int, message: str | bytes) -> None:
+    version: int, message: str | bytes
+) -> None:
     app = sails_app()
     with trio.fail_after(10):
         async with running(app) as server:
             client = await _eio(server.port, version)
             async with client.stream:
-                await client.send(BytesMessage(message) if isinstance(message, bytes)
-                                  else TextMessage(message))
+                await client.send(
+                    BytesMessage(message) if isinstance(message, bytes) else TextMessage(message)
+                )
                 close = await client.expect_close()
                 assert (close.code, close.reason) == (1002, "parse error")
                 await client.until_eof()
@@ -392,8 +499,9 @@ async def test_engineio_parse_error_closes_1002_and_frees_the_socket(
     assert json.loads(reply.data[3:])[0]["body"] == {"ok": True}
 
 
-@pytest.mark.parametrize("request_", ['"nope"', '{"url":5}', "{}", '{"url":"/x","headers":5}',
-                                      '{"url":"/x\\u0000"}'])
+@pytest.mark.parametrize(
+    "request_", ['"nope"', '{"url":5}', "{}", '{"url":"/x","headers":5}', '{"url":"/x\\u0000"}']
+)
 async def test_bad_virtual_request_is_a_400_jwr_and_the_socket_stays(request_: str) -> None:
     app = sails_app()
     with trio.fail_after(10):
@@ -410,8 +518,10 @@ async def test_bad_virtual_request_is_a_400_jwr_and_the_socket_stays(request_: s
     assert jwr["body"]["code"] == "SAILS:HOOK:SOCKETS_PARSE_VIRTUAL_REQ"
     assert isinstance(good, TextMessage) and good.data.startswith("432[")
     assert json.loads(good.data[3:])[0] == {
-        "body": {"ok": True}, "statusCode": 200,
-        "headers": {}}  # a JWR carries only the headers the app set (as Sails' does)
+        "body": {"ok": True},
+        "statusCode": 200,
+        "headers": {},
+    }  # a JWR carries only the headers the app set (as Sails' does)
 
 
 async def test_lone_surrogate_in_a_virtual_request_header_is_answered() -> None:
@@ -422,8 +532,9 @@ async def test_lone_surrogate_in_a_virtual_request_header_is_answered() -> None:
         async with running(app) as server:
             client = await _eio(server.port, 4)
             async with client.stream:
-                await client.send(TextMessage(
-                    '421["get",{"url":"/x","headers":{"X-Odd":"a\\ud800b"}}]'))
+                await client.send(
+                    TextMessage('421["get",{"url":"/x","headers":{"X-Odd":"a\\ud800b"}}]')
+                )
                 reply = await client.event()
     assert isinstance(reply, TextMessage) and reply.data.startswith("431[")
     assert json.loads(reply.data[3:])[0]["body"] == {"ok": True}
@@ -433,8 +544,10 @@ async def test_close_of_engineio_session_by_client_is_not_an_error() -> None:
     app = sails_app()
     with trio.fail_after(10):
         async with running(app) as server:
-            for message, reason in (("41", "client namespace disconnect"),
-                                    ("1", "transport close")):
+            for message, reason in (
+                ("41", "client namespace disconnect"),
+                ("1", "transport close"),
+            ):
                 client = await _eio(server.port, 4)
                 async with client.stream:
                     await client.send(TextMessage(message))
@@ -442,4 +555,3 @@ async def test_close_of_engineio_session_by_client_is_not_an_error() -> None:
                 assert isinstance(close, CloseConnection)
                 assert (close.code, close.reason) == (1000, reason)
             assert await _until_sockets_gone(app, server) == (0, 0)
-

@@ -38,7 +38,9 @@ def test_the_hierarchy_says_whose_fault() -> None:
 
 def test_the_peers_errors_are_remote() -> None:
     conn = ServerConnection(HTTPLimits())
-    conn.receive_data(b"GET / HTTP/1.1\r\nHost: a\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n")
+    conn.receive_data(
+        b"GET / HTTP/1.1\r\nHost: a\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n"
+    )
     with pytest.raises(RemoteProtocolError) as info:
         conn.next_event()
     assert info.value.status_hint == 400
@@ -52,8 +54,9 @@ def test_the_peers_errors_are_remote() -> None:
 
 def test_our_errors_are_local() -> None:
     writer = ResponseWriter()
-    writer.head(200, [("Content-Length", "2")], head_request=False, http10=False,
-                keep_alive=True, date="x")
+    writer.head(
+        200, [("Content-Length", "2")], head_request=False, http10=False, keep_alive=True, date="x"
+    )
     with pytest.raises(LocalProtocolError) as info:
         writer.data(b"abc")
     assert info.value.status_hint == 500

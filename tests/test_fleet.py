@@ -32,6 +32,7 @@ pytestmark = [pytest.mark.slow, pytest.mark.systemd]
 def _containers_usable() -> None:
     require_usable()  # fails, naming what is missing: never a silent skip
 
+
 ANSIBLE_SPEC = "ansible-core>=2.17,<2.18"
 TOOLS = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "gateway-test-tools"
 PLAYBOOK = DEPLOY / "ansible" / "site.yml"
@@ -52,9 +53,13 @@ def ansible_playbook() -> Path:
         TOOLS.mkdir(parents=True, exist_ok=True)
         subprocess.run(["rm", "-rf", str(venv)], check=True, timeout=60)
         subprocess.run([str(SYSTEM_PYTHON), "-m", "venv", str(venv)], check=True, timeout=120)
-        proc = subprocess.run([str(venv / "bin/pip"), "install", "-q", ANSIBLE_SPEC],
-                              capture_output=True, text=True, timeout=300,
-                              env={**os.environ, "PIP_DISABLE_PIP_VERSION_CHECK": "1"})
+        proc = subprocess.run(
+            [str(venv / "bin/pip"), "install", "-q", ANSIBLE_SPEC],
+            capture_output=True,
+            text=True,
+            timeout=300,
+            env={**os.environ, "PIP_DISABLE_PIP_VERSION_CHECK": "1"},
+        )
         assert proc.returncode == 0, proc.stderr
         (venv / ".complete").touch()
     return venv / "bin/ansible-playbook"
@@ -64,8 +69,11 @@ def ansible_playbook() -> Path:
 def fleet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Container]]:
     work = tmp_path_factory.mktemp("fleet")
     key = work / "id_ed25519"
-    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "gateway-fleet-test",
-                    "-f", str(key)], check=True, timeout=30)
+    subprocess.run(
+        ["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "gateway-fleet-test", "-f", str(key)],
+        check=True,
+        timeout=30,
+    )
     root = build_root()
     boxes: dict[str, Container] = {}
     try:
@@ -83,17 +91,20 @@ def fleet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Contai
                     "ansible_python_interpreter": "/usr/bin/python3",
                     "ansible_ssh_private_key_file": str(key),
                     "ansible_ssh_common_args": "-o StrictHostKeyChecking=no "
-                                               "-o UserKnownHostsFile=/dev/null "
-                                               "-o ConnectTimeout=10",
+                    "-o UserKnownHostsFile=/dev/null "
+                    "-o ConnectTimeout=10",
                 },
-                "children": {"gateway": {
-                    "children": {"gateway_canary": {"hosts": {CANARY: {}}}},
-                    "hosts": {n: {} for n in HOSTS if n != CANARY},
-                }},
+                "children": {
+                    "gateway": {
+                        "children": {"gateway_canary": {"hosts": {CANARY: {}}}},
+                        "hosts": {n: {} for n in HOSTS if n != CANARY},
+                    }
+                },
             },
         }
-        hostvars = {n: {"ansible_host": boxes[n].ip, "gateway_profile": p}
-                    for n, p in HOSTS.items()}
+        hostvars = {
+            n: {"ansible_host": boxes[n].ip, "gateway_profile": p} for n, p in HOSTS.items()
+        }
         groups = inventory["all"]["children"]["gateway"]  # type: ignore[index]
         groups["children"]["gateway_canary"]["hosts"][CANARY] = hostvars[CANARY]
         for n in HOSTS:
@@ -106,21 +117,38 @@ def fleet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Contai
             c.stop()
 
 
-def playbook(ansible: Path, fleet: dict[str, Container], tarball: Path, *extra: str,
-             timeout: float = 400) -> subprocess.CompletedProcess[str]:
+def playbook(
+    ansible: Path, fleet: dict[str, Container], tarball: Path, *extra: str, timeout: float = 400
+) -> subprocess.CompletedProcess[str]:
     work = fleet[CANARY].dir.parent
     env = {k: v for k, v in os.environ.items() if not k.startswith(("ANSIBLE_", "GATEWAY_"))}
-    env.update({
-        "ANSIBLE_CONFIG": str(DEPLOY / "ansible" / "ansible.cfg"),
-        "ANSIBLE_HOME": str(work / "ansible-home"),
-        "ANSIBLE_HOST_KEY_CHECKING": "False",
-        "ANSIBLE_NOCOLOR": "1",
-        "ANSIBLE_FORKS": "5",
-    })
-    argv = [str(ansible), "-i", str(work / "inventory.json"), str(PLAYBOOK),
-            "-e", f"gateway_release_tarball={tarball}", *extra]
-    return subprocess.run(argv, capture_output=True, text=True, timeout=timeout, env=env,
-                          stdin=subprocess.DEVNULL, cwd=DEPLOY / "ansible")
+    env.update(
+        {
+            "ANSIBLE_CONFIG": str(DEPLOY / "ansible" / "ansible.cfg"),
+            "ANSIBLE_HOME": str(work / "ansible-home"),
+            "ANSIBLE_HOST_KEY_CHECKING": "False",
+            "ANSIBLE_NOCOLOR": "1",
+            "ANSIBLE_FORKS": "5",
+        }
+    )
+    argv = [
+        str(ansible),
+        "-i",
+        str(work / "inventory.json"),
+        str(PLAYBOOK),
+        "-e",
+        f"gateway_release_tarball={tarball}",
+        *extra,
+    ]
+    return subprocess.run(
+        argv,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env=env,
+        stdin=subprocess.DEVNULL,
+        cwd=DEPLOY / "ansible",
+    )
 
 
 def current(c: Container) -> str:
@@ -141,8 +169,9 @@ def installed_at(c: Container, version: str) -> float:
     return float(c.sh(f"stat -c %.9Y /opt/gateway/releases/{version}/.complete").stdout)
 
 
-def test_good_release_canary_first_then_waves(ansible_playbook: Path,
-                                              fleet: dict[str, Container]) -> None:
+def test_good_release_canary_first_then_waves(
+    ansible_playbook: Path, fleet: dict[str, Container]
+) -> None:
     proc = playbook(ansible_playbook, fleet, build_release())
     out = proc.stdout + proc.stderr
     assert proc.returncode == 0, out[-6000:]
@@ -157,8 +186,9 @@ def test_good_release_canary_first_then_waves(ansible_playbook: Path,
     assert t[CANARY] < t["wave1"] < t["wave2"], t  # canary, then wave 1 (34%), then wave 2
 
 
-def test_broken_canary_stops_the_rollout(ansible_playbook: Path,
-                                         fleet: dict[str, Container]) -> None:
+def test_broken_canary_stops_the_rollout(
+    ansible_playbook: Path, fleet: dict[str, Container]
+) -> None:
     proc = playbook(ansible_playbook, fleet, build_release(V1))
     assert proc.returncode == 0, (proc.stdout + proc.stderr)[-6000:]
     assert all(current(c) == f"releases/{V1}" for c in fleet.values())
@@ -175,10 +205,12 @@ def test_broken_canary_stops_the_rollout(ansible_playbook: Path,
         assert fleet[name].sh("test ! -e /var/tmp/gateway-release", check=False).returncode == 0
 
 
-def test_forced_broken_release_is_rolled_back_everywhere(ansible_playbook: Path,
-                                                         fleet: dict[str, Container]) -> None:
-    proc = playbook(ansible_playbook, fleet, broken_release(BROKEN),
-                    "-e", "gateway_rollback_fatal=false")
+def test_forced_broken_release_is_rolled_back_everywhere(
+    ansible_playbook: Path, fleet: dict[str, Container]
+) -> None:
+    proc = playbook(
+        ansible_playbook, fleet, broken_release(BROKEN), "-e", "gateway_rollback_fatal=false"
+    )
     out = proc.stdout + proc.stderr
     assert proc.returncode != 0, out[-6000:]
     for name in HOSTS:

@@ -90,15 +90,21 @@ def free_port() -> int:
 def script(cmds: list[Command], port: int) -> str:
     """One bash script for a console block: markers between commands, servers in the
     background (waited for, bounded) and killed at the end."""
-    out = ["set -u", "pids=()", "cleanup() { for p in \"${pids[@]}\"; do kill $p 2>/dev/null; "
-           "done; wait 2>/dev/null; }", "trap cleanup EXIT"]
+    out = [
+        "set -u",
+        "pids=()",
+        'cleanup() { for p in "${pids[@]}"; do kill $p 2>/dev/null; done; wait 2>/dev/null; }',
+        "trap cleanup EXIT",
+    ]
     for n, cmd in enumerate(cmds):
         line = cmd.line.replace(".venv/bin/", f"{VENV_BIN}/").replace("8080", str(port))
         out.append(f"printf '\\n@@CMD {n}\\n'")
         if " serve " in f" {line} " and "gateway serve" in line:
             out.append(f"{line} >serve-{n}.log 2>&1 & pids+=($!)")
-            out.append(f"for i in $(seq 200); do curl -sf -o /dev/null "
-                       f"http://127.0.0.1:{port}/_gateway/health && break; sleep 0.05; done")
+            out.append(
+                f"for i in $(seq 200); do curl -sf -o /dev/null "
+                f"http://127.0.0.1:{port}/_gateway/health && break; sleep 0.05; done"
+            )
         else:
             out.append(f"{line} 2>&1")
     return "\n".join(out) + "\n"
@@ -123,8 +129,10 @@ def test_every_block_of_the_guide_runs_and_prints_what_it_says(tmp_path: Path) -
         elif block.lang == "console":
             consoles.append(block)
         else:
-            pytest.fail(f"{where}: a {block.lang} block that is neither a file, a console "
-                        "session nor marked 'not run'")
+            pytest.fail(
+                f"{where}: a {block.lang} block that is neither a file, a console "
+                "session nor marked 'not run'"
+            )
     for path in files:  # every Python file at least compiles, even one no command uses
         if path.suffix == ".py":
             compile(path.read_text(), str(path), "exec")
@@ -134,8 +142,14 @@ def test_every_block_of_the_guide_runs_and_prints_what_it_says(tmp_path: Path) -
         cmds = commands(block)
         port = free_port()
         env["GATEWAY_SERVER_PORT"] = str(port)
-        proc = subprocess.run(["bash", "-c", script(cmds, port)], cwd=tmp_path, env=env,
-                              capture_output=True, text=True, timeout=120)
+        proc = subprocess.run(
+            ["bash", "-c", script(cmds, port)],
+            cwd=tmp_path,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
         parts = proc.stdout.split("\n@@CMD ")[1:]
         assert len(parts) == len(cmds), (block.line, proc.stdout, proc.stderr)
         for cmd, part in zip(cmds, parts, strict=True):
@@ -143,10 +157,16 @@ def test_every_block_of_the_guide_runs_and_prints_what_it_says(tmp_path: Path) -
             while got and not got[-1]:
                 got.pop()
             if not matches(cmd.expected, got):
-                logs = "".join(f"\n--- {p.name}\n{p.read_text()}"
-                               for p in sorted(tmp_path.glob("serve-*.log")))
-                pytest.fail(f"GUIDE.md:{block.line}: $ {cmd.line}\nexpected:\n"
-                            + "\n".join(cmd.expected) + "\ngot:\n" + "\n".join(got) + logs)
+                logs = "".join(
+                    f"\n--- {p.name}\n{p.read_text()}" for p in sorted(tmp_path.glob("serve-*.log"))
+                )
+                pytest.fail(
+                    f"GUIDE.md:{block.line}: $ {cmd.line}\nexpected:\n"
+                    + "\n".join(cmd.expected)
+                    + "\ngot:\n"
+                    + "\n".join(got)
+                    + logs
+                )
 
 
 def test_the_readme_links_the_guide_at_its_top() -> None:

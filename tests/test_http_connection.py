@@ -16,7 +16,9 @@ LIMITS = HTTPLimits(max_head_bytes=4096, max_request_line_bytes=2048, max_header
 SPLITS = ["whole", "bytewise"]
 
 
-def feed(raw: bytes, split: str, limits: HTTPLimits = LIMITS) -> tuple[list[Any], ProtocolError | None]:
+def feed(
+    raw: bytes, split: str, limits: HTTPLimits = LIMITS
+) -> tuple[list[Any], ProtocolError | None]:
     """Feed ``raw`` then EOF, answer every request with an empty 200, collect what happens.
 
     Returns (events, error): events as simple tuples, error the ProtocolError raised (or None).
@@ -24,7 +26,7 @@ def feed(raw: bytes, split: str, limits: HTTPLimits = LIMITS) -> tuple[list[Any]
     """
     conn = ServerConnection(limits)
     events: list[Any] = []
-    chunks = [raw[i:i + 1] for i in range(len(raw))] if split == "bytewise" else [raw]
+    chunks = [raw[i : i + 1] for i in range(len(raw))] if split == "bytewise" else [raw]
     try:
         for chunk in [*chunks, b""]:
             conn.receive_data(chunk)
@@ -66,8 +68,11 @@ def rejected(raw: bytes, split: str, status: int = 400) -> ProtocolError:
 def test_simple_get(split: str) -> None:
     events, err = feed(b"GET /a?b=1 HTTP/1.1\r\nHost: h\r\nX-Y: z\r\n\r\n", split)
     assert err is None
-    assert events == [("request", b"GET", b"/a?b=1", {b"host": b"h", b"x-y": b"z"}),
-                      ("end",), ("closed",)]
+    assert events == [
+        ("request", b"GET", b"/a?b=1", {b"host": b"h", b"x-y": b"z"}),
+        ("end",),
+        ("closed",),
+    ]
 
 
 @pytest.mark.parametrize("split", SPLITS)
@@ -79,8 +84,10 @@ def test_content_length_body(split: str) -> None:
 
 @pytest.mark.parametrize("split", SPLITS)
 def test_chunked_body_with_extension_and_trailer(split: str) -> None:
-    raw = (b"POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n"
-           b"5;name=val\r\nhello\r\n6\r\n world\r\n0\r\nX-Trailer: t\r\n\r\n")
+    raw = (
+        b"POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n"
+        b"5;name=val\r\nhello\r\n6\r\n world\r\n0\r\nX-Trailer: t\r\n\r\n"
+    )
     events, err = feed(raw, split)
     assert err is None
     assert events[1:] == [("data", b"hello world"), ("end",), ("closed",)]
@@ -95,9 +102,11 @@ def test_transfer_coding_name_is_case_insensitive(split: str) -> None:
 
 @pytest.mark.parametrize("split", SPLITS)
 def test_pipelined_requests_come_out_in_order(split: str) -> None:
-    raw = (b"GET /1 HTTP/1.1\r\nHost: h\r\n\r\n"
-           b"POST /2 HTTP/1.1\r\nHost: h\r\nContent-Length: 3\r\n\r\nabc"
-           b"GET /3 HTTP/1.1\r\nHost: h\r\n\r\n")
+    raw = (
+        b"GET /1 HTTP/1.1\r\nHost: h\r\n\r\n"
+        b"POST /2 HTTP/1.1\r\nHost: h\r\nContent-Length: 3\r\n\r\nabc"
+        b"GET /3 HTTP/1.1\r\nHost: h\r\n\r\n"
+    )
     events, err = feed(raw, split)
     assert err is None
     assert [e[2] for e in events if e[0] == "request"] == [b"/1", b"/2", b"/3"]
@@ -118,8 +127,18 @@ def test_http10_without_host_is_fine(split: str) -> None:
 
 
 @pytest.mark.parametrize("split", SPLITS)
-@pytest.mark.parametrize("host", [b"", b"localhost", b"127.0.0.1:8080", b"[::1]:8080",
-                                  b"[v7.x:y]", b"device.local:", b"xn--bcher-kva.de"])
+@pytest.mark.parametrize(
+    "host",
+    [
+        b"",
+        b"localhost",
+        b"127.0.0.1:8080",
+        b"[::1]:8080",
+        b"[v7.x:y]",
+        b"device.local:",
+        b"xn--bcher-kva.de",
+    ],
+)
 def test_valid_host_values(split: str, host: bytes) -> None:
     events, err = feed(b"GET / HTTP/1.1\r\nHost: " + host + b"\r\n\r\n", split)
     assert err is None and events[0][3][b"host"] == host
@@ -132,19 +151,23 @@ def test_higher_minor_version_is_served_as_http11(split: str) -> None:
 
 
 @pytest.mark.parametrize("split", SPLITS)
-@pytest.mark.parametrize(("raw", "target"), [
-    (b"GET /user/42?x=1 HTTP/1.1", ("/user/42?x=1", "/user/42", "x=1", None)),
-    # a fragment stays in url and leaves path and query (Express 5's req.url / req.path)
-    (b"GET /user/42?x=1#frag HTTP/1.1", ("/user/42?x=1#frag", "/user/42", "x=1", None)),
-    (b"GET /user/42#frag HTTP/1.1", ("/user/42#frag", "/user/42", "", None)),
-    (b"OPTIONS * HTTP/1.1", ("*", "*", "", None)),
-    (b"DELETE http://d.local:8/a?b#c HTTP/1.1", ("/a?b#c", "/a", "b", "d.local:8")),
-])
-def test_target_is_split_once_with_the_head(split: str, raw: bytes,
-                                            target: tuple[str, str, str, str | None]) -> None:
+@pytest.mark.parametrize(
+    ("raw", "target"),
+    [
+        (b"GET /user/42?x=1 HTTP/1.1", ("/user/42?x=1", "/user/42", "x=1", None)),
+        # a fragment stays in url and leaves path and query (Express 5's req.url / req.path)
+        (b"GET /user/42?x=1#frag HTTP/1.1", ("/user/42?x=1#frag", "/user/42", "x=1", None)),
+        (b"GET /user/42#frag HTTP/1.1", ("/user/42#frag", "/user/42", "", None)),
+        (b"OPTIONS * HTTP/1.1", ("*", "*", "", None)),
+        (b"DELETE http://d.local:8/a?b#c HTTP/1.1", ("/a?b#c", "/a", "b", "d.local:8")),
+    ],
+)
+def test_target_is_split_once_with_the_head(
+    split: str, raw: bytes, target: tuple[str, str, str, str | None]
+) -> None:
     conn = ServerConnection(LIMITS)
     head = raw + b"\r\nHost: h\r\n\r\n"
-    chunks = [head[i:i + 1] for i in range(len(head))] if split == "bytewise" else [head]
+    chunks = [head[i : i + 1] for i in range(len(head))] if split == "bytewise" else [head]
     for chunk in chunks:
         conn.receive_data(chunk)
     assert type(conn.next_event()) is h11.Request
@@ -156,8 +179,9 @@ def test_target_is_split_once_with_the_head(split: str, raw: bytes,
 
 def test_100_continue_state_is_visible() -> None:
     conn = ServerConnection(LIMITS)
-    conn.receive_data(b"POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 2\r\n"
-                      b"Expect: 100-continue\r\n\r\n")
+    conn.receive_data(
+        b"POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 2\r\nExpect: 100-continue\r\n\r\n"
+    )
     assert type(conn.next_event()) is h11.Request
     assert conn.they_are_waiting_for_100_continue
     assert conn.next_event() is h11.NEED_DATA
@@ -167,22 +191,36 @@ def test_100_continue_state_is_visible() -> None:
 
 
 @pytest.mark.parametrize("split", SPLITS)
-@pytest.mark.parametrize("expect", [
-    b"magic", b"100-continue, magic", b"magic, 100-continue", b"100-continuex", b"200-ok",
-])
+@pytest.mark.parametrize(
+    "expect",
+    [
+        b"magic",
+        b"100-continue, magic",
+        b"magic, 100-continue",
+        b"100-continuex",
+        b"200-ok",
+    ],
+)
 def test_an_unknown_expectation_is_417(split: str, expect: bytes) -> None:
     # RFC 9110 10.1.1: the server MAY answer 417 to anything but 100-continue (Node does)
-    err = rejected(b"POST /smuggled HTTP/1.1\r\nHost: h\r\nContent-Length: 2\r\n"
-                   b"Expect: " + expect + b"\r\n\r\nok", split, 417)
+    err = rejected(
+        b"POST /smuggled HTTP/1.1\r\nHost: h\r\nContent-Length: 2\r\n"
+        b"Expect: " + expect + b"\r\n\r\nok",
+        split,
+        417,
+    )
     assert err.message == "Expectation Failed: only 100-continue is supported"
 
 
 @pytest.mark.parametrize("split", SPLITS)
-@pytest.mark.parametrize("expect", [b"100-continue", b"100-Continue", b" 100-CONTINUE ",
-                                    b"100-continue, ", b""])
+@pytest.mark.parametrize(
+    "expect", [b"100-continue", b"100-Continue", b" 100-CONTINUE ", b"100-continue, ", b""]
+)
 def test_100_continue_in_any_case_is_the_expectation_served(split: str, expect: bytes) -> None:
-    events, err = feed(b"POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 2\r\n"
-                       b"Expect:" + expect + b"\r\n\r\nok", split)
+    events, err = feed(
+        b"POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 2\r\nExpect:" + expect + b"\r\n\r\nok",
+        split,
+    )
     assert err is None
     assert events[1:] == [("data", b"ok"), ("end",), ("closed",)]
 
@@ -225,8 +263,10 @@ def test_head_at_the_limit_is_accepted(split: str) -> None:
     assert err is None and events[0][0] == "request"
 
 
-@pytest.mark.parametrize(("split", "size"), [("whole", 4097), ("whole", 5000), ("whole", 60000),
-                                             ("bytewise", 4097), ("bytewise", 5000)])
+@pytest.mark.parametrize(
+    ("split", "size"),
+    [("whole", 4097), ("whole", 5000), ("whole", 60000), ("bytewise", 4097), ("bytewise", 5000)],
+)
 def test_head_over_the_limit_is_431_even_in_one_read(split: str, size: int) -> None:
     rejected(_head(size), split, 431)
 
@@ -301,10 +341,10 @@ BAD_HEADS = {
     "te-xchunked": POST + b"Transfer-Encoding: xchunked\r\n\r\n0\r\n\r\n",
     "te-identity": POST + b"Transfer-Encoding: identity\r\n\r\nhello",
     "te-duplicate": POST + b"Transfer-Encoding: chunked\r\nTransfer-Encoding: chunked\r\n\r\n"
-                           b"0\r\n\r\n",
+    b"0\r\n\r\n",
     "te-folded": POST + b"Transfer-Encoding: chunked\r\n , identity\r\n\r\n0\r\n\r\n",
     "te-in-http10": b"POST /smuggled HTTP/1.0\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n"
-                    b"0\r\n\r\n",
+    b"0\r\n\r\n",
     "nul-in-name": b"GET /smuggled HTTP/1.1\r\nHost: h\r\nX\x00Y: 1\r\n\r\n",
     "nul-in-value": b"GET /smuggled HTTP/1.1\r\nHost: h\r\nX: a\x00b\r\n\r\n",
     "esc-in-value": b"GET /smuggled HTTP/1.1\r\nHost: h\r\nX: a\x1bb\r\n\r\n",
@@ -377,7 +417,7 @@ BAD_BODIES = {
     "chunk-ext-bare-lf": CHUNKED + b"5;a\nb\r\nhello\r\n0\r\n\r\n",
     "chunk-ext-nul": CHUNKED + b"5;a\x00\r\nhello\r\n0\r\n\r\n",
     "chunk-ext-no-name": CHUNKED + b"5;=x\r\nhello\r\n0\r\n\r\n",
-    "chunk-ext-open-quote": CHUNKED + b"5;a=\"x\r\nhello\r\n0\r\n\r\n",
+    "chunk-ext-open-quote": CHUNKED + b'5;a="x\r\nhello\r\n0\r\n\r\n',
     "chunk-ext-space-in-value": CHUNKED + b"5;a=b c\r\nhello\r\n0\r\n\r\n",
     "last-chunk-bare-lf": CHUNKED + b"5\r\nhello\r\n0\nGET /smuggled2 HTTP/1.1\r\n\r\n",
     "body-end-bare-lf": CHUNKED + b"5\r\nhello\r\n0\r\n\n",
@@ -430,17 +470,21 @@ def test_largest_sane_chunk_size_is_accepted() -> None:
 
 
 @pytest.mark.parametrize("split", SPLITS)
-@pytest.mark.parametrize(("raw", "status"), [
-    # RFC 9110 9.1: a method we do not implement (we are no proxy) is 501, once its target has
-    # the form CONNECT needs; any other CONNECT is simply malformed (400, in BAD_HEADS)
-    (b"CONNECT smuggled.example:443 HTTP/1.1\r\nHost: smuggled.example:443\r\n\r\n", 501),
-    (b"CONNECT [::1]:443 HTTP/1.1\r\nHost: [::1]:443\r\n\r\n", 501),
-    (b"GET /smuggled HTTP/2.0\r\nHost: h\r\n\r\n", 505),
-    (b"GET /smuggled HTTP/0.9\r\nHost: h\r\n\r\n", 505),
-    (b"GET /smuggled HTTP/3.1\r\nHost: h\r\n\r\n", 505),
-])
-def test_connect_and_other_versions_are_refused_before_the_request(raw: bytes, split: str,
-                                                                   status: int) -> None:
+@pytest.mark.parametrize(
+    ("raw", "status"),
+    [
+        # RFC 9110 9.1: a method we do not implement (we are no proxy) is 501, once its target has
+        # the form CONNECT needs; any other CONNECT is simply malformed (400, in BAD_HEADS)
+        (b"CONNECT smuggled.example:443 HTTP/1.1\r\nHost: smuggled.example:443\r\n\r\n", 501),
+        (b"CONNECT [::1]:443 HTTP/1.1\r\nHost: [::1]:443\r\n\r\n", 501),
+        (b"GET /smuggled HTTP/2.0\r\nHost: h\r\n\r\n", 505),
+        (b"GET /smuggled HTTP/0.9\r\nHost: h\r\n\r\n", 505),
+        (b"GET /smuggled HTTP/3.1\r\nHost: h\r\n\r\n", 505),
+    ],
+)
+def test_connect_and_other_versions_are_refused_before_the_request(
+    raw: bytes, split: str, status: int
+) -> None:
     events, err = feed(raw, split)
     assert err is not None and err.status_hint == status, (events, err)
     assert events == []
@@ -448,10 +492,12 @@ def test_connect_and_other_versions_are_refused_before_the_request(raw: bytes, s
 
 @pytest.mark.parametrize("split", SPLITS)
 def test_chunk_extensions_and_trailers_in_the_grammar_are_accepted(split: str) -> None:
-    raw = (CHUNKED + b"5;a=b;c=\"q \\\" d\";e\r\nhello\r\n1;x = y ;z\r\n!\r\n00\r\n"
-           b"X-Sum: abc\r\nX-Empty:\r\nX-Inner:  a  b \r\n\r\n")
+    raw = (
+        CHUNKED + b'5;a=b;c="q \\" d";e\r\nhello\r\n1;x = y ;z\r\n!\r\n00\r\n'
+        b"X-Sum: abc\r\nX-Empty:\r\nX-Inner:  a  b \r\n\r\n"
+    )
     conn = ServerConnection(LIMITS)
-    chunks = [raw[i:i + 1] for i in range(len(raw))] if split == "bytewise" else [raw]
+    chunks = [raw[i : i + 1] for i in range(len(raw))] if split == "bytewise" else [raw]
     data = b""
     end = None
     for chunk in chunks:
@@ -479,12 +525,15 @@ def test_bare_lf_in_a_chunk_line_is_400_without_waiting_for_a_crlf(tail: bytes) 
     assert info.value.status_hint == 400
 
 
-@pytest.mark.parametrize(("tail", "status", "message"), [
-    (b"5;" + b"a" * 3000, 400, "Chunk size line too long"),  # over max_request_line_bytes
-    (b"0\r\nX: " + b"b" * 5000, 431, "Trailer section too large"),  # over max_head_bytes
-    (b"0\r\n" + b"X: 1\r\n" * 40 + b"\r\n", 431, "Too many trailer fields"),
-    (b"0\r\n" + (b"X: " + b"b" * 1000 + b"\r\n") * 5, 431, "Trailer section too large"),
-])
+@pytest.mark.parametrize(
+    ("tail", "status", "message"),
+    [
+        (b"5;" + b"a" * 3000, 400, "Chunk size line too long"),  # over max_request_line_bytes
+        (b"0\r\nX: " + b"b" * 5000, 431, "Trailer section too large"),  # over max_head_bytes
+        (b"0\r\n" + b"X: 1\r\n" * 40 + b"\r\n", 431, "Too many trailer fields"),
+        (b"0\r\n" + (b"X: " + b"b" * 1000 + b"\r\n") * 5, 431, "Trailer section too large"),
+    ],
+)
 def test_chunk_lines_and_trailers_have_ceilings(tail: bytes, status: int, message: str) -> None:
     conn = ServerConnection(LIMITS)
     conn.receive_data(CHUNKED)
@@ -497,8 +546,12 @@ def test_chunk_lines_and_trailers_have_ceilings(tail: bytes, status: int, messag
 
 
 # -- output: the response writer -----------------------------------------------------------------
-def _writer_head(writer: ResponseWriter, status: int = 200, headers: list[tuple[str, str]] | None = None,
-                 **kw: Any) -> bytes:
+def _writer_head(
+    writer: ResponseWriter,
+    status: int = 200,
+    headers: list[tuple[str, str]] | None = None,
+    **kw: Any,
+) -> bytes:
     args = {"head_request": False, "http10": False, "keep_alive": True, "date": "D"}
     args.update(kw)
     return writer.head(status, headers or [], **args)
@@ -548,8 +601,9 @@ def test_writer_http10_keep_alive_and_close() -> None:
 
 def test_writer_app_framing_headers_are_replaced() -> None:
     w = ResponseWriter()
-    head = _writer_head(w, 200, [("Transfer-Encoding", "gzip"), ("Connection", "close"),
-                                 ("Content-Length", "2")])
+    head = _writer_head(
+        w, 200, [("Transfer-Encoding", "gzip"), ("Connection", "close"), ("Content-Length", "2")]
+    )
     assert b"gzip" not in head and head.count(b"Connection: close") == 1
     assert not w.keep_alive
 

@@ -19,33 +19,47 @@ def cycle_for(raw: bytes) -> tuple[ServerConnection, Cycle]:
     return conn, cycle
 
 
-def head(cycle: Cycle, headers: list[tuple[str, str]] | None = None, *, status: int = 200,
-         closing: bool = False) -> bytes:
-    return cycle.response_head(status, headers if headers is not None else
-                               [("Content-Length", "2")], head_request=False,
-                               closing=closing, date="d")
+def head(
+    cycle: Cycle,
+    headers: list[tuple[str, str]] | None = None,
+    *,
+    status: int = 200,
+    closing: bool = False,
+) -> bytes:
+    return cycle.response_head(
+        status,
+        headers if headers is not None else [("Content-Length", "2")],
+        head_request=False,
+        closing=closing,
+        date="d",
+    )
 
 
-@pytest.mark.parametrize(("raw", "has_body", "length", "keep_alive"), [
-    (b"GET / HTTP/1.1\r\nHost: a\r\n\r\n", False, None, True),
-    (b"GET / HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n", False, None, False),
-    (b"GET / HTTP/1.0\r\n\r\n", False, None, False),
-    (b"GET / HTTP/1.0\r\nConnection: Keep-Alive\r\n\r\n", False, None, True),
-    (b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 0\r\n\r\n", False, 0, True),
-    (b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\n\r\n", True, 5, True),
-    (b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n", True, None, True),
-])
-def test_request_framing_read_once(raw: bytes, has_body: bool, length: int | None,
-                                   keep_alive: bool) -> None:
+@pytest.mark.parametrize(
+    ("raw", "has_body", "length", "keep_alive"),
+    [
+        (b"GET / HTTP/1.1\r\nHost: a\r\n\r\n", False, None, True),
+        (b"GET / HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n", False, None, False),
+        (b"GET / HTTP/1.0\r\n\r\n", False, None, False),
+        (b"GET / HTTP/1.0\r\nConnection: Keep-Alive\r\n\r\n", False, None, True),
+        (b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 0\r\n\r\n", False, 0, True),
+        (b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\n\r\n", True, 5, True),
+        (b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n", True, None, True),
+    ],
+)
+def test_request_framing_read_once(
+    raw: bytes, has_body: bool, length: int | None, keep_alive: bool
+) -> None:
     _, cycle = cycle_for(raw)
-    assert (cycle.has_body, cycle.length, cycle.client_keep_alive) == (has_body, length,
-                                                                      keep_alive)
+    assert (cycle.has_body, cycle.length, cycle.client_keep_alive) == (has_body, length, keep_alive)
     assert cycle.body_done is not has_body
 
 
 def test_authorization_and_upgrade_in_the_same_pass() -> None:
-    _, cycle = cycle_for(b"GET /ws HTTP/1.1\r\nHost: a\r\nAuthorization: Bearer t\r\n"
-                         b"Upgrade: WebSocket\r\nConnection: Upgrade\r\n\r\n")
+    _, cycle = cycle_for(
+        b"GET /ws HTTP/1.1\r\nHost: a\r\nAuthorization: Bearer t\r\n"
+        b"Upgrade: WebSocket\r\nConnection: Upgrade\r\n\r\n"
+    )
     assert cycle.authorization == b"Bearer t" and cycle.upgrade and cycle.ws_upgrade
     _, cycle = cycle_for(b"GET / HTTP/1.1\r\nHost: a\r\nUpgrade: h2c\r\n\r\n")
     assert cycle.upgrade and not cycle.ws_upgrade and cycle.authorization is None
@@ -118,8 +132,10 @@ def test_content_length_bodies_are_read_direct() -> None:
 
 
 def test_begin_resets_the_previous_cycle() -> None:
-    conn, cycle = cycle_for(b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 3\r\n\r\nabc"
-                            b"GET /next HTTP/1.1\r\nHost: a\r\n\r\n")
+    conn, cycle = cycle_for(
+        b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 3\r\n\r\nabc"
+        b"GET /next HTTP/1.1\r\nHost: a\r\n\r\n"
+    )
     head(cycle, [("Content-Length", "2")])
     cycle.data(b"ok")
     cycle.end()

@@ -38,8 +38,15 @@ def echo_app() -> App:
 
     @app.get("/path")
     async def path(req, res):  # type: ignore[no-untyped-def]
-        await res.json({"path": req.path, "query": req.query, "url": req.url,
-                        "hostname": req.hostname, "version": req.http_version})
+        await res.json(
+            {
+                "path": req.path,
+                "query": req.query,
+                "url": req.url,
+                "hostname": req.hostname,
+                "version": req.http_version,
+            }
+        )
 
     @app.post("/echo")
     async def echo(req, res):  # type: ignore[no-untyped-def]
@@ -101,11 +108,13 @@ async def test_keep_alive_serves_several_requests_on_one_connection() -> None:
 
 
 async def test_pipelined_requests_are_answered_in_order() -> None:
-    raw = (b"GET / HTTP/1.1\r\nHost: a\r\n\r\n"
-           b"POST /echo HTTP/1.1\r\nHost: a\r\nContent-Length: 3\r\n\r\nabc"
-           b"HEAD / HTTP/1.1\r\nHost: a\r\n\r\n"
-           b"POST /echo HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nxy\r\n0\r\n\r\n"
-           b"GET /path?last HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n")
+    raw = (
+        b"GET / HTTP/1.1\r\nHost: a\r\n\r\n"
+        b"POST /echo HTTP/1.1\r\nHost: a\r\nContent-Length: 3\r\n\r\nabc"
+        b"HEAD / HTTP/1.1\r\nHost: a\r\n\r\n"
+        b"POST /echo HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nxy\r\n0\r\n\r\n"
+        b"GET /path?last HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n"
+    )
     with trio.fail_after(5):
         async with running(echo_app()) as server:
             replies = await exchange(server, raw, ["GET", "POST", "HEAD", "POST", "GET"])
@@ -137,8 +146,9 @@ async def test_head_of_a_streamed_response_sends_no_chunks() -> None:
         async with running(echo_app()) as server:
             stream = await connect(server)
             async with stream:
-                await stream.send_all(b"HEAD /stream HTTP/1.1\r\nHost: a\r\n"
-                                      b"Connection: close\r\n\r\n")
+                await stream.send_all(
+                    b"HEAD /stream HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n"
+                )
                 raw = await read_all(stream)
     assert raw.startswith(b"HTTP/1.1 200 ") and raw.endswith(b"\r\n\r\n")
     assert b"one" not in raw
@@ -157,10 +167,12 @@ async def test_http10_closes_after_the_response() -> None:
 
 
 async def test_http10_keep_alive_keeps_the_connection() -> None:
-    raw = (b"GET / HTTP/1.0\r\nConnection: keep-alive\r\n\r\n"
-           b"GET /path HTTP/1.0\r\nConnection: Keep-Alive\r\n\r\n"
-           b"GET /path HTTP/1.0\r\n\r\n"
-           b"GET /never HTTP/1.0\r\n\r\n")
+    raw = (
+        b"GET / HTTP/1.0\r\nConnection: keep-alive\r\n\r\n"
+        b"GET /path HTTP/1.0\r\nConnection: Keep-Alive\r\n\r\n"
+        b"GET /path HTTP/1.0\r\n\r\n"
+        b"GET /never HTTP/1.0\r\n\r\n"
+    )
     with trio.fail_after(5):
         async with running(echo_app()) as server:
             stream = await connect(server)
@@ -187,8 +199,11 @@ async def test_connection_close_is_honoured() -> None:
 async def test_absolute_form_target() -> None:
     with trio.fail_after(5):
         async with running(echo_app()) as server:
-            (reply,) = await exchange(server, b"GET http://device.local:8080/path?q=1 HTTP/1.1\r\n"
-                                              b"Host: other\r\nConnection: close\r\n\r\n")
+            (reply,) = await exchange(
+                server,
+                b"GET http://device.local:8080/path?q=1 HTTP/1.1\r\n"
+                b"Host: other\r\nConnection: close\r\n\r\n",
+            )
     data = reply.json()
     assert data["path"] == "/path"
     assert data["query"] == {"q": "1"}
@@ -199,23 +214,37 @@ async def test_absolute_form_target() -> None:
 async def test_asterisk_form_options_is_not_a_crash() -> None:
     with trio.fail_after(5):
         async with running(echo_app()) as server:
-            (reply,) = await exchange(server, b"OPTIONS * HTTP/1.1\r\nHost: a\r\n"
-                                              b"Connection: close\r\n\r\n")
+            (reply,) = await exchange(
+                server, b"OPTIONS * HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n"
+            )
             assert 200 <= reply.status < 500
             assert (await request(server)).status == 200
 
 
-@pytest.mark.parametrize(("raw", "status", "text"), [
-    (b"CONNECT smuggled.example:443 HTTP/1.1\r\nHost: smuggled.example:443\r\n\r\n", 501,
-     b"CONNECT is not supported: this server is not a proxy"),
-    (b"GET /smuggled HTTP/2.0\r\nHost: a\r\n\r\n", 505,
-     b"HTTP version not supported (only HTTP/1.x)"),
-    (b"GET smuggled/42 HTTP/1.1\r\nHost: a\r\n\r\n", 400,
-     b"request-target must be origin-form (/path), absolute-form (http://host/path) or * "
-     b"(OPTIONS only)"),
-])
+@pytest.mark.parametrize(
+    ("raw", "status", "text"),
+    [
+        (
+            b"CONNECT smuggled.example:443 HTTP/1.1\r\nHost: smuggled.example:443\r\n\r\n",
+            501,
+            b"CONNECT is not supported: this server is not a proxy",
+        ),
+        (
+            b"GET /smuggled HTTP/2.0\r\nHost: a\r\n\r\n",
+            505,
+            b"HTTP version not supported (only HTTP/1.x)",
+        ),
+        (
+            b"GET smuggled/42 HTTP/1.1\r\nHost: a\r\n\r\n",
+            400,
+            b"request-target must be origin-form (/path), absolute-form (http://host/path) or * "
+            b"(OPTIONS only)",
+        ),
+    ],
+)
 async def test_refused_request_lines_get_their_status_a_text_and_a_close(
-        raw: bytes, status: int, text: bytes) -> None:
+    raw: bytes, status: int, text: bytes
+) -> None:
     app, seen = smuggle_app()
     with trio.fail_after(5):
         async with running(app) as server:
@@ -235,30 +264,58 @@ async def test_fragment_is_kept_in_url_and_left_out_of_routing_path_and_query() 
 
     @sub.get("/:id")
     async def mounted(req, res):  # type: ignore[no-untyped-def]
-        await res.json({"url": req.url, "original_url": req.original_url,
-                        "base_url": req.base_url, "path": req.path, "query": req.query,
-                        "params": req.params})
+        await res.json(
+            {
+                "url": req.url,
+                "original_url": req.original_url,
+                "base_url": req.base_url,
+                "path": req.path,
+                "query": req.query,
+                "params": req.params,
+            }
+        )
 
     app.use("/mnt", sub)
 
     @app.get("/user/:id")
     async def user(req, res):  # type: ignore[no-untyped-def]
-        await res.json({"url": req.url, "original_url": req.original_url, "path": req.path,
-                        "query": req.query, "params": req.params})
+        await res.json(
+            {
+                "url": req.url,
+                "original_url": req.original_url,
+                "path": req.path,
+                "query": req.query,
+                "params": req.params,
+            }
+        )
 
     with trio.fail_after(5):
         async with running(app) as server:
             direct = await request(server, "GET", "/user/42?x=1#frag")
             hash_first = await request(server, "GET", "/user/42#frag?x=1")
             under_mount = await request(server, "GET", "/mnt/7?y=2#z")
-    assert direct.json() == {"url": "/user/42?x=1#frag", "original_url": "/user/42?x=1#frag",
-                             "path": "/user/42", "query": {"x": "1"}, "params": {"id": "42"}}
-    assert hash_first.json() == {"url": "/user/42#frag?x=1",
-                                 "original_url": "/user/42#frag?x=1", "path": "/user/42",
-                                 "query": {}, "params": {"id": "42"}}
-    assert under_mount.json() == {"url": "/7?y=2#z", "original_url": "/mnt/7?y=2#z",
-                                  "base_url": "/mnt", "path": "/7", "query": {"y": "2"},
-                                  "params": {"id": "7"}}
+    assert direct.json() == {
+        "url": "/user/42?x=1#frag",
+        "original_url": "/user/42?x=1#frag",
+        "path": "/user/42",
+        "query": {"x": "1"},
+        "params": {"id": "42"},
+    }
+    assert hash_first.json() == {
+        "url": "/user/42#frag?x=1",
+        "original_url": "/user/42#frag?x=1",
+        "path": "/user/42",
+        "query": {},
+        "params": {"id": "42"},
+    }
+    assert under_mount.json() == {
+        "url": "/7?y=2#z",
+        "original_url": "/mnt/7?y=2#z",
+        "base_url": "/mnt",
+        "path": "/7",
+        "query": {"y": "2"},
+        "params": {"id": "7"},
+    }
 
 
 async def test_chunked_request_and_response_bodies() -> None:
@@ -297,8 +354,9 @@ async def test_arbitrary_methods_reach_routes() -> None:
 async def test_100_continue_is_sent_when_the_handler_reads(autojump_clock: Any) -> None:
     with trio.fail_after(60):
         async with session(echo_app()) as (client, _):
-            await client.send("POST", "/echo", [("content-length", "5"),
-                                                ("expect", "100-continue")], end=False)
+            await client.send(
+                "POST", "/echo", [("content-length", "5"), ("expect", "100-continue")], end=False
+            )
             assert await client.interim() == 100
             await client.send_body(b"hello", end=True)
             reply = await client.response()
@@ -307,15 +365,22 @@ async def test_100_continue_is_sent_when_the_handler_reads(autojump_clock: Any) 
             assert (await client.response()).status == 200  # still usable
 
 
-@pytest.mark.parametrize(("target", "status", "body"), [
-    ("/reject", 401, b"no"), ("/ignore", 200, b"ignored"), ("/missing", 404, None)])
-async def test_early_answer_without_100_closes_at_once(autojump_clock: Any, target: str,
-                                                        status: int, body: bytes | None) -> None:
+@pytest.mark.parametrize(
+    ("target", "status", "body"),
+    [("/reject", 401, b"no"), ("/ignore", 200, b"ignored"), ("/missing", 404, None)],
+)
+async def test_early_answer_without_100_closes_at_once(
+    autojump_clock: Any, target: str, status: int, body: bytes | None
+) -> None:
     with trio.fail_after(60):
         async with session(echo_app()) as (client, _):
             start = trio.current_time()
-            await client.send("POST", target, [("content-length", "100000"),
-                                               ("expect", "100-continue")], end=False)
+            await client.send(
+                "POST",
+                target,
+                [("content-length", "100000"), ("expect", "100-continue")],
+                end=False,
+            )
             reply = await client.response()
             assert reply.status == status
             if body is not None:
@@ -352,7 +417,9 @@ async def test_unread_large_body_closes_after_the_response() -> None:
 async def test_head_limits_from_the_profile() -> None:
     long_line = b"GET /" + b"a" * 3000 + b" HTTP/1.1\r\nHost: a\r\n\r\n"
     big_head = b"GET / HTTP/1.1\r\nHost: a\r\nX: " + b"b" * 5000 + b"\r\n\r\n"
-    many = b"GET / HTTP/1.1\r\nHost: a\r\n" + b"".join(b"X%d: 1\r\n" % i for i in range(40)) + b"\r\n"
+    many = (
+        b"GET / HTTP/1.1\r\nHost: a\r\n" + b"".join(b"X%d: 1\r\n" % i for i in range(40)) + b"\r\n"
+    )
     with trio.fail_after(5):
         async with running(echo_app()) as server:
             for raw, status in ((long_line, 414), (big_head, 431), (many, 431)):
@@ -380,7 +447,7 @@ async def test_slow_head_gets_408_after_head_timeout(autojump_clock: Any) -> Non
             async def dribble() -> None:
                 try:
                     for i in range(len(head)):
-                        await client.stream.send_all(head[i:i + 1])
+                        await client.stream.send_all(head[i : i + 1])
                         await trio.sleep(1)
                 except (trio.BrokenResourceError, trio.ClosedResourceError):
                     pass
@@ -589,8 +656,7 @@ async def test_client_leaving_mid_body_gets_nothing_and_harms_nothing(raw: bytes
 
 async def test_bad_second_request_in_a_pipeline() -> None:
     app, seen = smuggle_app()
-    raw = (b"GET /first HTTP/1.1\r\nHost: a\r\n\r\n" + BAD_HEADS["duplicate-cl-identical"]
-           + SECOND)
+    raw = b"GET /first HTTP/1.1\r\nHost: a\r\n\r\n" + BAD_HEADS["duplicate-cl-identical"] + SECOND
     with trio.fail_after(5):
         async with running(app) as server:
             replies = await exchange(server, raw)
@@ -634,8 +700,7 @@ async def test_handler_exception_as_json_when_the_client_wants_json() -> None:
     assert reply.json() == {"error": "Internal Server Error", "status": 500}
 
 
-async def test_handler_exception_after_the_head_aborts_only_that_connection(
-        caplog: Any) -> None:
+async def test_handler_exception_after_the_head_aborts_only_that_connection(caplog: Any) -> None:
     caplog.set_level(logging.ERROR)
     with trio.fail_after(5):
         async with running(echo_app()) as server:
@@ -655,7 +720,9 @@ async def test_header_injection_from_a_handler_is_a_500() -> None:
         async with running(echo_app()) as server:
             stream = await connect(server)
             async with stream:
-                await stream.send_all(b"GET /split HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n")
+                await stream.send_all(
+                    b"GET /split HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n"
+                )
                 raw = await read_all(stream)
             assert (await request(server)).status == 200
     assert raw.startswith(b"HTTP/1.1 500")
@@ -675,9 +742,12 @@ async def test_not_found_is_json_for_json_clients_and_text_otherwise() -> None:
 async def test_body_too_large_is_413_with_a_json_body_for_json_clients() -> None:
     with trio.fail_after(5):
         async with running(echo_app()) as server:
-            reply = await request(server, "POST", "/echo",
-                                  [("accept", "application/json"),
-                                   ("content-length", str(300 * 1024))])
+            reply = await request(
+                server,
+                "POST",
+                "/echo",
+                [("accept", "application/json"), ("content-length", str(300 * 1024))],
+            )
     assert reply.status == 413
     assert reply.json()["status"] == 413
 
@@ -729,11 +799,17 @@ async def test_peer_outside_allowed_networks_is_closed_at_accept() -> None:
 
 
 # the default unix_allowed_uids is (0,): privilege for root only, whoever runs the tests
-@pytest.mark.parametrize(("uids", "mode"), [
-    (None, "privilege" if os.geteuid() == 0 else "user"), ("12345", "user"),
-    (str(os.geteuid()), "privilege")])
-async def test_unix_socket_privilege_from_peer_credentials(tmp_path: Any, uids: str | None,
-                                                           mode: str) -> None:
+@pytest.mark.parametrize(
+    ("uids", "mode"),
+    [
+        (None, "privilege" if os.geteuid() == 0 else "user"),
+        ("12345", "user"),
+        (str(os.geteuid()), "privilege"),
+    ],
+)
+async def test_unix_socket_privilege_from_peer_credentials(
+    tmp_path: Any, uids: str | None, mode: str
+) -> None:
     path = str(tmp_path / "gw.sock")
     overrides: dict[str, Any] = {"server__unix_path": path}
     if uids is not None:
@@ -742,8 +818,9 @@ async def test_unix_socket_privilege_from_peer_credentials(tmp_path: Any, uids: 
         async with running(echo_app(), **overrides) as server:
             stream = await trio.open_unix_socket(path)
             async with stream:
-                await stream.send_all(b"GET /_gateway/health HTTP/1.1\r\nHost: a\r\n"
-                                      b"Connection: close\r\n\r\n")
+                await stream.send_all(
+                    b"GET /_gateway/health HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n"
+                )
                 (reply,) = parse_replies(await read_all(stream))
             assert reply.json() == {"status": "ok", "mode": mode}
             # TCP on the same server stays user mode

@@ -43,8 +43,7 @@ def imports_of(name: str) -> set[str]:
 
 def graph() -> dict[str, set[str]]:
     """Edges between the package's own modules."""
-    return {name: {m for m in imports_of(name) if m in MODULES and m != name}
-            for name in MODULES}
+    return {name: {m for m in imports_of(name) if m in MODULES and m != name} for name in MODULES}
 
 
 def find_cycles(edges: dict[str, set[str]]) -> list[list[str]]:
@@ -94,14 +93,16 @@ def test_the_graph_is_read_from_the_source() -> None:
 def test_no_import_cycles() -> None:
     cycles = find_cycles(graph())
     assert cycles == [], "import cycles (type-only imports included): " + "; ".join(
-        " <-> ".join(c) for c in cycles)
+        " <-> ".join(c) for c in cycles
+    )
 
 
 @pytest.mark.parametrize("layer", ["gateway.http", "gateway.ws"])
 def test_sans_io_layers_import_no_trio_and_nothing_above_them(layer: str) -> None:
     bad = {
         (name, imported)
-        for name in MODULES if name == layer or name.startswith(layer + ".")
+        for name in MODULES
+        if name == layer or name.startswith(layer + ".")
         for imported in imports_of(name)
         if imported == "trio" or imported.startswith(("trio.", "gateway.app", "gateway.server"))
     }
@@ -114,8 +115,12 @@ def _own_private_names(tree: ast.AST) -> set[str]:
     for node in ast.walk(tree):
         if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and node.name[:1] == "_":
             own.add(node.name)
-        elif (isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name)
-              and node.value.id == "self" and node.attr[:1] == "_"):
+        elif (
+            isinstance(node, ast.Attribute)
+            and isinstance(node.value, ast.Name)
+            and node.value.id == "self"
+            and node.attr[:1] == "_"
+        ):
             own.add(node.attr)
         elif isinstance(node, ast.Constant) and isinstance(node.value, str):
             if node.value[:1] == "_" and node.value.isidentifier():
@@ -140,7 +145,11 @@ def test_no_module_reads_another_modules_private_attributes() -> None:
         tree = ast.parse(path.read_text(), str(path))
         own = _own_private_names(tree) | THIRD_PARTY_PRIVATE.get(name, set())
         for node in ast.walk(tree):
-            if (isinstance(node, ast.Attribute) and node.attr[:1] == "_"
-                    and not node.attr.startswith("__") and node.attr not in own):
+            if (
+                isinstance(node, ast.Attribute)
+                and node.attr[:1] == "_"
+                and not node.attr.startswith("__")
+                and node.attr not in own
+            ):
                 found.append(f"{name}:{node.lineno}: .{node.attr}")
     assert found == []

@@ -45,8 +45,11 @@ def staging_tools() -> None:
     require_root("staging mounts a private namespace")
     require_tool("unshare", "util-linux")
     if not SYSTEM_PYTHON.exists():
-        missing(str(SYSTEM_PYTHON), "Debian packages python3 and python3-venv "
-                                    "(`make test` installs them: scripts/system-deps.sh)")
+        missing(
+            str(SYSTEM_PYTHON),
+            "Debian packages python3 and python3-venv "
+            "(`make test` installs them: scripts/system-deps.sh)",
+        )
 
 
 def _deploy_module(name: str):  # type: ignore[no-untyped-def]
@@ -61,15 +64,29 @@ def _build_module():  # type: ignore[no-untyped-def]
     return _deploy_module("build_release")
 
 
-def install(release: Path, root: Path, *args: str, env: dict[str, str] | None = None,
-            timeout: float = 180) -> subprocess.CompletedProcess[str]:
-    full_env = {k: v for k, v in os.environ.items()
-                if not k.startswith(("GATEWAY_", "PIP_", "VIRTUAL_ENV"))}
+def install(
+    release: Path, root: Path, *args: str, env: dict[str, str] | None = None, timeout: float = 180
+) -> subprocess.CompletedProcess[str]:
+    full_env = {
+        k: v for k, v in os.environ.items() if not k.startswith(("GATEWAY_", "PIP_", "VIRTUAL_ENV"))
+    }
     full_env.update(env or {})
     return subprocess.run(
-        ["sh", str(release / "install.sh"), "--root", str(root),
-         "--python", str(SYSTEM_PYTHON), *args],
-        capture_output=True, text=True, timeout=timeout, env=full_env, stdin=subprocess.DEVNULL)
+        [
+            "sh",
+            str(release / "install.sh"),
+            "--root",
+            str(root),
+            "--python",
+            str(SYSTEM_PYTHON),
+            *args,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env=full_env,
+        stdin=subprocess.DEVNULL,
+    )
 
 
 def ok(proc: subprocess.CompletedProcess[str]) -> subprocess.CompletedProcess[str]:
@@ -106,8 +123,17 @@ def test_tarball_contents(rel0: Path) -> None:
         assert all(m.uid == 0 and m.gid == 0 for m in tar.getmembers())
     wheels = sorted(p.name for p in (rel0 / "wheels").iterdir())
     dists = {w.split("-")[0].lower() for w in wheels}
-    assert {"gateway", "trio", "h11", "wsproto", "attrs", "sortedcontainers", "idna",
-            "outcome", "sniffio"} <= dists, wheels
+    assert {
+        "gateway",
+        "trio",
+        "h11",
+        "wsproto",
+        "attrs",
+        "sortedcontainers",
+        "idna",
+        "outcome",
+        "sniffio",
+    } <= dists, wheels
     assert f"gateway-{V0}-py3-none-any.whl" in wheels
     assert all(w.endswith("-none-any.whl") for w in wheels), wheels
     assert (rel0 / "VERSION").read_text() == f"{V0}\n"
@@ -126,34 +152,50 @@ def test_tarball_contents(rel0: Path) -> None:
     assert present - listed == {"SHA256SUMS"}
 
 
-@pytest.mark.parametrize(("name", "problem"), [
-    ("trio-0.27.0-py3-none-any.whl", None),
-    ("outcome-1.3.0.post0-py2.py3-none-any.whl", None),
-    ("foo-1.0-py311-none-any.whl", None),
-    ("foo-1.0-1-py3-none-any.whl", None),
-    ("cffi-1.17.1-cp311-cp311-manylinux_2_17_x86_64.whl", "platform-specific"),
-    ("foo-1.0-py3-abi3-any.whl", "platform-specific"),
-    ("foo-1.0-py2-none-any.whl", "not for Python 3"),
-    ("foo.tar.gz", "not a wheel"),
-])
+@pytest.mark.parametrize(
+    ("name", "problem"),
+    [
+        ("trio-0.27.0-py3-none-any.whl", None),
+        ("outcome-1.3.0.post0-py2.py3-none-any.whl", None),
+        ("foo-1.0-py311-none-any.whl", None),
+        ("foo-1.0-1-py3-none-any.whl", None),
+        ("cffi-1.17.1-cp311-cp311-manylinux_2_17_x86_64.whl", "platform-specific"),
+        ("foo-1.0-py3-abi3-any.whl", "platform-specific"),
+        ("foo-1.0-py2-none-any.whl", "not for Python 3"),
+        ("foo.tar.gz", "not a wheel"),
+    ],
+)
 def test_pure_wheel_check(name: str, problem: str | None) -> None:
     why = _build_module().pure_wheel_problem(name)
     assert (why is None) if problem is None else (why is not None and problem in why), why
 
 
 def test_build_refuses_a_bad_version(tmp_path: Path) -> None:
-    proc = subprocess.run([sys.executable, str(DEPLOY / "build_release.py"), "--out", str(tmp_path),
-                           "--version", "1.0; rm -rf /"], capture_output=True, text=True,
-                          timeout=60)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            str(DEPLOY / "build_release.py"),
+            "--out",
+            str(tmp_path),
+            "--version",
+            "1.0; rm -rf /",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert proc.returncode == 1 and "PEP 440" in proc.stderr
     assert not list(tmp_path.iterdir())
 
 
 def test_install_sh_is_shellcheck_clean() -> None:
     shellcheck = require_tool("shellcheck", "shellcheck")
-    proc = subprocess.run([shellcheck, "-s", "sh", str(DEPLOY / "install.sh"),
-                           str(DEPLOY / "build-release.sh")], capture_output=True, text=True,
-                          timeout=60)
+    proc = subprocess.run(
+        [shellcheck, "-s", "sh", str(DEPLOY / "install.sh"), str(DEPLOY / "build-release.sh")],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert proc.returncode == 0 and not proc.stdout, proc.stdout
 
 
@@ -185,10 +227,13 @@ def test_stage_layout_and_idempotence(rel0: Path, tmp_path: Path) -> None:
         assert (units / unit).read_bytes() == (REPO / "systemd" / unit).read_bytes()
     dropin = (units / "gateway.service.d/50-profile.conf").read_text()
     # The drop-in is exactly what `gateway render-units` prints for the profile.
-    rendered = subprocess.run([str(REPO / ".venv/bin/gateway"), "render-units", "--profile",
-                               "pi4-2gb"], capture_output=True, text=True, timeout=60,
-                              env={k: v for k, v in os.environ.items()
-                                   if not k.startswith("GATEWAY_")})
+    rendered = subprocess.run(
+        [str(REPO / ".venv/bin/gateway"), "render-units", "--profile", "pi4-2gb"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={k: v for k, v in os.environ.items() if not k.startswith("GATEWAY_")},
+    )
     strip = [ln for ln in dropin.splitlines() if not ln.startswith("#")]
     assert strip == [ln for ln in rendered.stdout.splitlines() if not ln.startswith("#")]
     assert "Environment=GATEWAY_PROFILE=pi4-2gb" in dropin and "MemoryMax=" in dropin
@@ -204,9 +249,13 @@ def test_stage_layout_and_idempotence(rel0: Path, tmp_path: Path) -> None:
     # Again: the venv is not rebuilt (only the drop-ins are rendered again, the same), nothing
     # changes; the profile is remembered.
     def venv_files() -> dict[Path, int]:
-        return {p: p.stat().st_mtime_ns for p in rel.rglob("*")
-                if not p.is_symlink() and "share" not in p.relative_to(rel).parts
-                and p.name != ".complete"}
+        return {
+            p: p.stat().st_mtime_ns
+            for p in rel.rglob("*")
+            if not p.is_symlink()
+            and "share" not in p.relative_to(rel).parts
+            and p.name != ".complete"
+        }
 
     snapshot = venv_files()
     again = ok(install(rel0, root))
@@ -224,23 +273,41 @@ def test_staged_venv_runs_at_its_real_path(rel0: Path, tmp_path: Path) -> None:
     assert (root / "etc/systemd/system/sockets.target.wants/gateway.socket").is_symlink()
     # What the unit runs, with /opt/gateway where the device has it (a private mount namespace
     # whose /opt is a tmpfs holding only the staged tree).
-    script = ('mount -t tmpfs t /opt && mkdir /opt/gateway && mount --bind "$1" /opt/gateway '
-              '&& cd / && env -i PATH=/usr/bin:/bin GATEWAY_APP=gateway.demo:app '
-              '/opt/gateway/current/bin/gateway check --profile tiny gateway.demo:app')
-    proc = subprocess.run(["unshare", "--mount", "--propagation", "private", "sh", "-c", script,
-                           "sh", str(root / "opt/gateway")], capture_output=True, text=True,
-                          timeout=60)
+    script = (
+        'mount -t tmpfs t /opt && mkdir /opt/gateway && mount --bind "$1" /opt/gateway '
+        "&& cd / && env -i PATH=/usr/bin:/bin GATEWAY_APP=gateway.demo:app "
+        "/opt/gateway/current/bin/gateway check --profile tiny gateway.demo:app"
+    )
+    proc = subprocess.run(
+        [
+            "unshare",
+            "--mount",
+            "--propagation",
+            "private",
+            "sh",
+            "-c",
+            script,
+            "sh",
+            str(root / "opt/gateway"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert proc.returncode == 0 and "ok: profile tiny" in proc.stdout, proc.stderr
 
 
 @needs_staging
-def test_keep_n_prunes_old_releases(tmp_path_factory: pytest.TempPathFactory,
-                                    tmp_path: Path) -> None:
+def test_keep_n_prunes_old_releases(
+    tmp_path_factory: pytest.TempPathFactory, tmp_path: Path
+) -> None:
     root = tmp_path / "root"
     root.mkdir()
     versions = [V0, f"{V0}.post1", f"{V0}.post2"]
-    rels = [_rel(tmp_path_factory, v) if v != V0 else unpack(build_release(), tmp_path / "r0")
-            for v in versions]
+    rels = [
+        _rel(tmp_path_factory, v) if v != V0 else unpack(build_release(), tmp_path / "r0")
+        for v in versions
+    ]
     for v, rel in zip(versions, rels, strict=True):
         ok(install(rel, root, "--profile", "default", "--keep", "2"))
         assert current(root) == f"releases/{v}"
@@ -268,8 +335,10 @@ def test_config_never_overwritten(rel0: Path, tmp_path: Path) -> None:
     env_file = root / "etc/gateway/gateway.env"
     cred_file = root / creds.lstrip("/")
     assert stat.S_IMODE(cred_file.stat().st_mode) == 0o600
-    assert "LoadCredential=credentials:/etc/gateway/credentials" in (
-        root / "etc/systemd/system/gateway.service.d/50-profile.conf").read_text()
+    assert (
+        "LoadCredential=credentials:/etc/gateway/credentials"
+        in (root / "etc/systemd/system/gateway.service.d/50-profile.conf").read_text()
+    )
 
     # A new default for an unedited file replaces it.
     new_default = rel0.parent / "new-default"
@@ -283,17 +352,22 @@ def test_config_never_overwritten(rel0: Path, tmp_path: Path) -> None:
     cred_file.write_text("sha256:" + "0" * 64 + " admin\n")
     out = ok(install(rel0, root))
     assert env_file.read_text() == "GATEWAY_SERVER_PORT=9090\n"
-    assert (root / "etc/gateway/gateway.env.new").read_bytes() == (rel0 / "gateway.env").read_bytes()
+    assert (root / "etc/gateway/gateway.env.new").read_bytes() == (
+        rel0 / "gateway.env"
+    ).read_bytes()
     assert "kept your edited /etc/gateway/gateway.env" in out.stderr
     assert cred_file.read_text() == "sha256:" + "0" * 64 + " admin\n"
     # The env file's settings are rendered too (the service reads it): port 9090 on the socket.
-    assert "ListenStream=127.0.0.1:9090" in (
-        root / "etc/systemd/system/gateway.socket.d/50-profile.conf").read_text()
+    assert (
+        "ListenStream=127.0.0.1:9090"
+        in (root / "etc/systemd/system/gateway.socket.d/50-profile.conf").read_text()
+    )
 
 
 @needs_staging
-def test_bad_profile_changes_nothing(rel0: Path, tmp_path_factory: pytest.TempPathFactory,
-                                     tmp_path: Path) -> None:
+def test_bad_profile_changes_nothing(
+    rel0: Path, tmp_path_factory: pytest.TempPathFactory, tmp_path: Path
+) -> None:
     root = tmp_path / "root"
     root.mkdir()
     ok(install(rel0, root, "--profile", "default"))
@@ -325,7 +399,8 @@ def test_memory_controller_warning(rel0: Path, tmp_path: Path) -> None:
     root = tmp_path / "root"
     (root / "boot/firmware").mkdir(parents=True)
     (root / "boot/firmware/cmdline.txt").write_text(
-        "console=serial0,115200 root=PARTUUID=1-02 rootwait cgroup_disable=memory quiet\n")
+        "console=serial0,115200 root=PARTUUID=1-02 rootwait cgroup_disable=memory quiet\n"
+    )
     proc = ok(install(rel0, root, "--profile", "pi-zero-2w"))
     assert "memory cgroup controller is missing" in proc.stderr
     assert "MemoryMax= (this profile:" in proc.stderr
@@ -360,16 +435,18 @@ def test_uninstall_keeps_config_unless_purged(rel0: Path, tmp_path: Path) -> Non
 def fake_systemctl(tmp_path: Path) -> tuple[Path, Path]:
     log = tmp_path / "systemctl.log"
     script = tmp_path / "systemctl"
-    script.write_text(f'#!/bin/sh\necho "$*" >> {log}\n'
-                      'case "$1" in is-failed) echo active; exit 1 ;; esac\nexit 0\n')
+    script.write_text(
+        f'#!/bin/sh\necho "$*" >> {log}\n'
+        'case "$1" in is-failed) echo active; exit 1 ;; esac\nexit 0\n'
+    )
     script.chmod(0o755)
     return script, log
 
 
 @needs_staging
-def test_unhealthy_release_is_rolled_back(tmp_path_factory: pytest.TempPathFactory,
-                                          tmp_path: Path,
-                                          fake_systemctl: tuple[Path, Path]) -> None:
+def test_unhealthy_release_is_rolled_back(
+    tmp_path_factory: pytest.TempPathFactory, tmp_path: Path, fake_systemctl: tuple[Path, Path]
+) -> None:
     systemctl, log = fake_systemctl
     root = tmp_path / "root"
     root.mkdir()
@@ -407,12 +484,21 @@ def test_unhealthy_release_is_rolled_back(tmp_path_factory: pytest.TempPathFacto
 
 @needs_staging
 def test_unhealthy_first_install_has_nothing_to_roll_back(
-        rel0: Path, tmp_path: Path, fake_systemctl: tuple[Path, Path]) -> None:
+    rel0: Path, tmp_path: Path, fake_systemctl: tuple[Path, Path]
+) -> None:
     systemctl, _ = fake_systemctl
     root = tmp_path / "root"
     root.mkdir()
-    proc = install(rel0, root, "--start", "--profile", "default", "--health-timeout", "1",
-                   env={"SYSTEMCTL": str(systemctl), "GATEWAY_INSTALL_HEALTH_CMD": "false"})
+    proc = install(
+        rel0,
+        root,
+        "--start",
+        "--profile",
+        "default",
+        "--health-timeout",
+        "1",
+        env={"SYSTEMCTL": str(systemctl), "GATEWAY_INSTALL_HEALTH_CMD": "false"},
+    )
     assert proc.returncode == 4 and "no previous release" in proc.stderr, proc.stderr
     assert current(root) == f"releases/{V0}"
 
@@ -422,12 +508,12 @@ def test_unhealthy_first_install_has_nothing_to_roll_back(
 APP_V1, APP_V2 = "1.0", "2.0"
 APP_REL1 = f"{V0}-{APP_DIST}-{APP_V1}"
 APP_REL2 = f"{V0}-{APP_DIST}-{APP_V2}"
-V2_ROUTE = '''
+V2_ROUTE = """
 
 @app.get("/app/v2")
 async def v2(req, res):
     await res.send("new in 2.0")
-'''
+"""
 
 
 @pytest.fixture(scope="module")
@@ -472,8 +558,11 @@ def test_app_wheel_of_a_bare_module_and_a_package(tmp_path: Path) -> None:
     wheel, dist, version = aw.build_module_wheel(pkg, "3.0", tmp_path / "e")
     with zipfile.ZipFile(wheel) as zf:
         files = {n for n in zf.namelist() if ".dist-info/" not in n}
-    assert files == {"sensorapp/__init__.py", "sensorapp/drivers/bme280.py",
-                     "sensorapp/drivers/table.json"}
+    assert files == {
+        "sensorapp/__init__.py",
+        "sensorapp/drivers/bme280.py",
+        "sensorapp/drivers/table.json",
+    }
     assert (dist, version) == ("sensorapp", "3.0")
 
 
@@ -512,15 +601,23 @@ def test_pack_app_builds_a_project(tmp_path: Path) -> None:
     (proj / "pyproject.toml").write_text(
         '[build-system]\nrequires = ["setuptools>=64"]\nbuild-backend = "setuptools.build_meta"\n'
         '[project]\nname = "sensor-app"\nversion = "0.3.0"\n'
-        '[tool.setuptools]\npackages = ["sensorapp"]\npackage-dir = {"" = "src"}\n')
+        '[tool.setuptools]\npackages = ["sensorapp"]\npackage-dir = {"" = "src"}\n'
+    )
     (proj / "src/sensorapp/__init__.py").write_text("from gateway import App\napp = App()\n")
     packed = aw.pack_app(str(proj), None, None, [], tmp_path / "out", _build_module()._run, [])
     assert (aw.normalize(packed.dist), packed.version, packed.spec) == (
-        "sensor-app", "0.3.0", "sensorapp:app")
+        "sensor-app",
+        "0.3.0",
+        "sensorapp:app",
+    )
     assert packed.wheel.name.startswith("sensor_app-0.3.0-py3-none-any")
     # Built from a copy: the developer's tree gets no build/ or *.egg-info.
     assert sorted(str(q.relative_to(proj)) for q in proj.rglob("*")) == [
-        "pyproject.toml", "src", "src/sensorapp", "src/sensorapp/__init__.py"]
+        "pyproject.toml",
+        "src",
+        "src/sensorapp",
+        "src/sensorapp/__init__.py",
+    ]
 
 
 def test_app_requirements_are_requirements_only(tmp_path: Path) -> None:
@@ -528,8 +625,14 @@ def test_app_requirements_are_requirements_only(tmp_path: Path) -> None:
     req = tmp_path / "requirements.txt"
     req.write_text("# sensors\nsmbus2>=0.4  # I2C\n\npyserial==3.5; python_version >= '3.8'\n")
     assert aw.read_requirements(req) == ["smbus2>=0.4", "pyserial==3.5; python_version >= '3.8'"]
-    for line in ("--index-url https://example.org/simple", "-e .", "-r other.txt",
-                 "pkg==1 --hash=sha256:00", "./wheels/x.whl", "https://example.org/x.whl"):
+    for line in (
+        "--index-url https://example.org/simple",
+        "-e .",
+        "-r other.txt",
+        "pkg==1 --hash=sha256:00",
+        "./wheels/x.whl",
+        "https://example.org/x.whl",
+    ):
         req.write_text(f"{line}\n")
         with pytest.raises(aw.AppError, match="requirements.txt:1"):
             aw.read_requirements(req)
@@ -539,10 +642,18 @@ def test_app_release_contents(app_rel1: Path) -> None:
     tarball = build_app_release(APP_V1)
     assert tarball.name == f"gateway-{APP_REL1}.tar.gz"
     assert (app_rel1 / "VERSION").read_text() == f"{APP_REL1}\n"
-    app = dict(line.split("=", 1) for line in (app_rel1 / "APP").read_text().splitlines()
-               if "=" in line and not line.startswith("#"))
-    assert app == {"SPEC": f"{APP_DIST}:app", "DIST": APP_DIST, "VERSION": APP_V1,
-                   "GATEWAY_VERSION": V0, "PLATFORMS": ""}
+    app = dict(
+        line.split("=", 1)
+        for line in (app_rel1 / "APP").read_text().splitlines()
+        if "=" in line and not line.startswith("#")
+    )
+    assert app == {
+        "SPEC": f"{APP_DIST}:app",
+        "DIST": APP_DIST,
+        "VERSION": APP_V1,
+        "GATEWAY_VERSION": V0,
+        "PLATFORMS": "",
+    }
     assert (app_rel1 / "app-requirements.txt").read_text() == f"{SENSORLIB}==1.0\n"
     wheels = sorted(p.name for p in (app_rel1 / "wheels").iterdir())
     assert f"{APP_DIST}-{APP_V1}-py3-none-any.whl" in wheels
@@ -553,8 +664,12 @@ def test_app_release_contents(app_rel1: Path) -> None:
     for line in (app_rel1 / "SHA256SUMS").read_text().splitlines():
         digest, name = line.split("  ", 1)
         listed[name] = digest
-    for name in ("APP", "app-requirements.txt", f"wheels/{APP_DIST}-{APP_V1}-py3-none-any.whl",
-                 f"wheels/{SENSORLIB}-1.0-py3-none-any.whl"):
+    for name in (
+        "APP",
+        "app-requirements.txt",
+        f"wheels/{APP_DIST}-{APP_V1}-py3-none-any.whl",
+        f"wheels/{SENSORLIB}-1.0-py3-none-any.whl",
+    ):
         assert hashlib.sha256((app_rel1 / name).read_bytes()).hexdigest() == listed[name], name
     present = {str(p.relative_to(app_rel1)) for p in app_rel1.rglob("*") if p.is_file()}
     assert present - set(listed) == {"SHA256SUMS"}
@@ -563,19 +678,29 @@ def test_app_release_contents(app_rel1: Path) -> None:
 def test_compiled_dependency_needs_the_boards_platform(rel0: Path, tmp_path: Path) -> None:
     br = _build_module()
     links = tmp_path / "links"
-    native = make_wheel(links, "gwtest_native", "1.0", {"gwtest_native.py": ""},
-                        tag="cp311-cp311-manylinux2014_aarch64")
+    native = make_wheel(
+        links,
+        "gwtest_native",
+        "1.0",
+        {"gwtest_native.py": ""},
+        tag="cp311-cp311-manylinux2014_aarch64",
+    )
     (tmp_path / "nativeapp.py").write_text("import gwtest_native\n")
     (tmp_path / "req.txt").write_text("gwtest_native==1.0\n")
 
     def add(platforms: list[str], name: str) -> Path:
         wheels = tmp_path / name / "wheels"
         shutil.copytree(rel0 / "wheels", wheels)
-        opts = br.AppOptions(str(tmp_path / "nativeapp.py"), version="1.0",
-                             requirements=tmp_path / "req.txt", find_links=[links],
-                             platforms=platforms)
-        br.add_app(opts, wheels / f"gateway-{V0}-py3-none-any.whl", wheels, tmp_path / name,
-                   ("3.11",))
+        opts = br.AppOptions(
+            str(tmp_path / "nativeapp.py"),
+            version="1.0",
+            requirements=tmp_path / "req.txt",
+            find_links=[links],
+            platforms=platforms,
+        )
+        br.add_app(
+            opts, wheels / f"gateway-{V0}-py3-none-any.whl", wheels, tmp_path / name, ("3.11",)
+        )
         return wheels
 
     with pytest.raises(br.BuildError) as err:
@@ -594,8 +719,14 @@ def test_device_items(tmp_path: Path) -> None:
     gw = _deploy_module("gwinstall")
     assert gw.parse_devices("serial, /dev/i2c-1,serial") == ["serial", "/dev/i2c-1"]
     assert gw.parse_devices("none") == [] and gw.parse_devices("") == []
-    for bad in ("usb", "/dev/../etc/shadow", "/etc/passwd", "/dev/serial/by-path/a:b",
-                "/dev/tty%i", "dev/ttyS0"):
+    for bad in (
+        "usb",
+        "/dev/../etc/shadow",
+        "/etc/passwd",
+        "/dev/serial/by-path/a:b",
+        "/dev/tty%i",
+        "dev/ttyS0",
+    ):
         with pytest.raises(gw.DeviceError, match="expected serial"):
             gw.parse_devices(bad)
 
@@ -611,17 +742,28 @@ def test_device_dropins(tmp_path: Path) -> None:
     text, warnings = gw.render_devices(["/dev/i2c-1", "/dev/ttyAMA0"], groups, unseen)
     lines = text.splitlines()
     assert "PrivateDevices=yes" in lines and "PrivateDevices=no" not in lines
-    assert {"BindPaths=-/dev/i2c-1", "BindPaths=-/dev/ttyAMA0", "DeviceAllow=/dev/i2c-1 rw",
-            "DeviceAllow=/dev/ttyAMA0 rw", "DevicePolicy=closed",
-            "SupplementaryGroups=i2c dialout"} <= set(lines)
+    assert {
+        "BindPaths=-/dev/i2c-1",
+        "BindPaths=-/dev/ttyAMA0",
+        "DeviceAllow=/dev/i2c-1 rw",
+        "DeviceAllow=/dev/ttyAMA0 rw",
+        "DevicePolicy=closed",
+        "SupplementaryGroups=i2c dialout",
+    } <= set(lines)
     assert warnings == []
     # Classes: nodes that come and go; the device cgroup confines instead of a private /dev.
     cls, _ = gw.render_devices(["serial", "gpio"], groups, unseen)
     lines = cls.splitlines()
     assert "PrivateDevices=no" in lines and not any(ln.startswith("BindPaths=") for ln in lines)
-    assert {"DevicePolicy=closed", "DeviceAllow=char-ttyS rw", "DeviceAllow=char-ttyUSB rw",
-            "DeviceAllow=char-ttyACM rw", "DeviceAllow=char-ttyAMA rw",
-            "DeviceAllow=char-gpiochip rw", "SupplementaryGroups=dialout gpio"} <= set(lines)
+    assert {
+        "DevicePolicy=closed",
+        "DeviceAllow=char-ttyS rw",
+        "DeviceAllow=char-ttyUSB rw",
+        "DeviceAllow=char-ttyACM rw",
+        "DeviceAllow=char-ttyAMA rw",
+        "DeviceAllow=char-gpiochip rw",
+        "SupplementaryGroups=dialout gpio",
+    } <= set(lines)
     assert "Wants=modprobe@usbserial.service modprobe@cdc_acm.service" in lines
     # A node seen here: its own group; one anybody may open needs none; root-only is refused.
     node = tmp_path / "node"
@@ -644,8 +786,10 @@ def test_device_dropins(tmp_path: Path) -> None:
     assert "do not know its group" in warnings[0]
 
 
-@pytest.mark.skipif(shutil.which("systemd-analyze") is None,
-                    reason="systemd-analyze not installed (Debian: systemd)")
+@pytest.mark.skipif(
+    shutil.which("systemd-analyze") is None,
+    reason="systemd-analyze not installed (Debian: systemd)",
+)
 def test_device_dropins_verify_and_keep_the_sandbox(tmp_path: Path) -> None:
     from tests.test_units import _exposure, _stage, _verify
 
@@ -653,8 +797,12 @@ def test_device_dropins_verify_and_keep_the_sandbox(tmp_path: Path) -> None:
     groups = {"dialout": 20, "i2c": 998, "gpio": 997, "spi": 996}
     (tmp_path / "base").mkdir()
     base = _exposure(_stage(tmp_path / "base"))
-    for n, items in enumerate((["/dev/i2c-1", "/dev/serial/by-id/usb-FTDI_A5-if00-port0"],
-                               ["serial", "i2c", "spi", "gpio", "/dev/ttyAMA0"])):
+    for n, items in enumerate(
+        (
+            ["/dev/i2c-1", "/dev/serial/by-id/usb-FTDI_A5-if00-port0"],
+            ["serial", "i2c", "spi", "gpio", "/dev/ttyAMA0"],
+        )
+    ):
         text, _ = gw.render_devices(items, groups, lambda path: None)
         (tmp_path / str(n)).mkdir()
         units = _stage(tmp_path / str(n), "[Service]\n")
@@ -665,8 +813,10 @@ def test_device_dropins_verify_and_keep_the_sandbox(tmp_path: Path) -> None:
     # The hand-written example (systemd/examples, shipped in the release) is valid as it is.
     (tmp_path / "example").mkdir()
     units = _stage(tmp_path / "example", "[Service]\n")
-    shutil.copy(REPO / "systemd/examples/device-access.conf",
-                units / "gateway.service.d/80-devices-local.conf")
+    shutil.copy(
+        REPO / "systemd/examples/device-access.conf",
+        units / "gateway.service.d/80-devices-local.conf",
+    )
     assert _verify(units) == ""
     assert _exposure(units) <= base
 
@@ -674,11 +824,26 @@ def test_device_dropins_verify_and_keep_the_sandbox(tmp_path: Path) -> None:
 def _in_staged(root: Path, command: str) -> subprocess.CompletedProcess[str]:
     """Run a shell command where the staged /opt/gateway is at its real path (a private mount
     namespace whose /opt is a tmpfs holding only the staged tree), from /, with a bare env."""
-    script = ('mount -t tmpfs t /opt && mkdir /opt/gateway && mount --bind "$1" /opt/gateway '
-              f'&& cd / && env -i PATH=/usr/bin:/bin sh -c {shlex.quote(command)}')
-    return subprocess.run(["unshare", "--mount", "--propagation", "private", "sh", "-c", script,
-                           "sh", str(root / "opt/gateway")], capture_output=True, text=True,
-                          timeout=60)
+    script = (
+        'mount -t tmpfs t /opt && mkdir /opt/gateway && mount --bind "$1" /opt/gateway '
+        f"&& cd / && env -i PATH=/usr/bin:/bin sh -c {shlex.quote(command)}"
+    )
+    return subprocess.run(
+        [
+            "unshare",
+            "--mount",
+            "--propagation",
+            "private",
+            "sh",
+            "-c",
+            script,
+            "sh",
+            str(root / "opt/gateway"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
 
 
 def _site(root: Path, release: str) -> Path:
@@ -687,8 +852,8 @@ def _site(root: Path, release: str) -> Path:
 
 @needs_staging
 def test_stage_an_app_release_upgrade_it_and_refuse_a_broken_one(
-        rel0: Path, app_rel1: Path, tmp_path_factory: pytest.TempPathFactory,
-        tmp_path: Path) -> None:
+    rel0: Path, app_rel1: Path, tmp_path_factory: pytest.TempPathFactory, tmp_path: Path
+) -> None:
     root = tmp_path / "root"
     root.mkdir()
     ok(install(app_rel1, root, "--profile", "tiny"))
@@ -698,21 +863,29 @@ def test_stage_an_app_release_upgrade_it_and_refuse_a_broken_one(
     assert f"\nEnvironment=GATEWAY_APP={APP_DIST}:app\n" in app_conf
     site = _site(root, APP_REL1)
     dists = {p.name for p in site.glob("*.dist-info")}
-    assert {f"{APP_DIST}-{APP_V1}.dist-info", f"{SENSORLIB}-1.0.dist-info",
-            f"gateway-{V0}.dist-info"} <= dists, dists
+    assert {
+        f"{APP_DIST}-{APP_V1}.dist-info",
+        f"{SENSORLIB}-1.0.dist-info",
+        f"gateway-{V0}.dist-info",
+    } <= dists, dists
     # The staged venv imports the app (and its requirement) at the device's path, as the
     # unit's ExecStartPre= does.
-    proc = _in_staged(root, f"/opt/gateway/current/bin/gateway check --profile tiny "
-                            f"{APP_DIST}:app && /opt/gateway/current/bin/python -c "
-                            f"'import {APP_DIST}; print({APP_DIST}.__file__, "
-                            f"{APP_DIST}.gwtest_sensorlib.read())'")
+    proc = _in_staged(
+        root,
+        f"/opt/gateway/current/bin/gateway check --profile tiny "
+        f"{APP_DIST}:app && /opt/gateway/current/bin/python -c "
+        f"'import {APP_DIST}; print({APP_DIST}.__file__, "
+        f"{APP_DIST}.gwtest_sensorlib.read())'",
+    )
     assert proc.returncode == 0, proc.stderr
     assert "ok: profile tiny" in proc.stdout
     assert f"/opt/gateway/releases/{APP_REL1}/lib/" in proc.stdout and "sensor-42" in proc.stdout
 
     # A broken app: refused with 78 before anything changed (its venv is not kept).
-    broken = unpack(build_app_release("1.1", broken='raise RuntimeError("a deliberately broken '
-                                                    'app")'), tmp_path / "broken")
+    broken = unpack(
+        build_app_release("1.1", broken='raise RuntimeError("a deliberately broken app")'),
+        tmp_path / "broken",
+    )
     before = {p: p.read_bytes() for p in dropins.iterdir()}
     proc = install(broken, root)
     assert proc.returncode == 78, proc.stderr
@@ -750,8 +923,13 @@ def test_stage_device_access(rel0: Path, tmp_path: Path) -> None:
     ok(install(rel0, root, "--profile", "default", "--devices", "serial,/dev/i2c-1"))
     conf = root / "etc/systemd/system/gateway.service.d/70-devices.conf"
     lines = conf.read_text().splitlines()
-    assert {"PrivateDevices=no", "DevicePolicy=closed", "DeviceAllow=char-ttyUSB rw",
-            "DeviceAllow=/dev/i2c-1 rw", "SupplementaryGroups=dialout i2c"} <= set(lines)
+    assert {
+        "PrivateDevices=no",
+        "DevicePolicy=closed",
+        "DeviceAllow=char-ttyUSB rw",
+        "DeviceAllow=/dev/i2c-1 rw",
+        "SupplementaryGroups=dialout i2c",
+    } <= set(lines)
     assert "DEVICES=serial,/dev/i2c-1" in (root / "opt/gateway/state/install.conf").read_text()
     text = conf.read_text()
     ok(install(rel0, root))  # remembered
@@ -772,7 +950,8 @@ def test_stage_device_access(rel0: Path, tmp_path: Path) -> None:
 
 @needs_staging
 def test_rollback_takes_the_app_and_devices_back(
-        rel0: Path, app_rel1: Path, tmp_path: Path, fake_systemctl: tuple[Path, Path]) -> None:
+    rel0: Path, app_rel1: Path, tmp_path: Path, fake_systemctl: tuple[Path, Path]
+) -> None:
     systemctl, _ = fake_systemctl
     root = tmp_path / "root"
     (root / "etc").mkdir(parents=True)
@@ -783,8 +962,9 @@ def test_rollback_takes_the_app_and_devices_back(
     dropins = root / "etc/systemd/system/gateway.service.d"
     before = {p.name: p.read_bytes() for p in dropins.iterdir()}
     assert set(before) == {"50-profile.conf"}
-    proc = install(app_rel1, root, "--start", "--devices", "/dev/ttyS9", "--health-timeout",
-                   "2", env=env)
+    proc = install(
+        app_rel1, root, "--start", "--devices", "/dev/ttyS9", "--health-timeout", "2", env=env
+    )
     assert proc.returncode == 3, proc.stderr
     assert f"app {APP_DIST}:app, devices /dev/ttyS9" in proc.stderr  # it was current
     assert current(root) == f"releases/{V0}" and releases(root) == [V0]

@@ -98,9 +98,9 @@ async def test_each_record_arrives_before_the_next_is_produced() -> None:
             async with stream:
                 conn = h11.Connection(h11.CLIENT)
                 await stream.send_all(
-                    conn.send(h11.Request(method="GET", target="/acked",
-                                          headers=[("host", "a")]))
-                    + conn.send(h11.EndOfMessage()))
+                    conn.send(h11.Request(method="GET", target="/acked", headers=[("host", "a")]))
+                    + conn.send(h11.EndOfMessage())
+                )
                 buf = b""
                 got: list[Any] = []
                 while True:

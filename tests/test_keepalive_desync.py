@@ -36,8 +36,9 @@ async def test_body_timeout_after_an_early_reply_closes_the_connection(autojump_
     with trio.fail_after(30):
         async with trio.open_nursery() as nursery:
             nursery.start_soon(run)
-            await client.send_all(b"POST /early HTTP/1.1\r\nHost: x\r\nContent-Length: 200\r\n\r\n"
-                                  + b"a" * 20)
+            await client.send_all(
+                b"POST /early HTTP/1.1\r\nHost: x\r\nContent-Length: 200\r\n\r\n" + b"a" * 20
+            )
             await trio.sleep(5)  # well past body_timeout_s: the drain gives up
             try:
                 await client.send_all(rest)

@@ -91,8 +91,11 @@ def _admit(networks: list[str] | None, host: str) -> bool:
     settings = make_settings(**overrides)
     server = Server(App(), settings)
     listener = _Listener(None, "tcp", ("::", 0, 0, 0))  # type: ignore[arg-type]
-    info = server._admit(None, (host, 40000, 0, 0) if ":" in host else (host, 40000),  # type: ignore[arg-type]
-                         listener)
+    info = server._admit(
+        None,
+        (host, 40000, 0, 0) if ":" in host else (host, 40000),  # type: ignore[arg-type]
+        listener,
+    )
     if info is None:
         assert server.stats["rejected_network"] == 1
         return False
@@ -101,29 +104,45 @@ def _admit(networks: list[str] | None, host: str) -> bool:
     return True
 
 
-@pytest.mark.parametrize(("host", "admitted"), [
-    # the default profile's networks: loopback, RFC 1918, link-local, ULA
-    ("10.0.0.5", True), ("::ffff:10.0.0.5", True),
-    ("192.168.1.20", True), ("::ffff:192.168.1.20", True),
-    ("172.16.0.1", True), ("::ffff:172.31.255.254", True), ("::ffff:172.32.0.1", False),
-    ("169.254.1.1", True), ("::ffff:169.254.1.1", True),
-    ("127.0.0.1", True), ("::ffff:127.0.0.1", True), ("::1", True),
-    ("fe80::1%eth0", True), ("fd12:3456::1", True),
-    ("8.8.8.8", False), ("::ffff:8.8.8.8", False), ("2001:db8::1", False),
-    ("::ffff:0:8.8.8.8", False),  # IPv4-translated (RFC 2765), not mapped: stays IPv6
-])
+@pytest.mark.parametrize(
+    ("host", "admitted"),
+    [
+        # the default profile's networks: loopback, RFC 1918, link-local, ULA
+        ("10.0.0.5", True),
+        ("::ffff:10.0.0.5", True),
+        ("192.168.1.20", True),
+        ("::ffff:192.168.1.20", True),
+        ("172.16.0.1", True),
+        ("::ffff:172.31.255.254", True),
+        ("::ffff:172.32.0.1", False),
+        ("169.254.1.1", True),
+        ("::ffff:169.254.1.1", True),
+        ("127.0.0.1", True),
+        ("::ffff:127.0.0.1", True),
+        ("::1", True),
+        ("fe80::1%eth0", True),
+        ("fd12:3456::1", True),
+        ("8.8.8.8", False),
+        ("::ffff:8.8.8.8", False),
+        ("2001:db8::1", False),
+        ("::ffff:0:8.8.8.8", False),  # IPv4-translated (RFC 2765), not mapped: stays IPv6
+    ],
+)
 def test_guard_with_the_default_networks(host: str, admitted: bool) -> None:
     assert _admit(None, host) is admitted
 
 
-@pytest.mark.parametrize(("networks", "host", "admitted"), [
-    (["127.0.0.0/8"], "::ffff:127.0.0.1", True),
-    (["127.0.0.0/8"], "::1", False),
-    (["::1/128"], "::ffff:127.0.0.1", False),
-    (["::1/128"], "::1", True),
-    (["10.0.0.0/8"], "::ffff:10.0.0.5", True),
-    (["10.0.0.0/8"], "::ffff:11.0.0.5", False),
-    (["192.168.0.0/16"], "::ffff:10.0.0.5", False),
-])
+@pytest.mark.parametrize(
+    ("networks", "host", "admitted"),
+    [
+        (["127.0.0.0/8"], "::ffff:127.0.0.1", True),
+        (["127.0.0.0/8"], "::1", False),
+        (["::1/128"], "::ffff:127.0.0.1", False),
+        (["::1/128"], "::1", True),
+        (["10.0.0.0/8"], "::ffff:10.0.0.5", True),
+        (["10.0.0.0/8"], "::ffff:11.0.0.5", False),
+        (["192.168.0.0/16"], "::ffff:10.0.0.5", False),
+    ],
+)
 def test_guard_unmaps_ipv4_mapped_peers(networks: list[str], host: str, admitted: bool) -> None:
     assert _admit(networks, host) is admitted

@@ -43,15 +43,18 @@ def families(text: str) -> dict[str, Any]:
     return {f.name: f for f in text_string_to_metric_families(text)}
 
 
-def samples(fams: dict[str, Any], family: str, name: str | None = None
-            ) -> dict[tuple[tuple[str, str], ...], float]:
+def samples(
+    fams: dict[str, Any], family: str, name: str | None = None
+) -> dict[tuple[tuple[str, str], ...], float]:
     """{sorted labels: value} of one family's samples (named ``name``, default the family's)."""
     name = name or family
-    return {tuple(sorted(s.labels.items())): s.value for s in fams[family].samples
-            if s.name == name}
+    return {
+        tuple(sorted(s.labels.items())): s.value for s in fams[family].samples if s.name == name
+    }
 
 
 # -- counting --------------------------------------------------------------------------------
+
 
 def test_observe_counts_by_labels_buckets_and_bytes() -> None:
     m = Metrics()
@@ -61,8 +64,7 @@ def test_observe_counts_by_labels_buckets_and_bytes() -> None:
     m.observe("DELETE", 999, True, "socket", 0.007, 0, 0, "/odd")
     http, sock = m.transports["http"], m.transports["socket"]
     assert http.requests_by_label() == [("GET", 2, "user", 2)]
-    assert sock.requests_by_label() == [("DELETE", 9, "privilege", 1),
-                                        ("other", 4, "privilege", 1)]
+    assert sock.requests_by_label() == [("DELETE", 9, "privilege", 1), ("other", 4, "privilege", 1)]
     assert http.buckets[0] == 1 and http.buckets[1] == 1 and sum(http.buckets) == 2
     assert sock.buckets[len(DURATION_BUCKETS_S)] == 1  # past the last bound: +Inf only
     assert sock.buckets[DURATION_BUCKETS_S.index(0.01)] == 1
@@ -70,7 +72,9 @@ def test_observe_counts_by_labels_buckets_and_bytes() -> None:
     assert (sock.count, sock.bytes_in, sock.bytes_out) == (2, 7, 3)
     assert http.seconds == pytest.approx(0.0021) and m.total() == 4
     assert [(e.method, e.path, e.status, e.mode) for e in m.errors] == [
-        ("BREW", "/pot", 418, "privilege"), ("DELETE", "/odd", 999, "privilege")]
+        ("BREW", "/pot", 418, "privilege"),
+        ("DELETE", "/odd", 999, "privilege"),
+    ]
 
 
 @pytest.mark.parametrize("bound", range(len(DURATION_BUCKETS_S)))
@@ -87,14 +91,14 @@ def test_each_duration_lands_in_the_first_bucket_that_holds_it(bound: int) -> No
 def test_the_error_ring_is_bounded_and_keeps_the_latest() -> None:
     m = Metrics()
     for i in range(RECENT_ERRORS + 5):
-        m.observe("GET", 500 if i % 2 else 404, False, "http", 0.0, 0, 0,
-                  f"/e/{i}" + "x" * 300)
+        m.observe("GET", 500 if i % 2 else 404, False, "http", 0.0, 0, 0, f"/e/{i}" + "x" * 300)
     assert len(m.errors) == RECENT_ERRORS
     assert m.errors[0].path.startswith("/e/5x") and m.errors[-1].path.startswith("/e/24x")
     assert all(len(e.path) == 200 for e in m.errors)
 
 
 # -- over HTTP -----------------------------------------------------------------------------------
+
 
 def traffic_app() -> App:
     app = App()
@@ -118,8 +122,9 @@ async def test_metrics_need_privilege_by_default(creds: str) -> None:
     with trio.fail_after(10):
         async with running(traffic_app(), server__credentials_file=creds) as server:
             anonymous = await request(server, "GET", "/_gateway/metrics")
-            wrong = await request(server, "GET", "/_gateway/metrics",
-                                  [("Authorization", "Bearer nope")])
+            wrong = await request(
+                server, "GET", "/_gateway/metrics", [("Authorization", "Bearer nope")]
+            )
             ok = await request(server, "GET", "/_gateway/metrics", AUTH)
     assert anonymous.status == 401
     assert anonymous.headers["www-authenticate"] == 'Bearer realm="gateway"'
@@ -140,17 +145,24 @@ async def test_what_traffic_makes_the_metrics_count(creds: str, caplog: Any) -> 
     with trio.fail_after(20):
         async with running(traffic_app(), server__credentials_file=creds) as server:
             replies = [await request(server, "GET", "/hello") for _ in range(3)]
-            replies.append(await request(server, "POST", "/echo",
-                                         [("Content-Type", "application/octet-stream")],
-                                         b"12345"))
+            replies.append(
+                await request(
+                    server,
+                    "POST",
+                    "/echo",
+                    [("Content-Type", "application/octet-stream")],
+                    b"12345",
+                )
+            )
             replies.append(await request(server, "GET", "/nowhere?token=secret"))
             replies.append(await request(server, "GET", "/boom"))
             replies.append(await request(server, "GET", "/hello", AUTH))
             replies.append(await request(server, "HEAD", "/hello"))
             # a Sails virtual request over Socket.IO: the same router, counted as "socket"
             client, _ = await _eio4(server.port)
-            await client.send(TextMessage('420["get",{"method":"get","headers":{},'
-                                          '"data":{},"url":"/hello"}]'))
+            await client.send(
+                TextMessage('420["get",{"method":"get","headers":{},"data":{},"url":"/hello"}]')
+            )
             ack = await client.event()
             assert isinstance(ack, TextMessage) and ack.data.startswith("430")
             scrape = await request(server, "GET", "/_gateway/metrics", AUTH)
@@ -164,42 +176,53 @@ async def test_what_traffic_makes_the_metrics_count(creds: str, caplog: Any) -> 
         (("method", "POST"), ("mode", "user"), ("status", "2xx"), ("transport", "http")): 1,
         (("method", "GET"), ("mode", "user"), ("status", "4xx"), ("transport", "http")): 1,
         (("method", "GET"), ("mode", "user"), ("status", "5xx"), ("transport", "http")): 1,
-        (("method", "GET"), ("mode", "privilege"), ("status", "2xx"),
-         ("transport", "http")): 1,
+        (("method", "GET"), ("mode", "privilege"), ("status", "2xx"), ("transport", "http")): 1,
         (("method", "HEAD"), ("mode", "user"), ("status", "2xx"), ("transport", "http")): 1,
         # the Socket.IO handshake is an HTTP request that switched protocols
         (("method", "GET"), ("mode", "user"), ("status", "1xx"), ("transport", "http")): 1,
         (("method", "GET"), ("mode", "user"), ("status", "2xx"), ("transport", "socket")): 1,
     }
-    counts = samples(fams, "gateway_request_duration_seconds",
-                     "gateway_request_duration_seconds_count")
+    counts = samples(
+        fams, "gateway_request_duration_seconds", "gateway_request_duration_seconds_count"
+    )
     assert counts == {(("transport", "http"),): 9, (("transport", "socket"),): 1}
-    buckets = samples(fams, "gateway_request_duration_seconds",
-                      "gateway_request_duration_seconds_bucket")
+    buckets = samples(
+        fams, "gateway_request_duration_seconds", "gateway_request_duration_seconds_bucket"
+    )
     assert buckets[(("le", "+Inf"), ("transport", "http"))] == 9
     http_buckets = [buckets[(("le", repr(b)), ("transport", "http"))] for b in DURATION_BUCKETS_S]
     assert http_buckets == sorted(http_buckets)  # cumulative
     assert samples(fams, "gateway_request_body_bytes", "gateway_request_body_bytes_total") == {
         (("transport", "http"),): 5,  # "12345"
         # a virtual request's data arrives parsed, inside its WebSocket message: no body bytes
-        (("transport", "socket"),): 0}
+        (("transport", "socket"),): 0,
+    }
     body_out = sum(len(r.body) for r in replies)  # HEAD sends none
-    assert samples(fams, "gateway_response_body_bytes",
-                   "gateway_response_body_bytes_total")[(("transport", "http"),)] == body_out
+    assert (
+        samples(fams, "gateway_response_body_bytes", "gateway_response_body_bytes_total")[
+            (("transport", "http"),)
+        ]
+        == body_out
+    )
     assert samples(fams, "gateway_websockets_open")[()] == 1
     assert samples(fams, "gateway_sockets_open")[()] == 1
     assert samples(fams, "gateway_connections_open")[()] == 2  # the socket and this scrape
-    assert samples(fams, "gateway_build_info")[(("profile", "test"),
-                                                ("version", "0.1.0"))] == 1
+    assert samples(fams, "gateway_build_info")[(("profile", "test"), ("version", "0.1.0"))] == 1
     assert samples(fams, "gateway_body_budget_total_bytes")[()] == 4 * 1024 * 1024
     assert samples(fams, "process_resident_memory_bytes")[()] > 1024 * 1024
     assert samples(fams, "gateway_reloads", "gateway_reloads_total") == {
-        (("outcome", "applied"),): 0, (("outcome", "refused"),): 0}
+        (("outcome", "applied"),): 0,
+        (("outcome", "refused"),): 0,
+    }
     assert "secret" not in scrape.text  # nothing a client sent becomes a label
     # the scrape itself is counted once it has ended: the next one sees it
     again_counts = samples(families(again.text), "gateway_requests", "gateway_requests_total")
-    assert again_counts[(("method", "GET"), ("mode", "privilege"), ("status", "2xx"),
-                         ("transport", "http"))] == 2
+    assert (
+        again_counts[
+            (("method", "GET"), ("mode", "privilege"), ("status", "2xx"), ("transport", "http"))
+        ]
+        == 2
+    )
 
 
 async def test_counting_does_not_need_the_access_log() -> None:
@@ -211,6 +234,7 @@ async def test_counting_does_not_need_the_access_log() -> None:
 
 
 # -- a real Prometheus ------------------------------------------------------------------------
+
 
 def _free_port() -> int:
     with socket.socket() as s:
@@ -248,12 +272,21 @@ async def test_a_real_prometheus_scrapes_with_a_bearer_token(tmp_path: Path, cre
                 "  - job_name: gateway\n"
                 "    metrics_path: /_gateway/metrics\n"
                 f"    authorization: {{type: Bearer, credentials_file: {token_file}}}\n"
-                f"    static_configs: [{{targets: ['127.0.0.1:{server.port}']}}]\n")
+                f"    static_configs: [{{targets: ['127.0.0.1:{server.port}']}}]\n"
+            )
             log = os.open(tmp_path / "prometheus.log", os.O_WRONLY | os.O_CREAT, 0o644)
             proc = await trio.lowlevel.open_process(
-                [exe, f"--config.file={config}", f"--storage.tsdb.path={tmp_path / 'data'}",
-                 f"--web.listen-address=127.0.0.1:{web}", "--log.level=warn"],
-                stdin=subprocess.DEVNULL, stdout=log, stderr=log)
+                [
+                    exe,
+                    f"--config.file={config}",
+                    f"--storage.tsdb.path={tmp_path / 'data'}",
+                    f"--web.listen-address=127.0.0.1:{web}",
+                    "--log.level=warn",
+                ],
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=log,
+            )
             try:
                 while True:  # bounded by fail_after: up is 1 once a scrape parsed
                     up = await trio.to_thread.run_sync(_query, web, 'up{job="gateway"}')
@@ -262,8 +295,11 @@ async def test_a_real_prometheus_scrapes_with_a_bearer_token(tmp_path: Path, cre
                     assert proc.returncode is None, (tmp_path / "prometheus.log").read_text()
                     await trio.sleep(0.2)
                 hello = await trio.to_thread.run_sync(
-                    _query, web, 'gateway_requests_total{method="GET",status="2xx",'
-                                 'transport="http",mode="user"}')
+                    _query,
+                    web,
+                    'gateway_requests_total{method="GET",status="2xx",'
+                    'transport="http",mode="user"}',
+                )
                 info = await trio.to_thread.run_sync(_query, web, "gateway_build_info")
             finally:
                 proc.terminate()
@@ -276,6 +312,7 @@ async def test_a_real_prometheus_scrapes_with_a_bearer_token(tmp_path: Path, cre
     assert float(hello[0]["value"][1]) == 4
     assert info[0]["metric"]["profile"] == "test" and info[0]["metric"]["job"] == "gateway"
     # Prometheus really sent the token: a scrape without it would have been a 401 (up = 0)
-    counted = {(m, c, mode): n for m, c, mode, n in
-               app.metrics.transports["http"].requests_by_label()}
+    counted = {
+        (m, c, mode): n for m, c, mode, n in app.metrics.transports["http"].requests_by_label()
+    }
     assert counted[("GET", 2, "privilege")] >= 1

@@ -23,7 +23,8 @@ def test_hash_token_is_sha256_hex_of_the_utf8_token() -> None:
     # `printf '' | sha256sum` (an empty bearer token is refused before any hashing:
     # tests/test_auth_credentials.py)
     assert hash_token("") == (
-        "sha256:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855")
+        "sha256:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
+    )
 
 
 @pytest.fixture
@@ -115,9 +116,13 @@ async def test_body_limits_per_mode(creds: str) -> None:
         async with running(modes_app(), server__credentials_file=creds) as server:
             user = await request(server, "POST", "/upload", [("Accept", "text/html")], body=body)
             priv = await request(server, "POST", "/upload", bearer(TOKEN), body=body)
-            chunked = await request(server, "POST", "/upload",
-                                    [("Accept", "text/html"), ("Transfer-Encoding", "chunked")],
-                                    body=b"%x\r\n%s\r\n0\r\n\r\n" % (len(body), body))
+            chunked = await request(
+                server,
+                "POST",
+                "/upload",
+                [("Accept", "text/html"), ("Transfer-Encoding", "chunked")],
+                body=b"%x\r\n%s\r\n0\r\n\r\n" % (len(body), body),
+            )
     assert user.status == 413 and b"limit" in user.body
     assert priv.status == 200 and priv.json() == {"bytes": len(body), "mode": "privilege"}
     assert chunked.status == 413  # checked while reading, not only from Content-Length

@@ -103,8 +103,11 @@ def test_charset_of(value: str | None, charset: str | None) -> None:
         # type-is 2.1: full types and patterns are compared as written with the lower-cased
         # Content-Type; names of its own ("urlencoded") only in lower case; extensions any case
         ("text/html", ("TEXT/HTML",), False),
-        ("application/x-www-form-urlencoded", ("URLENCODED", "*/*"),
-         "application/x-www-form-urlencoded"),
+        (
+            "application/x-www-form-urlencoded",
+            ("URLENCODED", "*/*"),
+            "application/x-www-form-urlencoded",
+        ),
         ("application/vnd.api+json", ("+JSON",), False),
         # media-typer's test: no "*" and no "." in the type of a request's Content-Type
         ("text/*", ("text/*",), False),
@@ -245,7 +248,9 @@ def test_accepts_languages(header: str | None, offers: tuple[str, ...], expected
         (None, "1,2", False),
     ],
 )
-def test_has_body(transfer_encoding: str | None, content_length: str | None, expected: bool) -> None:
+def test_has_body(
+    transfer_encoding: str | None, content_length: str | None, expected: bool
+) -> None:
     assert has_body(transfer_encoding, content_length) is expected
 
 

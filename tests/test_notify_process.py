@@ -31,7 +31,6 @@ SOCKET_ACTIVATE = shutil.which("systemd-socket-activate")
 STARTUP_S = 20.0  # import + bind on a slow CI machine; READY=1 normally arrives in < 1 s
 
 
-
 @pytest.fixture(autouse=True)
 def _gateway_script() -> None:
     if not GATEWAY.exists():
@@ -76,8 +75,14 @@ class Manager:
         if self.sock is not None:
             env = {**env, "NOTIFY_SOCKET": str(self.path)}
         with open(self.log_path, "wb") as log:
-            self.proc = subprocess.Popen(argv, env=env, stdin=subprocess.DEVNULL, stdout=log,
-                                         stderr=subprocess.STDOUT, cwd=self.dir)
+            self.proc = subprocess.Popen(
+                argv,
+                env=env,
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                cwd=self.dir,
+            )
 
     @property
     def pid(self) -> int:
@@ -102,7 +107,8 @@ class Manager:
             if m:
                 return m
             assert self.proc is None or self.proc.poll() is None, (
-                f"exited {self.proc.returncode} before logging {pattern!r}:\n{self.log()}")
+                f"exited {self.proc.returncode} before logging {pattern!r}:\n{self.log()}"
+            )
             assert time.monotonic() < deadline, f"no {pattern!r} in {timeout}s:\n{self.log()}"
             time.sleep(0.05)
 
@@ -125,8 +131,9 @@ class Manager:
         self.messages.append(msg)
         return msg
 
-    def wait_for(self, pred: Callable[[Message], bool], what: str,
-                 timeout: float = 10.0) -> Message:
+    def wait_for(
+        self, pred: Callable[[Message], bool], what: str, timeout: float = 10.0
+    ) -> Message:
         """The next message (after those already read) for which ``pred`` holds."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
@@ -136,8 +143,9 @@ class Manager:
             if msg is None and self.proc is not None and self.proc.poll() is not None:
                 break
         rc = self.proc.poll() if self.proc else None
-        raise AssertionError(f"no {what} within {timeout}s (exit={rc}); got "
-                             f"{self.messages[-8:]}\n{self.log()}")
+        raise AssertionError(
+            f"no {what} within {timeout}s (exit={rc}); got {self.messages[-8:]}\n{self.log()}"
+        )
 
     def drain(self, seconds: float) -> list[Message]:
         """Every message that arrives within ``seconds``."""
@@ -168,8 +176,13 @@ def manager() -> Iterator[Manager]:
             m.close()
 
 
-def request(port: int, method: str = "GET", path: str = "/_gateway/health",
-            body: bytes | None = None, timeout: float = 10.0) -> tuple[int, bytes]:
+def request(
+    port: int,
+    method: str = "GET",
+    path: str = "/_gateway/health",
+    body: bytes | None = None,
+    timeout: float = 10.0,
+) -> tuple[int, bytes]:
     conn = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
     try:
         headers = {"Content-Type": "application/octet-stream"} if body is not None else {}
@@ -185,8 +198,16 @@ def upload_status(port: int, size: int) -> int:
 
 
 def serve_argv(profile: str | Path, port: int, *extra: str) -> list[str]:
-    return [str(GATEWAY), "serve", "gateway.demo:app", "--profile", str(profile),
-            "--port", str(port), *extra]
+    return [
+        str(GATEWAY),
+        "serve",
+        "gateway.demo:app",
+        "--profile",
+        str(profile),
+        "--port",
+        str(port),
+        *extra,
+    ]
 
 
 def _names_listener(status: str, port: int) -> bool:
@@ -221,8 +242,11 @@ def test_ready_status_watchdog_and_reload(manager: Manager) -> None:
     # A valid edit + SIGHUP: RELOADING=1 with MONOTONIC_USEC (close to our CLOCK_MONOTONIC),
     # then READY=1; a new connection gets the new limit.
     text = profile.read_text()
-    text = re.sub(r"(?m)^(\[limits\.user\]\n)max_body_bytes = \d+.*\nmax_cache_bytes = \d+",
-                  r"\1max_body_bytes = 2048\nmax_cache_bytes = 1024", text)
+    text = re.sub(
+        r"(?m)^(\[limits\.user\]\n)max_body_bytes = \d+.*\nmax_cache_bytes = \d+",
+        r"\1max_body_bytes = 2048\nmax_cache_bytes = 1024",
+        text,
+    )
     assert "max_body_bytes = 2048" in text
     profile.write_text(text)
     before = time.clock_gettime_ns(time.CLOCK_MONOTONIC) // 1000
@@ -261,8 +285,10 @@ def test_a_refused_reload_leaves_the_running_profile_whole(manager: Manager) -> 
     creds.write_text("sha256:" + hashlib.sha256(b"tok").hexdigest() + " admin\n")
     creds.chmod(0o600)
     profile = manager.dir / "board.toml"
-    profile.write_text(f'extends = "test"\n[server]\ncredentials_file = "{creds}"\n'
-                       "[memory]\nbody_budget_bytes = 4194304\n")
+    profile.write_text(
+        f'extends = "test"\n[server]\ncredentials_file = "{creds}"\n'
+        "[memory]\nbody_budget_bytes = 4194304\n"
+    )
     port = _free_port()
     manager.start(serve_argv(profile, port), _clean_env())
     manager.wait_for(_is_ready, "READY=1", STARTUP_S)
@@ -314,8 +340,10 @@ def test_sigterm_sends_stopping_and_drains_an_inflight_request(manager: Manager)
 
     body = b"y" * 10000
     with socket.create_connection(("127.0.0.1", port), timeout=10) as conn:
-        conn.sendall(b"POST /upload HTTP/1.1\r\nHost: t\r\nContent-Type: application/octet-stream"
-                     b"\r\nContent-Length: %d\r\n\r\n" % len(body) + body[:4000])
+        conn.sendall(
+            b"POST /upload HTTP/1.1\r\nHost: t\r\nContent-Type: application/octet-stream"
+            b"\r\nContent-Length: %d\r\n\r\n" % len(body) + body[:4000]
+        )
         time.sleep(0.2)  # the request is now in flight inside the server
         manager.signal(signal.SIGTERM)
         stopping = manager.wait_for(lambda m: m.get("STOPPING") == "1", "STOPPING=1")
@@ -369,9 +397,23 @@ def test_socket_activation_under_systemd_socket_activate(manager: Manager) -> No
     # The profile says port 0 (and --port 0): had the gateway bound its own listener it
     # would be a second TCP listener on some other port.
     # systemd-socket-activate passes on only the variables named with -E (as PID 1 would).
-    argv = [SOCKET_ACTIVATE, "-l", f"127.0.0.1:{port}", "--fdname=http",
-            "-E", f"NOTIFY_SOCKET={manager.path}", "-E", "WATCHDOG_USEC=1000000",
-            str(GATEWAY), "serve", "gateway.demo:app", "--profile", "test", "--port", "0"]
+    argv = [
+        SOCKET_ACTIVATE,
+        "-l",
+        f"127.0.0.1:{port}",
+        "--fdname=http",
+        "-E",
+        f"NOTIFY_SOCKET={manager.path}",
+        "-E",
+        "WATCHDOG_USEC=1000000",
+        str(GATEWAY),
+        "serve",
+        "gateway.demo:app",
+        "--profile",
+        "test",
+        "--port",
+        "0",
+    ]
     manager.start(argv, _clean_env())
     manager.wait_log(r"Listening on 127\.0\.0\.1:\d+ as 3", 10)
     # systemd-socket-activate execs the gateway (same pid) at the first connection.
@@ -383,8 +425,7 @@ def test_socket_activation_under_systemd_socket_activate(manager: Manager) -> No
 
     proc = psutil.Process(manager.pid)
     assert Path(proc.cmdline()[1]).name == "gateway", proc.cmdline()
-    listening = [c for c in proc.net_connections(kind="inet")
-                 if c.status == psutil.CONN_LISTEN]
+    listening = [c for c in proc.net_connections(kind="inet") if c.status == psutil.CONN_LISTEN]
     assert [(c.fd, c.laddr.port) for c in listening] == [(3, port)], listening
     for _ in range(3):
         assert request(port)[0] == 200
@@ -408,13 +449,20 @@ def test_gateway_reload_waits_for_the_outcome(manager: Manager) -> None:
     assert upload_status(port, 4096) == 200
 
     def reload() -> subprocess.CompletedProcess[str]:
-        return subprocess.run([str(GATEWAY), "reload", "--pid", str(manager.pid),
-                               "--timeout", "20"], env=env, capture_output=True, text=True,
-                              timeout=30)
+        return subprocess.run(
+            [str(GATEWAY), "reload", "--pid", str(manager.pid), "--timeout", "20"],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=30,
+        )
 
     text = profile.read_text()
-    text = re.sub(r"(?m)^(\[limits\.user\]\n)max_body_bytes = \d+.*\nmax_cache_bytes = \d+",
-                  r"\1max_body_bytes = 2048\nmax_cache_bytes = 1024", text)
+    text = re.sub(
+        r"(?m)^(\[limits\.user\]\n)max_body_bytes = \d+.*\nmax_cache_bytes = \d+",
+        r"\1max_body_bytes = 2048\nmax_cache_bytes = 1024",
+        text,
+    )
     profile.write_text(text)
     done = reload()
     assert done.returncode == 0 and done.stdout == "reloaded profile board\n", done
@@ -428,8 +476,13 @@ def test_gateway_reload_waits_for_the_outcome(manager: Manager) -> None:
     assert "max_body_bytes" in refused.stderr
     assert upload_status(port, 4096) == 413
 
-    gone = subprocess.run([str(GATEWAY), "reload", "--pid", "999999999"], env=env,
-                          capture_output=True, text=True, timeout=30)
+    gone = subprocess.run(
+        [str(GATEWAY), "reload", "--pid", "999999999"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
     assert gone.returncode == 1 and "cannot signal process 999999999" in gone.stderr
 
     manager.signal(signal.SIGTERM)

@@ -44,23 +44,24 @@ pytestmark = [pytest.mark.slow, pytest.mark.systemd]
 def _containers_usable() -> None:
     require_usable()  # fails, naming what is missing: never a silent skip
 
+
 V0 = project_version()
 V1 = f"{V0}.post1"
 BROKEN = f"{V0}.post2"
 APP1 = f"{V0}-{APP_DIST}-1.0"
 APP2 = f"{V0}-{APP_DIST}-2.0"
 APP3 = f"{V0}-{APP_DIST}-3.0"
-V2_ROUTE = '''
+V2_ROUTE = """
 
 @app.get("/app/v2")
 async def v2(req, res):
     await res.send("new in 2.0")
-'''
+"""
 # A node no app is given: same numbers as SENSOR_NODE (see test_app_release_serves_its_routes).
 OTHER_NODE = "/dev/gwother0"
 PORT = 8080  # the board profiles' port; the container has a network of its own
 BOARD = 'extends = "generic-amd64"\n'
-HANG_APP = '''\
+HANG_APP = """\
 # A test app: the demo plus a route that blocks the trio loop (no awaits), as a wedged
 # handler would; the watchdog must notice that the loop stopped pinging.
 import time
@@ -72,7 +73,7 @@ from gateway.demo import app
 async def hang(req, res):
     time.sleep(120)
     await res.send("unreachable")
-'''
+"""
 WATCHDOG_DROPIN = """\
 [Service]
 WatchdogSec=3s
@@ -123,8 +124,7 @@ def http_get(c: Container, path: str = "/_gateway/health", timeout: float = 5) -
 def http_post(c: Container, path: str, body: bytes, timeout: float = 5) -> int:
     conn = http.client.HTTPConnection(c.ip, PORT, timeout=timeout)
     try:
-        conn.request("POST", path, body=body,
-                     headers={"Content-Type": "application/octet-stream"})
+        conn.request("POST", path, body=body, headers={"Content-Type": "application/octet-stream"})
         resp = conn.getresponse()
         resp.read()
         return resp.status
@@ -138,17 +138,22 @@ def healthy(c: Container) -> bool:
 
 
 def service(c: Container) -> dict[str, str]:
-    return c.show("gateway.service", "ActiveState", "SubState", "StatusText", "MainPID",
-                  "NRestarts", "Result")
+    return c.show(
+        "gateway.service", "ActiveState", "SubState", "StatusText", "MainPID", "NRestarts", "Result"
+    )
 
 
-def install(c: Container, version: str, *args: str, tarball: Path | None = None,
-            timeout: float = 240) -> Any:
+def install(
+    c: Container, version: str, *args: str, tarball: Path | None = None, timeout: float = 240
+) -> Any:
     tarball = tarball or build_release(None if version == V0 else version)
     c.put(f"/root/{tarball.name}", tarball.read_bytes())
-    return c.sh(f"cd /root && rm -rf gateway-{version} && tar xzf {tarball.name} && "
-                f"./gateway-{version}/install.sh --health-timeout 40 {' '.join(args)}",
-                timeout=timeout, check=False)
+    return c.sh(
+        f"cd /root && rm -rf gateway-{version} && tar xzf {tarball.name} && "
+        f"./gateway-{version}/install.sh --health-timeout 40 {' '.join(args)}",
+        timeout=timeout,
+        check=False,
+    )
 
 
 def http_json(c: Container, path: str) -> tuple[int, Any]:
@@ -160,12 +165,15 @@ def ws_echo(c: Container, path: str, text: str, timeout: float = 5) -> tuple[byt
     """A raw WebSocket handshake and one masked text frame: (status line, whether
     Sec-WebSocket-Accept is right, the echoed payload)."""
     key = base64.b64encode(os.urandom(16)).decode()
-    want = base64.b64encode(hashlib.sha1(
-        (key + "258EAFA5-E914-47DA-95CA-C5AB0DC85B11").encode()).digest()).decode()
+    want = base64.b64encode(
+        hashlib.sha1((key + "258EAFA5-E914-47DA-95CA-C5AB0DC85B11").encode()).digest()
+    ).decode()
     with socket.create_connection((c.ip, PORT), timeout=timeout) as s:
-        s.sendall(f"GET {path} HTTP/1.1\r\nHost: {c.ip}:{PORT}\r\nUpgrade: websocket\r\n"
-                  f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\n"
-                  "Sec-WebSocket-Version: 13\r\n\r\n".encode())
+        s.sendall(
+            f"GET {path} HTTP/1.1\r\nHost: {c.ip}:{PORT}\r\nUpgrade: websocket\r\n"
+            f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\n"
+            "Sec-WebSocket-Version: 13\r\n\r\n".encode()
+        )
         buf = b""
         while b"\r\n\r\n" not in buf and len(buf) < 16384:
             chunk = s.recv(4096)
@@ -176,19 +184,23 @@ def ws_echo(c: Container, path: str, text: str, timeout: float = 5) -> tuple[byt
         status = head.split(b"\r\n", 1)[0]
         fields = dict(ln.split(b":", 1) for ln in head.split(b"\r\n")[1:] if b":" in ln)
         accepted = {k.strip().lower(): v.strip() for k, v in fields.items()}.get(
-            b"sec-websocket-accept") == want.encode()
+            b"sec-websocket-accept"
+        ) == want.encode()
         payload = text.encode()
         assert len(payload) < 126
         mask = os.urandom(4)
-        s.sendall(bytes([0x81, 0x80 | len(payload)]) + mask
-                  + bytes(b ^ mask[i % 4] for i, b in enumerate(payload)))
+        s.sendall(
+            bytes([0x81, 0x80 | len(payload)])
+            + mask
+            + bytes(b ^ mask[i % 4] for i, b in enumerate(payload))
+        )
         while len(rest) < 2 + len(payload):
             chunk = s.recv(4096)
             if not chunk:
                 break
             rest += chunk
     assert rest[:2] == bytes([0x81, len(payload)]), rest[:16]
-    return status, accepted, rest[2:2 + len(payload)]
+    return status, accepted, rest[2 : 2 + len(payload)]
 
 
 def device_open(c: Container, node: str) -> Any:
@@ -239,8 +251,10 @@ def test_install_runs_as_a_dynamic_user_and_answers_the_host(box: Container) -> 
 def test_reload_applies_a_profile_edit_and_refuses_a_bad_one(box: Container) -> None:
     pid = service(box)["MainPID"]
     assert http_post(box, "/upload", b"x" * 4096) == 200
-    box.put("/etc/gateway/profiles/board.toml",
-            BOARD + "[limits.user]\nmax_body_bytes = 2048\nmax_cache_bytes = 1024\n")
+    box.put(
+        "/etc/gateway/profiles/board.toml",
+        BOARD + "[limits.user]\nmax_body_bytes = 2048\nmax_cache_bytes = 1024\n",
+    )
     box.run(["systemctl", "reload", "gateway.service"], timeout=60)
     svc = service(box)
     assert svc["MainPID"] == pid and svc["ActiveState"] == "active", svc
@@ -265,9 +279,16 @@ def test_reload_applies_a_profile_edit_and_refuses_a_bad_one(box: Container) -> 
 def test_restarted_after_sigkill(box: Container) -> None:
     before = service(box)
     box.sh(f"kill -KILL {before['MainPID']}")
-    after = wait_until("a new main process", lambda: (
-        (s := service(box))["ActiveState"] == "active" and s["SubState"] == "running"
-        and s["MainPID"] not in ("0", before["MainPID"]) and s), 90)
+    after = wait_until(
+        "a new main process",
+        lambda: (
+            (s := service(box))["ActiveState"] == "active"
+            and s["SubState"] == "running"
+            and s["MainPID"] not in ("0", before["MainPID"])
+            and s
+        ),
+        90,
+    )
     assert int(after["NRestarts"]) == int(before["NRestarts"]) + 1, (before, after)
     wait_until("healthy again", lambda: healthy(box), 60)
 
@@ -283,16 +304,25 @@ def test_watchdog_restarts_a_wedged_loop(box: Container) -> None:
         before = service(box)
         with pytest.raises((TimeoutError, OSError)):
             http_get(box, "/hang", timeout=1)  # the loop is now blocked: no more pings
-        after = wait_until("restart by the watchdog", lambda: (
-            (s := service(box))["MainPID"] not in ("0", before["MainPID"])
-            and s["ActiveState"] == "active" and s), 90)
+        after = wait_until(
+            "restart by the watchdog",
+            lambda: (
+                (s := service(box))["MainPID"] not in ("0", before["MainPID"])
+                and s["ActiveState"] == "active"
+                and s
+            ),
+            90,
+        )
         assert int(after["NRestarts"]) == int(before["NRestarts"]) + 1, (before, after)
         journal = box.sh("journalctl -u gateway.service --no-pager -o cat").stdout
         assert "Watchdog timeout" in journal, journal[-2000:]
         wait_until("healthy after the watchdog restart", lambda: healthy(box), 60)
     finally:
-        box.sh("rm -f /etc/systemd/system/gateway.service.d/60-test-watchdog.conf && "
-               "systemctl daemon-reload && systemctl restart gateway.service", timeout=60)
+        box.sh(
+            "rm -f /etc/systemd/system/gateway.service.d/60-test-watchdog.conf && "
+            "systemctl daemon-reload && systemctl restart gateway.service",
+            timeout=60,
+        )
     wait_until("healthy with the demo app", lambda: healthy(box), 60)
 
 
@@ -352,25 +382,28 @@ def test_app_release_serves_its_routes(box: Container) -> None:
     # hardware, so they borrow /dev/net/tun's numbers (10:200): a misc device any process may
     # open without a driver behind it; root:dialout 0660, as udev makes a serial port.
     for node in (SENSOR_NODE, OTHER_NODE):
-        box.sh(f"rm -f {node} && mknod {node} c 10 200 && chgrp dialout {node} && "
-               f"chmod 0660 {node}")
+        box.sh(
+            f"rm -f {node} && mknod {node} c 10 200 && chgrp dialout {node} && chmod 0660 {node}"
+        )
     proc = install(box, APP1, tarball=build_app_release("1.0"))
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert f"app {APP_DIST}:app" in proc.stderr
     assert box.sh("readlink /opt/gateway/current").stdout.strip() == f"releases/{APP1}"
     assert f"{APP_DIST}:app" in main_cmdline(box)
-    assert "Environment=GATEWAY_APP=gwtestapp:app" in box.sh(
-        "cat /etc/systemd/system/gateway.service.d/60-app.conf").stdout
+    assert (
+        "Environment=GATEWAY_APP=gwtestapp:app"
+        in box.sh("cat /etc/systemd/system/gateway.service.d/60-app.conf").stdout
+    )
     status, hello = http_json(box, "/app/hello")
-    assert status == 200 and hello == {"app": APP_DIST, "version": "1.0",
-                                       "sensor": "sensor-42"}, hello
+    assert status == 200 and hello == {"app": APP_DIST, "version": "1.0", "sensor": "sensor-42"}, (
+        hello
+    )
     line, accepted, echoed = ws_echo(box, "/app/live", "ping from the host")
     assert line == b"HTTP/1.1 101 Switching Protocols" and accepted, line
     assert echoed == b"ping from the host"
     assert http_post(box, "/app/config", b"{}") == 401  # privileged: no token
     # No device drop-in: the service's private /dev has no such node.
-    assert device_open(box, SENSOR_NODE) == {"path": SENSOR_NODE, "ok": False,
-                                             "errno": "ENOENT"}
+    assert device_open(box, SENSOR_NODE) == {"path": SENSOR_NODE, "ok": False, "errno": "ENOENT"}
 
 
 def test_device_access_drop_in(box: Container) -> None:
@@ -380,10 +413,21 @@ def test_device_access_drop_in(box: Container) -> None:
     dropin = box.sh("cat /etc/systemd/system/gateway.service.d/70-devices.conf").stdout
     assert f"BindPaths=-{SENSOR_NODE}" in dropin.splitlines()
     assert "SupplementaryGroups=dialout" in dropin.splitlines()  # the node's own group
-    svc = box.show("gateway.service", "PrivateDevices", "DevicePolicy", "DynamicUser",
-                   "ProtectSystem", "CapabilityBoundingSet")
-    assert svc == {"PrivateDevices": "yes", "DevicePolicy": "closed", "DynamicUser": "yes",
-                   "ProtectSystem": "strict", "CapabilityBoundingSet": ""}, svc
+    svc = box.show(
+        "gateway.service",
+        "PrivateDevices",
+        "DevicePolicy",
+        "DynamicUser",
+        "ProtectSystem",
+        "CapabilityBoundingSet",
+    )
+    assert svc == {
+        "PrivateDevices": "yes",
+        "DevicePolicy": "closed",
+        "DynamicUser": "yes",
+        "ProtectSystem": "strict",
+        "CapabilityBoundingSet": "",
+    }, svc
     assert device_open(box, SENSOR_NODE) == {"path": SENSOR_NODE, "ok": True}
     # Exactly that node: another with the same group, mode and numbers stays out of its /dev.
     assert device_open(box, OTHER_NODE)["errno"] == "ENOENT"

@@ -46,11 +46,19 @@ BOOT_TIMEOUT = 300 if ACCEL == "tcg" else 90
 
 # The one skip: the VM image is amd64, so on another architecture this peer cannot exist (the
 # reason shows in the -ra summary). Anything else missing fails, naming it.
-pytestmark = [pytest.mark.slow,
-              pytest.mark.skipif(platform.machine() != "x86_64",
-                                 reason="the VM image is built for amd64 (x86_64 hosts only)")]
-TOOLS = {"qemu-system-x86_64": "qemu-system-x86", "mmdebstrap": "mmdebstrap",
-         "mkfs.ext4": "e2fsprogs", "ssh": "openssh-client", "ssh-keygen": "openssh-client"}
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.skipif(
+        platform.machine() != "x86_64", reason="the VM image is built for amd64 (x86_64 hosts only)"
+    ),
+]
+TOOLS = {
+    "qemu-system-x86_64": "qemu-system-x86",
+    "mmdebstrap": "mmdebstrap",
+    "mkfs.ext4": "e2fsprogs",
+    "ssh": "openssh-client",
+    "ssh-keygen": "openssh-client",
+}
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -76,50 +84,112 @@ class VM:
         self.boot_s = 0.0
 
     def build(self) -> None:
-        subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(self.key)],
-                       check=True, timeout=30)
-        proc = subprocess.run(["sh", str(REPO / "scripts/mkvm.sh"), str(self.work),
-                               str(build_release()), PROFILE, f"{self.key}.pub"],
-                              capture_output=True, text=True, timeout=900,
-                              stdin=subprocess.DEVNULL)
+        subprocess.run(
+            ["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(self.key)],
+            check=True,
+            timeout=30,
+        )
+        proc = subprocess.run(
+            [
+                "sh",
+                str(REPO / "scripts/mkvm.sh"),
+                str(self.work),
+                str(build_release()),
+                PROFILE,
+                f"{self.key}.pub",
+            ],
+            capture_output=True,
+            text=True,
+            timeout=900,
+            stdin=subprocess.DEVNULL,
+        )
         assert proc.returncode == 0, proc.stderr[-4000:]
 
     def boot(self) -> None:
         assert QEMU is not None
-        fwd = (f"hostfwd=tcp:127.0.0.1:{self.http_port}-:8080,"
-               f"hostfwd=tcp:127.0.0.1:{self.ssh_port}-:22")
+        fwd = (
+            f"hostfwd=tcp:127.0.0.1:{self.http_port}-:8080,"
+            f"hostfwd=tcp:127.0.0.1:{self.ssh_port}-:22"
+        )
         accel = "tcg,thread=multi" if ACCEL == "tcg" else ACCEL
-        argv = [QEMU, "-machine", "q35", "-accel", accel, "-m", "512", "-smp", "2",
-                "-display", "none", "-no-reboot", "-serial", f"file:{self.console}",
-                "-monitor", "none",
-                "-kernel", str(self.work / "vmlinuz"), "-initrd", str(self.work / "initrd.img"),
-                "-append", "root=/dev/vda rw console=ttyS0 panic=-1",
-                "-drive", f"file={self.work / 'disk.img'},format=raw,if=virtio",
-                "-netdev", f"user,id=n0,restrict=on,{fwd}",
-                "-device", "virtio-net-pci,netdev=n0"]
+        argv = [
+            QEMU,
+            "-machine",
+            "q35",
+            "-accel",
+            accel,
+            "-m",
+            "512",
+            "-smp",
+            "2",
+            "-display",
+            "none",
+            "-no-reboot",
+            "-serial",
+            f"file:{self.console}",
+            "-monitor",
+            "none",
+            "-kernel",
+            str(self.work / "vmlinuz"),
+            "-initrd",
+            str(self.work / "initrd.img"),
+            "-append",
+            "root=/dev/vda rw console=ttyS0 panic=-1",
+            "-drive",
+            f"file={self.work / 'disk.img'},format=raw,if=virtio",
+            "-netdev",
+            f"user,id=n0,restrict=on,{fwd}",
+            "-device",
+            "virtio-net-pci,netdev=n0",
+        ]
         with open(self.work / "qemu.log", "wb") as log:
-            self.proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL,
-                                         stdout=subprocess.DEVNULL, stderr=log,
-                                         start_new_session=True)
+            self.proc = subprocess.Popen(
+                argv,
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.DEVNULL,
+                stderr=log,
+                start_new_session=True,
+            )
         started = time.monotonic()
         deadline = time.monotonic() + BOOT_TIMEOUT
         while True:
             assert self.proc.poll() is None, f"qemu exited:\n{self.log()}"
             assert time.monotonic() < deadline, f"no ssh within {BOOT_TIMEOUT}s:\n{self.log()}"
-            if self.ssh(["systemctl", "is-system-running", "--wait"], timeout=60,
-                        check=False).stdout.strip() in ("running", "degraded"):
+            if self.ssh(
+                ["systemctl", "is-system-running", "--wait"], timeout=60, check=False
+            ).stdout.strip() in ("running", "degraded"):
                 self.boot_s = time.monotonic() - started
                 return
             time.sleep(2)
 
-    def ssh(self, argv: list[str] | str, timeout: float = 60,
-            check: bool = True) -> subprocess.CompletedProcess[str]:
+    def ssh(
+        self, argv: list[str] | str, timeout: float = 60, check: bool = True
+    ) -> subprocess.CompletedProcess[str]:
         cmd = argv if isinstance(argv, str) else " ".join(argv)
         proc = subprocess.run(
-            ["ssh", "-q", "-i", str(self.key), "-p", str(self.ssh_port), "-o", "BatchMode=yes",
-             "-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null",
-             "-o", "ConnectTimeout=5", "root@127.0.0.1", cmd],
-            capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL)
+            [
+                "ssh",
+                "-q",
+                "-i",
+                str(self.key),
+                "-p",
+                str(self.ssh_port),
+                "-o",
+                "BatchMode=yes",
+                "-o",
+                "StrictHostKeyChecking=no",
+                "-o",
+                "UserKnownHostsFile=/dev/null",
+                "-o",
+                "ConnectTimeout=5",
+                "root@127.0.0.1",
+                cmd,
+            ],
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            stdin=subprocess.DEVNULL,
+        )
         if check:
             assert proc.returncode == 0, f"{cmd}: {proc.returncode}\n{proc.stdout}{proc.stderr}"
         return proc
@@ -169,9 +239,12 @@ def test_memory_ceiling_is_real_here(vm: VM) -> None:
     assert svc["MemoryMax"] == str(limit) and svc["MemoryCurrent"].isdigit(), svc
     assert vm.cgroup("memory.max").strip() == str(limit)
     # A process over its own MemoryMax= is killed: the controller enforces, not only counts.
-    hog = vm.ssh("systemd-run --wait -p MemoryMax=32M -p MemorySwapMax=0 /usr/bin/python3 -c "
-                 "'b = bytearray(256 << 20); b[::4096] = bytes(len(b) // 4096)'",
-                 timeout=120, check=False)
+    hog = vm.ssh(
+        "systemd-run --wait -p MemoryMax=32M -p MemorySwapMax=0 /usr/bin/python3 -c "
+        "'b = bytearray(256 << 20); b[::4096] = bytes(len(b) // 4096)'",
+        timeout=120,
+        check=False,
+    )
     assert "oom-kill" in hog.stdout + hog.stderr, hog
 
 
@@ -195,15 +268,27 @@ def _flood(port: int, seconds: float, workers: int) -> Counter[str]:
                 conn = http.client.HTTPConnection("127.0.0.1", port, timeout=20)
                 try:
                     if kind == 0:
-                        conn.request("POST", "/api/echo", body=json_body,
-                                     headers={"Content-Type": "application/json"})
+                        conn.request(
+                            "POST",
+                            "/api/echo",
+                            body=json_body,
+                            headers={"Content-Type": "application/json"},
+                        )
                     elif kind == 1:
-                        conn.request("POST", "/upload", body=os.urandom(192 * 1024),
-                                     headers={"Content-Type": "application/octet-stream"})
+                        conn.request(
+                            "POST",
+                            "/upload",
+                            body=os.urandom(192 * 1024),
+                            headers={"Content-Type": "application/octet-stream"},
+                        )
                     else:  # above the user limit, streamed without a length: 413 mid-body
-                        conn.request("POST", "/upload", body=iter([b"y" * 65536] * 8),
-                                     headers={"Content-Type": "application/octet-stream"},
-                                     encode_chunked=True)
+                        conn.request(
+                            "POST",
+                            "/upload",
+                            body=iter([b"y" * 65536] * 8),
+                            headers={"Content-Type": "application/octet-stream"},
+                            encode_chunked=True,
+                        )
                     resp = conn.getresponse()
                     resp.read()
                     outcome = str(resp.status)
@@ -244,20 +329,35 @@ def flood(vm: VM) -> Flood:
     seen = _flood(vm.http_port, seconds=25, workers=settings.server.backlog)
     after = vm.show("MainPID", "NRestarts", "ActiveState", "MemoryCurrent")
     events = dict(line.split() for line in vm.cgroup("memory.events").splitlines())
-    peak = int(vm.cgroup("memory.peak")) if vm.ssh(
-        "test -e /sys/fs/cgroup/system.slice/gateway.service/memory.peak",
-        check=False).returncode == 0 else int(after["MemoryCurrent"])
-    report = (f"accel {ACCEL}, boot {vm.boot_s:.0f}s: outcomes {dict(seen)}, peak {peak}, "
-              f"limit {limit}, events {events}")
+    peak = (
+        int(vm.cgroup("memory.peak"))
+        if vm.ssh(
+            "test -e /sys/fs/cgroup/system.slice/gateway.service/memory.peak", check=False
+        ).returncode
+        == 0
+        else int(after["MemoryCurrent"])
+    )
+    report = (
+        f"accel {ACCEL}, boot {vm.boot_s:.0f}s: outcomes {dict(seen)}, peak {peak}, "
+        f"limit {limit}, events {events}"
+    )
     return Flood(before, after, events, peak, limit, seen, report)
 
 
 def test_upload_flood_stays_inside_the_ceiling(vm: VM, flood: Flood) -> None:
     before, after, events, peak, limit, seen, report = (
-        flood.before, flood.after, flood.events, flood.peak, flood.limit, flood.seen,
-        flood.report)
+        flood.before,
+        flood.after,
+        flood.events,
+        flood.peak,
+        flood.limit,
+        flood.seen,
+        flood.report,
+    )
     assert after["ActiveState"] == "active", report
-    assert (after["MainPID"], after["NRestarts"]) == (before["MainPID"], before["NRestarts"]), report
+    assert (after["MainPID"], after["NRestarts"]) == (before["MainPID"], before["NRestarts"]), (
+        report
+    )
     assert events.get("oom_kill") == "0" and events.get("oom") == "0", report
     assert peak < limit, report
     served = seen["200"]
@@ -272,6 +372,12 @@ def test_upload_flood_stays_inside_the_ceiling(vm: VM, flood: Flood) -> None:
 
 
 def test_upload_flood_outcomes_are_only_expected_statuses(flood: Flood) -> None:
-    assert set(flood.seen) <= {"200", "413", "503", "RemoteDisconnected",
-                               "ConnectionResetError", "BrokenPipeError", "TimeoutError"}, (
-        flood.report)
+    assert set(flood.seen) <= {
+        "200",
+        "413",
+        "503",
+        "RemoteDisconnected",
+        "ConnectionResetError",
+        "BrokenPipeError",
+        "TimeoutError",
+    }, flood.report

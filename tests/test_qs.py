@@ -19,72 +19,79 @@ from tests.helpers import request, running
 
 # (input, options, qs.parse(input, options)); allow_prototypes=True is Express 5's "extended"
 QS_TABLE: list[tuple[str, dict[str, Any], Any]] = [
-    ('a[b][c]=1', {'allow_prototypes': True},
-     {'a': {'b': {'c': '1'}}}),
-    ('a[]=1&a[]=2', {'allow_prototypes': True},
-     {'a': ['1', '2']}),
-    ('a[1]=x&a[0]=y', {'allow_prototypes': True},
-     {'a': ['y', 'x']}),
-    ('a[1]=b&a[15]=c', {'allow_prototypes': True},
-     {'a': ['b', 'c']}),
-    ('a[20]=x', {'allow_prototypes': True},
-     {'a': {'20': 'x'}}),
-    ('a[21]=x', {'allow_prototypes': True},
-     {'a': {'21': 'x'}}),
-    ('a[]=1&a[21]=2', {'allow_prototypes': True},
-     {'a': {'0': '1', '21': '2'}}),
-    ('a[0]=1&a[b]=2', {'allow_prototypes': True},
-     {'a': {'0': '1', 'b': '2'}}),
-    ('a=1&a=2&a=3', {'allow_prototypes': True},
-     {'a': ['1', '2', '3']}),
-    ('a[b][c][d][e][f][g][h][i]=j', {'allow_prototypes': True},
-     {'a': {'b': {'c': {'d': {'e': {'f': {'[g][h][i]': 'j'}}}}}}}),
-    ('a[b][c]=1', {'allow_prototypes': True, 'depth': 1},
-     {'a': {'b': {'[c]': '1'}}}),
-    ('a[0][0][0][0][0][0][0][0]=x', {'allow_prototypes': True},
-     {'a': [[[[[{'[0][0][0]': 'x'}]]]]]}),
-    ('a[999999999]=x', {'allow_prototypes': True},
-     {'a': {'999999999': 'x'}}),
-    ('a[-1]=x&a[01]=y', {'allow_prototypes': True},
-     {'a': {'-1': 'x', '01': 'y'}}),
-    ('__proto__[x]=1&a[__proto__]=2&a[b]=3', {'allow_prototypes': True},
-     {'a': {'b': '3'}}),
-    ('constructor=1&toString[a]=2&a[hasOwnProperty]=3', {'allow_prototypes': True},
-     {'constructor': '1', 'toString': {'a': '2'}, 'a': {'hasOwnProperty': '3'}}),
-    ('constructor=1&toString[a]=2&a[hasOwnProperty]=3', {'allow_prototypes': False},
-     {}),
-    ('q=tobi+ferret&e=%E2%82%AC&bad=%zz&half=%E2%82', {'allow_prototypes': True},
-     {'q': 'tobi ferret', 'e': '€', 'bad': '%zz', 'half': '%E2%82'}),
-    ('a+b=c+d&%61=%62', {'allow_prototypes': True},
-     {'a b': 'c d', 'a': 'b'}),
-    ('a%5Bb%5D=1&a%5bc%5d=2', {'allow_prototypes': True},
-     {'a': {'b': '1', 'c': '2'}}),
-    ('a=%E9&b=%FC%2B', {'allow_prototypes': True, 'charset': 'iso-8859-1'},
-     {'a': 'é', 'b': 'ü+'}),
-    ('a=1&b=2&c=3&d=4', {'allow_prototypes': True, 'parameter_limit': 2},
-     {'a': '1', 'b': '2'}),
-    ('=x&&b&c=', {'allow_prototypes': True},
-     {'b': '', 'c': ''}),
-    ('a[b]=1&a=2', {'allow_prototypes': True},
-     {'a': [{'b': '1'}, '2']}),
-    ('a=2&a[b]=1', {'allow_prototypes': True},
-     {'a': ['2', {'b': '1'}]}),
-    ('a[b]=1&a=2&a=3&a[c]=4', {'allow_prototypes': True},
-     {'a': {'0': '2', '1': '3', 'b': '1', 'c': '4'}}),
-    ('a[=]=1&a]=x=2&[x]=3&[]=4', {'allow_prototypes': True},
-     {'0': '4', 'a': {'=': '1'}, 'a]': 'x=2', 'x': '3'}),
-    ('a[[b]]=1&a[b=2', {'allow_prototypes': True},
-     {'a': {'[b]': '1', '[b': '2'}}),
-    ('a[b]c=1&a[][x]=2&a[][y]=3', {'allow_prototypes': True},
-     {'a': {'0': {'x': '2', 'y': '3'}, 'b': '1'}}),
-    ('a[0][b]=1&a[1][b]=2&a[0][c]=3', {'allow_prototypes': True},
-     {'a': [{'b': '1', 'c': '3'}, {'b': '2'}]}),
-    ('a[]=1&a[]=2&a[]=3', {'allow_prototypes': True, 'array_limit': 2},
-     {'a': {'0': '1', '1': '2', '2': '3'}}),
-    ('user[name]=tj&user[email]=tj%40example.com&tags[]=a&tags[]=b', {'allow_prototypes': True},
-     {'user': {'name': 'tj', 'email': 'tj@example.com'}, 'tags': ['a', 'b']}),
-    ('a.b=1&a[b.c]=2', {'allow_prototypes': True},
-     {'a.b': '1', 'a': {'b.c': '2'}}),
+    ("a[b][c]=1", {"allow_prototypes": True}, {"a": {"b": {"c": "1"}}}),
+    ("a[]=1&a[]=2", {"allow_prototypes": True}, {"a": ["1", "2"]}),
+    ("a[1]=x&a[0]=y", {"allow_prototypes": True}, {"a": ["y", "x"]}),
+    ("a[1]=b&a[15]=c", {"allow_prototypes": True}, {"a": ["b", "c"]}),
+    ("a[20]=x", {"allow_prototypes": True}, {"a": {"20": "x"}}),
+    ("a[21]=x", {"allow_prototypes": True}, {"a": {"21": "x"}}),
+    ("a[]=1&a[21]=2", {"allow_prototypes": True}, {"a": {"0": "1", "21": "2"}}),
+    ("a[0]=1&a[b]=2", {"allow_prototypes": True}, {"a": {"0": "1", "b": "2"}}),
+    ("a=1&a=2&a=3", {"allow_prototypes": True}, {"a": ["1", "2", "3"]}),
+    (
+        "a[b][c][d][e][f][g][h][i]=j",
+        {"allow_prototypes": True},
+        {"a": {"b": {"c": {"d": {"e": {"f": {"[g][h][i]": "j"}}}}}}},
+    ),
+    ("a[b][c]=1", {"allow_prototypes": True, "depth": 1}, {"a": {"b": {"[c]": "1"}}}),
+    (
+        "a[0][0][0][0][0][0][0][0]=x",
+        {"allow_prototypes": True},
+        {"a": [[[[[{"[0][0][0]": "x"}]]]]]},
+    ),
+    ("a[999999999]=x", {"allow_prototypes": True}, {"a": {"999999999": "x"}}),
+    ("a[-1]=x&a[01]=y", {"allow_prototypes": True}, {"a": {"-1": "x", "01": "y"}}),
+    ("__proto__[x]=1&a[__proto__]=2&a[b]=3", {"allow_prototypes": True}, {"a": {"b": "3"}}),
+    (
+        "constructor=1&toString[a]=2&a[hasOwnProperty]=3",
+        {"allow_prototypes": True},
+        {"constructor": "1", "toString": {"a": "2"}, "a": {"hasOwnProperty": "3"}},
+    ),
+    ("constructor=1&toString[a]=2&a[hasOwnProperty]=3", {"allow_prototypes": False}, {}),
+    (
+        "q=tobi+ferret&e=%E2%82%AC&bad=%zz&half=%E2%82",
+        {"allow_prototypes": True},
+        {"q": "tobi ferret", "e": "€", "bad": "%zz", "half": "%E2%82"},
+    ),
+    ("a+b=c+d&%61=%62", {"allow_prototypes": True}, {"a b": "c d", "a": "b"}),
+    ("a%5Bb%5D=1&a%5bc%5d=2", {"allow_prototypes": True}, {"a": {"b": "1", "c": "2"}}),
+    ("a=%E9&b=%FC%2B", {"allow_prototypes": True, "charset": "iso-8859-1"}, {"a": "é", "b": "ü+"}),
+    ("a=1&b=2&c=3&d=4", {"allow_prototypes": True, "parameter_limit": 2}, {"a": "1", "b": "2"}),
+    ("=x&&b&c=", {"allow_prototypes": True}, {"b": "", "c": ""}),
+    ("a[b]=1&a=2", {"allow_prototypes": True}, {"a": [{"b": "1"}, "2"]}),
+    ("a=2&a[b]=1", {"allow_prototypes": True}, {"a": ["2", {"b": "1"}]}),
+    (
+        "a[b]=1&a=2&a=3&a[c]=4",
+        {"allow_prototypes": True},
+        {"a": {"0": "2", "1": "3", "b": "1", "c": "4"}},
+    ),
+    (
+        "a[=]=1&a]=x=2&[x]=3&[]=4",
+        {"allow_prototypes": True},
+        {"0": "4", "a": {"=": "1"}, "a]": "x=2", "x": "3"},
+    ),
+    ("a[[b]]=1&a[b=2", {"allow_prototypes": True}, {"a": {"[b]": "1", "[b": "2"}}),
+    (
+        "a[b]c=1&a[][x]=2&a[][y]=3",
+        {"allow_prototypes": True},
+        {"a": {"0": {"x": "2", "y": "3"}, "b": "1"}},
+    ),
+    (
+        "a[0][b]=1&a[1][b]=2&a[0][c]=3",
+        {"allow_prototypes": True},
+        {"a": [{"b": "1", "c": "3"}, {"b": "2"}]},
+    ),
+    (
+        "a[]=1&a[]=2&a[]=3",
+        {"allow_prototypes": True, "array_limit": 2},
+        {"a": {"0": "1", "1": "2", "2": "3"}},
+    ),
+    (
+        "user[name]=tj&user[email]=tj%40example.com&tags[]=a&tags[]=b",
+        {"allow_prototypes": True},
+        {"user": {"name": "tj", "email": "tj@example.com"}, "tags": ["a", "b"]},
+    ),
+    ("a.b=1&a[b.c]=2", {"allow_prototypes": True}, {"a.b": "1", "a": {"b.c": "2"}}),
 ]
 
 
@@ -106,9 +113,7 @@ def _ordered(value: Any) -> Any:
 
 def test_depth_and_array_limits_bound_hostile_keys() -> None:
     # the values are qs's answers too
-    assert parse("a" + "[0]" * 100_000 + "=x") == {
-        "a": [[[[[{"[0]" * 99_995: "x"}]]]]]
-    }
+    assert parse("a" + "[0]" * 100_000 + "=x") == {"a": [[[[[{"[0]" * 99_995: "x"}]]]]]}
     assert parse("a[999999999]=x&a[]=y") == {"a": {"0": "y", "999999999": "x"}}
     assert parse("a" + "[" * 100_000 + "=1") == {"a": {"[" * 100_000: "1"}}
     with pytest.raises(BadRequest, match="The input exceeded the depth"):
@@ -140,8 +145,7 @@ def _lines_run(text: str, **options: Any) -> int:
     return count
 
 
-@pytest.mark.parametrize("piece", ["a=1", "a[]=1", "a[199]=x", "a[b]=1&a=2", "a[%d][b]=1",
-                                   "k%d=v"])
+@pytest.mark.parametrize("piece", ["a=1", "a[]=1", "a[199]=x", "a[b]=1&a=2", "a[%d][b]=1", "k%d=v"])
 def test_work_is_linear_in_the_input(piece: str) -> None:
     # a key repeated n times: JavaScript's qs copies the array each time (quadratic); we don't
     def text(n: int) -> str:
@@ -160,15 +164,48 @@ def _size(value: Any) -> int:
     return 1 + len(value)
 
 
-_PIECES = st.sampled_from(["a", "b", "0", "1", "20", "21", "[", "]", "[]", "[0]", "[1]", "[a]",
-                           "=", "&", "%5B", "%5D", "+", "%", "%zz", "%E9", "__proto__",
-                           "constructor", "99999999999", "-1"])
+_PIECES = st.sampled_from(
+    [
+        "a",
+        "b",
+        "0",
+        "1",
+        "20",
+        "21",
+        "[",
+        "]",
+        "[]",
+        "[0]",
+        "[1]",
+        "[a]",
+        "=",
+        "&",
+        "%5B",
+        "%5D",
+        "+",
+        "%",
+        "%zz",
+        "%E9",
+        "__proto__",
+        "constructor",
+        "99999999999",
+        "-1",
+    ]
+)
 
 
 @settings(max_examples=300, deadline=None)
-@given(st.lists(_PIECES, max_size=40).map("".join),
-       st.sampled_from([dict(), dict(depth=32, array_limit=100, strict_depth=True),
-                        dict(depth=0, array_limit=3), dict(charset="iso-8859-1")]))
+@given(
+    st.lists(_PIECES, max_size=40).map("".join),
+    st.sampled_from(
+        [
+            dict(),
+            dict(depth=32, array_limit=100, strict_depth=True),
+            dict(depth=0, array_limit=3),
+            dict(charset="iso-8859-1"),
+        ]
+    ),
+)
 def test_never_fails_and_stays_small(text: str, options: dict[str, Any]) -> None:
     try:
         result = parse(text, **options)
@@ -211,8 +248,12 @@ async def test_query_parser_setting() -> None:
         # Express 5 default ("simple", node's querystring)
         "simple": {"user[name]": "tj", "tags[]": ["a", "b"], "a": ["1", "2"], "x[y][z]": "1"},
         # Express 5 with app.set("query parser", "extended"): qs.parse(s, {allowPrototypes})
-        "extended": {"user": {"name": "tj"}, "tags": ["a", "b"], "a": ["1", "2"],
-                     "x": {"y": {"z": "1"}}},
+        "extended": {
+            "user": {"name": "tj"},
+            "tags": ["a", "b"],
+            "a": ["1", "2"],
+            "x": {"y": {"z": "1"}},
+        },
         False: {},
     }
     with trio.fail_after(10):
@@ -241,8 +282,13 @@ BODY_PARSER: list[tuple[str, str, str, int, Any]] = [
     ("/", "utf-8", "a[99]=x", 200, {"a": ["x"]}),
     ("/", "utf-8", "&".join(["a[]=1"] * 150), 200, {"a": ["1"] * 150}),  # arrayLimit 150
     ("/", "iso-8859-1", "n=%E9t%E9&m=caf%C3%A9", 200, {"n": "été", "m": "cafÃ©"}),
-    ("/", "utf-8", "__proto__[x]=1&constructor[y]=2&q=a+b%20c", 200,
-     {"constructor": {"y": "2"}, "q": "a b c"}),
+    (
+        "/",
+        "utf-8",
+        "__proto__[x]=1&constructor[y]=2&q=a+b%20c",
+        200,
+        {"constructor": {"y": "2"}, "q": "a b c"},
+    ),
     ("/d2", "utf-8", "a[b][c]=1", 200, {"a": {"b": {"c": "1"}}}),
     ("/d2", "utf-8", "a[b][c][d]=1", 400, {"error": "The input exceeded the depth"}),
     ("/p3", "utf-8", "a=1&b=2&c=3", 200, {"a": "1", "b": "2", "c": "3"}),
@@ -267,9 +313,13 @@ async def test_urlencoded_extended_like_body_parser() -> None:
         async with running(app) as server:
             for path, cs, body, status, reply in BODY_PARSER:
                 r = await request(
-                    server, "POST", path + "/x",
-                    [("Content-Type", f"application/x-www-form-urlencoded; charset={cs}"),
-                     ("Accept", "application/json")],
+                    server,
+                    "POST",
+                    path + "/x",
+                    [
+                        ("Content-Type", f"application/x-www-form-urlencoded; charset={cs}"),
+                        ("Accept", "application/json"),
+                    ],
                     body=body.encode("latin-1"),
                 )
                 assert r.status == status, body[:40]

@@ -33,8 +33,13 @@ async def test_a_decorator_given_middleware_chains_it_before_the_handler() -> No
 
     with trio.fail_after(5):
         async with running(app) as server:
-            reply = await request(server, "POST", "/form", body=b"a=1&b=two",
-                                  headers=[("content-type", "application/x-www-form-urlencoded")])
+            reply = await request(
+                server,
+                "POST",
+                "/form",
+                body=b"a=1&b=two",
+                headers=[("content-type", "application/x-www-form-urlencoded")],
+            )
             assert reply.status == 200 and reply.json() == {"a": "1", "b": "two"}
             reply = await request(server, "GET", "/api/x")
             assert reply.status == 200 and seen == ["tag", "api_mw"]
@@ -47,11 +52,13 @@ def test_what_cannot_be_chained_is_an_error_at_registration() -> None:
         pass
 
     with pytest.raises(TypeError, match="already has its handler"):
+
         @app.ws("/live", handler)
         async def live(ws, req):  # type: ignore[no-untyped-def]
             pass
 
     with pytest.raises(TypeError, match="already has its handler"):
+
         @app.use("/sub", Router())
         async def after_mount(req, res, next):  # type: ignore[no-untyped-def]
             pass
@@ -60,6 +67,7 @@ def test_what_cannot_be_chained_is_an_error_at_registration() -> None:
         app.get("/a", handler)(Router())  # type: ignore[arg-type]
 
     with pytest.raises(TypeError, match="must be an async function"):
+
         @app.get("/sync", handler)
         def sync(req, res):  # type: ignore[no-untyped-def]
             pass

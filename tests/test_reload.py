@@ -54,13 +54,19 @@ async def test_a_refused_reload_changes_nothing(tmp_path: Path) -> None:
     running_creds = _credentials(tmp_path / "creds", "old-token", 0o600)
     unsafe_creds = _credentials(tmp_path / "creds-unsafe", "new-token", 0o644)
     small = {"limits__privileged__max_cache_bytes": "65536"}  # cache limits must fit budgets
-    before = make_settings(memory__body_budget_bytes=100_000, server__credentials_file=running_creds,
-                           **small)
+    before = make_settings(
+        memory__body_budget_bytes=100_000, server__credentials_file=running_creds, **small
+    )
     # everything differs, so that any part applied before the refusal would show
-    refused = make_settings(memory__body_budget_bytes=200_000, server__credentials_file=unsafe_creds,
-                            **small,
-                            limits__user__max_body_bytes=1000, limits__user__max_cache_bytes=1000,
-                            server__allowed_networks="10.0.0.0/8", http__max_header_count=4)
+    refused = make_settings(
+        memory__body_budget_bytes=200_000,
+        server__credentials_file=unsafe_creds,
+        **small,
+        limits__user__max_body_bytes=1000,
+        limits__user__max_cache_bytes=1000,
+        server__allowed_networks="10.0.0.0/8",
+        http__max_header_count=4,
+    )
     old = {"Authorization": "Bearer old-token"}
     new = {"Authorization": "Bearer new-token"}
     with trio.fail_after(10):
@@ -87,8 +93,12 @@ async def test_a_refused_reload_changes_nothing(tmp_path: Path) -> None:
             # and as a client sees it, on new connections
             stats = await request(server, "GET", "/_gateway/stats", list(old.items()))
             assert stats.status == 200 and stats.json()["memory"]["body_budget"] == figures
-            assert (await request(server, "GET", "/_gateway/stats", list(new.items()))).status == 403
-            assert (await request(server, "POST", "/read", body=b"r" * 5000)).json() == {"len": 5000}
+            assert (
+                await request(server, "GET", "/_gateway/stats", list(new.items()))
+            ).status == 403
+            assert (await request(server, "POST", "/read", body=b"r" * 5000)).json() == {
+                "len": 5000
+            }
             release.set()
     assert app.budget.used == app.budget.pledged == 0
 
@@ -111,14 +121,17 @@ def _messages(sock: socket.socket) -> list[dict[str, str]]:
 
 
 async def test_sighup_reload_says_reloading_then_ready_and_refuses_whole(
-        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     for name in list(os.environ):
         if name.startswith("GATEWAY_"):
             monkeypatch.delenv(name)
     creds = _credentials(tmp_path / "creds", "token", 0o600)
     profile = tmp_path / "board.toml"
-    profile.write_text('extends = "test"\n[memory]\nbody_budget_bytes = 4194304\n'
-                       f'[server]\ncredentials_file = "{creds}"\n')
+    profile.write_text(
+        'extends = "test"\n[memory]\nbody_budget_bytes = 4194304\n'
+        f'[server]\ncredentials_file = "{creds}"\n'
+    )
     app = App()
     receiver = _receiver(tmp_path / "notify.sock")
     notifier = Notifier(str(tmp_path / "notify.sock"))
@@ -185,8 +198,11 @@ def upload_app(n: int) -> tuple[App, trio.Event]:
 
 async def test_a_smaller_budget_under_load_keeps_every_body_in_flight() -> None:
     app, halfway = upload_app(N)
-    common = {"limits__user__max_body_bytes": str(MIB), "limits__user__max_cache_bytes": str(MIB),
-              "server__max_connections": "64"}
+    common = {
+        "limits__user__max_body_bytes": str(MIB),
+        "limits__user__max_cache_bytes": str(MIB),
+        "server__max_connections": "64",
+    }
     large = make_settings(memory__body_budget_bytes=str(16 * MIB), **common)
     small = make_settings(memory__body_budget_bytes=str(8 * MIB), **common)
     with trio.fail_after(60):
@@ -204,8 +220,12 @@ async def test_a_smaller_budget_under_load_keeps_every_body_in_flight() -> None:
 
             after = _budget(app)
             assert (after["used_bytes"], after["pledged_bytes"]) == (N * HALF, N * HALF)
-            assert after == {**before, "total_bytes": 8 * MIB, "free_bytes": 0,
-                             "over_bytes": N * SIZE - 8 * MIB}
+            assert after == {
+                **before,
+                "total_bytes": 8 * MIB,
+                "free_bytes": 0,
+                "over_bytes": N * SIZE - 8 * MIB,
+            }
             assert app.budget is budget  # the requests in flight give back to this one
             rejections = after["rejections"]
 
@@ -224,7 +244,8 @@ async def test_a_smaller_budget_under_load_keeps_every_body_in_flight() -> None:
             # one more finishes: 7.5 MiB held, room for the probe again
             await finish(clients[8])
             assert (await request(server, "POST", "/up", body=b"p" * PROBE)).json() == {
-                "len": PROBE}
+                "len": PROBE
+            }
             for client in clients[9:]:
                 await finish(client)
             assert (budget.used, budget.pledged) == (0, 0)

@@ -21,8 +21,9 @@ def response_app(root: str) -> App:
     async def status(req, res):  # type: ignore[no-untyped-def]
         res.status(201).set("X-One", "1").header("X-Two", "2").set({"X-Three": "3"})
         res.append("X-List", "a").append("X-List", "b")
-        await res.json({"get": res.get("x-one"), "missing": res.get("nope"),
-                        "status": res.status_code})
+        await res.json(
+            {"get": res.get("x-one"), "missing": res.get("nope"), "status": res.status_code}
+        )
 
     @app.get("/str")
     async def str_(req, res):  # type: ignore[no-untyped-def]
@@ -135,8 +136,9 @@ def root(tmp_path: Any) -> str:
     return str(www)
 
 
-async def get(server: Any, target: str, headers: list[tuple[str, str]] | None = None,
-              method: str = "GET") -> Any:
+async def get(
+    server: Any, target: str, headers: list[tuple[str, str]] | None = None, method: str = "GET"
+) -> Any:
     return await request(server, method, target, [("Accept", "text/html"), *(headers or [])])
 
 
@@ -150,16 +152,19 @@ async def test_status_and_headers(root: str) -> None:
     assert r.json() == {"get": "1", "missing": None, "status": 201}
 
 
-@pytest.mark.parametrize(("target", "ctype", "body"), [
-    ("/str", "text/html; charset=utf-8", b"<p>hi</p>"),
-    ("/bytes", "application/octet-stream", b"\x00\x01"),
-    ("/dict", "application/json; charset=utf-8", '{"a":[1,"ü"]}'.encode()),
-    ("/list", "application/json; charset=utf-8", b"[1,2]"),
-    ("/typed", "text/css; charset=utf-8", b"a{}"),
-    # Express: send(string) sets the charset of a Content-Type the handler chose to utf-8
-    ("/typed-full", "application/vnd.x+json; charset=utf-8", b"{}"),
-    ("/send-status", "text/plain; charset=utf-8", b"Forbidden"),
-])
+@pytest.mark.parametrize(
+    ("target", "ctype", "body"),
+    [
+        ("/str", "text/html; charset=utf-8", b"<p>hi</p>"),
+        ("/bytes", "application/octet-stream", b"\x00\x01"),
+        ("/dict", "application/json; charset=utf-8", '{"a":[1,"ü"]}'.encode()),
+        ("/list", "application/json; charset=utf-8", b"[1,2]"),
+        ("/typed", "text/css; charset=utf-8", b"a{}"),
+        # Express: send(string) sets the charset of a Content-Type the handler chose to utf-8
+        ("/typed-full", "application/vnd.x+json; charset=utf-8", b"{}"),
+        ("/send-status", "text/plain; charset=utf-8", b"Forbidden"),
+    ],
+)
 async def test_send_types(root: str, target: str, ctype: str, body: bytes) -> None:
     with trio.fail_after(5):
         async with running(response_app(root)) as server:
@@ -201,7 +206,9 @@ async def test_cookies(root: str) -> None:
     # cookie 0.7's attribute order (Express 5): Max-Age, Domain, Path, Expires, HttpOnly, ...
     assert cookies[0].startswith("sid=a%20b%3Bc; Max-Age=60; Path=/; Expires=")
     assert cookies[0].endswith(" GMT; HttpOnly; Secure; SameSite=Lax")
-    assert cookies[1] == "old=; Path=/; Expires=Thu, 01 Jan 1970 00:00:00 GMT; HttpOnly; SameSite=Lax"
+    assert (
+        cookies[1] == "old=; Path=/; Expires=Thu, 01 Jan 1970 00:00:00 GMT; HttpOnly; SameSite=Lax"
+    )
 
 
 async def test_write_end_is_chunked(root: str) -> None:
@@ -209,7 +216,9 @@ async def test_write_end_is_chunked(root: str) -> None:
         async with running(response_app(root)) as server:
             stream = await connect(server)
             async with stream:
-                await stream.send_all(b"GET /chunks HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n")
+                await stream.send_all(
+                    b"GET /chunks HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n"
+                )
                 raw = await read_all(stream)
             seq = await get(server, "/json-seq")
             fixed = await get(server, "/write-with-length")
@@ -227,9 +236,10 @@ async def test_204_and_304_send_no_body(root: str, target: str) -> None:
         async with running(response_app(root)) as server:
             stream = await connect(server)
             async with stream:
-                await stream.send_all(f"GET {target} HTTP/1.1\r\nHost: a\r\n\r\n"
-                                      "GET /str HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n"
-                                      .encode())
+                await stream.send_all(
+                    f"GET {target} HTTP/1.1\r\nHost: a\r\n\r\n"
+                    "GET /str HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n".encode()
+                )
                 raw = await read_all(stream)
     replies = parse_replies(raw)
     assert [r.status for r in replies] == [int(target[1:]), 200]
@@ -267,8 +277,9 @@ async def test_send_file_streams_with_type_and_validators(root: str) -> None:
     assert inside.body == b"<h1>home</h1>"  # a symlink that stays inside root is fine
 
 
-@pytest.mark.parametrize("target", ["/files/..%2Fsecret.txt", "/files/sub/..%2F..%2Fsecret.txt",
-                                    "/files/escape.txt"])
+@pytest.mark.parametrize(
+    "target", ["/files/..%2Fsecret.txt", "/files/sub/..%2F..%2Fsecret.txt", "/files/escape.txt"]
+)
 async def test_send_file_refuses_escapes(root: str, target: str) -> None:
     with trio.fail_after(5):
         async with running(response_app(root)) as server:
@@ -291,12 +302,16 @@ async def test_send_file_conditional_requests(root: str) -> None:
             first = await get(server, "/files/index.html")
             etag, lm = first.headers["etag"], first.headers["last-modified"]
             inm = await get(server, "/files/index.html", [("If-None-Match", etag)])
-            inm_list = await get(server, "/files/index.html",
-                                 [("If-None-Match", f'"other", {etag}')])
+            inm_list = await get(
+                server, "/files/index.html", [("If-None-Match", f'"other", {etag}')]
+            )
             inm_other = await get(server, "/files/index.html", [("If-None-Match", '"other"')])
             ims = await get(server, "/files/index.html", [("If-Modified-Since", lm)])
-            old = await get(server, "/files/index.html",
-                            [("If-Modified-Since", "Mon, 01 Jan 2001 00:00:00 GMT")])
+            old = await get(
+                server,
+                "/files/index.html",
+                [("If-Modified-Since", "Mon, 01 Jan 2001 00:00:00 GMT")],
+            )
             bad = await get(server, "/files/index.html", [("If-Modified-Since", "garbage")])
     for r in (inm, inm_list, ims):
         assert r.status == 304 and r.body == b""
@@ -310,9 +325,11 @@ async def test_send_file_head_has_length_and_no_body(root: str) -> None:
         async with running(response_app(root)) as server:
             stream = await connect(server)
             async with stream:
-                await stream.send_all(b"HEAD /files/blob.unknownext HTTP/1.1\r\nHost: a\r\n\r\n"
-                                      b"GET /files/index.html HTTP/1.1\r\nHost: a\r\n"
-                                      b"Connection: close\r\n\r\n")
+                await stream.send_all(
+                    b"HEAD /files/blob.unknownext HTTP/1.1\r\nHost: a\r\n\r\n"
+                    b"GET /files/index.html HTTP/1.1\r\nHost: a\r\n"
+                    b"Connection: close\r\n\r\n"
+                )
                 raw = await read_all(stream)
     head, get_ = parse_replies(raw, ["HEAD", "GET"])
     assert head.headers["content-length"] == "100000" and head.body == b""
@@ -331,10 +348,20 @@ class _NullSink:
     async def send_file(self, path: str, size: int) -> None: ...
 
 
-@pytest.mark.parametrize(("name", "value"), [
-    ("X", "a\r\nSet-Cookie: x=1"), ("X", "a\nb"), ("X", "a\rb"), ("X", "a\x00b"),
-    ("X", "a\x7fb"), ("Bad Name", "v"), ("Bad:Name", "v"), ("", "v"), ("X\r\n", "v"),
-])
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("X", "a\r\nSet-Cookie: x=1"),
+        ("X", "a\nb"),
+        ("X", "a\rb"),
+        ("X", "a\x00b"),
+        ("X", "a\x7fb"),
+        ("Bad Name", "v"),
+        ("Bad:Name", "v"),
+        ("", "v"),
+        ("X\r\n", "v"),
+    ],
+)
 def test_set_refuses_header_injection(name: str, value: str) -> None:
     res = Response(_NullSink())
     with pytest.raises(ValueError):
@@ -351,7 +378,8 @@ def test_set_header_keeps_the_value_exactly() -> None:
     res = Response(_NullSink())
     res.set_header("Content-Type", "text/plain")
     assert res.get("content-type") == "text/plain" and res._head() == [
-        ("Content-Type", "text/plain")]
+        ("Content-Type", "text/plain")
+    ]
     res.set("Content-Type", "text/plain")
     assert res.get("content-type") == "text/plain; charset=utf-8"
 
@@ -384,10 +412,19 @@ def fidelity_app() -> App:
     async def cookie(req, res):  # type: ignore[no-untyped-def]
         res.cookie("sid", "a b;c!*'()~", max_age=60, secure=True, same_site="lax")
         res.cookie("obj", {"a": 1}, http_only=False, same_site=None)
-        res.cookie("flag", True, http_only=False, same_site=True, priority="high",
-                   partitioned=True, domain=".example.com", path="/app")
-        res.clear_cookie("old", max_age=1000, expires=5e9, same_site="strict", secure=True,
-                         http_only=False)
+        res.cookie(
+            "flag",
+            True,
+            http_only=False,
+            same_site=True,
+            priority="high",
+            partitioned=True,
+            domain=".example.com",
+            path="/app",
+        )
+        res.clear_cookie(
+            "old", max_age=1000, expires=5e9, same_site="strict", secure=True, http_only=False
+        )
         await res.send("ok")
 
     @app.get("/send/:what")
@@ -462,8 +499,10 @@ async def test_redirect_body_follows_the_accept_header() -> None:
         assert r.status == 302 and r.headers["location"] == loc
         assert r.headers["vary"] == "Accept"
     assert html.headers["content-type"] == "text/html; charset=utf-8"
-    assert html.body == (b"<!DOCTYPE html><head><title>Found</title></head><body><p>Found. "
-                         b"Redirecting to " + loc.encode() + b"</p></body>")
+    assert html.body == (
+        b"<!DOCTYPE html><head><title>Found</title></head><body><p>Found. "
+        b"Redirecting to " + loc.encode() + b"</p></body>"
+    )
     assert text.headers["content-type"] == "text/plain; charset=utf-8"
     assert text.body == b"Found. Redirecting to " + loc.encode()
     assert js.body == b"" and js.headers["content-length"] == "0"
@@ -479,20 +518,24 @@ async def test_cookie_serialisation_matches_express() -> None:
     assert sid.startswith("sid=a%20b%3Bc!*'()~; Max-Age=60; Path=/; Expires=")
     assert sid.endswith(" GMT; HttpOnly; Secure; SameSite=Lax")
     assert obj == "obj=j%3A%7B%22a%22%3A1%7D; Path=/"
-    assert flag == ("flag=true; Domain=.example.com; Path=/app; Partitioned; Priority=High; "
-                    "SameSite=Strict")
+    assert flag == (
+        "flag=true; Domain=.example.com; Path=/app; Partitioned; Priority=High; SameSite=Strict"
+    )
     # Express 5 clearCookie: max_age and expires are ignored, the other options kept
     assert old == "old=; Path=/; Expires=Thu, 01 Jan 1970 00:00:00 GMT; Secure; SameSite=Strict"
 
 
-@pytest.mark.parametrize(("what", "ctype", "body"), [
-    ("true", "application/json; charset=utf-8", b"true"),
-    ("num", "application/json; charset=utf-8", b"42"),
-    ("json-null", "application/json; charset=utf-8", b"null"),
-    ("latin1", "text/plain; charset=utf-8; a=1", b"t"),  # the body is utf-8, so is the charset
-    ("set-text", "text/plain; charset=utf-8", b"raw"),  # res.set adds mime-types' charset
-    ("vnd-json", "application/vnd.x+json; charset=utf-8", b'{"a":1}'),
-])
+@pytest.mark.parametrize(
+    ("what", "ctype", "body"),
+    [
+        ("true", "application/json; charset=utf-8", b"true"),
+        ("num", "application/json; charset=utf-8", b"42"),
+        ("json-null", "application/json; charset=utf-8", b"null"),
+        ("latin1", "text/plain; charset=utf-8; a=1", b"t"),  # the body is utf-8, so is the charset
+        ("set-text", "text/plain; charset=utf-8", b"raw"),  # res.set adds mime-types' charset
+        ("vnd-json", "application/vnd.x+json; charset=utf-8", b'{"a":1}'),
+    ],
+)
 async def test_send_and_json_content_types(what: str, ctype: str, body: bytes) -> None:
     with trio.fail_after(5):
         async with running(fidelity_app()) as server:
@@ -507,10 +550,15 @@ async def test_205_has_no_body_and_a_zero_length() -> None:
     assert r.status == 205 and r.body == b"" and r.headers["content-length"] == "0"
 
 
-@pytest.mark.parametrize(("code", "body"), [
-    (205, b"Reset Content"), (418, b"I'm a Teapot"), (422, b"Unprocessable Entity"),
-    (299, b"299"),
-])
+@pytest.mark.parametrize(
+    ("code", "body"),
+    [
+        (205, b"Reset Content"),
+        (418, b"I'm a Teapot"),
+        (422, b"Unprocessable Entity"),
+        (299, b"299"),
+    ],
+)
 async def test_send_status_uses_the_statuses_messages(code: int, body: bytes) -> None:
     with trio.fail_after(5):
         async with running(fidelity_app()) as server:
@@ -520,15 +568,18 @@ async def test_send_status_uses_the_statuses_messages(code: int, body: bytes) ->
         assert (r.headers["content-type"], r.body) == ("text/plain; charset=utf-8", body)
 
 
-@pytest.mark.parametrize(("to", "location"), [
-    ("back", "back"),  # Express 5 dropped the Referer magic
-    ("/a b", "/a%20b"),
-    ("/100%", "/100%25"),  # a bare % is encoded ...
-    ("/%41%2f", "/%41%2f"),  # ... a valid escape is not
-    ("/x?a=^|[]", "/x?a=^|[]"),
-    ('/"{}`', "/%22%7B%7D%60"),
-    ("/ü", "/%C3%BC"),
-])
+@pytest.mark.parametrize(
+    ("to", "location"),
+    [
+        ("back", "back"),  # Express 5 dropped the Referer magic
+        ("/a b", "/a%20b"),
+        ("/100%", "/100%25"),  # a bare % is encoded ...
+        ("/%41%2f", "/%41%2f"),  # ... a valid escape is not
+        ("/x?a=^|[]", "/x?a=^|[]"),
+        ('/"{}`', "/%22%7B%7D%60"),
+        ("/ü", "/%C3%BC"),
+    ],
+)
 async def test_location_is_encoded_like_encodeurl(to: str, location: str) -> None:
     from urllib.parse import quote as q
 
@@ -547,11 +598,17 @@ async def test_vary_append_and_type_by_file_name() -> None:
     assert r.headers["content-type"] == "text/html; charset=utf-8"
 
 
-@pytest.mark.parametrize(("ext", "ctype"), [
-    ("ico", "image/vnd.microsoft.icon"), ("xml", "application/xml"), ("md",
-    "text/markdown; charset=utf-8"), ("map", "application/json; charset=utf-8"),
-    ("nosuchext", "application/octet-stream"), (".json", "application/json; charset=utf-8"),
-])
+@pytest.mark.parametrize(
+    ("ext", "ctype"),
+    [
+        ("ico", "image/vnd.microsoft.icon"),
+        ("xml", "application/xml"),
+        ("md", "text/markdown; charset=utf-8"),
+        ("map", "application/json; charset=utf-8"),
+        ("nosuchext", "application/octet-stream"),
+        (".json", "application/json; charset=utf-8"),
+    ],
+)
 async def test_type_lookups_match_mime_types(ext: str, ctype: str) -> None:
     with trio.fail_after(5):
         async with running(fidelity_app()) as server:
@@ -566,8 +623,9 @@ async def test_fresh_and_the_automatic_304() -> None:
             match = await request(server, "GET", "/etag", [("If-None-Match", 'W/"x", "abc"')])
             weak = await request(server, "GET", "/etag", [("If-None-Match", 'W/"abc"')])
             other = await request(server, "GET", "/etag", [("If-None-Match", '"zzz"')])
-            reload = await request(server, "GET", "/etag", [("If-None-Match", '"abc"'),
-                                                           ("Cache-Control", "no-cache")])
+            reload = await request(
+                server, "GET", "/etag", [("If-None-Match", '"abc"'), ("Cache-Control", "no-cache")]
+            )
             post = await request(server, "POST", "/etag", [("If-None-Match", '"abc"')])
     assert plain.status == 200 and plain.json() == {"fresh": False, "stale": True}
     assert match.status == 304 and match.body == b"" and weak.status == 304
@@ -603,8 +661,12 @@ def test_status_needs_an_integer() -> None:
     assert type(res.status(HTTPStatus.CREATED).status_code) is int
     with pytest.raises(TypeError):
         res.set("Content-Type", ["text/html"])
-    for kwargs in ({"same_site": "sometimes"}, {"priority": "urgent"}, {"path": "/a;b"},
-                   {"domain": "bad domain"}):
+    for kwargs in (
+        {"same_site": "sometimes"},
+        {"priority": "urgent"},
+        {"path": "/a;b"},
+        {"domain": "bad domain"},
+    ):
         with pytest.raises(ValueError):
             res.cookie("n", "v", **kwargs)  # type: ignore[arg-type]
     with pytest.raises(ValueError):
@@ -640,23 +702,27 @@ TEXT = "text/plain; charset=utf-8"
 JSON = "application/json; charset=utf-8"
 
 
-@pytest.mark.parametrize(("what", "status", "ctype", "body"), [
-    ("ok", 200, TEXT, b"OK"),
-    ("ok-str", 200, JSON, b'"hello"'),  # Sails sends a string as a JSON string
-    ("ok-obj", 200, JSON, b'{"a":1}'),
-    ("ok-err", 200, TEXT, b"OK"),  # an exception is never sent
-    ("bad", 400, TEXT, b"Bad Request"),
-    ("bad-str", 400, JSON, b'"too short"'),
-    ("bad-err", 400, TEXT, b"Bad Request"),
-    ("forbidden", 403, TEXT, b"Forbidden"),  # data is not sent (Sails takes none)
-    ("not-found", 404, TEXT, b"Not Found"),
-    ("err", 500, TEXT, b"Internal Server Error"),
-    ("err-obj", 500, TEXT, b"Internal Server Error"),  # production Sails drops the data
-    ("err-exc", 500, TEXT, b"Internal Server Error"),
-])
+@pytest.mark.parametrize(
+    ("what", "status", "ctype", "body"),
+    [
+        ("ok", 200, TEXT, b"OK"),
+        ("ok-str", 200, JSON, b'"hello"'),  # Sails sends a string as a JSON string
+        ("ok-obj", 200, JSON, b'{"a":1}'),
+        ("ok-err", 200, TEXT, b"OK"),  # an exception is never sent
+        ("bad", 400, TEXT, b"Bad Request"),
+        ("bad-str", 400, JSON, b'"too short"'),
+        ("bad-err", 400, TEXT, b"Bad Request"),
+        ("forbidden", 403, TEXT, b"Forbidden"),  # data is not sent (Sails takes none)
+        ("not-found", 404, TEXT, b"Not Found"),
+        ("err", 500, TEXT, b"Internal Server Error"),
+        ("err-obj", 500, TEXT, b"Internal Server Error"),  # production Sails drops the data
+        ("err-exc", 500, TEXT, b"Internal Server Error"),
+    ],
+)
 @pytest.mark.parametrize("accept", ["text/html", "application/json"])
-async def test_sails_responses(what: str, status: int, ctype: str, body: bytes,
-                               accept: str, caplog: pytest.LogCaptureFixture) -> None:
+async def test_sails_responses(
+    what: str, status: int, ctype: str, body: bytes, accept: str, caplog: pytest.LogCaptureFixture
+) -> None:
     with trio.fail_after(5):
         async with running(sails_app()) as server:
             r = await request(server, "GET", f"/sails/{what}", [("Accept", accept)])
@@ -667,14 +733,17 @@ async def test_sails_responses(what: str, status: int, ctype: str, body: bytes,
         assert ("secret" in logged[0].getMessage()) or logged[0].exc_info is not None
 
 
-@pytest.mark.parametrize(("value", "expected"), [
-    # Express's setCharset(type, "utf-8"), as Node answers it
-    ('Text/Plain; Foo="a b"; charset=latin1', 'text/plain; foo="a b"; charset=utf-8'),
-    ("text/plain;charset=utf-8", "text/plain; charset=utf-8"),
-    ("application/x; a=1; a=2", "application/x; a=1; charset=utf-8"),
-    (' text/html ; q="x\\\\"y"', 'text/html; q="x\\\\"; charset=utf-8'),
-    ("nonsense", "nonsense"),  # Express throws; kept as set (deliberate)
-])
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        # Express's setCharset(type, "utf-8"), as Node answers it
+        ('Text/Plain; Foo="a b"; charset=latin1', 'text/plain; foo="a b"; charset=utf-8'),
+        ("text/plain;charset=utf-8", "text/plain; charset=utf-8"),
+        ("application/x; a=1; a=2", "application/x; a=1; charset=utf-8"),
+        (' text/html ; q="x\\\\"y"', 'text/html; q="x\\\\"; charset=utf-8'),
+        ("nonsense", "nonsense"),  # Express throws; kept as set (deliberate)
+    ],
+)
 def test_send_sets_the_charset_like_express(value: str, expected: str) -> None:
     from gateway.app.response import _utf8_content_type
 
@@ -694,8 +763,9 @@ async def test_the_fresh_link_leaves_no_reference_cycle() -> None:
         async with running(fidelity_app()) as server:
             with trio.fail_after(5):
                 for target in ("/etag", "/fresh?status=404"):
-                    assert (await request(server, "GET", target,
-                                          [("If-None-Match", '"abc"')])).status in (304, 404)
+                    assert (
+                        await request(server, "GET", target, [("If-None-Match", '"abc"')])
+                    ).status in (304, 404)
                 await trio.sleep(0.1)  # the sessions end
         left = [o for o in gc.get_objects() if isinstance(o, Request)]
     finally:

@@ -18,8 +18,14 @@ async def call(app: App, method: str, target: str, **kw: Any) -> Any:
 
 
 async def echo_params(req, res):  # type: ignore[no-untyped-def]
-    await res.json({"params": {str(k): v for k, v in req.params.items()}, "path": req.path,
-                    "url": req.url, "base_url": req.base_url})
+    await res.json(
+        {
+            "params": {str(k): v for k, v in req.params.items()},
+            "path": req.path,
+            "url": req.url,
+            "base_url": req.base_url,
+        }
+    )
 
 
 async def test_path_forms_and_params() -> None:
@@ -31,6 +37,7 @@ async def test_path_forms_and_params() -> None:
     app.get(re.compile(r"^/re/(\d+)-(\w+)$"), echo_params)
     with trio.fail_after(5):
         async with running(app) as server:
+
             async def params(target: str) -> Any:
                 r = await request(server, "GET", target, [("Accept", "text/html")])
                 return r.status, r.json()["params"] if r.status == 200 else r.body
@@ -42,8 +49,10 @@ async def test_path_forms_and_params() -> None:
             assert await params("/opt") == (200, {})
             assert await params("/opt/x") == (200, {"tab": "x"})
             assert await params("/file/a/b%2Fc.txt") == (200, {"path": ["a", "b/c.txt"]})
-            assert await params("/old/javascripts/jquery.js") == (200,
-                                                                 {"0": "javascripts/jquery.js"})
+            assert await params("/old/javascripts/jquery.js") == (
+                200,
+                {"0": "javascripts/jquery.js"},
+            )
             assert await params("/re/12-ab") == (200, {"0": "12", "1": "ab"})
             assert (await params("/re/x-ab"))[0] == 404
             status, body = await params("/user/%zz")
@@ -188,6 +197,7 @@ async def test_mounted_router_strips_and_restores_the_path() -> None:
     @app.use
     async def after(req, res):  # type: ignore[no-untyped-def]
         await res.json({"path": req.path, "base": req.base_url, "url": req.url})
+
     r = await call(app, "GET", "/api/v1/items/7?x=1")
     assert r.json() == {"id": "7", "path": "/items/7", "base": "/api/v1"}
     assert seen == [("/items/7", "/api/v1", "/items/7?x=1")]
@@ -329,8 +339,13 @@ async def test_a_request_through_next_chains_leaves_no_reference_cycle() -> None
 
 def _scenario_app() -> App:
     async def j(req, res):  # type: ignore[no-untyped-def]
-        await res.json({"params": {str(k): v for k, v in req.params.items()},
-                        "base": req.base_url, "url": req.url})
+        await res.json(
+            {
+                "params": {str(k): v for k, v in req.params.items()},
+                "base": req.base_url,
+                "url": req.url,
+            }
+        )
 
     app = App()
     shop = Router(merge_params=True)
@@ -364,8 +379,11 @@ def _scenario_app() -> App:
 
     async def seen(req, res, next):  # type: ignore[no-untyped-def]
         route = req.route
-        res.locals["seen"] = {"path": route.path, "methods": route.methods,
-                              "stack": len(route.stack)}
+        res.locals["seen"] = {
+            "path": route.path,
+            "methods": route.methods,
+            "stack": len(route.stack),
+        }
         await next()
 
     async def passes(req, res, next):  # type: ignore[no-untyped-def]
@@ -379,8 +397,9 @@ def _scenario_app() -> App:
 
     @app.use("/rt")
     async def after(req, res):  # type: ignore[no-untyped-def]
-        await res.json({"before": res.locals["before"], "seen": res.locals["seen"],
-                        "after": req.route.path})
+        await res.json(
+            {"before": res.locals["before"], "seen": res.locals["seen"], "after": req.route.path}
+        )
 
     app.get("/d/:id", j)
 
@@ -408,19 +427,30 @@ def _scenario_app() -> App:
 
 
 EXPRESS_5_ANSWERS: dict[str, tuple[int, Any]] = {
-    "/shop/7/item/9": (200, {"params": {"shopId": "7", "item": "9"}, "base": "/shop/7",
-                             "url": "/item/9"}),
+    "/shop/7/item/9": (
+        200,
+        {"params": {"shopId": "7", "item": "9"}, "base": "/shop/7", "url": "/item/9"},
+    ),
     "/shop/7/over/8": (200, {"params": {"shopId": "8"}, "base": "/shop/7", "url": "/over/8"}),
     "/plain/7/item/9": (200, {"params": {"item": "9"}, "base": "/plain/7", "url": "/item/9"}),
-    "/num/x/5/y": (200, {"params": {"0": "x", "1": "5", "2": "y"}, "base": "/num/x",
-                         "url": "/5/y"}),
-    "/a/1/b/2/c/3": (200, {"params": {"a": "1", "b": "2", "c": "3"}, "base": "/a/1/b/2",
-                           "url": "/c/3"}),
-    "/a2/1/b/2/c/3": (200, {"params": {"b": "2", "c": "3"}, "base": "/a2/1/b/2",
-                            "url": "/c/3"}),
+    "/num/x/5/y": (
+        200,
+        {"params": {"0": "x", "1": "5", "2": "y"}, "base": "/num/x", "url": "/5/y"},
+    ),
+    "/a/1/b/2/c/3": (
+        200,
+        {"params": {"a": "1", "b": "2", "c": "3"}, "base": "/a/1/b/2", "url": "/c/3"},
+    ),
+    "/a2/1/b/2/c/3": (200, {"params": {"b": "2", "c": "3"}, "base": "/a2/1/b/2", "url": "/c/3"}),
     "/w/p/q/r/s": (404, None),  # the mount's splat took everything: "/" is left for /*rest
-    "/rt/5": (200, {"before": None, "seen": {"path": "/rt/:id", "methods": {"get": True},
-                                             "stack": 2}, "after": "/rt/:id"}),
+    "/rt/5": (
+        200,
+        {
+            "before": None,
+            "seen": {"path": "/rt/:id", "methods": {"get": True}, "stack": 2},
+            "after": "/rt/:id",
+        },
+    ),
     "/d/%zz": (299, {"error": "Failed to decode param '%zz'", "status": 400}),
     "/static/a/b/": (200, {"base": "/static/a/b", "url": "/", "path": "/"}),
     "/static/a/b": (200, {"base": "/static/a/b", "url": "/", "path": "/"}),
@@ -468,8 +498,12 @@ async def test_route_is_none_in_middleware_and_set_for_ws_head_and_regex_routes(
     r1 = await call(app, "HEAD", "/user/1")
     r2 = await call(app, "POST", "/rx/5")
     assert r1.status == 200 and r2.status == 200
-    assert seen == [None, ("/user/:id", {"get": True}, (show,)), None,
-                    (rx, {"get": True, "post": True}, (show,))]
+    assert seen == [
+        None,
+        ("/user/:id", {"get": True}, (show,)),
+        None,
+        (rx, {"get": True, "post": True}, (show,)),
+    ]
 
 
 def test_merge_params_numbered_captures() -> None:

@@ -174,7 +174,10 @@ def test_handshake_cookie_wins_and_origin_is_forced() -> None:
         "origin": "http://app.local",
     }
     assert merge_headers({"x-a": "1"}, HANDSHAKE) == {
-        "cookie": "sid=hs", "x-a": "1", "origin": "http://app.local"}
+        "cookie": "sid=hs",
+        "x-a": "1",
+        "origin": "http://app.local",
+    }
 
 
 def test_nosession_from_the_handshake() -> None:

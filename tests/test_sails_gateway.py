@@ -34,15 +34,30 @@ def sails_app() -> tuple[App, dict[str, Any]]:
 
     @app.get("/user/:id")
     async def user(req: Request, res: Response) -> None:
-        await res.json({"id": req.params["id"], "sid": req.locals["sid"],
-                        "isSocket": req.is_socket, "query": req.query})
+        await res.json(
+            {
+                "id": req.params["id"],
+                "sid": req.locals["sid"],
+                "isSocket": req.is_socket,
+                "query": req.query,
+            }
+        )
 
     @app.route(["PUT", "PATCH", "POST", "DELETE"], "/echo/:id")
     async def echo(req: Request, res: Response) -> None:
         h = req.headers
-        await res.json({"method": req.method, "id": req.params["id"], "body": await req.json(),
-                        "headers": {k: h[k] for k in ("cookie", "origin", "x-num", "x-global",
-                                                      "content-type") if k in h}})
+        await res.json(
+            {
+                "method": req.method,
+                "id": req.params["id"],
+                "body": await req.json(),
+                "headers": {
+                    k: h[k]
+                    for k in ("cookie", "origin", "x-num", "x-global", "content-type")
+                    if k in h
+                },
+            }
+        )
 
     @app.get("/text")
     async def text(req: Request, res: Response) -> None:
@@ -97,14 +112,17 @@ def sails_app() -> tuple[App, dict[str, Any]]:
     return app, state
 
 
-async def run(node: str, script: str, server: Server, scenario: Any,
-              timeout_s: float = 30) -> list[dict[str, Any]]:
+async def run(
+    node: str, script: str, server: Server, scenario: Any, timeout_s: float = 30
+) -> list[dict[str, Any]]:
     """Run a driver to completion; its JSON lines, asserting it exited 0."""
     with trio.fail_after(timeout_s):
         result = await trio.run_process(
-            [node, str(NODE_DIR / script), f"http://127.0.0.1:{server.port}",
-             json.dumps(scenario)],
-            capture_stdout=True, capture_stderr=True, check=False)
+            [node, str(NODE_DIR / script), f"http://127.0.0.1:{server.port}", json.dumps(scenario)],
+            capture_stdout=True,
+            capture_stderr=True,
+            check=False,
+        )
     lines = [json.loads(line) for line in result.stdout.decode().splitlines() if line.strip()]
     assert result.returncode == 0, (lines, result.stderr.decode()[-2000:])
     assert any(line.get("done") is True for line in lines), lines
@@ -122,28 +140,40 @@ def steps(lines: list[dict[str, Any]]) -> dict[int, dict[str, Any]]:
 async def test_dist_client_requests_through_router(node: str) -> None:
     app, _ = sails_app()
     async with running(app) as server:
-        lines = await run(node, "sails_client.js", server, {
-            "handshake_headers": {"Cookie": "sid=abc", "Origin": f"http://127.0.0.1:{server.port}"},
-            "steps": [
-                {"op": "get", "url": "/user/3?x=1&x=2&y=%C3%A9"},
-                {"op": "get", "url": "/nope"},
-                {"op": "post", "url": "/echo/7", "data": {"a": [1, 2]}},
-                {"op": "put", "url": "/echo/8", "data": {"b": None}},
-                {"op": "patch", "url": "/echo/9", "data": {}},
-                {"op": "delete", "url": "/status/418"},
-                {"op": "request", "options": {"method": "get", "url": "/text"}},
-                {"op": "get", "url": "/empty"},
-                {"op": "get", "url": "/boom"},
-                {"op": "get", "url": "/private"},
-                {"op": "get", "url": "/big"},
-                {"op": "disconnect"},
-            ],
-        })
+        lines = await run(
+            node,
+            "sails_client.js",
+            server,
+            {
+                "handshake_headers": {
+                    "Cookie": "sid=abc",
+                    "Origin": f"http://127.0.0.1:{server.port}",
+                },
+                "steps": [
+                    {"op": "get", "url": "/user/3?x=1&x=2&y=%C3%A9"},
+                    {"op": "get", "url": "/nope"},
+                    {"op": "post", "url": "/echo/7", "data": {"a": [1, 2]}},
+                    {"op": "put", "url": "/echo/8", "data": {"b": None}},
+                    {"op": "patch", "url": "/echo/9", "data": {}},
+                    {"op": "delete", "url": "/status/418"},
+                    {"op": "request", "options": {"method": "get", "url": "/text"}},
+                    {"op": "get", "url": "/empty"},
+                    {"op": "get", "url": "/boom"},
+                    {"op": "get", "url": "/private"},
+                    {"op": "get", "url": "/big"},
+                    {"op": "disconnect"},
+                ],
+            },
+        )
     assert lines[0] == {"event": "connect"}
     got = steps(lines)
     res0 = got[0]
-    assert res0["resData"] == {"id": "3", "sid": "abc", "isSocket": True,
-                               "query": {"x": ["1", "2"], "y": "é"}}
+    assert res0["resData"] == {
+        "id": "3",
+        "sid": "abc",
+        "isSocket": True,
+        "query": {"x": ["1", "2"], "y": "é"},
+    }
     jwres = res0["jwres"]
     assert jwres["statusCode"] == 200 and "error" not in jwres
     assert jwres["body"] == res0["resData"]
@@ -152,8 +182,11 @@ async def test_dist_client_requests_through_router(node: str) -> None:
     assert got[1]["resData"] == "Not Found" and got[1]["jwres"]["statusCode"] == 404
     assert got[1]["jwres"]["error"].startswith("Server responded with a 404 status code")
     assert got[2]["resData"] == {
-        "method": "POST", "id": "7", "body": {"a": [1, 2]},
-        "headers": {"cookie": "sid=abc", "origin": f"http://127.0.0.1:{server.port}"}}
+        "method": "POST",
+        "id": "7",
+        "body": {"a": [1, 2]},
+        "headers": {"cookie": "sid=abc", "origin": f"http://127.0.0.1:{server.port}"},
+    }
     assert got[3]["resData"]["method"] == "PUT" and got[3]["resData"]["body"] == {"b": None}
     assert got[4]["resData"]["method"] == "PATCH" and got[4]["resData"]["body"] == {}
     assert got[5]["jwres"]["statusCode"] == 418 and got[5]["resData"] == {"status": 418}
@@ -172,25 +205,41 @@ async def test_dist_client_requests_through_router(node: str) -> None:
 async def test_node_sdk_headers_and_parse_errors(node: str) -> None:
     app, _ = sails_app()
     async with running(app) as server:
-        lines = await run(node, "sails_client.js", server, {
-            "sdk": "node",
-            "handshake_headers": {"Cookie": "sid=hs", "Origin": f"http://127.0.0.1:{server.port}"},
-            "headers": {"x-global": "g"},
-            "steps": [
-                {"op": "request", "options": {
-                    "method": "put", "url": "/echo/1", "data": {"z": 1},
-                    "headers": {"cookie": "sid=msg", "origin": "http://evil", "X-Num": "5"}}},
-                {"op": "emit", "event": "get", "args": [{"method": "get"}], "ack": True},
-                {"op": "emit", "event": "get", "args": [{"url": 5}]},
-                {"op": "on", "event": "sails:parseError"},
-                {"op": "get", "url": "/me"},
-            ],
-        })
+        lines = await run(
+            node,
+            "sails_client.js",
+            server,
+            {
+                "sdk": "node",
+                "handshake_headers": {
+                    "Cookie": "sid=hs",
+                    "Origin": f"http://127.0.0.1:{server.port}",
+                },
+                "headers": {"x-global": "g"},
+                "steps": [
+                    {
+                        "op": "request",
+                        "options": {
+                            "method": "put",
+                            "url": "/echo/1",
+                            "data": {"z": 1},
+                            "headers": {"cookie": "sid=msg", "origin": "http://evil", "X-Num": "5"},
+                        },
+                    },
+                    {"op": "emit", "event": "get", "args": [{"method": "get"}], "ack": True},
+                    {"op": "emit", "event": "get", "args": [{"url": 5}]},
+                    {"op": "on", "event": "sails:parseError"},
+                    {"op": "get", "url": "/me"},
+                ],
+            },
+        )
     got = steps(lines)
     assert got[0]["resData"]["headers"] == {
         "cookie": "sid=hs",  # the handshake's cookie wins
         "origin": f"http://127.0.0.1:{server.port}",  # always the handshake's
-        "x-num": "5", "x-global": "g"}  # no Content-Type made up: the body is data
+        "x-num": "5",
+        "x-global": "g",
+    }  # no Content-Type made up: the body is data
     [ack] = got[1]["ack"]
     assert ack["statusCode"] == 400
     assert ack["body"]["details"] == "No url provided in request"
@@ -210,14 +259,30 @@ async def test_push_rooms_and_blast_between_clients(node: str) -> None:
         outsider_ready = trio.Event()
 
         async def listen() -> None:
-            member.extend(await run(node, "sails_client.js", server, [
-                {"op": "post", "url": "/rooms/lobby/join"},
-                {"op": "on", "event": "message", "count": 2}]))
+            member.extend(
+                await run(
+                    node,
+                    "sails_client.js",
+                    server,
+                    [
+                        {"op": "post", "url": "/rooms/lobby/join"},
+                        {"op": "on", "event": "message", "count": 2},
+                    ],
+                )
+            )
 
         async def outside() -> None:
-            outsider.extend(await run(node, "sio4_client.js", server, [
-                {"op": "request", "method": "get", "url": "/me"},
-                {"op": "on", "event": "message", "count": 1}]))
+            outsider.extend(
+                await run(
+                    node,
+                    "sio4_client.js",
+                    server,
+                    [
+                        {"op": "request", "method": "get", "url": "/me"},
+                        {"op": "on", "event": "message", "count": 1},
+                    ],
+                )
+            )
             done.set()
 
         nursery.start_soon(listen)
@@ -227,9 +292,15 @@ async def test_push_rooms_and_blast_between_clients(node: str) -> None:
             while len(app.sockets) < 2:  # noqa: ASYNC110 (both clients connected)
                 await trio.sleep(0.02)
         outsider_ready.set()
-        talker = await run(node, "sails_client.js", server, [
-            {"op": "post", "url": "/rooms/lobby/broadcast", "data": {"text": "hi"}},
-            {"op": "post", "url": "/blast", "data": {"data": {"all": True}}}])
+        talker = await run(
+            node,
+            "sails_client.js",
+            server,
+            [
+                {"op": "post", "url": "/rooms/lobby/broadcast", "data": {"text": "hi"}},
+                {"op": "post", "url": "/blast", "data": {"data": {"all": True}}},
+            ],
+        )
         with trio.fail_after(15):
             await done.wait()
     assert steps(talker)[0]["resData"] == {"sent": 1}  # the member only
@@ -242,12 +313,17 @@ async def test_push_rooms_and_blast_between_clients(node: str) -> None:
 async def test_disconnect_then_reconnect(node: str) -> None:
     app, _ = sails_app()
     async with running(app) as server:
-        lines = await run(node, "sails_client.js", server, [
-            {"op": "get", "url": "/me"},
-            {"op": "disconnect"},
-            {"op": "reconnect"},
-            {"op": "get", "url": "/me"},
-        ])
+        lines = await run(
+            node,
+            "sails_client.js",
+            server,
+            [
+                {"op": "get", "url": "/me"},
+                {"op": "disconnect"},
+                {"op": "reconnect"},
+                {"op": "get", "url": "/me"},
+            ],
+        )
         with trio.fail_after(5):
             while len(app.sockets):  # noqa: ASYNC110 (the server saw both sockets go)
                 await trio.sleep(0.02)
@@ -261,8 +337,9 @@ async def test_disconnect_then_reconnect(node: str) -> None:
 async def test_v3_client_heartbeat(node: str) -> None:
     app, _ = sails_app()
     async with running(app, websocket__ping_interval_s=0.2, websocket__pong_timeout_s=1.0) as s:
-        lines = await run(node, "sails_client.js", s,
-                          [{"op": "sleep", "ms": 1200}, {"op": "is_connected"}])
+        lines = await run(
+            node, "sails_client.js", s, [{"op": "sleep", "ms": 1200}, {"op": "is_connected"}]
+        )
     assert steps(lines)[1]["isConnected"] is True
 
 
@@ -273,16 +350,26 @@ async def test_v3_client_heartbeat(node: str) -> None:
 async def test_sio4_requests_push_and_server_pings(node: str) -> None:
     app, _ = sails_app()
     async with running(app, websocket__ping_interval_s=0.3, websocket__pong_timeout_s=1.0) as s:
-        lines = await run(node, "sio4_client.js", s, {
-            "extra_headers": {"Cookie": "sid=v4"},
-            "steps": [
-                {"op": "request", "method": "get", "url": "/user/7"},
-                {"op": "request", "method": "post", "url": "/blast",
-                 "data": {"event": "news", "data": [1]}},
-                {"op": "on", "event": "news"},
-                {"op": "sleep", "ms": 1700},
-                {"op": "disconnect"},
-            ]})
+        lines = await run(
+            node,
+            "sio4_client.js",
+            s,
+            {
+                "extra_headers": {"Cookie": "sid=v4"},
+                "steps": [
+                    {"op": "request", "method": "get", "url": "/user/7"},
+                    {
+                        "op": "request",
+                        "method": "post",
+                        "url": "/blast",
+                        "data": {"event": "news", "data": [1]},
+                    },
+                    {"op": "on", "event": "news"},
+                    {"op": "sleep", "ms": 1700},
+                    {"op": "disconnect"},
+                ],
+            },
+        )
     got = steps(lines)
     assert got[0]["resData"] == {"id": "7", "sid": "v4", "isSocket": True, "query": {}}
     assert got[0]["jwres"]["headers"]["X-Served-By"] == "gateway"
@@ -308,8 +395,9 @@ async def test_polling_is_400_and_bad_version_is_400() -> None:
 
 
 async def _eio4(port: int, headers: list[tuple[str, str]] | None = None) -> tuple[Client, str]:
-    client, event = await Client.open(port, "/socket.io/?EIO=4&transport=websocket",
-                                      headers=headers)
+    client, event = await Client.open(
+        port, "/socket.io/?EIO=4&transport=websocket", headers=headers
+    )
     assert isinstance(event, AcceptConnection)
     opened = await client.event()
     assert isinstance(opened, TextMessage) and opened.data.startswith("0{")
@@ -324,7 +412,7 @@ async def _jwr(client: Client, ack: int, method: str, message: dict[str, Any]) -
     await client.send(TextMessage(f"42{ack}" + json.dumps([method, message], ensure_ascii=False)))
     reply = await client.event()
     assert isinstance(reply, TextMessage) and reply.data.startswith(f"43{ack}["), reply
-    jwr: dict[str, Any] = json.loads(reply.data[2 + len(str(ack)):])[0]
+    jwr: dict[str, Any] = json.loads(reply.data[2 + len(str(ack)) :])[0]
     return jwr
 
 
@@ -376,8 +464,7 @@ async def test_slow_handler_leaves_the_socket_read_and_in_flight_is_capped() -> 
 
     with trio.fail_after(10):
         async with running(app) as server:
-            client, event = await Client.open(server.port,
-                                              "/socket.io/?EIO=3&transport=websocket")
+            client, event = await Client.open(server.port, "/socket.io/?EIO=3&transport=websocket")
             assert isinstance(event, AcceptConnection)
             assert (await client.event()).data.startswith("0{")  # type: ignore[attr-defined]
             assert (await client.event()).data == "40"  # type: ignore[attr-defined]
@@ -397,7 +484,8 @@ async def test_slow_handler_leaves_the_socket_read_and_in_flight_is_capped() -> 
             got = [(await client.event()).data for _ in range(MAX_IN_FLIGHT + 1)]  # type: ignore[attr-defined]
             assert "3" in got
             assert sorted(d[:3] for d in got if d != "3") == sorted(
-                f"43{i}" for i in [0, *range(2, MAX_IN_FLIGHT + 1)])
+                f"43{i}" for i in [0, *range(2, MAX_IN_FLIGHT + 1)]
+            )
 
             release = trio.Event()  # the close handshake does not wait for a handler ...
             await client.send(TextMessage('429["get",{"url":"/wait?last"}]'))
@@ -412,8 +500,9 @@ async def test_slow_handler_leaves_the_socket_read_and_in_flight_is_capped() -> 
 async def test_slow_consumer_is_dropped() -> None:
     app, _ = sails_app()
     with trio.fail_after(15):
-        async with running(app, websocket__send_queue_bytes=65536,
-                           http__send_timeout_s=30) as server:
+        async with running(
+            app, websocket__send_queue_bytes=65536, http__send_timeout_s=30
+        ) as server:
             client, sid = await _eio4(server.port)
             for _ in range(4000):  # ~40 MiB of pushes to a socket that never reads
                 app.sockets.broadcast(sid, "message", "x" * 10_000)
@@ -489,12 +578,17 @@ async def test_hub_rooms_broadcast_blast_and_omit() -> None:
 async def test_socketio_idle_timeout_and_v4_pong_timeout() -> None:
     app, _ = sails_app()
     with trio.fail_after(10):
-        async with running(app, websocket__idle_timeout_s=0.3, websocket__ping_interval_s=5,
-                           websocket__pong_timeout_s=5) as server:
+        async with running(
+            app,
+            websocket__idle_timeout_s=0.3,
+            websocket__ping_interval_s=5,
+            websocket__pong_timeout_s=5,
+        ) as server:
             client, _ = await _eio4(server.port)
             assert (await client.expect_close()).code == 1001  # idle: no request, no push
-        async with running(app, websocket__ping_interval_s=0.1,
-                           websocket__pong_timeout_s=0.2) as server:
+        async with running(
+            app, websocket__ping_interval_s=0.1, websocket__pong_timeout_s=0.2
+        ) as server:
             client, _ = await _eio4(server.port)
             close = await client.expect_close_ignoring_pings()  # never answers "2" with "3"
             assert close.code == 1000 and close.reason == "ping timeout"
@@ -516,9 +610,16 @@ async def test_virtual_request_is_not_dressed_up_as_http() -> None:
     async def h(req: Request, res: Response) -> None:
         parsed = req.body_parsed
         body = req.body
-        await res.json({"headers": req.headers, "body": body, "parsed": parsed,
-                        "json_is_body": await req.json() is body,
-                        "raw": (await req.read()).decode(), "is": req.is_("json")})
+        await res.json(
+            {
+                "headers": req.headers,
+                "body": body,
+                "parsed": parsed,
+                "json_is_body": await req.json() is body,
+                "raw": (await req.read()).decode(),
+                "is": req.is_("json"),
+            }
+        )
 
     @app.get("/text")
     async def text(req: Request, res: Response) -> None:
@@ -546,42 +647,81 @@ async def test_virtual_request_is_not_dressed_up_as_http() -> None:
     with trio.fail_after(10):
         async with running(app) as server:
             origin = f"http://127.0.0.1:{server.port}"
-            client, _ = await _eio4(server.port, [("Cookie", "sid=hs"), ("Origin", origin),
-                                                  ("X-Handshake-Only", "1")])
-            got = await _jwr(client, 1, "post", {"url": "/h", "data": {"a": [1, 2], "é": "ü"},
-                                                  "headers": {
-                "X-Name": "zoë", "X-Sign": "€ 5", "Host": "h.local", "cookie": "sid=msg",
-                "Content-Type": "application/x-www-form-urlencoded"}})
+            client, _ = await _eio4(
+                server.port, [("Cookie", "sid=hs"), ("Origin", origin), ("X-Handshake-Only", "1")]
+            )
+            got = await _jwr(
+                client,
+                1,
+                "post",
+                {
+                    "url": "/h",
+                    "data": {"a": [1, 2], "é": "ü"},
+                    "headers": {
+                        "X-Name": "zoë",
+                        "X-Sign": "€ 5",
+                        "Host": "h.local",
+                        "cookie": "sid=msg",
+                        "Content-Type": "application/x-www-form-urlencoded",
+                    },
+                },
+            )
             assert got["statusCode"] == 200 and got["headers"] == {}
             assert got["body"] == {
-                "headers": {"cookie": "sid=hs", "x-name": "zoë", "x-sign": "€ 5",
-                            "host": "h.local", "content-type": "application/x-www-form-urlencoded",
-                            "origin": origin},
-                "body": {"a": [1, 2], "é": "ü"}, "parsed": True, "json_is_body": True,
-                "raw": '{"a":[1,2],"é":"ü"}', "is": None}
+                "headers": {
+                    "cookie": "sid=hs",
+                    "x-name": "zoë",
+                    "x-sign": "€ 5",
+                    "host": "h.local",
+                    "content-type": "application/x-www-form-urlencoded",
+                    "origin": origin,
+                },
+                "body": {"a": [1, 2], "é": "ü"},
+                "parsed": True,
+                "json_is_body": True,
+                "raw": '{"a":[1,2],"é":"ü"}',
+                "is": None,
+            }
             got = await _jwr(client, 2, "get", {"url": "/h", "data": {"q": 1}})
             assert got["body"]["body"] == {"q": 1}  # data is the body for GET too
             assert "host" not in got["body"]["headers"]  # nobody sent one
             assert await _jwr(client, 3, "get", {"url": "/text"}) == {
-                "body": "plain", "headers": {}, "statusCode": 200}
+                "body": "plain",
+                "headers": {},
+                "statusCode": 200,
+            }
             assert await _jwr(client, 4, "get", {"url": "/json-text"}) == {
-                "body": '"hi"', "headers": {"content-type": "application/json"},
-                "statusCode": 200}
+                "body": '"hi"',
+                "headers": {"content-type": "application/json"},
+                "statusCode": 200,
+            }
             assert await _jwr(client, 5, "get", {"url": "/nothing"}) == {
-                "headers": {"X-A": "1"}, "statusCode": 202}
+                "headers": {"X-A": "1"},
+                "statusCode": 202,
+            }
             assert await _jwr(client, 6, "get", {"url": "/stream"}) == {
-                "body": {"a": 1}, "headers": {"Content-Type": "application/json"},
-                "statusCode": 200}
+                "body": {"a": 1},
+                "headers": {"Content-Type": "application/json"},
+                "statusCode": 200,
+            }
             # as in Sails: a HEAD's JWR carries the body (a JWR is not HTTP framing)
             assert await _jwr(client, 7, "head", {"url": "/text"}) == {
-                "body": "plain", "headers": {}, "statusCode": 200}
+                "body": "plain",
+                "headers": {},
+                "statusCode": 200,
+            }
             assert await _jwr(client, 8, "get", {"url": "/missing"}) == {
-                "body": "Not Found", "headers": {}, "statusCode": 404}
+                "body": "Not Found",
+                "headers": {},
+                "statusCode": 404,
+            }
             # websocket.max_virtual_response_bytes (64 KiB in the test profile) counts bytes
             assert (await _jwr(client, 10, "get", {"url": "/big-utf8"}))["statusCode"] == 500
             assert await _jwr(client, 9, "get", {"url": "ftp://x/"}) == {
-                "body": "unsupported scheme in request-target: 'ftp'", "headers": {},
-                "statusCode": 400}
+                "body": "unsupported scheme in request-target: 'ftp'",
+                "headers": {},
+                "statusCode": 400,
+            }
             assert app.budget.statistics()["used_bytes"] == 0  # the raw read was released
 
 
@@ -593,7 +733,7 @@ async def test_virtual_requests_have_access_lines(capsys: Any) -> None:
             got = await _jwr(client, 1, "get", {"url": "/user/1?x=1"})
             assert got["statusCode"] == 200
             assert (await _jwr(client, 2, "get", {"url": "/nope"}))["statusCode"] == 404
-    lines = [ln for ln in capsys.readouterr().err.splitlines() if " socket.io\" " in ln]
+    lines = [ln for ln in capsys.readouterr().err.splitlines() if ' socket.io" ' in ln]
     assert lines[0].startswith("127.0.0.1:") and lines[0].endswith(" user")
     assert '"GET /user/1?x=1 socket.io" 200 ' in lines[0]
     assert '"GET /nope socket.io" 404 ' in lines[1]
@@ -608,10 +748,18 @@ async def test_virtual_request_has_what_sails_gives_one() -> None:
 
     @app.all("/who")
     async def who(req: Request, res: Response) -> None:
-        await res.json({"protocol": req.protocol, "secure": req.secure, "host": req.host,
-                        "hostname": req.hostname, "subdomains": req.subdomains,
-                        "explicit_html": req.explicitly_accepts_html,
-                        "wants_json": req.wants_json, "all": req.all_params()})
+        await res.json(
+            {
+                "protocol": req.protocol,
+                "secure": req.secure,
+                "host": req.host,
+                "hostname": req.hostname,
+                "subdomains": req.subdomains,
+                "explicit_html": req.explicitly_accepts_html,
+                "wants_json": req.wants_json,
+                "all": req.all_params(),
+            }
+        )
 
     @app.get("/go")
     async def go(req: Request, res: Response) -> None:
@@ -624,22 +772,56 @@ async def test_virtual_request_has_what_sails_gives_one() -> None:
     with trio.fail_after(10):
         async with running(app) as server:
             client, _ = await _eio4(server.port)
-            got = await _jwr(client, 1, "put", {"url": "/who?z=1", "data": ["x", 2], "headers": {
-                "Host": "h.example:1", "Accept": "text/html"}})
+            got = await _jwr(
+                client,
+                1,
+                "put",
+                {
+                    "url": "/who?z=1",
+                    "data": ["x", 2],
+                    "headers": {"Host": "h.example:1", "Accept": "text/html"},
+                },
+            )
             assert got["body"] == {
-                "protocol": "ws", "secure": False, "host": None, "hostname": None,
-                "subdomains": [], "explicit_html": False, "wants_json": True,
-                "all": {"z": "1", "0": "x", "1": 2}}
+                "protocol": "ws",
+                "secure": False,
+                "host": None,
+                "hostname": None,
+                "subdomains": [],
+                "explicit_html": False,
+                "wants_json": True,
+                "all": {"z": "1", "0": "x", "1": 2},
+            }
             assert await _jwr(client, 2, "get", {"url": "/go"}) == {
-                "body": "Redirecting to /a%20b/%C3%BC?q=%2541", "statusCode": 302,
-                "headers": {"content-type": "text/html", "Location": "/a b/\u00fc?q=%41"}}
+                "body": "Redirecting to /a%20b/%C3%BC?q=%2541",
+                "statusCode": 302,
+                "headers": {"content-type": "text/html", "Location": "/a b/\u00fc?q=%41"},
+            }
             assert await _jwr(client, 3, "get", {"url": "/typed"}) == {
-                "body": "a,b", "headers": {"Content-Type": "text/csv"}, "statusCode": 200}
+                "body": "a,b",
+                "headers": {"Content-Type": "text/csv"},
+                "statusCode": 200,
+            }
             assert await _jwr(client, 4, "get", {"url": "who"}) == {
-                "body": "Not Found", "headers": {}, "statusCode": 404}
+                "body": "Not Found",
+                "headers": {},
+                "statusCode": 404,
+            }
             # the same handler over HTTP: Express's request
-            reply = await request(server, "PUT", "/who?z=1", [
-                ("Accept", "text/html"), ("Content-Type", "application/json")], b'["x", 2]')
+            reply = await request(
+                server,
+                "PUT",
+                "/who?z=1",
+                [("Accept", "text/html"), ("Content-Type", "application/json")],
+                b'["x", 2]',
+            )
     assert reply.json() == {
-        "protocol": "http", "secure": False, "host": "127.0.0.1", "hostname": "127.0.0.1",
-        "subdomains": [], "explicit_html": True, "wants_json": True, "all": {"z": "1"}}
+        "protocol": "http",
+        "secure": False,
+        "host": "127.0.0.1",
+        "hostname": "127.0.0.1",
+        "subdomains": [],
+        "explicit_html": True,
+        "wants_json": True,
+        "all": {"z": "1"},
+    }

@@ -78,8 +78,11 @@ async def test_request_running_past_the_grace_is_cancelled(autojump_clock: Any) 
         async with running(app, server__shutdown_grace_s="2") as server:
             client_side, server_side = trio.testing.memory_stream_pair()
             assert server._nursery is not None
-            server._nursery.start_soon(server._run_session, server_side, ConnectionInfo(
-                ("127.0.0.1", 40000), "http", False, "127.0.0.1:40000"))
+            server._nursery.start_soon(
+                server._run_session,
+                server_side,
+                ConnectionInfo(("127.0.0.1", 40000), "http", False, "127.0.0.1:40000"),
+            )
             busy = Client(client_side)
             await busy.send("GET", "/slow")
             await entered.wait()
@@ -108,8 +111,11 @@ async def test_shutdown_with_no_connections_returns_promptly() -> None:
 # also those already under way, requests in flight and Socket.IO sockets share one deadline.
 GRACE_S = 2.0
 EPSILON_S = 0.1  # serve() polls for the last session every 50 ms
-DRAIN = {"server__shutdown_grace_s": str(GRACE_S), "websocket__pong_timeout_s": "20",
-         "websocket__ping_interval_s": "25"}
+DRAIN = {
+    "server__shutdown_grace_s": str(GRACE_S),
+    "websocket__pong_timeout_s": "20",
+    "websocket__ping_interval_s": "25",
+}
 
 
 def drain_app() -> tuple[App, trio.Event]:
@@ -190,7 +196,8 @@ async def test_unanswered_close_does_not_outlast_the_grace(autojump_clock: Any) 
 
 
 async def test_draining_within_the_grace_still_ends_when_the_last_socket_closes(
-        autojump_clock: Any) -> None:
+    autojump_clock: Any,
+) -> None:
     app, _ = drain_app()
     with trio.fail_after(60):
         async with running(app, **DRAIN) as server:

@@ -22,5 +22,6 @@ async def test_hello_over_a_real_socket() -> None:
             replies = await exchange(
                 server,
                 b"GET /user/1 HTTP/1.1\r\nHost: a\r\n\r\nGET /user/2 HTTP/1.1\r\nHost: a\r\n\r\n"
-                b"GET /user/3 HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n")
+                b"GET /user/3 HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n",
+            )
             assert [r.body for r in replies] == [b"user 1", b"user 2", b"user 3"]

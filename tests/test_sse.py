@@ -21,24 +21,35 @@ from tests.test_body_streaming import session
 
 # -- framing ----------------------------------------------------------------------------------
 
+
 def test_each_line_of_text_is_a_data_line_whatever_its_line_ending() -> None:
     assert format_event("one\ntwo\r\nthree\rfour") == (
-        b"data: one\ndata: two\ndata: three\ndata: four\n\n")
+        b"data: one\ndata: two\ndata: three\ndata: four\n\n"
+    )
     assert format_event("") == b"data: \n\n"  # an empty message is still dispatched
     assert format_event(" lead") == b"data:  lead\n\n"  # the client strips one space only
 
 
 def test_fields_come_before_the_data_and_other_values_go_as_json() -> None:
     assert format_event({"t": 21.5, "ok": True}, event="reading", id="7", retry_ms=1500) == (
-        b'event: reading\nid: 7\nretry: 1500\ndata: {"t":21.5,"ok":true}\n\n')
+        b'event: reading\nid: 7\nretry: 1500\ndata: {"t":21.5,"ok":true}\n\n'
+    )
     assert format_event([1, "ü"]) == 'data: [1,"ü"]\n\n'.encode()
     assert format_event(None) == b"data: null\n\n"
 
 
-@pytest.mark.parametrize("kwargs", [
-    {"event": "a\nb"}, {"event": "a\rb"}, {"id": "1\n2"}, {"id": "1\x002"}, {"retry_ms": -1},
-    {"retry_ms": 1.5}, {"retry_ms": True},
-])
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        {"event": "a\nb"},
+        {"event": "a\rb"},
+        {"id": "1\n2"},
+        {"id": "1\x002"},
+        {"retry_ms": -1},
+        {"retry_ms": 1.5},
+        {"retry_ms": True},
+    ],
+)
 def test_fields_that_would_break_the_framing_are_refused(kwargs: dict[str, Any]) -> None:
     with pytest.raises(ValueError):
         format_event("x", **kwargs)
@@ -50,6 +61,7 @@ def test_data_that_is_not_json_is_a_type_error() -> None:
 
 
 # -- over a connection --------------------------------------------------------------------------
+
 
 def sse_app(log: dict[str, Any]) -> App:
     app = App()
@@ -131,8 +143,9 @@ async def test_events_are_flushed_one_at_a_time_with_the_headers_of_a_stream() -
         async with running(sse_app(log)) as server:
             client = Client(await connect(server))
             async with client.stream:
-                await client.send("GET", "/acked", [("Last-Event-ID", "41"),
-                                                    ("Accept", "text/event-stream")])
+                await client.send(
+                    "GET", "/acked", [("Last-Event-ID", "41"), ("Accept", "text/event-stream")]
+                )
                 head, body = await _read_events(client, b"id: 0\ndata: 41\n\n")
                 assert body == b"event: hello\nid: 0\ndata: 41\n\n" and head is not None
                 headers = {k.decode(): v.decode() for k, v in head.headers}
@@ -173,8 +186,9 @@ async def test_events_sent_often_enough_need_no_keepalive(autojump_clock: Any) -
     assert reply.body == b"data: 0\n\ndata: 1\n\ndata: 2\n\ndata: 3\n\n"
 
 
-async def test_the_client_going_away_ends_the_handler_quietly(autojump_clock: Any,
-                                                              caplog: Any) -> None:
+async def test_the_client_going_away_ends_the_handler_quietly(
+    autojump_clock: Any, caplog: Any
+) -> None:
     log: dict[str, Any] = {"closed": trio.Event()}
     with trio.fail_after(120), caplog.at_level(logging.WARNING):
         async with session(sse_app(log)) as (client, _, _):
@@ -253,8 +267,7 @@ source.onmessage = (e) => window.got.push([e.type, e.data, e.lastEventId]);
 </script>"""
 
 
-async def test_chromium_eventsource_receives_and_resumes_with_last_event_id(
-        tmp_path: Path) -> None:
+async def test_chromium_eventsource_receives_and_resumes_with_last_event_id(tmp_path: Path) -> None:
     app = App()
     seen: list[str | None] = []
 
@@ -278,6 +291,10 @@ async def test_chromium_eventsource_receives_and_resumes_with_last_event_id(
         async with running(app) as server, open_browser(tmp_path) as browser:
             tab = await browser.new_page(f"http://127.0.0.1:{server.port}/")
             got = await tab.wait_for("window.got && window.got.length >= 4 && window.got")
-    assert got == [["tick", "first", "1"], ["tick", "two\nlines", "2"],
-                   ["message", '{"plain":"message"}', "3"], ["done", "resumed after 3", "4"]]
+    assert got == [
+        ["tick", "first", "1"],
+        ["tick", "two\nlines", "2"],
+        ["message", '{"plain":"message"}', "3"],
+        ["done", "resumed after 3", "4"],
+    ]
     assert seen == [None, "3"]

@@ -61,20 +61,26 @@ async def test_the_snapshot_shows_errors_and_paths_to_privileged_viewers_only(cr
     assert mem["rss_bytes"] > 1024 * 1024
     newest, oldest = private["errors"]
     assert (newest["method"], newest["path"], newest["status"], newest["mode"]) == (
-        "DELETE", "/hello", 405, "privilege")
+        "DELETE",
+        "/hello",
+        405,
+        "privilege",
+    )
     assert (oldest["method"], oldest["path"], oldest["status"]) == ("GET", "/missing/page", 404)
     assert "secret" not in json.dumps(private)  # never the query string
 
 
 async def test_the_profile_can_keep_the_figures_to_privileged_viewers(creds: str) -> None:
     with trio.fail_after(10):
-        async with running(small_app(), server__credentials_file=creds,
-                           status__page_public=False) as server:
+        async with running(
+            small_app(), server__credentials_file=creds, status__page_public=False
+        ) as server:
             page = await request(server, "GET", "/_gateway/")
             snapshot = await request(server, "GET", "/_gateway/status")
             stream = await request(server, "GET", "/_gateway/events")
-            refused = await request(server, "GET", "/_gateway/events",
-                                    [("Authorization", "Bearer wrong")])
+            refused = await request(
+                server, "GET", "/_gateway/events", [("Authorization", "Bearer wrong")]
+            )
             allowed = await request(server, "GET", "/_gateway/status", AUTH)
     assert page.status == 200  # the page holds no figures: it asks for a token
     assert snapshot.status == 401 and stream.status == 401 and refused.status == 403
@@ -124,7 +130,8 @@ async def _first_events(client: Client, n: int) -> list[tuple[str, dict[str, Any
 
 
 async def test_the_stream_sends_a_snapshot_a_second_with_the_request_rate(
-        autojump_clock: Any) -> None:
+    autojump_clock: Any,
+) -> None:
     app = small_app()
     with trio.fail_after(60):
         async with session(app) as (client, _, _):
@@ -164,35 +171,47 @@ async def test_viewers_are_capped() -> None:
 
 # -- in a real browser ----------------------------------------------------------------------------
 
+
 async def test_the_page_in_chromium_counts_requests_live(tmp_path: Path, creds: str) -> None:
     with trio.fail_after(60):
-        async with running(small_app(), server__credentials_file=creds) as server, \
-                open_browser(tmp_path) as browser:
+        async with (
+            running(small_app(), server__credentials_file=creds) as server,
+            open_browser(tmp_path) as browser,
+        ):
             tab = await browser.new_page(f"http://127.0.0.1:{server.port}/_gateway/")
             await tab.wait_for("document.getElementById('state').textContent === 'live'")
-            before = int(await tab.wait_for(
-                "/^[0-9]+$/.test(document.getElementById('requests').textContent)"
-                " && document.getElementById('requests').textContent"))
+            before = int(
+                await tab.wait_for(
+                    "/^[0-9]+$/.test(document.getElementById('requests').textContent)"
+                    " && document.getElementById('requests').textContent"
+                )
+            )
             for _ in range(4):
                 await request(server, "GET", "/hello")
             await request(server, "GET", "/nowhere?token=secret")
             after = await tab.wait_for(
-                f"document.getElementById('requests').textContent === '{before + 5}'")
+                f"document.getElementById('requests').textContent === '{before + 5}'"
+            )
             assert after is True
-            rps = await tab.wait_for("/^[0-9.]+$/.test(document.getElementById('rps')"
-                                     ".textContent) && document.getElementById('rps')"
-                                     ".textContent")
+            rps = await tab.wait_for(
+                "/^[0-9.]+$/.test(document.getElementById('rps')"
+                ".textContent) && document.getElementById('rps')"
+                ".textContent"
+            )
             public = await tab.evaluate(
                 "[document.getElementById('errorsbox').hidden, document.body.innerText,"
                 " document.getElementById('errcount').textContent,"
-                " document.getElementById('profile').textContent]")
+                " document.getElementById('profile').textContent]"
+            )
             # the privileged view: a token entered in the page's own form
-            await tab.evaluate(f"document.getElementById('token').value = '{TOKEN}';"
-                               "document.getElementById('auth').requestSubmit()")
-            await tab.wait_for("document.getElementById('mode').textContent"
-                               " === 'privileged view'")
+            await tab.evaluate(
+                f"document.getElementById('token').value = '{TOKEN}';"
+                "document.getElementById('auth').requestSubmit()"
+            )
+            await tab.wait_for("document.getElementById('mode').textContent === 'privileged view'")
             rows = await tab.wait_for(
-                "[...document.querySelectorAll('#errors tr')].map(r => r.innerText).join('|')")
+                "[...document.querySelectorAll('#errors tr')].map(r => r.innerText).join('|')"
+            )
             text = await tab.evaluate("document.body.innerText")
             shot = await tab.screenshot(tmp_path / "status-page.png")
     assert float(rps) >= 0

@@ -47,8 +47,7 @@ from gateway.http.target import (
         (b"http://h#f", "/#f", "/", "", "h"),
     ],
 )
-def test_target_forms(raw: bytes, url: str, path: str, query: str,
-                      authority: str | None) -> None:
+def test_target_forms(raw: bytes, url: str, path: str, query: str, authority: str | None) -> None:
     assert split_target(raw) == (url, path, query, authority)
 
 
@@ -91,9 +90,23 @@ def test_authority_form_is_named_in_the_error() -> None:
 
 @pytest.mark.parametrize(
     "value",
-    [b"", b"a", b"localhost:8080", b"127.0.0.1", b"10.0.0.1:80", b"device.local:", b"[::1]",
-     b"[::1]:8080", b"[2001:db8::7]:1", b"[::ffff:192.0.2.1]", b"[v1.fe:80]", b"xn--bcher-kva.de",
-     b"a%20b", b"a_b~c!$&'()*+,;=", b"999.999.999.999"],  # the last one is a valid reg-name
+    [
+        b"",
+        b"a",
+        b"localhost:8080",
+        b"127.0.0.1",
+        b"10.0.0.1:80",
+        b"device.local:",
+        b"[::1]",
+        b"[::1]:8080",
+        b"[2001:db8::7]:1",
+        b"[::ffff:192.0.2.1]",
+        b"[v1.fe:80]",
+        b"xn--bcher-kva.de",
+        b"a%20b",
+        b"a_b~c!$&'()*+,;=",
+        b"999.999.999.999",
+    ],  # the last one is a valid reg-name
 )
 def test_valid_host(value: bytes) -> None:
     assert is_valid_host(value)
@@ -101,19 +114,48 @@ def test_valid_host(value: bytes) -> None:
 
 @pytest.mark.parametrize(
     "value",
-    [b"a b", b"a\tb", b"a:b", b"a:80:80", b"a:-1", b"user@h", b"h/p", b"h?q", b"h#f", b"[::1",
-     b"::1", b"[::g]", b"[1:2:3:4:5:6:7:8:9]", b"[fe80::1%25eth0]", b"[v1]", b"[vz.x]",
-     b"a%2", b"a%zz", b"\"a\"", b"a\\b", b"h\xc3\xa9"],
+    [
+        b"a b",
+        b"a\tb",
+        b"a:b",
+        b"a:80:80",
+        b"a:-1",
+        b"user@h",
+        b"h/p",
+        b"h?q",
+        b"h#f",
+        b"[::1",
+        b"::1",
+        b"[::g]",
+        b"[1:2:3:4:5:6:7:8:9]",
+        b"[fe80::1%25eth0]",
+        b"[v1]",
+        b"[vz.x]",
+        b"a%2",
+        b"a%zz",
+        b'"a"',
+        b"a\\b",
+        b"h\xc3\xa9",
+    ],
 )
 def test_invalid_host(value: bytes) -> None:
     assert not is_valid_host(value)
 
 
-@pytest.mark.parametrize(("target", "expected"), [
-    (b"example.com:443", True), (b"[::1]:443", True), (b"10.0.0.1:80", True),
-    (b"example.com", False), (b"example.com:", False), (b":443", False), (b"/p", False),
-    (b"http://h/", False), (b"a b:80", False),
-])
+@pytest.mark.parametrize(
+    ("target", "expected"),
+    [
+        (b"example.com:443", True),
+        (b"[::1]:443", True),
+        (b"10.0.0.1:80", True),
+        (b"example.com", False),
+        (b"example.com:", False),
+        (b":443", False),
+        (b"/p", False),
+        (b"http://h/", False),
+        (b"a b:80", False),
+    ],
+)
 def test_is_authority_form(target: bytes, expected: bool) -> None:
     assert is_authority_form(target) is expected
 

@@ -33,8 +33,9 @@ async def test_https_request_reports_https(tmp_path) -> None:  # type: ignore[no
     async def who(req, res):  # type: ignore[no-untyped-def]
         await res.json({"protocol": req.protocol, "secure": req.secure})
 
-    settings = make_settings(server__tls_cert_file=str(cert_file),
-                             server__tls_key_file=str(key_file))
+    settings = make_settings(
+        server__tls_cert_file=str(cert_file), server__tls_key_file=str(key_file)
+    )
     app.bind(settings)
     server = Server(app, settings)
     client_ctx = ssl.create_default_context()
@@ -44,8 +45,9 @@ async def test_https_request_reports_https(tmp_path) -> None:  # type: ignore[no
             await nursery.start(server.serve)
             tcp = await trio.open_tcp_stream("127.0.0.1", server.port)
             stream = trio.SSLStream(tcp, client_ctx, server_hostname="127.0.0.1")
-            await stream.send_all(b"GET /who HTTP/1.1\r\nHost: 127.0.0.1\r\n"
-                                  b"Connection: close\r\n\r\n")
+            await stream.send_all(
+                b"GET /who HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
+            )
             data = await read_all(stream)
             await stream.aclose()
             nursery.cancel_scope.cancel()
@@ -67,8 +69,9 @@ async def test_virtual_request_over_tls_reports_wss(tmp_path) -> None:  # type: 
     async def who(req, res):  # type: ignore[no-untyped-def]
         await res.json({"protocol": req.protocol, "secure": req.secure})
 
-    settings = make_settings(server__tls_cert_file=str(cert_file),
-                             server__tls_key_file=str(key_file))
+    settings = make_settings(
+        server__tls_cert_file=str(cert_file), server__tls_key_file=str(key_file)
+    )
     app.bind(settings)
     server = Server(app, settings)
     client_ctx = ssl.create_default_context()
@@ -79,8 +82,11 @@ async def test_virtual_request_over_tls_reports_wss(tmp_path) -> None:  # type: 
             tcp = await trio.open_tcp_stream("127.0.0.1", server.port)
             stream = trio.SSLStream(tcp, client_ctx, server_hostname="127.0.0.1")
             client = Client(stream)  # type: ignore[arg-type]
-            await client.send(WSRequest(host=f"127.0.0.1:{server.port}",
-                                        target="/socket.io/?EIO=4&transport=websocket"))
+            await client.send(
+                WSRequest(
+                    host=f"127.0.0.1:{server.port}", target="/socket.io/?EIO=4&transport=websocket"
+                )
+            )
             assert isinstance(await client.event(), AcceptConnection)
             assert str(getattr(await client.event(), "data", "")).startswith("0{")
             await client.send(TextMessage("40"))
@@ -91,7 +97,10 @@ async def test_virtual_request_over_tls_reports_wss(tmp_path) -> None:  # type: 
             nursery.cancel_scope.cancel()
     assert isinstance(reply, TextMessage) and reply.data.startswith("431[")
     assert json.loads(reply.data[3:])[0] == {
-        "body": {"protocol": "wss", "secure": True}, "headers": {}, "statusCode": 200}
+        "body": {"protocol": "wss", "secure": True},
+        "headers": {},
+        "statusCode": 200,
+    }
 
 
 async def test_plain_http_client_on_tls_port_is_dropped(tmp_path) -> None:  # type: ignore[no-untyped-def]
@@ -101,8 +110,9 @@ async def test_plain_http_client_on_tls_port_is_dropped(tmp_path) -> None:  # ty
     cert.private_key_and_cert_chain_pem.write_to_path(str(cert_file))
     cert.private_key_pem.write_to_path(str(key_file))
     app = App()
-    settings = make_settings(server__tls_cert_file=str(cert_file),
-                             server__tls_key_file=str(key_file))
+    settings = make_settings(
+        server__tls_cert_file=str(cert_file), server__tls_key_file=str(key_file)
+    )
     app.bind(settings)
     server = Server(app, settings)
     with trio.fail_after(10):
@@ -124,8 +134,9 @@ async def _served_by(port: int, ca: trustme.CA) -> bool:
     tcp = await trio.open_tcp_stream("127.0.0.1", port)
     stream = trio.SSLStream(tcp, ctx, server_hostname="127.0.0.1")
     try:
-        await stream.send_all(b"GET /_gateway/health HTTP/1.1\r\nHost: 127.0.0.1\r\n"
-                              b"Connection: close\r\n\r\n")
+        await stream.send_all(
+            b"GET /_gateway/health HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
+        )
         (reply,) = parse_replies(await read_all(stream))
         return reply.status == 200
     except trio.BrokenResourceError:
@@ -135,7 +146,8 @@ async def _served_by(port: int, ca: trustme.CA) -> bool:
 
 
 async def test_reload_renews_the_certificate_and_refuses_an_unloadable_one(  # type: ignore[no-untyped-def]
-        tmp_path) -> None:
+    tmp_path,
+) -> None:
     old_ca, new_ca = trustme.CA(), trustme.CA()
     cert_file, key_file = tmp_path / "cert.pem", tmp_path / "key.pem"
 
@@ -146,8 +158,9 @@ async def test_reload_renews_the_certificate_and_refuses_an_unloadable_one(  # t
 
     install(old_ca)
     app = App()
-    settings = make_settings(server__tls_cert_file=str(cert_file),
-                             server__tls_key_file=str(key_file))
+    settings = make_settings(
+        server__tls_cert_file=str(cert_file), server__tls_key_file=str(key_file)
+    )
     app.bind(settings)
     server = Server(app, settings)
     with trio.fail_after(10):
@@ -156,8 +169,9 @@ async def test_reload_renews_the_certificate_and_refuses_an_unloadable_one(  # t
             assert await _served_by(server.port, old_ca)
 
             install(new_ca)  # renewed in place, under the same names
-            renewed = make_settings(server__tls_cert_file=str(cert_file),
-                                    server__tls_key_file=str(key_file))
+            renewed = make_settings(
+                server__tls_cert_file=str(cert_file), server__tls_key_file=str(key_file)
+            )
             server.reload(renewed)
             assert await _served_by(server.port, new_ca)
             assert not await _served_by(server.port, old_ca)
@@ -165,9 +179,11 @@ async def test_reload_renews_the_certificate_and_refuses_an_unloadable_one(  # t
             # a key that does not load: refused whole, the running certificate and profile stay
             key_file.write_text("not a key\n")
             context = server._tls
-            bad = make_settings(server__tls_cert_file=str(cert_file),
-                                server__tls_key_file=str(key_file),
-                                memory__body_budget_bytes=str(8 * 1024 * 1024))
+            bad = make_settings(
+                server__tls_cert_file=str(cert_file),
+                server__tls_key_file=str(key_file),
+                memory__body_budget_bytes=str(8 * 1024 * 1024),
+            )
             with pytest.raises(ConfigError, match="server.tls_cert_file/tls_key_file"):
                 server.reload(bad)
             assert server._tls is context and server.settings is renewed

@@ -15,10 +15,23 @@ ROOT = Path(__file__).resolve().parent.parent
 
 def run_mypy(tmp_path: Path, *files: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "mypy", "--strict", "--no-error-summary",
-         "--cache-dir", str(tmp_path / "cache"), *files],
-        cwd=FIXTURES, env={"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin"},
-        capture_output=True, text=True, timeout=120, check=False)
+        [
+            sys.executable,
+            "-m",
+            "mypy",
+            "--strict",
+            "--no-error-summary",
+            "--cache-dir",
+            str(tmp_path / "cache"),
+            *files,
+        ],
+        cwd=FIXTURES,
+        env={"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin"},
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
 
 
 def test_a_typed_app_passes_mypy_strict_and_wrong_handlers_do_not(tmp_path: Path) -> None:

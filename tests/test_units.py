@@ -244,8 +244,10 @@ def _vendor_unit_dir() -> str:
     for d in ("/usr/lib/systemd/system", "/lib/systemd/system"):
         if os.path.exists(os.path.join(d, "sysinit.target")):
             return d
-    missing("a systemd vendor unit directory with sysinit.target", "Debian package systemd "
-            "(`make test` installs it: scripts/system-deps.sh, as root)")
+    missing(
+        "a systemd vendor unit directory with sysinit.target",
+        "Debian package systemd (`make test` installs it: scripts/system-deps.sh, as root)",
+    )
 
 
 def _stage(tmp_path: Path, service_dropin: str = "", socket_dropin: str = "") -> Path:
@@ -352,8 +354,10 @@ def test_profile_dropins_verify_clean(tmp_path: Path, profile: str) -> None:
 def test_dropin_hands_the_mqtt_files_over_only_with_a_broker() -> None:
     from gateway.settings import load_settings
 
-    files = {"mqtt.credentials_file": "/etc/gateway/mqtt.credentials",
-             "mqtt.tls_ca_file": "/etc/gateway/mqtt-ca.pem"}
+    files = {
+        "mqtt.credentials_file": "/etc/gateway/mqtt.credentials",
+        "mqtt.tls_ca_file": "/etc/gateway/mqtt-ca.pem",
+    }
     off = load_settings("test", env={}, overrides=files)
     assert "LoadCredential=mqtt" not in render_dropin(off)  # no url: the files are unused
     on = load_settings("test", env={}, overrides={**files, "mqtt.url": "mqtts://broker"})
@@ -362,8 +366,8 @@ def test_dropin_hands_the_mqtt_files_over_only_with_a_broker() -> None:
         "LoadCredential=mqtt-credentials:/etc/gateway/mqtt.credentials\n"
         "Environment=GATEWAY_MQTT_CREDENTIALS_FILE=%d/mqtt-credentials\n"
         "LoadCredential=mqtt-tls-ca:/etc/gateway/mqtt-ca.pem\n"
-        "Environment=GATEWAY_MQTT_TLS_CA_FILE=%d/mqtt-tls-ca\n")
+        "Environment=GATEWAY_MQTT_TLS_CA_FILE=%d/mqtt-tls-ca\n"
+    )
     # the variables point the server at systemd's copies: they load back as settings
     env = {"GATEWAY_MQTT_CREDENTIALS_FILE": "/run/credentials/gateway.service/mqtt-credentials"}
     assert load_settings("test", env=env).mqtt.credentials_file.endswith("/mqtt-credentials")
-

@@ -44,13 +44,26 @@ class Client:
         self.eof = False
 
     @classmethod
-    async def open(cls, port: int, target: str, *, subprotocols: list[str] | None = None,
-                   headers: list[tuple[str, str]] | None = None) -> tuple[Client, Event]:
+    async def open(
+        cls,
+        port: int,
+        target: str,
+        *,
+        subprotocols: list[str] | None = None,
+        headers: list[tuple[str, str]] | None = None,
+    ) -> tuple[Client, Event]:
         stream = await trio.open_tcp_stream("127.0.0.1", port)
         client = cls(stream)
-        await stream.send_all(client.ws.send(Request(
-            host=f"127.0.0.1:{port}", target=target, subprotocols=subprotocols or [],
-            extra_headers=[(k.encode(), v.encode()) for k, v in headers or []])))
+        await stream.send_all(
+            client.ws.send(
+                Request(
+                    host=f"127.0.0.1:{port}",
+                    target=target,
+                    subprotocols=subprotocols or [],
+                    extra_headers=[(k.encode(), v.encode()) for k, v in headers or []],
+                )
+            )
+        )
         return client, await client.event()
 
     async def event(self) -> Event:
@@ -125,8 +138,9 @@ async def _close_clients() -> Any:
     Client.opened.clear()
 
 
-def frame(opcode: int, payload: bytes, *, fin: bool = True, rsv: int = 0,
-          mask: bool = True) -> bytes:
+def frame(
+    opcode: int, payload: bytes, *, fin: bool = True, rsv: int = 0, mask: bool = True
+) -> bytes:
     """A client frame built by hand, for the protocol-violation tests."""
     first = (0x80 if fin else 0) | rsv | opcode
     n = len(payload)
@@ -198,8 +212,9 @@ async def test_subprotocol_is_first_client_offer_we_support() -> None:
     app, _ = echo_app()
     with trio.fail_after(10):
         async with running(app) as server:
-            client, event = await Client.open(server.port, "/chat",
-                                              subprotocols=["x", "superchat", "chat"])
+            client, event = await Client.open(
+                server.port, "/chat", subprotocols=["x", "superchat", "chat"]
+            )
             assert isinstance(event, AcceptConnection) and event.subprotocol == "superchat"
             assert await client.event() == TextMessage("superchat")
             assert (await client.expect_close()).code == 1000
@@ -222,8 +237,9 @@ async def test_subprotocol_is_first_client_offer_we_support() -> None:
         (("https://app.example",), "https://app.example.evil", 403),
     ],
 )
-async def test_origin_policy(key: str, allowed: tuple[str, ...], origin: str | None,
-                             status: int) -> None:
+async def test_origin_policy(
+    key: str, allowed: tuple[str, ...], origin: str | None, status: int
+) -> None:
     # [cors] allowed_origins is the one list; the old [websocket] key still admits sockets
     app, _ = echo_app()
     with trio.fail_after(10):
@@ -242,10 +258,12 @@ async def test_a_wildcard_origin_never_admits_a_socket() -> None:
     app, _ = echo_app()
     with trio.fail_after(10):
         async with running(app, cors__allowed_origins=["*"]) as server:
-            _, other = await Client.open(server.port, "/echo/o",
-                                         headers=[("Origin", "https://any.example")])
-            _, own = await Client.open(server.port, "/echo/o",
-                                       headers=[("Origin", f"http://127.0.0.1:{server.port}")])
+            _, other = await Client.open(
+                server.port, "/echo/o", headers=[("Origin", "https://any.example")]
+            )
+            _, own = await Client.open(
+                server.port, "/echo/o", headers=[("Origin", f"http://127.0.0.1:{server.port}")]
+            )
     assert isinstance(other, RejectConnection) and other.status_code == 403
     assert isinstance(own, AcceptConnection)
 
@@ -266,8 +284,9 @@ async def test_privileged_route_refused_before_handshake() -> None:
         async with running(app) as server:
             client, event = await Client.open(server.port, "/admin")
             assert isinstance(event, RejectConnection) and event.status_code == 401
-            client, event = await Client.open(server.port, "/admin",
-                                              headers=[("Authorization", "Bearer wrong")])
+            client, event = await Client.open(
+                server.port, "/admin", headers=[("Authorization", "Bearer wrong")]
+            )
             assert isinstance(event, RejectConnection) and event.status_code == 403
 
 
@@ -304,7 +323,8 @@ async def test_bad_version_is_426() -> None:
             Client.opened.append(stream)
             await stream.send_all(
                 b"GET /echo/a HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
-                b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 8\r\n\r\n")
+                b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 8\r\n\r\n"
+            )
             data = await stream.receive_some(4096)
             assert data.startswith(b"HTTP/1.1 426 ")
             assert b"sec-websocket-version: 13" in data.lower()
@@ -349,13 +369,16 @@ async def test_invalid_utf8_is_1007() -> None:
             assert seen["code"] == 1007
 
 
-@pytest.mark.parametrize("bad", [
-    frame(0x1, b"x", rsv=0x40),  # reserved bit without an extension
-    frame(0x1, b"x", mask=False),  # unmasked client frame
-    frame(0x3, b"x"),  # reserved opcode
-    frame(0x9, b"p", fin=False),  # fragmented control frame
-    frame(0x0, b"x"),  # continuation without a start
-])
+@pytest.mark.parametrize(
+    "bad",
+    [
+        frame(0x1, b"x", rsv=0x40),  # reserved bit without an extension
+        frame(0x1, b"x", mask=False),  # unmasked client frame
+        frame(0x3, b"x"),  # reserved opcode
+        frame(0x9, b"p", fin=False),  # fragmented control frame
+        frame(0x0, b"x"),  # continuation without a start
+    ],
+)
 async def test_protocol_error_is_1002_with_close_frame(bad: bytes) -> None:
     app, _ = echo_app()
     with trio.fail_after(10):
@@ -381,8 +404,9 @@ async def _wait_ws_active(server: Any, n: int = 0, within_s: float = 5.0) -> int
 async def test_client_ping_gets_pong_and_server_pings_idle_client() -> None:
     app, _ = echo_app()
     with trio.fail_after(10):
-        async with running(app, websocket__ping_interval_s=0.2,
-                           websocket__pong_timeout_s=1.0) as server:
+        async with running(
+            app, websocket__ping_interval_s=0.2, websocket__pong_timeout_s=1.0
+        ) as server:
             client, _ = await Client.open(server.port, "/echo/p")
             await client.send(Ping(b"hi"))
             assert await client.event() == Pong(b"hi")
@@ -395,8 +419,9 @@ async def test_client_ping_gets_pong_and_server_pings_idle_client() -> None:
 async def test_pong_timeout_closes() -> None:
     app, seen = echo_app()
     with trio.fail_after(10):
-        async with running(app, websocket__ping_interval_s=0.1,
-                           websocket__pong_timeout_s=0.3) as server:
+        async with running(
+            app, websocket__ping_interval_s=0.1, websocket__pong_timeout_s=0.3
+        ) as server:
             client, _ = await Client.open(server.port, "/echo/p")
             # never answer a ping: the server gives up after pong_timeout_s
             close = await client.expect_close_ignoring_pings()
@@ -407,8 +432,12 @@ async def test_pong_timeout_closes() -> None:
 async def test_idle_timeout_closes_1001() -> None:
     app, seen = echo_app()
     with trio.fail_after(10):
-        async with running(app, websocket__idle_timeout_s=0.3, websocket__ping_interval_s=0.1,
-                           websocket__pong_timeout_s=1.0) as server:
+        async with running(
+            app,
+            websocket__idle_timeout_s=0.3,
+            websocket__ping_interval_s=0.1,
+            websocket__pong_timeout_s=1.0,
+        ) as server:
             client, _ = await Client.open(server.port, "/echo/i")
             await client.send(TextMessage("a"))
             assert await client.event() == TextMessage("i::a")
@@ -509,8 +538,9 @@ async def test_send_only_handler_sees_client_close() -> None:
             done.set()
 
     with trio.fail_after(10):
-        async with running(app, websocket__ping_interval_s=0.2,
-                           websocket__pong_timeout_s=1.0) as server:
+        async with running(
+            app, websocket__ping_interval_s=0.2, websocket__pong_timeout_s=1.0
+        ) as server:
             client, _ = await Client.open(server.port, "/ticks")
             assert await client.event() == TextMessage("tick")
             await client.send(CloseConnection(4002, "enough"))

@@ -69,8 +69,9 @@ def _query_parser(option: str | bool | QueryParser) -> QueryParser:
         return _no_query
     if callable(option):
         return option
-    raise ValueError(f"unknown value for query_parser: {option!r} (simple, extended, False or a "
-                     "function)")
+    raise ValueError(
+        f"unknown value for query_parser: {option!r} (simple, extended, False or a function)"
+    )
 
 
 class App(Router):
@@ -105,8 +106,13 @@ class App(Router):
         query_parser: str | bool | QueryParser = "simple",
         cors: bool | dict[str, Any] | None = None,
     ) -> None:
-        super().__init__(privileged=privileged, case_sensitive=case_sensitive, strict=strict,
-                         merge_params=merge_params, cors=cors)
+        super().__init__(
+            privileged=privileged,
+            case_sensitive=case_sensitive,
+            strict=strict,
+            merge_params=merge_params,
+            cors=cors,
+        )
         self.parse_query: QueryParser = _query_parser(query_parser)
         self.settings: Settings | None = None
         self.budget = MemoryBudget(16 * 1024 * 1024)
@@ -211,9 +217,12 @@ class App(Router):
         if self.bans is not None:
             self.bans.configure(settings.bans)
         if settings.websocket.allowed_origins:
-            log.warning("%s: [websocket] allowed_origins is deprecated: it still admits "
-                        "sockets from those origins; move it to [cors] allowed_origins, which "
-                        "lets their pages call routes too (see README, CORS)", settings.source)
+            log.warning(
+                "%s: [websocket] allowed_origins is deprecated: it still admits "
+                "sockets from those origins; move it to [cors] allowed_origins, which "
+                "lets their pages call routes too (see README, CORS)",
+                settings.source,
+            )
 
     def begin_drain(self) -> None:
         """The server stops taking requests: end the streams that never end by themselves.
@@ -250,11 +259,20 @@ class App(Router):
             "errors_5xx": self.errors_5xx,
             "background_failures": self.background_failures,
             "memory": {"body_budget": self.budget.statistics(), "rss_bytes": _rss_bytes()},
-            "auth": (self.bans.statistics() if self.bans is not None else
-                     {"failures": 0, "bans": 0, "refused": 0, "banned_peers": 0,
-                      "tracked_peers": 0,
-                      "max_tracked_peers": (self.settings.bans.max_tracked_peers
-                                            if self.settings is not None else 0)}),
+            "auth": (
+                self.bans.statistics()
+                if self.bans is not None
+                else {
+                    "failures": 0,
+                    "bans": 0,
+                    "refused": 0,
+                    "banned_peers": 0,
+                    "tracked_peers": 0,
+                    "max_tracked_peers": (
+                        self.settings.bans.max_tracked_peers if self.settings is not None else 0
+                    ),
+                }
+            ),
         }
         if self.settings is not None:
             stats["profile"] = self.settings.profile

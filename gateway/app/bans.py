@@ -82,8 +82,7 @@ class Bans:
 
     __slots__ = ("settings", "clock", "peers", "failures", "bans", "refused", "_exempt")
 
-    def __init__(self, settings: BansSettings, clock: Callable[[], float] = time.monotonic
-                 ) -> None:
+    def __init__(self, settings: BansSettings, clock: Callable[[], float] = time.monotonic) -> None:
         self.clock = clock
         self.peers: OrderedDict[str, list[float]] = OrderedDict()
         self.failures = 0
@@ -100,7 +99,8 @@ class Bans:
         """
         self.settings = settings
         self._exempt: tuple[Network, ...] = tuple(
-            ipaddress.ip_network(n, strict=False) for n in settings.exempt_networks)
+            ipaddress.ip_network(n, strict=False) for n in settings.exempt_networks
+        )
         while len(self.peers) > settings.max_tracked_peers:
             self.peers.popitem(last=False)
 
@@ -157,9 +157,14 @@ class Bans:
             entry[2] = now + settings.ban_s
             entry[0], entry[1] = 0.0, entry[2]  # a fresh window once the ban ends
             self.bans += 1
-            log.warning("%s banned for %g s: %d failed credentials within %g s ([bans]); "
-                        "its requests with credentials get 429 until then", key,
-                        settings.ban_s, settings.max_failures, settings.window_s)
+            log.warning(
+                "%s banned for %g s: %d failed credentials within %g s ([bans]); "
+                "its requests with credentials get 429 until then",
+                key,
+                settings.ban_s,
+                settings.max_failures,
+                settings.window_s,
+            )
 
     def _exempted(self, peer: tuple[str, int] | None) -> bool:
         exempt = self._exempt
@@ -191,6 +196,11 @@ class Bans:
 
     def statistics(self) -> dict[str, Any]:
         """The counters, for App.statistics() and the metrics."""
-        return {"failures": self.failures, "bans": self.bans, "refused": self.refused,
-                "banned_peers": self.banned_peers(), "tracked_peers": len(self.peers),
-                "max_tracked_peers": self.settings.max_tracked_peers}
+        return {
+            "failures": self.failures,
+            "bans": self.bans,
+            "refused": self.refused,
+            "banned_peers": self.banned_peers(),
+            "tracked_peers": len(self.peers),
+            "max_tracked_peers": self.settings.max_tracked_peers,
+        }

@@ -135,8 +135,9 @@ def _parse_constant(name: str) -> Any:
 # which has no 3-digit exponent can't hold a number the hooks would refuse: it is decoded
 # without them (the common case); any other text goes through them.
 _FAST_JSON: Final = _json.JSONDecoder(parse_constant=_parse_constant)
-_CHECKED_JSON: Final = _json.JSONDecoder(parse_int=_parse_int, parse_float=_parse_float,
-                                         parse_constant=_parse_constant)
+_CHECKED_JSON: Final = _json.JSONDecoder(
+    parse_int=_parse_int, parse_float=_parse_float, parse_constant=_parse_constant
+)
 _LONG_NUMBER_RE: Final = re.compile(r"[-+0-9.eE]{64,}|[eE][-+]?[0-9]{3}")
 
 

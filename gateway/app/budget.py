@@ -119,9 +119,13 @@ class MemoryBudget:
         self.total = total_bytes
         held = self.used + self.pledged
         if held > total_bytes:
-            log.warning("memory budget resized to %d bytes with %d held: new bodies are "
-                        "refused until %d bytes are released", total_bytes, held,
-                        held - total_bytes)
+            log.warning(
+                "memory budget resized to %d bytes with %d held: new bodies are "
+                "refused until %d bytes are released",
+                total_bytes,
+                held,
+                held - total_bytes,
+            )
 
     def reserve(self, nbytes: int) -> None:
         """Take nbytes from the budget (bytes that nobody pledged).

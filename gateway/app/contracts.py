@@ -129,13 +129,13 @@ class ConnectionInfo(Protocol):
     def peer_text(self) -> str: ...
 
 
-
 class WebSocketAcceptor(Protocol):
     """A ResponseSink that can take the connection over as a WebSocket (an HTTP Upgrade
     request's sink; ``Response.accept_websocket`` uses it for a ws route)."""
 
-    async def accept_websocket(self, req: Any, res: Any, handler: Callable[..., Awaitable[None]],
-                               options: dict[str, Any]) -> None:
+    async def accept_websocket(
+        self, req: Any, res: Any, handler: Callable[..., Awaitable[None]], options: dict[str, Any]
+    ) -> None:
         """Check the handshake; switch protocols once the request is over.
 
         Raises:
@@ -232,8 +232,14 @@ class EventStream(Protocol):
     @property
     def last_event_id(self) -> str | None: ...
 
-    async def send(self, data: Any, *, event: str | None = None, id: str | None = None,
-                   retry_ms: int | None = None) -> None:
+    async def send(
+        self,
+        data: Any,
+        *,
+        event: str | None = None,
+        id: str | None = None,
+        retry_ms: int | None = None,
+    ) -> None:
         """Send one event (see gateway.app.sse.format_event)."""
         ...
 
@@ -268,5 +274,6 @@ class CookieTarget(Protocol):
         """A cookie_parser ran on this request already."""
         ...
 
-    def set_cookies(self, cookies: dict[str, Any], signed: dict[str, Any],
-                    secret: str | None) -> None: ...
+    def set_cookies(
+        self, cookies: dict[str, Any], signed: dict[str, Any], secret: str | None
+    ) -> None: ...

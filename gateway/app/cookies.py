@@ -210,8 +210,9 @@ def cookie_parser(secret: str | Sequence[str] | None = None) -> Middleware:
             raise TypeError(f"cookie_parser secrets must be str, not {type(s).__name__}")
     first = secrets[0] if secrets else None
 
-    async def cookie_parser_mw(req: CookieTarget, res: Any,
-                               next: Callable[..., Awaitable[None]]) -> None:
+    async def cookie_parser_mw(
+        req: CookieTarget, res: Any, next: Callable[..., Awaitable[None]]
+    ) -> None:
         if not req.cookies_parsed:
             cookies: dict[str, Any] = parse_cookies(req.headers.get("cookie"))
             signed: dict[str, Any] = {}

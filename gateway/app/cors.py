@@ -58,14 +58,21 @@ if TYPE_CHECKING:
         def cors_chains(self) -> Iterable[tuple[str, Any]]: ...
 
         def cors_options(self, method: str, path: str, upgrade: bool) -> Any: ...
+
     from gateway.settings import CorsSettings
 
 __all__ = ["Cors", "Policy", "check_option", "same_origin", "socket_allowed"]
 
 log = logging.getLogger("gateway.cors")
 
-KEYS: Final = ("allowed_origins", "allowed_methods", "allowed_headers", "allow_credentials",
-               "max_age_s", "exposed_headers")
+KEYS: Final = (
+    "allowed_origins",
+    "allowed_methods",
+    "allowed_headers",
+    "allow_credentials",
+    "max_age_s",
+    "exposed_headers",
+)
 _DEFAULT_PORTS: Final = {"http": "80", "https": "443", "ws": "80", "wss": "443"}
 _VARY_ORIGIN: Final = ("Vary", "Origin")
 
@@ -124,8 +131,18 @@ class Policy:
         credentials: Access-Control-Allow-Credentials: true.
     """
 
-    __slots__ = ("origins", "any_origin", "credentials", "_allow_tail", "_preflight_tail",
-                 "_reflect_methods", "_reflect_headers", "_vary", "_refused", "_answers")
+    __slots__ = (
+        "origins",
+        "any_origin",
+        "credentials",
+        "_allow_tail",
+        "_preflight_tail",
+        "_reflect_methods",
+        "_reflect_headers",
+        "_vary",
+        "_refused",
+        "_answers",
+    )
 
     def __init__(self, values: Mapping[str, Any]) -> None:
         origins = tuple(values["allowed_origins"])
@@ -135,8 +152,10 @@ class Policy:
         exposed = tuple(values["exposed_headers"])
         if self.credentials and (self.any_origin or "*" in exposed):
             which = "allowed_origins" if self.any_origin else "exposed_headers"
-            raise ValueError(f'cors: "*" in {which} together with allow_credentials = true: '
-                             "browsers refuse a wildcard on credentialed requests")
+            raise ValueError(
+                f'cors: "*" in {which} together with allow_credentials = true: '
+                "browsers refuse a wildcard on credentialed requests"
+            )
         tail: list[tuple[str, str]] = []
         if self.credentials:
             tail.append(("Access-Control-Allow-Credentials", "true"))
@@ -231,14 +250,22 @@ class Policy:
             Access-Control-Allow-Origin, -Credentials, -Methods, -Headers, -Max-Age,
             -Private-Network when asked for, and Vary.
         """
-        out = [("Access-Control-Allow-Origin", "*" if self.any_origin else origin.strip()),
-               *self._allow_tail, *self._preflight_tail]
+        out = [
+            ("Access-Control-Allow-Origin", "*" if self.any_origin else origin.strip()),
+            *self._allow_tail,
+            *self._preflight_tail,
+        ]
         if self._reflect_methods:
-            out.append(("Access-Control-Allow-Methods",
-                        headers.get("access-control-request-method", "").strip()))
+            out.append(
+                (
+                    "Access-Control-Allow-Methods",
+                    headers.get("access-control-request-method", "").strip(),
+                )
+            )
         if self._reflect_headers and headers.get("access-control-request-headers"):
-            out.append(("Access-Control-Allow-Headers",
-                        headers["access-control-request-headers"].strip()))
+            out.append(
+                ("Access-Control-Allow-Headers", headers["access-control-request-headers"].strip())
+            )
         # Chromium's Private Network Access: a public page asks before it calls a device on
         # the LAN. The owner listed this origin: that is the answer.
         if headers.get("access-control-request-private-network", "").strip() == "true":
@@ -279,10 +306,13 @@ def check_option(value: object, where: str = "cors") -> bool | dict[str, Any] | 
             out[key] = check_value(f"cors.{key}", item, where)
         except ConfigError as exc:
             raise ValueError(str(exc)) from None
-    if out.get("allow_credentials") and ("*" in out.get("allowed_origins", ())
-                                         or "*" in out.get("exposed_headers", ())):
-        raise ValueError(f'{where}: "*" together with allow_credentials = true: browsers '
-                         "refuse a wildcard on credentialed requests")
+    if out.get("allow_credentials") and (
+        "*" in out.get("allowed_origins", ()) or "*" in out.get("exposed_headers", ())
+    ):
+        raise ValueError(
+            f'{where}: "*" together with allow_credentials = true: browsers '
+            "refuse a wildcard on credentialed requests"
+        )
     return out
 
 
@@ -306,8 +336,9 @@ class Cors:
 
     __slots__ = ("base", "overrides", "active", "_values", "_chains")
 
-    def __init__(self, settings: CorsSettings, root: Router | None = None,
-                 source: str = "") -> None:
+    def __init__(
+        self, settings: CorsSettings, root: Router | None = None, source: str = ""
+    ) -> None:
         self._values: dict[str, Any] = {key: getattr(settings, key) for key in KEYS}
         self.base = Policy.build(self._values)
         # id(option) of each chain -> (the options, kept alive so ids stay theirs; the policy)
@@ -319,8 +350,9 @@ class Cors:
                 try:
                     self._compile(chain)
                 except ValueError as exc:
-                    raise ConfigError(f"{label}: {exc} (merged over the [cors] of "
-                                      f"{source or 'the profile'})") from None
+                    raise ConfigError(
+                        f"{label}: {exc} (merged over the [cors] of {source or 'the profile'})"
+                    ) from None
         self.active = self.base is not None or self.overrides
 
     def _compile(self, chain: tuple[Any, ...]) -> Policy | None:
@@ -340,8 +372,9 @@ class Cors:
         self._chains[key] = (chain, policy)
         return policy
 
-    def policy_for(self, router: Router, method: str, path: str,
-                   upgrade: bool = False) -> Policy | None:
+    def policy_for(
+        self, router: Router, method: str, path: str, upgrade: bool = False
+    ) -> Policy | None:
         """The policy of the route ``method path`` would reach (None: no CORS there).
 
         Args:
@@ -365,8 +398,9 @@ class Cors:
             self._chains[tuple(map(id, chain))] = (chain, None)
             return None
 
-    async def apply(self, router: Router, info: ConnectionInfo, req: Request,
-                    res: Response) -> tuple[tuple[str, str], ...] | None:
+    async def apply(
+        self, router: Router, info: ConnectionInfo, req: Request, res: Response
+    ) -> tuple[tuple[str, str], ...] | None:
         """Apply the policy of ``req``'s route: answer a preflight, or set an actual request's
         headers before the app runs.
 
@@ -393,17 +427,23 @@ class Cors:
             if preflight:
                 method = headers["access-control-request-method"].strip()
         policy = self.policy_for(router, method, req.path)
-        if (req.is_socket and origin is not None and getattr(info, "cross_origin", False)
-                and (policy is None or not policy.allows(origin))):
-            raise Forbidden(None, "Forbidden: this route does not allow the socket's origin "
-                                  "(CORS)")
+        if (
+            req.is_socket
+            and origin is not None
+            and getattr(info, "cross_origin", False)
+            and (policy is None or not policy.allows(origin))
+        ):
+            raise Forbidden(None, "Forbidden: this route does not allow the socket's origin (CORS)")
         if policy is None:
             return ()  # no CORS here: a preflight is the app's (Allow, 401, ...)
         if preflight:
             assert origin is not None
             if not policy.allows(origin):
-                raise Forbidden(None, "Forbidden: origin not allowed (CORS)",
-                                [] if policy.any_origin else [_VARY_ORIGIN])
+                raise Forbidden(
+                    None,
+                    "Forbidden: origin not allowed (CORS)",
+                    [] if policy.any_origin else [_VARY_ORIGIN],
+                )
             for name, value in policy.preflight_headers(origin, req.headers):
                 res.set(name, value)
             res.status(204)
@@ -424,8 +464,14 @@ def _origin_of(req: Request) -> str | None:
     return req.header_fields(_ORIGIN).get("origin")
 
 
-def socket_allowed(cors: Cors | None, router: Router, legacy: Iterable[str],
-                   origin: str | None, host: str | None, path: str) -> bool:
+def socket_allowed(
+    cors: Cors | None,
+    router: Router,
+    legacy: Iterable[str],
+    origin: str | None,
+    host: str | None,
+    path: str,
+) -> bool:
     """The origin check of a WebSocket or Socket.IO handshake (cross-site WebSocket hijacking).
 
     No Origin: not a browser, which a hijacking page cannot be: allowed. A same-origin page:

@@ -34,8 +34,14 @@ if TYPE_CHECKING:
     class AccessLog(Protocol):  # for the type checker only, as gateway.app.contracts
         """Records one line per finished exchange (the server's access log)."""
 
-        def log_access(self, info: ConnectionInfo, req: Request, res: Response,
-                       started: float, failure: BaseException | None = None) -> None: ...
+        def log_access(
+            self,
+            info: ConnectionInfo,
+            req: Request,
+            res: Response,
+            started: float,
+            failure: BaseException | None = None,
+        ) -> None: ...
 
 
 __all__ = ["Exchange", "Endpoint"]
@@ -43,8 +49,10 @@ __all__ = ["Exchange", "Endpoint"]
 log = logging.getLogger("gateway.app")
 
 # what a handler written for asyncio gets: say what to use instead (docs/GUIDE.md section 7)
-_ASYNCIO_HINT = (" (handlers run on trio, not asyncio: use trio.sleep, trio.to_thread.run_sync "
-                 "for blocking calls, and @app.background for tasks; see docs/GUIDE.md)")
+_ASYNCIO_HINT = (
+    " (handlers run on trio, not asyncio: use trio.sleep, trio.to_thread.run_sync "
+    "for blocking calls, and @app.background for tasks; see docs/GUIDE.md)"
+)
 
 Endpoint = Callable[[Request, Response], Awaitable[None]]
 
@@ -119,7 +127,12 @@ class Exchange:
         parsed = body is not NO_BODY
         is_socket = parsed if transport is None else transport == "socket"
         req = Request(
-            app, method, target, path, query, raw_headers,
+            app,
+            method,
+            target,
+            path,
+            query,
+            raw_headers,
             protocol=info.scheme,
             http_version=http_version,
             client=info.peer,
@@ -140,8 +153,14 @@ class Exchange:
             req.transport = transport
         return req
 
-    async def run(self, info: ConnectionInfo, req: Request, sink: ResponseSink,
-                  endpoint: Endpoint | None = None, started: float = 0.0) -> Response:
+    async def run(
+        self,
+        info: ConnectionInfo,
+        req: Request,
+        sink: ResponseSink,
+        endpoint: Endpoint | None = None,
+        started: float = 0.0,
+    ) -> Response:
         """Serve ``req`` through ``sink``: endpoint or app, error replies, body end, access log.
 
         Args:
@@ -192,8 +211,11 @@ class Exchange:
                             await stream.pump()
                     if not res.headers_sent:
                         if not fell_through:
-                            log.error("%s %s: handler returned without sending a response",
-                                      req.method, req.path)
+                            log.error(
+                                "%s %s: handler returned without sending a response",
+                                req.method,
+                                req.path,
+                            )
                             raise HTTPError(500)
                         if not allowed:
                             raise NotFound(None, f"Cannot {req.method} {req.original_url}"[:200])
@@ -203,11 +225,20 @@ class Exchange:
             except HTTPError as exc:
                 if res.headers_sent:
                     raise
-                await self.reply_error(req, res, exc.status, exc.message,
-                                       [*exc.headers, *kept] if kept else exc.headers)
+                await self.reply_error(
+                    req,
+                    res,
+                    exc.status,
+                    exc.message,
+                    [*exc.headers, *kept] if kept else exc.headers,
+                )
             except Exception as exc:
-                log.exception("%s %s: unhandled error in handler%s", req.method, req.path,
-                              _ASYNCIO_HINT if "no running event loop" in str(exc) else "")
+                log.exception(
+                    "%s %s: unhandled error in handler%s",
+                    req.method,
+                    req.path,
+                    _ASYNCIO_HINT if "no running event loop" in str(exc) else "",
+                )
                 if res.headers_sent:
                     raise
                 await self.reply_error(req, res, 500, None, kept)
@@ -225,9 +256,16 @@ class Exchange:
                 access_log.log_access(info, req, res, started, failure)
         return res
 
-    async def reply_error(self, req: Request | None, res: Response, status: int,
-                          message: str | None, headers: Iterable[tuple[str, str]] = (),
-                          *, reveal: bool = False) -> None:
+    async def reply_error(
+        self,
+        req: Request | None,
+        res: Response,
+        status: int,
+        message: str | None,
+        headers: Iterable[tuple[str, str]] = (),
+        *,
+        reveal: bool = False,
+    ) -> None:
         """THE error reply: a short text, or ``{"error", "status"}`` when the client wants JSON.
 
         5xx replies say only the reason phrase (the cause goes to the log, never the client).
@@ -282,8 +320,11 @@ def _refuse_banned(app: App, info: ConnectionInfo) -> None:
     if bans is not None and bans.peers:
         left = bans.refuse(info.peer)
         if left:
-            raise HTTPError(429, "Too many failed credentials from this address: retry after "
-                                 f"{left} s", {"Retry-After": str(left)})
+            raise HTTPError(
+                429,
+                f"Too many failed credentials from this address: retry after {left} s",
+                {"Retry-After": str(left)},
+            )
 
 
 async def _no_method(req: Request, res: Response, allowed: set[str]) -> None:

@@ -15,8 +15,21 @@ __all__ = ["Metrics", "DURATION_BUCKETS_S", "METHODS", "RecentError", "RECENT_ER
 
 #: Upper bounds of the request-duration histogram, in seconds. A device answers most requests
 #: in about a millisecond; slow flash, a busy CPU or a streamed upload take 0.1-10 s.
-DURATION_BUCKETS_S: Final = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0,
-                             2.5, 5.0, 10.0)
+DURATION_BUCKETS_S: Final = (
+    0.001,
+    0.0025,
+    0.005,
+    0.01,
+    0.025,
+    0.05,
+    0.1,
+    0.25,
+    0.5,
+    1.0,
+    2.5,
+    5.0,
+    10.0,
+)
 #: How many 4xx/5xx lines the status page keeps (for a privileged viewer).
 RECENT_ERRORS: Final = 20
 #: Methods counted by name; every other (WebDAV, made-up ones) is "other", the last index, so a
@@ -33,9 +46,9 @@ assert DURATION_BUCKETS_S[:3] == (0.001, 0.0025, 0.005)
 class RecentError(NamedTuple):
     """One 4xx/5xx line for the status page: no query string, no headers, no body."""
 
-    time: float      # wall clock, seconds since the epoch
+    time: float  # wall clock, seconds since the epoch
     method: str
-    path: str        # the request's path only, cut at 200 characters
+    path: str  # the request's path only, cut at 200 characters
     status: int
     mode: str
     transport: str
@@ -96,8 +109,17 @@ class Metrics:
         self.reloads_refused = 0
         self.status_viewers = 0
 
-    def observe(self, method: str, status: int, privileged: bool, transport: str,
-                duration_s: float, bytes_in: int, bytes_out: int, path: str) -> None:
+    def observe(
+        self,
+        method: str,
+        status: int,
+        privileged: bool,
+        transport: str,
+        duration_s: float,
+        bytes_in: int,
+        bytes_out: int,
+        path: str,
+    ) -> None:
         """Count one finished request (the server calls this where it writes the access line).
 
         Every request pays for it, so it is written for CPython's cheapest operations (list
@@ -128,9 +150,16 @@ class Metrics:
         t.bytes_in += bytes_in
         t.bytes_out += bytes_out
         if status >= 400:
-            self.errors.append(RecentError(time.time(), method[:_MAX_METHOD], path[:_MAX_PATH],
-                                           status, "privilege" if privileged else "user",
-                                           transport))
+            self.errors.append(
+                RecentError(
+                    time.time(),
+                    method[:_MAX_METHOD],
+                    path[:_MAX_PATH],
+                    status,
+                    "privilege" if privileged else "user",
+                    transport,
+                )
+            )
 
     def total(self) -> int:
         """Requests counted so far, both transports."""

@@ -190,8 +190,15 @@ class SocketHub:
             ids.add(room)
         return ids
 
-    def broadcast(self, rooms: str | Iterable[str], event: Any = _MISSING, data: Any = _MISSING,
-                  *, omit: object = None, relay: bool = True) -> int:
+    def broadcast(
+        self,
+        rooms: str | Iterable[str],
+        event: Any = _MISSING,
+        data: Any = _MISSING,
+        *,
+        omit: object = None,
+        relay: bool = True,
+    ) -> int:
         """Send an event to every socket in ``rooms`` (each socket once).
 
         ``broadcast(rooms, data)`` uses the event name "message", as Sails does.
@@ -236,8 +243,13 @@ class SocketHub:
         return self._send(list(self._subs), Push(name, payload), omit)
 
     def _send(self, ids: Iterable[str], push: Push, omit: object) -> int:
-        skip = None if omit is None else self._sid(omit) if isinstance(omit, str) \
+        skip = (
+            None
+            if omit is None
+            else self._sid(omit)
+            if isinstance(omit, str)
             else self._requests.get(id(omit))
+        )
         sent = 0
         for sid in ids:
             sub = self._subs.get(sid)
@@ -255,5 +267,9 @@ class SocketHub:
 
     def statistics(self) -> dict[str, int]:
         """Connected sockets, rooms, pushes queued and pushes dropped."""
-        return {"sockets": len(self._subs), "rooms": len(self._rooms), "pushes": self.pushes,
-                "dropped": self.dropped}
+        return {
+            "sockets": len(self._subs),
+            "rooms": len(self._rooms),
+            "pushes": self.pushes,
+            "dropped": self.dropped,
+        }

@@ -21,11 +21,22 @@ _MAX_ARRAY_INDEX: Final = 2**32 - 1
 _INT: Final = re.compile(r"-?(?:0|[1-9][0-9]*)")
 _LATIN1_ESCAPE: Final = re.compile(r"%[0-9a-fA-F]{2}")
 # Object.prototype's own names: with allow_prototypes=False, qs drops keys that would shadow them
-_OBJECT_PROTOTYPE: Final = frozenset({
-    "constructor", "__defineGetter__", "__defineSetter__", "hasOwnProperty", "__lookupGetter__",
-    "__lookupSetter__", "isPrototypeOf", "propertyIsEnumerable", "toString", "valueOf",
-    "__proto__", "toLocaleString",
-})
+_OBJECT_PROTOTYPE: Final = frozenset(
+    {
+        "constructor",
+        "__defineGetter__",
+        "__defineSetter__",
+        "hasOwnProperty",
+        "__lookupGetter__",
+        "__lookupSetter__",
+        "isPrototypeOf",
+        "propertyIsEnumerable",
+        "toString",
+        "valueOf",
+        "__proto__",
+        "toLocaleString",
+    }
+)
 
 
 class _Arr:
@@ -263,11 +274,11 @@ def _decode(text: str, charset: str) -> str:
         return text
 
 
-def _parse_values(text: str, parameter_limit: int, array_limit: int, charset: str
-                  ) -> dict[str, Any]:
+def _parse_values(
+    text: str, parameter_limit: int, array_limit: int, charset: str
+) -> dict[str, Any]:
     if "%5" in text:
-        text = (text.replace("%5B", "[").replace("%5b", "[")
-                .replace("%5D", "]").replace("%5d", "]"))
+        text = text.replace("%5B", "[").replace("%5b", "[").replace("%5D", "]").replace("%5d", "]")
     parts = text.split("&", parameter_limit) if parameter_limit >= 0 else text.split("&")
     if 0 <= parameter_limit < len(parts):
         del parts[parameter_limit:]  # JavaScript's split(sep, limit) drops the rest
@@ -286,8 +297,9 @@ def _parse_values(text: str, parameter_limit: int, array_limit: int, charset: st
     return values
 
 
-def _split_key(key: str, depth: int, strict_depth: bool, allow_prototypes: bool
-               ) -> list[str] | None:
+def _split_key(
+    key: str, depth: int, strict_depth: bool, allow_prototypes: bool
+) -> list[str] | None:
     """``a[b][c]`` -> ``["a", "[b]", "[c]"]``; past ``depth`` groups the rest is one segment."""
     if depth <= 0:
         plain = key[1:-1] if key[:1] == "[" and key[-1:] == "]" else key

@@ -26,11 +26,28 @@ _UNPARSED = object()
 _NO_PARAMS: dict[str | int, Any] = {}
 # Node's IncomingMessage (lib/_http_incoming.js matchKnownFields): a repeated field of these
 # keeps its FIRST value; set-cookie is a list; cookie is joined with "; "; the rest with ", ".
-_SINGLE_VALUE = frozenset((
-    "age", "authorization", "content-length", "content-type", "etag", "expires", "from", "host",
-    "if-modified-since", "if-unmodified-since", "last-modified", "location", "max-forwards",
-    "proxy-authorization", "referer", "retry-after", "server", "user-agent",
-))
+_SINGLE_VALUE = frozenset(
+    (
+        "age",
+        "authorization",
+        "content-length",
+        "content-type",
+        "etag",
+        "expires",
+        "from",
+        "host",
+        "if-modified-since",
+        "if-unmodified-since",
+        "last-modified",
+        "location",
+        "max-forwards",
+        "proxy-authorization",
+        "referer",
+        "retry-after",
+        "server",
+        "user-agent",
+    )
+)
 _FRESH_METHODS = frozenset(("GET", "HEAD", "QUERY"))
 
 
@@ -677,8 +694,9 @@ class Request:
             return False
         return True
 
-    def set_cookies(self, cookies: dict[str, Any], signed: dict[str, Any],
-                    secret: str | None) -> None:
+    def set_cookies(
+        self, cookies: dict[str, Any], signed: dict[str, Any], secret: str | None
+    ) -> None:
         """What ``cookie_parser()`` found: ``req.cookies`` (without the signed ones),
         ``req.signed_cookies`` and ``req.secret``.
 
@@ -690,6 +708,7 @@ class Request:
         self._cookies = cookies
         self._signed_cookies = signed
         self._secret = secret
+
 
 def _flatten(types: tuple[str | list[str], ...]) -> tuple[str, ...]:
     # Express takes req.is('json', 'html') and req.is(['json', 'html']) alike

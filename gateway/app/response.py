@@ -63,21 +63,38 @@ _PRIORITY = {"low": "Low", "medium": "Medium", "high": "High"}
 _DB_CHARSETS: dict[str, str] = {
     t: "utf-8"
     for t in (
-        "application/json", "application/javascript", "application/manifest+json",
-        "application/elm+json", "application/fhir+json", "application/3gpdash-qoe-report+xml",
-        "application/beep+xml", "application/cda+xml", "application/emergencycalldata.cap+xml",
-        "application/fhir+xml", "application/hl7v2+xml", "application/im-iscomposing+xml",
-        "application/msc-ivr+xml", "application/msc-mixer+xml", "application/pidf+xml",
-        "application/pidf-diff+xml", "application/poc-settings+xml",
-        "application/vnd.omads-email+xml", "application/vnd.omads-file+xml",
-        "application/vnd.omads-folder+xml", "application/vnd.syncml+xml",
-        "application/vnd.syncml.dm+wbxml", "application/vnd.syncml.dm+xml",
-        "application/vnd.syncml.dmddf+xml", "application/vnd.syncml.dmtnds+xml",
+        "application/json",
+        "application/javascript",
+        "application/manifest+json",
+        "application/elm+json",
+        "application/fhir+json",
+        "application/3gpdash-qoe-report+xml",
+        "application/beep+xml",
+        "application/cda+xml",
+        "application/emergencycalldata.cap+xml",
+        "application/fhir+xml",
+        "application/hl7v2+xml",
+        "application/im-iscomposing+xml",
+        "application/msc-ivr+xml",
+        "application/msc-mixer+xml",
+        "application/pidf+xml",
+        "application/pidf-diff+xml",
+        "application/poc-settings+xml",
+        "application/vnd.omads-email+xml",
+        "application/vnd.omads-file+xml",
+        "application/vnd.omads-folder+xml",
+        "application/vnd.syncml+xml",
+        "application/vnd.syncml.dm+wbxml",
+        "application/vnd.syncml.dm+xml",
+        "application/vnd.syncml.dmddf+xml",
+        "application/vnd.syncml.dmtnds+xml",
         "application/vnd.wap.wbxml",
     )
 } | {
-    "application/news-checkgroups": "us-ascii", "application/news-groupinfo": "us-ascii",
-    "application/prs.cyn": "7-bit", "application/vnd.fdsn.stationxml+xml": "xml-based",
+    "application/news-checkgroups": "us-ascii",
+    "application/news-groupinfo": "us-ascii",
+    "application/prs.cyn": "7-bit",
+    "application/vnd.fdsn.stationxml+xml": "xml-based",
 }
 _MEDIA_TYPE_HEAD = re.compile(r"\s*([^;\s]*)")
 _CT_TYPE = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+/[!#$%&'*+.^_`|~0-9A-Za-z-]+")
@@ -85,14 +102,31 @@ _CT_TEXT = re.compile(r"[\t\x20-\x7e\x80-\xff]*")
 # statuses 2 (Express res.sendStatus and res.redirect): the messages gateway.errors lacks,
 # and 422, whose RFC 9110 name (there) is not the one Express sends
 _STATUS_MESSAGES: dict[int, str] = REASONS | {
-    102: "Processing", 103: "Early Hints", 203: "Non-Authoritative Information",
-    205: "Reset Content", 207: "Multi-Status", 208: "Already Reported", 226: "IM Used",
-    300: "Multiple Choices", 305: "Use Proxy", 402: "Payment Required",
-    407: "Proxy Authentication Required", 418: "I'm a Teapot", 421: "Misdirected Request",
-    422: "Unprocessable Entity", 423: "Locked", 424: "Failed Dependency", 425: "Too Early",
-    428: "Precondition Required", 451: "Unavailable For Legal Reasons",
-    506: "Variant Also Negotiates", 507: "Insufficient Storage", 508: "Loop Detected",
-    509: "Bandwidth Limit Exceeded", 510: "Not Extended", 511: "Network Authentication Required",
+    102: "Processing",
+    103: "Early Hints",
+    203: "Non-Authoritative Information",
+    205: "Reset Content",
+    207: "Multi-Status",
+    208: "Already Reported",
+    226: "IM Used",
+    300: "Multiple Choices",
+    305: "Use Proxy",
+    402: "Payment Required",
+    407: "Proxy Authentication Required",
+    418: "I'm a Teapot",
+    421: "Misdirected Request",
+    422: "Unprocessable Entity",
+    423: "Locked",
+    424: "Failed Dependency",
+    425: "Too Early",
+    428: "Precondition Required",
+    451: "Unavailable For Legal Reasons",
+    506: "Variant Also Negotiates",
+    507: "Insufficient Storage",
+    508: "Loop Detected",
+    509: "Bandwidth Limit Exceeded",
+    510: "Not Extended",
+    511: "Network Authentication Required",
 }
 
 MIME_TYPES: dict[str, str] = {
@@ -542,8 +576,16 @@ class Response:
         """
         del max_age, expires
         return self.cookie(
-            name, "", expires=0, path=path, domain=domain, secure=secure, http_only=http_only,
-            same_site=same_site, partitioned=partitioned, priority=priority,
+            name,
+            "",
+            expires=0,
+            path=path,
+            domain=domain,
+            secure=secure,
+            http_only=http_only,
+            same_site=same_site,
+            partitioned=partitioned,
+            priority=priority,
         )
 
     def _head(self) -> list[tuple[str, str]]:
@@ -675,8 +717,9 @@ class Response:
         """True when the transport carries bodies as values (a Sails JWR), not bytes."""
         return self._sink.carries_values
 
-    async def accept_websocket(self, handler: Callable[..., Awaitable[None]],
-                               options: dict[str, Any]) -> None:
+    async def accept_websocket(
+        self, handler: Callable[..., Awaitable[None]], options: dict[str, Any]
+    ) -> None:
         """Take the connection over as a WebSocket for ``handler`` (what a ws route does).
 
         Raises:
@@ -773,7 +816,7 @@ class Response:
         """Sails ``res.badRequest(data)``: 400 with ``data`` as JSON; None or an exception sends
         ``Bad Request`` as text/plain (the exception is logged, never sent)."""
         if data is not None:
-            log.debug("Sending 400 (\"Bad Request\") response: %r", data)
+            log.debug('Sending 400 ("Bad Request") response: %r', data)
         await self._sails_data(400, data)
 
     async def forbidden(self, data: Any = None) -> None:
@@ -799,16 +842,19 @@ class Response:
             req = self.req
             where = f"{req.method} {req.path}: " if req is not None else ""
             if isinstance(data, BaseException):
-                log.error("%sSending 500 (\"Server Error\") response", where, exc_info=data)
+                log.error('%sSending 500 ("Server Error") response', where, exc_info=data)
             else:
-                log.error("%sSending 500 (\"Server Error\") response: %r", where, data)
+                log.error('%sSending 500 ("Server Error") response: %r', where, data)
         await self.send_status(500)
 
     async def _sails_data(self, code: int, data: Any) -> None:
         if data is None or isinstance(data, BaseException):
             if isinstance(data, BaseException):
-                log.info("res.%s() got an exception; it is not sent: %r",
-                         "ok" if code == 200 else "bad_request", data)
+                log.info(
+                    "res.%s() got an exception; it is not sent: %r",
+                    "ok" if code == 200 else "bad_request",
+                    data,
+                )
             await self.send_status(code)
             return
         self.status(code)

@@ -65,12 +65,16 @@ def _then(router: Router, layer: _Layer) -> _Chain:
 
     def then(fn: F) -> F:
         if isinstance(fn, Router) or not callable(fn):
-            raise TypeError(f"@{'use' if layer.kind == _MIDDLEWARE else 'route'}(...) "
-                            f"decorates an async function, not {fn!r}")
+            raise TypeError(
+                f"@{'use' if layer.kind == _MIDDLEWARE else 'route'}(...) "
+                f"decorates an async function, not {fn!r}"
+            )
         if layer.kind == _MIDDLEWARE:  # one function per middleware layer: the next layer
             stack = router.stack
-            stack.insert(stack.index(layer) + 1, _Layer(
-                _MIDDLEWARE, layer.pattern, [_adapt(fn)], privileged=layer.privileged))
+            stack.insert(
+                stack.index(layer) + 1,
+                _Layer(_MIDDLEWARE, layer.pattern, [_adapt(fn)], privileged=layer.privileged),
+            )
         else:
             layer.fns.append(_adapt(fn))
         return fn
@@ -79,8 +83,11 @@ def _then(router: Router, layer: _Layer) -> _Chain:
 
 
 def _only(fn: F) -> F:
-    raise TypeError(f"{fn!r}: this registration already has its handler; use the decorator "
-                    "form without one (@app.ws(path)) or pass the handler, not both")
+    raise TypeError(
+        f"{fn!r}: this registration already has its handler; use the decorator "
+        "form without one (@app.ws(path)) or pass the handler, not both"
+    )
+
 
 _MIDDLEWARE, _ROUTE, _MOUNT, _ERROR, _WS = range(5)
 
@@ -357,8 +364,9 @@ class Router:
         own = () if self.cors is None else (self.cors,)
         return own if found is None else own + found
 
-    def _cors_route(self, method: str, path: str, upgrade: bool,
-                    depth: int) -> tuple[Any, ...] | None:
+    def _cors_route(
+        self, method: str, path: str, upgrade: bool, depth: int
+    ) -> tuple[Any, ...] | None:
         # None: no route of this router matches
         if depth > 32:  # a router mounted inside itself would never end
             return None
@@ -377,9 +385,10 @@ class Router:
                 continue
             sub = layer.router
             if sub is not None:
-                rest = path[m[1]:] or "/"
-                inner = sub._cors_route(method, rest if rest[0] == "/" else "/" + rest, upgrade,
-                                        depth + 1)
+                rest = path[m[1] :] or "/"
+                inner = sub._cors_route(
+                    method, rest if rest[0] == "/" else "/" + rest, upgrade, depth + 1
+                )
                 if inner is not None:
                     return inner if sub.cors is None else (sub.cors, *inner)
                 continue
@@ -387,8 +396,9 @@ class Router:
             return () if option is None else (option,)
         return None
 
-    def cors_chains(self, outer: tuple[Any, ...] = (), label: str = "App",
-                    depth: int = 0) -> Iterator[tuple[str, tuple[Any, ...]]]:
+    def cors_chains(
+        self, outer: tuple[Any, ...] = (), label: str = "App", depth: int = 0
+    ) -> Iterator[tuple[str, tuple[Any, ...]]]:
         """Every chain of ``cors`` options a request can meet (see cors_options), with what
         to name in an error: compiled and checked once, when the App is bound.
 
@@ -402,11 +412,11 @@ class Router:
             return
         for layer in self.stack:
             if layer.router is not None:
-                yield from layer.router.cors_chains(own, f"{label} > Router at "
-                                                    f"{layer.pattern.pattern!r}", depth + 1)
+                yield from layer.router.cors_chains(
+                    own, f"{label} > Router at {layer.pattern.pattern!r}", depth + 1
+                )
             elif layer.options and layer.options.get("cors") is not None:
-                yield (f"{label} > route {layer.pattern.pattern!r}",
-                       (*own, layer.options["cors"]))
+                yield (f"{label} > route {layer.pattern.pattern!r}", (*own, layer.options["cors"]))
 
     # -- dispatch ------------------------------------------------------------------------------
     async def handle(
@@ -457,8 +467,11 @@ class Router:
                             continue
                         if kind == _ROUTE:
                             methods = layer.methods  # layer.handles(method), inlined (hot)
-                            if not (methods is None or method in methods
-                                    or (method == "HEAD" and "GET" in methods)):
+                            if not (
+                                methods is None
+                                or method in methods
+                                or (method == "HEAD" and "GET" in methods)
+                            ):
                                 if allowed is not None and methods is not None:
                                     allowed.update(methods)
                                 continue
@@ -476,20 +489,23 @@ class Router:
                                 )
                             if kind == _MOUNT:
                                 assert layer.router is not None
-                                await _mount(layer.router, req, res, params, consumed, next_,
-                                             allowed)
+                                await _mount(
+                                    layer.router, req, res, params, consumed, next_, allowed
+                                )
                             elif kind == _ERROR:
                                 req.params = params
                                 if consumed:  # mounted at a path: it sees the path below
-                                    await _stripped(partial(layer.fns[0], err, req, res), req,
-                                                    consumed, next_)
+                                    await _stripped(
+                                        partial(layer.fns[0], err, req, res), req, consumed, next_
+                                    )
                                 else:
                                     await layer.fns[0](err, req, res, next_)
                             elif kind == _MIDDLEWARE:
                                 req.params = params
                                 if consumed:
-                                    await _stripped(partial(layer.fns[0], req, res), req,
-                                                    consumed, next_)
+                                    await _stripped(
+                                        partial(layer.fns[0], req, res), req, consumed, next_
+                                    )
                                 else:
                                     await layer.fns[0](req, res, next_)
                             elif kind == _WS:
@@ -609,8 +625,7 @@ async def _mount(
 ) -> None:
     req.params = params
     parent = params if router.merge_params else None
-    await _stripped(lambda out: router.handle(req, res, out, allowed, parent), req, consumed,
-                    next_)
+    await _stripped(lambda out: router.handle(req, res, out, allowed, parent), req, consumed, next_)
 
 
 async def _stripped(

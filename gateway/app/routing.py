@@ -323,7 +323,7 @@ class _Emitter:
         while k < len(nodes) and isinstance(nodes[k], _Text):
             k += 1
         head = re.escape("".join(node.value for node in nodes[:k] if isinstance(node, _Text)))
-        bodies = [self.emit(seq)[len(head):] for seq in _flatten(nodes)]
+        bodies = [self.emit(seq)[len(head) :] for seq in _flatten(nodes)]
         if len(bodies) == 1:
             return head + bodies[0]
         return head + "(?:" + "|".join(bodies) + ")"

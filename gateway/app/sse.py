@@ -27,8 +27,9 @@ _LINES = re.compile(r"\r\n|\r|\n")
 _KEEPALIVE = b": keepalive\n\n"
 
 
-def format_event(data: Any, event: str | None = None, id: str | None = None,
-                 retry_ms: int | None = None) -> bytes:
+def format_event(
+    data: Any, event: str | None = None, id: str | None = None, retry_ms: int | None = None
+) -> bytes:
     """One event in the text/event-stream format.
 
     Args:
@@ -74,8 +75,15 @@ class EventStream:
             a reconnecting client saw), or None.
     """
 
-    __slots__ = ("_res", "_lock", "_last_write", "last_event_id", "_heartbeat_s", "_gone",
-                 "_head_only")
+    __slots__ = (
+        "_res",
+        "_lock",
+        "_last_write",
+        "last_event_id",
+        "_heartbeat_s",
+        "_gone",
+        "_head_only",
+    )
 
     def __init__(self, res: EventTarget, heartbeat_s: float) -> None:
         self._res = res
@@ -87,8 +95,14 @@ class EventStream:
         self._last_write = trio.current_time()
         self._gone = False
 
-    async def send(self, data: Any, *, event: str | None = None, id: str | None = None,
-                   retry_ms: int | None = None) -> None:
+    async def send(
+        self,
+        data: Any,
+        *,
+        event: str | None = None,
+        id: str | None = None,
+        retry_ms: int | None = None,
+    ) -> None:
         """Send one event and wait until the transport has taken it (see format_event).
 
         Raises:
@@ -146,8 +160,9 @@ def _single(group: BaseExceptionGroup[BaseException]) -> BaseException:
 
 
 @asynccontextmanager
-async def open_event_stream(res: EventTarget, heartbeat_s: float = 15.0
-                            ) -> AsyncIterator[EventStream]:
+async def open_event_stream(
+    res: EventTarget, heartbeat_s: float = 15.0
+) -> AsyncIterator[EventStream]:
     """What ``res.sse()`` returns: sends the head, yields the EventStream, ends the response.
 
     The body of the ``async with`` runs beside a heartbeat task (none for a virtual request:
@@ -165,8 +180,11 @@ async def open_event_stream(res: EventTarget, heartbeat_s: float = 15.0
     stream = EventStream(res, heartbeat_s)
     req = res.req
     app = req.app if req is not None else None
-    headers = (("Content-Type", "text/event-stream"), ("Cache-Control", "no-cache"),
-               ("X-Accel-Buffering", "no"))  # nginx: pass each event on, don't buffer
+    headers = (
+        ("Content-Type", "text/event-stream"),
+        ("Cache-Control", "no-cache"),
+        ("X-Accel-Buffering", "no"),
+    )  # nginx: pass each event on, don't buffer
     for name, value in headers:
         if res.get(name) is None:
             res.set(name, value)

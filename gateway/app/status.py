@@ -27,8 +27,16 @@ if TYPE_CHECKING:
     from gateway.app.response import Response
     from gateway.settings import StatusSettings
 
-__all__ = ["page", "snapshot", "snapshot_json", "events", "metrics", "render_metrics",
-           "MAX_VIEWERS", "UPDATE_INTERVAL_S"]
+__all__ = [
+    "page",
+    "snapshot",
+    "snapshot_json",
+    "events",
+    "metrics",
+    "render_metrics",
+    "MAX_VIEWERS",
+    "UPDATE_INTERVAL_S",
+]
 
 #: Status streams open at once (each holds a connection and sends a snapshot a second);
 #: one more is a 503 with Retry-After.
@@ -40,6 +48,7 @@ _INLINE: Final = re.compile(rb"<(script|style)>(.*?)</\1>", re.S)
 
 
 # -- who may see it --------------------------------------------------------------------------
+
 
 def _status_settings(app: MonitoredApp) -> StatusSettings:
     if app.settings is None:
@@ -56,11 +65,13 @@ def _allow(req: Request, public: bool) -> None:
         return
     if req.auth_failed:
         raise Forbidden(None, "Forbidden: privilege required")
-    raise Unauthorized(None, "Unauthorized: privilege required",
-                       {"WWW-Authenticate": 'Bearer realm="gateway"'})
+    raise Unauthorized(
+        None, "Unauthorized: privilege required", {"WWW-Authenticate": 'Bearer realm="gateway"'}
+    )
 
 
 # -- the page --------------------------------------------------------------------------------
+
 
 @functools.cache
 def _page() -> tuple[bytes, str]:
@@ -73,8 +84,10 @@ def _page() -> tuple[bytes, str]:
         allowed[m.group(1)].append(f"'sha256-{digest}'")
     script = " ".join(allowed[b"script"]) or "'none'"
     style = " ".join(allowed[b"style"]) or "'none'"
-    csp = (f"default-src 'none'; script-src {script}; style-src {style}; connect-src 'self'; "
-           "img-src data:; base-uri 'none'; form-action 'none'; frame-ancestors 'none'")
+    csp = (
+        f"default-src 'none'; script-src {script}; style-src {style}; connect-src 'self'; "
+        "img-src data:; base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
+    )
     return html, csp
 
 
@@ -83,13 +96,20 @@ async def page(app: MonitoredApp, req: Request, res: Response) -> None:
     stream, as the viewer's mode allows), so it is served to anyone who reaches the server."""
     del app, req
     html, csp = _page()
-    res.set({"Content-Security-Policy": csp, "Cache-Control": "no-cache",
-             "X-Content-Type-Options": "nosniff", "Referrer-Policy": "no-referrer"})
+    res.set(
+        {
+            "Content-Security-Policy": csp,
+            "Cache-Control": "no-cache",
+            "X-Content-Type-Options": "nosniff",
+            "Referrer-Policy": "no-referrer",
+        }
+    )
     res.type("html")
     await res.send(html)
 
 
 # -- the figures -----------------------------------------------------------------------------
+
 
 @functools.cache
 def _version() -> str:
@@ -135,9 +155,13 @@ def snapshot(app: MonitoredApp, privileged: bool) -> dict[str, Any]:
         "board": _board(),
         "mode": "privilege" if privileged else "user",
         "uptime_s": stats["uptime_s"],
-        "requests": {"total": sum(by_class), "http": m.transports["http"].count,
-                     "socket": m.transports["socket"].count, "4xx": by_class[4],
-                     "5xx": sum(by_class[5:])},
+        "requests": {
+            "total": sum(by_class),
+            "http": m.transports["http"].count,
+            "socket": m.transports["socket"].count,
+            "4xx": by_class[4],
+            "5xx": sum(by_class[5:]),
+        },
         "connections": stats.get("connections", {}).get("active", 0),
         "websockets": stats.get("websockets", 0),
         "sockets": stats.get("sockets", {}).get("sockets", 0),
@@ -155,8 +179,14 @@ def snapshot(app: MonitoredApp, privileged: bool) -> dict[str, Any]:
     }
     if privileged:
         out["errors"] = [
-            {"time": round(e.time, 3), "method": e.method, "path": e.path, "status": e.status,
-             "mode": e.mode, "transport": e.transport}
+            {
+                "time": round(e.time, 3),
+                "method": e.method,
+                "path": e.path,
+                "status": e.status,
+                "mode": e.mode,
+                "transport": e.transport,
+            }
             for e in reversed(m.errors)
         ]
     return out
@@ -207,6 +237,7 @@ async def events(app: MonitoredApp, req: Request, res: Response) -> None:
 
 # -- Prometheus --------------------------------------------------------------------------------
 
+
 async def metrics(app: MonitoredApp, req: Request, res: Response) -> None:
     """GET /_gateway/metrics: the Prometheus text exposition (privileged unless the profile
     sets status.metrics_public)."""
@@ -237,8 +268,9 @@ class _Exposition:
     def __init__(self) -> None:
         self.lines: list[str] = []
 
-    def family(self, name: str, kind: str, help_: str,
-               samples: list[tuple[dict[str, str], float]] | float) -> None:
+    def family(
+        self, name: str, kind: str, help_: str, samples: list[tuple[dict[str, str], float]] | float
+    ) -> None:
         self.lines.append(f"# HELP {name} {help_}")
         self.lines.append(f"# TYPE {name} {kind}")
         if not isinstance(samples, list):
@@ -268,23 +300,44 @@ def render_metrics(app: MonitoredApp) -> str:
     settings = app.settings
     out = _Exposition()
     fam = out.family
-    fam("gateway_build_info", "gauge", "Version and profile of the running gateway.",
-        [({"version": _version(), "profile": settings.profile if settings else ""}, 1)])
+    fam(
+        "gateway_build_info",
+        "gauge",
+        "Version and profile of the running gateway.",
+        [({"version": _version(), "profile": settings.profile if settings else ""}, 1)],
+    )
     uptime = float(stats["uptime_s"])
     fam("gateway_uptime_seconds", "gauge", "Seconds since the gateway started.", uptime)
-    fam("process_start_time_seconds", "gauge", "Start time of the process since the epoch.",
-        round(time.time() - uptime, 3))
-    fam("process_resident_memory_bytes", "gauge", "Resident set size of the process.",
-        int(stats["memory"]["rss_bytes"]))
+    fam(
+        "process_start_time_seconds",
+        "gauge",
+        "Start time of the process since the epoch.",
+        round(time.time() - uptime, 3),
+    )
+    fam(
+        "process_resident_memory_bytes",
+        "gauge",
+        "Resident set size of the process.",
+        int(stats["memory"]["rss_bytes"]),
+    )
     if settings is not None and settings.systemd.memory_max_bytes:
-        fam("gateway_memory_max_bytes", "gauge",
-            "The profile's memory ceiling (systemd MemoryMax=).", settings.systemd.memory_max_bytes)
-    fam("gateway_requests_total", "counter",
+        fam(
+            "gateway_memory_max_bytes",
+            "gauge",
+            "The profile's memory ceiling (systemd MemoryMax=).",
+            settings.systemd.memory_max_bytes,
+        )
+    fam(
+        "gateway_requests_total",
+        "counter",
         "Requests answered, by method, status class, mode and transport (socket: Sails "
         "virtual requests).",
-        [({"method": method, "status": f"{cls}xx", "mode": mode, "transport": transport}, n)
-         for transport, t in m.transports.items()
-         for method, cls, mode, n in t.requests_by_label()])
+        [
+            ({"method": method, "status": f"{cls}xx", "mode": mode, "transport": transport}, n)
+            for transport, t in m.transports.items()
+            for method, cls, mode, n in t.requests_by_label()
+        ],
+    )
     name = "gateway_request_duration_seconds"
     out.lines.append(f"# HELP {name} Time from the request head to the end of the response.")
     out.lines.append(f"# TYPE {name} histogram")
@@ -292,83 +345,185 @@ def render_metrics(app: MonitoredApp) -> str:
         cumulative = 0
         for bound, n in zip((*DURATION_BUCKETS_S, math.inf), t.buckets, strict=True):
             cumulative += n
-            out.sample(f"{name}_bucket", {"transport": transport, "le": _number(bound)},
-                       cumulative)
+            out.sample(f"{name}_bucket", {"transport": transport, "le": _number(bound)}, cumulative)
         out.sample(f"{name}_sum", {"transport": transport}, t.seconds)
         out.sample(f"{name}_count", {"transport": transport}, t.count)
-    fam("gateway_request_body_bytes_total", "counter", "Request body bytes received.",
-        [({"transport": k}, t.bytes_in) for k, t in m.transports.items()])
-    fam("gateway_response_body_bytes_total", "counter", "Response body bytes sent.",
-        [({"transport": k}, t.bytes_out) for k, t in m.transports.items()])
+    fam(
+        "gateway_request_body_bytes_total",
+        "counter",
+        "Request body bytes received.",
+        [({"transport": k}, t.bytes_in) for k, t in m.transports.items()],
+    )
+    fam(
+        "gateway_response_body_bytes_total",
+        "counter",
+        "Response body bytes sent.",
+        [({"transport": k}, t.bytes_out) for k, t in m.transports.items()],
+    )
     conn = stats.get("connections", {})
-    fam("gateway_connections_open", "gauge", "Open client connections (upgraded ones too).",
-        conn.get("active", 0))
-    fam("gateway_connections_accepted_total", "counter", "Connections accepted.",
-        conn.get("accepted", 0))
-    fam("gateway_connections_rejected_total", "counter",
+    fam(
+        "gateway_connections_open",
+        "gauge",
+        "Open client connections (upgraded ones too).",
+        conn.get("active", 0),
+    )
+    fam(
+        "gateway_connections_accepted_total",
+        "counter",
+        "Connections accepted.",
+        conn.get("accepted", 0),
+    )
+    fam(
+        "gateway_connections_rejected_total",
+        "counter",
         "Connections refused: over server.max_connections (busy) or from outside "
         "server.allowed_networks (network).",
-        [({"reason": "busy"}, conn.get("rejected_busy", 0)),
-         ({"reason": "network"}, conn.get("rejected_network", 0))])
-    fam("gateway_protocol_errors_total", "counter",
-        "Connections ended for malformed HTTP or a head timeout.", conn.get("protocol_errors", 0))
-    fam("gateway_websockets_open", "gauge", "Open WebSockets (Socket.IO ones included).",
-        stats.get("websockets", 0))
+        [
+            ({"reason": "busy"}, conn.get("rejected_busy", 0)),
+            ({"reason": "network"}, conn.get("rejected_network", 0)),
+        ],
+    )
+    fam(
+        "gateway_protocol_errors_total",
+        "counter",
+        "Connections ended for malformed HTTP or a head timeout.",
+        conn.get("protocol_errors", 0),
+    )
+    fam(
+        "gateway_websockets_open",
+        "gauge",
+        "Open WebSockets (Socket.IO ones included).",
+        stats.get("websockets", 0),
+    )
     sockets = stats.get("sockets", {})
-    fam("gateway_sockets_open", "gauge", "Connected Socket.IO (Sails) sockets.",
-        sockets.get("sockets", 0))
-    fam("gateway_socket_pushes_total", "counter", "Server pushes queued to sockets.",
-        sockets.get("pushes", 0))
-    fam("gateway_socket_pushes_dropped_total", "counter",
-        "Server pushes dropped (a socket's send queue was full).", sockets.get("dropped", 0))
+    fam(
+        "gateway_sockets_open",
+        "gauge",
+        "Connected Socket.IO (Sails) sockets.",
+        sockets.get("sockets", 0),
+    )
+    fam(
+        "gateway_socket_pushes_total",
+        "counter",
+        "Server pushes queued to sockets.",
+        sockets.get("pushes", 0),
+    )
+    fam(
+        "gateway_socket_pushes_dropped_total",
+        "counter",
+        "Server pushes dropped (a socket's send queue was full).",
+        sockets.get("dropped", 0),
+    )
     budget = stats["memory"]["body_budget"]
-    for key, what in (("total", "Size of the request-body memory budget."),
-                      ("used", "Request-body bytes held now."),
-                      ("pledged", "Request-body bytes announced and not yet received."),
-                      ("peak", "Most request-body bytes ever held at once."),
-                      ("over", "Bytes held beyond a budget that a reload made smaller.")):
+    for key, what in (
+        ("total", "Size of the request-body memory budget."),
+        ("used", "Request-body bytes held now."),
+        ("pledged", "Request-body bytes announced and not yet received."),
+        ("peak", "Most request-body bytes ever held at once."),
+        ("over", "Bytes held beyond a budget that a reload made smaller."),
+    ):
         fam(f"gateway_body_budget_{key}_bytes", "gauge", what, budget[f"{key}_bytes"])
-    fam("gateway_body_budget_rejections_total", "counter",
-        "Requests refused (503) because the body budget was spent.", budget["rejections"])
-    fam("gateway_reloads_total", "counter", "Profile reloads (SIGHUP), by outcome.",
-        [({"outcome": "applied"}, m.reloads_applied),
-         ({"outcome": "refused"}, m.reloads_refused)])
+    fam(
+        "gateway_body_budget_rejections_total",
+        "counter",
+        "Requests refused (503) because the body budget was spent.",
+        budget["rejections"],
+    )
+    fam(
+        "gateway_reloads_total",
+        "counter",
+        "Profile reloads (SIGHUP), by outcome.",
+        [({"outcome": "applied"}, m.reloads_applied), ({"outcome": "refused"}, m.reloads_refused)],
+    )
     auth = stats.get("auth", {})
-    fam("gateway_auth_failures_total", "counter",
+    fam(
+        "gateway_auth_failures_total",
+        "counter",
         "Requests that presented a wrong bearer token (HTTP, virtual requests, WebSocket and "
-        "Socket.IO handshakes).", auth.get("failures", 0))
-    fam("gateway_bans_total", "counter",
+        "Socket.IO handshakes).",
+        auth.get("failures", 0),
+    )
+    fam(
+        "gateway_bans_total",
+        "counter",
         "Peers banned for failing credentials too often ([bans] max_failures in window_s).",
-        auth.get("bans", 0))
-    fam("gateway_banned_peers", "gauge",
+        auth.get("bans", 0),
+    )
+    fam(
+        "gateway_banned_peers",
+        "gauge",
         "Peers banned now (IPv4 addresses, IPv6 /64 prefixes, local uids).",
-        auth.get("banned_peers", 0))
-    fam("gateway_ban_refusals_total", "counter",
+        auth.get("banned_peers", 0),
+    )
+    fam(
+        "gateway_ban_refusals_total",
+        "counter",
         "Requests with credentials refused (429) because their peer was banned.",
-        auth.get("refused", 0))
-    fam("gateway_background_failures_total", "counter", "Background tasks that failed.",
-        stats.get("background_failures", 0))
-    fam("gateway_draining", "gauge", "1 while the gateway drains to stop.",
-        int(bool(stats.get("draining", False))))
+        auth.get("refused", 0),
+    )
+    fam(
+        "gateway_background_failures_total",
+        "counter",
+        "Background tasks that failed.",
+        stats.get("background_failures", 0),
+    )
+    fam(
+        "gateway_draining",
+        "gauge",
+        "1 while the gateway drains to stop.",
+        int(bool(stats.get("draining", False))),
+    )
     mqtt = stats.get("mqtt")
     if mqtt is not None:  # the MQTT bridge is configured ([mqtt] url)
-        fam("gateway_mqtt_connected", "gauge", "1 while the MQTT bridge is connected.",
-            int(bool(mqtt["connected"])))
-        fam("gateway_mqtt_reconnects_total", "counter", "MQTT connections after the first.",
-            mqtt["reconnects"])
-        fam("gateway_mqtt_connect_failures_total", "counter",
-            "MQTT connection attempts that failed.", mqtt["connect_failures"])
-        fam("gateway_mqtt_requests_total", "counter",
+        fam(
+            "gateway_mqtt_connected",
+            "gauge",
+            "1 while the MQTT bridge is connected.",
+            int(bool(mqtt["connected"])),
+        )
+        fam(
+            "gateway_mqtt_reconnects_total",
+            "counter",
+            "MQTT connections after the first.",
+            mqtt["reconnects"],
+        )
+        fam(
+            "gateway_mqtt_connect_failures_total",
+            "counter",
+            "MQTT connection attempts that failed.",
+            mqtt["connect_failures"],
+        )
+        fam(
+            "gateway_mqtt_requests_total",
+            "counter",
             "Requests received over MQTT: accepted, or rejected (in-flight cap, draining).",
-            [({"outcome": "accepted"}, mqtt["requests"]),
-             ({"outcome": "rejected"}, mqtt["rejected"])])
-        fam("gateway_mqtt_requests_in_flight", "gauge", "Requests over MQTT being handled.",
-            mqtt["requests_in_flight"])
-        fam("gateway_mqtt_malformed_total", "counter",
-            "MQTT requests and events that could not be read.", mqtt["malformed"])
-        fam("gateway_mqtt_events_total", "counter", "Room events relayed, by direction.",
-            [({"direction": "out"}, mqtt["events_out"]), ({"direction": "in"}, mqtt["events_in"])])
-        fam("gateway_mqtt_publishes_dropped_total", "counter",
+            [
+                ({"outcome": "accepted"}, mqtt["requests"]),
+                ({"outcome": "rejected"}, mqtt["rejected"]),
+            ],
+        )
+        fam(
+            "gateway_mqtt_requests_in_flight",
+            "gauge",
+            "Requests over MQTT being handled.",
+            mqtt["requests_in_flight"],
+        )
+        fam(
+            "gateway_mqtt_malformed_total",
+            "counter",
+            "MQTT requests and events that could not be read.",
+            mqtt["malformed"],
+        )
+        fam(
+            "gateway_mqtt_events_total",
+            "counter",
+            "Room events relayed, by direction.",
+            [({"direction": "out"}, mqtt["events_out"]), ({"direction": "in"}, mqtt["events_in"])],
+        )
+        fam(
+            "gateway_mqtt_publishes_dropped_total",
+            "counter",
             "Publishes dropped: not connected, or too many awaiting acknowledgement.",
-            mqtt["dropped"])
+            mqtt["dropped"],
+        )
     return "\n".join(out.lines) + "\n"

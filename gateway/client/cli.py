@@ -82,14 +82,17 @@ def parse_items(items: list[str], opts: Options) -> None:
         best: tuple[int, str] | None = None
         for sep in (":=", "==", "=", ":"):
             i = item.find(sep)
-            if i > 0 and (best is None or i < best[0] or (i == best[0]
-                                                            and len(sep) > len(best[1]))):
+            if i > 0 and (
+                best is None or i < best[0] or (i == best[0] and len(sep) > len(best[1]))
+            ):
                 best = (i, sep)
         if best is None:
-            raise Usage(f"not a request item: {item!r} (Header:value, key==value, key=value, "
-                        "key:=json or @file)")
+            raise Usage(
+                f"not a request item: {item!r} (Header:value, key==value, key=value, "
+                "key:=json or @file)"
+            )
         i, sep = best
-        key, value = item[:i], item[i + len(sep):]
+        key, value = item[:i], item[i + len(sep) :]
         if sep == ":":
             opts.headers.append((key, value.strip()))
         elif sep == "==":
@@ -192,8 +195,10 @@ class _Bar:
         if total:
             width = 30
             filled = width * done // total
-            text = (f"\r{self.label} [{'#' * filled}{' ' * (width - filled)}] "
-                    f"{100 * done // total:3d}% {_size(done)}/{_size(total)}")
+            text = (
+                f"\r{self.label} [{'#' * filled}{' ' * (width - filled)}] "
+                f"{100 * done // total:3d}% {_size(done)}/{_size(total)}"
+            )
         else:
             text = f"\r{self.label} {_size(done)}"
         self.stream.write(text)
@@ -248,28 +253,36 @@ async def _http(opts: Options, out: _Out) -> int:
         kwargs["on_upload"] = up
     elif opts.fields:
         if opts.form:
-            kwargs["data"] = {k: v if isinstance(v, str) else json.dumps(v)
-                              for k, v in opts.fields.items()}
+            kwargs["data"] = {
+                k: v if isinstance(v, str) else json.dumps(v) for k, v in opts.fields.items()
+            }
         else:
             kwargs["json"] = opts.fields
     down = _Bar("download", sys.stderr)
     kwargs["on_download"] = down
     try:
-        async with Client(token=opts.token, timeout=opts.timeout, verify=opts.verify,
-                          ca_file=opts.ca_file, unix_socket=opts.unix_socket,
-                          follow_redirects=opts.follow) as client:
+        async with Client(
+            token=opts.token,
+            timeout=opts.timeout,
+            verify=opts.verify,
+            ca_file=opts.ca_file,
+            unix_socket=opts.unix_socket,
+            follow_redirects=opts.follow,
+        ) as client:
             async with client.stream(opts.method or "GET", opts.url, **kwargs) as resp:
                 if "on_upload" in kwargs:
                     kwargs["on_upload"].end()
-                out.status(f"HTTP/{resp.http_version} {resp.status} {resp.reason}",
-                           [(n.decode("latin-1"), v.decode("latin-1"))
-                            for n, v in resp.headers.raw])
+                out.status(
+                    f"HTTP/{resp.http_version} {resp.status} {resp.reason}",
+                    [(n.decode("latin-1"), v.decode("latin-1")) for n, v in resp.headers.raw],
+                )
                 ctype = resp.content_type
                 bad = 0
                 if opts.output:
                     await resp.save(opts.output)
                     down.end()
                 elif ctype in jsonseq.SEQ_TYPES or ctype in jsonseq.NDJSON_TYPES:
+
                     def invalid(err: InvalidJSON) -> None:
                         nonlocal bad
                         bad += 1
@@ -314,11 +327,17 @@ async def _socket(opts: Options, out: _Out) -> int:
         target += "?" + query
     if opts.body_file:
         raise Usage("--socket sends JSON data: @file bodies need HTTP")
-    async with open_socket(f"{parts.scheme}://{parts.netloc}", token=opts.token,
-                           verify=opts.verify, ca_file=opts.ca_file, reconnect=False,
-                           request_timeout=opts.timeout) as io:
-        jwr = await io.request(opts.method or "GET", target, opts.fields or None,
-                               headers=dict(opts.headers))
+    async with open_socket(
+        f"{parts.scheme}://{parts.netloc}",
+        token=opts.token,
+        verify=opts.verify,
+        ca_file=opts.ca_file,
+        reconnect=False,
+        request_timeout=opts.timeout,
+    ) as io:
+        jwr = await io.request(
+            opts.method or "GET", target, opts.fields or None, headers=dict(opts.headers)
+        )
     out.status(f"JWR {jwr.status_code}", sorted(jwr.headers.items()))
     if isinstance(jwr.body, str) and not out.tty:
         out.raw(jwr.body.encode("utf-8"))
@@ -338,8 +357,10 @@ def main(argv: list[str]) -> int:
         out = _Out()
         return trio.run(_socket if opts.socket else _http, opts, out)
     except Usage as exc:
-        print(f"gateway request: error: {exc}\n(gateway request --help for the forms)",
-              file=sys.stderr)
+        print(
+            f"gateway request: error: {exc}\n(gateway request --help for the forms)",
+            file=sys.stderr,
+        )
         return USAGE_EXIT
     except ClientError as exc:
         print(f"gateway: {exc.message} (error {exc.code})", file=sys.stderr)

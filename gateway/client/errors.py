@@ -19,6 +19,7 @@ if TYPE_CHECKING:
         @property
         def status(self) -> int: ...
 
+
 __all__ = [
     "ClientError",
     "RequestTimeout",
@@ -107,8 +108,7 @@ class StatusError(ClientError):
 
     code = 504
 
-    def __init__(self, message: str, response: Response | None = None,
-                 status: int = 0) -> None:
+    def __init__(self, message: str, response: Response | None = None, status: int = 0) -> None:
         super().__init__(message, response)
         self.status = status if response is None else response.status
 

@@ -51,6 +51,7 @@ _DEFAULT: Any = object()
 _NO_NAMES: Final[frozenset[str]] = frozenset()
 _BODY_METHODS: Final = frozenset({"POST", "PUT", "PATCH"})
 
+
 class _Retryable(Exception):
     """A transport failure before any response byte arrived (internal)."""
 
@@ -131,8 +132,10 @@ class _Body:
         elif hasattr(content, "__aiter__") or isinstance(content, Iterable):
             self.chunks = content
         else:
-            raise TypeError(f"cannot send a {type(content).__name__} as a body (bytes, str, a "
-                            "binary file, or an iterable of bytes)")
+            raise TypeError(
+                f"cannot send a {type(content).__name__} as a body (bytes, str, a "
+                "binary file, or an iterable of bytes)"
+            )
 
     @property
     def replayable(self) -> bool:
@@ -235,11 +238,11 @@ class Client:
         if base_url:
             _resolve(base_url.rstrip("/") + "/", "")
         if retries < 0 or max_redirects < 0 or max_body_bytes < 0 or max_head_bytes < 1024:
-            raise ValueError("retries, max_redirects and max_body_bytes must be >= 0, "
-                             "max_head_bytes >= 1024")
+            raise ValueError(
+                "retries, max_redirects and max_body_bytes must be >= 0, max_head_bytes >= 1024"
+            )
         self.base_url = base_url.rstrip("/")
-        self.headers: list[tuple[str, str]] = [(k.lower(), v) for k, v in
-                                               (headers or {}).items()]
+        self.headers: list[tuple[str, str]] = [(k.lower(), v) for k, v in (headers or {}).items()]
         self.token = token
         self.timeout = timeout
         self.connect_timeout = connect_timeout
@@ -433,18 +436,21 @@ class Client:
         full = self.base_url + url if url[:1] == "/" and self.base_url else self.url(url)
         if params:
             full += ("&" if "?" in full else "?") + urlencode(
-                list(params.items()) if isinstance(params, Mapping) else list(params),
-                doseq=True)
+                list(params.items()) if isinstance(params, Mapping) else list(params), doseq=True
+            )
         hdrs = self.headers  # copied below before any change
         if headers:
-            own = [(k.lower(), str(v)) for k, v in
-                   (headers.items() if isinstance(headers, Mapping) else headers)]
+            own = [
+                (k.lower(), str(v))
+                for k, v in (headers.items() if isinstance(headers, Mapping) else headers)
+            ]
             names = {k for k, _ in own}
             hdrs = [h for h in hdrs if h[0] not in names] + own
         ctype: str | None = None
         if json is not _DEFAULT:
-            content = _json.dumps(json, separators=(",", ":"), ensure_ascii=False,
-                                  allow_nan=False).encode("utf-8")
+            content = _json.dumps(
+                json, separators=(",", ":"), ensure_ascii=False, allow_nan=False
+            ).encode("utf-8")
             ctype = "application/json"
         elif data is not None:
             content = urlencode(list(data.items()), doseq=True).encode("ascii")
@@ -461,8 +467,9 @@ class Client:
         # With the pool's watchdog running (async with Client), a deadline needs no cancel
         # scope: waits without a connection get one of their own, the rest is watched.
         watched = pool.watching and deadline != math.inf
-        with (_NO_SCOPE if watched or deadline == math.inf
-              else trio.CancelScope(deadline=deadline)) as scope:
+        with (
+            _NO_SCOPE if watched or deadline == math.inf else trio.CancelScope(deadline=deadline)
+        ) as scope:
             while True:  # redirects
                 origin, target, host_header = _resolve(full, self.unix_socket)
                 if hdrs or self.token or body is not _NO_BODY or method in _BODY_METHODS:
@@ -476,19 +483,29 @@ class Client:
                         with trio.move_on_at(deadline):
                             got = await pool.acquire(origin) or True
                         if got is False:
-                            raise RequestTimeout(f"{method} {full}: no connection free "
-                                                 f"within {timeout_s:g} s")
+                            raise RequestTimeout(
+                                f"{method} {full}: no connection free within {timeout_s:g} s"
+                            )
                     if got is True:
                         try:
                             conn = await open_connection(
-                                origin, self.ssl_context if origin[0] == "https" else None,
-                                self.connect_timeout, self.max_head_bytes, deadline)
+                                origin,
+                                self.ssl_context if origin[0] == "https" else None,
+                                self.connect_timeout,
+                                self.max_head_bytes,
+                                deadline,
+                            )
                         except TransportError as exc:
                             pool.forget(origin)
                             if attempt < self.retries:
                                 attempt += 1
-                                await _backoff(self.retry_backoff * 2 ** (attempt - 1),
-                                               deadline, method, full, timeout_s)
+                                await _backoff(
+                                    self.retry_backoff * 2 ** (attempt - 1),
+                                    deadline,
+                                    method,
+                                    full,
+                                    timeout_s,
+                                )
                                 continue
                             raise ConnectError(f"{method} {full}: {exc.message}") from exc
                         except BaseException:
@@ -502,8 +519,7 @@ class Client:
                     try:
                         h = conn.h11
                         try:
-                            out = h.send(h11.Request(method=method, target=target,
-                                                     headers=head))
+                            out = h.send(h11.Request(method=method, target=target, headers=head))
                             data_ = body.data
                             if data_ is not None and (on_upload is None or not data_):
                                 if data_:
@@ -513,14 +529,14 @@ class Client:
                                     on_upload(len(data_), len(data_))
                             else:
                                 await _send_body(conn, out, body, on_upload)
-                        except (trio.BrokenResourceError, trio.ClosedResourceError,
-                                OSError) as exc:
+                        except (trio.BrokenResourceError, trio.ClosedResourceError, OSError) as exc:
                             if conn.timed_out:
                                 raise _timeout(method, full, timeout_s) from None
                             resp = await _early_response(conn, full, method, exc)
                         except h11.LocalProtocolError as exc:
-                            raise ValueError(f"{method} {full}: cannot send the request: "
-                                             f"{exc}") from None
+                            raise ValueError(
+                                f"{method} {full}: cannot send the request: {exc}"
+                            ) from None
                         else:
                             conn.requests += 1
                             # the response head, read here (the common case)
@@ -529,53 +545,72 @@ class Client:
                                 try:
                                     ev = h.next_event()
                                 except h11.RemoteProtocolError as exc:
-                                    raise TransportError(f"{method} {full}: bad response: "
-                                                         f"{exc}") from None
+                                    raise TransportError(
+                                        f"{method} {full}: bad response: {exc}"
+                                    ) from None
                                 kind = type(ev)
                                 if kind is h11.Response:
                                     resp = Response(
-                                        ev.status_code, ev.reason,  # type: ignore[union-attr]
-                                        ev.headers, full, method,  # type: ignore[union-attr]
-                                        ev.http_version)  # type: ignore[union-attr]
+                                        ev.status_code,  # type: ignore[union-attr]
+                                        ev.reason,  # type: ignore[union-attr]
+                                        ev.headers,  # type: ignore[union-attr]
+                                        full,
+                                        method,
+                                        ev.http_version,  # type: ignore[union-attr]
+                                    )
                                     resp.conn = conn
                                     break
                                 if ev is h11.NEED_DATA:
                                     try:
                                         got_data = await conn.stream.receive_some(_CHUNK)
-                                    except (trio.BrokenResourceError, trio.ClosedResourceError,
-                                            OSError) as exc:
+                                    except (
+                                        trio.BrokenResourceError,
+                                        trio.ClosedResourceError,
+                                        OSError,
+                                    ) as exc:
                                         if conn.timed_out:
                                             raise _timeout(method, full, timeout_s) from None
-                                        err = TransportError(f"{method} {full}: connection "
-                                                             f"broken: {_why(exc)}")
+                                        err = TransportError(
+                                            f"{method} {full}: connection broken: {_why(exc)}"
+                                        )
                                         if received:
                                             raise err from None
                                         raise _Retryable(err) from None
                                     if not got_data and not received:
-                                        raise _Retryable(TransportError(
-                                            f"{method} {full}: the server closed the "
-                                            "connection without a response"))
+                                        raise _Retryable(
+                                            TransportError(
+                                                f"{method} {full}: the server closed the "
+                                                "connection without a response"
+                                            )
+                                        )
                                     received = True
                                     h.receive_data(got_data)  # type: ignore[arg-type]
                                 elif kind is not h11.InformationalResponse:
-                                    raise TransportError(f"{method} {full}: the connection "
-                                                         "closed before a response")
+                                    raise TransportError(
+                                        f"{method} {full}: the connection closed before a response"
+                                    )
                     except _Retryable as exc:
                         pool.release(conn, False)
                         if attempt < self.retries and method in IDEMPOTENT and body.replayable:
                             attempt += 1
                             body.rewind()
                             if not reused:  # a stale pooled connection is retried at once
-                                await _backoff(self.retry_backoff * 2 ** (attempt - 1),
-                                               deadline, method, full, timeout_s)
+                                await _backoff(
+                                    self.retry_backoff * 2 ** (attempt - 1),
+                                    deadline,
+                                    method,
+                                    full,
+                                    timeout_s,
+                                )
                             continue
                         raise exc.error from None
                     except BaseException:
                         pool.release(conn, False)
                         raise
                     break
-                resp.attach(pool, watched, now, deadline, timeout_s, on_download,
-                            self.max_body_bytes)
+                resp.attach(
+                    pool, watched, now, deadline, timeout_s, on_download, self.max_body_bytes
+                )
                 if not follow or resp.status not in REDIRECTS:
                     resp.history = history
                     return resp
@@ -585,8 +620,9 @@ class Client:
                     return resp
                 if len(history) >= self.max_redirects:
                     await resp.aclose()
-                    raise TooManyRedirects(f"more than {self.max_redirects} redirects "
-                                           f"(last to {location})", resp)
+                    raise TooManyRedirects(
+                        f"more than {self.max_redirects} redirects (last to {location})", resp
+                    )
                 status = resp.status
                 if status in (307, 308) and not body.replayable:
                     resp.history = history
@@ -597,12 +633,16 @@ class Client:
                 if _origin_key(target_url) != _origin_key(full):
                     # credentials stay with the origin they were given for
                     hdrs = [h_ for h_ in hdrs if h_[0] not in ("authorization", "cookie")]
-                if (status == 303 and method != "HEAD") or (status in (301, 302)
-                                                            and method == "POST"):
+                if (status == 303 and method != "HEAD") or (
+                    status in (301, 302) and method == "POST"
+                ):
                     method = "GET"
                     body = _NO_BODY
-                    hdrs = [h_ for h_ in hdrs if h_[0] not in ("content-type", "content-length",
-                                                               "transfer-encoding")]
+                    hdrs = [
+                        h_
+                        for h_ in hdrs
+                        if h_[0] not in ("content-type", "content-length", "transfer-encoding")
+                    ]
                 else:
                     body.rewind()
                 full = target_url
@@ -611,8 +651,15 @@ class Client:
             raise _timeout(method, full, timeout_s)
         raise AssertionError("unreachable")  # pragma: no cover
 
-    def _head(self, origin: Origin, host_header: str, hdrs: list[tuple[str, str]],
-              body: _Body, method: str, full: str) -> list[tuple[str, str]]:
+    def _head(
+        self,
+        origin: Origin,
+        host_header: str,
+        hdrs: list[tuple[str, str]],
+        body: _Body,
+        method: str,
+        full: str,
+    ) -> list[tuple[str, str]]:
         """The request's header list: Host first, then ours, the token, the framing."""
         head = [("host", host_header), *self._head0]
         if hdrs:
@@ -620,8 +667,11 @@ class Client:
             names: frozenset[str] = frozenset(k for k, _ in hdrs)
         else:
             names = _NO_NAMES
-        if self.token and "authorization" not in names and origin[:3] == (
-                self._token_origin or _resolve(full, "")[0][:3]):
+        if (
+            self.token
+            and "authorization" not in names
+            and origin[:3] == (self._token_origin or _resolve(full, "")[0][:3])
+        ):
             head.append(("authorization", f"Bearer {self.token}"))
         if body.length is None:
             if "content-length" not in names and "transfer-encoding" not in names:
@@ -636,8 +686,9 @@ def _timeout(method: str, url: str, timeout_s: float | None) -> RequestTimeout:
     return RequestTimeout(f"{method} {url}: no whole response within {timeout_s:g} s")
 
 
-async def _backoff(delay: float, deadline: float, method: str, url: str,
-                   timeout_s: float | None) -> None:
+async def _backoff(
+    delay: float, deadline: float, method: str, url: str, timeout_s: float | None
+) -> None:
     """Sleep before a retry, never past the deadline (which ends the request)."""
     now = trio.current_time()
     if now + delay >= deadline:
@@ -646,8 +697,9 @@ async def _backoff(delay: float, deadline: float, method: str, url: str,
     await trio.sleep(delay)
 
 
-async def _send_body(conn: Connection, out: bytes, body: _Body,
-                     on_upload: ProgressCallback | None) -> None:
+async def _send_body(
+    conn: Connection, out: bytes, body: _Body, on_upload: ProgressCallback | None
+) -> None:
     """Send the head and a body that is large (with progress), a file or an iterator."""
     h = conn.h11
     stream = conn.stream
@@ -656,7 +708,7 @@ async def _send_body(conn: Connection, out: bytes, body: _Body,
     if data is not None:
         view = memoryview(data)
         for i in range(0, len(data), _CHUNK):
-            piece = bytes(view[i:i + _CHUNK])
+            piece = bytes(view[i : i + _CHUNK])
             await stream.send_all(h.send(h11.Data(data=piece)))
             if on_upload is not None:
                 on_upload(min(i + _CHUNK, len(data)), len(data))
@@ -671,13 +723,13 @@ async def _send_body(conn: Connection, out: bytes, body: _Body,
     await stream.send_all(h.send(h11.EndOfMessage()))
 
 
-async def _early_response(conn: Connection, url: str, method: str,
-                          exc: BaseException) -> Response:
+async def _early_response(conn: Connection, url: str, method: str, exc: BaseException) -> Response:
     """Sending failed: the server may have answered early (a 413) and closed. Read what it
     sent; without a response the failure is retryable (nothing came back)."""
     h = conn.h11
-    broken = _Retryable(TransportError(f"{method} {url}: connection broken while sending: "
-                                       f"{_why(exc)}"))
+    broken = _Retryable(
+        TransportError(f"{method} {url}: connection broken while sending: {_why(exc)}")
+    )
     if h.their_state is not h11.SEND_RESPONSE and h.their_state is not h11.IDLE:
         raise broken
     while True:
@@ -695,8 +747,7 @@ async def _early_response(conn: Connection, url: str, method: str,
             h.receive_data(data)  # type: ignore[arg-type]
             continue
         if type(ev) is h11.Response:
-            resp = Response(ev.status_code, ev.reason, ev.headers,
-                            url, method, ev.http_version)
+            resp = Response(ev.status_code, ev.reason, ev.headers, url, method, ev.http_version)
             resp.conn = conn  # our side never reached DONE: it will not be pooled
             return resp
         if type(ev) is not h11.InformationalResponse:

@@ -18,15 +18,15 @@ from __future__ import annotations
 import json
 from typing import Any, Final
 
-__all__ = ["InvalidRecord", "JSONSeqDecoder", "NDJSONDecoder", "SEQ_TYPES", "NDJSON_TYPES",
-           "RS"]
+__all__ = ["InvalidRecord", "JSONSeqDecoder", "NDJSONDecoder", "SEQ_TYPES", "NDJSON_TYPES", "RS"]
 
 RS: Final = 0x1E
 _LF: Final = 0x0A
 _WS: Final = b" \t\r\n"
 SEQ_TYPES: Final = frozenset({"application/json-seq"})
-NDJSON_TYPES: Final = frozenset({"application/x-ndjson", "application/ndjson",
-                                 "application/jsonl", "application/jsonlines"})
+NDJSON_TYPES: Final = frozenset(
+    {"application/x-ndjson", "application/ndjson", "application/jsonl", "application/jsonlines"}
+)
 
 
 def _reject_constant(name: str) -> Any:
@@ -118,8 +118,7 @@ class JSONSeqDecoder(_RecordReader):
             self._finish(out)  # an RS ends the record before it and opens the next
             self._open = True
             pos = nxt + 1
-        if self._open and not self._done and not self._over and self._buf \
-                and self._buf[-1] == _LF:
+        if self._open and not self._done and not self._over and self._buf and self._buf[-1] == _LF:
             self._try_early(out)
         return out
 
@@ -137,25 +136,38 @@ class JSONSeqDecoder(_RecordReader):
     def _take(self, data: bytes, start: int, stop: int, out: list[Any]) -> None:
         if not self._open:
             if data[start:stop].strip(_WS):  # text before the first RS is no record
-                out.append(InvalidRecord("data before the first RS",
-                                         data[start:stop][:200].decode("utf-8", "replace"),
-                                         self._index))
+                out.append(
+                    InvalidRecord(
+                        "data before the first RS",
+                        data[start:stop][:200].decode("utf-8", "replace"),
+                        self._index,
+                    )
+                )
                 self._index += 1
             return
         if self._done:
             if data[start:stop].strip(_WS):
                 self._done = False
                 self._over = True
-                out.append(InvalidRecord("data after a complete JSON text",
-                                         data[start:stop][:200].decode("utf-8", "replace"),
-                                         self._index - 1))
+                out.append(
+                    InvalidRecord(
+                        "data after a complete JSON text",
+                        data[start:stop][:200].decode("utf-8", "replace"),
+                        self._index - 1,
+                    )
+                )
             return
         if self._over:
             return
         if len(self._buf) + (stop - start) > self.max_record_bytes:
-            head = (bytes(self._buf[:200]) + data[start:start + 200])[:200]
-            out.append(InvalidRecord(f"record over {self.max_record_bytes} bytes",
-                                     head.decode("utf-8", "replace"), self._index))
+            head = (bytes(self._buf[:200]) + data[start : start + 200])[:200]
+            out.append(
+                InvalidRecord(
+                    f"record over {self.max_record_bytes} bytes",
+                    head.decode("utf-8", "replace"),
+                    self._index,
+                )
+            )
             self._index += 1
             self._buf.clear()
             self._over = True
@@ -180,17 +192,22 @@ class JSONSeqDecoder(_RecordReader):
             try:
                 value = _parse(buf)
             except (ValueError, RecursionError) as exc:
-                out.append(InvalidRecord(f"not JSON: {exc}",
-                                         bytes(buf[:200]).decode("utf-8", "replace"), index))
+                out.append(
+                    InvalidRecord(
+                        f"not JSON: {exc}", bytes(buf[:200]).decode("utf-8", "replace"), index
+                    )
+                )
             else:
-                if (value is None or isinstance(value, (bool, int, float))) \
-                        and buf[-1] not in _WS:
+                if (value is None or isinstance(value, (bool, int, float))) and buf[-1] not in _WS:
                     # RFC 7464 2.4: a number/true/false/null not followed by whitespace may be
                     # truncated ("123" of "1234"): drop it.
-                    out.append(InvalidRecord("top-level scalar without trailing whitespace "
-                                             "(may be truncated)",
-                                             bytes(buf[:200]).decode("utf-8", "replace"),
-                                             index))
+                    out.append(
+                        InvalidRecord(
+                            "top-level scalar without trailing whitespace (may be truncated)",
+                            bytes(buf[:200]).decode("utf-8", "replace"),
+                            index,
+                        )
+                    )
                 else:
                     out.append(value)
         buf.clear()
@@ -221,9 +238,13 @@ class NDJSONDecoder(_RecordReader):
             stop = end if nxt < 0 else nxt
             if not self._over:
                 if len(self._buf) + (stop - pos) > self.max_record_bytes:
-                    out.append(InvalidRecord(f"line over {self.max_record_bytes} bytes",
-                                             bytes(self._buf[:200]).decode("utf-8", "replace"),
-                                             self._index))
+                    out.append(
+                        InvalidRecord(
+                            f"line over {self.max_record_bytes} bytes",
+                            bytes(self._buf[:200]).decode("utf-8", "replace"),
+                            self._index,
+                        )
+                    )
                     self._index += 1
                     self._buf.clear()
                     self._over = True
@@ -249,7 +270,10 @@ class NDJSONDecoder(_RecordReader):
             try:
                 out.append(_parse(buf))
             except (ValueError, RecursionError) as exc:
-                out.append(InvalidRecord(f"not JSON: {exc}",
-                                         bytes(buf[:200]).decode("utf-8", "replace"), index))
+                out.append(
+                    InvalidRecord(
+                        f"not JSON: {exc}", bytes(buf[:200]).decode("utf-8", "replace"), index
+                    )
+                )
         buf.clear()
         self._over = False

@@ -65,11 +65,27 @@ class Connection:
         requests: exchanges it has carried.
     """
 
-    __slots__ = ("origin", "stream", "sock", "_raw", "h11", "reused", "idle_since", "requests",
-                 "closed", "deadline", "timed_out")
+    __slots__ = (
+        "origin",
+        "stream",
+        "sock",
+        "_raw",
+        "h11",
+        "reused",
+        "idle_since",
+        "requests",
+        "closed",
+        "deadline",
+        "timed_out",
+    )
 
-    def __init__(self, origin: Origin, stream: trio.abc.Stream, sock: trio.socket.SocketType,
-                 max_head_bytes: int) -> None:
+    def __init__(
+        self,
+        origin: Origin,
+        stream: trio.abc.Stream,
+        sock: trio.socket.SocketType,
+        max_head_bytes: int,
+    ) -> None:
         self.origin = origin
         self.stream = stream
         self.sock = sock
@@ -106,9 +122,13 @@ class Connection:
             self.sock.close()
 
 
-async def open_connection(origin: Origin, ssl_context: ssl.SSLContext | None,
-                          connect_timeout_s: float | None, max_head_bytes: int,
-                          deadline: float) -> Connection:
+async def open_connection(
+    origin: Origin,
+    ssl_context: ssl.SSLContext | None,
+    connect_timeout_s: float | None,
+    max_head_bytes: int,
+    deadline: float,
+) -> Connection:
     """Connect (TCP or Unix socket), and for https do the TLS handshake.
 
     Args:
@@ -139,8 +159,9 @@ async def open_connection(origin: Origin, ssl_context: ssl.SSLContext | None,
             if scheme == "https":
                 if ssl_context is None:
                     raise ConnectError("https needs a TLS context")
-                tls = trio.SSLStream(sstream, ssl_context, server_hostname=host,
-                                     https_compatible=True)
+                tls = trio.SSLStream(
+                    sstream, ssl_context, server_hostname=host, https_compatible=True
+                )
                 try:
                     await tls.do_handshake()
                 except BaseException:
@@ -151,8 +172,7 @@ async def open_connection(origin: Origin, ssl_context: ssl.SSLContext | None,
         except (OSError, trio.BrokenResourceError, ssl.SSLError) as exc:
             raise ConnectError(f"cannot connect to {_where(origin)}: {_reason(exc)}") from exc
     if scope.cancelled_caught and limit <= deadline:
-        raise RequestTimeout(f"connect to {_where(origin)} timed out after "
-                             f"{connect_timeout_s:g} s")
+        raise RequestTimeout(f"connect to {_where(origin)} timed out after {connect_timeout_s:g} s")
     raise RequestTimeout(f"connect to {_where(origin)}: the deadline passed")
 
 
@@ -187,11 +207,20 @@ class Pool:
         max_idle_per_origin: idle connections kept per origin (the rest are closed).
     """
 
-    __slots__ = ("max_per_origin", "idle_timeout_s", "max_idle_per_origin", "_slots", "busy",
-                 "watching", "_wake_at", "_wake")
+    __slots__ = (
+        "max_per_origin",
+        "idle_timeout_s",
+        "max_idle_per_origin",
+        "_slots",
+        "busy",
+        "watching",
+        "_wake_at",
+        "_wake",
+    )
 
-    def __init__(self, max_per_origin: int = 10, idle_timeout_s: float = 30.0,
-                 max_idle_per_origin: int = 10) -> None:
+    def __init__(
+        self, max_per_origin: int = 10, idle_timeout_s: float = 30.0, max_idle_per_origin: int = 10
+    ) -> None:
         if max_per_origin < 1 or max_idle_per_origin < 0 or idle_timeout_s < 0:
             raise ValueError("pool limits must be positive")
         self.max_per_origin = max_per_origin
@@ -217,8 +246,9 @@ class Pool:
         if deadline < self._wake_at and self._wake is not None:
             self._wake.set()  # earlier than the watchdog's next look (rare: a short timeout)
 
-    async def watchdog(self, tick_s: float = 30.0,
-                       task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+    async def watchdog(
+        self, tick_s: float = 30.0, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
+    ) -> None:
         """Run the deadline watchdog until cancelled (Client runs it in its nursery).
 
         It wakes at the earliest deadline of the busy connections (or every ``tick_s`` when
@@ -293,8 +323,10 @@ class Pool:
             idle = slots.idle
             if idle:
                 conn = idle.pop()
-                if (trio.current_time() - conn.idle_since <= self.idle_timeout_s
-                        and not conn.server_closed()):
+                if (
+                    trio.current_time() - conn.idle_since <= self.idle_timeout_s
+                    and not conn.server_closed()
+                ):
                     return conn
                 conn.discard()
                 slots.count -= 1
@@ -362,8 +394,7 @@ class Pool:
 
     def next_expiry(self) -> float:
         """When the oldest idle connection expires (trio clock), or inf."""
-        oldest = min((c.idle_since for s in self._slots.values() for c in s.idle),
-                     default=math.inf)
+        oldest = min((c.idle_since for s in self._slots.values() for c in s.idle), default=math.inf)
         return oldest + self.idle_timeout_s
 
     def statistics(self) -> dict[str, int]:

@@ -44,11 +44,24 @@ if TYPE_CHECKING:
             """``Client.open(method, url, **options)``: the response head, body unread."""
             ...
 
+
 __all__ = ["Request", "Progress", "EVENTS"]
 
 # SC.Request's XMLHttpRequest progress events, and seed 002's events.
-EVENTS: Final = frozenset({"loadstart", "progress", "upload.progress", "load", "loadend",
-                           "abort", "timeout", "error", "done", "value"})
+EVENTS: Final = frozenset(
+    {
+        "loadstart",
+        "progress",
+        "upload.progress",
+        "load",
+        "loadend",
+        "abort",
+        "timeout",
+        "error",
+        "done",
+        "value",
+    }
+)
 _UNSET: Any = object()
 _JSON_TYPES: Final = ("application/json", "text/json")
 
@@ -102,9 +115,23 @@ class Request:
         url: absolute or relative to the client's base_url.
     """
 
-    __slots__ = ("client", "method", "url", "_headers", "_params", "_body", "_is_json",
-                 "_timeout", "_token", "_identify", "_status_handlers", "_events", "_scope",
-                 "_aborted", "response")
+    __slots__ = (
+        "client",
+        "method",
+        "url",
+        "_headers",
+        "_params",
+        "_body",
+        "_is_json",
+        "_timeout",
+        "_token",
+        "_identify",
+        "_status_handlers",
+        "_events",
+        "_scope",
+        "_aborted",
+        "response",
+    )
 
     def __init__(self, client: Sender, method: str, url: str) -> None:
         self.client = client
@@ -182,8 +209,9 @@ class Request:
         self._identify = flag
         return self
 
-    def notify(self, status_or_event: int | str | Callable[..., Any],
-               fn: Callable[..., Any] | None = None) -> Request:
+    def notify(
+        self, status_or_event: int | str | Callable[..., Any], fn: Callable[..., Any] | None = None
+    ) -> Request:
         """Register a handler (SC.Request.notify).
 
         Args:
@@ -206,11 +234,13 @@ class Request:
             fn, status_or_event = status_or_event, 0
         if isinstance(status_or_event, str):
             if status_or_event not in EVENTS:
-                raise ValueError(f"unknown event {status_or_event!r} (one of "
-                                 f"{', '.join(sorted(EVENTS))})")
+                raise ValueError(
+                    f"unknown event {status_or_event!r} (one of {', '.join(sorted(EVENTS))})"
+                )
             self._events.setdefault(status_or_event, []).append(fn)
-        elif isinstance(status_or_event, int) and (status_or_event == 0
-                                                   or 100 <= status_or_event <= 599):
+        elif isinstance(status_or_event, int) and (
+            status_or_event == 0 or 100 <= status_or_event <= 599
+        ):
             self._status_handlers.append((status_or_event, fn))
         else:
             raise ValueError(f"not a status or an event: {status_or_event!r}")
@@ -408,10 +438,12 @@ class _Exchange:
         resp = self.response = await req.client.open(req.method, req.url, **req._kwargs())
         req.response = resp
         ctype = resp.content_type
-        if 200 <= resp.status < 300 and (ctype in jsonseq.SEQ_TYPES
-                                          or ctype in jsonseq.NDJSON_TYPES):
-            self._decoder = (jsonseq.JSONSeqDecoder() if ctype in jsonseq.SEQ_TYPES
-                             else jsonseq.NDJSONDecoder())
+        if 200 <= resp.status < 300 and (
+            ctype in jsonseq.SEQ_TYPES or ctype in jsonseq.NDJSON_TYPES
+        ):
+            self._decoder = (
+                jsonseq.JSONSeqDecoder() if ctype in jsonseq.SEQ_TYPES else jsonseq.NDJSONDecoder()
+            )
             resp.data, resp.type = {}, "json"
             self._handled = await req._run_status_handlers(resp)
             self._state = 1

@@ -137,13 +137,41 @@ class Response:
             response is closed. Internal to the client package (gateway.client.http sets it).
     """
 
-    __slots__ = ("status", "_reason", "_raw_headers", "_headers", "url", "method", "history",
-                 "_version", "_content", "conn", "_pool", "_deadline", "_on_download", "_received",
-                 "_max_body", "_timeout_s", "_started", "_watched", "data", "type", "last_error", "errors",
-                 "__weakref__")
+    __slots__ = (
+        "status",
+        "_reason",
+        "_raw_headers",
+        "_headers",
+        "url",
+        "method",
+        "history",
+        "_version",
+        "_content",
+        "conn",
+        "_pool",
+        "_deadline",
+        "_on_download",
+        "_received",
+        "_max_body",
+        "_timeout_s",
+        "_started",
+        "_watched",
+        "data",
+        "type",
+        "last_error",
+        "errors",
+        "__weakref__",
+    )
 
-    def __init__(self, status: int, reason: str | bytes, headers: Any, url: str, method: str,
-                 http_version: str | bytes = "1.1") -> None:
+    def __init__(
+        self,
+        status: int,
+        reason: str | bytes,
+        headers: Any,
+        url: str,
+        method: str,
+        http_version: str | bytes = "1.1",
+    ) -> None:
         # reason, version and headers stay as h11 gave them until someone asks
         self.status = status
         self._reason = reason
@@ -169,9 +197,16 @@ class Response:
         self.last_error = 0  # 0, or the seed-002 code of the error it came with
         self.errors: list[ClientError] = []  # JSON-seq records skipped (InvalidJSON, 520)
 
-    def attach(self, pool: Pool, watched: bool, started: float, deadline: float,
-               timeout_s: float | None, on_download: ProgressCallback | None,
-               max_body: int) -> None:
+    def attach(
+        self,
+        pool: Pool,
+        watched: bool,
+        started: float,
+        deadline: float,
+        timeout_s: float | None,
+        on_download: ProgressCallback | None,
+        max_body: int,
+    ) -> None:
         """Tie the unread body to the request that made it (gateway.client.http, once the head
         is in; internal to the client package).
 
@@ -203,7 +238,7 @@ class Response:
 
     @property
     def http_version(self) -> str:
-        """"1.1" or "1.0"."""
+        """ "1.1" or "1.0"."""
         v = self._version
         return v.decode("ascii") if isinstance(v, bytes) else v
 
@@ -274,8 +309,11 @@ class Response:
         try:
             return _json.loads(self.content)
         except (ValueError, RecursionError) as exc:
-            raise InvalidJSON(f"invalid JSON in the response: {exc}", self,
-                              self.content[:200].decode("utf-8", "replace")) from None
+            raise InvalidJSON(
+                f"invalid JSON in the response: {exc}",
+                self,
+                self.content[:200].decode("utf-8", "replace"),
+            ) from None
 
     async def read(self, max_bytes: int | None = None) -> bytes:
         """Read the rest of the body into memory (once; later calls return it again).
@@ -307,16 +345,14 @@ class Response:
                         data = ev.data  # type: ignore[union-attr]
                         size += len(data)
                         if size > cap:
-                            raise ResponseTooLarge(f"response body over the {cap}-byte cap",
-                                                   self)
+                            raise ResponseTooLarge(f"response body over the {cap}-byte cap", self)
                         parts.append(data)
                     elif kind is h11.EndOfMessage:
                         break
                     elif ev is h11.NEED_DATA:
                         await self._receive(conn)
                     else:
-                        raise TransportError("the connection closed before the body ended",
-                                             self)
+                        raise TransportError("the connection closed before the body ended", self)
             except h11.RemoteProtocolError as exc:
                 self._abandon(conn)
                 raise TransportError(f"bad response body: {exc}", self) from None
@@ -395,8 +431,12 @@ class Response:
             self.conn = None
             self._release(conn, False)
 
-    def values(self, *, max_record_bytes: int = 1 << 20,
-               on_invalid: Callable[[InvalidJSON], Any] | None = None) -> AsyncIterator[Any]:
+    def values(
+        self,
+        *,
+        max_record_bytes: int = 1 << 20,
+        on_invalid: Callable[[InvalidJSON], Any] | None = None,
+    ) -> AsyncIterator[Any]:
         """JSON values from the body as they arrive: one per record for application/json-seq
         (RFC 7464) and NDJSON, the single value of any other (JSON) body.
 
@@ -416,8 +456,9 @@ class Response:
             decoder = jsonseq.NDJSONDecoder(max_record_bytes)
         return _Values(self, decoder, on_invalid)
 
-    def _invalid(self, item: jsonseq.InvalidRecord,
-                 on_invalid: Callable[[InvalidJSON], Any] | None) -> None:
+    def _invalid(
+        self, item: jsonseq.InvalidRecord, on_invalid: Callable[[InvalidJSON], Any] | None
+    ) -> None:
         err = InvalidJSON(f"record {item.index}: {item.reason}", self, item.text)
         if on_invalid is None:
             raise err
@@ -461,16 +502,21 @@ class Response:
     # -- internals -------------------------------------------------------------------------
 
     async def _receive(self, conn: Connection) -> None:
-        with (_NO_SCOPE if self._watched or self._deadline == math.inf
-              else trio.CancelScope(deadline=self._deadline)) as scope:
+        with (
+            _NO_SCOPE
+            if self._watched or self._deadline == math.inf
+            else trio.CancelScope(deadline=self._deadline)
+        ) as scope:
             try:
                 data = await conn.stream.receive_some(_CHUNK)
             except (trio.BrokenResourceError, trio.ClosedResourceError, OSError) as exc:
                 if conn.timed_out:
-                    raise RequestTimeout(f"no whole response within {self._timeout_s:g} s",
-                                         self) from None
-                raise TransportError(f"connection broken while reading the body: "
-                                     f"{exc}", self) from None
+                    raise RequestTimeout(
+                        f"no whole response within {self._timeout_s:g} s", self
+                    ) from None
+                raise TransportError(
+                    f"connection broken while reading the body: {exc}", self
+                ) from None
             conn.h11.receive_data(data)  # type: ignore[arg-type]
             return
         if scope.cancelled_caught:
@@ -518,9 +564,12 @@ class _Values:
 
     __slots__ = ("resp", "decoder", "on_invalid", "pending", "done")
 
-    def __init__(self, resp: Response,
-                 decoder: jsonseq.JSONSeqDecoder | jsonseq.NDJSONDecoder | None,
-                 on_invalid: Callable[[InvalidJSON], Any] | None) -> None:
+    def __init__(
+        self,
+        resp: Response,
+        decoder: jsonseq.JSONSeqDecoder | jsonseq.NDJSONDecoder | None,
+        on_invalid: Callable[[InvalidJSON], Any] | None,
+    ) -> None:
         self.resp = resp
         self.decoder = decoder
         self.on_invalid = on_invalid

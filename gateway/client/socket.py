@@ -52,8 +52,11 @@ from gateway.ws.sails import VIRTUAL_REQUEST_EVENTS  # the event names Sails rou
 __all__ = ["JWR", "Push", "SailsSocket", "open_socket", "SDK_QUERY"]
 
 # What sails-hook-sockets reads from the handshake query (it refuses SDK versions < 0.11).
-SDK_QUERY: Final = {"__sails_io_sdk_version": "1.2.1", "__sails_io_sdk_platform": "python",
-                    "__sails_io_sdk_language": "python"}
+SDK_QUERY: Final = {
+    "__sails_io_sdk_version": "1.2.1",
+    "__sails_io_sdk_platform": "python",
+    "__sails_io_sdk_language": "python",
+}
 _DEFAULT: Any = object()
 
 
@@ -70,13 +73,17 @@ class JWR:
 
     __slots__ = ("body", "headers", "status_code", "error", "url", "method", "last_error")
 
-    def __init__(self, body: Any, headers: dict[str, str], status_code: int, url: str = "",
-                 method: str = "") -> None:
+    def __init__(
+        self, body: Any, headers: dict[str, str], status_code: int, url: str = "", method: str = ""
+    ) -> None:
         self.body = body
         self.headers = headers
         self.status_code = status_code
-        self.error = (body if body is not None else status_code) \
-            if status_code < 200 or status_code >= 400 else None
+        self.error = (
+            (body if body is not None else status_code)
+            if status_code < 200 or status_code >= 400
+            else None
+        )
         self.url = url
         self.method = method
         self.last_error = 0
@@ -130,11 +137,11 @@ class Push:
 
 
 class _Pending:
-    __slots__ = ("method", "payload", "done", "result", "error", "ack_id", "deadline",
-                 "limit")
+    __slots__ = ("method", "payload", "done", "result", "error", "ack_id", "deadline", "limit")
 
-    def __init__(self, method: str, payload: dict[str, Any], deadline: float,
-                 limit: float | None) -> None:
+    def __init__(
+        self, method: str, payload: dict[str, Any], deadline: float, limit: float | None
+    ) -> None:
         self.method = method
         self.payload = payload
         self.done = trio.Event()
@@ -150,8 +157,9 @@ class _Link:
 
     __slots__ = ("stream", "ws", "session", "closed")
 
-    def __init__(self, stream: trio.abc.Stream, ws: WSConnection,
-                 session: eio.EngineIOClient) -> None:
+    def __init__(
+        self, stream: trio.abc.Stream, ws: WSConnection, session: eio.EngineIOClient
+    ) -> None:
         self.stream = stream
         self.ws = ws
         self.session = session
@@ -217,7 +225,8 @@ class SailsSocket:
     ) -> None:
         parts = urlsplit(url)
         scheme = {"http": "http", "ws": "http", "https": "https", "wss": "https"}.get(
-            parts.scheme.lower())
+            parts.scheme.lower()
+        )
         if scheme is None or not parts.hostname:
             raise ValueError(f"not an http(s)/ws(s) URL: {url!r}")
         if eio not in (3, 4):
@@ -285,16 +294,24 @@ class SailsSocket:
 
     def statistics(self) -> dict[str, int]:
         """In flight, queued, reconnections, subscriptions and pushes they dropped."""
-        return {"in_flight": len(self._acks), "queued": len(self._queue),
-                "reconnects": self.reconnects, "subscriptions": len(self._subs),
-                "dropped": sum(s.dropped for s in self._subs)}
+        return {
+            "in_flight": len(self._acks),
+            "queued": len(self._queue),
+            "reconnects": self.reconnects,
+            "subscriptions": len(self._subs),
+            "dropped": sum(s.dropped for s in self._subs),
+        }
 
     # -- virtual requests --------------------------------------------------------------------
 
-    async def request(self, method: str, url: str, data: Any = None,
-                      headers: Mapping[str, str] | None = None,
-                      timeout: float | None = _DEFAULT,  # noqa: ASYNC109 (per request)
-                      ) -> JWR:
+    async def request(
+        self,
+        method: str,
+        url: str,
+        data: Any = None,
+        headers: Mapping[str, str] | None = None,
+        timeout: float | None = _DEFAULT,  # noqa: ASYNC109 (per request)
+    ) -> JWR:
         """Send a virtual request (``io.socket.request``) and wait for its JWR.
 
         Args:
@@ -324,8 +341,12 @@ class SailsSocket:
         hdrs = dict(self.headers)
         if headers:
             hdrs.update({k.lower(): str(v) for k, v in headers.items()})
-        payload = {"method": verb, "headers": hdrs, "data": {} if data is None else data,
-                   "url": url}
+        payload = {
+            "method": verb,
+            "headers": hdrs,
+            "data": {} if data is None else data,
+            "url": url,
+        }
         limit = self.request_timeout if timeout is _DEFAULT else timeout
         deadline = math.inf if limit is None else trio.current_time() + limit
         pending = _Pending(verb, payload, deadline, limit)
@@ -336,8 +357,9 @@ class SailsSocket:
             await self._emit(link, pending)
         else:
             if len(self._queue) >= self.max_queue:
-                raise TransportError(f"{verb} {url}: {self.max_queue} requests already wait "
-                                     "for the connection")
+                raise TransportError(
+                    f"{verb} {url}: {self.max_queue} requests already wait for the connection"
+                )
             self._queue.append(pending)
         if self._wake is None and deadline != math.inf:
             # no timer task (a socket not run by open_socket): a scope keeps the deadline
@@ -400,8 +422,9 @@ class SailsSocket:
                 handlers.remove(fn)
 
     @asynccontextmanager
-    async def events(self, *names: str, max_buffer: int = 256
-                     ) -> AsyncIterator[trio.MemoryReceiveChannel[Push]]:
+    async def events(
+        self, *names: str, max_buffer: int = 256
+    ) -> AsyncIterator[trio.MemoryReceiveChannel[Push]]:
         """Subscribe to server events: ``async with io.events("message") as pushes: async for
         push in pushes: ...`` (no names: every event).
 
@@ -438,8 +461,12 @@ class SailsSocket:
                     data += link.ws.send(CloseConnection(code=1000))
                     async with self._send_lock:
                         await link.stream.send_all(data)
-                except (trio.BrokenResourceError, trio.ClosedResourceError, OSError,
-                        LocalProtocolError):
+                except (
+                    trio.BrokenResourceError,
+                    trio.ClosedResourceError,
+                    OSError,
+                    LocalProtocolError,
+                ):
                     pass
             self._drop(link)
         self._connected.set()
@@ -464,8 +491,9 @@ class SailsSocket:
         except (trio.BrokenResourceError, trio.ClosedResourceError, OSError) as exc:
             # the reader notices the loss too; this request fails like any other in flight
             self._acks.pop(ack_id, None)
-            pending.error = TransportError(f"{pending.method} {pending.payload['url']}: "
-                                           f"connection lost while sending: {exc}")
+            pending.error = TransportError(
+                f"{pending.method} {pending.payload['url']}: connection lost while sending: {exc}"
+            )
             pending.done.set()
 
     async def _connect(self) -> _Link:
@@ -477,14 +505,17 @@ class SailsSocket:
                 with trio.fail_after(self.connect_timeout):
                     return await self._open(version)
             except trio.TooSlowError:
-                raise RequestTimeout(f"connect to {self.url}: no Socket.IO session within "
-                                     f"{self.connect_timeout:g} s") from None
+                raise RequestTimeout(
+                    f"connect to {self.url}: no Socket.IO session within {self.connect_timeout:g} s"
+                ) from None
             except _Refused as exc:
                 if exc.status == 400 and version == 4:
                     version = 3
                     continue
-                raise ConnectError(f"{self.url}: the WebSocket handshake was refused: "
-                                   f"HTTP {exc.status} {exc.body[:200]!r}") from None
+                raise ConnectError(
+                    f"{self.url}: the WebSocket handshake was refused: "
+                    f"HTTP {exc.status} {exc.body[:200]!r}"
+                ) from None
 
     async def _open(self, version: int) -> _Link:
         origin = (self._scheme, self._host, self._port, "")
@@ -495,9 +526,13 @@ class SailsSocket:
             ws = WSConnection(ConnectionType.CLIENT)
             query = urlencode({**self._query, "EIO": str(version), "transport": "websocket"})
             extra = [(k.encode(), v.encode()) for k, v in self._initial.items()]
-            await stream.send_all(ws.send(Request(host=self._host_header,
-                                                  target=f"{self._path}?{query}",
-                                                  extra_headers=extra)))
+            await stream.send_all(
+                ws.send(
+                    Request(
+                        host=self._host_header, target=f"{self._path}?{query}", extra_headers=extra
+                    )
+                )
+            )
             session = eio.EngineIOClient(version, self.max_message_bytes)
             link = _Link(stream, ws, session)
             rejected: _Refused | None = None
@@ -506,8 +541,9 @@ class SailsSocket:
                 if not data:
                     if rejected is not None:  # the refusal's body was cut short: still refused
                         raise rejected
-                    raise ConnectError(f"{self.url}: the server closed the connection during "
-                                       "the handshake")
+                    raise ConnectError(
+                        f"{self.url}: the server closed the connection during the handshake"
+                    )
                 ws.receive_data(data)
                 for ev in ws.events():
                     if isinstance(ev, RejectConnection):
@@ -525,8 +561,9 @@ class SailsSocket:
                     else:
                         await self._on_ws_event(link, ev)
                         if link.closed:
-                            raise ConnectError(f"{self.url}: the Socket.IO session ended "
-                                               "during the handshake")
+                            raise ConnectError(
+                                f"{self.url}: the Socket.IO session ended during the handshake"
+                            )
             self.version = session.version
             self.socket_id = session.socket_id
             ok = True
@@ -534,8 +571,9 @@ class SailsSocket:
         except (RemoteProtocolError, LocalProtocolError) as exc:
             raise ConnectError(f"{self.url}: bad WebSocket handshake: {exc}") from None
         except (trio.BrokenResourceError, OSError) as exc:
-            raise ConnectError(f"{self.url}: connection broken during the handshake: "
-                               f"{exc}") from None
+            raise ConnectError(
+                f"{self.url}: connection broken during the handshake: {exc}"
+            ) from None
         finally:
             if not ok:
                 conn.discard()
@@ -600,8 +638,10 @@ class SailsSocket:
         for fn in self._handlers.get(push.event, ()):
             result = fn(*push.args)
             if hasattr(result, "__await__") and self._nursery is not None:
+
                 async def run(coro: Any = result) -> None:
                     await coro
+
                 self._nursery.start_soon(run)
         for sub in self._subs:
             if not sub.names or push.event in sub.names:
@@ -625,8 +665,9 @@ class SailsSocket:
         if self._link is link:
             self._link = None
             self._connected = trio.Event()
-        self._fail_all(TransportError("the socket disconnected before the request completed"),
-                       queued=False)
+        self._fail_all(
+            TransportError("the socket disconnected before the request completed"), queued=False
+        )
 
     def _fail_all(self, error: ClientError, queued: bool) -> None:
         acks, self._acks = self._acks, {}
@@ -636,8 +677,9 @@ class SailsSocket:
             self._queue.clear()
         for pending in waiting:
             if not pending.done.is_set():
-                pending.error = type(error)(f"{pending.method} {pending.payload['url']}: "
-                                            f"{error.message}")
+                pending.error = type(error)(
+                    f"{pending.method} {pending.payload['url']}: {error.message}"
+                )
                 pending.done.set()
 
     def _forget(self, pending: _Pending) -> None:
@@ -652,8 +694,9 @@ class SailsSocket:
         """A request past its deadline: a late reply will be dropped."""
         self._forget(pending)
         if not pending.done.is_set():
-            pending.error = RequestTimeout(f"{pending.method} {pending.payload['url']}: no "
-                                           f"reply within {pending.limit:g} s")
+            pending.error = RequestTimeout(
+                f"{pending.method} {pending.payload['url']}: no reply within {pending.limit:g} s"
+            )
             pending.done.set()
 
     async def _timer(self, tick_s: float = 30.0) -> None:
@@ -724,7 +767,7 @@ class SailsSocket:
                 break
             failures = 0
             while not self._closed:
-                delay = min(self.reconnect_delay_max, self.reconnect_delay * 2 ** failures)
+                delay = min(self.reconnect_delay_max, self.reconnect_delay * 2**failures)
                 await trio.sleep(delay * random.uniform(0.5, 1.5))
                 try:
                     link = await self._connect()
@@ -732,8 +775,7 @@ class SailsSocket:
                     break
                 except (ConnectError, RequestTimeout, TransportError):
                     failures += 1
-                    if self.reconnect_attempts is not None and \
-                            failures >= self.reconnect_attempts:
+                    if self.reconnect_attempts is not None and failures >= self.reconnect_attempts:
                         self._fail_all(TransportError("reconnecting gave up"), queued=True)
                         self._closed = True
                         self._connected.set()
@@ -755,10 +797,13 @@ def _jwr(args: tuple[Any, ...], pending: _Pending) -> JWR:
         return JWR(reply, {}, 500, url, pending.method)
     status = reply.get("statusCode")
     headers = reply.get("headers")
-    return JWR(reply.get("body"),
-               {str(k).lower(): v for k, v in headers.items()} if isinstance(headers, dict)
-               else {},
-               status if isinstance(status, int) else 200, url, pending.method)
+    return JWR(
+        reply.get("body"),
+        {str(k).lower(): v for k, v in headers.items()} if isinstance(headers, dict) else {},
+        status if isinstance(status, int) else 200,
+        url,
+        pending.method,
+    )
 
 
 class _SocketContext:

@@ -17,8 +17,9 @@ from gateway.client.socket import JWR, SailsSocket, open_socket
 __all__ = ["request", "get", "post", "put", "patch", "delete", "head", "Client", "Socket"]
 
 
-def request(method: str, url: str, *, client: Mapping[str, Any] | None = None,
-            **kwargs: Any) -> Response:
+def request(
+    method: str, url: str, *, client: Mapping[str, Any] | None = None, **kwargs: Any
+) -> Response:
     """One request from blocking code (a new connection each call; use Client for many).
 
     Args:
@@ -33,6 +34,7 @@ def request(method: str, url: str, *, client: Mapping[str, Any] | None = None,
     Raises:
         The client's errors (RequestTimeout, TransportError, ...).
     """
+
     async def run() -> Response:
         async with _AsyncClient(**(client or {})) as c:
             return await c.request(method, url, **kwargs)
@@ -80,8 +82,7 @@ class _Loop:
         self._token: trio.lowlevel.TrioToken | None = None
         self._stop: trio.Event | None = None
         self.resource: Any = None
-        self._thread = threading.Thread(target=self._main, daemon=True,
-                                        name="gateway-client")
+        self._thread = threading.Thread(target=self._main, daemon=True, name="gateway-client")
         self._thread.start()
         self._ready.wait()
         if self._error is not None:

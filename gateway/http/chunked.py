@@ -30,8 +30,13 @@ _QUOTED = rb'"(?:[\t \x21\x23-\x5b\x5d-\x7e\x80-\xff]|\\[\t \x21-\x7e\x80-\xff])
 # Stricter than RFC 9112 in one place, on purpose: no whitespace between the size and the first
 # ';' nor after a size without extensions (some parsers end the size at a space, others reject it).
 _CHUNK_LINE = re.compile(
-    rb"([0-9A-Fa-f]{1,20})(?:;[ \t]*" + _TOKEN + rb"(?:[ \t]*=[ \t]*(?:" + _TOKEN + rb"|"
-    + _QUOTED + rb"))?[ \t]*)*\r\n"
+    rb"([0-9A-Fa-f]{1,20})(?:;[ \t]*"
+    + _TOKEN
+    + rb"(?:[ \t]*=[ \t]*(?:"
+    + _TOKEN
+    + rb"|"
+    + _QUOTED
+    + rb"))?[ \t]*)*\r\n"
 )
 # field-name ":" OWS field-value OWS CRLF (RFC 9110 5.5: visible ASCII, obs-text, inner SP/HTAB)
 _FIELD_LINE = re.compile(
@@ -57,11 +62,27 @@ class ChunkedReader:
             closing mid-body), 431 for a trailer section over its limits.
     """
 
-    __slots__ = ("_left", "_crlf", "_fields", "_trailer_bytes", "_max_line", "_max_trailer",
-                 "_max_fields", "_buf", "_searched", "_closed", "done")
+    __slots__ = (
+        "_left",
+        "_crlf",
+        "_fields",
+        "_trailer_bytes",
+        "_max_line",
+        "_max_trailer",
+        "_max_fields",
+        "_buf",
+        "_searched",
+        "_closed",
+        "done",
+    )
 
-    def __init__(self, max_line_bytes: int, max_trailer_bytes: int,
-                 max_trailer_fields: int, data: bytes | bytearray = b"") -> None:
+    def __init__(
+        self,
+        max_line_bytes: int,
+        max_trailer_bytes: int,
+        max_trailer_fields: int,
+        data: bytes | bytearray = b"",
+    ) -> None:
         # the bytes received and not yet parsed; never more than a chunk-size or trailer line
         # within its limit plus one read (data is handed out as it arrives)
         self._buf = bytearray(data)
@@ -142,7 +163,7 @@ class ChunkedReader:
                 return None
             if not self._crlf.startswith(got):
                 raise ProtocolError(_chunk_end_error(self._crlf, got))
-            self._crlf = self._crlf[len(got):]
+            self._crlf = self._crlf[len(got) :]
             if self._crlf:
                 return None
         chunk_start = False
@@ -170,8 +191,11 @@ class ChunkedReader:
             self._crlf = b"\r\n"
         # a bytearray, as h11's own reader hands out (its annotation says bytes); the server
         # makes the one bytes copy
-        return h11.Data(data=data, chunk_start=chunk_start,  # type: ignore[arg-type]
-                        chunk_end=not left)
+        return h11.Data(
+            data=data,  # type: ignore[arg-type]
+            chunk_start=chunk_start,
+            chunk_end=not left,
+        )
 
     def _read_trailer(self) -> h11.EndOfMessage | None:
         fields = self._fields
@@ -179,8 +203,9 @@ class ChunkedReader:
         while True:
             line = self._line()
             if line is None:
-                self._check_partial_line(self._max_trailer - self._trailer_bytes,
-                                         "Trailer section too large", 431)
+                self._check_partial_line(
+                    self._max_trailer - self._trailer_bytes, "Trailer section too large", 431
+                )
                 return None
             if len(line) == 2:  # the empty line (CRLF) that ends the body
                 return h11.EndOfMessage(headers=fields)

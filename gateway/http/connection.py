@@ -70,13 +70,11 @@ _HEAD_END = re.compile(rb"\r?\n\r?\n")
 # the instructions of the one regex scan it replaced, which saw controls and bare CR only); this
 # regex only names the fault once one is known.
 _BAD_HEAD = re.compile(rb"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]|\r(?!\n)|(?<!\r)\n|\n[ \t]")
-_NOT_CONTROL = bytes(b for b in range(256) if b in b"\t\n\r" or 0x20 <= b != 0x7f)
+_NOT_CONTROL = bytes(b for b in range(256) if b in b"\t\n\r" or 0x20 <= b != 0x7F)
 # Framing-relevant header names at the start of a line, with optional whitespace before the colon
 # (whitespace before the colon is itself a smuggling shape; h11 rejects it, we report it first),
 # and Expect (found by the same scan: no request without one pays for it).
-_FRAMING = re.compile(
-    rb"\n(content-length|transfer-encoding|host|expect)([ \t]*):([^\r\n]*)", re.I
-)
+_FRAMING = re.compile(rb"\n(content-length|transfer-encoding|host|expect)([ \t]*):([^\r\n]*)", re.I)
 # h11 quotes the offending raw bytes in its messages (": bytearray(b'...')"); the message is sent
 # back to the client and logged, so that tail is cut: no echo of attacker bytes.
 _RAW_TAIL = re.compile(r":?\s*(?:bytearray\(|b'|b\").*\Z", re.S)
@@ -121,7 +119,8 @@ class ServerConnection:
             # h11's own guard fires only for incomplete heads; ours (below) for complete ones.
             # Give h11 room for one receive buffer beyond our limit so ours always reports first.
             conn = self._h11 = h11.Connection(
-                h11.SERVER, max_incomplete_event_size=self._limits.max_head_bytes + 65536)
+                h11.SERVER, max_incomplete_event_size=self._limits.max_head_bytes + 65536
+            )
         return conn
 
     @property
@@ -217,8 +216,11 @@ class ServerConnection:
                 data, closed = conn.trailing_data
                 limits = self._limits
                 chunked = self._chunked = ChunkedReader(
-                    limits.max_request_line_bytes, limits.max_head_bytes,
-                    limits.max_header_count, data)
+                    limits.max_request_line_bytes,
+                    limits.max_head_bytes,
+                    limits.max_header_count,
+                    data,
+                )
                 if closed:
                     chunked.receive_data(b"")
         return event
@@ -241,9 +243,12 @@ class ServerConnection:
             raise ProtocolError("Too many header fields", 431)
         # count(CR) and count(LF) are each >= count(CRLF): their sum is twice it only when every
         # CR and every LF is part of a CRLF
-        if (head.translate(None, _NOT_CONTROL)
-                or head.count(b"\r") + head.count(b"\n") != 2 * head.count(b"\r\n")
-                or b"\n " in head or b"\n\t" in head):
+        if (
+            head.translate(None, _NOT_CONTROL)
+            or head.count(b"\r") + head.count(b"\n") != 2 * head.count(b"\r\n")
+            or b"\n " in head
+            or b"\n\t" in head
+        ):
             raise ProtocolError(_bad_head_message(head))
         version = event.http_version
         if version[:2] != b"1.":  # h11 takes any digit.digit
@@ -391,9 +396,21 @@ class Cycle(ResponseWriter):
             connection open after an early response; a longer body closes it.
     """
 
-    __slots__ = ("_conn", "_max_drain", "http10", "client_keep_alive", "has_body", "length",
-                 "body_bytes", "body_done", "reading", "direct", "authorization", "upgrade",
-                 "ws_upgrade")
+    __slots__ = (
+        "_conn",
+        "_max_drain",
+        "http10",
+        "client_keep_alive",
+        "has_body",
+        "length",
+        "body_bytes",
+        "body_done",
+        "reading",
+        "direct",
+        "authorization",
+        "upgrade",
+        "ws_upgrade",
+    )
 
     def __init__(self, conn: ServerConnection, max_drain_bytes: int) -> None:
         super().__init__()
@@ -494,8 +511,15 @@ class Cycle(ResponseWriter):
         return left is not None and left <= self._max_drain
 
     # -- the response and the connection -----------------------------------------------------
-    def response_head(self, status: int, headers: list[tuple[str, str]], *, head_request: bool,
-                      closing: bool, date: str) -> bytes:
+    def response_head(
+        self,
+        status: int,
+        headers: list[tuple[str, str]],
+        *,
+        head_request: bool,
+        closing: bool,
+        date: str,
+    ) -> bytes:
         """The response head; decides whether the connection stays open after it.
 
         It stays open when the client allows it, the server is not closing, and the request
@@ -510,8 +534,14 @@ class Cycle(ResponseWriter):
         keep_alive = self.client_keep_alive and not closing
         if keep_alive and not self.body_done and not self.can_drain():
             keep_alive = False
-        return self.head(status, headers, head_request=head_request, http10=self.http10,
-                         keep_alive=keep_alive, date=date)
+        return self.head(
+            status,
+            headers,
+            head_request=head_request,
+            http10=self.http10,
+            keep_alive=keep_alive,
+            date=date,
+        )
 
     def reusable(self, closing: bool) -> bool:
         """Whether the connection may carry another request after this cycle: the response is

@@ -15,8 +15,10 @@ _MONTH_NUM = {m.lower(): i + 1 for i, m in enumerate(_MONTHS)}
 def http_date(ts: float) -> str:
     """``Sun, 06 Nov 1994 08:49:37 GMT`` for a Unix timestamp."""
     t = time.gmtime(ts)
-    return (f"{_DAYS[t.tm_wday]}, {t.tm_mday:02d} {_MONTHS[t.tm_mon - 1]} {t.tm_year:04d} "
-            f"{t.tm_hour:02d}:{t.tm_min:02d}:{t.tm_sec:02d} GMT")
+    return (
+        f"{_DAYS[t.tm_wday]}, {t.tm_mday:02d} {_MONTHS[t.tm_mon - 1]} {t.tm_year:04d} "
+        f"{t.tm_hour:02d}:{t.tm_min:02d}:{t.tm_sec:02d} GMT"
+    )
 
 
 def _timegm(year: int, month: int, day: int, hh: int, mm: int, ss: int) -> int:

@@ -53,10 +53,13 @@ _HOST = re.compile(
 )
 # The bytes of the common Host shape (a name or IPv4 address, maybe a port): checked with one
 # translate instead of the regex (half the instructions); '%', '[' and ']' take the regex.
-_PLAIN_HOST_BYTES = (b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789"
-                     b"-._~!$&'()*+,;=:")
-_NOT_A_TARGET = ("request-target must be origin-form (/path), absolute-form "
-                 "(http://host/path) or * (OPTIONS only)")
+_PLAIN_HOST_BYTES = (
+    b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~!$&'()*+,;=:"
+)
+_NOT_A_TARGET = (
+    "request-target must be origin-form (/path), absolute-form "
+    "(http://host/path) or * (OPTIONS only)"
+)
 
 # A '%' not followed by two hex digits: decodeURIComponent's URIError.
 _BAD_ESCAPE = re.compile(r"%(?![0-9A-Fa-f]{2})")
@@ -214,8 +217,9 @@ def _qs_unescape(s: str, encoding: str = "utf-8") -> str:
     return unquote(s, encoding, "replace")
 
 
-def parse_query(qs: str, max_keys: int = 1000,
-                encoding: str = "utf-8") -> dict[str, str | list[str]]:
+def parse_query(
+    qs: str, max_keys: int = 1000, encoding: str = "utf-8"
+) -> dict[str, str | list[str]]:
     """Parse a query string like node's ``querystring.parse`` (Express 5's "simple" parser).
 
     ``&`` separates pairs and the first ``=`` splits key from value; ``+`` is a space; keys and

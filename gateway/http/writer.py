@@ -35,8 +35,16 @@ class ResponseWriter:
         self.started = False
         self.done = False
 
-    def head(self, status: int, headers: list[tuple[str, str]], *, head_request: bool,
-             http10: bool, keep_alive: bool, date: str) -> bytes:
+    def head(
+        self,
+        status: int,
+        headers: list[tuple[str, str]],
+        *,
+        head_request: bool,
+        http10: bool,
+        keep_alive: bool,
+        date: str,
+    ) -> bytes:
         """Bytes of the status line and headers; decides the body framing.
 
         Args:

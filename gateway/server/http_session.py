@@ -59,8 +59,9 @@ if TYPE_CHECKING:
             """A shielded scope for last words, bounded by the drain's deadline."""
             ...
 
-        def upgrade_route(self, session: HTTPSession, req: Request
-                          ) -> tuple[ResponseSink, Endpoint | None]:
+        def upgrade_route(
+            self, session: HTTPSession, req: Request
+        ) -> tuple[ResponseSink, Endpoint | None]:
             """The sink and endpoint of an Upgrade or /socket.io request."""
             ...
 
@@ -102,12 +103,29 @@ class HTTPSession:
 
     carries_values = False  # a ResponseSink of bytes
 
-    __slots__ = ("server", "stream", "info", "conn", "cycle", "scope", "phase",
-                 "recv_size", "http", "requests", "close_after", "_body_start", "head_only",
-                 "req", "upgrade_handler", "_status", "_started", "deadline", "_linger")
+    __slots__ = (
+        "server",
+        "stream",
+        "info",
+        "conn",
+        "cycle",
+        "scope",
+        "phase",
+        "recv_size",
+        "http",
+        "requests",
+        "close_after",
+        "_body_start",
+        "head_only",
+        "req",
+        "upgrade_handler",
+        "_status",
+        "_started",
+        "deadline",
+        "_linger",
+    )
 
-    def __init__(self, server: SessionHost, stream: trio.abc.Stream, info: ConnectionInfo
-                 ) -> None:
+    def __init__(self, server: SessionHost, stream: trio.abc.Stream, info: ConnectionInfo) -> None:
         self.server = server
         self.stream = stream
         self.info = info
@@ -204,7 +222,13 @@ class HTTPSession:
         info = self.info
         auth = cycle.authorization
         req = self.req = exchange.request(
-            info, method, url, path, query, event.headers, self if has_body else _EMPTY,
+            info,
+            method,
+            url,
+            path,
+            query,
+            event.headers,
+            self if has_body else _EMPTY,
             event.http_version.decode("ascii"),
             None if auth is None else auth.decode("latin-1"),
             host,
@@ -295,8 +319,10 @@ class HTTPSession:
         now = trio.current_time()
         elapsed = now - self._body_start
         # minimum average rate, judged once the body had a full read timeout to get going
-        if (elapsed > http.body_timeout_s
-                and self.cycle.body_bytes < http.min_body_rate_bytes_s * elapsed):
+        if (
+            elapsed > http.body_timeout_s
+            and self.cycle.body_bytes < http.min_body_rate_bytes_s * elapsed
+        ):
             self._body_failed()
             raise BodyTimeout(None, "Request timeout: body arriving below the minimum rate")
         stream = self.stream
@@ -311,8 +337,9 @@ class HTTPSession:
                     data = await stream.receive_some(max_bytes)
                 if cs.cancelled_caught:
                     self._body_failed()
-                    raise BodyTimeout(None, "Request timeout: no body data within "
-                                            f"{http.body_timeout_s:g} s")
+                    raise BodyTimeout(
+                        None, f"Request timeout: no body data within {http.body_timeout_s:g} s"
+                    )
         except (trio.BrokenResourceError, trio.ClosedResourceError):
             self._body_failed()
             raise ClientDisconnected() from None
@@ -343,12 +370,14 @@ class HTTPSession:
         self.cycle.body_ended()
 
     # -- ResponseSink -------------------------------------------------------------------------
-    async def send_response(self, status: int, headers: list[tuple[str, str]],
-                            body: bytes | None, end: bool) -> None:
+    async def send_response(
+        self, status: int, headers: list[tuple[str, str]], body: bytes | None, end: bool
+    ) -> None:
         self._status = status
         cycle = self.cycle
-        data = cycle.response_head(status, headers, head_request=self.head_only,
-                                   closing=self.close_after, date=_DATE.get())
+        data = cycle.response_head(
+            status, headers, head_request=self.head_only, closing=self.close_after, date=_DATE.get()
+        )
         if body:
             data += cycle.data(body)
         if end:

@@ -31,8 +31,10 @@ try:
 
     from gateway.server.mqtt_link import Link, LinkConfig
 except ImportError as exc:  # pragma: no cover - the [mqtt] extra is not installed
-    raise ConfigError("[mqtt] url is set, but paho-mqtt is not installed: "
-                      "pip install 'gateway[mqtt]' (or paho-mqtt>=2.1,<3)") from exc
+    raise ConfigError(
+        "[mqtt] url is set, but paho-mqtt is not installed: "
+        "pip install 'gateway[mqtt]' (or paho-mqtt>=2.1,<3)"
+    ) from exc
 
 if TYPE_CHECKING:
     import ssl
@@ -59,6 +61,7 @@ if TYPE_CHECKING:
 
         @property
         def drain_deadline(self) -> float: ...
+
 
 __all__ = ["Bridge", "check", "read_credentials"]
 
@@ -118,9 +121,11 @@ def read_credentials(path: str) -> tuple[str, str]:
     try:
         st = os.stat(path)
         if st.st_mode & (stat.S_IRWXG | stat.S_IRWXO):
-            raise ConfigError(f"{path}: {key}: must not be accessible by other users (mode "
-                              f"{stat.S_IMODE(st.st_mode):04o}; expected 0600 or 0400: "
-                              f"chmod 600 {path})")
+            raise ConfigError(
+                f"{path}: {key}: must not be accessible by other users (mode "
+                f"{stat.S_IMODE(st.st_mode):04o}; expected 0600 or 0400: "
+                f"chmod 600 {path})"
+            )
         with open(path, encoding="utf-8") as f:
             line = f.readline(4096).rstrip("\r\n")
     except OSError as exc:
@@ -145,8 +150,9 @@ def _tls_context(m: MQTTSettings) -> ssl.SSLContext:
         if m.tls_cert_file:
             ctx.load_cert_chain(m.tls_cert_file, m.tls_key_file, password=_no_password)
     except (OSError, ValueError) as exc:
-        raise ConfigError(f"mqtt.tls_ca_file/tls_cert_file/tls_key_file: cannot load "
-                          f"({exc})") from None
+        raise ConfigError(
+            f"mqtt.tls_ca_file/tls_cert_file/tls_key_file: cannot load ({exc})"
+        ) from None
     return ctx
 
 
@@ -168,8 +174,10 @@ def check(settings: Settings) -> None:
 def _device_id(m: MQTTSettings) -> str:
     device = m.device_id or socket.gethostname()
     if not device or device == "all" or any(c in device for c in "/+#\0"):
-        raise ConfigError(f"mqtt.device_id: the host name {device!r} cannot be a device id "
-                          "(one MQTT topic level, not \"all\"): set mqtt.device_id")
+        raise ConfigError(
+            f"mqtt.device_id: the host name {device!r} cannot be a device id "
+            '(one MQTT topic level, not "all"): set mqtt.device_id'
+        )
     return device
 
 
@@ -187,8 +195,9 @@ class Bridge:
         settings = server.settings
         m = settings.mqtt
         tls, host, port = mqtt_address(m.url)
-        user, password = read_credentials(m.credentials_file) if m.credentials_file else (None,
-                                                                                          None)
+        user, password = (
+            read_credentials(m.credentials_file) if m.credentials_file else (None, None)
+        )
         self.server = server
         self.device_id = _device_id(m)
         base = f"{m.topic_prefix}/{self.device_id}"
@@ -205,11 +214,21 @@ class Bridge:
         self.broker = f"{host}:{port}"
         self.info = _Info("https" if tls else "http")
         self.link = Link(
-            LinkConfig(host, port, _tls_context(m) if tls else None,
-                       f"{m.topic_prefix}-{self.device_id}", user, password, m.keepalive_s,
-                       m.reconnect_max_s, self.max_message_bytes),
-            self._message, self._connected,
-            will=(self.status_topic, self._presence("offline")))
+            LinkConfig(
+                host,
+                port,
+                _tls_context(m) if tls else None,
+                f"{m.topic_prefix}-{self.device_id}",
+                user,
+                password,
+                m.keepalive_s,
+                m.reconnect_max_s,
+                self.max_message_bytes,
+            ),
+            self._message,
+            self._connected,
+            will=(self.status_topic, self._presence("offline")),
+        )
         self.version = _installed_version()
         self.in_flight = 0
         self.requests = self.rejected = self.malformed = 0
@@ -287,17 +306,24 @@ class Bridge:
         if self.draining or nursery is None or self.in_flight >= self.max_in_flight:
             self.rejected += 1
             if reply_to is not None:
-                text = ("Shutting down; retry" if self.draining else
-                        "Too many requests over MQTT in flight; retry")
-                self._publish_reply(reply_to, correlation, eio.dumps(
-                    sails.jwr(503, {"retry-after": "1"}, text)).encode())
+                text = (
+                    "Shutting down; retry"
+                    if self.draining
+                    else "Too many requests over MQTT in flight; retry"
+                )
+                self._publish_reply(
+                    reply_to,
+                    correlation,
+                    eio.dumps(sails.jwr(503, {"retry-after": "1"}, text)).encode(),
+                )
             return
         self.in_flight += 1
         self.requests += 1
         nursery.start_soon(self._serve, message.payload, reply_to, correlation)
 
-    async def _serve(self, payload: bytes | bytearray, reply_to: str | None,
-                     correlation: bytes | None) -> None:
+    async def _serve(
+        self, payload: bytes | bytearray, reply_to: str | None, correlation: bytes | None
+    ) -> None:
         """One request through the exchange (the App, as for HTTP); its JWR to ``reply_to``."""
         exchange = self.server.exchange
         started = trio.current_time()
@@ -309,17 +335,28 @@ class Bridge:
             except RemoteProtocolError as exc:  # SailsParseError too
                 self.malformed += 1
                 if reply_to is None:
-                    log.warning("mqtt: dropped a malformed request without a Response "
-                                "Topic: %s", exc.message)
+                    log.warning(
+                        "mqtt: dropped a malformed request without a Response Topic: %s",
+                        exc.message,
+                    )
                     return
                 await exchange.refuse(sink, exc.status_hint, exc.message)
             else:
                 info = self.info
                 headers = vreq.headers
-                req = exchange.request(info, vreq.method, target, path, query, (),
-                                       ValueSource(vreq.data),
-                                       authorization=headers.get("authorization"),
-                                       headers=headers, body=vreq.data, transport=TRANSPORT)
+                req = exchange.request(
+                    info,
+                    vreq.method,
+                    target,
+                    path,
+                    query,
+                    (),
+                    ValueSource(vreq.data),
+                    authorization=headers.get("authorization"),
+                    headers=headers,
+                    body=vreq.data,
+                    transport=TRANSPORT,
+                )
                 try:
                     await exchange.run(info, req, sink, None, started)
                 except Exception:
@@ -358,7 +395,7 @@ class Bridge:
         try:
             value = _DECODER.decode(payload.decode())
             if not isinstance(value, dict):
-                raise ValueError("expected an object {\"event\", \"data\"}")
+                raise ValueError('expected an object {"event", "data"}')
             event = value.get("event", "message")
             if not isinstance(event, str) or not event:
                 raise ValueError("event must be a non-empty string")
@@ -374,10 +411,17 @@ class Bridge:
 
     def statistics(self) -> dict[str, Any]:
         """The bridge's figures (/_gateway/stats "mqtt", the metrics)."""
-        return {"broker": self.broker, "device_id": self.device_id, **self.link.statistics(),
-                "requests": self.requests, "requests_in_flight": self.in_flight,
-                "rejected": self.rejected, "malformed": self.malformed,
-                "events_out": self.events_out, "events_in": self.events_in}
+        return {
+            "broker": self.broker,
+            "device_id": self.device_id,
+            **self.link.statistics(),
+            "requests": self.requests,
+            "requests_in_flight": self.in_flight,
+            "rejected": self.rejected,
+            "malformed": self.malformed,
+            "events_out": self.events_out,
+            "events_in": self.events_in,
+        }
 
 
 def _installed_version() -> str:
@@ -393,8 +437,7 @@ def _installed_version() -> str:
         for name in names:
             if name.startswith("gateway-") and name.endswith(".dist-info"):
                 try:
-                    with open(os.path.join(entry or ".", name, "METADATA"),
-                              encoding="utf-8") as f:
+                    with open(os.path.join(entry or ".", name, "METADATA"), encoding="utf-8") as f:
                         for line in f:
                             if line.startswith("Version:"):
                                 return line[8:].strip()
@@ -416,7 +459,8 @@ def _parse(payload: bytes | bytearray, limit: int) -> sails.VirtualRequest:
     """
     if len(payload) > limit:
         raise sails.SailsParseError(
-            f"request over websocket.max_message_bytes ({limit} bytes)", 413)
+            f"request over websocket.max_message_bytes ({limit} bytes)", 413
+        )
     try:
         message = _DECODER.decode(payload.decode())
     except (ValueError, RecursionError) as exc:

@@ -64,12 +64,30 @@ class LinkConfig:
             Packet Size, plus room for the header).
     """
 
-    __slots__ = ("host", "port", "tls", "client_id", "username", "password", "keepalive_s",
-                 "reconnect_max_s", "max_packet_bytes")
+    __slots__ = (
+        "host",
+        "port",
+        "tls",
+        "client_id",
+        "username",
+        "password",
+        "keepalive_s",
+        "reconnect_max_s",
+        "max_packet_bytes",
+    )
 
-    def __init__(self, host: str, port: int, tls: ssl.SSLContext | None, client_id: str,
-                 username: str | None, password: str | None, keepalive_s: float,
-                 reconnect_max_s: float, max_packet_bytes: int) -> None:
+    def __init__(
+        self,
+        host: str,
+        port: int,
+        tls: ssl.SSLContext | None,
+        client_id: str,
+        username: str | None,
+        password: str | None,
+        keepalive_s: float,
+        reconnect_max_s: float,
+        max_packet_bytes: int,
+    ) -> None:
         self.host = host
         self.port = port
         self.tls = tls
@@ -103,9 +121,13 @@ class Link:
         will: (topic, payload) of a retained QoS 1 Last Will, or None.
     """
 
-    def __init__(self, config: LinkConfig, on_message: MessageHandler,
-                 on_connected: Callable[[], None],
-                 will: tuple[str, bytes] | None = None) -> None:
+    def __init__(
+        self,
+        config: LinkConfig,
+        on_message: MessageHandler,
+        on_connected: Callable[[], None],
+        will: tuple[str, bytes] | None = None,
+    ) -> None:
         self.config = config
         self.connected = False
         self.subscribed = False  # the broker acknowledged this connection's subscriptions
@@ -121,8 +143,9 @@ class Link:
         self._wake = trio.Event()
         self._session_scope: trio.CancelScope | None = None
         self._sock: Any = None
-        client = self.client = _Client(CallbackAPIVersion.VERSION2, client_id=config.client_id,
-                                       protocol=paho.MQTTv5)
+        client = self.client = _Client(
+            CallbackAPIVersion.VERSION2, client_id=config.client_id, protocol=paho.MQTTv5
+        )
         client.max_queued_messages_set(MAX_UNACKED)
         client.max_inflight_messages_set(MAX_UNACKED)
         if config.username is not None:
@@ -141,8 +164,13 @@ class Link:
         props.MaximumPacketSize = config.max_packet_bytes + _PACKET_OVERHEAD
         # clean start, no session expiry: a request sent while this device was away is not
         # kept for it (the requester has long timed out); presence tells who is there
-        client.connect_async(config.host, config.port, max(1, round(config.keepalive_s)),
-                             clean_start=True, properties=props)
+        client.connect_async(
+            config.host,
+            config.port,
+            max(1, round(config.keepalive_s)),
+            clean_start=True,
+            properties=props,
+        )
 
     # -- the loop of sessions -------------------------------------------------------------------
     async def run(self) -> None:
@@ -155,8 +183,7 @@ class Link:
             except (OSError, ssl.SSLError, trio.TooSlowError, ConnectionError, ValueError) as exc:
                 self.connect_failures += 1
                 self.last_error = _describe(exc)
-                log.warning("mqtt: %s:%d: %s", self.config.host, self.config.port,
-                            self.last_error)
+                log.warning("mqtt: %s:%d: %s", self.config.host, self.config.port, self.last_error)
             except Exception as exc:  # a bug here must not end the bridge, nor the server
                 self.connect_failures += 1
                 self.last_error = _describe(exc)
@@ -204,8 +231,9 @@ class Link:
             opened: socket.socket = sock
             try:
                 # the SSLSocket takes the descriptor over (sock is detached)
-                tls = opened = cfg.tls.wrap_socket(sock, server_hostname=cfg.host,
-                                                   do_handshake_on_connect=False)
+                tls = opened = cfg.tls.wrap_socket(
+                    sock, server_hostname=cfg.host, do_handshake_on_connect=False
+                )
                 while True:
                     try:
                         tls.do_handshake()
@@ -251,8 +279,10 @@ class Link:
                 self._wake = trio.Event()
                 # write at once (the socket is writable nearly always); wait only for room
                 while client.want_write():
-                    if (client.loop_write() != MQTTErrorCode.MQTT_ERR_SUCCESS
-                            or client.socket() is not sock):  # lost, or DISCONNECT written
+                    if (
+                        client.loop_write() != MQTTErrorCode.MQTT_ERR_SUCCESS
+                        or client.socket() is not sock
+                    ):  # lost, or DISCONNECT written
                         self._end_session()
                         return
                     if client.want_write():
@@ -318,8 +348,9 @@ class Link:
     def _register_write(self, client: paho.Client, userdata: Any, sock: Any) -> None:
         self._wake.set()
 
-    def _connack(self, client: paho.Client, userdata: Any, flags: Any, reason: Any,
-                 properties: Any) -> None:
+    def _connack(
+        self, client: paho.Client, userdata: Any, flags: Any, reason: Any, properties: Any
+    ) -> None:
         if reason.is_failure:
             self.connect_failures += 1
             self.last_error = f"the broker refused the connection: {reason}"
@@ -334,18 +365,24 @@ class Link:
         except Exception:
             log.exception("mqtt: on connect")
 
-    def _suback(self, client: paho.Client, userdata: Any, mid: int, reasons: Any,
-                properties: Any) -> None:
+    def _suback(
+        self, client: paho.Client, userdata: Any, mid: int, reasons: Any, properties: Any
+    ) -> None:
         refused = [str(r) for r in reasons if r.is_failure]
         if refused:  # the broker's ACL: say so, the rest still works
             self.last_error = f"subscription refused: {', '.join(refused)}"
             log.error("mqtt: %s", self.last_error)
         self.subscribed = True
-        log.info("mqtt: connected to %s:%d as %s, subscribed", self.config.host,
-                 self.config.port, self.config.client_id)
+        log.info(
+            "mqtt: connected to %s:%d as %s, subscribed",
+            self.config.host,
+            self.config.port,
+            self.config.client_id,
+        )
 
-    def _disconnected(self, client: paho.Client, userdata: Any, flags: Any, reason: Any,
-                      properties: Any) -> None:
+    def _disconnected(
+        self, client: paho.Client, userdata: Any, flags: Any, reason: Any, properties: Any
+    ) -> None:
         was, self.connected = self.connected, False
         if was and not self.closing and reason is not None and reason.is_failure:
             self.last_error = f"disconnected: {reason}"  # (a refused CONNACK said why already)
@@ -359,8 +396,14 @@ class Link:
             log.exception("mqtt: handling a message on %r failed", message.topic)
 
     # -- publishing -----------------------------------------------------------------------------
-    def publish(self, topic: str, payload: bytes, *, retain: bool = False,
-                properties: Properties | None = None) -> bool:
+    def publish(
+        self,
+        topic: str,
+        payload: bytes,
+        *,
+        retain: bool = False,
+        properties: Properties | None = None,
+    ) -> bool:
         """Publish at QoS 1 now, or drop and count (not connected, or MAX_UNACKED waiting).
 
         Args:
@@ -376,8 +419,7 @@ class Link:
             self.dropped += 1
             return False
         try:
-            info = self.client.publish(topic, payload, qos=1, retain=retain,
-                                       properties=properties)
+            info = self.client.publish(topic, payload, qos=1, retain=retain, properties=properties)
         except ValueError as exc:  # a topic with a wildcard, a payload over 256 MiB
             log.warning("mqtt: cannot publish to %r: %s", topic[:200], exc)
             self.dropped += 1
@@ -410,12 +452,17 @@ class Link:
 
     def statistics(self) -> dict[str, Any]:
         """The connection's figures for /_gateway/stats."""
-        return {"connected": self.connected, "subscribed": self.subscribed,
-                "connects": self.connects,
-                "reconnects": max(0, self.connects - 1),
-                "connect_failures": self.connect_failures, "published": self.published,
-                "dropped": self.dropped, "received": self.received,
-                "last_error": self.last_error}
+        return {
+            "connected": self.connected,
+            "subscribed": self.subscribed,
+            "connects": self.connects,
+            "reconnects": max(0, self.connects - 1),
+            "connect_failures": self.connect_failures,
+            "published": self.published,
+            "dropped": self.dropped,
+            "received": self.received,
+            "last_error": self.last_error,
+        }
 
 
 def _describe(exc: BaseException) -> str:

@@ -52,8 +52,10 @@ async def run(app: App, settings: Settings, profile: str, overrides: dict[str, s
                     log.warning("second stop signal: stopping now")
                     nursery.cancel_scope.cancel()
                     break
-                log.info("stopping: draining in-flight requests (up to %gs)",
-                         server.settings.server.shutdown_grace_s)  # the reloaded profile's
+                log.info(
+                    "stopping: draining in-flight requests (up to %gs)",
+                    server.settings.server.shutdown_grace_s,
+                )  # the reloaded profile's
                 notifier.stopping("draining")
                 server.shutdown()
                 nursery.start_soon(_stop_when_done, server, nursery)
@@ -69,8 +71,7 @@ async def _stop_when_done(server: Server, nursery: trio.Nursery) -> None:
 _reloads = 0  # reloads handled by this process: the generation in the reload-status file
 
 
-def _reload(server: Server, notifier: Notifier, profile: str,
-            overrides: dict[str, str]) -> None:
+def _reload(server: Server, notifier: Notifier, profile: str, overrides: dict[str, str]) -> None:
     from gateway.settings import load_settings
 
     global _reloads

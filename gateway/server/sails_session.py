@@ -59,8 +59,9 @@ class SocketManager(SocketHost, Protocol):
         ...
 
 
-async def serve(manager: SocketManager, info: ConnectionInfo, ws: WebSocket,
-                version: Literal[3, 4]) -> None:
+async def serve(
+    manager: SocketManager, info: ConnectionInfo, ws: WebSocket, version: Literal[3, 4]
+) -> None:
     """Serve an accepted Socket.IO connection until it ends (the server calls this).
 
     Args:
@@ -112,8 +113,7 @@ class VirtualResponse:
     carries_values = True
     head_only = False
 
-    __slots__ = ("limit", "frame", "_session", "_ack_id", "_status", "_headers", "_chunks",
-                 "_size")
+    __slots__ = ("limit", "frame", "_session", "_ack_id", "_status", "_headers", "_chunks", "_size")
 
     def __init__(self, session: eio.EngineIOSession, ack_id: int | None, limit: int) -> None:
         self.limit = limit
@@ -154,8 +154,9 @@ class VirtualResponse:
         else:
             chunks.append(data)
 
-    async def send_response(self, status: int, headers: list[tuple[str, str]],
-                            body: bytes | None, end: bool) -> None:
+    async def send_response(
+        self, status: int, headers: list[tuple[str, str]], body: bytes | None, end: bool
+    ) -> None:
         self._status = status
         self._headers = headers
         if body:
@@ -207,19 +208,46 @@ class SailsSocket:
         version: Engine.IO protocol version (3: sails.io.js 1.x; 4: socket.io-client 4).
     """
 
-    __slots__ = ("id", "ws", "eio", "manager", "app", "hub", "info", "handshake", "exchange",
-                 "_outbox", "_outbox_bytes", "_flushing", "_dead", "_nursery", "_reading",
-                 "_pending", "_readers", "_workers", "_result", "_msgs", "_seen_msgs",
-                 "_last_active", "_registered", "_handshake_merge")
+    __slots__ = (
+        "id",
+        "ws",
+        "eio",
+        "manager",
+        "app",
+        "hub",
+        "info",
+        "handshake",
+        "exchange",
+        "_outbox",
+        "_outbox_bytes",
+        "_flushing",
+        "_dead",
+        "_nursery",
+        "_reading",
+        "_pending",
+        "_readers",
+        "_workers",
+        "_result",
+        "_msgs",
+        "_seen_msgs",
+        "_last_active",
+        "_registered",
+        "_handshake_merge",
+    )
 
-    def __init__(self, manager: SocketManager, info: ConnectionInfo, ws: WebSocket,
-                 version: Literal[3, 4]) -> None:
+    def __init__(
+        self, manager: SocketManager, info: ConnectionInfo, ws: WebSocket, version: Literal[3, 4]
+    ) -> None:
         settings = manager.settings.websocket
         self.id = secrets.token_urlsafe(15)
         self.ws = ws
         self.eio = eio.EngineIOSession(
-            version, self.id, ping_interval_s=settings.ping_interval_s,
-            ping_timeout_s=settings.pong_timeout_s, max_payload_bytes=settings.max_message_bytes)
+            version,
+            self.id,
+            ping_interval_s=settings.ping_interval_s,
+            ping_timeout_s=settings.pong_timeout_s,
+            max_payload_bytes=settings.max_message_bytes,
+        )
         self.manager = manager
         self.app = manager.app
         self.hub: SocketHub = self.app.sockets
@@ -342,8 +370,9 @@ class SailsSocket:
         ws = self.ws
         session = self.eio
         while True:
-            if pending and not (ws.buffered and self._workers - self._readers + len(pending)
-                                < MAX_IN_FLIGHT):
+            if pending and not (
+                ws.buffered and self._workers - self._readers + len(pending) < MAX_IN_FLIGHT
+            ):
                 return pending.pop(0)
             try:
                 message = await ws.receive()
@@ -391,8 +420,14 @@ class SailsSocket:
                 vreq = sails.parse_virtual_request(event.name, event.args, event.ack_id)
             except sails.SailsParseError as exc:
                 if self.eio.connected:
-                    await self._send([eio.encode_eio(eio.EIOType.MESSAGE, eio.encode_sio(
-                        sails.parse_error_reply(exc, event.ack_id)))])
+                    await self._send(
+                        [
+                            eio.encode_eio(
+                                eio.EIOType.MESSAGE,
+                                eio.encode_sio(sails.parse_error_reply(exc, event.ack_id)),
+                            )
+                        ]
+                    )
                 return
             exchange = self.exchange
             limit = self.manager.settings.websocket.max_virtual_response_bytes
@@ -411,13 +446,22 @@ class SailsSocket:
                     # came from another origin (gateway.app.cors)
                     origin = base.get("origin")
                     self.info.cross_origin = origin is not None and not same_origin(
-                        origin, handshake.get("host"))
+                        origin, handshake.get("host")
+                    )
                 headers = sails.merge_headers(vreq.headers, base)
                 info = self.info
-                req = exchange.request(info, vreq.method, target, path, query, (),
-                                       ValueSource(vreq.data),
-                                       authorization=headers.get("authorization"),
-                                       headers=headers, body=vreq.data)
+                req = exchange.request(
+                    info,
+                    vreq.method,
+                    target,
+                    path,
+                    query,
+                    (),
+                    ValueSource(vreq.data),
+                    authorization=headers.get("authorization"),
+                    headers=headers,
+                    body=vreq.data,
+                )
                 self.hub.bind_request(req, self.id)
                 try:
                     await exchange.run(info, req, sink, None, started)
@@ -472,8 +516,13 @@ class SailsSocket:
         limit = self.manager.settings.websocket.send_queue_bytes
         # one frame may exceed the limit on its own (messages have their own ceiling)
         if self._outbox_bytes > limit and len(self._outbox) > 1 and not self._dead:
-            log.warning("socket.io %s: dropped a slow consumer: %d bytes queued "
-                        "(websocket.send_queue_bytes = %d)", self.id, self._outbox_bytes, limit)
+            log.warning(
+                "socket.io %s: dropped a slow consumer: %d bytes queued "
+                "(websocket.send_queue_bytes = %d)",
+                self.id,
+                self._outbox_bytes,
+                limit,
+            )
             self._dead = True
             self._outbox.clear()
             self._outbox_bytes = 0
@@ -542,8 +591,9 @@ class _SocketInfo:
 
     __slots__ = ("peer", "scheme", "privileged", "peer_text", "cross_origin")
 
-    def __init__(self, peer: tuple[str, int] | None, scheme: str, privileged: bool,
-                 peer_text: str) -> None:
+    def __init__(
+        self, peer: tuple[str, int] | None, scheme: str, privileged: bool, peer_text: str
+    ) -> None:
         self.peer = peer
         self.scheme = scheme
         self.privileged = privileged

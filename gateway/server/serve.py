@@ -41,10 +41,12 @@ if TYPE_CHECKING:
 __all__ = ["Server", "ConnectionInfo", "load_tls_context", "serve"]
 
 log = logging.getLogger("gateway.server")
-_BUSY = (b"HTTP/1.1 503 Service Unavailable\r\ncontent-type: text/plain; charset=utf-8\r\n"
-         b"retry-after: 1\r\ncontent-length: 42\r\nconnection: close\r\n\r\n"
-         b"Server busy: too many connections, retry\r\n")
-_ESCAPE = {c: f"\\x{c:02x}" for c in [*range(0x20), 0x7f, 0x22, 0x5c]}
+_BUSY = (
+    b"HTTP/1.1 503 Service Unavailable\r\ncontent-type: text/plain; charset=utf-8\r\n"
+    b"retry-after: 1\r\ncontent-length: 42\r\nconnection: close\r\n\r\n"
+    b"Server busy: too many connections, retry\r\n"
+)
+_ESCAPE = {c: f"\\x{c:02x}" for c in [*range(0x20), 0x7F, 0x22, 0x5C]}
 
 
 @dataclass(slots=True)
@@ -75,8 +77,11 @@ class _Profile:
 
 @dataclass
 class _Stats:
-    counts: dict[str, int] = field(default_factory=lambda: dict.fromkeys(
-        ("accepted", "active", "rejected_busy", "rejected_network", "protocol_errors"), 0))
+    counts: dict[str, int] = field(
+        default_factory=lambda: dict.fromkeys(
+            ("accepted", "active", "rejected_busy", "rejected_network", "protocol_errors"), 0
+        )
+    )
 
 
 class Server:
@@ -89,8 +94,9 @@ class Server:
             listener is opened.
     """
 
-    def __init__(self, app: App, settings: Settings,
-                 sockets: list[socket.socket] | None = None) -> None:
+    def __init__(
+        self, app: App, settings: Settings, sockets: list[socket.socket] | None = None
+    ) -> None:
         self.app = app
         self._apply(_prepare(settings))
         self._passed = sockets or []
@@ -203,8 +209,9 @@ class Server:
         raise RuntimeError("no TCP listener")
 
     # -- serving -----------------------------------------------------------------------------
-    async def serve(self, *, task_status: trio.TaskStatus[Server] = trio.TASK_STATUS_IGNORED
-                    ) -> None:
+    async def serve(
+        self, *, task_status: trio.TaskStatus[Server] = trio.TASK_STATUS_IGNORED
+    ) -> None:
         """Listen, accept and serve until cancelled or ``shutdown()`` has drained."""
         if not self.listeners:
             await self.open_listeners()
@@ -233,7 +240,8 @@ class Server:
                     deadline = trio.current_time() + self.settings.server.shutdown_grace_s
                 with trio.move_on_at(deadline):
                     while self._sessions or (  # noqa: ASYNC110 (polled within the grace)
-                            self.mqtt is not None and self.mqtt.busy):
+                        self.mqtt is not None and self.mqtt.busy
+                    ):
                         await trio.sleep(0.05)
                 nursery.cancel_scope.cancel()
         finally:
@@ -248,8 +256,9 @@ class Server:
             await fn(self.app)
         except Exception:
             self.app.background_failures += 1
-            log.exception("background task %s failed (the server keeps serving)",
-                          getattr(fn, "__name__", fn))
+            log.exception(
+                "background task %s failed (the server keeps serving)", getattr(fn, "__name__", fn)
+            )
 
     def close_listeners(self) -> None:
         if self._listeners_closed:
@@ -272,8 +281,9 @@ class Server:
         """
         while True:
             h = self.settings.http  # read each pass: a reload may change the timeouts
-            await trio.sleep(min(1.0, max(0.05, min(h.head_timeout_s, h.idle_timeout_s,
-                                                    h.send_timeout_s) / 4)))
+            await trio.sleep(
+                min(1.0, max(0.05, min(h.head_timeout_s, h.idle_timeout_s, h.send_timeout_s) / 4))
+            )
             now = trio.current_time()
             for session in self._sessions:
                 if session.deadline <= now:
@@ -289,8 +299,9 @@ class Server:
         unit's TimeoutStopSec= allows the grace plus a margin before SIGKILL).
         """
         if not self.draining:
-            deadline = self.drain_deadline = (trio.current_time()
-                                              + self.settings.server.shutdown_grace_s)
+            deadline = self.drain_deadline = (
+                trio.current_time() + self.settings.server.shutdown_grace_s
+            )
             for scope in self._closing:
                 scope.deadline = min(scope.deadline, deadline)
         self.draining = True
@@ -353,11 +364,11 @@ class Server:
             self.stats["active"] += 1
             nursery.start_soon(self._run_session, trio.SocketStream(conn), info, True)
 
-    def _admit(self, conn: trio.socket.SocketType, addr: Any, lst: _Listener
-               ) -> ConnectionInfo | None:
+    def _admit(
+        self, conn: trio.socket.SocketType, addr: Any, lst: _Listener
+    ) -> ConnectionInfo | None:
         if lst.kind == "unix":
-            creds = conn.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED,
-                                    struct.calcsize("3i"))
+            creds = conn.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i"))
             pid, uid, gid = struct.unpack("3i", creds)
             priv = uid in self.settings.server.unix_allowed_uids
             return ConnectionInfo(("unix", uid), "http", priv, f"unix:uid={uid}")
@@ -369,8 +380,9 @@ class Server:
             self.stats["rejected_network"] += 1
             log.warning("refused connection from %s: not in server.allowed_networks", host)
             return None
-        return ConnectionInfo((host, port), "https" if self._tls else "http", False,
-                              f"{host}:{port}")
+        return ConnectionInfo(
+            (host, port), "https" if self._tls else "http", False, f"{host}:{port}"
+        )
 
     async def _reject_busy(self, conn: trio.socket.SocketType) -> None:
         self._rejecting += 1
@@ -383,8 +395,9 @@ class Server:
             self._rejecting -= 1
             conn.close()
 
-    async def _run_session(self, stream: trio.abc.Stream, info: ConnectionInfo,
-                           counted: bool = False) -> None:
+    async def _run_session(
+        self, stream: trio.abc.Stream, info: ConnectionInfo, counted: bool = False
+    ) -> None:
         if not counted:
             self.stats["active"] += 1
         try:
@@ -424,24 +437,36 @@ class Server:
                 self._nursery.start_soon(manager.run)  # WebSocket pings and timeouts
         return manager
 
-    def upgrade_route(self, session: HTTPSession, req: Request
-                      ) -> tuple[ResponseSink, Endpoint | None]:
+    def upgrade_route(
+        self, session: HTTPSession, req: Request
+    ) -> tuple[ResponseSink, Endpoint | None]:
         """The sink and endpoint of an Upgrade or /socket.io request (the WebSocket layer's)."""
         return self.websockets.route(session, req)
 
     # -- statistics and access log -----------------------------------------------------------
     def statistics(self) -> dict[str, Any]:
         stats: dict[str, Any] = {
-            "connections": dict(self.stats), "websockets": self.ws_active,
-            "sockets": (self.app.sockets.statistics() if self.app.has_sockets
-                        else {"sockets": 0, "rooms": 0, "pushes": 0, "dropped": 0}),
-            "draining": self.draining}
+            "connections": dict(self.stats),
+            "websockets": self.ws_active,
+            "sockets": (
+                self.app.sockets.statistics()
+                if self.app.has_sockets
+                else {"sockets": 0, "rooms": 0, "pushes": 0, "dropped": 0}
+            ),
+            "draining": self.draining,
+        }
         if self.mqtt is not None:
             stats["mqtt"] = self.mqtt.statistics()
         return stats
 
-    def log_access(self, info: AnyConnection, req: Request, res: Response,
-                   started: float, failure: BaseException | None = None) -> None:
+    def log_access(
+        self,
+        info: AnyConnection,
+        req: Request,
+        res: Response,
+        started: float,
+        failure: BaseException | None = None,
+    ) -> None:
         """Count a finished request (gateway.app.metrics) and write its access line (the
         exchange calls this when a request is over, HTTP or virtual).
 
@@ -453,8 +478,16 @@ class Server:
         seconds = trio.current_time() - started
         stream = req.body_stream
         transport = req.transport
-        self._observe(req.method, res.status_code, req.privileged, transport, seconds,
-                      0 if stream is None else stream.received, res.bytes_sent, req.path)
+        self._observe(
+            req.method,
+            res.status_code,
+            req.privileged,
+            transport,
+            seconds,
+            0 if stream is None else stream.received,
+            res.bytes_sent,
+            req.path,
+        )
         buf = self._access
         if buf is None:
             return
@@ -463,12 +496,19 @@ class Server:
         if not path.isprintable() or '"' in path or "\\" in path:
             path = path.translate(_ESCAPE)  # nothing a client sends can start a new log line
         # a virtual request names its transport where an HTTP request names its version
-        proto = ("HTTP/" + req.http_version if transport == "http" else
-                 "socket.io" if transport == "socket" else transport)
+        proto = (
+            "HTTP/" + req.http_version
+            if transport == "http"
+            else "socket.io"
+            if transport == "socket"
+            else transport
+        )
         status = res.status_code if res.headers_sent else "-"
         end = "\n" if failure is None and res.finished else _early_end(res, failure)
-        buf.append(f'{info.peer_text} "{req.method} {path} {proto}" '
-                   f"{status} {res.bytes_sent} {ms:.1f}ms {req.mode}{end}")
+        buf.append(
+            f'{info.peer_text} "{req.method} {path} {proto}" '
+            f"{status} {res.bytes_sent} {ms:.1f}ms {req.mode}{end}"
+        )
         if len(buf) >= 64:
             self._flush_access()
 
@@ -527,15 +567,20 @@ def _prepare(settings: Settings) -> _Profile:
         ConfigError: an allowed network that does not parse (load_settings checks them).
     """
     try:
-        networks = tuple(ipaddress.ip_network(n, strict=False)
-                         for n in settings.server.allowed_networks)
+        networks = tuple(
+            ipaddress.ip_network(n, strict=False) for n in settings.server.allowed_networks
+        )
     except ValueError as exc:
         raise ConfigError(f"{settings.source}: server.allowed_networks: {exc}") from None
-    return _Profile(settings, HTTPLimits(
-        max_head_bytes=settings.http.max_head_bytes,
-        max_request_line_bytes=settings.http.max_request_line_bytes,
-        max_header_count=settings.http.max_header_count,
-    ), networks)
+    return _Profile(
+        settings,
+        HTTPLimits(
+            max_head_bytes=settings.http.max_head_bytes,
+            max_request_line_bytes=settings.http.max_request_line_bytes,
+            max_header_count=settings.http.max_header_count,
+        ),
+        networks,
+    )
 
 
 def _no_password(*_: object) -> bytes:
@@ -564,8 +609,10 @@ def load_tls_context(settings: Settings) -> ssl.SSLContext:
     try:
         ctx.load_cert_chain(s.tls_cert_file, s.tls_key_file, password=_no_password)
     except (OSError, ValueError) as exc:  # ssl.SSLError is an OSError
-        raise ConfigError(f"{s.tls_cert_file}, {s.tls_key_file}: server.tls_cert_file/"
-                          f"tls_key_file: cannot load the certificate and key ({exc})") from None
+        raise ConfigError(
+            f"{s.tls_cert_file}, {s.tls_key_file}: server.tls_cert_file/"
+            f"tls_key_file: cannot load the certificate and key ({exc})"
+        ) from None
     return ctx
 
 
@@ -579,8 +626,11 @@ def _warn_unapplied(old: Settings, new: Settings) -> None:
     if old.mqtt != new.mqtt:
         log.warning("reload: [mqtt] changes need a restart")
     if bool(o.tls_cert_file) != bool(n.tls_cert_file):
-        log.warning("reload: TLS turned %s: new connections on the same listeners use %s",
-                    "on" if n.tls_cert_file else "off", "HTTPS" if n.tls_cert_file else "HTTP")
+        log.warning(
+            "reload: TLS turned %s: new connections on the same listeners use %s",
+            "on" if n.tls_cert_file else "off",
+            "HTTPS" if n.tls_cert_file else "HTTP",
+        )
 
 
 def _tcp_addresses(host: str, port: int) -> list[tuple[int, tuple[Any, ...]]]:
@@ -593,14 +643,16 @@ def _tcp_addresses(host: str, port: int) -> list[tuple[int, tuple[Any, ...]]]:
     return out
 
 
-async def serve(app: App, settings: Settings, *,
-                task_status: trio.TaskStatus[Server] = trio.TASK_STATUS_IGNORED,
-                sockets: list[socket.socket] | None = None) -> None:
+async def serve(
+    app: App,
+    settings: Settings,
+    *,
+    task_status: trio.TaskStatus[Server] = trio.TASK_STATUS_IGNORED,
+    sockets: list[socket.socket] | None = None,
+) -> None:
     """Bind ``app`` to ``settings`` and serve until cancelled. ``nursery.start(serve, ...)``
     returns the Server (its ``port``/``addresses`` are the bound ones, port 0 included)."""
     app.bind(settings)
     server = Server(app, settings, sockets)
     await server.open_listeners()
     await server.serve(task_status=task_status)
-
-

@@ -35,16 +35,28 @@ __all__ = ["WebSocketManager", "UpgradeSink", "UpgradeHost"]
 
 log = logging.getLogger("gateway.websocket")
 
-_BUSY = (b"HTTP/1.1 503 Service Unavailable\r\ncontent-type: text/plain; charset=utf-8\r\n"
-         b"retry-after: 1\r\ncontent-length: 30\r\nconnection: close\r\n\r\n"
-         b"Too many WebSocket connections")
+_BUSY = (
+    b"HTTP/1.1 503 Service Unavailable\r\ncontent-type: text/plain; charset=utf-8\r\n"
+    b"retry-after: 1\r\ncontent-length: 30\r\nconnection: close\r\n\r\n"
+    b"Too many WebSocket connections"
+)
 Handler = Callable[..., Awaitable[None]]
 
 
 # The handshake's own fields, read without building req.headers: the request lives as long as
 # the socket, and a decoded copy of every header costs ~0.7 KiB per idle socket.
-_FIELDS = frozenset((b"upgrade", b"connection", b"sec-websocket-version", b"sec-websocket-key",
-                     b"sec-websocket-protocol", b"sec-websocket-extensions", b"origin", b"host"))
+_FIELDS = frozenset(
+    (
+        b"upgrade",
+        b"connection",
+        b"sec-websocket-version",
+        b"sec-websocket-key",
+        b"sec-websocket-protocol",
+        b"sec-websocket-extensions",
+        b"origin",
+        b"host",
+    )
+)
 
 
 class UpgradeHost(Protocol):
@@ -83,8 +95,9 @@ class UpgradeSink:
         self._manager = manager
         self.head_only = session.head_only
 
-    async def send_response(self, status: int, headers: list[tuple[str, str]],
-                            body: bytes | None, end: bool) -> None:
+    async def send_response(
+        self, status: int, headers: list[tuple[str, str]], body: bytes | None, end: bool
+    ) -> None:
         await self._session.send_response(status, headers, body, end)
 
     async def send_data(self, data: bytes) -> None:
@@ -96,8 +109,9 @@ class UpgradeSink:
     async def send_file(self, path: str, size: int) -> None:
         await self._session.send_file(path, size)
 
-    async def accept_websocket(self, req: Request, res: Response, handler: Handler,
-                               options: dict[str, Any]) -> None:
+    async def accept_websocket(
+        self, req: Request, res: Response, handler: Handler, options: dict[str, Any]
+    ) -> None:
         """Check the handshake and take the connection over once the request is done.
 
         Raises:
@@ -146,8 +160,7 @@ class WebSocketManager:
         return self.server.exchange
 
     # -- upgrades -----------------------------------------------------------------------------
-    def route(self, session: HTTPSession, req: Request
-              ) -> tuple[ResponseSink, Endpoint | None]:
+    def route(self, session: HTTPSession, req: Request) -> tuple[ResponseSink, Endpoint | None]:
         """The sink and endpoint of an Upgrade or /socket.io request: /socket.io is answered by
         the Engine.IO endpoint (before the app), a WebSocket upgrade gets an UpgradeSink so
         that the router's ws routes can accept it (after middleware); anything else is plain
@@ -170,8 +183,11 @@ class WebSocketManager:
         query = req.query
         version = query.get("EIO")
         if query.get("transport") != "websocket" or not req.upgrade:
-            raise HTTPError(400, "Socket.IO: only the websocket transport is supported "
-                                 "(connect with transports: ['websocket'])")
+            raise HTTPError(
+                400,
+                "Socket.IO: only the websocket transport is supported "
+                "(connect with transports: ['websocket'])",
+            )
         if version not in ("3", "4"):
             raise HTTPError(400, "Socket.IO: unsupported Engine.IO version (EIO=3 or EIO=4)")
         offer = self.check(session, req)
@@ -189,16 +205,27 @@ class WebSocketManager:
         offer = handshake.check_upgrade(req.method, req.http_version, headers)
         app = server.app
         # the one origin policy ([cors], the ws route's cors option), same-origin pages always
-        if not socket_allowed(app.cors_policies, app, ws.allowed_origins, headers.get("origin"),
-                              headers.get("host"), req.base_url + req.path):
+        if not socket_allowed(
+            app.cors_policies,
+            app,
+            ws.allowed_origins,
+            headers.get("origin"),
+            headers.get("host"),
+            req.base_url + req.path,
+        ):
             raise Forbidden(None, "WebSocket origin not allowed")
         if server.ws_active >= ws.max_connections:
-            raise ServiceUnavailable(None, "Too many WebSocket connections",
-                                     {"Retry-After": "1"})
+            raise ServiceUnavailable(None, "Too many WebSocket connections", {"Retry-After": "1"})
         return offer
 
-    def accept(self, session: HTTPSession, req: Request, res: Response, handler: Handler,
-               options: dict[str, Any]) -> None:
+    def accept(
+        self,
+        session: HTTPSession,
+        req: Request,
+        res: Response,
+        handler: Handler,
+        options: dict[str, Any],
+    ) -> None:
         """Accept a ws route's handshake: the 101 and the handler run when the request ends.
 
         Raises:
@@ -208,9 +235,16 @@ class WebSocketManager:
         subprotocol = handshake.choose_subprotocol(offer.subprotocols, options.get("subprotocols"))
         self.take_over(session, req, res, offer, subprotocol, handler)
 
-    def take_over(self, session: HTTPSession, req: Request, res: Response,
-                  offer: handshake.Offer, subprotocol: str | None, handler: Handler | None,
-                  version: int = 0) -> None:
+    def take_over(
+        self,
+        session: HTTPSession,
+        req: Request,
+        res: Response,
+        offer: handshake.Offer,
+        subprotocol: str | None,
+        handler: Handler | None,
+        version: int = 0,
+    ) -> None:
         """Arrange for the session to switch protocols once the HTTP exchange is over: a ws
         route's ``handler(ws, req)``, or (handler None) Engine.IO ``version``."""
         exts: list[Extension] = []
@@ -227,8 +261,9 @@ class WebSocketManager:
     # -- the timer task -----------------------------------------------------------------------
     def interval(self) -> float:
         ws = self.server.settings.websocket
-        return min(1.0, max(0.02, min(ws.ping_interval_s, ws.pong_timeout_s,
-                                      ws.idle_timeout_s) / 4))
+        return min(
+            1.0, max(0.02, min(ws.ping_interval_s, ws.pong_timeout_s, ws.idle_timeout_s) / 4)
+        )
 
     async def run(self) -> None:
         """Tick every socket a few times per timeout period until cancelled."""
@@ -265,12 +300,19 @@ class _Upgrade:
     after the request: the 101, then the WebSocket for its whole life. One coroutine frame
     for the lot: every frame stays allocated for as long as the socket is open."""
 
-    __slots__ = ("manager", "session", "req", "head", "exts", "subprotocol", "handler",
-                 "version")
+    __slots__ = ("manager", "session", "req", "head", "exts", "subprotocol", "handler", "version")
 
-    def __init__(self, manager: WebSocketManager, session: HTTPSession, req: Request,
-                 head: bytes, exts: list[Extension], subprotocol: str | None,
-                 handler: Handler | None, version: int) -> None:
+    def __init__(
+        self,
+        manager: WebSocketManager,
+        session: HTTPSession,
+        req: Request,
+        head: bytes,
+        exts: list[Extension],
+        subprotocol: str | None,
+        handler: Handler | None,
+        version: int,
+    ) -> None:
         self.manager = manager
         self.session = session
         self.req = req
@@ -300,8 +342,15 @@ class _Upgrade:
             session.deadline = math.inf
         req = self.req
         req.compact_headers()  # it lives as long as the socket
-        ws = WebSocket(stream, session, self.req, manager=manager, extensions=self.exts,
-                       subprotocol=self.subprotocol, trailing=trailing)
+        ws = WebSocket(
+            stream,
+            session,
+            self.req,
+            manager=manager,
+            extensions=self.exts,
+            subprotocol=self.subprotocol,
+            trailing=trailing,
+        )
         handler = self.handler
         self.req = self.head = None  # type: ignore[assignment]
         server.ws_active += 1
@@ -311,8 +360,7 @@ class _Upgrade:
             if handler is None:
                 from gateway.server import sails_session
 
-                await sails_session.serve(manager, session.info, ws,
-                                          3 if self.version == 3 else 4)
+                await sails_session.serve(manager, session.info, ws, 3 if self.version == 3 else 4)
                 return
             code, reason = 1000, ""
             manager.active.add(ws)

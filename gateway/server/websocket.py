@@ -111,17 +111,54 @@ class WebSocket:
     """
 
     __slots__ = (
-        "request", "subprotocol", "close_code", "close_reason", "_stream", "_session",
-        "_conn", "_fast", "_max", "_recv_size", "_send_timeout", "_inbox", "_inbox_bytes",
-        "_parts", "_parts_bytes", "_pending", "_reading", "_bg", "_bg_stop", "_bg_done",
-        "_sending", "_lot", "_finished", "_closed_ev", "_torn", "_reads", "_msgs",
-        "_seen_reads", "_last_read", "_seen_msgs", "_last_active", "_ping_at", "_idle_reads",
-        "_expired", "_manager",
+        "request",
+        "subprotocol",
+        "close_code",
+        "close_reason",
+        "_stream",
+        "_session",
+        "_conn",
+        "_fast",
+        "_max",
+        "_recv_size",
+        "_send_timeout",
+        "_inbox",
+        "_inbox_bytes",
+        "_parts",
+        "_parts_bytes",
+        "_pending",
+        "_reading",
+        "_bg",
+        "_bg_stop",
+        "_bg_done",
+        "_sending",
+        "_lot",
+        "_finished",
+        "_closed_ev",
+        "_torn",
+        "_reads",
+        "_msgs",
+        "_seen_reads",
+        "_last_read",
+        "_seen_msgs",
+        "_last_active",
+        "_ping_at",
+        "_idle_reads",
+        "_expired",
+        "_manager",
     )
 
-    def __init__(self, stream: trio.abc.Stream, session: Deadline, request: Request, *,
-                 manager: SocketHost, extensions: list[Extension] | None = None,
-                 subprotocol: str | None = None, trailing: bytes = b"") -> None:
+    def __init__(
+        self,
+        stream: trio.abc.Stream,
+        session: Deadline,
+        request: Request,
+        *,
+        manager: SocketHost,
+        extensions: list[Extension] | None = None,
+        subprotocol: str | None = None,
+        trailing: bytes = b"",
+    ) -> None:
         s = manager.settings
         self.request = request
         self.subprotocol = subprotocol
@@ -524,8 +561,9 @@ class WebSocket:
         """
         # Cancelled from outside (the server itself is being stopped, not drained): a Close is
         # still sent, but the peer's answer gets only a moment.
-        stopping = (trio.current_effective_deadline() == -math.inf
-                    and not self._session.scope.cancel_called)
+        stopping = (
+            trio.current_effective_deadline() == -math.inf and not self._session.scope.cancel_called
+        )
         with self._manager.closing_scope():
             if self._expired is not None:
                 code, reason = self._expired

@@ -102,11 +102,17 @@ class ServerWebSocket:
                 opcode = frame.opcode
                 payload: Any = frame.payload
                 if opcode is Opcode.TEXT:
-                    yield TextMessage(data=payload, frame_finished=frame.frame_finished,
-                                      message_finished=frame.message_finished)
+                    yield TextMessage(
+                        data=payload,
+                        frame_finished=frame.frame_finished,
+                        message_finished=frame.message_finished,
+                    )
                 elif opcode is Opcode.BINARY:
-                    yield BytesMessage(data=payload, frame_finished=frame.frame_finished,
-                                       message_finished=frame.message_finished)
+                    yield BytesMessage(
+                        data=payload,
+                        frame_finished=frame.frame_finished,
+                        message_finished=frame.message_finished,
+                    )
                 elif opcode is Opcode.PING:
                     yield Ping(payload=payload)
                 elif opcode is Opcode.PONG:

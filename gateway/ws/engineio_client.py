@@ -137,9 +137,20 @@ class EngineIOClient:
         ValueError: another version, or a non-positive limit.
     """
 
-    __slots__ = ("version", "max_payload_bytes", "sid", "socket_id", "ping_interval_s",
-                 "ping_timeout_s", "_state", "_outbox", "_next_ack", "_last_rx", "_next_ping",
-                 "_pong_due")
+    __slots__ = (
+        "version",
+        "max_payload_bytes",
+        "sid",
+        "socket_id",
+        "ping_interval_s",
+        "ping_timeout_s",
+        "_state",
+        "_outbox",
+        "_next_ack",
+        "_last_rx",
+        "_next_ping",
+        "_pong_due",
+    )
 
     def __init__(self, version: int = 4, max_payload_bytes: int = 16 << 20) -> None:
         if version not in (3, 4):
@@ -203,8 +214,9 @@ class EngineIOClient:
             self._next_ack += 1
             # encode_sio without the packet object: one per request on the hot path
             return f"42{ack_id}{dumps([name, *args])}", ack_id
-        return encode_eio(EIOType.MESSAGE, encode_sio(SIOPacket(SIOType.EVENT, "/", None,
-                                                                [name, *args]))), None
+        return encode_eio(
+            EIOType.MESSAGE, encode_sio(SIOPacket(SIOType.EVENT, "/", None, [name, *args]))
+        ), None
 
     def close_frames(self) -> list[str]:
         """Leave "/" ("41"); then close the WebSocket. No ClientDisconnected follows.
@@ -324,8 +336,12 @@ class EngineIOClient:
         if not isinstance(info, dict) or not isinstance(info.get("sid"), str):
             raise ProtocolError("bad Engine.IO open packet")
         interval, timeout = info.get("pingInterval"), info.get("pingTimeout")
-        if not (isinstance(interval, (int, float)) and isinstance(timeout, (int, float))
-                and interval > 0 and timeout > 0):
+        if not (
+            isinstance(interval, (int, float))
+            and isinstance(timeout, (int, float))
+            and interval > 0
+            and timeout > 0
+        ):
             raise ProtocolError("bad heartbeat timings in the open packet")
         self.sid = info["sid"]
         self.ping_interval_s = interval / 1000
@@ -335,8 +351,14 @@ class EngineIOClient:
         if self.version == 4:
             self._outbox.append(_CONNECT)
         max_payload = info.get("maxPayload")
-        return [Opened(self.sid, self.ping_interval_s, self.ping_timeout_s,
-                       max_payload if isinstance(max_payload, int) else None)]
+        return [
+            Opened(
+                self.sid,
+                self.ping_interval_s,
+                self.ping_timeout_s,
+                max_payload if isinstance(max_payload, int) else None,
+            )
+        ]
 
     def _on_sio(self, data: str, now: float) -> list[ClientEvent]:
         # Acks are most of the traffic: "43<id>[...]" parsed by the shared codec
@@ -371,6 +393,7 @@ class EngineIOClient:
         if ptype is SIOType.DISCONNECT:
             return [self._end("io server disconnect")]
         # CONNECT_ERROR (v4) / ERROR (v3)
-        message = packet.data.get("message", "") if isinstance(packet.data, dict) \
-            else str(packet.data)
+        message = (
+            packet.data.get("message", "") if isinstance(packet.data, dict) else str(packet.data)
+        )
         return [self._end("connect error", message)]

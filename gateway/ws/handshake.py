@@ -68,8 +68,9 @@ def check_upgrade(method: str, http_version: str, headers: Mapping[str, str]) ->
     if "upgrade" not in (t.lower() for t in _tokens(headers.get("connection"))):
         raise BadRequest(None, "WebSocket handshake needs 'Connection: Upgrade'")
     if headers.get("sec-websocket-version", "").strip() != "13":
-        raise HTTPError(426, "Unsupported WebSocket version: use 13",
-                        {"Sec-WebSocket-Version": "13"})
+        raise HTTPError(
+            426, "Unsupported WebSocket version: use 13", {"Sec-WebSocket-Version": "13"}
+        )
     key = headers.get("sec-websocket-key", "").strip()
     try:
         valid = len(base64.b64decode(key, validate=True)) == 16
@@ -127,8 +128,10 @@ def accept_response(key: str, subprotocol: str | None, extensions: str | None) -
         The bytes to send.
     """
     token = generate_accept_token(key.encode("ascii")).decode("ascii")
-    head = ("HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
-            f"Sec-WebSocket-Accept: {token}\r\n")
+    head = (
+        "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+        f"Sec-WebSocket-Accept: {token}\r\n"
+    )
     if subprotocol:
         head += f"Sec-WebSocket-Protocol: {subprotocol}\r\n"
     if extensions:

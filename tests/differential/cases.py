@@ -57,8 +57,9 @@ class HTTPCase:
         if self.raw is not None:
             first = self.raw.split(b"\n", 1)[0].rstrip(b"\r")
             return f"raw {first.decode('latin-1')!r}" + (f" ({self.note})" if self.note else "")
-        extra = "; ".join(f"{k}: {v!r}" if isinstance(v, bytes) else f"{k}: {v}"
-                          for k, v in self.headers)
+        extra = "; ".join(
+            f"{k}: {v!r}" if isinstance(v, bytes) else f"{k}: {v}" for k, v in self.headers
+        )
         text = f"{self.method} {self.target}"
         if extra:
             text += f" [{extra}]"
@@ -116,8 +117,9 @@ def _express() -> Iterator[HTTPCase]:
     yield HTTPCase("url-query-plus", E, "/echo?q=tobi+ferret")
     yield HTTPCase("url-query-escapes", E, "/echo?q=%C3%A9%20x&r=%E2%82%AC")
     yield HTTPCase("url-query-bad-escape", E, "/echo?q=%zz&r=%&s=%C3")
-    yield HTTPCase("url-query-brackets", E, "/echo?user[name]=tj&user[age]=3",
-                   note="simple parser: flat keys")
+    yield HTTPCase(
+        "url-query-brackets", E, "/echo?user[name]=tj&user[age]=3", note="simple parser: flat keys"
+    )
     yield HTTPCase("url-query-empty-pieces", E, "/echo?&&a=&b&=c")
     yield HTTPCase("url-query-question-only", E, "/echo?")
     yield HTTPCase("url-query-question-in-value", E, "/echo?a=b?c=d")
@@ -129,11 +131,16 @@ def _express() -> Iterator[HTTPCase]:
     yield HTTPCase("url-param-space", E, "/user/a%20b")
     yield HTTPCase("url-param-slash", E, "/user/a%2Fb")
     yield HTTPCase("url-param-bad-escape", E, "/user/%zz")
-    yield HTTPCase("url-param-utf8-raw", E, "/user/\u00fc".encode().decode("latin-1"),
-                   note="raw UTF-8 bytes in the target")
+    yield HTTPCase(
+        "url-param-utf8-raw",
+        E,
+        "/user/\u00fc".encode().decode("latin-1"),
+        note="raw UTF-8 bytes in the target",
+    )
     yield HTTPCase("url-dot-segments", E, "/echo/../echo")
-    yield HTTPCase("url-absolute-form", E, raw=b"GET http://{host}/echo?x=1 HTTP/1.1\r\n"
-                   b"Host: {host}\r\n\r\n")
+    yield HTTPCase(
+        "url-absolute-form", E, raw=b"GET http://{host}/echo?x=1 HTTP/1.1\r\nHost: {host}\r\n\r\n"
+    )
     yield HTTPCase("url-asterisk-options", E, raw=b"OPTIONS * HTTP/1.1\r\nHost: {host}\r\n\r\n")
     yield HTTPCase("url-user-books", E, "/user/1/books/2")
     yield HTTPCase("url-user-dot-ext", E, "/user/4.json")
@@ -160,59 +167,103 @@ def _express() -> Iterator[HTTPCase]:
     # -- request headers ----------------------------------------------------------------------
     yield HTTPCase("hdr-referrer-spelling", E, headers=(("Referrer", "http://r.example/"),))
     yield HTTPCase("hdr-referer", E, headers=(("Referer", "http://r.example/"),))
-    yield HTTPCase("hdr-both-referers", E, headers=(("Referrer", "http://a/"),
-                                                   ("Referer", "http://b/")))
-    yield HTTPCase("hdr-dup-referer", E, headers=(("Referer", "http://a/"),
-                                                 ("Referer", "http://b/")))
-    yield HTTPCase("hdr-dup-host", E, raw=b"GET /echo HTTP/1.1\r\nHost: {host}\r\n"
-                   b"Host: other.example\r\n\r\n")
-    yield HTTPCase("hdr-dup-content-type", E, "/echo", "POST",
-                   headers=(JSON, ("Content-Type", "text/plain")), body=b'{"a":1}')
+    yield HTTPCase(
+        "hdr-both-referers", E, headers=(("Referrer", "http://a/"), ("Referer", "http://b/"))
+    )
+    yield HTTPCase(
+        "hdr-dup-referer", E, headers=(("Referer", "http://a/"), ("Referer", "http://b/"))
+    )
+    yield HTTPCase(
+        "hdr-dup-host", E, raw=b"GET /echo HTTP/1.1\r\nHost: {host}\r\nHost: other.example\r\n\r\n"
+    )
+    yield HTTPCase(
+        "hdr-dup-content-type",
+        E,
+        "/echo",
+        "POST",
+        headers=(JSON, ("Content-Type", "text/plain")),
+        body=b'{"a":1}',
+    )
     yield HTTPCase("hdr-dup-custom", E, headers=(("X-Custom", "a"), ("X-Custom", "b")))
     yield HTTPCase("hdr-dup-cookie", E, headers=(("Cookie", "a=1"), ("Cookie", "b=2")))
-    yield HTTPCase("hdr-dup-accept", E, headers=(("Accept", "text/html"),
-                                                ("Accept", "application/json")))
-    yield HTTPCase("hdr-dup-user-agent", E, headers=(("User-Agent", "one"),
-                                                    ("User-Agent", "two")))
+    yield HTTPCase(
+        "hdr-dup-accept", E, headers=(("Accept", "text/html"), ("Accept", "application/json"))
+    )
+    yield HTTPCase("hdr-dup-user-agent", E, headers=(("User-Agent", "one"), ("User-Agent", "two")))
     yield HTTPCase("hdr-name-case", E, headers=(("x-CUSTOM", "v"), ("aCcEpT", "text/plain")))
     yield HTTPCase("hdr-empty-value", E, headers=(("X-Custom", ""),))
     yield HTTPCase("hdr-value-spaces", E, headers=(("X-Custom", "  spaced  out \t"),))
     yield HTTPCase("hdr-latin1", E, headers=(("X-Custom", b"caf\xe9"),))
     yield HTTPCase("hdr-utf8-bytes", E, headers=(("X-Custom", "caf\u00e9".encode()),))
-    yield HTTPCase("hdr-host-name-port", E, raw=b"GET /echo HTTP/1.1\r\n"
-                   b"Host: example.com:8080\r\n\r\n")
+    yield HTTPCase(
+        "hdr-host-name-port", E, raw=b"GET /echo HTTP/1.1\r\nHost: example.com:8080\r\n\r\n"
+    )
     yield HTTPCase("hdr-host-ipv6", E, raw=b"GET /echo HTTP/1.1\r\nHost: [::1]:3000\r\n\r\n")
     yield HTTPCase("hdr-host-missing", E, host=False)
     yield HTTPCase("hdr-host-missing-http10", E, host=False, version="1.0")
     yield HTTPCase("hdr-host-empty", E, raw=b"GET /echo HTTP/1.1\r\nHost:\r\n\r\n")
     yield HTTPCase("hdr-xhr", E, headers=(("X-Requested-With", "XMLHttpRequest"),))
     yield HTTPCase("hdr-xhr-lower", E, headers=(("X-Requested-With", "xmlhttprequest"),))
-    yield HTTPCase("hdr-forwarded", E, headers=(("X-Forwarded-For", "1.2.3.4"),
-                                               ("X-Forwarded-Proto", "https"),
-                                               ("X-Forwarded-Host", "fwd.example")),
-                   note="trust proxy off: ignored")
+    yield HTTPCase(
+        "hdr-forwarded",
+        E,
+        headers=(
+            ("X-Forwarded-For", "1.2.3.4"),
+            ("X-Forwarded-Proto", "https"),
+            ("X-Forwarded-Host", "fwd.example"),
+        ),
+        note="trust proxy off: ignored",
+    )
     yield HTTPCase("hdr-many", E, headers=tuple((f"X-H{i}", str(i)) for i in range(40)))
     # -- req.is() -----------------------------------------------------------------------------
-    yield HTTPCase("is-json-empty-body", E, "/echo", "POST",
-                   headers=(JSON, ("Content-Length", "0")))
+    yield HTTPCase(
+        "is-json-empty-body", E, "/echo", "POST", headers=(JSON, ("Content-Length", "0"))
+    )
     yield HTTPCase("is-json-body", E, "/echo", "POST", headers=(JSON,), body=b'{"a":1}')
     yield HTTPCase("is-body-no-type", E, "/echo", "POST", body=b"abc")
     yield HTTPCase("is-type-no-body", E, "/echo", "GET", headers=(JSON,))
-    yield HTTPCase("is-json-charset", E, "/echo", "POST",
-                   headers=(("Content-Type", "application/json; charset=utf-8"),), body=b"{}")
-    yield HTTPCase("is-vendor-json", E, "/echo", "POST",
-                   headers=(("Content-Type", "application/vnd.api+json"),), body=b"{}")
+    yield HTTPCase(
+        "is-json-charset",
+        E,
+        "/echo",
+        "POST",
+        headers=(("Content-Type", "application/json; charset=utf-8"),),
+        body=b"{}",
+    )
+    yield HTTPCase(
+        "is-vendor-json",
+        E,
+        "/echo",
+        "POST",
+        headers=(("Content-Type", "application/vnd.api+json"),),
+        body=b"{}",
+    )
     yield HTTPCase("is-form", E, "/echo", "POST", headers=(FORM,), body=b"a=1")
-    yield HTTPCase("is-text", E, "/echo", "POST", headers=(("Content-Type", "text/plain"),),
-                   body=b"hi")
-    yield HTTPCase("is-html", E, "/echo", "POST", headers=(("Content-Type", "text/html"),),
-                   body=b"<p>")
-    yield HTTPCase("is-chunked", E, "/echo", "POST",
-                   headers=(JSON, ("Transfer-Encoding", "chunked")), body=b"2\r\n{}\r\n0\r\n\r\n")
-    yield HTTPCase("is-upper-case-type", E, "/echo", "POST",
-                   headers=(("Content-Type", "APPLICATION/JSON"),), body=b"{}")
-    yield HTTPCase("is-invalid-type", E, "/echo", "POST", headers=(("Content-Type", "garbage"),),
-                   body=b"x")
+    yield HTTPCase(
+        "is-text", E, "/echo", "POST", headers=(("Content-Type", "text/plain"),), body=b"hi"
+    )
+    yield HTTPCase(
+        "is-html", E, "/echo", "POST", headers=(("Content-Type", "text/html"),), body=b"<p>"
+    )
+    yield HTTPCase(
+        "is-chunked",
+        E,
+        "/echo",
+        "POST",
+        headers=(JSON, ("Transfer-Encoding", "chunked")),
+        body=b"2\r\n{}\r\n0\r\n\r\n",
+    )
+    yield HTTPCase(
+        "is-upper-case-type",
+        E,
+        "/echo",
+        "POST",
+        headers=(("Content-Type", "APPLICATION/JSON"),),
+        body=b"{}",
+    )
+    yield HTTPCase(
+        "is-invalid-type", E, "/echo", "POST", headers=(("Content-Type", "garbage"),), body=b"x"
+    )
     # -- req.accepts() ------------------------------------------------------------------------
     yield HTTPCase("acc-none", E)
     yield HTTPCase("acc-browser", E, headers=(HTML_ACCEPT,))
@@ -223,54 +274,141 @@ def _express() -> Iterator[HTTPCase]:
     yield HTTPCase("acc-text-star", E, headers=(("Accept", "text/*"),))
     yield HTTPCase("acc-empty", E, headers=(("Accept", ""),))
     yield HTTPCase("acc-garbage", E, headers=(("Accept", "garbage"),))
-    yield HTTPCase("acc-params", E, headers=(("Accept", "application/json;charset=utf-8;q=0.9, "
-                                                       "text/plain;level=1"),))
-    yield HTTPCase("acc-same-q-order", E, headers=(("Accept", "text/plain, text/html, "
-                                                             "application/json"),))
+    yield HTTPCase(
+        "acc-params",
+        E,
+        headers=(("Accept", "application/json;charset=utf-8;q=0.9, text/plain;level=1"),),
+    )
+    yield HTTPCase(
+        "acc-same-q-order", E, headers=(("Accept", "text/plain, text/html, application/json"),)
+    )
     # -- bodies -------------------------------------------------------------------------------
     yield HTTPCase("body-no-parser", E, "/echo", "POST", headers=(JSON,), body=b'{"a":1}')
-    yield HTTPCase("body-json", E, "/parsed/echo", "POST", headers=(JSON,),
-                   body=b'{"a":1,"b":[1,2],"c":{"d":null}}')
+    yield HTTPCase(
+        "body-json",
+        E,
+        "/parsed/echo",
+        "POST",
+        headers=(JSON,),
+        body=b'{"a":1,"b":[1,2],"c":{"d":null}}',
+    )
     yield HTTPCase("body-json-array", E, "/parsed/echo", "POST", headers=(JSON,), body=b"[1,2]")
-    yield HTTPCase("body-json-empty", E, "/parsed/echo", "POST",
-                   headers=(JSON, ("Content-Length", "0")))
-    yield HTTPCase("body-json-invalid", E, "/parsed/echo", "POST", headers=(JSON,),
-                   body=b'{"a":')
+    yield HTTPCase(
+        "body-json-empty", E, "/parsed/echo", "POST", headers=(JSON, ("Content-Length", "0"))
+    )
+    yield HTTPCase("body-json-invalid", E, "/parsed/echo", "POST", headers=(JSON,), body=b'{"a":')
     yield HTTPCase("body-json-primitive", E, "/parsed/echo", "POST", headers=(JSON,), body=b"5")
-    yield HTTPCase("body-json-latin1", E, "/parsed/echo", "POST",
-                   headers=(("Content-Type", "application/json; charset=latin1"),), body=b"{}")
-    yield HTTPCase("body-json-proto-key", E, "/parsed/echo", "POST", headers=(JSON,),
-                   body=b'{"__proto__":{"x":1},"a":2}')
-    yield HTTPCase("body-json-chunked", E, "/parsed/echo", "POST",
-                   headers=(JSON, ("Transfer-Encoding", "chunked")),
-                   body=b'4\r\n{"a"\r\n3\r\n:1}\r\n0\r\n\r\n')
+    yield HTTPCase(
+        "body-json-latin1",
+        E,
+        "/parsed/echo",
+        "POST",
+        headers=(("Content-Type", "application/json; charset=latin1"),),
+        body=b"{}",
+    )
+    yield HTTPCase(
+        "body-json-proto-key",
+        E,
+        "/parsed/echo",
+        "POST",
+        headers=(JSON,),
+        body=b'{"__proto__":{"x":1},"a":2}',
+    )
+    yield HTTPCase(
+        "body-json-chunked",
+        E,
+        "/parsed/echo",
+        "POST",
+        headers=(JSON, ("Transfer-Encoding", "chunked")),
+        body=b'4\r\n{"a"\r\n3\r\n:1}\r\n0\r\n\r\n',
+    )
     yield HTTPCase("body-json-get", E, "/parsed/echo", "GET", headers=(JSON,), body=b'{"a":1}')
-    yield HTTPCase("body-text-for-json", E, "/parsed/echo", "POST",
-                   headers=(("Content-Type", "text/plain"),), body=b'{"a":1}')
-    yield HTTPCase("body-unparsed-type", E, "/parsed/echo", "POST",
-                   headers=(("Content-Type", "application/xml"),), body=b"<a/>")
+    yield HTTPCase(
+        "body-text-for-json",
+        E,
+        "/parsed/echo",
+        "POST",
+        headers=(("Content-Type", "text/plain"),),
+        body=b'{"a":1}',
+    )
+    yield HTTPCase(
+        "body-unparsed-type",
+        E,
+        "/parsed/echo",
+        "POST",
+        headers=(("Content-Type", "application/xml"),),
+        body=b"<a/>",
+    )
     yield HTTPCase("body-form", E, "/parsed/echo", "POST", headers=(FORM,), body=b"a=1&b=2&a=3")
-    yield HTTPCase("body-form-brackets-simple", E, "/parsed/echo", "POST", headers=(FORM,),
-                   body=b"user[name]=tj&user[age]=3")
-    yield HTTPCase("body-form-plus-escapes", E, "/parsed/echo", "POST", headers=(FORM,),
-                   body=b"q=a+b%20c&r=%E2%82%AC")
-    yield HTTPCase("body-form-empty", E, "/parsed/echo", "POST",
-                   headers=(FORM, ("Content-Length", "0")))
-    yield HTTPCase("body-form-extended", E, "/extended/echo", "POST", headers=(FORM,),
-                   body=b"user[name]=tj&user[age]=3&arr[]=1&arr[]=2")
-    yield HTTPCase("body-form-extended-index", E, "/extended/echo", "POST", headers=(FORM,),
-                   body=b"a[0]=x&a[1]=y&b[c][d]=e")
-    yield HTTPCase("body-form-extended-deep", E, "/extended/echo", "POST", headers=(FORM,),
-                   body=b"a[b][c][d][e][f][g][h]=1")
-    yield HTTPCase("body-text", E, "/parsed/echo", "POST",
-                   headers=(("Content-Type", "text/plain; charset=utf-8"),),
-                   body="h\u00e9llo".encode())
+    yield HTTPCase(
+        "body-form-brackets-simple",
+        E,
+        "/parsed/echo",
+        "POST",
+        headers=(FORM,),
+        body=b"user[name]=tj&user[age]=3",
+    )
+    yield HTTPCase(
+        "body-form-plus-escapes",
+        E,
+        "/parsed/echo",
+        "POST",
+        headers=(FORM,),
+        body=b"q=a+b%20c&r=%E2%82%AC",
+    )
+    yield HTTPCase(
+        "body-form-empty", E, "/parsed/echo", "POST", headers=(FORM, ("Content-Length", "0"))
+    )
+    yield HTTPCase(
+        "body-form-extended",
+        E,
+        "/extended/echo",
+        "POST",
+        headers=(FORM,),
+        body=b"user[name]=tj&user[age]=3&arr[]=1&arr[]=2",
+    )
+    yield HTTPCase(
+        "body-form-extended-index",
+        E,
+        "/extended/echo",
+        "POST",
+        headers=(FORM,),
+        body=b"a[0]=x&a[1]=y&b[c][d]=e",
+    )
+    yield HTTPCase(
+        "body-form-extended-deep",
+        E,
+        "/extended/echo",
+        "POST",
+        headers=(FORM,),
+        body=b"a[b][c][d][e][f][g][h]=1",
+    )
+    yield HTTPCase(
+        "body-text",
+        E,
+        "/parsed/echo",
+        "POST",
+        headers=(("Content-Type", "text/plain; charset=utf-8"),),
+        body="h\u00e9llo".encode(),
+    )
     # -- req.param() (Express 4 order: params, body, query) -------------------------------------
     yield HTTPCase("param-route-over-query", E, "/echo/5?id=9")
-    yield HTTPCase("param-body-over-query", E, "/parsed/echo?q=query&a=qa", "POST",
-                   headers=(JSON,), body=b'{"q":"body"}')
-    yield HTTPCase("param-route-over-body", E, "/parsed/echo/5", "POST", headers=(JSON,),
-                   body=b'{"id":"body","name":"n"}')
+    yield HTTPCase(
+        "param-body-over-query",
+        E,
+        "/parsed/echo?q=query&a=qa",
+        "POST",
+        headers=(JSON,),
+        body=b'{"q":"body"}',
+    )
+    yield HTTPCase(
+        "param-route-over-body",
+        E,
+        "/parsed/echo/5",
+        "POST",
+        headers=(JSON,),
+        body=b'{"id":"body","name":"n"}',
+    )
     # -- cookies ------------------------------------------------------------------------------
     yield HTTPCase("ck-plain", E, headers=(("Cookie", "a=1; b=two"),))
     yield HTTPCase("ck-json", E, headers=(("Cookie", 'j=j:{"x":2}'),))
@@ -316,9 +454,13 @@ def _express() -> Iterator[HTTPCase]:
     yield HTTPCase("res-type-full", E, "/type/application%2Fx-custom")
     yield HTTPCase("res-type-dot-css", E, "/type/.css")
     yield HTTPCase("res-set-append", E, "/headers")
-    yield HTTPCase("res-if-none-match", E, "/send/text",
-                   headers=(("If-None-Match", express_etag(b"hello")),),
-                   note="the ETag Express gave this body")
+    yield HTTPCase(
+        "res-if-none-match",
+        E,
+        "/send/text",
+        headers=(("If-None-Match", express_etag(b"hello")),),
+        note="the ETag Express gave this body",
+    )
     # -- errors -------------------------------------------------------------------------------
     yield HTTPCase("err-404", E, "/nope")
     yield HTTPCase("err-404-post", E, "/nope", "POST", headers=(JSON,), body=b"{}")
@@ -350,36 +492,78 @@ def _express() -> Iterator[HTTPCase]:
     yield HTTPCase("strict-host-space", E, raw=b"GET /echo HTTP/1.1\r\nHost: a b\r\n\r\n")
     yield HTTPCase("strict-relative-target", E, raw=b"GET user/42 HTTP/1.1\r\nHost: {host}\r\n\r\n")
     yield HTTPCase("strict-bare-lf", E, raw=b"GET /echo HTTP/1.1\nHost: {host}\nX-Custom: a\n\n")
-    yield HTTPCase("strict-obs-fold", E, raw=b"GET /echo HTTP/1.1\r\nHost: {host}\r\n"
-                   b"X-Custom: a\r\n b\r\n\r\n")
-    yield HTTPCase("strict-space-before-colon", E, raw=b"GET /echo HTTP/1.1\r\nHost: {host}\r\n"
-                   b"X-Custom : a\r\n\r\n")
-    yield HTTPCase("strict-cl-and-te", E, "/echo", "POST",
-                   headers=(("Content-Length", "5"), ("Transfer-Encoding", "chunked")),
-                   body=b"0\r\n\r\n")
-    yield HTTPCase("strict-cl-conflict", E, "/echo", "POST",
-                   headers=(("Content-Length", "2"), ("Content-Length", "3")), body=b"ab")
-    yield HTTPCase("strict-cl-repeated-same", E, "/echo", "POST",
-                   headers=(("Content-Length", "2"), ("Content-Length", "2")), body=b"ab")
+    yield HTTPCase(
+        "strict-obs-fold", E, raw=b"GET /echo HTTP/1.1\r\nHost: {host}\r\nX-Custom: a\r\n b\r\n\r\n"
+    )
+    yield HTTPCase(
+        "strict-space-before-colon",
+        E,
+        raw=b"GET /echo HTTP/1.1\r\nHost: {host}\r\nX-Custom : a\r\n\r\n",
+    )
+    yield HTTPCase(
+        "strict-cl-and-te",
+        E,
+        "/echo",
+        "POST",
+        headers=(("Content-Length", "5"), ("Transfer-Encoding", "chunked")),
+        body=b"0\r\n\r\n",
+    )
+    yield HTTPCase(
+        "strict-cl-conflict",
+        E,
+        "/echo",
+        "POST",
+        headers=(("Content-Length", "2"), ("Content-Length", "3")),
+        body=b"ab",
+    )
+    yield HTTPCase(
+        "strict-cl-repeated-same",
+        E,
+        "/echo",
+        "POST",
+        headers=(("Content-Length", "2"), ("Content-Length", "2")),
+        body=b"ab",
+    )
     yield HTTPCase("strict-cl-invalid", E, "/echo", "POST", headers=(("Content-Length", "abc"),))
-    yield HTTPCase("strict-te-unknown", E, "/echo", "POST",
-                   headers=(("Transfer-Encoding", "gzip"),), body=b"x")
-    yield HTTPCase("strict-chunk-size-bad", E, "/parsed/echo", "POST",
-                   headers=(JSON, ("Transfer-Encoding", "chunked")),
-                   body=b"zz\r\n{}\r\n0\r\n\r\n")
+    yield HTTPCase(
+        "strict-te-unknown", E, "/echo", "POST", headers=(("Transfer-Encoding", "gzip"),), body=b"x"
+    )
+    yield HTTPCase(
+        "strict-chunk-size-bad",
+        E,
+        "/parsed/echo",
+        "POST",
+        headers=(JSON, ("Transfer-Encoding", "chunked")),
+        body=b"zz\r\n{}\r\n0\r\n\r\n",
+    )
     yield HTTPCase("strict-http10", E, version="1.0")
     yield HTTPCase("strict-http2-version", E, raw=b"GET /echo HTTP/2.0\r\nHost: {host}\r\n\r\n")
     yield HTTPCase("strict-bad-version", E, raw=b"GET /echo HTTP/1.x\r\nHost: {host}\r\n\r\n")
     yield HTTPCase("strict-nul-in-value", E, headers=(("X-Custom", b"a\x00b"),))
     yield HTTPCase("strict-ctl-in-target", E, raw=b"GET /e\x01cho HTTP/1.1\r\nHost: {host}\r\n\r\n")
     yield HTTPCase("strict-space-in-target", E, raw=b"GET /a b HTTP/1.1\r\nHost: {host}\r\n\r\n")
-    yield HTTPCase("strict-long-header", E, headers=(("X-Custom", "x" * 12000),),
-                   note="12 kB: over the gateway's 8 KiB head, under Node's 16 KiB")
-    yield HTTPCase("strict-expect-continue", E, "/parsed/echo", "POST",
-                   headers=(JSON, ("Expect", "100-continue")), body=b'{"a":1}')
+    yield HTTPCase(
+        "strict-long-header",
+        E,
+        headers=(("X-Custom", "x" * 12000),),
+        note="12 kB: over the gateway's 8 KiB head, under Node's 16 KiB",
+    )
+    yield HTTPCase(
+        "strict-expect-continue",
+        E,
+        "/parsed/echo",
+        "POST",
+        headers=(JSON, ("Expect", "100-continue")),
+        body=b'{"a":1}',
+    )
     yield HTTPCase("strict-expect-unknown", E, "/echo", "GET", headers=(("Expect", "magic"),))
-    yield HTTPCase("strict-pipelined", E, raw=b"GET /echo?n=1 HTTP/1.1\r\nHost: {host}\r\n\r\n"
-                   b"GET /echo?n=2 HTTP/1.1\r\nHost: {host}\r\n\r\n", replies=("GET", "GET"))
+    yield HTTPCase(
+        "strict-pipelined",
+        E,
+        raw=b"GET /echo?n=1 HTTP/1.1\r\nHost: {host}\r\n\r\n"
+        b"GET /echo?n=2 HTTP/1.1\r\nHost: {host}\r\n\r\n",
+        replies=("GET", "GET"),
+    )
 
 
 def _sails() -> Iterator[HTTPCase]:
@@ -397,25 +581,52 @@ def _sails() -> Iterator[HTTPCase]:
     yield HTTPCase("s-regex", S, "/re/12/abc")
     yield HTTPCase("s-wants-default", S, "/echo")
     yield HTTPCase("s-wants-html", S, "/echo", headers=(HTML_ACCEPT,))
-    yield HTTPCase("s-wants-xhr-html", S, "/echo",
-                   headers=(HTML_ACCEPT, ("X-Requested-With", "XMLHttpRequest")))
-    yield HTTPCase("s-wants-json-type-no-body", S, "/echo", headers=(HTML_ACCEPT, JSON),
-                   note="bodiless GET: req.is() is null")
-    yield HTTPCase("s-wants-json-type-body", S, "/echo", "POST", headers=(HTML_ACCEPT, JSON),
-                   body=b'{"a":1}')
+    yield HTTPCase(
+        "s-wants-xhr-html",
+        S,
+        "/echo",
+        headers=(HTML_ACCEPT, ("X-Requested-With", "XMLHttpRequest")),
+    )
+    yield HTTPCase(
+        "s-wants-json-type-no-body",
+        S,
+        "/echo",
+        headers=(HTML_ACCEPT, JSON),
+        note="bodiless GET: req.is() is null",
+    )
+    yield HTTPCase(
+        "s-wants-json-type-body", S, "/echo", "POST", headers=(HTML_ACCEPT, JSON), body=b'{"a":1}'
+    )
     yield HTTPCase("s-wants-route-option", S, "/wants", headers=(HTML_ACCEPT,))
     yield HTTPCase("s-wants-html-upper", S, "/echo", headers=(("Accept", "TEXT/HTML"),))
     yield HTTPCase("s-accepts-star", S, "/echo", headers=(("Accept", "*/*"),))
-    yield HTTPCase("s-all-params", S, "/echo/5?id=9&q=query&z=1", "POST", headers=(JSON,),
-                   body=b'{"q":"body","a":3,"id":"b"}')
+    yield HTTPCase(
+        "s-all-params",
+        S,
+        "/echo/5?id=9&q=query&z=1",
+        "POST",
+        headers=(JSON,),
+        body=b'{"q":"body","a":3,"id":"b"}',
+    )
     yield HTTPCase("s-body-json", S, "/echo", "POST", headers=(JSON,), body=b'{"a":{"b":[1]}}')
-    yield HTTPCase("s-body-form-nested", S, "/echo", "POST", headers=(FORM,),
-                   body=b"user[name]=tj&arr[]=1&arr[]=2")
-    yield HTTPCase("s-body-text", S, "/echo", "POST", headers=(("Content-Type", "text/plain"),),
-                   body=b"plain")
+    yield HTTPCase(
+        "s-body-form-nested",
+        S,
+        "/echo",
+        "POST",
+        headers=(FORM,),
+        body=b"user[name]=tj&arr[]=1&arr[]=2",
+    )
+    yield HTTPCase(
+        "s-body-text", S, "/echo", "POST", headers=(("Content-Type", "text/plain"),), body=b"plain"
+    )
     yield HTTPCase("s-body-no-type", S, "/echo", "POST", body=b'{"a":1}')
-    yield HTTPCase("s-cookies", S, "/echo",
-                   headers=(("Cookie", 'a=1; j=j:{"x":2}; sig=' + sign("sv") + "; bad=s:x.y"),))
+    yield HTTPCase(
+        "s-cookies",
+        S,
+        "/echo",
+        headers=(("Cookie", 'a=1; j=j:{"x":2}; sig=' + sign("sv") + "; bad=s:x.y"),),
+    )
     yield HTTPCase("s-ok", S, "/ok")
     yield HTTPCase("s-ok-empty", S, "/ok/empty")
     yield HTTPCase("s-ok-string", S, "/ok/string")
@@ -466,34 +677,48 @@ def _socket() -> Iterator[SocketCase]:
     yield SocketCase("sk-post-array", "/echo", "post", [1, 2, 3])
     yield SocketCase("sk-post-empty", "/echo", "post", {})
     yield SocketCase("sk-post-no-data", "/echo", "post")
-    yield SocketCase("sk-post-scalars", "/echo", "post", {"n": 1.5, "t": True, "z": None,
-                                                          "s": "\u00e9\u20ac"})
+    yield SocketCase(
+        "sk-post-scalars", "/echo", "post", {"n": 1.5, "t": True, "z": None, "s": "\u00e9\u20ac"}
+    )
     yield SocketCase("sk-put", "/echo/7", "put", {"x": 1})
     yield SocketCase("sk-patch", "/echo/7", "patch", {"x": 2})
     yield SocketCase("sk-delete", "/echo/7", "delete", {"x": 3})
     yield SocketCase("sk-get-with-data", "/echo", "get", {"d": 1})
-    yield SocketCase("sk-raw-post", "/raw/echo", "post", {"a": [1, {"b": None}]},
-                     note="no body parser on the route")
+    yield SocketCase(
+        "sk-raw-post",
+        "/raw/echo",
+        "post",
+        {"a": [1, {"b": None}]},
+        note="no body parser on the route",
+    )
     yield SocketCase("sk-raw-get", "/raw/echo?q=1", "get", {"d": 1})
     yield SocketCase("sk-raw-put-array", "/raw/echo", "put", ["x", 2])
-    yield SocketCase("sk-param-order", "/echo/5?q=query&a=qa", "post",
-                     {"q": "body", "id": "body", "name": "n"})
+    yield SocketCase(
+        "sk-param-order", "/echo/5?q=query&a=qa", "post", {"q": "body", "id": "body", "name": "n"}
+    )
     yield SocketCase("sk-all-params", "/echo/5?id=9&z=1", "post", {"a": 3, "id": "b"})
     yield SocketCase("sk-header-custom", "/echo", headers={"X-Custom": "c"})
     yield SocketCase("sk-header-lower", "/echo", headers={"x-custom": "c"})
-    yield SocketCase("sk-header-json-type", "/echo", "post", {"a": 1},
-                     headers={"Content-Type": "application/json"})
+    yield SocketCase(
+        "sk-header-json-type",
+        "/echo",
+        "post",
+        {"a": 1},
+        headers={"Content-Type": "application/json"},
+    )
     yield SocketCase("sk-header-accept-html", "/echo", headers={"Accept": "text/html"})
     yield SocketCase("sk-header-referrer", "/echo", headers={"Referrer": "http://r/"})
     yield SocketCase("sk-header-referer", "/echo", headers={"Referer": "http://r/"})
-    yield SocketCase("sk-header-cookie", "/echo", headers={"Cookie": "msg=1"},
-                     note="the handshake's cookie wins")
+    yield SocketCase(
+        "sk-header-cookie", "/echo", headers={"Cookie": "msg=1"}, note="the handshake's cookie wins"
+    )
     yield SocketCase("sk-header-origin", "/echo", headers={"Origin": "http://evil.example"})
     yield SocketCase("sk-header-host", "/echo", headers={"Host": "h.example:1"})
     yield SocketCase("sk-header-number", "/echo", headers={"X-Num": 5})
     yield SocketCase("sk-header-xhr", "/echo", headers={"X-Requested-With": "XMLHttpRequest"})
-    yield SocketCase("sk-header-content-length", "/echo", "post", {"a": 1},
-                     headers={"Content-Length": "999"})
+    yield SocketCase(
+        "sk-header-content-length", "/echo", "post", {"a": 1}, headers={"Content-Length": "999"}
+    )
     yield SocketCase("sk-wants-route", "/wants")
     yield SocketCase("sk-ok", "/ok")
     yield SocketCase("sk-ok-empty", "/ok/empty")

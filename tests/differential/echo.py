@@ -12,8 +12,18 @@ from gateway import Request
 
 # Keep in step with GET_FIELDS and PARAM_NAMES in tests/node/differential_echo.js.
 GET_FIELDS = (
-    "Referer", "Referrer", "Host", "Content-Type", "Content-Length", "Accept", "Cookie",
-    "X-Custom", "X-Requested-With", "User-Agent", "Origin", "Accept-Language",
+    "Referer",
+    "Referrer",
+    "Host",
+    "Content-Type",
+    "Content-Length",
+    "Accept",
+    "Cookie",
+    "X-Custom",
+    "X-Requested-With",
+    "User-Agent",
+    "Origin",
+    "Accept-Language",
 )
 PARAM_NAMES = ("id", "q", "a", "shopId", "name")
 

@@ -101,8 +101,16 @@ def build_express_app() -> App:
 
     @app.get("/cookies/options")
     async def cookies_options(req: Request, res: Response) -> None:
-        res.cookie("o", "1", max_age=60, path="/p", http_only=True, same_site="Strict",
-                   secure=True, domain="example.com")
+        res.cookie(
+            "o",
+            "1",
+            max_age=60,
+            path="/p",
+            http_only=True,
+            same_site="Strict",
+            secure=True,
+            domain="example.com",
+        )
         await res.json({"ok": True})
 
     @app.get("/cookies/clear")

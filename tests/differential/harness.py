@@ -39,8 +39,15 @@ from tests.differential.deliberate import DELIBERATE, Deliberate, expand, matche
 NODE_DIR = Path(__file__).resolve().parent.parent / "node"
 # What the harness needs from tests/node/node_modules (installed by `make node-deps`).
 NODE_PACKAGES = (
-    "express", "cookie-parser", "sails", "sails-hook-sockets", "sails.io.js", "sails.io.js-dist",
-    "socket.io-client", "socket.io-client-v2", "ws",
+    "express",
+    "cookie-parser",
+    "sails",
+    "sails-hook-sockets",
+    "sails.io.js",
+    "sails.io.js-dist",
+    "socket.io-client",
+    "socket.io-client-v2",
+    "ws",
 )
 # Response headers never compared: they vary by time, connection or framing (the body itself
 # is compared). Each is listed in docs/FIDELITY.md under "What the harness normalises".
@@ -158,9 +165,7 @@ def diff_values(path: str, ref: Any, gw: Any, out: dict[str, tuple[Any, Any]]) -
         for key in dict.fromkeys([*ref, *gw]):
             diff_values(f"{path}.{key}", ref.get(key, ABSENT), gw.get(key, ABSENT), out)
         return
-    if _comparable(ref) != _comparable(gw) or type(_comparable(ref)) is not type(
-        _comparable(gw)
-    ):
+    if _comparable(ref) != _comparable(gw) or type(_comparable(ref)) is not type(_comparable(gw)):
         out[path] = (ref, gw)
 
 
@@ -196,7 +201,8 @@ def classify(outcome: Outcome, table: Iterable[Deliberate] = DELIBERATE) -> Outc
         for expect, names in expand(row, outcome.diffs):
             if not names and expect.required:
                 outcome.problems.append(
-                    f"{row.id}: listed as differing in {expect.field}, but it does not differ")
+                    f"{row.id}: listed as differing in {expect.field}, but it does not differ"
+                )
             for name in names:
                 ref, gw = outcome.diffs[name]
                 why = expect.check(ref, gw)
@@ -227,8 +233,9 @@ _COOKIE_DATE = re.compile(r"(Expires=)([A-Z][a-z]{2}, \d\d [A-Z][a-z]{2} (\d{4})
 def _normalise_text(s: str, ports: Callable[[str], str]) -> str:
     s = ports(s)
     # a cookie's expiry "now + max-age" depends on the second it was sent
-    return _COOKIE_DATE.sub(lambda m: m.group(1) + ("<date>" if m.group(3) != "1970" else
-                                                    m.group(2)), s)
+    return _COOKIE_DATE.sub(
+        lambda m: m.group(1) + ("<date>" if m.group(3) != "1970" else m.group(2)), s
+    )
 
 
 def _normalise(value: Any, ports: Callable[[str], str]) -> Any:
@@ -260,8 +267,9 @@ def _body(data: bytes, content_type: str | None, ports: Callable[[str], str]) ->
     return _normalise_text(text, ports)
 
 
-def http_observation(status: int, headers: list[tuple[bytes, bytes]], body: bytes,
-                     ports: Callable[[str], str]) -> Observation:
+def http_observation(
+    status: int, headers: list[tuple[bytes, bytes]], body: bytes, ports: Callable[[str], str]
+) -> Observation:
     """An HTTP reply as compared: repeated fields joined with ", " (Set-Cookie: a list)."""
     compared: dict[str, Any] = {}
     for raw_name, raw_value in headers:
@@ -282,8 +290,9 @@ def http_observation(status: int, headers: list[tuple[bytes, bytes]], body: byte
 # -- raw HTTP ---------------------------------------------------------------------------------
 
 
-async def http_exchange(port: int, data: bytes, methods: list[str],
-                        ports: Callable[[str], str]) -> Observation:
+async def http_exchange(
+    port: int, data: bytes, methods: list[str], ports: Callable[[str], str]
+) -> Observation:
     """Send ``data`` on a new connection to 127.0.0.1:port and read ``len(methods)`` replies
     (parsed by h11 as a client would); the connection is closed after the last one."""
     conn = h11.Connection(h11.CLIENT)
@@ -330,8 +339,9 @@ async def http_exchange(port: int, data: bytes, methods: list[str],
         error = "connection closed without a (complete) reply"
     except h11.RemoteProtocolError as exc:
         # h11 reports a close before any reply as a protocol error: say what happened
-        error = ("connection closed without any reply" if not received
-                 else f"unparsable reply: {exc}")
+        error = (
+            "connection closed without any reply" if not received else f"unparsable reply: {exc}"
+        )
     except OSError as exc:
         error = f"connection failed: {exc}"
     if not replies:
@@ -374,12 +384,16 @@ def node_binary() -> str:
     """
     node = shutil.which("node")
     if node is None:
-        raise HarnessError("node is not installed: the differential harness needs Node.js 18+ "
-                           "(`make test` installs the packages in tests/node with npm ci)")
+        raise HarnessError(
+            "node is not installed: the differential harness needs Node.js 18+ "
+            "(`make test` installs the packages in tests/node with npm ci)"
+        )
     missing = [p for p in NODE_PACKAGES if not (NODE_DIR / "node_modules" / p).is_dir()]
     if missing:
-        raise HarnessError(f"tests/node/node_modules lacks {', '.join(missing)}: run "
-                           "`make node-deps` (npm ci in tests/node)")
+        raise HarnessError(
+            f"tests/node/node_modules lacks {', '.join(missing)}: run "
+            "`make node-deps` (npm ci in tests/node)"
+        )
     return node
 
 
@@ -398,8 +412,11 @@ async def reference_servers(node: str) -> AsyncIterator[ReferencePorts]:
     """
     with tempfile.TemporaryFile() as errors:
         proc = await trio.lowlevel.open_process(
-            [node, str(NODE_DIR / "differential_servers.js")], cwd=str(NODE_DIR),
-            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=errors,
+            [node, str(NODE_DIR / "differential_servers.js")],
+            cwd=str(NODE_DIR),
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=errors,
             env={**os.environ, "NODE_ENV": "production"},
         )
         assert proc.stdin is not None and proc.stdout is not None
@@ -408,8 +425,10 @@ async def reference_servers(node: str) -> AsyncIterator[ReferencePorts]:
             if "express" not in ready or "sails" not in ready:
                 errors.seek(0)
                 tail = errors.read()[-3000:].decode("utf-8", "replace")
-                raise HarnessError("the reference Express/Sails servers did not start: "
-                                   f"{ready.get('error', 'no ready line within 30 s')}\n{tail}")
+                raise HarnessError(
+                    "the reference Express/Sails servers did not start: "
+                    f"{ready.get('error', 'no ready line within 30 s')}\n{tail}"
+                )
             yield ReferencePorts(int(ready["express"]), int(ready["sails"]))
         finally:
             with trio.move_on_after(5) as cleanup:
@@ -444,8 +463,9 @@ async def _ready_line(stdout: trio.abc.ReceiveStream) -> dict[str, Any]:
 
 def gateway_settings() -> Settings:
     """The default profile (what a device runs) on port 0, access log off."""
-    return load_settings("default", overrides={"server.port": "0",
-                                               "server.access_log": "false"}, env={})
+    return load_settings(
+        "default", overrides={"server.port": "0", "server.access_log": "false"}, env={}
+    )
 
 
 @asynccontextmanager
@@ -465,8 +485,9 @@ async def gateway_server(app: App) -> AsyncIterator[Server]:
 # -- socket cases -----------------------------------------------------------------------------
 
 
-async def run_socket_setup(node: str, setup: str, port: int, cases: list[SocketCase],
-                           ports: Callable[[str], str]) -> dict[str, Observation]:
+async def run_socket_setup(
+    node: str, setup: str, port: int, cases: list[SocketCase], ports: Callable[[str], str]
+) -> dict[str, Observation]:
     """Run ``cases`` through the stock client of ``setup`` against 127.0.0.1:port, in order,
     on one socket. A request that gets no reply within SOCKET_STEP_TIMEOUT_MS is tried once
     more in a new client process (a busy machine is not a hang); when it fails again it is
@@ -480,15 +501,25 @@ async def run_socket_setup(node: str, setup: str, port: int, cases: list[SocketC
             "sdk": sdk,
             "timeout_ms": 120000,
             "step_timeout_ms": SOCKET_STEP_TIMEOUT_MS,
-            "handshake_headers": {"Cookie": handshake_cookie(),
-                                  "Origin": f"http://127.0.0.1:{port}"},
+            "handshake_headers": {
+                "Cookie": handshake_cookie(),
+                "Origin": f"http://127.0.0.1:{port}",
+            },
             "steps": [{"op": "request", "options": c.options()} for c in pending],
         }
         with trio.fail_after(180):
             proc = await trio.run_process(
-                [node, str(NODE_DIR / "sails_client.js"), f"http://127.0.0.1:{port}",
-                 json.dumps(scenario)],
-                capture_stdout=True, capture_stderr=True, check=False, cwd=str(NODE_DIR))
+                [
+                    node,
+                    str(NODE_DIR / "sails_client.js"),
+                    f"http://127.0.0.1:{port}",
+                    json.dumps(scenario),
+                ],
+                capture_stdout=True,
+                capture_stderr=True,
+                check=False,
+                cwd=str(NODE_DIR),
+            )
         lines = []
         for text in proc.stdout.decode().splitlines():
             try:
@@ -503,11 +534,13 @@ async def run_socket_setup(node: str, setup: str, port: int, cases: list[SocketC
                 results[case_id].note = f"answered when retried; first try: {failures[case_id]}"
         if any(line.get("done") for line in lines):
             break
-        error = next((line["error"] for line in lines if "error" in line), None) \
-            or proc.stderr.decode()[-500:] or f"client exited with {proc.returncode}"
+        error = (
+            next((line["error"] for line in lines if "error" in line), None)
+            or proc.stderr.decode()[-500:]
+            or f"client exited with {proc.returncode}"
+        )
         if not any(line.get("event") == "connect" for line in lines):
-            raise HarnessError(f"the {setup} client could not connect to 127.0.0.1:{port}: "
-                               f"{error}")
+            raise HarnessError(f"the {setup} client could not connect to 127.0.0.1:{port}: {error}")
         # the client gave up on the request after the last answered one: retry it once, then
         # record it as unanswered and go on
         stuck = len(answered)
@@ -519,7 +552,7 @@ async def run_socket_setup(node: str, setup: str, port: int, cases: list[SocketC
             pending = pending[stuck:]
             continue
         results[case_id] = Observation(None, {}, NO_BODY, f"no reply (twice): {error}")
-        pending = pending[stuck + 1:]
+        pending = pending[stuck + 1 :]
     return results
 
 
@@ -544,13 +577,17 @@ class Results:
 
     def notes(self) -> list[str]:
         """What happened on the way that the comparison does not show (retries)."""
-        return [f"{o.key} ({side}): {obs.note}" for o in self.outcomes
-                for side, obs in (("reference", o.reference), ("gateway", o.gateway))
-                if obs.note]
+        return [
+            f"{o.key} ({side}): {obs.note}"
+            for o in self.outcomes
+            for side, obs in (("reference", o.reference), ("gateway", o.gateway))
+            if obs.note
+        ]
 
     def select(self, kind: str, status: str | None = None) -> list[Outcome]:
-        return [o for o in self.outcomes
-                if o.kind == kind and (status is None or o.status == status)]
+        return [
+            o for o in self.outcomes if o.kind == kind and (status is None or o.status == status)
+        ]
 
 
 async def run_all() -> Results:
@@ -582,10 +619,12 @@ async def run_all() -> Results:
         async def one(case: HTTPCase) -> None:
             async with limiter:
                 methods = list(case.reply_methods())
-                r = await http_exchange(ref_port[case.app], request_bytes(case, ref_port[case.app]),
-                                        methods, ref_norm)
-                g = await http_exchange(gw_port[case.app], request_bytes(case, gw_port[case.app]),
-                                        methods, gw_norm)
+                r = await http_exchange(
+                    ref_port[case.app], request_bytes(case, ref_port[case.app]), methods, ref_norm
+                )
+                g = await http_exchange(
+                    gw_port[case.app], request_bytes(case, gw_port[case.app]), methods, gw_norm
+                )
                 http_results[case.id] = (r, g)
 
         socket_results: dict[tuple[str, str], dict[str, Observation]] = {}
@@ -594,7 +633,8 @@ async def run_all() -> Results:
             port = ref.sails if side == "ref" else gw_sails.port
             norm = ref_norm if side == "ref" else gw_norm
             socket_results[(setup, side)] = await run_socket_setup(
-                node, setup, port, list(SOCKET_CASES), norm)
+                node, setup, port, list(SOCKET_CASES), norm
+            )
 
         async with trio.open_nursery() as nursery:
             for case in HTTP_CASES:
@@ -605,16 +645,23 @@ async def run_all() -> Results:
 
     for case in HTTP_CASES:
         r, g = http_results[case.id]
-        outcomes.append(classify(Outcome("http", case.id, case.app, case.label(), r, g,
-                                         compare(r, g))))
+        outcomes.append(
+            classify(Outcome("http", case.id, case.app, case.label(), r, g, compare(r, g)))
+        )
     for setup in SOCKET_SETUPS:
         for scase in SOCKET_CASES:
             r = socket_results[(setup, "ref")][scase.id]
             g = socket_results[(setup, "gw")][scase.id]
-            outcomes.append(classify(Outcome("socket", f"{scase.id}@{setup}", "sails",
-                                             scase.label(), r, g, compare(r, g))))
-    return Results(outcomes, time.monotonic() - started,
-                   list(dict.fromkeys(gateway_express_app.MISSING_API)))
+            outcomes.append(
+                classify(
+                    Outcome(
+                        "socket", f"{scase.id}@{setup}", "sails", scase.label(), r, g, compare(r, g)
+                    )
+                )
+            )
+    return Results(
+        outcomes, time.monotonic() - started, list(dict.fromkeys(gateway_express_app.MISSING_API))
+    )
 
 
 def run() -> Results:

@@ -17,8 +17,10 @@ def counts(results: Results) -> list[str]:
     for kind in ("http", "socket"):
         outcomes = results.select(kind)
         n = Counter(o.status for o in outcomes)
-        lines.append(f"{kind:>6}: {len(outcomes)} cases, {n['equal']} equal, "
-                     f"{n['deliberate']} deliberate, {n['differs']} differ")
+        lines.append(
+            f"{kind:>6}: {len(outcomes)} cases, {n['equal']} equal, "
+            f"{n['deliberate']} deliberate, {n['differs']} differ"
+        )
     return lines
 
 
@@ -33,14 +35,15 @@ def by_field(outcomes: list[Outcome], limit: int = 12) -> list[str]:
     lines = []
     for name, ids in sorted(cases.items(), key=lambda item: (-len(item[1]), item[0])):
         merged = _merge_setups(ids)
-        shown = ", ".join(merged[:limit]) + (f", ... (+{len(merged) - limit})"
-                                             if len(merged) > limit else "")
+        shown = ", ".join(merged[:limit]) + (
+            f", ... (+{len(merged) - limit})" if len(merged) > limit else ""
+        )
         lines.append(f"  {name} [{len(ids)}]: {shown}")
     return lines
 
 
 def _merge_setups(ids: list[str]) -> list[str]:
-    """"sk-get@dist", "sk-get@sdk2" -> "sk-get@dist,sdk2" (HTTP ids pass through)."""
+    """ "sk-get@dist", "sk-get@sdk2" -> "sk-get@dist,sdk2" (HTTP ids pass through)."""
     setups: dict[str, list[str]] = defaultdict(list)
     for case_id in ids:
         base, _, setup = case_id.partition("@")
