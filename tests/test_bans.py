@@ -24,20 +24,12 @@ from gateway.app.bans import Bans, peer_key
 from gateway.settings import BansSettings
 from tests.helpers import Client, request, running
 from tests.test_body_streaming import session
-from tests.test_modes import TOKEN, TOKEN_SHA256
+from tests.test_modes import TOKEN
 from tests.test_sails_gateway import _eio4, _jwr
 from tests.test_websocket import Client as WSClient
 
 WRONG = [("Authorization", "Bearer not-the-token")]
 RIGHT = [("Authorization", f"Bearer {TOKEN}")]
-
-
-@pytest.fixture
-def creds(tmp_path: Path) -> str:
-    path = tmp_path / "credentials"
-    path.write_text(f"sha256:{TOKEN_SHA256} admin\n")
-    os.chmod(path, 0o600)
-    return str(path)
 
 
 class ShiftedClock:

@@ -7,8 +7,6 @@
 from __future__ import annotations
 
 import logging
-import os
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -20,7 +18,7 @@ from gateway.app.cors import Cors, Policy, check_option
 from gateway.errors import ConfigError
 from gateway.settings import CorsSettings, load_settings
 from tests.helpers import make_settings, request, running
-from tests.test_modes import TOKEN, TOKEN_SHA256
+from tests.test_modes import TOKEN
 from tests.test_sails_gateway import _eio4, _jwr
 from tests.test_websocket import Client
 
@@ -40,14 +38,6 @@ def policy(**values: Any) -> Policy:
     built = Policy.build({**base, **values})
     assert built is not None
     return built
-
-
-@pytest.fixture
-def creds(tmp_path: Path) -> str:
-    path = tmp_path / "credentials"
-    path.write_text(f"sha256:{TOKEN_SHA256} admin\n")
-    os.chmod(path, 0o600)
-    return str(path)
 
 
 # -- the policy's decisions, header by header ----------------------------------------------------

@@ -7,25 +7,15 @@
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 from typing import Any
 
-import pytest
 import trio
 
 from gateway import App, Request, Response, WebSocket
 from tests.cdp import Page, open_browser
 from tests.helpers import running
-from tests.test_modes import TOKEN, TOKEN_SHA256
-
-
-@pytest.fixture
-def creds(tmp_path: Path) -> str:
-    path = tmp_path / "credentials"
-    path.write_text(f"sha256:{TOKEN_SHA256} admin\n")
-    os.chmod(path, 0o600)
-    return str(path)
+from tests.test_modes import TOKEN
 
 
 def page_app() -> App:

@@ -23,19 +23,11 @@ from gateway import App, Request, Response, bodyparsers
 from gateway.app.metrics import DURATION_BUCKETS_S, RECENT_ERRORS, Metrics
 from tests.helpers import request, running
 from tests.peers import require_tool
-from tests.test_modes import TOKEN, TOKEN_SHA256
+from tests.test_modes import TOKEN
 from tests.test_sails_gateway import _eio4
 from tests.test_websocket import Client
 
 AUTH = [("Authorization", f"Bearer {TOKEN}")]
-
-
-@pytest.fixture
-def creds(tmp_path: Path) -> str:
-    path = tmp_path / "credentials"
-    path.write_text(f"sha256:{TOKEN_SHA256} admin\n")
-    os.chmod(path, 0o600)
-    return str(path)
 
 
 def families(text: str) -> dict[str, Any]:

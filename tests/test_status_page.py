@@ -6,7 +6,6 @@
 from __future__ import annotations
 
 import json
-import os
 import re
 from pathlib import Path
 from typing import Any
@@ -19,17 +18,9 @@ from gateway.app.status import MAX_VIEWERS
 from tests.cdp import open_browser
 from tests.helpers import Client, connect, request, running
 from tests.test_body_streaming import session
-from tests.test_modes import TOKEN, TOKEN_SHA256
+from tests.test_modes import TOKEN
 
 AUTH = [("Authorization", f"Bearer {TOKEN}")]
-
-
-@pytest.fixture
-def creds(tmp_path: Path) -> str:
-    path = tmp_path / "credentials"
-    path.write_text(f"sha256:{TOKEN_SHA256} admin\n")
-    os.chmod(path, 0o600)
-    return str(path)
 
 
 def small_app() -> App:
