@@ -5,6 +5,7 @@
 # Must not: serve connections itself (gateway.server.serve) or parse profiles (gateway.settings).
 from __future__ import annotations
 
+import gc
 import logging
 import os
 import signal
@@ -40,6 +41,7 @@ async def run(app: App, settings: Settings, profile: str, overrides: dict[str, s
             where = ", ".join(_address(a) for a in server.addresses)
             log.info("serving on %s with profile %s", where, settings.profile)
             notifier.ready(f"serving on {where} (profile {settings.profile})")
+            tune_collector()
             release_free_memory()  # what start-up freed (module loading, profile, routes)
             interval = watchdog_interval_s(os.environ)
             if interval:
@@ -60,6 +62,28 @@ async def run(app: App, settings: Settings, profile: str, overrides: dict[str, s
                 server.shutdown()
                 nursery.start_soon(_stop_when_done, server, nursery)
     notifier.close()
+
+
+# Young-generation threshold while serving (CPython's default is 700). A request's objects live
+# across a few awaits, so with tens of connections in flight 700 net allocations are crossed
+# every few requests and each collection promotes the in-flight objects it finds, which then
+# feed generation 1 and 2 collections: measured under wrk -c50, GET /hello, 624 young, 57 middle
+# and 5 full collections per 14.7k requests took about 7% of the server's CPU. At 7000: 46 young,
+# 4 middle, none full, under 0.3%. Most garbage here is freed by reference counting the moment
+# it dies; the threshold only delays cyclic garbage, a few hundred KiB at most.
+GC_YOUNG_THRESHOLD = 7000
+
+
+def tune_collector() -> None:
+    """Once start-up is over: move what it allocated (modules, routes, the profile: about 26k
+    objects) to the collector's permanent generation, which full collections skip (a full
+    collection went from about 14 ms to under 1 ms), and raise the young threshold
+    (GC_YOUNG_THRESHOLD). Objects made later (a reload's) are collected as usual.
+    """
+    gc.collect()  # freeze what is live, not start-up's garbage
+    gc.freeze()
+    _, middle, full = gc.get_threshold()
+    gc.set_threshold(GC_YOUNG_THRESHOLD, middle, full)
 
 
 async def _stop_when_done(server: Server, nursery: trio.Nursery) -> None:
