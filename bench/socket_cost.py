@@ -106,7 +106,7 @@ def measure(cmd: list[str], total: int, conns: int, request: bytes) -> dict[str,
     m = re.search(r"^(?:summary|totals): ([\d ]+)$", text, re.M)
     if not m or not events:
         raise SystemExit("no callgrind total")
-    return dict(zip(events.group(1).split(), map(int, m.group(1).split())))
+    return dict(zip(events.group(1).split(), map(int, m.group(1).split()), strict=True))
 
 
 def main() -> None:
