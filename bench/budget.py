@@ -20,7 +20,7 @@ import time
 from typing import Any
 
 from gateway import App, Request, Response
-from gateway.app.budget import tune_allocator
+from gateway.body.budget import tune_allocator
 
 # What the server process should do at startup (see tune_allocator); --malloc-default skips it
 if not os.environ.get("BENCH_BUDGET_MALLOC_DEFAULT"):

@@ -50,17 +50,17 @@ __all__ = [
 ]
 
 if TYPE_CHECKING:
-    from gateway.app import bodyparsers
     from gateway.app.cookies import cookie_parser
     from gateway.app.handlers import ErrorHandler, Handler, Middleware, Next, WebSocketHandler
     from gateway.app.pubsub import SocketHub
+    from gateway.body import parsers as bodyparsers
     from gateway.server.websocket import WebSocket
 
 # Imported on first use: an app without body parsers or WebSockets does not pay their memory
 # (zlib, multipart, wsproto's handshake machinery) on a device with a few hundred MiB.
 # The handler types are Protocols for type checkers (about 25 KiB): loaded when imported.
 _LAZY = {
-    "bodyparsers": "gateway.app.bodyparsers",
+    "bodyparsers": "gateway.body.parsers",
     "WebSocket": "gateway.server.websocket",
     "SocketHub": "gateway.app.pubsub",
     "cookie_parser": "gateway.app.cookies",

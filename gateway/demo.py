@@ -8,7 +8,7 @@ import html
 from typing import TYPE_CHECKING
 
 from gateway import App, Request, Response
-from gateway.app import bodyparsers
+from gateway.body import parsers as bodyparsers
 
 if TYPE_CHECKING:
     from gateway.server.websocket import WebSocket

@@ -1,4 +1,4 @@
-# The allocator settings of gateway.app.budget, checked in a child process (they change the
+# The allocator settings of gateway.body.budget, checked in a child process (they change the
 # process's malloc state): freed heap memory really goes back to the OS.
 from __future__ import annotations
 
@@ -29,7 +29,7 @@ def test_release_free_memory_returns_freed_heap_pages() -> None:
     # 40 MiB of 2 KiB blocks (heap, under the mmap threshold), all freed but the last one,
     # which pins the heap's top: only a trim hands the pages below it back.
     code = (
-        "from gateway.app.budget import release_free_memory\n"
+        "from gateway.body.budget import release_free_memory\n"
         "def rss(): return int(open('/proc/self/statm').read().split()[1]) * 4096\n"
         "blocks = [bytes(2000) + bytes([i % 256]) for i in range(20000)]\n"
         "keep = blocks[-1]\n"
@@ -44,9 +44,9 @@ def test_release_free_memory_returns_freed_heap_pages() -> None:
 def test_tune_allocator_leaves_an_operator_setting_alone() -> None:
     code = (
         "import os\nos.environ['MALLOC_MMAP_THRESHOLD_'] = '65536'\n"
-        "from gateway.app.budget import tune_allocator\nprint(tune_allocator())"
+        "from gateway.body.budget import tune_allocator\nprint(tune_allocator())"
     )
     assert _child(code) == ["False"]
-    assert _child("from gateway.app.budget import tune_allocator\nprint(tune_allocator())") == [
+    assert _child("from gateway.body.budget import tune_allocator\nprint(tune_allocator())") == [
         "True"
     ]

@@ -14,7 +14,7 @@ import trio
 import trio.testing
 
 from gateway import App, BudgetExceeded, ClientDisconnected, bodyparsers
-from gateway.app.body import MemoryBudget
+from gateway.body.stream import MemoryBudget
 from gateway.errors import BodyTimeout, BodyTooLarge
 from tests.helpers import Client, connect, request, running
 from tests.test_body_streaming import Recorder, session, stream_of
@@ -560,7 +560,7 @@ async def test_the_cache_keeps_every_byte_whatever_the_chunking(
 
 
 async def test_an_allocation_failure_is_a_503_never_a_memory_error(monkeypatch: Any) -> None:
-    from gateway.app import body as body_module
+    from gateway.body import stream as body_module
 
     def no_memory(self: Any) -> bytes:
         raise MemoryError

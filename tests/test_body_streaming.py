@@ -15,7 +15,7 @@ import trio
 import trio.testing
 
 from gateway import App, BodyError, ClientDisconnected
-from gateway.app.body import BodyStream, BytesSource, EmptySource, MemoryBudget, State
+from gateway.body.stream import BodyStream, BytesSource, EmptySource, MemoryBudget, State
 from gateway.errors import BodyTimeout, BodyTooLarge
 from gateway.server.serve import ConnectionInfo, Server
 from tests.helpers import Client, connect, exchange, make_settings, request, running

@@ -1,4 +1,4 @@
-# Tests for gateway.app.bodyparsers: json/urlencoded/text/raw middleware and content decoding,
+# Tests for gateway.body.parsers: json/urlencoded/text/raw middleware and content decoding,
 # fed whole and chunk by chunk through FakeRequest, a fake of the request seam
 # (docs/CONTRACTS.md) with a fake memory budget that records its peak.
 from __future__ import annotations
@@ -14,7 +14,7 @@ import trio
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from gateway.app import bodyparsers as bp
+from gateway.body import parsers as bp
 from gateway.errors import (
     BadRequest,
     BodyTooLarge,

@@ -13,7 +13,7 @@ import pytest
 import trio
 
 from gateway import App, bodyparsers
-from gateway.app import bodyparsers as app_bodyparsers
+from gateway.body import parsers as app_bodyparsers
 from gateway.http.target import parse_query
 from tests.helpers import Reply, request, running
 

@@ -1,4 +1,4 @@
-# gateway.app.budget at its edges, where an off-by-one or a lost count would go unnoticed by the
+# gateway.body.budget at its edges, where an off-by-one or a lost count would go unnoticed by the
 # end-to-end tests: exactly-full reservations and pledges, counts that add up over several
 # refusals, the figures /_gateway/stats shows while bytes are held and pledged, and the
 # allocator calls (a fake ctypes library at the seam; test_allocator.py checks the real effect
@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from gateway.app.budget import MemoryBudget, release_free_memory, tune_allocator
+from gateway.body.budget import MemoryBudget, release_free_memory, tune_allocator
 from gateway.errors import BudgetExceeded
 
 

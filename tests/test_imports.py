@@ -36,7 +36,7 @@ def imports_of(name: str) -> set[str]:
             else:
                 target = node.module or ""
             found.add(target)
-            # `from gateway.app import bodyparsers` imports a module, not a name
+            # `from gateway.body import parsers` imports a module, not a name
             found.update(f"{target}.{alias.name}" for alias in node.names)
     return found
 

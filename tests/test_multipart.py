@@ -1,4 +1,4 @@
-# Tests for gateway.app.multipart: the sans-IO MultipartParser (bytes in, events out, fed whole,
+# Tests for gateway.body.multipart: the sans-IO MultipartParser (bytes in, events out, fed whole,
 # byte by byte, 7 bytes at a time and at random splits) and the async layer (multipart(req),
 # form()) over tests.test_bodyparsers.FakeRequest.
 from __future__ import annotations
@@ -11,8 +11,8 @@ import trio
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from gateway.app import multipart as mp
-from gateway.app.multipart import MultipartParser, PartData, PartEnd, PartStart
+from gateway.body import multipart as mp
+from gateway.body.multipart import MultipartParser, PartData, PartEnd, PartStart
 from gateway.errors import BadRequest, BodyTooLarge, PayloadTooLarge, UnsupportedMediaType
 from tests.test_bodyparsers import FakeRequest, run
 

@@ -14,9 +14,9 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from gateway.app.auth import Credentials
-from gateway.app.body import MemoryBudget
 from gateway.app.metrics import Metrics
 from gateway.app.router import Router
+from gateway.body.stream import MemoryBudget
 from gateway.http.target import parse_query
 
 if TYPE_CHECKING:

@@ -1,15 +1,15 @@
 # The request object handlers see, identical for HTTP, HTTPS and Sails virtual requests, and for
 # user and privilege mode (EdgerOS WebRequest / Express req). Everything but the path is computed
 # lazily: a GET /hello pays for what its handler touches and nothing more.
-# Must not: read sockets itself (the body comes through gateway.app.body.BodyStream) or know
+# Must not: read sockets itself (the body comes through gateway.body.stream.BodyStream) or know
 # which transport it arrived on beyond the flags it is given.
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable, Collection, Iterable, Iterator, Mapping
 from typing import TYPE_CHECKING, Any, Literal, overload
 
-from gateway.app.body import BodyStream, EmptySource, MemoryBudget, State
 from gateway.app.cookies import json_cookies
+from gateway.body.stream import BodyStream, EmptySource, MemoryBudget, State
 from gateway.http.target import parse_cookies
 
 if TYPE_CHECKING:
@@ -601,7 +601,7 @@ class Request:
         Raises:
             UnsupportedMediaType (415), BadRequest (400) and every error of ``read()``.
         """
-        from gateway.app.bodyparsers import read_text  # on first use: zlib, codecs, multipart
+        from gateway.body.parsers import read_text  # on first use: zlib, codecs, multipart
 
         if not self.cache_enabled:
             self.enable_cache()
@@ -621,7 +621,7 @@ class Request:
             parsed = getattr(self._source, "value", _UNPARSED)
             if parsed is not _UNPARSED:
                 return parsed
-        from gateway.app.bodyparsers import read_json  # on first use, like the parsers
+        from gateway.body.parsers import read_json  # on first use, like the parsers
 
         if not self.cache_enabled:
             self.enable_cache()

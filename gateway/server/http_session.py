@@ -16,8 +16,8 @@ from typing import TYPE_CHECKING, Any
 import h11
 import trio
 
-from gateway.app.body import EmptySource
 from gateway.app.request import Request
+from gateway.body.stream import EmptySource
 from gateway.errors import (
     BodyError,
     BodyTimeout,
@@ -264,7 +264,7 @@ class HTTPSession:
         return self.cycle.length
 
     async def receive_chunk(self) -> bytes | None:
-        """The next body chunk (None at the end); the BodySource of gateway.app.body.
+        """The next body chunk (None at the end); the BodySource of gateway.body.stream.
 
         Content-Length bodies: once h11 has handed out what it buffered with the head, the rest
         is read straight from the stream (Cycle.go_direct). Chunked bodies go through h11.

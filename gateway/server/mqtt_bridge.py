@@ -17,8 +17,8 @@ from typing import TYPE_CHECKING, Any, Final, Protocol, cast
 
 import trio
 
-from gateway.app.body import ValueSource
 from gateway.app.metrics import TransportMetrics
+from gateway.body.stream import ValueSource
 from gateway.errors import ConfigError, HTTPError, RemoteProtocolError
 from gateway.server.sails_session import VirtualResponse, _target
 from gateway.settings import mqtt_address

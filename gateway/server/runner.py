@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 
 import trio
 
-from gateway.app.budget import release_free_memory, tune_allocator
+from gateway.body.budget import release_free_memory, tune_allocator
 from gateway.errors import ConfigError
 from gateway.server.serve import Server
 from gateway.server.systemd import Notifier, listen_fds, watchdog_interval_s, watchdog_loop

@@ -16,10 +16,10 @@ from urllib.parse import quote
 
 import trio
 
-from gateway.app.body import ValueSource
 from gateway.app.cors import same_origin
 from gateway.app.pubsub import Push, SocketHub
 from gateway.app.response import NO_BODY
+from gateway.body.stream import ValueSource
 from gateway.errors import HTTPError, RemoteProtocolError, WebSocketClosed
 from gateway.http.target import split_target
 from gateway.server.websocket import SocketHost

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import unquote_to_bytes
 
-from gateway.app.decoding import (
+from gateway.body.decoding import (
     BodyRequest,
     Middleware,
     Next,

@@ -22,8 +22,8 @@ from collections.abc import (
 from contextlib import aclosing
 from typing import Any, Protocol
 
-from gateway.app.body import too_large
 from gateway.app.negotiation import type_is
+from gateway.body.stream import too_large
 from gateway.errors import BadRequest, BudgetExceeded, UnsupportedMediaType
 
 __all__ = [

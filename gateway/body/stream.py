@@ -21,7 +21,7 @@ import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
-from gateway.app.budget import MemoryBudget, tune_allocator
+from gateway.body.budget import MemoryBudget, tune_allocator
 from gateway.errors import BodyError, BodyTooLarge, ClientDisconnected
 
 if TYPE_CHECKING:

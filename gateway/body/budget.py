@@ -1,7 +1,7 @@
 # The process-wide memory budget for request bodies (cached, parsed or kept by a parser), and
 # the one allocator setting that makes RSS follow it. Reservations are synchronous counters:
 # no waiting, no tasks, no clock; a short budget is an immediate BudgetExceeded (503 +
-# Retry-After). gateway.app.body charges it as bytes arrive and releases it when an exchange ends.
+# Retry-After). gateway.body.stream charges it as bytes arrive and releases it when an exchange ends.
 from __future__ import annotations
 
 import logging

@@ -1,7 +1,7 @@
 # Express/EdgerOS body-parser middleware: json, urlencoded, text, raw (and multipart's form),
 # plus the helpers behind req.json()/req.text(). Import as `from gateway import bodyparsers` and
 # `app.use(bodyparsers.json())`. Shared machinery (the request seam, limits, Content-Type and
-# Content-Encoding decoding) lives in gateway.app.decoding and is re-exported here.
+# Content-Encoding decoding) lives in gateway.body.decoding and is re-exported here.
 # Must not: touch sockets, the clock or the response; problems are raised as gateway.errors. Every
 # size is bounded while streaming: the decoded body by the parser's limit, retained bytes by
 # req.reserve() (the process-wide memory budget), a cached body is parsed without a second charge.
@@ -15,7 +15,7 @@ from collections.abc import Callable
 from itertools import accumulate, repeat
 from typing import Any, Final
 
-from gateway.app.decoding import (
+from gateway.body.decoding import (
     BodyRequest,
     LimitsLike,
     Middleware,
@@ -32,7 +32,7 @@ from gateway.app.decoding import (
     type_checker,
     unsupported_charset,
 )
-from gateway.app.multipart import form, multipart
+from gateway.body.multipart import form, multipart
 from gateway.errors import BadRequest, PayloadTooLarge, UnsupportedMediaType
 from gateway.http.target import parse_query
 
