@@ -3,12 +3,16 @@
 # depend on how the peer's bytes happen to be split into reads.
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import h11
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from gateway.errors import ProtocolError
+from gateway.http import connection
 from gateway.http.connection import HTTPLimits, ServerConnection
 from gateway.http.writer import ResponseWriter
 
@@ -622,3 +626,14 @@ def test_writer_short_body_closes_the_connection() -> None:
     w.data(b"ab")
     w.end()
     assert not w.keep_alive
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.binary(max_size=40).map(lambda b: b.translate(bytes.maketrans(b"abcd", b"\r\n\r\n"))))
+def test_head_end_is_where_h11_ends_a_head(scan: bytes) -> None:
+    # the two finds in connection._head_end stand for the regex \r?\n\r?\n (h11 ends a head at
+    # \n\r?\n; a leading CR changes only where the match starts): same end, or none
+    m = re.search(rb"\r?\n\r?\n", scan)
+    expected = m.end() if m else -1
+    assert connection._head_end(scan) == expected
+    assert connection._head_end(bytearray(scan)) == expected

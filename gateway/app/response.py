@@ -175,6 +175,7 @@ def check_header(name: str, value: str) -> None:
         raise ValueError(f"invalid header value for {name!r}: control characters (CR/LF)")
 
 
+@lru_cache(maxsize=64)  # a handler sets the same few types on every response
 def _with_charset(value: str) -> str:
     # mime-types contentType() for a full type, as Express's res.set('Content-Type') applies it
     if "charset" in value:
