@@ -23,17 +23,10 @@ from tests.test_imports import MODULES, imports_of
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def _fast_is_compiled() -> bool:
-    if importlib.util.find_spec("h11_mypyc") is None:
-        return False
-    import h11_mypyc
-
-    return parser.is_compiled(h11_mypyc)
-
-
 def test_the_parser_that_runs_is_the_one_asked_for() -> None:
-    asked = os.environ.get(parser.ENV_VAR, "auto") or "auto"
-    expected = asked if asked != "auto" else ("h11_mypyc" if _fast_is_compiled() else "h11")
+    asked = os.environ.get(parser.ENV_VAR, "auto").strip().lower() or "auto"
+    installed = importlib.util.find_spec("h11_mypyc") is not None
+    expected = asked if asked != "auto" else ("h11_mypyc" if installed else "h11")
     assert parser.NAME == expected
     assert parser.h11.__name__ == expected
     # the events the gateway hands out are that module's, head and chunked body alike
@@ -90,14 +83,11 @@ def test_forcing_a_missing_parser_says_what_to_install(monkeypatch: pytest.Monke
     assert parser.select(None).__name__ == "h11"
 
 
-def test_auto_does_not_take_the_pure_python_build_of_the_fork(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
+def test_auto_takes_the_fork_when_it_is_installed() -> None:
     if importlib.util.find_spec("h11_mypyc") is None:
         missing("h11_mypyc (the `fast` extra)", "pip install -e '.[dev]' (the venv of make test)")
-    monkeypatch.setattr(parser, "is_compiled", lambda module: False)
-    assert parser.select("auto").__name__ == "h11"
-    assert parser.select("h11_mypyc").__name__ == "h11_mypyc"  # forcing it still works
+    assert parser.select("auto").__name__ == "h11_mypyc"
+    assert parser.select("").__name__ == "h11_mypyc"
 
 
 @pytest.mark.parametrize(
