@@ -35,8 +35,19 @@ system-deps:
 autobahn-deps:
 	bash scripts/autobahn.sh --setup-only
 
+# The HTTP layer's tests (parsing, limits, smuggling shapes, byte-by-byte feeding, the server,
+# the client, the differential harness) run twice: the whole suite with the compiled parser
+# h11_mypyc (the `fast` extra, in dev), then this set again with h11 (gateway/http/parser.py;
+# tests/test_http_parser.py fails if the parser that ran is not the one forced). About 30 s more.
+HTTP_TESTS := tests/test_http_parser.py tests/test_http_connection.py tests/test_http_cycle.py \
+  tests/test_http_server.py tests/test_keepalive_desync.py tests/test_error_paths.py \
+  tests/test_body_streaming.py tests/test_backpressure.py tests/test_smoke_server.py \
+  tests/test_bodyparsers_http.py tests/test_client_http.py tests/test_websocket.py \
+  tests/test_differential.py
+
 test: $(STAMP) system-deps node-deps autobahn-deps lint
-	$(BIN)/python -m pytest -q --cov --cov-report=term-missing:skip-covered
+	GATEWAY_HTTP_PARSER=h11_mypyc $(BIN)/python -m pytest -q --cov --cov-report=term-missing:skip-covered
+	GATEWAY_HTTP_PARSER=h11 $(BIN)/python -m pytest -q -p no:cacheprovider $(HTTP_TESTS)
 
 # mutation testing of the stable modules (not part of `make test`; docs/TESTING.md has the
 # scores and a verdict for every surviving mutant)

@@ -299,7 +299,9 @@ def main(argv: list[str] | None = None) -> int:
                 check(settings)  # and that paho-mqtt is installed
             if args.app:
                 load_app(args.app)
-            print(f"ok: profile {settings.profile} ({settings.source})")
+            from gateway.http.parser import LABEL  # a forced parser that is missing fails here
+
+            print(f"ok: profile {settings.profile} ({settings.source}); HTTP parser {LABEL}")
             return 0
         if args.command == "detect":
             from gateway.detect import detect, format_detection
@@ -345,6 +347,10 @@ def main(argv: list[str] | None = None) -> int:
                 )
             return 0
         settings = _settings(args)
+        # chosen once at import ($GATEWAY_HTTP_PARSER): a forced parser that is not installed
+        # is a configuration error here, not a traceback from the server's imports
+        import gateway.http.parser  # noqa: F401
+
         app = load_app(args.app or "gateway.demo:app")
         app.bind(settings)
     except ConfigError as exc:

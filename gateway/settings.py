@@ -295,9 +295,17 @@ _ENV_KEYS: Final = MappingProxyType(
         if not key.startswith("profile.")
     }
 )
-# read by gateway.cli (app, log level) and gateway.detect (root), not settings
+# read by gateway.cli (app, log level), gateway.detect (root) and gateway.http.parser (which
+# parser, chosen once at import, before any profile is read), not settings
 _RESERVED_ENV: Final = frozenset(
-    {"GATEWAY_PROFILE", "GATEWAY_PROFILES_DIR", "GATEWAY_ROOT", "GATEWAY_APP", "GATEWAY_LOG_LEVEL"}
+    {
+        "GATEWAY_PROFILE",
+        "GATEWAY_PROFILES_DIR",
+        "GATEWAY_ROOT",
+        "GATEWAY_APP",
+        "GATEWAY_LOG_LEVEL",
+        "GATEWAY_HTTP_PARSER",
+    }
 )
 _DEFAULTS_LABEL: Final = "built-in defaults"
 _SIZE_HINT: Final = 'a size: bytes, or "64KiB", "16MiB", "1.5GiB"'

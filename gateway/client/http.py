@@ -27,7 +27,6 @@ from functools import lru_cache
 from typing import Any, Final
 from urllib.parse import urlencode, urljoin, urlsplit
 
-import h11
 import trio
 
 from gateway.client.errors import (
@@ -39,6 +38,7 @@ from gateway.client.errors import (
 )
 from gateway.client.pool import Connection, Origin, Pool, make_ssl_context, open_connection
 from gateway.client.response import _NO_SCOPE, Headers, ProgressCallback, Response
+from gateway.http.parser import h11  # h11 or h11_mypyc: one module for events and errors
 
 __all__ = ["Client", "Response", "Headers", "ProgressCallback", "USER_AGENT", "IDEMPOTENT"]
 
@@ -584,7 +584,10 @@ class Client:
                                             )
                                         )
                                     received = True
-                                    h.receive_data(got_data)  # type: ignore[arg-type]
+                                    # bytes: the compiled h11_mypyc refuses a bytearray
+                                    h.receive_data(
+                                        got_data if type(got_data) is bytes else bytes(got_data)
+                                    )
                                 elif kind is not h11.InformationalResponse:
                                     raise TransportError(
                                         f"{method} {full}: the connection closed before a response"
@@ -744,7 +747,7 @@ async def _early_response(conn: Connection, url: str, method: str, exc: BaseExce
                 raise broken from None
             if not data:
                 raise broken
-            h.receive_data(data)  # type: ignore[arg-type]
+            h.receive_data(data if type(data) is bytes else bytes(data))  # h11_mypyc: bytes only
             continue
         if type(ev) is h11.Response:
             resp = Response(ev.status_code, ev.reason, ev.headers, url, method, ev.http_version)

@@ -15,10 +15,10 @@ import socket
 import ssl
 from typing import Final
 
-import h11
 import trio
 
 from gateway.client.errors import ConnectError, RequestTimeout
+from gateway.http.parser import h11  # h11 or h11_mypyc: one module for events and errors
 
 __all__ = ["Origin", "Connection", "Pool", "make_ssl_context"]
 

@@ -12,7 +12,6 @@ from collections import deque
 from collections.abc import AsyncIterator, Callable, Iterable, Mapping
 from typing import IO, Any, Final
 
-import h11
 import trio
 
 import gateway.client.jsonseq as jsonseq
@@ -25,6 +24,7 @@ from gateway.client.errors import (
     error_for_status,
 )
 from gateway.client.pool import Connection, Pool
+from gateway.http.parser import h11  # h11 or h11_mypyc: one module for events and errors
 
 __all__ = ["Response", "Headers", "ProgressCallback"]
 
@@ -517,7 +517,8 @@ class Response:
                 raise TransportError(
                     f"connection broken while reading the body: {exc}", self
                 ) from None
-            conn.h11.receive_data(data)  # type: ignore[arg-type]
+            # bytes: the compiled h11_mypyc refuses a bytearray
+            conn.h11.receive_data(data if type(data) is bytes else bytes(data))
             return
         if scope.cancelled_caught:
             raise RequestTimeout(f"no whole response within {self._timeout_s:g} s", self)

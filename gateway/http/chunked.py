@@ -14,9 +14,8 @@ from __future__ import annotations
 import re
 from typing import Any
 
-import h11
-
 from gateway.errors import RemoteProtocolError as ProtocolError  # every error here is the peer's
+from gateway.http.parser import h11  # h11 or h11_mypyc: one module for events and errors
 
 __all__ = ["ChunkedReader", "MAX_CHUNK_BYTES"]
 
@@ -58,8 +57,9 @@ class ChunkedReader:
 
     Raises (from next_event):
         ProtocolError: 400 for broken framing (malformed size line, size over 2**63-1, data not
-            followed by CRLF, bare CR or LF, obs-fold or a malformed trailer field, the peer
-            closing mid-body), 431 for a trailer section over its limits.
+            followed by CRLF, bare CR or LF, obs-fold or a malformed trailer field, a framing
+            field h11 refuses in the trailer, the peer closing mid-body), 431 for a trailer
+            section over its limits.
     """
 
     __slots__ = (
@@ -208,7 +208,12 @@ class ChunkedReader:
                 )
                 return None
             if len(line) == 2:  # the empty line (CRLF) that ends the body
-                return h11.EndOfMessage(headers=fields)
+                try:
+                    return h11.EndOfMessage(headers=fields)
+                except h11.LocalProtocolError as exc:
+                    # h11 checks framing fields in trailers too (a bad or second Content-Length,
+                    # a Transfer-Encoding other than chunked): the peer's fault, a 400, not ours
+                    raise ProtocolError(f"Malformed trailer section: {exc}") from None
             self._trailer_bytes += len(line)
             if self._trailer_bytes > self._max_trailer:
                 raise ProtocolError("Trailer section too large", 431)

@@ -28,10 +28,9 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-import h11
-
 from gateway.errors import RemoteProtocolError
 from gateway.http.chunked import ChunkedReader
+from gateway.http.parser import h11  # h11 or h11_mypyc: one module for events and errors
 from gateway.http.target import is_authority_form, is_valid_host, split_target
 from gateway.http.writer import ResponseWriter
 
@@ -189,7 +188,9 @@ class ServerConnection:
         elif (chunked := self._chunked) is not None:
             chunked.receive_data(data)
             return
-        self._parser().receive_data(data)  # type: ignore[arg-type]  # appended to a bytearray
+        # bytes only: the compiled h11_mypyc refuses a bytearray (TypeError), which trio's memory
+        # streams hand out; h11 takes either
+        self._parser().receive_data(data if type(data) is bytes else bytes(data))
 
     def _check_incomplete_head(self, scan: bytes | bytearray) -> None:
         limits = self._limits

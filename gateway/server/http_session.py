@@ -13,7 +13,6 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-import h11
 import trio
 
 from gateway.app.request import Request
@@ -26,6 +25,7 @@ from gateway.errors import (
 )
 from gateway.http.connection import Cycle, ServerConnection
 from gateway.http.dates import http_date
+from gateway.http.parser import h11  # h11 or h11_mypyc: one module for events and errors
 
 if TYPE_CHECKING:
     from contextlib import AbstractContextManager

@@ -16,6 +16,7 @@ import trio
 
 from gateway.body.budget import release_free_memory, tune_allocator
 from gateway.errors import ConfigError
+from gateway.http.parser import LABEL as PARSER_LABEL
 from gateway.server.serve import Server
 from gateway.server.systemd import Notifier, listen_fds, watchdog_interval_s, watchdog_loop
 
@@ -39,7 +40,12 @@ async def run(app: App, settings: Settings, profile: str, overrides: dict[str, s
         async with trio.open_nursery() as nursery:
             await nursery.start(server.serve)
             where = ", ".join(_address(a) for a in server.addresses)
-            log.info("serving on %s with profile %s", where, settings.profile)
+            log.info(
+                "serving on %s with profile %s (HTTP parser %s)",
+                where,
+                settings.profile,
+                PARSER_LABEL,
+            )
             notifier.ready(f"serving on {where} (profile {settings.profile})")
             tune_collector()
             release_free_memory()  # what start-up freed (module loading, profile, routes)

@@ -23,6 +23,7 @@ import trio
 from gateway.app.exchange import Exchange
 from gateway.errors import ClientDisconnected, ConfigError
 from gateway.http.connection import HTTPLimits
+from gateway.http.parser import LABEL as PARSER_LABEL
 from gateway.server.http_session import HTTPSession
 
 if TYPE_CHECKING:
@@ -454,6 +455,7 @@ class Server:
                 else {"sockets": 0, "rooms": 0, "pushes": 0, "dropped": 0}
             ),
             "draining": self.draining,
+            "http_parser": PARSER_LABEL,  # e.g. "h11_mypyc 0.17.0 (compiled)": chosen at start
         }
         if self.mqtt is not None:
             stats["mqtt"] = self.mqtt.statistics()

@@ -1,0 +1,125 @@
+# The parser selection (gateway.http.parser): which h11 runs, how $GATEWAY_HTTP_PARSER forces one,
+# the start-up error for a forced parser that is missing, and that every part of the HTTP layer
+# (head parser, chunked reader, client) hands out the selected module's events. `make test` runs
+# the HTTP test set twice, once per parser; the first test here is what proves that the second
+# run really used the other parser.
+from __future__ import annotations
+
+import importlib.util
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+import gateway.http.parser as parser
+from gateway.errors import ConfigError
+from gateway.http.chunked import ChunkedReader
+from gateway.http.connection import HTTPLimits, ServerConnection
+from tests.peers import missing
+from tests.test_imports import MODULES, imports_of
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def test_the_parser_that_runs_is_the_one_asked_for() -> None:
+    asked = os.environ.get(parser.ENV_VAR, "auto").strip().lower() or "auto"
+    installed = importlib.util.find_spec("h11_mypyc") is not None
+    expected = asked if asked != "auto" else ("h11_mypyc" if installed else "h11")
+    assert parser.NAME == expected
+    assert parser.h11.__name__ == expected
+    # the events the gateway hands out are that module's, head and chunked body alike
+    conn = ServerConnection(HTTPLimits())
+    conn.receive_data(b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n1\r\nx\r\n")
+    head, data = conn.next_event(), conn.next_event()
+    assert type(head).__module__.partition(".")[0] == expected
+    assert type(data).__module__.partition(".")[0] == expected
+    assert type(ChunkedReader(100, 100, 10, b"0\r\n\r\n").next_event()) is parser.h11.EndOfMessage
+    print(f"HTTP parser under test: {parser.LABEL}")
+
+
+def test_the_client_uses_the_same_parser() -> None:
+    from gateway.client import http, pool, response
+
+    assert http.h11 is pool.h11 is response.h11 is parser.h11
+
+
+def test_only_the_selection_point_imports_h11() -> None:
+    # a module importing h11 itself would mix two modules' classes under h11_mypyc: its
+    # `except h11.RemoteProtocolError` would not catch the parser's errors
+    direct = {
+        (name, imported)
+        for name in MODULES
+        if name != "gateway.http.parser"
+        for imported in imports_of(name)
+        if imported.partition(".")[0] in ("h11", "h11_mypyc")
+    }
+    assert direct == set()
+
+
+def test_label_names_module_version_and_build() -> None:
+    assert parser.LABEL.startswith(f"{parser.NAME} {parser.VERSION} (")
+    assert ("(compiled)" in parser.LABEL) == parser.COMPILED
+    assert parser.is_compiled(importlib.import_module("h11")) is False  # h11 is pure Python
+
+
+@pytest.mark.parametrize("value", ["h11", " H11 "])
+def test_forcing_h11(value: str) -> None:
+    assert parser.select(value).__name__ == "h11"
+
+
+def test_an_unknown_value_is_a_config_error() -> None:
+    with pytest.raises(ConfigError, match=r"GATEWAY_HTTP_PARSER='fast'.*auto, h11, h11_mypyc"):
+        parser.select("fast")
+
+
+def test_forcing_a_missing_parser_says_what_to_install(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(sys.modules, "h11_mypyc", None)  # import h11_mypyc now fails
+    with pytest.raises(ConfigError) as info:
+        parser.select("h11_mypyc")
+    assert "pip install 'gateway[fast]'" in str(info.value)
+    assert parser.select("auto").__name__ == "h11"  # auto falls back quietly
+    assert parser.select(None).__name__ == "h11"
+
+
+def test_auto_takes_the_fork_when_it_is_installed() -> None:
+    if importlib.util.find_spec("h11_mypyc") is None:
+        missing("h11_mypyc (the `fast` extra)", "pip install -e '.[dev]' (the venv of make test)")
+    assert parser.select("auto").__name__ == "h11_mypyc"
+    assert parser.select("").__name__ == "h11_mypyc"
+
+
+@pytest.mark.parametrize(
+    "command", [["check", "--profile", "test"], ["serve", "--profile", "test", "--port", "0"]]
+)
+def test_the_cli_refuses_a_forced_parser_that_is_missing(command: list[str]) -> None:
+    code = (
+        "import sys; sys.modules['h11_mypyc'] = None\n"
+        "from gateway.cli import main\n"
+        f"raise SystemExit(main({command!r}))\n"
+    )
+    env = {**os.environ, parser.ENV_VAR: "h11_mypyc", "PYTHONPATH": str(ROOT)}
+    proc = subprocess.run(
+        [sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, timeout=60, text=True
+    )
+    assert proc.returncode == 78, proc.stderr
+    assert "GATEWAY_HTTP_PARSER=h11_mypyc: h11_mypyc cannot be imported" in proc.stderr
+    assert "Traceback" not in proc.stderr
+
+
+def test_check_says_which_parser(capsys: pytest.CaptureFixture[str]) -> None:
+    from gateway.cli import main
+
+    assert main(["check", "--profile", "test"]) == 0
+    assert f"HTTP parser {parser.LABEL}" in capsys.readouterr().out
+
+
+def test_the_fork_is_pinned_exactly_to_the_reviewed_version() -> None:
+    import tomllib
+
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    pin = f"h11_mypyc=={parser.REVIEWED_FAST_VERSION}"
+    assert project["optional-dependencies"]["fast"] == [pin]
+    assert pin in project["optional-dependencies"]["dev"]  # make test runs both parsers
+    assert "h11_mypyc" in (ROOT / "docs" / "FAST_PARSER.md").read_text()
