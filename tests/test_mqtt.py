@@ -129,6 +129,36 @@ async def test_404_json_body_and_method(broker: Broker) -> None:
             assert out["payload"]["statusCode"] == 200 and out["payload"]["body"]["hello"] == "mqtt"
 
 
+async def test_a_handler_deadline_answers_504_in_the_jwr(broker: Broker) -> None:
+    app = make_app()
+    finished: list[str] = []
+
+    @app.get("/stuck", timeout="300ms")
+    async def stuck(req: Any, res: Any) -> None:
+        try:
+            await trio.sleep_forever()  # a device that never answers
+        finally:
+            finished.append("stuck")
+
+    @app.get("/started", timeout="300ms")
+    async def started(req: Any, res: Any) -> None:
+        await res.write("part")  # a JWR goes out whole: still time for the 504
+        await trio.sleep_forever()
+
+    with trio.fail_after(20):
+        async with bridged(broker, app):
+            out = await rr(broker, "gateway/dev1/request", '{"url":"/stuck"}')
+            assert out["payload"]["statusCode"] == 504
+            assert out["payload"]["body"] == {"error": "Gateway Timeout", "status": 504}
+            out = await rr(broker, "gateway/dev1/request", '{"url":"/started"}')
+            # answered as every failure after the reply began: the reason phrase, as text
+            assert (out["payload"]["statusCode"], out["payload"]["body"]) == (
+                504,
+                "Gateway Timeout",
+            )
+    assert finished == ["stuck"]
+
+
 async def test_privilege_only_with_a_bearer_token_in_headers(
     broker: Broker, tmp_path: Path
 ) -> None:
