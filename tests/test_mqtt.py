@@ -264,6 +264,66 @@ async def test_requests_over_the_in_flight_cap_get_503(broker: Broker) -> None:
 # -- presence, statistics, events ---------------------------------------------------------------
 
 
+# A fresh interpreter (this module imports urllib.request itself): serves a request over the
+# bridge, then imports urllib.request as any app would and uses it.
+_LAZY_URLLIB = """
+import json, sys, types
+import trio
+from tests.helpers import make_settings, running
+from tests.mqtt_support import make_app, rr
+
+async def main(port):
+    settings = make_settings(mqtt__url=f"mqtt://127.0.0.1:{port}", mqtt__device_id="lazy")
+    seen = {}
+    with trio.fail_after(30):
+        async with running(make_app(), settings) as server:
+            link = server.mqtt.link
+            while not link.subscribed:
+                await trio.sleep(0.02)
+            broker = types.SimpleNamespace(port=port)
+            out = await rr(broker, "gateway/lazy/request", '{"url": "/hello"}')
+            seen["status"] = out["payload"]["statusCode"]
+            seen["deferred"] = type(sys.modules["urllib.request"]).__name__
+            seen["loaded"] = sorted({"http.client", "email.parser"} & set(sys.modules))
+            import urllib.request  # an app's own import, after the bridge's
+            from urllib.request import urlopen
+            url = f"http://127.0.0.1:{server.port}/hello"
+            body = await trio.to_thread.run_sync(lambda: urlopen(url, timeout=5).read())
+            seen["urlopen"] = json.loads(body)["transport"]
+            seen["same"] = (
+                urllib.request is sys.modules["urllib.request"]
+                and type(urllib.request) is types.ModuleType
+                and sys.modules["paho.mqtt.client"].urllib.request is urllib.request
+                and isinstance(urllib.request.getproxies(), dict)
+            )
+    print(json.dumps(seen))
+
+trio.run(main, int(sys.argv[1]))
+"""
+
+
+def test_the_bridge_leaves_urllib_request_unloaded_until_someone_uses_it(broker: Broker) -> None:
+    # paho imports urllib.request (http.client, email, ...: ~1.1 MiB of RSS here) only for its
+    # proxy settings, which our own socket never asks for: it stays a lazy module until the
+    # app (or anything) reads it, and then it is the ordinary module.
+    result = subprocess.run(
+        [sys.executable, "-c", _LAZY_URLLIB, str(broker.port)],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert json.loads(result.stdout) == {
+        "status": 200,
+        "deferred": "_LazyModule",
+        "loaded": [],
+        "urlopen": "http",
+        "same": True,
+    }
+
+
 async def test_presence_is_retained_and_the_bridge_shows_in_stats_and_metrics(
     broker: Broker, tmp_path: Path
 ) -> None:
