@@ -564,7 +564,7 @@ class Router:
                                 else:
                                     await _timed_route(layer, req, res, next_)
                         except Exception as exc:  # to the error-handling layers, like Express
-                            if res.finished or type(exc) is HandlerTimeout:
+                            if res.finished or isinstance(exc, HandlerTimeout):
                                 raise  # a passed deadline is the gateway's to answer
                             await next_(exc)
                         return
