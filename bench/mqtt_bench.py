@@ -11,6 +11,7 @@ each started fresh, median of --rss-runs.
 
 Usage (from the project root, mosquitto installed: scripts/system-deps.sh):
     .venv/bin/python bench/mqtt_bench.py [--duration 5] [--window 1,16] [--rss-runs 3]
+        [--rss-only]
 A benchmark, not a test: numbers go to stdout as JSON lines, nothing is asserted.
 """
 
@@ -192,45 +193,14 @@ def main() -> None:
     parser.add_argument("--window", default="1,16")
     parser.add_argument("--routes", default="hello,echo")
     parser.add_argument("--rss-runs", type=int, default=3)
+    parser.add_argument("--rss-only", action="store_true", help="only the idle RSS figures")
     args = parser.parse_args()
     windows = [int(w) for w in args.window.split(",")]
     with tempfile.TemporaryDirectory() as tmp:
         broker, broker_port = start_broker(tmp)
         try:
-            port = free_port()
-            gw = start_gateway(port, broker_port, "bench")
-            requester = Requester(broker_port, "bench")
-            try:
-                g, b = psutil.Process(gw.pid), psutil.Process(broker.pid)
-                requester.run("hello", 1, 1.0)  # warm up both paths
-                http_run(port, "hello", 1, 1.0)
-                for route in args.routes.split(","):
-                    for window in windows:
-                        m = measure(
-                            g, b, lambda r=route, w=window: requester.run(r, w, args.duration)
-                        )
-                        h = measure(
-                            g, b, lambda r=route, w=window: http_run(port, r, w, args.duration)
-                        )
-                        print(
-                            json.dumps(
-                                {
-                                    "route": route,
-                                    "window": window,
-                                    "mqtt": m,
-                                    "http": h,
-                                    "mqtt_vs_http_per_cpu": round(
-                                        m["per_gateway_cpu_s"] / h["per_gateway_cpu_s"], 2
-                                    ),
-                                }
-                            ),
-                            flush=True,
-                        )
-                print(json.dumps({"mqtt_reply_errors": requester.errors}), flush=True)
-            finally:
-                requester.close()
-                gw.terminate()
-                gw.wait(10)
+            if not args.rss_only:
+                requests_per_cpu(args.routes, windows, args.duration, broker, broker_port)
             # RSS: fresh processes, alternated, idle after start
             on: list[float] = []
             off: list[float] = []
@@ -258,6 +228,42 @@ def main() -> None:
         finally:
             broker.terminate()
             broker.wait(10)
+
+
+def requests_per_cpu(
+    routes: str, windows: list[int], duration: float, broker: subprocess.Popen[bytes], port: int
+) -> None:
+    """Requests per second of gateway CPU over MQTT and over HTTP, each route and window."""
+    http_port = free_port()
+    gw = start_gateway(http_port, port, "bench")
+    requester = Requester(port, "bench")
+    try:
+        g, b = psutil.Process(gw.pid), psutil.Process(broker.pid)
+        requester.run("hello", 1, 1.0)  # warm up both paths
+        http_run(http_port, "hello", 1, 1.0)
+        for route in routes.split(","):
+            for window in windows:
+                m = measure(g, b, lambda r=route, w=window: requester.run(r, w, duration))
+                h = measure(g, b, lambda r=route, w=window: http_run(http_port, r, w, duration))
+                print(
+                    json.dumps(
+                        {
+                            "route": route,
+                            "window": window,
+                            "mqtt": m,
+                            "http": h,
+                            "mqtt_vs_http_per_cpu": round(
+                                m["per_gateway_cpu_s"] / h["per_gateway_cpu_s"], 2
+                            ),
+                        }
+                    ),
+                    flush=True,
+                )
+        print(json.dumps({"mqtt_reply_errors": requester.errors}), flush=True)
+    finally:
+        requester.close()
+        gw.terminate()
+        gw.wait(10)
 
 
 if __name__ == "__main__":

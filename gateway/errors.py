@@ -28,6 +28,8 @@ __all__ = [
     "UnsupportedMediaType",
     "HeaderFieldsTooLarge",
     "ServiceUnavailable",
+    "GatewayTimeout",
+    "HandlerTimeout",
     "BodyError",
     "BodyTooLarge",
     "BudgetExceeded",
@@ -197,6 +199,24 @@ class HeaderFieldsTooLarge(HTTPError):
 
 class ServiceUnavailable(HTTPError):
     status = 503
+
+
+class GatewayTimeout(HTTPError):
+    status = 504
+
+
+class HandlerTimeout(GatewayTimeout):
+    """A request's handlers did not finish within their deadline (``[app] handler_timeout_s``
+    or the route's ``timeout=``): they were cancelled, and the gateway answers 504 itself (the
+    app's error handlers do not see it); after the response head it closes the connection.
+
+    Args:
+        seconds: the deadline that passed.
+    """
+
+    def __init__(self, seconds: float) -> None:
+        super().__init__(None, f"no response within the {seconds:g} s handler deadline")
+        self.seconds = seconds
 
 
 class BodyError(HTTPError):

@@ -21,6 +21,7 @@ from typing import Any, Final, NamedTuple, TypeVar
 from gateway.errors import ConfigError
 
 __all__ = [
+    "AppSettings",
     "BansSettings",
     "CorsSettings",
     "HTTPSettings",
@@ -202,6 +203,15 @@ class BansSettings:
 
 
 @dataclass(frozen=True, slots=True)
+class AppSettings:
+    """[app]: what the gateway does around the app's handlers, whatever the transport."""
+
+    # seconds a request's handlers (middleware included) may take before they are cancelled
+    # and the client gets 504; a route's ``timeout=`` option overrides it
+    handler_timeout_s: float = _c(0.0, "ge0", "no deadline")
+
+
+@dataclass(frozen=True, slots=True)
 class _ProfileInfo:
     """[profile]: what the profile is for (schema only; flattened into Settings)."""
 
@@ -232,6 +242,7 @@ class Settings:
     mqtt: MQTTSettings = field(default_factory=MQTTSettings)
     cors: CorsSettings = field(default_factory=CorsSettings)
     bans: BansSettings = field(default_factory=BansSettings)
+    app: AppSettings = field(default_factory=AppSettings)
     ram_bytes: int = 0
 
     def limits_for(self, privileged: bool) -> ModeLimits:
@@ -272,6 +283,7 @@ _SECTIONS: Final = (
     ("mqtt", MQTTSettings, "mqtt"),
     ("cors", CorsSettings, "cors"),
     ("bans", BansSettings, "bans"),
+    ("app", AppSettings, "app"),
 )
 _FIELDS: Final = MappingProxyType(
     {

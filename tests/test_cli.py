@@ -231,8 +231,9 @@ def test_start_up_leaves_what_a_request_may_never_need_unloaded() -> None:
     # WebSocket layer, Socket.IO pub/sub, content negotiation and argparse load on first use;
     # importing them at start kept ~0.9 MiB for the server's whole life. So do the status page,
     # its event stream and the metrics text (first /_gateway/ request), CORS (a policy in the
-    # profile or a route) and the brute-force table (the first wrong token). The MQTT bridge
-    # (paho and our adapter, ~1.5 MiB) only with an [mqtt] url.
+    # profile or a route) and the brute-force table (the first wrong token), the handler
+    # deadline (a profile's or a route's). The MQTT bridge (paho and our adapter, ~1.5 MiB)
+    # only with an [mqtt] url.
     code = (
         "import sys, trio, gateway.cli, gateway.server.runner, bench.app\n"
         "from gateway.settings import load_settings\n"
@@ -245,7 +246,8 @@ def test_start_up_leaves_what_a_request_may_never_need_unloaded() -> None:
         "              'gateway.app.negotiation', 'gateway.app.status', 'gateway.app.sse',\n"
         "              'gateway.discovery', 'gateway.detect', 'importlib.metadata',\n"
         "              'paho', 'paho.mqtt.client', 'gateway.server.mqtt_bridge',\n"
-        "              'gateway.server.mqtt_link', 'gateway.app.cors', 'gateway.app.bans'}\n"
+        "              'gateway.server.mqtt_link', 'gateway.app.cors', 'gateway.app.bans',\n"
+        "              'gateway.app.deadline'}\n"
         "             & set(sys.modules)))\n"
         "print(server.statistics()['sockets'], server.mqtt)\n"
         "server.websockets\n"  # the layer loads on demand (first upgrade)

@@ -129,6 +129,36 @@ async def test_404_json_body_and_method(broker: Broker) -> None:
             assert out["payload"]["statusCode"] == 200 and out["payload"]["body"]["hello"] == "mqtt"
 
 
+async def test_a_handler_deadline_answers_504_in_the_jwr(broker: Broker) -> None:
+    app = make_app()
+    finished: list[str] = []
+
+    @app.get("/stuck", timeout="300ms")
+    async def stuck(req: Any, res: Any) -> None:
+        try:
+            await trio.sleep_forever()  # a device that never answers
+        finally:
+            finished.append("stuck")
+
+    @app.get("/started", timeout="300ms")
+    async def started(req: Any, res: Any) -> None:
+        await res.write("part")  # a JWR goes out whole: still time for the 504
+        await trio.sleep_forever()
+
+    with trio.fail_after(20):
+        async with bridged(broker, app):
+            out = await rr(broker, "gateway/dev1/request", '{"url":"/stuck"}')
+            assert out["payload"]["statusCode"] == 504
+            assert out["payload"]["body"] == {"error": "Gateway Timeout", "status": 504}
+            out = await rr(broker, "gateway/dev1/request", '{"url":"/started"}')
+            # answered as every failure after the reply began: the reason phrase, as text
+            assert (out["payload"]["statusCode"], out["payload"]["body"]) == (
+                504,
+                "Gateway Timeout",
+            )
+    assert finished == ["stuck"]
+
+
 async def test_privilege_only_with_a_bearer_token_in_headers(
     broker: Broker, tmp_path: Path
 ) -> None:
@@ -232,6 +262,66 @@ async def test_requests_over_the_in_flight_cap_get_503(broker: Broker) -> None:
 
 
 # -- presence, statistics, events ---------------------------------------------------------------
+
+
+# A fresh interpreter (this module imports urllib.request itself): serves a request over the
+# bridge, then imports urllib.request as any app would and uses it.
+_LAZY_URLLIB = """
+import json, sys, types
+import trio
+from tests.helpers import make_settings, running
+from tests.mqtt_support import make_app, rr
+
+async def main(port):
+    settings = make_settings(mqtt__url=f"mqtt://127.0.0.1:{port}", mqtt__device_id="lazy")
+    seen = {}
+    with trio.fail_after(30):
+        async with running(make_app(), settings) as server:
+            link = server.mqtt.link
+            while not link.subscribed:
+                await trio.sleep(0.02)
+            broker = types.SimpleNamespace(port=port)
+            out = await rr(broker, "gateway/lazy/request", '{"url": "/hello"}')
+            seen["status"] = out["payload"]["statusCode"]
+            seen["deferred"] = type(sys.modules["urllib.request"]).__name__
+            seen["loaded"] = sorted({"http.client", "email.parser"} & set(sys.modules))
+            import urllib.request  # an app's own import, after the bridge's
+            from urllib.request import urlopen
+            url = f"http://127.0.0.1:{server.port}/hello"
+            body = await trio.to_thread.run_sync(lambda: urlopen(url, timeout=5).read())
+            seen["urlopen"] = json.loads(body)["transport"]
+            seen["same"] = (
+                urllib.request is sys.modules["urllib.request"]
+                and type(urllib.request) is types.ModuleType
+                and sys.modules["paho.mqtt.client"].urllib.request is urllib.request
+                and isinstance(urllib.request.getproxies(), dict)
+            )
+    print(json.dumps(seen))
+
+trio.run(main, int(sys.argv[1]))
+"""
+
+
+def test_the_bridge_leaves_urllib_request_unloaded_until_someone_uses_it(broker: Broker) -> None:
+    # paho imports urllib.request (http.client, email, ...: ~1.1 MiB of RSS here) only for its
+    # proxy settings, which our own socket never asks for: it stays a lazy module until the
+    # app (or anything) reads it, and then it is the ordinary module.
+    result = subprocess.run(
+        [sys.executable, "-c", _LAZY_URLLIB, str(broker.port)],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert json.loads(result.stdout) == {
+        "status": 200,
+        "deferred": "_LazyModule",
+        "loaded": [],
+        "urlopen": "http",
+        "same": True,
+    }
 
 
 async def test_presence_is_retained_and_the_bridge_shows_in_stats_and_metrics(

@@ -122,6 +122,7 @@ def test_builtin_defaults_match_the_contract() -> None:
         bans.max_tracked_peers,
         bans.exempt_networks,
     ) == (10, 60.0, 600.0, 1024, ())
+    assert s.app.handler_timeout_s == 0.0  # no handler deadline unless a profile sets one
 
 
 def test_default_profile_states_exactly_the_builtin_defaults() -> None:
@@ -138,6 +139,7 @@ def test_default_profile_states_exactly_the_builtin_defaults() -> None:
         "status",
         "cors",
         "bans",
+        "app",
     ):
         assert getattr(loaded, attr) == getattr(base, attr), attr
     assert loaded.profile == "default" and loaded.source == str(SHIPPED / "default.toml")
@@ -469,6 +471,19 @@ def test_error_in_a_parent_names_the_parent(profiles: Path) -> None:
             "IPv6 network)",
         ),
         (
+            '[app]\nhandler_timeout_s = "soon"',
+            "app.handler_timeout_s: expected a number of seconds >= 0 (0 = no deadline), "
+            'got "soon" (a duration: seconds, or "30s", "500ms", "2m", "1h")',
+        ),
+        (
+            "[app]\nhandler_timeout_s = -5",
+            "app.handler_timeout_s: expected a number of seconds >= 0 (0 = no deadline), got -5",
+        ),
+        (
+            "[app]\nhandler_timeout_s = true",
+            "app.handler_timeout_s: expected a number of seconds >= 0 (0 = no deadline), got true",
+        ),
+        (
             "[profile]\nram_bytes = -1",
             "profile.ram_bytes: expected a size in bytes >= 0 (0 = not a board profile), got -1",
         ),
@@ -478,6 +493,17 @@ def test_error_in_a_parent_names_the_parent(profiles: Path) -> None:
 )
 def test_bad_value(toml: str, message: str, profiles: Path) -> None:
     assert error_of(toml + "\n", profiles) == f"firmware_profiles/p.toml: {message}"
+
+
+def test_handler_timeout_takes_durations_and_the_environment(profiles: Path) -> None:
+    write(profiles, "p", '[app]\nhandler_timeout_s = "1.5s"\n')
+    assert load_settings("p", env={}).app.handler_timeout_s == 1.5
+    env = {"GATEWAY_APP_HANDLER_TIMEOUT_S": "2m"}
+    assert load_settings("p", env=env).app.handler_timeout_s == 120.0
+    assert error_of("", profiles, env={"GATEWAY_APP_HANDLER_TIMEOUT_S": "-1s"}) == (
+        "$GATEWAY_APP_HANDLER_TIMEOUT_S: app.handler_timeout_s: expected a number of seconds "
+        '>= 0 (0 = no deadline), got "-1s" (a duration: seconds, or "30s", "500ms", "2m", "1h")'
+    )
 
 
 def test_int_accepted_for_float(profiles: Path) -> None:
@@ -512,6 +538,10 @@ def test_lists_become_tuples(profiles: Path) -> None:
             "[limits]\nmax_body_bytes = 1",
             'limits.max_body_bytes: unknown key (did you mean "limits.user.max_body_bytes"?)',
         ),
+        (
+            "[app]\nhandler_timeout = 5",
+            'app.handler_timeout: unknown key (did you mean "app.handler_timeout_s"?)',
+        ),
         ("[htp]\nx = 1", "htp: unknown section (did you mean [http]?)"),
         ("[limits.users]\nx = 1", "limits.users: unknown section (did you mean [limits.user]?)"),
         ("server = 5", "server: expected a table [server], got 5"),
@@ -530,7 +560,7 @@ def test_unknown_key_without_a_near_match_lists_the_section(profiles: Path) -> N
     assert error_of("zzzzzz = 1\n", profiles) == (
         "firmware_profiles/p.toml: zzzzzz: unknown key (keys belong in a section: [profile], "
         "[server], [http], [limits.user], [limits.privileged], [memory], [websocket], [systemd], "
-        "[status], [mqtt], [cors], [bans])"
+        "[status], [mqtt], [cors], [bans], [app])"
     )
     assert error_of("[qqqqqq]\n", profiles).startswith(
         "firmware_profiles/p.toml: qqqqqq: unknown section; expected one of: [profile], [server]"

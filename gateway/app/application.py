@@ -120,6 +120,8 @@ class App(Router):
         # the CORS policies of the bound profile (gateway.app.cors), None when none exists:
         # the exchange then spends nothing on CORS
         self.cors_policies: Cors | None = None
+        # the profile's handler deadline ([app] handler_timeout_s; 0: none, and no scope)
+        self.handler_timeout_s = 0.0
         # failed credentials per peer (gateway.app.bans), made with the first failure
         self.bans: Bans | None = None
         self.clock: Callable[[], float] = time.monotonic  # the server sets its own
@@ -213,6 +215,7 @@ class App(Router):
         settings = self.settings = binding.settings
         self.credentials = binding.credentials
         self.cors_policies = binding.cors
+        self.handler_timeout_s = settings.app.handler_timeout_s
         self.budget.resize(settings.memory.body_budget_bytes)
         if self.bans is not None:
             self.bans.configure(settings.bans)
@@ -317,7 +320,7 @@ def _builtin_router(app: App) -> Router:
     r.get("/_gateway/stats", stats, privileged=True)
     r.get("/_gateway/", page)
     r.get("/_gateway/status", snapshot)
-    r.get("/_gateway/events", events)
+    r.get("/_gateway/events", events, timeout=None)  # a stream: no handler deadline
     r.get("/_gateway/metrics", metrics)
     return r
 

@@ -204,7 +204,13 @@ class Exchange:
                             raise err if isinstance(err, BaseException) else HTTPError(500)
                         fell_through = True
 
-                    await router.handle(req, res, done, allowed)
+                    timeout = app.handler_timeout_s
+                    if timeout:  # the profile's deadline: only then a cancel scope (~6 us)
+                        from gateway.app.deadline import run_app
+
+                        await run_app(timeout, req, router.handle, req, res, done, allowed)
+                    else:
+                        await router.handle(req, res, done, allowed)
                     if not res.finished:
                         stream = req.body_stream
                         if stream is not None:  # EdgerOS style: listeners, handler returned

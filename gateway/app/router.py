@@ -13,7 +13,7 @@ from functools import partial
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar, Union, overload
 
 from gateway.app.routing import ParamDecodeError, PathPattern
-from gateway.errors import Forbidden, Unauthorized
+from gateway.errors import Forbidden, HandlerTimeout, Unauthorized
 
 if TYPE_CHECKING:
     # the handler types are for the type checker only (gateway.app.handlers loads lazily)
@@ -151,7 +151,17 @@ class Route:
 
 
 class _Layer:
-    __slots__ = ("kind", "pattern", "methods", "fns", "privileged", "options", "router", "route")
+    __slots__ = (
+        "kind",
+        "pattern",
+        "methods",
+        "fns",
+        "privileged",
+        "options",
+        "router",
+        "route",
+        "timeout",
+    )
 
     def __init__(
         self,
@@ -164,6 +174,7 @@ class _Layer:
         options: dict[str, Any] | None = None,
         router: Router | None = None,
         route: Route | None = None,
+        timeout: float | None = None,
     ) -> None:
         self.kind = kind
         self.pattern = pattern
@@ -173,6 +184,8 @@ class _Layer:
         self.options = options
         self.router = router
         self.route = route
+        # a route's own handler deadline in seconds (0.0: none), None: the profile's
+        self.timeout = timeout
 
     def handles(self, method: str) -> bool:
         m = self.methods
@@ -266,9 +279,21 @@ class Router:
         privileged: bool = False,
         **options: Any,
     ) -> RouteDecorator:
-        """Register handlers for ``methods`` (None: all) at ``path``; a decorator without fns."""
+        """Register handlers for ``methods`` (None: all) at ``path``; a decorator without fns.
+
+        Options: ``max_body_bytes``, ``cors`` (see Router), ``wants_json``, and ``timeout``:
+        this route's handler deadline, counted from when the route is reached, over the
+        profile's ``[app] handler_timeout_s`` (seconds or a duration such as ``"2s"``; None
+        or 0: none, for a stream). Past it the handlers are cancelled and the client gets
+        504 (gateway.app.deadline).
+
+        Raises:
+            TypeError, ValueError: a bad ``cors`` or ``timeout`` option.
+        """
         if options.get("cors") is not None:  # refused at once, even before a handler comes
             options["cors"] = _check_cors(options["cors"], f"route {path!r}: cors")
+        if "timeout" in options:
+            options["timeout"] = _check_timeout(options["timeout"], f"route {path!r}: timeout")
         if not fns:
 
             def deco(fn: F) -> F:
@@ -285,6 +310,7 @@ class Router:
             privileged=privileged or self.privileged,
             options=options or None,
             route=Route(path, mset, fns),
+            timeout=options.get("timeout"),
         )
         self.stack.append(layer)
         return _then(self, layer)
@@ -321,7 +347,18 @@ class Router:
         privileged: bool = False,
         **options: Any,
     ) -> WebSocketDecorator:
-        """A WebSocket route: ``async def handler(ws, req)``."""
+        """A WebSocket route: ``async def handler(ws, req)``.
+
+        Raises:
+            TypeError: a ``timeout`` option (a WebSocket handler runs for the socket's life,
+                outside any request's deadline), or a bad ``cors`` option.
+            ValueError: a bad ``cors`` option.
+        """
+        if "timeout" in options:
+            raise TypeError(
+                f"ws route {path!r}: timeout= does not apply: a WebSocket handler runs "
+                "for as long as its socket is open (close it from the handler instead)"
+            )
         if options.get("cors") is not None:
             options["cors"] = _check_cors(options["cors"], f"ws route {path!r}: cors")
         if fn is None:
@@ -522,10 +559,13 @@ class Router:
                                 # kept after the route calls next(), as in Express (a logger that
                                 # awaits next() then reads req.route.path sees the route that ran)
                                 req.route = layer.route
-                                await _run_route(layer, req, res, next_)
+                                if layer.timeout is None:
+                                    await _run_route(layer, req, res, next_)
+                                else:
+                                    await _timed_route(layer, req, res, next_)
                         except Exception as exc:  # to the error-handling layers, like Express
-                            if res.finished:
-                                raise
+                            if res.finished or isinstance(exc, HandlerTimeout):
+                                raise  # a passed deadline is the gateway's to answer
                             await next_(exc)
                         return
                     break
@@ -549,6 +589,14 @@ class Router:
 def _check_cors(value: Any, where: str) -> Any:
     # the CORS module loads only for an app that uses the option
     from gateway.app.cors import check_option
+
+    return check_option(value, where)
+
+
+def _check_timeout(value: Any, where: str) -> float:
+    if value is None:
+        return 0.0  # no deadline; checked without loading trio (built-in routes use it)
+    from gateway.app.deadline import check_option
 
     return check_option(value, where)
 
@@ -612,6 +660,14 @@ async def _run_route(layer: _Layer, req: Request, res: Response, next_: Next) ->
         await route_next()
     finally:
         route_next = _spent  # the same self-reference as next_ in Router.handle
+
+
+async def _timed_route(layer: _Layer, req: Request, res: Response, next_: Next) -> None:
+    # a route with a timeout option: its handlers under their own deadline (loaded only here)
+    from gateway.app.deadline import run_route
+
+    assert layer.timeout is not None
+    await run_route(layer.timeout, req, _run_route, layer, req, res, next_)
 
 
 async def _mount(

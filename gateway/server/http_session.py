@@ -21,6 +21,7 @@ from gateway.errors import (
     BodyError,
     BodyTimeout,
     ClientDisconnected,
+    HandlerTimeout,
     RemoteProtocolError,
 )
 from gateway.http.connection import Cycle, ServerConnection
@@ -177,6 +178,8 @@ class HTTPSession:
             await self._reply_error(exc.status_hint, exc.message)
         except (ClientDisconnected, trio.BrokenResourceError, trio.ClosedResourceError):
             pass
+        except HandlerTimeout:
+            pass  # after the response head: the body stays incomplete (logged where it passed)
         except Exception:
             # e.g. a handler failing after its response head went out (the App re-raises: there
             # is no reply left to give). Abort this connection only; never the server.

@@ -19,7 +19,7 @@ import trio
 
 from gateway.app.metrics import TransportMetrics
 from gateway.body.stream import ValueSource
-from gateway.errors import ConfigError, HTTPError, RemoteProtocolError
+from gateway.errors import ConfigError, HandlerTimeout, HTTPError, RemoteProtocolError
 from gateway.server.sails_session import VirtualResponse, _target
 from gateway.settings import mqtt_address
 from gateway.ws import engineio as eio
@@ -359,11 +359,12 @@ class Bridge:
                 )
                 try:
                     await exchange.run(info, req, sink, None, started)
-                except Exception:
-                    # failed after the reply had started: nothing was published yet, so an
-                    # error reply still can be
+                except Exception as exc:
+                    # failed after the reply had started (a handler deadline: 504): nothing
+                    # was published yet, so an error reply still can be
                     sink = _Reply(self.response_limit)
-                    await exchange.refuse(sink, 500, "")
+                    status = exc.status if isinstance(exc, HandlerTimeout) else 500
+                    await exchange.refuse(sink, status, "")
             if reply_to is not None and sink.payload is not None:
                 self._publish_reply(reply_to, correlation, sink.payload)
         except Exception:

@@ -13,16 +13,25 @@
 # (loop_misc every second: keep-alive pings and their timeout; the CONNACK deadline). The
 # first of them to see the connection gone ends the session; paho closes its socket through
 # on_socket_close, where trio is told (notify_closing) before the descriptor goes.
+#
+# Memory: paho.mqtt.client imports urllib.request (and with it http.client, email, calendar:
+# 1.1 MiB of a gateway's RSS, docs/BENCHMARKS.md) for one thing, its proxy settings
+# (Client._get_proxy, reached only from Client._create_socket, which is ours here, and only
+# with PySocks installed). It is imported with urllib.request deferred (_import_deferring):
+# loaded whole on first use, by anyone, and never on our path.
 from __future__ import annotations
 
+import importlib
+import importlib.util
 import logging
 import random
 import socket
 import ssl
+import sys
 from collections.abc import Callable
-from typing import Any, Final
+from types import ModuleType
+from typing import TYPE_CHECKING, Any, Final
 
-import paho.mqtt.client as paho
 import trio
 from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode
 from paho.mqtt.packettypes import PacketTypes
@@ -30,6 +39,55 @@ from paho.mqtt.properties import Properties
 from paho.mqtt.subscribeoptions import SubscribeOptions
 
 __all__ = ["Link", "LinkConfig", "CONNECT_TIMEOUT_S"]
+
+
+def _import_deferring(name: str, deferred: str) -> ModuleType:
+    """Import module ``name`` with module ``deferred`` made lazy (the stdlib's LazyLoader),
+    unless something imported ``deferred`` already (then nothing changes).
+
+    The deferred module is created and put in ``sys.modules`` unexecuted, so that ``name``'s
+    ``import deferred`` finds it (an import reads only its ``__spec__``; ``name`` must read
+    nothing else of it while it is imported). Then the LazyLoader takes it over and it is set
+    on its package, as an import would: the first attribute anyone reads of it (``import
+    deferred`` in other code included) executes it in place, and from then on it is the module
+    an ordinary import gives. Should ``name`` fail to import so, it is imported again the
+    ordinary way. (Before Python 3.13 a lazy module's first load is not thread-safe: two
+    threads reading it for the very first time at once could see it half-executed. An app
+    that imports it at its top, before the server starts, never has a lazy one.)
+
+    Args:
+        name: the module to import.
+        deferred: a module it imports at its top but uses only later, if at all.
+
+    Returns:
+        The module ``name``.
+    """
+    if deferred in sys.modules:
+        return importlib.import_module(name)
+    spec = importlib.util.find_spec(deferred)
+    if spec is None or spec.loader is None:
+        return importlib.import_module(name)
+    loader = importlib.util.LazyLoader(spec.loader)
+    spec.loader = loader
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[deferred] = module
+    try:
+        imported = importlib.import_module(name)
+    except Exception:  # it reads the deferred module at import: load both the ordinary way
+        if sys.modules.get(deferred) is module:
+            del sys.modules[deferred]
+        return importlib.import_module(name)
+    loader.exec_module(module)  # from now on, the first attribute read loads it
+    parent, _, child = deferred.rpartition(".")
+    if parent:
+        setattr(sys.modules[parent], child, module)
+    return imported
+
+
+if TYPE_CHECKING:
+    import paho.mqtt.client as paho
+else:
+    paho = _import_deferring("paho.mqtt.client", "urllib.request")
 
 log = logging.getLogger("gateway.mqtt")
 

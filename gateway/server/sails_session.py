@@ -20,7 +20,7 @@ from gateway.app.cors import same_origin
 from gateway.app.pubsub import Push, SocketHub
 from gateway.app.response import NO_BODY
 from gateway.body.stream import ValueSource
-from gateway.errors import HTTPError, RemoteProtocolError, WebSocketClosed
+from gateway.errors import HandlerTimeout, HTTPError, RemoteProtocolError, WebSocketClosed
 from gateway.http.target import split_target
 from gateway.server.websocket import SocketHost
 from gateway.ws import engineio as eio
@@ -191,6 +191,12 @@ class VirtualResponse:
                     left -= len(chunk)
                     self._add(chunk)
         await self.end()
+
+
+def _late_status(exc: Exception) -> int:
+    """The status of a virtual reply that failed after it had started: 504 for a handler
+    deadline, else 500."""
+    return exc.status if isinstance(exc, HandlerTimeout) else 500
 
 
 def _too_large(limit: int) -> HTTPError:
@@ -467,11 +473,12 @@ class SailsSocket:
                     await exchange.run(info, req, sink, None, started)
                 except WebSocketClosed:
                     raise
-                except Exception:
+                except Exception as exc:
                     # failed after the reply had started (a stream left broken, an oversized
-                    # streamed body): nothing went out yet over a socket, so an error reply can
+                    # streamed body, a handler deadline): nothing went out yet over a socket,
+                    # so an error reply can
                     sink = VirtualResponse(self.eio, vreq.ack_id, limit)
-                    await exchange.refuse(sink, 500, "")
+                    await exchange.refuse(sink, _late_status(exc), "")
                 finally:
                     self.hub.unbind_request(req)
             if sink.frame is not None:

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 import trio
 
 from gateway.app.exchange import Exchange
-from gateway.errors import ClientDisconnected, ConfigError
+from gateway.errors import ClientDisconnected, ConfigError, HandlerTimeout
 from gateway.http.connection import HTTPLimits
 from gateway.http.parser import LABEL as PARSER_LABEL
 from gateway.server.http_session import HTTPSession
@@ -475,7 +475,7 @@ class Server:
         The line says what the client really got: the status sent, or ``-`` when no response
         head went out; and, when the exchange ended early, how (``no-response`` or
         ``incomplete``, then why: ``client-gone``, ``cancelled`` for a shutdown or a timeout,
-        or the error's type).
+        ``handler-timeout`` for a handler deadline, or the error's type).
         """
         seconds = trio.current_time() - started
         stream = req.body_stream
@@ -539,6 +539,8 @@ def _early_end(res: Response, failure: BaseException | None) -> str:
         why = "client-gone"
     elif isinstance(failure, trio.Cancelled):
         why = "cancelled"
+    elif isinstance(failure, HandlerTimeout):
+        why = "handler-timeout"
     else:
         why = type(failure).__name__
     return f" {what}:{why}\n"
