@@ -42,7 +42,8 @@ test: $(STAMP) system-deps node-deps autobahn-deps lint
 # has the scores and a verdict for every surviving mutant). Whole modules, and the functions of
 # serve.py that are the LAN guard (the rest of serve.py is mutated too but not run: "not checked")
 MUTANTS = "gateway.app.auth*" "gateway.app.budget*" \
-	"gateway.server.serve.x*Server*_admit__*" "gateway.server.serve.x__prepare__*"
+	"gateway.server.serve.x*Server*_admit__*" "gateway.server.serve.x__prepare__*" \
+	"gateway.ws.handshake*"
 mutation: $(STAMP)
 	rm -rf mutants
 	nice -n 19 $(BIN)/mutmut run $(MUTANTS)
