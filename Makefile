@@ -43,7 +43,8 @@ test: $(STAMP) system-deps node-deps autobahn-deps lint
 # serve.py that are the LAN guard (the rest of serve.py is mutated too but not run: "not checked")
 MUTANTS = "gateway.app.auth*" "gateway.app.budget*" \
 	"gateway.server.serve.x*Server*_admit__*" "gateway.server.serve.x__prepare__*" \
-	"gateway.ws.handshake*" "gateway.ws.engineio*" "gateway.ws.sails*"
+	"gateway.ws.handshake*" "gateway.ws.engineio*" "gateway.ws.sails*" \
+	"gateway.http.target*"
 mutation: $(STAMP)
 	rm -rf mutants
 	nice -n 19 $(BIN)/mutmut run $(MUTANTS)
