@@ -16,7 +16,7 @@ import trio
 from wsproto.events import AcceptConnection, TextMessage
 
 from gateway import App, Request, Response
-from gateway.app.auth import Credentials
+from gateway.app.auth import Credentials, presents_token
 from gateway.errors import ConfigError
 from tests.helpers import request, running
 from tests.test_websocket import Client
@@ -294,3 +294,24 @@ async def test_bearer_token_on_the_socket_handshake_covers_its_virtual_requests(
                 wrong = await _virtual(client, 2, {"Authorization": "Bearer nope"})
     assert plain["statusCode"] == 200 and plain["body"] == {"mode": "privilege", "socket": True}
     assert wrong["statusCode"] == 200
+
+
+@pytest.mark.parametrize(
+    ("header", "presents"),
+    [
+        ("Bearer abc", True),
+        ("bearer abc", True),  # the scheme is case-insensitive (RFC 9110 11.1)
+        ("BEARER abc", True),
+        ("  Bearer   abc  ", True),
+        ("Bearer abc def", True),  # split at the first space: the rest is the token
+        ("Bearer", False),  # no token: not a guess
+        ("Bearer    ", False),
+        ("Basic dXNlcjpwYXNz", False),  # a browser's saved credentials, not a token guess
+        ("Digest x", False),
+        ("Bearerabc", False),
+        ("abc", False),
+    ],
+)
+def test_what_counts_as_presenting_a_bearer_token(header: str, presents: bool) -> None:
+    # what gateway.app.bans counts as a guess when the token fails
+    assert presents_token(header) is presents

@@ -186,3 +186,43 @@ def test_release_free_memory_trims_the_whole_heap(
     libc.append(fake)
     assert release_free_memory() is expected
     assert fake.calls == [("malloc_trim", (0,))]  # 0: keep no padding at the top
+
+
+# -- resize (a profile reload) at its edges -------------------------------------------------------
+def test_resize_to_zero_is_allowed_and_refuses_every_charge() -> None:
+    b = MemoryBudget(100)
+    b.resize(0)  # a zero budget is a valid (if strict) profile: only a negative one is a bug
+    assert (b.total, b.free) == (0, 0)
+    with pytest.raises(BudgetExceeded):
+        b.reserve(1)
+    b.reserve(0)
+
+
+def test_resize_to_a_negative_total_names_it() -> None:
+    b = MemoryBudget(100)
+    with pytest.raises(ValueError, match=r"^a memory budget cannot be negative: -1$"):
+        b.resize(-1)
+    assert b.total == 100  # refused before anything changed
+
+
+def test_resize_to_exactly_what_is_held_is_not_logged(caplog: Any) -> None:
+    b = MemoryBudget(100)
+    b.reserve(50)
+    b.pledge(10)
+    with caplog.at_level(logging.WARNING, logger="gateway.body"):
+        b.resize(60)  # held == total: full, but not over it
+    assert caplog.records == [] and b.free == 0
+
+
+def test_resize_below_what_is_held_is_logged_exactly(caplog: Any) -> None:
+    b = MemoryBudget(100)
+    b.reserve(50)
+    b.pledge(40)
+    with caplog.at_level(logging.WARNING, logger="gateway.body"):
+        b.resize(60)
+    (record,) = caplog.records
+    assert record.levelno == logging.WARNING
+    assert record.getMessage() == (
+        "memory budget resized to 60 bytes with 90 held: new bodies are "
+        "refused until 30 bytes are released"
+    )

@@ -5,7 +5,10 @@
 # 127.0.0.1; and the guard itself (Server._admit) with literal peer addresses.
 from __future__ import annotations
 
+import logging
+import os
 import socket
+import struct
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -14,8 +17,10 @@ import pytest
 import trio
 
 from gateway import App, Request, Response
+from gateway.errors import ConfigError
 from gateway.server.serve import Server, _Listener
-from tests.helpers import make_settings, read_all
+from gateway.settings import ServerSettings, Settings
+from tests.helpers import make_settings, parse_replies, read_all, request, running
 
 
 def peer_app() -> App:
@@ -146,3 +151,100 @@ def test_guard_with_the_default_networks(host: str, admitted: bool) -> None:
 )
 def test_guard_unmaps_ipv4_mapped_peers(networks: list[str], host: str, admitted: bool) -> None:
     assert _admit(networks, host) is admitted
+
+
+def test_a_scope_id_is_not_part_of_the_address() -> None:
+    # Linux allows "%" in an interface name, and the scope comes back as that name: only what
+    # precedes the first "%" is the address (ipaddress refuses a scope holding a "%")
+    assert _admit(None, "fe80::1%eth0") is True
+    assert _admit(None, "fe80::1%a%b") is True
+    assert _admit(["fe80::/10"], "fe80::1%a%b") is True
+    assert _admit(["10.0.0.0/8"], "fe80::1%a%b") is False
+
+
+def test_a_network_that_does_not_parse_is_refused_when_settings_are_built_in_code() -> None:
+    # load_settings checks allowed_networks; Settings built in code (a library user's own
+    # profile) reach the Server unchecked and must not start a server that admits nobody
+    settings = Settings(server=ServerSettings(allowed_networks=("127.0.0.0/8", "lan")))
+    with pytest.raises(ConfigError) as err:
+        Server(App(), settings)
+    assert str(err.value) == (
+        "(built-in defaults): server.allowed_networks: "
+        "'lan' does not appear to be an IPv4 or IPv6 network"
+    )
+
+
+def scheme_app() -> App:
+    app = App()
+
+    @app.get("/who")
+    async def who(req: Request, res: Response) -> None:
+        await res.json({"ip": req.ip, "protocol": req.protocol})
+
+    return app
+
+
+async def test_every_refusal_is_counted_and_logged_with_the_peer(caplog: Any) -> None:
+    with trio.fail_after(10), caplog.at_level(logging.WARNING, logger="gateway.server"):
+        async with dual_stack(["::1/128"]) as server:
+            assert await get_ip(server.port) == b""
+            assert await get_ip(server.port) == b""
+            assert server.stats["rejected_network"] == 2 and server.stats["accepted"] == 0
+    refusals = [r for r in caplog.records if r.name == "gateway.server"]
+    assert [r.getMessage() for r in refusals] == [
+        "refused connection from ::ffff:127.0.0.1: not in server.allowed_networks"
+    ] * 2
+    assert all(r.levelno == logging.WARNING for r in refusals)
+
+
+async def test_an_admitted_tcp_peer_is_plain_http_with_its_address() -> None:
+    with trio.fail_after(10):
+        async with running(scheme_app()) as server:
+            reply = await request(server, "GET", "/who")
+    assert reply.json() == {"ip": "127.0.0.1", "protocol": "http"}
+
+
+async def test_a_unix_socket_peer_is_named_by_its_uid(tmp_path: Any, capsys: Any) -> None:
+    # the guard's other half: a Unix socket has no address; the peer is its uid (from the
+    # kernel, SO_PEERCRED), which the access log shows and the bans key on
+    path = str(tmp_path / "gw.sock")
+    uid = os.geteuid()
+    with trio.fail_after(10):
+        async with running(scheme_app(), server__unix_path=path, server__access_log="true"):
+            stream = await trio.open_unix_socket(path)
+            async with stream:
+                await stream.send_all(b"GET /who HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n")
+                (reply,) = parse_replies(await read_all(stream))
+    assert reply.json() == {"ip": "unix", "protocol": "http"}
+    (line,) = [x for x in capsys.readouterr().err.splitlines() if '"GET /who HTTP/1.1"' in x]
+    assert f' unix:uid={uid} "GET /who HTTP/1.1" 200 ' in f" {line}"
+
+
+class FakeUnixPeer:
+    """A connection whose SO_PEERCRED is given bytes (struct ucred as the kernel writes it)."""
+
+    def __init__(self, pid: int, uid: int, gid: int) -> None:
+        self.creds = struct.pack("=iII", pid, uid, gid)
+
+    def getsockopt(self, level: int, name: int, size: int) -> bytes:
+        assert (level, name, size) == (socket.SOL_SOCKET, socket.SO_PEERCRED, len(self.creds))
+        return self.creds
+
+
+@pytest.mark.parametrize(
+    ("allowed", "uid", "privileged"),
+    [
+        ("0", 0, True),
+        ("1000", 1000, True),
+        ("1000", 1001, False),
+        ("3000000000", 3000000000, True),  # a namespace's uid above 2**31-1 is not negative
+        ("1000", 3000000000, False),
+    ],
+)
+def test_unix_peer_privilege_is_its_uid(allowed: str, uid: int, privileged: bool) -> None:
+    server = Server(App(), make_settings(server__unix_allowed_uids=allowed))
+    listener = _Listener(None, "unix", "/run/gw.sock")  # type: ignore[arg-type]
+    info = server._admit(FakeUnixPeer(4242, uid, 100), None, listener)  # type: ignore[arg-type]
+    assert info is not None
+    assert info.peer == ("unix", uid) and info.peer_text == f"unix:uid={uid}"
+    assert info.privileged is privileged and info.scheme == "http"

@@ -369,8 +369,10 @@ class Server:
         self, conn: trio.socket.SocketType, addr: Any, lst: _Listener
     ) -> ConnectionInfo | None:
         if lst.kind == "unix":
-            creds = conn.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i"))
-            pid, uid, gid = struct.unpack("3i", creds)
+            # struct ucred: pid_t (signed), uid_t and gid_t (unsigned: a uid above 2**31-1,
+            # as user namespaces hand out, must not read as negative and miss its entry)
+            creds = conn.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("iII"))
+            pid, uid, gid = struct.unpack("iII", creds)
             priv = uid in self.settings.server.unix_allowed_uids
             return ConnectionInfo(("unix", uid), "http", priv, f"unix:uid={uid}")
         host, port = addr[0], addr[1]

@@ -1,0 +1,119 @@
+# gateway.http.chunked at its edges: what each broken body says (the text of the 400/431), the
+# ceilings at exactly their value (a partial size line, the trailer bytes and fields), the
+# chunk_start / chunk_end flags of the Data events (h11's own meaning), and a reader made with
+# no bytes yet. The ChunkedReader alone, fed whole; test_http_connection.py feeds it through
+# the ServerConnection, whole and byte by byte. Written against the mutants docs/TESTING.md lists.
+from __future__ import annotations
+
+import h11
+import pytest
+
+from gateway.errors import ProtocolError
+from gateway.http.chunked import ChunkedReader
+
+
+def events_of(raw: bytes, *, line: int = 100, trailer: int = 200, fields: int = 4) -> list[object]:
+    """Every event ``raw`` gives, up to the body's end."""
+    reader = ChunkedReader(line, trailer, fields)
+    reader.receive_data(raw)
+    out: list[object] = []
+    while (ev := reader.next_event()) is not h11.NEED_DATA:
+        out.append(ev)
+        if type(ev) is h11.EndOfMessage:
+            break
+    return out
+
+
+def refusal(raw: bytes, *, eof: bool = False, **limits: int) -> tuple[int, str]:
+    reader = ChunkedReader(
+        limits.get("line", 100), limits.get("trailer", 200), limits.get("fields", 4)
+    )
+    reader.receive_data(raw)
+    if eof:
+        reader.receive_data(b"")
+    with pytest.raises(ProtocolError) as info:
+        while reader.next_event() is not h11.NEED_DATA:
+            pass
+    return info.value.status_hint, info.value.message
+
+
+@pytest.mark.parametrize(
+    ("raw", "message"),
+    [
+        (b"5\r\nhello\n0\r\n\r\n", "Bare LF in chunked body (chunk data must end with CRLF)"),
+        (b"5\r\nhelloXX0\r\n\r\n", "Chunk data not followed by CRLF (wrong chunk size?)"),
+        (b"5\r\nhello\rX", "Chunk data not followed by CRLF (wrong chunk size?)"),
+        (b"5;a\nb\r\n", "Bare LF in chunked body (lines must end with CRLF)"),
+        (b"5;a\rb\r\n", "Bare CR in chunked body"),
+        (b"5;a\x00\r\n", "Control character in chunked body"),
+        (b"5 \r\n", "Malformed chunk size line"),
+        (b"10000000000000000\r\n", "Chunk size too large"),
+        (b"0\r\nX: t\ru\r\n\r\n", "Bare CR in chunked body"),
+        (b"0\r\nX: a\x01\r\n\r\n", "Control character in chunked body"),  # last before CRLF
+        (b"0\r\nX: t\r\n u\r\n\r\n", "Obsolete line folding (obs-fold) in chunked trailer"),
+        (b"0\r\nX: t\r\n\tu\r\n\r\n", "Obsolete line folding (obs-fold) in chunked trailer"),
+        (b"0\r\nX : t\r\n\r\n", "Malformed trailer field"),
+        (b"5;a\nhello", "Bare LF in chunked body (lines must end with CRLF)"),  # no CRLF yet
+    ],
+)
+def test_each_broken_body_says_why(raw: bytes, message: str) -> None:
+    assert refusal(raw) == (400, message)
+
+
+def test_the_peer_closing_mid_body_is_named() -> None:
+    assert refusal(b"5\r\nhel", eof=True) == (
+        400,
+        "Incomplete chunked body: the peer closed the connection",
+    )
+
+
+def test_a_partial_size_line_may_reach_the_ceiling_but_not_pass_it() -> None:
+    reader = ChunkedReader(10, 200, 4)
+    reader.receive_data(b"5;aaaaaaaa")  # 10 bytes, no CRLF yet: wait for the rest
+    assert reader.next_event() is h11.NEED_DATA
+    assert refusal(b"5;aaaaaaaaa", line=10) == (400, "Chunk size line too long")
+
+
+def test_the_trailer_section_may_reach_its_ceiling_but_not_pass_it() -> None:
+    fits = b"0\r\nA: 12345678\r\nB: 1234567\r\n\r\n"  # 13 + 12 = 25 bytes of field lines
+    (end,) = events_of(fits, trailer=25)
+    assert type(end) is h11.EndOfMessage
+    assert list(end.headers) == [(b"a", b"12345678"), (b"b", b"1234567")]
+    assert refusal(fits, trailer=24) == (431, "Trailer section too large")
+    # an unfinished line is judged against what is left after the complete ones
+    assert refusal(b"0\r\nA: 12345678\r\nB: 12345678901", trailer=25) == (
+        431,
+        "Trailer section too large",
+    )
+    reader = ChunkedReader(100, 25, 4)
+    reader.receive_data(b"0\r\nA: 12345678\r\nB: 12345")  # 12 left, 8 sent: wait
+    assert reader.next_event() is h11.NEED_DATA
+
+
+def test_trailer_fields_may_reach_the_count_but_not_pass_it() -> None:
+    four = b"0\r\n" + b"".join(b"X%d: v\r\n" % i for i in range(4)) + b"\r\n"
+    (end,) = events_of(four, fields=4)
+    assert type(end) is h11.EndOfMessage and len(end.headers) == 4
+    assert refusal(four, fields=3) == (431, "Too many trailer fields")
+
+
+def test_data_events_mark_where_a_chunk_starts_and_ends() -> None:
+    reader = ChunkedReader(100, 200, 4)
+    reader.receive_data(b"5\r\nhel")
+    first = reader.next_event()
+    reader.receive_data(b"lo\r\n3\r\nabc\r\n0\r\n\r\n")
+    rest = [reader.next_event() for _ in range(3)]
+    assert [(bytes(e.data), e.chunk_start, e.chunk_end) for e in (first, *rest[:2])] == [
+        (b"hel", True, False),
+        (b"lo", False, True),
+        (b"abc", True, True),
+    ]
+    assert type(rest[2]) is h11.EndOfMessage
+
+
+def test_a_reader_made_before_any_body_byte_starts_empty() -> None:
+    reader = ChunkedReader(100, 200, 4)
+    assert reader.next_event() is h11.NEED_DATA
+    reader.receive_data(b"0\r\n\r\n")
+    assert type(reader.next_event()) is h11.EndOfMessage
+    assert reader.trailing_data == (b"", False)
