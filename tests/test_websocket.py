@@ -589,6 +589,24 @@ async def test_pipelined_first_frame_and_concurrent_receivers() -> None:
             assert await client.event() == TextMessage("first=early")
 
 
+async def test_messages_before_a_bad_frame_are_answered_before_the_close() -> None:
+    # Autobahn 3.2 / 4.1.3 / 5.15 strict: a message and a bad frame in one write; the echo of
+    # the message goes out, then our Close 1002 (the Ping after the bad frame is never read).
+    app, seen = echo_app()
+    with trio.fail_after(10):
+        async with running(app) as server:
+            client, _ = await Client.open(server.port, "/echo/s")
+            await client.raw(
+                frame(0x2, b"first") + frame(0x1, b"x", rsv=0x20) + frame(0x9, b"never")
+            )
+            assert await client.event() == BytesMessage(b"first")
+            close = await client.event()
+            assert isinstance(close, CloseConnection) and close.code == 1002
+            await client.until_eof()
+            await seen["closed"].wait()
+            assert seen["code"] == 1002
+
+
 async def test_a_burst_of_messages_in_one_write_is_echoed_in_order() -> None:
     app, _ = echo_app()
     sizes = [0, 1, 125, 126, 65535, 65536, 70000] + list(range(300))

@@ -8,7 +8,8 @@
 # Theory of operation. States follow wsproto's: OPEN -> LOCAL_CLOSING (we sent Close: 1009,
 # 1002, close()) or REMOTE_CLOSING (answered at once) -> CLOSED; `_finished` when the closing
 # handshake completed or the connection was lost. Input that cannot be parsed fails the
-# connection (our Close, no answer awaited: the parser is dead). If no task has read for a
+# connection (our Close, no answer awaited: the parser is dead), but only once the messages
+# received before it are taken, so that their answers go out first. If no task has read for a
 # whole tick, the server's ticker (gateway.server.upgrade) starts a background reader (for
 # handlers that only send), which hands the socket back as soon as receive() is called. Timers:
 # the ticker pings after ping_interval_s without input and expires the socket (close code +
@@ -128,6 +129,7 @@ class WebSocket:
         "_fast",
         "_sock",
         "_spins",
+        "_failure",
         "_max",
         "_recv_size",
         "_send_timeout",
@@ -182,6 +184,7 @@ class WebSocket:
         # in-memory) through their own methods.
         self._sock = stream.socket if type(stream) is trio.SocketStream else None
         self._spins = 0
+        self._failure: tuple[int, str] | None = None  # a parse failure behind queued messages
         self._recv_size = s.server.recv_buffer_bytes
         self._send_timeout = s.http.send_timeout_s
         self._inbox: list[Any] = []  # str | bytes, usually 0 or 1 of them
@@ -243,6 +246,8 @@ class WebSocket:
     async def _receive(self, iterating: bool) -> str | bytes:
         inbox = self._inbox
         while not inbox:
+            if self._failure is not None:  # the messages before it are delivered: fail now
+                await self._apply_failure()
             if self._conn.state is not _OPEN or self._finished:
                 if iterating:
                     raise StopAsyncIteration
@@ -322,8 +327,19 @@ class WebSocket:
                     await self._send_raw(conn.send(item.response()))
             elif cls is Pong:
                 self._ping_at = None
+            elif conn.state is _OPEN and self._inbox:
+                # Input that cannot be parsed, after messages not yet taken: the connection
+                # fails once they are (their answers go out before our Close).
+                self._failure = (item.code, item.reason or "protocol error")
             else:
                 await self._on_close(item)
+
+    async def _apply_failure(self) -> None:
+        failure = self._failure
+        if failure is not None:
+            self._failure = None
+            await self._fail(*failure)
+            self._done()
 
     async def _on_data(self, event: TextMessage | BytesMessage) -> None:
         data = event.data
@@ -564,6 +580,9 @@ class WebSocket:
         conn = self._conn
         timeout = self._manager.settings.websocket.pong_timeout_s
         with trio.move_on_after(timeout):
+            if self._failure is not None:  # the peer's input failed first: its close code
+                await self._apply_failure()
+                return
             if conn.state is _OPEN and not self._torn:
                 self._set_closed(code, reason)
                 try:
@@ -602,6 +621,8 @@ class WebSocket:
         self._bg_stop = False
         done = self._bg_done = trio.Event()
         try:
+            # nobody takes the messages in front of a failure: it need not wait for them
+            await self._apply_failure()
             while not self._finished and not self._bg_stop and self._inbox_bytes <= self._max:
                 with trio.CancelScope() as scope:
                     self._bg = scope
@@ -610,6 +631,7 @@ class WebSocket:
                 if scope.cancelled_caught:
                     break
                 await self._process(data)
+                await self._apply_failure()
         except WebSocketClosed:
             pass
         except Exception:
