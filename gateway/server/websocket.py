@@ -129,6 +129,7 @@ class WebSocket:
         "_fast",
         "_sock",
         "_spins",
+        "_eager",
         "_failure",
         "_max",
         "_recv_size",
@@ -184,6 +185,7 @@ class WebSocket:
         # in-memory) through their own methods.
         self._sock = stream.socket if type(stream) is trio.SocketStream else None
         self._spins = 0
+        self._eager = True  # the first read may find the first frames already there
         self._failure: tuple[int, str] | None = None  # a parse failure behind queued messages
         self._recv_size = s.server.recv_buffer_bytes
         self._send_timeout = s.http.send_timeout_s
@@ -281,26 +283,37 @@ class WebSocket:
             return got if type(got) is bytes else bytes(got)
         # Directly on the socket: trio's SocketStream adds two scheduler round trips to every
         # message (a cancel-shielded checkpoint after each successful recv and send), which
-        # cost more than the rest of an echo together. The schedule points it would give are
-        # given here once every _SPIN_LIMIT operations that did not wait.
-        spins = self._spins + 1
-        if spins > _SPIN_LIMIT:
-            spins = 0
-            await trio.lowlevel.checkpoint()
-        fd = sock.fileno()  # -1 once the stream is closed
-        while True:
-            try:
-                data = os.read(fd, self._recv_size)
-            except BlockingIOError:
+        # cost more than the rest of an echo together. The read waits for the socket first
+        # (a schedule point) unless the previous read filled the buffer: a peer that answers
+        # our last message has not done so yet, and a read that fails costs a system call and
+        # an exception. Reads that do not wait give a checkpoint every _SPIN_LIMIT operations.
+        fd = sock.fileno()
+        if fd < 0:  # the stream was closed
+            return b""
+        size = self._recv_size
+        eager = self._eager
+        spins = self._spins
+        if eager:
+            spins += 1
+            if spins > _SPIN_LIMIT:
                 spins = 0
+                await trio.lowlevel.checkpoint()
+        while True:
+            if not eager:
                 try:
                     await trio.lowlevel.wait_readable(fd)
                 except trio.ClosedResourceError:  # another task closed the stream
                     return b""
+                spins = 0
+            try:
+                data = os.read(fd, size)
+            except BlockingIOError:
+                eager = False
                 continue
-            except OSError:  # reset, or closed
+            except OSError:  # reset
                 data = b""
             self._spins = spins
+            self._eager = len(data) == size
             return data
 
     async def _read_once(self) -> None:
