@@ -648,3 +648,26 @@ async def test_a_handler_reading_a_flood_still_lets_other_tasks_run() -> None:
                 nursery.cancel_scope.cancel()
     assert len(seen) == 200
     assert len(set(seen)) > 1, "the handler read 200 messages without one schedule point"
+
+
+async def test_echo_over_a_unix_socket(tmp_path: Any) -> None:
+    # the same direct socket I/O as TCP: a message, a long one (written in parts), a close
+    app, seen = echo_app()
+    path = str(tmp_path / "gw.sock")
+    with trio.fail_after(10):
+        async with running(app, server__unix_path=path) as server:
+            stream = await trio.open_unix_socket(path)
+            client = Client(stream)
+            await stream.send_all(client.ws.send(Request(host="localhost", target="/echo/u?q=1")))
+            assert isinstance(await client.event(), AcceptConnection)
+            await client.send(TextMessage("over unix"))
+            assert await client.message() == "u:1:over unix"
+            big = os.urandom(60000)
+            await client.send(BytesMessage(big))
+            assert await client.message() == big
+            await client.send(CloseConnection(1000))
+            assert await client.event() == CloseConnection(1000, "")  # the answer
+            await client.until_eof()
+            await seen["closed"].wait()
+            assert seen["code"] == 1000
+            assert await _wait_ws_active(server) == 0
