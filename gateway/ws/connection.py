@@ -47,8 +47,8 @@ _FAST = 0  # frame by frame: ours or wsproto's
 _WSPROTO = 1  # everything to wsproto (extensions negotiated, or no longer OPEN)
 _FAILED = 2  # the input could not be parsed: nothing after it is read
 
-# Frames up to here are ours (buffered whole when they come in pieces); longer ones go through
-# wsproto, which unmasks them piece by piece as they arrive (cache-sized: faster at megabytes).
+# Frames up to here are ours when a read brings them whole; longer ones go through wsproto,
+# which unmasks them piece by piece as they arrive (cache-sized pieces: faster at megabytes).
 FAST_FRAME_MAX = 65536
 _INT_XOR_MAX = 8192  # up to here one big-int XOR unmasks fastest; above, four translate()s
 _IDENT = int.from_bytes(bytes(range(256)), "little")
@@ -95,8 +95,7 @@ class ServerWebSocket:
         extensions: the negotiated extensions (permessage-deflate), or None: with any, every
             frame goes through wsproto.
         max_message_bytes: frames with a longer payload (or one over FAST_FRAME_MAX) go
-            through wsproto in pieces (the caller enforces its limit on those pieces); shorter
-            ones may be buffered here whole.
+            through wsproto in pieces (the caller enforces its limit on those pieces).
     """
 
     __slots__ = ("_proto", "_state", "_route", "_max", "_owed", "_fragmented", "_stash")
