@@ -226,7 +226,9 @@ class WebSocket:
         """The next whole message: str (text) or bytes (binary).
 
         Returns:
-            (awaitable) The message; messages that arrived before a Close are still delivered.
+            (awaitable) The message; messages that arrived before a Close are still delivered,
+            and so are those before input that cannot be parsed (the connection fails with
+            1002/1007 when they have been taken, so that answers to them go out first).
 
         Raises:
             WebSocketClosed: the connection is closed (``code``/``reason`` say how).
