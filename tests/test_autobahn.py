@@ -1,6 +1,7 @@
 # Autobahn|Testsuite fuzzingclient (cases 1-10) against the gateway's echo route, through
-# scripts/autobahn.sh (which sets up its Python 2.7 virtualenv once). Every case must end OK,
-# NON-STRICT or INFORMATIONAL, with a clean close: no FAILED, no UNCLEAN.
+# scripts/autobahn.sh (which sets up its Python 2.7 virtualenv once). Strict: every case must end
+# OK or INFORMATIONAL, with a clean close (no NON-STRICT, FAILED or UNCLEAN), but for the cases
+# listed in KEPT_NON_STRICT with the reason each is kept.
 # `make test` sets autobahntestsuite up first (`make autobahn-deps`: scripts/autobahn.sh
 # --setup-only, which needs a CPython 2.7 and fails naming it). Without it this test FAILS,
 # naming what is missing: it never skips.
@@ -22,7 +23,10 @@ SCRIPT = ROOT / "scripts" / "autobahn.sh"
 # All of 1-10, the 9.* performance cases (16 MiB messages) included: the whole run takes about
 # 25 s on this machine, so nothing needs leaving out.
 CASES = "1.*,2.*,3.*,4.*,5.*,6.*,7.*,8.*,9.*,10.*"
-GOOD = {"OK", "NON-STRICT", "INFORMATIONAL"}
+GOOD = {"OK", "INFORMATIONAL"}
+# case -> why it stays NON-STRICT on purpose (none today: 3.2, 3.3, 4.1.3, 4.1.4, 4.2.3, 4.2.4
+# and 5.15 were, until the messages before a bad frame were answered before the Close)
+KEPT_NON_STRICT: dict[str, str] = {}
 
 
 def _python27() -> str | None:
@@ -64,7 +68,10 @@ def test_autobahn_fuzzingclient_cases_1_to_10(tmp_path: Path) -> None:
     bad = {
         case: (r["behavior"], r["behaviorClose"])
         for case, r in results.items()
-        if r["behavior"] not in GOOD or r["behaviorClose"] not in ("OK", "INFORMATIONAL")
+        if not (
+            r["behavior"] in GOOD or (r["behavior"] == "NON-STRICT" and case in KEPT_NON_STRICT)
+        )
+        or r["behaviorClose"] not in ("OK", "INFORMATIONAL")
     }
     assert not bad, bad
     assert proc.returncode == 0, proc.stdout + proc.stderr[-2000:]

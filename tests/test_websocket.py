@@ -73,6 +73,16 @@ class Client:
             data = await self.read()
             self.ws.receive_data(data or None)
 
+    async def message(self) -> str | bytes:
+        """The next whole message (wsproto gives a long one in parts)."""
+        parts: list[Any] = []
+        while True:
+            event = await self.event()
+            assert isinstance(event, (TextMessage, BytesMessage)), event
+            parts.append(event.data)
+            if event.message_finished:
+                return ("" if isinstance(event, TextMessage) else b"").join(parts)
+
     async def read(self) -> bytes:
         try:
             data = await self.stream.receive_some(65536)
@@ -577,3 +587,87 @@ async def test_pipelined_first_frame_and_concurrent_receivers() -> None:
             await stream.send_all(head + frame(0x1, b"early"))
             assert isinstance(await client.event(), AcceptConnection)
             assert await client.event() == TextMessage("first=early")
+
+
+async def test_messages_before_a_bad_frame_are_answered_before_the_close() -> None:
+    # Autobahn 3.2 / 4.1.3 / 5.15 strict: a message and a bad frame in one write; the echo of
+    # the message goes out, then our Close 1002 (the Ping after the bad frame is never read).
+    app, seen = echo_app()
+    with trio.fail_after(10):
+        async with running(app) as server:
+            client, _ = await Client.open(server.port, "/echo/s")
+            await client.raw(
+                frame(0x2, b"first") + frame(0x1, b"x", rsv=0x20) + frame(0x9, b"never")
+            )
+            assert await client.event() == BytesMessage(b"first")
+            close = await client.event()
+            assert isinstance(close, CloseConnection) and close.code == 1002
+            await client.until_eof()
+            await seen["closed"].wait()
+            assert seen["code"] == 1002
+
+
+async def test_a_burst_of_messages_in_one_write_is_echoed_in_order() -> None:
+    app, _ = echo_app()
+    sizes = [0, 1, 125, 126, 65535, 65536, 70000] + list(range(300))
+    with trio.fail_after(20):
+        async with running(app, websocket__max_message_bytes=1 << 20) as server:
+            client, _ = await Client.open(server.port, "/echo/b")
+            await client.raw(b"".join(frame(0x2, bytes([n % 251]) * n) for n in sizes))
+            for n in sizes:
+                assert await client.message() == bytes([n % 251]) * n
+
+
+async def test_a_handler_reading_a_flood_still_lets_other_tasks_run() -> None:
+    # Reads that never wait (the data is already there: 64-byte reads of ~14 KB) give a
+    # schedule point now and then: another task's counter moves while the handler reads.
+    app = App()
+    ticks = [0]
+    seen: list[int] = []
+    done = trio.Event()
+
+    @app.ws("/flood")
+    async def flood(ws: WebSocket, req: HTTPRequest) -> None:
+        async for _ in ws:
+            seen.append(ticks[0])
+            if len(seen) == 200:
+                done.set()
+
+    async def ticker() -> None:
+        while True:
+            ticks[0] += 1
+            await trio.lowlevel.checkpoint()
+
+    with trio.fail_after(10):
+        async with running(app, server__recv_buffer_bytes=64) as server:
+            client, _ = await Client.open(server.port, "/flood")
+            async with trio.open_nursery() as nursery:
+                await client.raw(b"".join(frame(0x1, b"%03d" % i * 16) for i in range(200)))
+                nursery.start_soon(ticker)
+                await done.wait()
+                nursery.cancel_scope.cancel()
+    assert len(seen) == 200
+    assert len(set(seen)) > 1, "the handler read 200 messages without one schedule point"
+
+
+async def test_echo_over_a_unix_socket(tmp_path: Any) -> None:
+    # the same direct socket I/O as TCP: a message, a long one (written in parts), a close
+    app, seen = echo_app()
+    path = str(tmp_path / "gw.sock")
+    with trio.fail_after(10):
+        async with running(app, server__unix_path=path) as server:
+            stream = await trio.open_unix_socket(path)
+            client = Client(stream)
+            await stream.send_all(client.ws.send(Request(host="localhost", target="/echo/u?q=1")))
+            assert isinstance(await client.event(), AcceptConnection)
+            await client.send(TextMessage("over unix"))
+            assert await client.message() == "u:1:over unix"
+            big = os.urandom(60000)
+            await client.send(BytesMessage(big))
+            assert await client.message() == big
+            await client.send(CloseConnection(1000))
+            assert await client.event() == CloseConnection(1000, "")  # the answer
+            await client.until_eof()
+            await seen["closed"].wait()
+            assert seen["code"] == 1000
+            assert await _wait_ws_active(server) == 0

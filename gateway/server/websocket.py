@@ -1,23 +1,27 @@
 # An open WebSocket over an upgraded connection: the object ws route handlers use (receive,
 # async for, send, close), reading (pull: whoever calls receive() reads the socket, so an echo
-# costs one wake-up and one send, as a bare wsproto loop), sending (one write per message,
-# serialised, bounded by the send timeout), the limits (1009, 1007, 1002) and the closing
-# handshake. Must not: parse HTTP, choose routes, or parse frames itself (wsproto does: we only
-# build outgoing data frames when no extension is active, byte for byte what wsproto would send).
+# costs one wake-up and one send), sending (one write per message, serialised, bounded by the
+# send timeout), the limits (1009, 1007, 1002) and the closing handshake. Must not: parse HTTP,
+# choose routes, or parse frames itself (gateway.ws.connection does; we only build outgoing data
+# frames when no extension is active, byte for byte what wsproto would send).
 #
 # Theory of operation. States follow wsproto's: OPEN -> LOCAL_CLOSING (we sent Close: 1009,
 # 1002, close()) or REMOTE_CLOSING (answered at once) -> CLOSED; `_finished` when the closing
-# handshake completed or the connection was lost. If no task has read for a whole tick, the
-# server's ticker (gateway.server.upgrade) starts a background reader (for handlers that only
-# send), which hands the socket back as soon as receive() is called. Timers: the ticker pings
-# after ping_interval_s without input and expires the socket (close code + cancelling the
-# connection's scope) on pong or idle timeout; a send blocked past send_timeout_s is caught by
-# the server's reaper through session.deadline. After a parse failure wsproto's parser is dead;
-# the peer's Close is then looked for at the end of its input. The HTTP session closes TCP.
+# handshake completed or the connection was lost. Input that cannot be parsed fails the
+# connection (our Close, no answer awaited: the parser is dead), but only once the messages
+# received before it are taken, so that their answers go out first. If no task has read for a
+# whole tick, the server's ticker (gateway.server.upgrade) starts a background reader (for
+# handlers that only send), which hands the socket back as soon as receive() is called. Timers:
+# the ticker pings after ping_interval_s without input and expires the socket (close code +
+# cancelling the connection's scope) on pong or idle timeout; a send blocked past
+# send_timeout_s is caught by the server's reaper through session.deadline. A TCP or Unix
+# socket is read and written with os.read/os.write on its descriptor and trio's wait_readable/
+# wait_writable (see _recv for why); the HTTP session still owns the stream and closes TCP.
 from __future__ import annotations
 
 import logging
 import math
+import os
 import struct
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AbstractContextManager
@@ -44,6 +48,10 @@ _REMOTE_CLOSING = ConnectionState.REMOTE_CLOSING
 _H16 = struct.Struct("!BBH")
 _H64 = struct.Struct("!BBQ")
 _SPLIT_BYTES = 65536  # larger payloads go out as head + payload (two writes, no copy)
+# Socket reads and writes that completed without waiting (so without a schedule point) in a
+# row before one checkpoint: a peer that floods a handler that echoes, or a reader that keeps
+# up with a handler that only sends, must not keep the other tasks from running.
+_SPIN_LIMIT = 16
 
 
 def _payload(message: str | bytes) -> tuple[int, bytes]:
@@ -119,6 +127,10 @@ class WebSocket:
         "_session",
         "_conn",
         "_fast",
+        "_sock",
+        "_spins",
+        "_eager",
+        "_failure",
         "_max",
         "_recv_size",
         "_send_timeout",
@@ -166,9 +178,15 @@ class WebSocket:
         self.close_reason = ""
         self._stream = stream
         self._session = session
-        self._conn = ServerWebSocket(extensions)
-        self._fast = not extensions
         self._max = s.websocket.max_message_bytes
+        self._conn = ServerWebSocket(extensions, self._max)
+        self._fast = not extensions
+        # A TCP or Unix socket is read and written directly (see _recv); other streams (TLS,
+        # in-memory) through their own methods.
+        self._sock = stream.socket if type(stream) is trio.SocketStream else None
+        self._spins = 0
+        self._eager = True  # the first read may find the first frames already there
+        self._failure: tuple[int, str] | None = None  # a parse failure behind queued messages
         self._recv_size = s.server.recv_buffer_bytes
         self._send_timeout = s.http.send_timeout_s
         self._inbox: list[Any] = []  # str | bytes, usually 0 or 1 of them
@@ -208,7 +226,9 @@ class WebSocket:
         """The next whole message: str (text) or bytes (binary).
 
         Returns:
-            (awaitable) The message; messages that arrived before a Close are still delivered.
+            (awaitable) The message; messages that arrived before a Close are still delivered,
+            and so are those before input that cannot be parsed (the connection fails with
+            1002/1007 when they have been taken, so that answers to them go out first).
 
         Raises:
             WebSocketClosed: the connection is closed (``code``/``reason`` say how).
@@ -230,6 +250,8 @@ class WebSocket:
     async def _receive(self, iterating: bool) -> str | bytes:
         inbox = self._inbox
         while not inbox:
+            if self._failure is not None:  # the messages before it are delivered: fail now
+                await self._apply_failure()
             if self._conn.state is not _OPEN or self._finished:
                 if iterating:
                     raise StopAsyncIteration
@@ -241,15 +263,7 @@ class WebSocket:
                 continue
             self._reading = True
             try:
-                data: Any = self._pending
-                if data:
-                    self._pending = b""
-                else:
-                    try:
-                        data = await self._stream.receive_some(self._recv_size)
-                    except (trio.BrokenResourceError, trio.ClosedResourceError):
-                        data = b""
-                await self._process(data)
+                await self._process(await self._recv())
             finally:
                 self._reading = False
         message: str | bytes = inbox.pop(0)
@@ -257,15 +271,52 @@ class WebSocket:
         return message
 
     async def _recv(self) -> bytes:
+        """The next bytes from the peer; b"" at EOF or when the connection broke or closed."""
         data = self._pending
         if data:
             self._pending = b""
             return data
-        try:
-            got = await self._stream.receive_some(self._recv_size)
-        except (trio.BrokenResourceError, trio.ClosedResourceError):
+        sock = self._sock
+        if sock is None:
+            try:
+                got = await self._stream.receive_some(self._recv_size)
+            except (trio.BrokenResourceError, trio.ClosedResourceError):
+                return b""
+            return got if type(got) is bytes else bytes(got)
+        # Directly on the socket: trio's SocketStream adds two scheduler round trips to every
+        # message (a cancel-shielded checkpoint after each successful recv and send), which
+        # cost more than the rest of an echo together. The read waits for the socket first
+        # (a schedule point) unless the previous read filled the buffer: a peer that answers
+        # our last message has not done so yet, and a read that fails costs a system call and
+        # an exception. Reads that do not wait give a checkpoint every _SPIN_LIMIT operations.
+        fd = sock.fileno()
+        if fd < 0:  # the stream was closed
             return b""
-        return got if type(got) is bytes else bytes(got)
+        size = self._recv_size
+        eager = self._eager
+        spins = self._spins
+        if eager:
+            spins += 1
+            if spins > _SPIN_LIMIT:
+                spins = 0
+                await trio.lowlevel.checkpoint()
+        while True:
+            if not eager:
+                try:
+                    await trio.lowlevel.wait_readable(fd)
+                except trio.ClosedResourceError:  # another task closed the stream
+                    return b""
+                spins = 0
+            try:
+                data = os.read(fd, size)
+            except BlockingIOError:
+                eager = False
+                continue
+            except OSError:  # reset
+                data = b""
+            self._spins = spins
+            self._eager = len(data) == size
+            return data
 
     async def _read_once(self) -> None:
         await self._process(await self._recv())
@@ -276,19 +327,34 @@ class WebSocket:
         if conn.state is _CLOSED:
             self._done()
             return
-        conn.receive_data(data or None)
-        for event in conn.events():
-            cls = event.__class__
-            if cls is TextMessage or cls is BytesMessage:
+        for item in conn.receive(data):
+            cls = item.__class__
+            if cls is str or cls is bytes:  # a whole message
                 if conn.state is _OPEN:
-                    await self._on_data(event)  # type: ignore[arg-type]
+                    self._inbox.append(item)
+                    self._inbox_bytes += len(item)
+                    self._msgs += 1
+            elif cls is TextMessage or cls is BytesMessage:  # a part of one
+                if conn.state is _OPEN:
+                    await self._on_data(item)
             elif cls is Ping:
                 if conn.state is _OPEN:
-                    await self._send_raw(conn.send(event.response()))  # type: ignore[attr-defined]
+                    await self._send_raw(conn.send(item.response()))
             elif cls is Pong:
                 self._ping_at = None
+            elif conn.state is _OPEN and self._inbox:
+                # Input that cannot be parsed, after messages not yet taken: the connection
+                # fails once they are (their answers go out before our Close).
+                self._failure = (item.code, item.reason or "protocol error")
             else:
-                await self._on_close(event)  # type: ignore[arg-type]
+                await self._on_close(item)
+
+    async def _apply_failure(self) -> None:
+        failure = self._failure
+        if failure is not None:
+            self._failure = None
+            await self._fail(*failure)
+            self._done()
 
     async def _on_data(self, event: TextMessage | BytesMessage) -> None:
         data = event.data
@@ -387,12 +453,40 @@ class WebSocket:
         if not self._fast:
             await self._send_raw(self.encode(message))
             return
-        op, payload = _payload(message)
-        n = len(payload)
-        if n < _SPLIT_BYTES:
-            await self._send_raw(_head(op, n) + payload)
+        if message.__class__ is str:
+            op, payload = 0x81, message.encode()
         else:
+            op, payload = _payload(message)
+        n = len(payload)
+        if n >= _SPLIT_BYTES:
             await self._send_raw(_head(op, n), payload)
+            return
+        frame = (bytes((op, n)) if n < 126 else _H16.pack(op, 126, n)) + payload
+        sock = self._sock
+        if sock is not None and not self._sending and self._spins < _SPIN_LIMIT:
+            # the common case, without a coroutine more: the whole frame fits the socket
+            self._spins += 1
+            try:
+                sent = os.write(sock.fileno(), frame)
+            except BlockingIOError:
+                sent = 0
+            except OSError:
+                raise self._lost() from None
+            if sent == len(frame):
+                return
+            if sent:  # a part went: the rest, waiting (and torn if cancelled meanwhile)
+                self._sending = True
+                try:
+                    await self._write(sock.fileno(), frame[sent:])
+                except (OSError, trio.BrokenResourceError, trio.ClosedResourceError):
+                    raise self._lost() from None
+                except BaseException:
+                    self._torn = True
+                    raise
+                finally:
+                    self._unlock()
+                return
+        await self._send_raw(frame)
 
     async def send_frame(self, frame: bytes) -> None:
         """Send bytes made by encode() (or several joined), in order with every other send.
@@ -405,6 +499,13 @@ class WebSocket:
         await self._send_raw(frame)
 
     async def _send_raw(self, data: bytes | bytearray, more: bytes | None = None) -> None:
+        sock = self._sock
+        if sock is not None:
+            spins = self._spins + 1
+            if spins > _SPIN_LIMIT:  # see _recv
+                spins = 0
+                await trio.lowlevel.checkpoint()
+            self._spins = spins
         if self._sending:
             lot = self._lot
             if lot is None:
@@ -412,26 +513,68 @@ class WebSocket:
             while self._sending:
                 await lot.park()
         self._sending = True
-        session = self._session
-        saved = session.deadline
-        session.deadline = trio.current_time() + self._send_timeout
         try:
-            await self._stream.send_all(data)
-            if more is not None:
-                await self._stream.send_all(more)
-        except (trio.BrokenResourceError, trio.ClosedResourceError):
-            self._set_closed(1006, "connection lost")
-            self._done()
-            raise WebSocketClosed(1006, "connection lost") from None
+            if sock is not None:
+                fd = sock.fileno()
+                await self._write(fd, data)
+                if more is not None:
+                    await self._write(fd, more)
+            else:
+                session = self._session
+                saved = session.deadline
+                session.deadline = trio.current_time() + self._send_timeout
+                try:
+                    await self._stream.send_all(data)
+                    if more is not None:
+                        await self._stream.send_all(more)
+                finally:
+                    session.deadline = saved
+        except (OSError, trio.BrokenResourceError, trio.ClosedResourceError):
+            raise self._lost() from None
         except BaseException:
             self._torn = True  # cancelled mid-frame: the stream can carry nothing more
             raise
         finally:
+            self._unlock()
+
+    async def _write(self, fd: int, data: bytes | bytearray | memoryview) -> None:
+        """All of ``data`` to the socket; while it is full, wait under the send deadline (the
+        server's reaper closes a connection blocked past it).
+
+        Raises:
+            OSError: the connection broke (or the stream was closed: fd -1).
+            trio.ClosedResourceError: another task closed the stream meanwhile.
+        """
+        try:
+            sent = os.write(fd, data)
+        except BlockingIOError:
+            sent = 0
+        if sent == len(data):
+            return
+        session = self._session
+        saved = session.deadline
+        session.deadline = trio.current_time() + self._send_timeout
+        view = memoryview(data)[sent:]
+        try:
+            while view:
+                await trio.lowlevel.wait_writable(fd)
+                try:
+                    view = view[os.write(fd, view) :]
+                except BlockingIOError:
+                    pass
+        finally:
             session.deadline = saved
-            self._sending = False
-            lot = self._lot
-            if lot is not None and lot:
-                lot.unpark()
+
+    def _unlock(self) -> None:
+        self._sending = False
+        lot = self._lot
+        if lot is not None and lot:
+            lot.unpark()
+
+    def _lost(self) -> WebSocketClosed:
+        self._set_closed(1006, "connection lost")
+        self._done()
+        return WebSocketClosed(1006, "connection lost")
 
     # -- closing ------------------------------------------------------------------------------
     async def close(self, code: int = 1000, reason: str = "") -> None:
@@ -452,6 +595,9 @@ class WebSocket:
         conn = self._conn
         timeout = self._manager.settings.websocket.pong_timeout_s
         with trio.move_on_after(timeout):
+            if self._failure is not None:  # the peer's input failed first: its close code
+                await self._apply_failure()
+                return
             if conn.state is _OPEN and not self._torn:
                 self._set_closed(code, reason)
                 try:
@@ -490,6 +636,8 @@ class WebSocket:
         self._bg_stop = False
         done = self._bg_done = trio.Event()
         try:
+            # nobody takes the messages in front of a failure: it need not wait for them
+            await self._apply_failure()
             while not self._finished and not self._bg_stop and self._inbox_bytes <= self._max:
                 with trio.CancelScope() as scope:
                     self._bg = scope
@@ -498,6 +646,7 @@ class WebSocket:
                 if scope.cancelled_caught:
                     break
                 await self._process(data)
+                await self._apply_failure()
         except WebSocketClosed:
             pass
         except Exception:
