@@ -2,13 +2,14 @@
 # Owns: the connection's phase deadlines (a plain float per phase: idle keep-alive, request head,
 # sending; the server's reaper cancels the connection's one scope when it passes, so the hot path
 # never re-arms a trio deadline), body reads with their timeout and minimum rate, 100-continue,
-# draining an unread body, keep-alive/close decisions.
+# draining an unread body, keep-alive/close decisions; reading and writing a plain TCP/Unix
+# socket directly (see _receive), any other stream (TLS) through its trio methods.
 # Must not: parse HTTP itself (gateway.http.connection does) or know routes (gateway.app does).
 from __future__ import annotations
 
 import logging
 import math
-import select
+import os
 import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
@@ -71,6 +72,10 @@ __all__ = ["HTTPSession"]
 
 log = logging.getLogger("gateway.http")
 _INF = math.inf
+# Socket reads and writes that completed without waiting (so without a schedule point) in a row
+# before one checkpoint: a client that uploads as fast as the handler reads, or a handler that
+# streams into a socket that never fills, must not keep the other connections from running.
+_SPIN_LIMIT = 16
 
 
 class _DateCache:
@@ -124,6 +129,9 @@ class HTTPSession:
         "_started",
         "deadline",
         "_linger",
+        "_sock",
+        "_spins",
+        "_now",
     )
 
     def __init__(self, server: SessionHost, stream: trio.abc.Stream, info: ConnectionInfo) -> None:
@@ -145,8 +153,13 @@ class HTTPSession:
         self.upgrade_handler: Callable[..., Any] | None = None
         self._status = 0
         self._started = 0.0
-        self.deadline = trio.current_time() + self.http.head_timeout_s
+        # the run's clock, read directly (trio.current_time() is three calls deep)
+        self._now: Callable[[], float] = trio.lowlevel.current_clock().current_time
+        self.deadline = self._now() + self.http.head_timeout_s
         self._linger = False
+        # a plain TCP/Unix socket is read and written directly (see _receive); None for TLS
+        self._sock = stream.socket if type(stream) is trio.SocketStream else None
+        self._spins = 0
 
     # -- the connection loop -----------------------------------------------------------------
     async def run(self) -> None:
@@ -171,7 +184,11 @@ class HTTPSession:
                     # an idle keep-alive connection holds no request (nor its h11 event)
                     self.req = event = None
                     self.phase = "idle"
-                    self.deadline = trio.current_time() + http.idle_timeout_s
+                    self.deadline = self._now() + http.idle_timeout_s
+                    # the one schedule point of a request served without waiting: the other
+                    # connections run, and the client's next request has time to arrive
+                    self._spins = 0
+                    await trio.lowlevel.checkpoint()
             if self.scope.cancelled_caught and self.phase == "head":
                 await self._reply_error(408, "Request timeout: the request head took too long")
         except RemoteProtocolError as exc:  # the peer's fault: a 4xx; ours (Local) is logged below
@@ -189,27 +206,75 @@ class HTTPSession:
 
     async def _read_head(self) -> object:
         conn = self.conn
-        stream = self.stream
         while True:
             event = conn.next_event()
             if event is not h11.NEED_DATA:
                 return event
             try:
-                data = await stream.receive_some(self.recv_size)
+                data = await self._receive(self.recv_size)
             except (trio.BrokenResourceError, trio.ClosedResourceError):
                 return h11.ConnectionClosed()
             if self.phase == "idle" and data:
                 # the first byte of a head starts its deadline (slowloris: the whole head)
                 self.phase = "head"
-                deadline = trio.current_time() + self.http.head_timeout_s
+                deadline = self._now() + self.http.head_timeout_s
                 if deadline < self.deadline:
                     self.deadline = deadline
             conn.receive_data(data)
 
+    async def _receive(self, max_bytes: int) -> bytes:
+        """Up to ``max_bytes`` from the peer (b"" at its end of stream), waiting for them.
+
+        A plain socket is read directly: trio's SocketStream adds a schedule point to every
+        successful read and write (two scheduler round trips per request, more than the rest of
+        the loop's own cost), where one per request is enough (the run loop's, between
+        requests). The read is tried first and waits only when nothing is there; reads and
+        writes that do not wait give a checkpoint every _SPIN_LIMIT of them.
+
+        Raises:
+            trio.BrokenResourceError: the connection broke (reset).
+            trio.ClosedResourceError: the stream was closed (by another task).
+        """
+        sock = self._sock
+        if sock is None:
+            got = await self.stream.receive_some(max_bytes)
+            return got if type(got) is bytes else bytes(got)
+        while True:
+            data = self._read_now(sock, max_bytes)
+            if data is not None:
+                await self._spin()
+                return data
+            await trio.lowlevel.wait_readable(sock)
+            self._spins = 0
+
+    def _read_now(self, sock: trio.socket.SocketType, max_bytes: int) -> bytes | None:
+        """What the socket holds now (b"" at end of stream), or None when it holds nothing.
+
+        Raises:
+            trio.BrokenResourceError, trio.ClosedResourceError: as _receive.
+        """
+        fd = sock.fileno()
+        if fd < 0:
+            raise trio.ClosedResourceError("the connection was closed")
+        try:
+            return os.read(fd, max_bytes)
+        except BlockingIOError:
+            return None
+        except OSError as exc:
+            raise trio.BrokenResourceError(f"connection broke: {exc}") from None
+
+    async def _spin(self) -> None:
+        """Count an operation that did not wait; every _SPIN_LIMIT of them, a checkpoint."""
+        spins = self._spins + 1
+        if spins > _SPIN_LIMIT:
+            spins = 0
+            await trio.lowlevel.checkpoint()
+        self._spins = spins
+
     async def _serve_one(self, event: h11.Request) -> None:
         server = self.server
         self.phase = "handler"
-        started = self._started = trio.current_time()
+        started = self._started = self._now()
         self.deadline = _INF
         # split_target's result, checked with the head (RFC 9112 3.2.2: an absolute-form
         # target's authority is the host)
@@ -281,7 +346,7 @@ class HTTPSession:
         if cycle.body_done:
             return None
         if not cycle.reading:
-            self._body_start = trio.current_time()
+            self._body_start = self._now()
             if cycle.start_body():
                 await self._send(b"HTTP/1.1 100 Continue\r\n\r\n")
         if cycle.direct:
@@ -319,7 +384,7 @@ class HTTPSession:
 
     async def _receive_body_bytes(self, max_bytes: int) -> bytes:
         http = self.http
-        now = trio.current_time()
+        now = self._now()
         elapsed = now - self._body_start
         # minimum average rate, judged once the body had a full read timeout to get going
         if (
@@ -328,16 +393,16 @@ class HTTPSession:
         ):
             self._body_failed()
             raise BodyTimeout(None, "Request timeout: body arriving below the minimum rate")
-        stream = self.stream
-        data: bytes | bytearray = b""
         try:
-            if _bytes_waiting(stream):
-                # Bytes are already there: the read cannot wait, so it needs no timeout scope
-                # (entering one costs more than the rest of a 64 KiB read; a busy upload skips it)
-                data = await stream.receive_some(max_bytes)
+            sock = self._sock
+            # Bytes already there need no timeout scope (entering one costs more than the rest
+            # of a 64 KiB read; a busy upload skips it): a plain socket is tried first
+            data = None if sock is None else self._read_now(sock, max_bytes)
+            if data is not None:
+                await self._spin()
             else:
                 with trio.move_on_at(now + http.body_timeout_s) as cs:
-                    data = await stream.receive_some(max_bytes)
+                    data = await self._receive(max_bytes)
                 if cs.cancelled_caught:
                     self._body_failed()
                     raise BodyTimeout(
@@ -349,7 +414,7 @@ class HTTPSession:
         if not data:
             self._body_failed()
             raise ClientDisconnected()
-        return data if type(data) is bytes else bytes(data)
+        return data
 
     def _body_failed(self) -> None:
         self.cycle.body_ended()
@@ -412,11 +477,37 @@ class HTTPSession:
             await self._send(out)
 
     async def _send(self, data: bytes) -> None:
+        sock = self._sock
+        if sock is not None:
+            # directly (see _receive): a write that takes it all needs no deadline
+            try:
+                sent = os.write(sock.fileno(), data)
+            except BlockingIOError:
+                sent = 0
+            except OSError:  # reset, or closed (fd -1)
+                raise ClientDisconnected() from None
+            if sent == len(data):
+                await self._spin()
+                return
+        else:
+            sent = -1
         saved = self.deadline
-        self.deadline = trio.current_time() + self.http.send_timeout_s
+        self.deadline = self._now() + self.http.send_timeout_s
         try:
-            await self.stream.send_all(data)
-        except (trio.BrokenResourceError, trio.ClosedResourceError):
+            if sock is None:
+                await self.stream.send_all(data)
+                return
+            # the socket is full: the rest as it drains, under the send deadline (the server's
+            # reaper closes a connection blocked past it)
+            view = memoryview(data)[sent:]
+            while view:
+                await trio.lowlevel.wait_writable(sock)
+                try:
+                    view = view[os.write(sock.fileno(), view) :]
+                except BlockingIOError:
+                    pass
+            self._spins = 0
+        except (trio.BrokenResourceError, trio.ClosedResourceError, OSError):
             raise ClientDisconnected() from None
         finally:
             self.deadline = saved
@@ -478,15 +569,6 @@ class HTTPSession:
     @property
     def body_bytes(self) -> int:
         return self.cycle.body_bytes
-
-
-def _bytes_waiting(stream: trio.abc.Stream) -> bool:
-    """True when a TCP/Unix socket stream has bytes (or EOF) ready to read right now."""
-    if type(stream) is not trio.SocketStream:
-        return False
-    poller = select.poll()
-    poller.register(stream.socket.fileno(), select.POLLIN)
-    return bool(poller.poll(0))
 
 
 _EMPTY = EmptySource()

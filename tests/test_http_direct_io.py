@@ -1,0 +1,160 @@
+# The HTTP session reads and writes a plain socket directly (gateway.server.http_session
+# _receive/_send): a read or write that does not wait is no schedule point, so the guarantees
+# trio's SocketStream gave with one per operation are kept here by hand and tested: a checkpoint
+# every _SPIN_LIMIT operations that did not wait and one per request (no connection starves the
+# others), waiting when the socket is empty or full, resets and closes as trio's stream errors,
+# and TLS (any other stream) through the stream's own methods.
+from __future__ import annotations
+
+import socket
+
+import pytest
+import trio
+import trio.testing
+
+from gateway import App
+from gateway.errors import ClientDisconnected
+from gateway.server import http_session
+from gateway.server.http_session import HTTPSession
+from gateway.server.serve import ConnectionInfo, Server
+from tests.helpers import connect, make_settings, parse_replies, read_all, running
+
+LIMIT = http_session._SPIN_LIMIT
+INFO = ConnectionInfo(("127.0.0.1", 40000), "http", False, "127.0.0.1:40000")
+
+
+def hello_app() -> App:
+    app = App()
+
+    @app.get("/hello")
+    async def hello(req, res):  # type: ignore[no-untyped-def]
+        await res.send("hello")
+
+    return app
+
+
+def make_session(stream: trio.abc.Stream) -> HTTPSession:
+    app = hello_app()
+    settings = make_settings(http__max_requests_per_connection=5000)
+    app.bind(settings)
+    return HTTPSession(Server(app, settings), stream, INFO)
+
+
+async def test_a_socket_stream_is_read_directly_and_a_checkpoint_comes_every_limit() -> None:
+    a, b = trio.socket.socketpair()
+    with a, b, trio.fail_after(5):
+        session = make_session(trio.SocketStream(a))
+        assert session._sock is a
+        await b.send(b"x" * (4 * LIMIT))
+        for _ in range(LIMIT):  # bytes are there: no schedule point
+            with trio.testing.assert_no_checkpoints():
+                assert await session._receive(1) == b"x"
+        with trio.testing.assert_checkpoints():  # the next one gives the others their turn
+            assert await session._receive(1) == b"x"
+        # writes that do not wait count towards the same limit
+        for _ in range(LIMIT):
+            with trio.testing.assert_no_checkpoints():
+                await session._send(b"y")
+        with trio.testing.assert_checkpoints():
+            await session._send(b"y")
+        assert await b.recv(100) == b"y" * (LIMIT + 1)
+
+
+async def test_an_empty_socket_is_waited_for_and_end_of_stream_is_empty_bytes() -> None:
+    a, b = trio.socket.socketpair()
+    with a, b, trio.fail_after(5):
+        session = make_session(trio.SocketStream(a))
+        async with trio.open_nursery() as nursery:
+
+            async def later() -> None:
+                await trio.testing.wait_all_tasks_blocked()
+                await b.send(b"late")
+
+            nursery.start_soon(later)
+            with trio.testing.assert_checkpoints():
+                assert await session._receive(100) == b"late"
+        b.shutdown(socket.SHUT_WR)
+        assert await session._receive(100) == b""
+
+
+async def test_a_reset_is_a_broken_stream_and_a_closed_socket_a_closed_one() -> None:
+    a, b = trio.socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+    session = make_session(trio.SocketStream(a))
+    with trio.fail_after(5):
+        # unread bytes at close: the peer's next read fails with ECONNRESET
+        await session._send(b"unread")
+        b.close()
+        with pytest.raises(trio.BrokenResourceError):
+            while True:  # bounded: the first read fails, or an EOF then EPIPE below
+                if await session._receive(100) == b"":
+                    raise trio.BrokenResourceError("end of stream")
+        with pytest.raises(ClientDisconnected):
+            for _ in range(100):
+                await session._send(b"z" * 65536)
+        a.close()
+        with pytest.raises(trio.ClosedResourceError):
+            await session._receive(100)
+        with pytest.raises(ClientDisconnected):
+            await session._send(b"after close")
+
+
+async def test_a_full_socket_is_written_as_it_drains_under_the_send_deadline() -> None:
+    a, b = trio.socket.socketpair()
+    a.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)
+    big = bytes(range(256)) * 4096  # 1 MiB: far more than the buffers hold
+    got = bytearray()
+    deadlines: list[float] = []
+    with a, b, trio.fail_after(10):
+        session = make_session(trio.SocketStream(a))
+        session.deadline = trio.current_time() + 1000
+        saved = session.deadline
+
+        async def reader() -> None:
+            await trio.testing.wait_all_tasks_blocked()
+            deadlines.append(session.deadline)  # while the writer waits for room
+            while len(got) < len(big):
+                got.extend(await b.recv(65536))
+
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(reader)
+            await session._send(big)
+    assert bytes(got) == big
+    # the send deadline was set while waiting, and the phase's own put back after
+    assert deadlines[0] < saved and session.deadline == saved
+
+
+async def test_tls_and_other_streams_go_through_their_own_methods() -> None:
+    left, right = trio.testing.memory_stream_pair()
+    with trio.fail_after(5):
+        session = make_session(left)
+        assert session._sock is None
+        await right.send_all(b"abc")
+        assert await session._receive(100) == b"abc"
+        await session._send(b"def")
+        assert await right.receive_some(100) == b"def"
+
+
+async def test_every_request_is_a_schedule_point_even_when_all_bytes_are_there(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # 200 pipelined requests in one write: the session never has to wait, and still lets the
+    # other tasks run once per request (trio's SocketStream did twice)
+    n = 200
+    checkpoints = 0
+    real = trio.lowlevel.checkpoint
+
+    async def counting() -> None:
+        nonlocal checkpoints
+        checkpoints += 1
+        await real()
+
+    monkeypatch.setattr(http_session.trio.lowlevel, "checkpoint", counting)
+    with trio.fail_after(10):
+        async with running(hello_app(), http__max_requests_per_connection=n) as server:
+            stream = await connect(server)
+            async with stream:
+                await stream.send_all(b"GET /hello HTTP/1.1\r\nHost: a\r\n\r\n" * n)
+                await stream.send_eof()
+                replies = parse_replies(await read_all(stream))
+    assert [r.status for r in replies] == [200] * n
+    assert checkpoints >= n - 1
