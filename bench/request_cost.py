@@ -2,6 +2,9 @@
 ``GET /hello`` requests (or, with --echo, ``POST /echo`` with a 1 KiB JSON body, as the side-by-side
 harness sends) (bench.app, default profile, access log on as shipped) from a fake stream
 that hands it one request per read and swallows the replies: no kernel, no client, no other task.
+The fake stream is not a socket, so the session reads and writes it through the stream's methods
+(as it does a TLS stream: a schedule point per read and per write, which a plain socket, read
+directly, does not pay; bench/socket_cost.py counts that path over real sockets).
 A benchmark, not a test: it prints per-request figures and asserts nothing. It imports only what
 every version of the gateway has, so the same script measures two trees (before/after a change).
 
