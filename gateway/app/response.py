@@ -352,7 +352,7 @@ class Response:
             ValueError: a missing value, an invalid name, or CR/LF in a value.
             TypeError: a list for Content-Type.
         """
-        if isinstance(field, Mapping):
+        if type(field) is not str and isinstance(field, Mapping):  # str: no ABC check (hot)
             for k, v in field.items():
                 self.set(k, v)
             return self
