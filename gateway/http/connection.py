@@ -87,6 +87,10 @@ _FRAMING = re.compile(rb"\n(content-length|transfer-encoding|host|expect)([ \t]*
 # back to the client and logged, so that tail is cut: no echo of attacker bytes.
 _RAW_TAIL = re.compile(r":?\s*(?:bytearray\(|b'|b\").*\Z", re.S)
 _NO_TARGET: tuple[str, str, str, str | None] = ("", "", "", None)
+# the fields Cycle.begin reads (h11 hands out names in lower case)
+_CYCLE_FIELDS = frozenset(
+    (b"content-length", b"transfer-encoding", b"authorization", b"upgrade", b"connection")
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -105,7 +109,7 @@ class ServerConnection:
         limits: head limits.
     """
 
-    __slots__ = ("_h11", "_limits", "_scan", "_in_head", "target", "_chunked")
+    __slots__ = ("_h11", "_limits", "_scan", "_end", "_in_head", "target", "_chunked")
 
     def __init__(self, limits: HTTPLimits) -> None:
         self._limits = limits
@@ -113,6 +117,7 @@ class ServerConnection:
         # no parser state (about 1.3 KiB of h11 objects per connection)
         self._h11: h11.Connection | None = None
         self._scan: bytes | bytearray = b""
+        self._end = -1  # _head_end(self._scan), found once per read
         self._in_head = True
         # (url, path, query, authority) of the current request, split once with its head (see
         # gateway.http.target.split_target); the server reads it instead of splitting again
@@ -183,7 +188,8 @@ class ServerConnection:
                 scan += data
             else:
                 self._scan = scan = data
-            if _head_end(scan) < 0:
+            end = self._end = _head_end(scan)
+            if end < 0:
                 self._check_incomplete_head(scan)
         elif (chunked := self._chunked) is not None:
             chunked.receive_data(data)
@@ -220,6 +226,7 @@ class ServerConnection:
             is_chunked = self._check_head(event)
             self._in_head = False
             self._scan = b""
+            self._end = -1
             if is_chunked:
                 # the body is parsed here, from the bytes h11 holds after the head on: h11
                 # is fed nothing more for this request (the next one gets a fresh h11)
@@ -243,8 +250,8 @@ class ServerConnection:
         """
         limits = self._limits
         scan = self._scan
-        end = _head_end(scan)
-        head = scan[:end] if end >= 0 else scan
+        end = self._end  # where receive_data found the head's end (h11 found it there too)
+        head = scan if end < 0 or end == len(scan) else scan[:end]  # no copy: the common case
         if len(head) > limits.max_head_bytes:
             raise ProtocolError("Request header fields too large", 431)
         if _line_length(head) > limits.max_request_line_bytes:
@@ -319,7 +326,8 @@ class ServerConnection:
         self._in_head = True
         self._scan = leftover
         self.target = _NO_TARGET
-        if leftover and _head_end(leftover) < 0:
+        end = self._end = _head_end(leftover) if leftover else -1
+        if leftover and end < 0:
             self._check_incomplete_head(leftover)
 
 
@@ -446,6 +454,8 @@ class Cycle(ResponseWriter):
         auth = None
         upgrade = ws_upgrade = False
         for name, value in event.headers:
+            if name not in _CYCLE_FIELDS:  # most fields: one set lookup, not five comparisons
+                continue
             if name == b"content-length":
                 length = int(value)  # digits only: checked with the head
                 has_body = length != 0

@@ -9,7 +9,11 @@ from gateway.errors import REASONS, LocalProtocolError
 
 __all__ = ["ResponseWriter"]
 
-_REASON = {k: v for k, v in REASONS.items()}
+# the status line of every status with a reason phrase, made once
+_STATUS_LINE = {k: f"HTTP/1.1 {k} {v}\r\n" for k, v in REASONS.items()}
+# the lengths of the names the writer replaces or reads: any other name is copied as it is,
+# without lower-casing it first (Connection, Content-Length, Transfer-Encoding)
+_SPECIAL_LENGTHS = frozenset(len(n) for n in ("connection", "content-length", "transfer-encoding"))
 
 
 class ResponseWriter:
@@ -61,20 +65,22 @@ class ResponseWriter:
         self.started = True
         no_body = head_request or status in (204, 304) or status < 200
         self.no_body = no_body
-        parts = [f"HTTP/1.1 {status} {_REASON.get(status, 'Unknown')}\r\n"]
+        line = _STATUS_LINE.get(status)
+        parts = [f"HTTP/1.1 {status} Unknown\r\n" if line is None else line]
         length: int | None = None
         for name, value in headers:
-            lname = name.lower()
-            if lname == "content-length":
-                if status not in (204, 304) and status >= 200:
-                    length = int(value)
-                continue
-            elif lname == "transfer-encoding":
-                continue
-            elif lname == "connection":
-                if "close" in value.lower():
-                    keep_alive = False
-                continue
+            if len(name) in _SPECIAL_LENGTHS:
+                lname = name.lower()
+                if lname == "content-length":
+                    if status not in (204, 304) and status >= 200:
+                        length = int(value)
+                    continue
+                elif lname == "transfer-encoding":
+                    continue
+                elif lname == "connection":
+                    if "close" in value.lower():
+                        keep_alive = False
+                    continue
             parts.append(f"{name}: {value}\r\n")
         if no_body:
             self.remaining = 0

@@ -165,10 +165,27 @@ class HTTPSession:
     async def run(self) -> None:
         conn = self.conn
         http = self.http
+        recv_size = self.recv_size
         try:
             with self.scope:
                 while True:
-                    event = await self._read_head()
+                    # the next head (inline: a coroutine less per request)
+                    event = conn.next_event()
+                    while event is h11.NEED_DATA:
+                        try:
+                            data = await self._receive(recv_size)
+                        except (trio.BrokenResourceError, trio.ClosedResourceError):
+                            return  # gone between requests, or mid-head: nobody to answer
+                        if self.phase == "idle" and data:
+                            # the first byte of a head starts its deadline (slowloris: the
+                            # whole head)
+                            self.phase = "head"
+                            deadline = self._now() + http.head_timeout_s
+                            if deadline < self.deadline:
+                                self.deadline = deadline
+                        conn.receive_data(data)
+                        del data  # h11 holds what it needs; this frame lives as long as the socket
+                        event = conn.next_event()
                     if type(event) is not h11.Request:
                         return  # the peer closed between requests
                     self.requests += 1
@@ -204,24 +221,6 @@ class HTTPSession:
         finally:
             await self._close()
 
-    async def _read_head(self) -> object:
-        conn = self.conn
-        while True:
-            event = conn.next_event()
-            if event is not h11.NEED_DATA:
-                return event
-            try:
-                data = await self._receive(self.recv_size)
-            except (trio.BrokenResourceError, trio.ClosedResourceError):
-                return h11.ConnectionClosed()
-            if self.phase == "idle" and data:
-                # the first byte of a head starts its deadline (slowloris: the whole head)
-                self.phase = "head"
-                deadline = self._now() + self.http.head_timeout_s
-                if deadline < self.deadline:
-                    self.deadline = deadline
-            conn.receive_data(data)
-
     async def _receive(self, max_bytes: int) -> bytes:
         """Up to ``max_bytes`` from the peer (b"" at its end of stream), waiting for them.
 
@@ -239,11 +238,21 @@ class HTTPSession:
         if sock is None:
             got = await self.stream.receive_some(max_bytes)
             return got if type(got) is bytes else bytes(got)
+        spins = self._spins + 1  # (the count of _spin(), inline: this is once per request)
+        if spins > _SPIN_LIMIT:
+            spins = 0
+            await trio.lowlevel.checkpoint()
+        self._spins = spins
         while True:
-            data = self._read_now(sock, max_bytes)
-            if data is not None:
-                await self._spin()
-                return data
+            fd = sock.fileno()
+            if fd < 0:
+                raise trio.ClosedResourceError("the connection was closed")
+            try:
+                return os.read(fd, max_bytes)
+            except BlockingIOError:
+                pass
+            except OSError as exc:
+                raise trio.BrokenResourceError(f"connection broke: {exc}") from None
             await trio.lowlevel.wait_readable(sock)
             self._spins = 0
 
@@ -487,7 +496,11 @@ class HTTPSession:
             except OSError:  # reset, or closed (fd -1)
                 raise ClientDisconnected() from None
             if sent == len(data):
-                await self._spin()
+                spins = self._spins + 1  # (_spin(), inline: once per response)
+                if spins > _SPIN_LIMIT:
+                    spins = 0
+                    await trio.lowlevel.checkpoint()
+                self._spins = spins
                 return
         else:
             sent = -1
