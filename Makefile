@@ -55,7 +55,8 @@ test: $(STAMP) system-deps node-deps autobahn-deps lint
 MUTANTS = "gateway.app.auth*" "gateway.body.budget*" \
 	"gateway.server.serve.x*Server*_admit__*" "gateway.server.serve.x__prepare__*" \
 	"gateway.ws.handshake*" "gateway.ws.engineio*" "gateway.ws.sails*" \
-	"gateway.http.target*" "gateway.http.chunked*"
+	"gateway.http.target*" "gateway.http.chunked*" \
+	"gateway.http.dates*" "gateway.http.writer*"
 mutation: $(STAMP)
 	rm -rf mutants
 	nice -n 19 $(BIN)/mutmut run $(MUTANTS)

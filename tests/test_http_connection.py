@@ -634,6 +634,134 @@ def test_writer_short_body_closes_the_connection() -> None:
     assert not w.keep_alive
 
 
+def _state(w: ResponseWriter) -> dict[str, Any]:
+    return {k: getattr(w, k) for k in ResponseWriter.__slots__}
+
+
+FRESH = {
+    "keep_alive": True,
+    "chunked": False,
+    "remaining": None,
+    "no_body": False,
+    "started": False,
+    "done": False,
+}
+
+
+def test_writer_starts_fresh_and_reset_makes_it_fresh_again() -> None:
+    # identity, not truth: the session and Cycle read these flags, and None is not False
+    w = ResponseWriter()
+    assert all(_state(w)[k] is v for k, v in FRESH.items()), _state(w)
+    _writer_head(w, 200, [("Connection", "close")])
+    w.data(b"abc")
+    w.end()
+    assert _state(w) == {
+        **FRESH,
+        "keep_alive": False,
+        "chunked": True,
+        "started": True,
+        "done": True,
+    }
+    w.reset()  # keep_alive is left for head() to decide, the rest is as new
+    assert all(_state(w)[k] is v for k, v in FRESH.items() if k != "keep_alive"), _state(w)
+    _writer_head(w, 200, [("Content-Length", "5")], head_request=True)
+    assert (w.no_body, w.remaining) == (True, 0)  # nothing of the 5 bytes will be written
+    w.reset()
+    assert all(_state(w)[k] is v for k, v in FRESH.items() if k != "keep_alive"), _state(w)
+
+
+@pytest.mark.parametrize(
+    ("kw", "headers", "expected"),
+    [
+        # framing headers of the app dropped wherever they are; what follows them kept, in order
+        (
+            {},
+            [("A", "1"), ("Content-Length", "3"), ("B", "2"), ("Connection", "x"), ("C", "3")],
+            "HTTP/1.1 200 OK\r\nA: 1\r\nB: 2\r\nC: 3\r\nContent-Length: 3\r\nDate: D\r\n\r\n",
+        ),
+        (
+            {},
+            [("Transfer-Encoding", "gzip"), ("X", "y")],
+            "HTTP/1.1 200 OK\r\nX: y\r\nTransfer-Encoding: chunked\r\nDate: D\r\n\r\n",
+        ),
+        (
+            {"http10": True},
+            [("Content-Length", "0")],
+            "HTTP/1.1 200 OK\r\nContent-Length: 0\r\nConnection: keep-alive\r\nDate: D\r\n\r\n",
+        ),
+        (
+            {"http10": True, "keep_alive": False},
+            [("Content-Length", "0")],
+            "HTTP/1.1 200 OK\r\nContent-Length: 0\r\nConnection: close\r\nDate: D\r\n\r\n",
+        ),
+        (
+            {"head_request": True},
+            [("Content-Length", "7"), ("X", "y")],
+            "HTTP/1.1 200 OK\r\nX: y\r\nContent-Length: 7\r\nDate: D\r\n\r\n",
+        ),
+        (
+            {"date": "Sun, 06 Nov 1994 08:49:37 GMT"},
+            [("Content-Length", "0")],
+            "HTTP/1.1 200 OK\r\nContent-Length: 0\r\nDate: Sun, 06 Nov 1994 08:49:37 GMT\r\n\r\n",
+        ),
+    ],
+)
+def test_writer_head_bytes_exactly(
+    kw: dict[str, Any], headers: list[tuple[str, str]], expected: str
+) -> None:
+    assert _writer_head(ResponseWriter(), 200, headers, **kw) == expected.encode()
+
+
+def test_writer_status_line_of_an_unlisted_status_says_unknown() -> None:
+    head = _writer_head(ResponseWriter(), 599, [("Content-Length", "0")])
+    assert head.startswith(b"HTTP/1.1 599 Unknown\r\n")
+    assert _writer_head(ResponseWriter(), 404).startswith(b"HTTP/1.1 404 Not Found\r\n")
+
+
+def test_writer_every_close_leaves_keep_alive_false() -> None:
+    w = ResponseWriter()
+    _writer_head(w, 200, [("Connection", "Keep-Alive, CLOSE")])
+    assert w.keep_alive is False
+    w = ResponseWriter()
+    _writer_head(w, 200, [], http10=True)
+    assert w.keep_alive is False
+    w = ResponseWriter()
+    _writer_head(w, 200, [("Content-Length", "2")])
+    w.data(b"a")
+    w.end()
+    assert w.keep_alive is False
+    w = ResponseWriter()
+    _writer_head(w, 200, [("Connection", "keep-alive"), ("Content-Length", "1")])
+    w.data(b"a")
+    w.end()
+    assert w.keep_alive is True
+
+
+def test_writer_http10_body_until_close_goes_out_as_is() -> None:
+    # no length and no chunking: every byte is written raw and end() adds nothing
+    w = ResponseWriter()
+    _writer_head(w, 200, [], http10=True)
+    assert w.data(b"abc") == b"abc" and w.data(b"de") == b"de" and w.end() == b""
+    w.reset()  # the same after a reset (a second response on the connection's Cycle)
+    _writer_head(w, 200, [], http10=True)
+    assert w.data(b"abc") == b"abc" and w.end() == b""
+
+
+def test_writer_our_mistakes_are_named() -> None:
+    w = ResponseWriter()
+    _writer_head(w, 200, [("Content-Length", "2")])
+    with pytest.raises(ProtocolError) as info:
+        _writer_head(w)
+    assert (info.value.message, info.value.status_hint) == ("response already started", 500)
+    assert w.data(b"ab") == b"ab"
+    with pytest.raises(ProtocolError) as info:
+        w.data(b"c")
+    assert (info.value.message, info.value.status_hint) == (
+        "response body longer than its Content-Length",
+        500,
+    )
+
+
 @settings(max_examples=500, deadline=None)
 @given(st.binary(max_size=40).map(lambda b: b.translate(bytes.maketrans(b"abcd", b"\r\n\r\n"))))
 def test_head_end_is_where_h11_ends_a_head(scan: bytes) -> None:
