@@ -19,7 +19,7 @@ MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", 
 
 
 def _every_day() -> list[tuple[int, int, int, int, int, int]]:
-    out = []
+    out: list[tuple[int, int, int, int, int, int]] = []
     for year in YEARS:
         for month in range(1, 13):
             for day in range(1, calendar.monthrange(year, month)[1] + 1):
