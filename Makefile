@@ -58,7 +58,8 @@ MUTANTS = "gateway.app.auth*" "gateway.body.budget*" \
 	"gateway.server.serve.x*Server*_accept_loop__*" "gateway.server.serve.x*Server*_reject_busy__*" \
 	"gateway.ws.handshake*" "gateway.ws.engineio*" "gateway.ws.sails*" \
 	"gateway.http.target*" "gateway.http.chunked*" \
-	"gateway.http.dates*" "gateway.http.writer*" "gateway.http.parser*"
+	"gateway.http.dates*" "gateway.http.writer*" "gateway.http.parser*" \
+	"gateway.http.connection*"
 mutation: $(STAMP)
 	rm -rf mutants
 	nice -n 19 $(BIN)/mutmut run $(MUTANTS)
