@@ -52,11 +52,15 @@ test: $(STAMP) system-deps node-deps autobahn-deps lint
 
 # mutation testing of the security-critical modules (not part of `make test`; docs/TESTING.md
 # has the scores and a verdict for every surviving mutant). Whole modules, and the functions of
-# serve.py that are the LAN guard (the rest of serve.py is mutated too but not run: "not checked")
+# serve.py that are the LAN guard and the connection cap (the rest of serve.py is mutated too but
+# not run: "not checked")
 MUTANTS = "gateway.app.auth*" "gateway.body.budget*" \
 	"gateway.server.serve.x*Server*_admit__*" "gateway.server.serve.x__prepare__*" \
+	"gateway.server.serve.x*Server*_accept_loop__*" "gateway.server.serve.x*Server*_reject_busy__*" \
 	"gateway.ws.handshake*" "gateway.ws.engineio*" "gateway.ws.sails*" \
-	"gateway.http.target*" "gateway.http.chunked*"
+	"gateway.http.target*" "gateway.http.chunked*" \
+	"gateway.http.dates*" "gateway.http.writer*" "gateway.http.parser*" \
+	"gateway.http.connection*"
 mutation: $(STAMP)
 	rm -rf mutants
 	nice -n 19 $(BIN)/mutmut run $(MUTANTS)

@@ -17,6 +17,7 @@ from typing import Any
 
 import pytest
 import trio
+import trio.testing
 from wsproto.events import AcceptConnection, BytesMessage, CloseConnection, TextMessage
 
 import gateway.app.response as response_mod
@@ -297,6 +298,44 @@ async def test_accept_loop_survives_transient_errors(errnos: list[int], caplog: 
         f"accept: {os.strerror(e)}; pausing 100 ms" for e in resource
     ]
     assert elapsed >= 0.1 * len(resource)
+
+
+class TimedListener(FlakyListener):
+    """A FlakyListener that records the (virtual) time of each accept() call."""
+
+    def __init__(self, real: Any, errnos: list[int]) -> None:
+        super().__init__(real, errnos)
+        self.times: list[float] = []
+
+    async def accept(self) -> Any:
+        self.times.append(trio.current_time())
+        return await super().accept()
+
+
+async def test_each_resource_error_pauses_the_accept_loop_exactly_100_ms(
+    mock_clock: trio.testing.MockClock,
+) -> None:
+    # the pause is what keeps an out-of-descriptors server from spinning; longer, and every
+    # such error would shut the door for that long
+    app = ws_app()
+    settings = make_settings()
+    app.bind(settings)
+    server = Server(app, settings)
+    flaky = TimedListener(await _listening(), [errno.EMFILE, errno.ENOBUFS])
+    with trio.fail_after(10):
+        async with trio.open_nursery() as nursery:
+            await _serve_with(server, flaky, nursery)
+            await trio.testing.wait_all_tasks_blocked()
+            t0 = flaky.times[0]
+            for expected_calls in (1, 2):
+                mock_clock.jump(0.099)
+                await trio.testing.wait_all_tasks_blocked()
+                assert len(flaky.times) == expected_calls
+                mock_clock.jump(0.001)
+                await trio.testing.wait_all_tasks_blocked()
+                assert len(flaky.times) == expected_calls + 1
+            nursery.cancel_scope.cancel()
+    assert [round(t - t0, 6) for t in flaky.times] == [0.0, 0.1, 0.2]
 
 
 async def test_accept_error_that_is_not_transient_stops_the_server() -> None:

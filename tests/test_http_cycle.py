@@ -148,3 +148,48 @@ def test_begin_resets_the_previous_cycle() -> None:
     assert isinstance(event, Request) and event.target == b"/next"
     cycle.begin(event)
     assert not cycle.started and not cycle.done and cycle.body_bytes == 0 and cycle.body_done
+
+
+def test_a_cycle_before_its_first_request_is_an_idle_http11_one() -> None:
+    # the server answers a head it could not read with a Cycle that never began: these are
+    # what that answer's framing is decided from (identity: None is not False)
+    cycle = Cycle(ServerConnection(HTTPLimits()), DRAIN)
+    fresh = {
+        "http10": False,
+        "client_keep_alive": True,
+        "has_body": False,
+        "length": None,
+        "body_bytes": 0,
+        "body_done": True,
+        "reading": False,
+        "direct": False,
+        "authorization": None,
+        "upgrade": False,
+        "ws_upgrade": False,
+    }
+    assert {k: getattr(cycle, k) for k in fresh} == fresh
+    assert all(getattr(cycle, k) is v for k, v in fresh.items() if type(v) is not int)
+    assert type(cycle.body_bytes) is int and cycle.body_left() is None
+
+
+def test_begin_clears_reading_and_direct() -> None:
+    conn, cycle = cycle_for(b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 3\r\n\r\nabc")
+    cycle.start_body()
+    cycle.go_direct()
+    assert cycle.reading is True and cycle.direct is True
+    event = conn.next_event()
+    while not isinstance(event, Request):  # the body, its end, then a second request
+        if type(event).__name__ == "EndOfMessage":
+            conn.start_next_cycle()
+            conn.receive_data(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n")
+        event = conn.next_event()
+    cycle.begin(event)
+    assert cycle.reading is False and cycle.direct is False
+
+
+@pytest.mark.parametrize(("length", "drainable"), [(DRAIN, True), (DRAIN + 1, False)])
+def test_an_unread_body_of_exactly_max_drain_bytes_is_drained(length: int, drainable: bool) -> None:
+    _, cycle = cycle_for(b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: %d\r\n\r\n" % length)
+    assert cycle.can_drain() is drainable
+    assert (b"Connection: close\r\n" in head(cycle)) is not drainable
+    assert cycle.keep_alive is drainable  # a bool either way: the session reads it as one

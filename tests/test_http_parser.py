@@ -5,11 +5,14 @@
 # run really used the other parser.
 from __future__ import annotations
 
+import importlib.machinery
 import importlib.util
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
+from types import ModuleType
 
 import pytest
 
@@ -123,3 +126,51 @@ def test_the_fork_is_pinned_exactly_to_the_reviewed_version() -> None:
     assert project["optional-dependencies"]["fast"] == [pin]
     assert pin in project["optional-dependencies"]["dev"]  # make test runs both parsers
     assert "h11_mypyc" in (ROOT / "docs" / "FAST_PARSER.md").read_text()
+
+
+def test_forcing_a_missing_parser_names_the_package_to_install(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setitem(sys.modules, "h11_mypyc", None)
+    monkeypatch.setitem(sys.modules, "h11", None)  # only inside this test: both fail to import
+    messages = {}
+    for choice in ("h11_mypyc", "h11"):
+        with pytest.raises(ConfigError) as info:
+            parser.select(choice)
+        messages[choice] = str(info.value)
+    assert re.fullmatch(
+        r"\$GATEWAY_HTTP_PARSER=h11_mypyc: h11_mypyc cannot be imported \(.+\); "
+        r"pip install 'gateway\[fast\]' \(or h11_mypyc==0\.17\.0\), "
+        r"or set GATEWAY_HTTP_PARSER=auto",
+        messages["h11_mypyc"],
+    ), messages
+    assert re.fullmatch(
+        r"\$GATEWAY_HTTP_PARSER=h11: h11 cannot be imported \(.+\); pip install h11, "
+        r"or set GATEWAY_HTTP_PARSER=auto",
+        messages["h11"],
+    ), messages
+
+
+def _fake_parser(monkeypatch: pytest.MonkeyPatch, name: str, file: str | None) -> ModuleType:
+    module = ModuleType(name)
+    if file != "no _connection":
+        connection = ModuleType(name + "._connection")
+        connection.__file__ = file
+        monkeypatch.setitem(sys.modules, name + "._connection", connection)
+    return module
+
+
+@pytest.mark.parametrize(
+    ("file", "compiled"),
+    [
+        (f"/site/fake/_connection{importlib.machinery.EXTENSION_SUFFIXES[0]}", True),
+        ("/site/fake/_connection.abi3.so", True),
+        ("/site/fake/_connection.py", False),  # the fork's pure-Python wheel (armv7, PyPy)
+        (None, False),  # a module without a file
+        ("no _connection", False),  # not imported at all
+    ],
+)
+def test_compiled_means_the_connection_module_is_an_extension(
+    monkeypatch: pytest.MonkeyPatch, file: str | None, compiled: bool
+) -> None:
+    assert parser.is_compiled(_fake_parser(monkeypatch, "fakeparser", file)) is compiled

@@ -598,6 +598,85 @@ async def test_connection_cap_holds_under_a_burst_of_connects() -> None:
                     s.close()
 
 
+async def test_at_64_refusals_in_flight_an_excess_connection_is_closed_without_a_reply() -> None:
+    # each busy refusal is a task that may wait up to a second on its peer; past 64 of them the
+    # accept loop closes at once instead of starting more (the in-flight count is set here: no
+    # loopback peer can make the 190-byte 503 wait)
+    app = App()
+    release = trio.Event()
+    entered = trio.Event()
+
+    @app.get("/wait")
+    async def wait(req, res):  # type: ignore[no-untyped-def]
+        entered.set()
+        await release.wait()
+        await res.send("done")
+
+    with trio.fail_after(5):
+        async with running(app, server__max_connections=1) as server:
+            held = Client(await connect(server))
+            await held.send("GET", "/wait")
+            await entered.wait()
+            server._rejecting = 63
+            async with await connect(server) as extra:
+                (busy,) = parse_replies(await read_all(extra))
+            assert busy.status == 503
+            assert server._rejecting == 63  # the refusal counted itself in and out
+            server._rejecting = 64
+            async with await connect(server) as extra:
+                assert await read_all(extra) == b""
+            assert server._rejecting == 64 and server.stats["rejected_busy"] == 2
+            server._rejecting = 0
+            release.set()
+            async with held.stream:
+                assert (await held.response()).body == b"done"
+
+
+def _unread_socket_pair() -> tuple[socket.socket, socket.socket]:
+    # a connection whose peer reads nothing and whose send buffer is full: the next send waits
+    ours, theirs = socket.socketpair()
+    ours.setblocking(False)
+    for size in (65536, 1):
+        try:
+            while True:
+                ours.send(b"x" * size)
+        except BlockingIOError:
+            pass
+    return ours, theirs
+
+
+async def test_a_busy_refusal_waits_one_second_at_most_for_a_peer_that_does_not_read(
+    mock_clock: trio.testing.MockClock,
+) -> None:
+    from gateway.server.serve import Server
+
+    app = echo_app()
+    settings = make_settings()
+    app.bind(settings)
+    server = Server(app, settings)
+    pairs = [_unread_socket_pair() for _ in range(2)]
+    conns = [trio.socket.from_stdlib_socket(ours) for ours, _ in pairs]
+    try:
+        with trio.fail_after(5):
+            async with trio.open_nursery() as nursery:
+                for conn in conns:
+                    nursery.start_soon(server._reject_busy, conn)
+                await trio.testing.wait_all_tasks_blocked()
+                assert server._rejecting == 2
+                mock_clock.jump(0.999)
+                await trio.testing.wait_all_tasks_blocked()
+                assert server._rejecting == 2 and all(c.fileno() != -1 for c in conns)
+                mock_clock.jump(0.001)
+                await trio.testing.wait_all_tasks_blocked()
+                # checked here, not after the nursery: a longer wait would hang it (no autojump)
+                assert server._rejecting == 0 and all(c.fileno() == -1 for c in conns)
+                assert trio.current_time() == 1.0
+    finally:
+        for ours, theirs in pairs:
+            ours.close()
+            theirs.close()
+
+
 # -- smuggling: 400, close, and nothing after the bad request is interpreted ----------------------
 SECOND = b"GET /smuggled2 HTTP/1.1\r\nHost: a\r\n\r\n"
 
