@@ -1010,3 +1010,17 @@ def test_head_end_is_where_h11_ends_a_head(scan: bytes) -> None:
     expected = m.end() if m else -1
     assert connection._head_end(scan) == expected
     assert connection._head_end(bytearray(scan)) == expected
+
+
+def test_a_bytearray_is_parsed_like_bytes() -> None:
+    # trio's memory and TLS streams hand out bytearrays; the compiled parser refuses them
+    # (TypeError), so the connection hands h11 bytes whatever it was given
+    conn = ServerConnection(LIMITS)
+    conn.receive_data(bytearray(b"GET /a HTTP/1.1\r\nHost: x\r\n\r\nGET /b HTTP/1.1\r\n"))
+    event = conn.next_event()
+    assert type(event) is h11.Request and event.target == b"/a"
+    assert type(conn.next_event()) is h11.EndOfMessage
+    conn.start_next_cycle()
+    conn.receive_data(bytearray(b"Host: x\r\n\r\n"))
+    event = conn.next_event()
+    assert type(event) is h11.Request and event.target == b"/b"

@@ -225,8 +225,7 @@ class ServerConnection:
         if type(event) is h11.Request:
             is_chunked = self._check_head(event)
             self._in_head = False
-            self._scan = b""
-            self._end = -1
+            self._scan = b""  # (_end is set again with the next head's first bytes)
             if is_chunked:
                 # the body is parsed here, from the bytes h11 holds after the head on: h11
                 # is fed nothing more for this request (the next one gets a fresh h11)
