@@ -1,0 +1,127 @@
+"""Server instructions per request, one at a time over one connection, counted by callgrind:
+HTTP keep-alive against Sails virtual requests over one Socket.IO WebSocket (EIO=3, as
+sails.io.js connects), same route of bench.app:app. The instruction-count companion of
+bench/sails_bench.py (which measures CPU time and needs a quiet machine): load does not change
+these. A benchmark, not a test: it prints figures and asserts nothing.
+
+Usage (from the project root):
+    .venv/bin/python bench/sails_cost.py [--requests 1000] [--routes hello,echo]
+Each figure is the server's count with --requests + 1 requests minus its count with 1, over
+--requests (the server runs under valgrind, which must be installed).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+
+from bench import sails_bench as sb
+
+
+def start(port: int) -> tuple[subprocess.Popen[bytes], str]:
+    out = tempfile.NamedTemporaryFile(suffix=".cg", delete=False).name  # noqa: SIM115
+    cmd = [
+        "valgrind",
+        "--tool=callgrind",
+        f"--callgrind-out-file={out}",
+        sys.executable,
+        "-m",
+        "gateway",
+        "serve",
+        "bench.app:app",
+        "--port",
+        str(port),
+        "--set",
+        "server.access_log=false",
+        "--set",
+        "http.max_requests_per_connection=100000000",
+    ]
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline:
+        try:
+            socket.create_connection(("127.0.0.1", port), 0.2).close()
+            return proc, out
+        except OSError:
+            time.sleep(0.1)
+    proc.kill()
+    raise SystemExit("the server did not start")
+
+
+def total(proc: subprocess.Popen[bytes], out: str) -> int:
+    time.sleep(0.3)
+    proc.send_signal(signal.SIGINT)
+    proc.wait(timeout=120)
+    text = open(out).read()  # noqa: SIM115
+    os.unlink(out)
+    m = re.search(r"^(?:summary|totals): (\d+)", text, re.M)
+    if m is None:
+        raise SystemExit("no callgrind total")
+    return int(m.group(1))
+
+
+def http_requests(port: int, route: str, n: int) -> None:
+    method, path, data = sb.ROUTES[route]
+    body = json.dumps(data).encode() if data is not None else b""
+    request = (
+        f"{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+        f"Content-Length: {len(body)}\r\n\r\n"
+    ).encode() + body
+    sock = socket.create_connection(("127.0.0.1", port))
+    reader = sb.Reader(sock)
+    for _ in range(n):
+        sock.sendall(request)
+        reader.http_response()
+    sock.close()
+
+
+def virtual_requests(port: int, route: str, n: int) -> None:
+    method, path, data = sb.ROUTES[route]
+    reader = sb.sio_connect(port, 3)
+    msg = {"method": method.lower(), "headers": {}, "data": data or {}, "url": path}
+    frames = [sb.mask(f'42{i}["{method.lower()}",{json.dumps(msg)}]'.encode()) for i in range(100)]
+    for i in range(n):
+        reader.sock.sendall(frames[i % 100])
+        while reader.ws_frame()[:2] != b"43":  # else a heartbeat
+            pass
+    reader.sock.close()
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--requests", type=int, default=1000)
+    ap.add_argument("--routes", default="hello,echo")
+    a = ap.parse_args()
+    for route in a.routes.split(","):
+        per = {}
+        for kind, drive in (("http", http_requests), ("sails", virtual_requests)):
+            counts = []
+            for n in (1, a.requests + 1):
+                port = sb.free_port()
+                proc, out = start(port)
+                drive(port, route, n)
+                counts.append(total(proc, out))
+            per[kind] = (counts[1] - counts[0]) / a.requests
+        print(
+            json.dumps(
+                {
+                    "route": route,
+                    "http_instructions": round(per["http"]),
+                    "sails_instructions": round(per["sails"]),
+                    "http_over_sails": round(per["http"] / per["sails"], 3),
+                }
+            ),
+            flush=True,
+        )
+
+
+if __name__ == "__main__":
+    main()
