@@ -23,7 +23,8 @@ import sys
 import tempfile
 import time
 
-from bench import sails_bench as sb
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from bench import sails_bench as sb  # noqa: E402  (the project root first, as the server has it)
 
 
 def start(port: int) -> tuple[subprocess.Popen[bytes], str]:
