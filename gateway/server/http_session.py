@@ -238,23 +238,25 @@ class HTTPSession:
         if sock is None:
             got = await self.stream.receive_some(max_bytes)
             return got if type(got) is bytes else bytes(got)
-        spins = self._spins + 1  # (the count of _spin(), inline: this is once per request)
-        if spins > _SPIN_LIMIT:
-            spins = 0
+        data = self._read_now(sock, max_bytes)
+        if data is None:
+            return await self._read_when_ready(sock, max_bytes)
+        if self._spun():
             await trio.lowlevel.checkpoint()
-        self._spins = spins
+        return data
+
+    async def _read_when_ready(self, sock: trio.socket.SocketType, max_bytes: int) -> bytes:
+        """Wait until the socket has bytes (or its end), then read them (a schedule point).
+
+        Raises:
+            trio.BrokenResourceError, trio.ClosedResourceError: as _receive.
+        """
         while True:
-            fd = sock.fileno()
-            if fd < 0:
-                raise trio.ClosedResourceError("the connection was closed")
-            try:
-                return os.read(fd, max_bytes)
-            except BlockingIOError:
-                pass
-            except OSError as exc:
-                raise trio.BrokenResourceError(f"connection broke: {exc}") from None
             await trio.lowlevel.wait_readable(sock)
             self._spins = 0
+            data = self._read_now(sock, max_bytes)
+            if data is not None:
+                return data
 
     def _read_now(self, sock: trio.socket.SocketType, max_bytes: int) -> bytes | None:
         """What the socket holds now (b"" at end of stream), or None when it holds nothing.
@@ -272,13 +274,15 @@ class HTTPSession:
         except OSError as exc:
             raise trio.BrokenResourceError(f"connection broke: {exc}") from None
 
-    async def _spin(self) -> None:
-        """Count an operation that did not wait; every _SPIN_LIMIT of them, a checkpoint."""
+    def _spun(self) -> bool:
+        """Count a read or write that did not wait: True every _SPIN_LIMIT-th, when the caller
+        owes the other tasks a checkpoint (a plain method: this is twice per request)."""
         spins = self._spins + 1
         if spins > _SPIN_LIMIT:
-            spins = 0
-            await trio.lowlevel.checkpoint()
+            self._spins = 0
+            return True
         self._spins = spins
+        return False
 
     async def _serve_one(self, event: h11.Request) -> None:
         server = self.server
@@ -408,10 +412,15 @@ class HTTPSession:
             # of a 64 KiB read; a busy upload skips it): a plain socket is tried first
             data = None if sock is None else self._read_now(sock, max_bytes)
             if data is not None:
-                await self._spin()
+                if self._spun():
+                    await trio.lowlevel.checkpoint()
             else:
                 with trio.move_on_at(now + http.body_timeout_s) as cs:
-                    data = await self._receive(max_bytes)
+                    data = await (
+                        self._receive(max_bytes)
+                        if sock is None
+                        else self._read_when_ready(sock, max_bytes)  # (tried just above)
+                    )
                 if cs.cancelled_caught:
                     self._body_failed()
                     raise BodyTimeout(
@@ -496,11 +505,8 @@ class HTTPSession:
             except OSError:  # reset, or closed (fd -1)
                 raise ClientDisconnected() from None
             if sent == len(data):
-                spins = self._spins + 1  # (_spin(), inline: once per response)
-                if spins > _SPIN_LIMIT:
-                    spins = 0
+                if self._spun():
                     await trio.lowlevel.checkpoint()
-                self._spins = spins
                 return
         else:
             sent = -1
