@@ -40,7 +40,11 @@ def free_port() -> int:
     return int(port)
 
 
-def start_server(port: int) -> subprocess.Popen[bytes]:
+def start_server(
+    port: int, prefix: tuple[str, ...] = ("taskset", "-c", "0"), timeout: float = 5.0
+) -> subprocess.Popen[bytes]:
+    """Start the gateway on ``port`` under ``prefix`` (CPU 0; bench/sails_cost.py: valgrind)
+    and wait up to ``timeout`` seconds for it to listen."""
     cmd = [
         sys.executable,
         "-m",
@@ -58,15 +62,15 @@ def start_server(port: int) -> subprocess.Popen[bytes]:
         "--set",
         "http.max_requests_per_connection=100000000",
     ]
-    proc = subprocess.Popen(
-        ["taskset", "-c", "0", *cmd], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
-    )
-    for _ in range(100):
+    proc = subprocess.Popen([*prefix, *cmd], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
         try:
             socket.create_connection(("127.0.0.1", port), 0.2).close()
             return proc
         except OSError:
             time.sleep(0.05)
+    proc.kill()
     raise RuntimeError("server did not start")
 
 

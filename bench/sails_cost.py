@@ -29,32 +29,8 @@ from bench import sails_bench as sb  # noqa: E402  (the project root first, as t
 
 def start(port: int) -> tuple[subprocess.Popen[bytes], str]:
     out = tempfile.NamedTemporaryFile(suffix=".cg", delete=False).name  # noqa: SIM115
-    cmd = [
-        "valgrind",
-        "--tool=callgrind",
-        f"--callgrind-out-file={out}",
-        sys.executable,
-        "-m",
-        "gateway",
-        "serve",
-        "bench.app:app",
-        "--port",
-        str(port),
-        "--set",
-        "server.access_log=false",
-        "--set",
-        "http.max_requests_per_connection=100000000",
-    ]
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.monotonic() + 300
-    while time.monotonic() < deadline:
-        try:
-            socket.create_connection(("127.0.0.1", port), 0.2).close()
-            return proc, out
-        except OSError:
-            time.sleep(0.1)
-    proc.kill()
-    raise SystemExit("the server did not start")
+    prefix = ("valgrind", "--tool=callgrind", f"--callgrind-out-file={out}")
+    return sb.start_server(port, prefix, timeout=300), out
 
 
 def total(proc: subprocess.Popen[bytes], out: str) -> int:
