@@ -19,8 +19,8 @@ import trio
 
 from gateway.app.metrics import TransportMetrics
 from gateway.body.stream import ValueSource
-from gateway.errors import ConfigError, HandlerTimeout, HTTPError, RemoteProtocolError
-from gateway.server.sails_session import VirtualResponse, _target
+from gateway.errors import ConfigError, HTTPError, RemoteProtocolError
+from gateway.server.sails_session import VirtualResponse, _late_status, _target
 from gateway.settings import mqtt_address
 from gateway.ws import engineio as eio
 from gateway.ws import sails
@@ -363,8 +363,7 @@ class Bridge:
                     # failed after the reply had started (a handler deadline: 504): nothing
                     # was published yet, so an error reply still can be
                     sink = _Reply(self.response_limit)
-                    status = exc.status if isinstance(exc, HandlerTimeout) else 500
-                    await exchange.refuse(sink, status, "")
+                    await exchange.refuse(sink, _late_status(exc), "")
             if reply_to is not None and sink.payload is not None:
                 self._publish_reply(reply_to, correlation, sink.payload)
         except Exception:
