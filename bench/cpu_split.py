@@ -33,7 +33,6 @@ import os
 import re
 import shlex
 import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -41,30 +40,11 @@ import tempfile
 import time
 from collections import Counter
 
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from bench.socket_cost import free_port, wait_up  # noqa: E402  (the project root first)
+
 FREQ = 2000  # samples per second of CPU time
 GROUPS = ("python", "compiled", "libc", "kernel, wake-ups", "kernel, other")
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def wait_up(port: int, path: str, proc: subprocess.Popen[bytes]) -> None:
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise SystemExit(f"server exited with {proc.returncode}")
-        try:
-            with socket.create_connection(("127.0.0.1", port), 1) as s:
-                s.sendall(f"GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n".encode())
-                if s.recv(12).startswith(b"HTTP/1.1 200"):
-                    return
-        except OSError:
-            pass
-        time.sleep(0.05)
-    raise SystemExit("server did not answer within 30 s")
 
 
 def group(stack: list[tuple[str, str]]) -> str:
@@ -111,7 +91,7 @@ def measure(cmd: str, conns: int, seconds: float, path: str) -> dict[str, float]
     url = f"http://127.0.0.1:{port}{path}"
     wrk = ["taskset", "-c", "1", "wrk", "-t1", f"-c{conns}"]
     try:
-        wait_up(port, path, proc)
+        wait_up(port, proc, time.monotonic() + 30)  # GET /hello answers 200
         subprocess.run([*wrk, "-d1s", url], capture_output=True, check=True)  # warm up
         with tempfile.TemporaryDirectory() as tmp:
             data = os.path.join(tmp, "perf.data")
