@@ -143,13 +143,25 @@ def sio_connect(port: int, version: int) -> Reader:
     return r
 
 
-def http_run(port: int, route: str, window: int, duration: float) -> int:
+def http_request(route: str) -> bytes:
+    """The keep-alive HTTP request for ``route`` (ROUTES), as sent."""
     method, path, data = ROUTES[route]
     body = json.dumps(data).encode() if data is not None else b""
-    req = (
+    return (
         f"{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
         f"Content-Length: {len(body)}\r\n\r\n"
     ).encode() + body
+
+
+def virtual_frames(route: str) -> list[bytes]:
+    """Masked WebSocket frames of the Sails virtual request for ``route``, ack ids 0 to 99."""
+    method, path, data = ROUTES[route]
+    msg = {"method": method.lower(), "headers": {}, "data": data or {}, "url": path}
+    return [mask(f'42{i}["{method.lower()}",{json.dumps(msg)}]'.encode()) for i in range(100)]
+
+
+def http_run(port: int, route: str, window: int, duration: float) -> int:
+    req = http_request(route)
     sock = socket.create_connection(("127.0.0.1", port))
     sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     r = Reader(sock)
@@ -166,10 +178,8 @@ def http_run(port: int, route: str, window: int, duration: float) -> int:
 
 
 def sio_run(port: int, route: str, window: int, duration: float) -> int:
-    method, path, data = ROUTES[route]
     r = sio_connect(port, 3)
-    msg = {"method": method.lower(), "headers": {}, "data": data or {}, "url": path}
-    frames = [mask(f'42{i}["{method.lower()}",{json.dumps(msg)}]'.encode()) for i in range(100)]
+    frames = virtual_frames(route)
     done = 0
     end = time.monotonic() + duration
     sent = 0

@@ -46,12 +46,7 @@ def total(proc: subprocess.Popen[bytes], out: str) -> int:
 
 
 def http_requests(port: int, route: str, n: int) -> None:
-    method, path, data = sb.ROUTES[route]
-    body = json.dumps(data).encode() if data is not None else b""
-    request = (
-        f"{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
-        f"Content-Length: {len(body)}\r\n\r\n"
-    ).encode() + body
+    request = sb.http_request(route)
     sock = socket.create_connection(("127.0.0.1", port))
     reader = sb.Reader(sock)
     for _ in range(n):
@@ -61,10 +56,8 @@ def http_requests(port: int, route: str, n: int) -> None:
 
 
 def virtual_requests(port: int, route: str, n: int) -> None:
-    method, path, data = sb.ROUTES[route]
     reader = sb.sio_connect(port, 3)
-    msg = {"method": method.lower(), "headers": {}, "data": data or {}, "url": path}
-    frames = [sb.mask(f'42{i}["{method.lower()}",{json.dumps(msg)}]'.encode()) for i in range(100)]
+    frames = sb.virtual_frames(route)
     for i in range(n):
         reader.sock.sendall(frames[i % 100])
         while reader.ws_frame()[:2] != b"43":  # else a heartbeat
