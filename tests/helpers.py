@@ -22,14 +22,20 @@ def make_settings(**overrides: Any) -> Settings:
     )
 
 
+def bound_server(app: App, settings: Settings | None = None, **overrides: Any) -> Server:
+    """A Server for ``app``, bound to ``settings`` (default: the test profile with ``overrides``),
+    not yet listening."""
+    settings = settings or make_settings(**overrides)
+    app.bind(settings)
+    return Server(app, settings)
+
+
 @asynccontextmanager
 async def running(
     app: App, settings: Settings | None = None, **overrides: Any
 ) -> AsyncIterator[Server]:
     """Serve ``app`` on 127.0.0.1:0 for the duration of the block."""
-    settings = settings or make_settings(**overrides)
-    app.bind(settings)
-    server = Server(app, settings)
+    server = bound_server(app, settings, **overrides)
     async with trio.open_nursery() as nursery:
         await nursery.start(server.serve)
         try:
@@ -155,9 +161,7 @@ def memory_session(
 
     Returns (server, client_stream, run) where ``await run()`` serves the server side.
     """
-    settings = settings or make_settings()
-    app.bind(settings)
-    server = Server(app, settings)
+    server = bound_server(app, settings)
     client, server_side = trio.testing.memory_stream_pair()
     info = ConnectionInfo(("127.0.0.1", 40000), "http", privileged, "127.0.0.1:40000")
 

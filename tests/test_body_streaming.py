@@ -18,7 +18,7 @@ from gateway import App, BodyError, ClientDisconnected
 from gateway.body.stream import BodyStream, BytesSource, EmptySource, MemoryBudget, State
 from gateway.errors import BodyTimeout, BodyTooLarge
 from gateway.server.serve import ConnectionInfo, Server
-from tests.helpers import Client, connect, exchange, make_settings, request, running
+from tests.helpers import Client, bound_server, connect, exchange, request, running
 
 # -- shared helpers (also used by the other body test modules) ------------------------------------
 
@@ -65,9 +65,7 @@ async def session(
     ``lockstep``: the client's and server's send_all return only once the other side has
     received the bytes (no buffering anywhere), so what a writer has queued can be counted.
     """
-    settings = make_settings(**overrides)
-    app.bind(settings)
-    server = Server(app, settings)
+    server = bound_server(app, **overrides)
     if lockstep:
         client_side, server_side = trio.testing.lockstep_stream_pair()
     else:

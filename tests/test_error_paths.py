@@ -26,9 +26,9 @@ from gateway import App, BadRequest, HTTPError, Request, Response, WebSocket
 from gateway.server.serve import Server, _Listener
 from gateway.ws import handshake
 from tests.helpers import (
+    bound_server,
     connect,
     exchange,
-    make_settings,
     parse_replies,
     read_all,
     request,
@@ -276,10 +276,7 @@ async def _listening() -> Any:
     ],
 )
 async def test_accept_loop_survives_transient_errors(errnos: list[int], caplog: Any) -> None:
-    app = ws_app()
-    settings = make_settings()
-    app.bind(settings)
-    server = Server(app, settings)
+    server = bound_server(ws_app())
     flaky = FlakyListener(await _listening(), errnos)
     resource = [e for e in errnos if e in (errno.EMFILE, errno.ENFILE, errno.ENOMEM, errno.ENOBUFS)]
     with trio.fail_after(10), caplog.at_level(logging.ERROR, logger="gateway.server"):
@@ -317,10 +314,7 @@ async def test_each_resource_error_pauses_the_accept_loop_exactly_100_ms(
 ) -> None:
     # the pause is what keeps an out-of-descriptors server from spinning; longer, and every
     # such error would shut the door for that long
-    app = ws_app()
-    settings = make_settings()
-    app.bind(settings)
-    server = Server(app, settings)
+    server = bound_server(ws_app())
     flaky = TimedListener(await _listening(), [errno.EMFILE, errno.ENOBUFS])
     with trio.fail_after(10):
         async with trio.open_nursery() as nursery:
@@ -339,10 +333,7 @@ async def test_each_resource_error_pauses_the_accept_loop_exactly_100_ms(
 
 
 async def test_accept_error_that_is_not_transient_stops_the_server() -> None:
-    app = ws_app()
-    settings = make_settings()
-    app.bind(settings)
-    server = Server(app, settings)
+    server = bound_server(ws_app())
     flaky = FlakyListener(await _listening(), [errno.EBADF])
     with (
         trio.fail_after(10),

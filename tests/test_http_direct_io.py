@@ -16,8 +16,8 @@ from gateway import App
 from gateway.errors import ClientDisconnected
 from gateway.server import http_session
 from gateway.server.http_session import HTTPSession
-from gateway.server.serve import ConnectionInfo, Server
-from tests.helpers import connect, make_settings, parse_replies, read_all, running
+from gateway.server.serve import ConnectionInfo
+from tests.helpers import bound_server, connect, parse_replies, read_all, running
 
 LIMIT = http_session._SPIN_LIMIT
 INFO = ConnectionInfo(("127.0.0.1", 40000), "http", False, "127.0.0.1:40000")
@@ -34,10 +34,8 @@ def hello_app() -> App:
 
 
 def make_session(stream: trio.abc.Stream) -> HTTPSession:
-    app = hello_app()
-    settings = make_settings(http__max_requests_per_connection=5000)
-    app.bind(settings)
-    return HTTPSession(Server(app, settings), stream, INFO)
+    server = bound_server(hello_app(), http__max_requests_per_connection=5000)
+    return HTTPSession(server, stream, INFO)
 
 
 async def test_a_socket_stream_is_read_directly_and_a_checkpoint_comes_every_limit() -> None:

@@ -17,6 +17,7 @@ import trio.testing
 from gateway import App, HTTPError, Router
 from tests.helpers import (
     Client,
+    bound_server,
     connect,
     exchange,
     make_settings,
@@ -648,12 +649,7 @@ def _unread_socket_pair() -> tuple[socket.socket, socket.socket]:
 async def test_a_busy_refusal_waits_one_second_at_most_for_a_peer_that_does_not_read(
     mock_clock: trio.testing.MockClock,
 ) -> None:
-    from gateway.server.serve import Server
-
-    app = echo_app()
-    settings = make_settings()
-    app.bind(settings)
-    server = Server(app, settings)
+    server = bound_server(echo_app())
     pairs = [_unread_socket_pair() for _ in range(2)]
     conns = [trio.socket.from_stdlib_socket(ours) for ours, _ in pairs]
     try:

@@ -27,7 +27,7 @@ from gateway.discovery import installed_version
 from gateway.errors import ConfigError
 from gateway.server.serve import Server
 from gateway.settings import load_settings
-from tests.helpers import make_settings, request, running
+from tests.helpers import bound_server, make_settings, request, running
 from tests.mqtt_support import Broker, free_port, make_app, rr, sub
 from tests.peers import require_tool
 
@@ -561,9 +561,7 @@ async def test_an_unsafe_credentials_file_stops_the_start(tmp_path: Path, capsys
     creds.write_text("device:pw\n")
     creds.chmod(0o644)
     settings = make_settings(mqtt__url="mqtt://127.0.0.1:1", mqtt__credentials_file=str(creds))
-    app = make_app()
-    app.bind(settings)
-    server = Server(app, settings)
+    server = bound_server(make_app(), settings)
     try:
         with pytest.raises(ConfigError, match="must not be accessible by other users"):
             await server.open_listeners()

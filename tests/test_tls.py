@@ -15,8 +15,7 @@ from wsproto.events import Request as WSRequest
 
 from gateway import App
 from gateway.errors import ConfigError
-from gateway.server.serve import Server
-from tests.helpers import make_settings, parse_replies, read_all
+from tests.helpers import bound_server, make_settings, parse_replies, read_all
 from tests.test_websocket import Client, _close_clients  # noqa: F401 (autouse fixture)
 
 
@@ -33,11 +32,9 @@ async def test_https_request_reports_https(tmp_path) -> None:  # type: ignore[no
     async def who(req, res):  # type: ignore[no-untyped-def]
         await res.json({"protocol": req.protocol, "secure": req.secure})
 
-    settings = make_settings(
-        server__tls_cert_file=str(cert_file), server__tls_key_file=str(key_file)
+    server = bound_server(
+        app, server__tls_cert_file=str(cert_file), server__tls_key_file=str(key_file)
     )
-    app.bind(settings)
-    server = Server(app, settings)
     client_ctx = ssl.create_default_context()
     ca.configure_trust(client_ctx)
     with trio.fail_after(10):
@@ -69,11 +66,9 @@ async def test_virtual_request_over_tls_reports_wss(tmp_path) -> None:  # type: 
     async def who(req, res):  # type: ignore[no-untyped-def]
         await res.json({"protocol": req.protocol, "secure": req.secure})
 
-    settings = make_settings(
-        server__tls_cert_file=str(cert_file), server__tls_key_file=str(key_file)
+    server = bound_server(
+        app, server__tls_cert_file=str(cert_file), server__tls_key_file=str(key_file)
     )
-    app.bind(settings)
-    server = Server(app, settings)
     client_ctx = ssl.create_default_context()
     ca.configure_trust(client_ctx)
     with trio.fail_after(10):
@@ -110,11 +105,9 @@ async def test_plain_http_client_on_tls_port_is_dropped(tmp_path) -> None:  # ty
     cert.private_key_and_cert_chain_pem.write_to_path(str(cert_file))
     cert.private_key_pem.write_to_path(str(key_file))
     app = App()
-    settings = make_settings(
-        server__tls_cert_file=str(cert_file), server__tls_key_file=str(key_file)
+    server = bound_server(
+        app, server__tls_cert_file=str(cert_file), server__tls_key_file=str(key_file)
     )
-    app.bind(settings)
-    server = Server(app, settings)
     with trio.fail_after(10):
         async with trio.open_nursery() as nursery:
             await nursery.start(server.serve)
@@ -158,11 +151,9 @@ async def test_reload_renews_the_certificate_and_refuses_an_unloadable_one(  # t
 
     install(old_ca)
     app = App()
-    settings = make_settings(
-        server__tls_cert_file=str(cert_file), server__tls_key_file=str(key_file)
+    server = bound_server(
+        app, server__tls_cert_file=str(cert_file), server__tls_key_file=str(key_file)
     )
-    app.bind(settings)
-    server = Server(app, settings)
     with trio.fail_after(10):
         async with trio.open_nursery() as nursery:
             await nursery.start(server.serve)
