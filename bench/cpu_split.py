@@ -32,6 +32,7 @@ import argparse
 import os
 import re
 import shlex
+import shutil
 import signal
 import statistics
 import subprocess
@@ -130,6 +131,11 @@ def main() -> None:
     ap.add_argument("--path", default="/hello")
     ap.add_argument("--reps", type=int, default=3)
     a = ap.parse_args()
+    for tool in ("perf", "wrk", "taskset"):
+        if shutil.which(tool) is None:
+            raise SystemExit(
+                f"cpu_split: {tool} is not installed (Debian: linux-perf, wrk, util-linux)"
+            )
     servers = [s.split("=", 1) for s in a.server]
     rows: dict[str, list[dict[str, float]]] = {name: [] for name, _ in servers}
     for rep in range(a.reps):
