@@ -497,6 +497,124 @@ async def test_slow_handler_leaves_the_socket_read_and_in_flight_is_capped() -> 
             assert cancelled == ["/wait?last"]  # ... and closing the socket cancelled it
 
 
+def _socket_workers() -> int:
+    """The "socket.io worker" tasks alive in this run (a socket's serve task not counted)."""
+
+    def count(task: trio.lowlevel.Task) -> int:
+        own = task.name == "socket.io worker"
+        return own + sum(count(t) for n in task.child_nurseries for t in n.child_tasks)
+
+    root = trio.lowlevel.current_root_task()
+    assert root is not None
+    return count(root)
+
+
+async def test_requests_that_do_not_suspend_take_no_other_task() -> None:
+    # The reader runs a request whose handler and reply do not suspend and reads on: no
+    # second task, no hand-off. The first request that suspends hands the reading over at
+    # once, and the requests decoded with it (one TCP write) are answered meanwhile.
+    app, _ = sails_app()
+    release = trio.Event()
+
+    @app.get("/wait")
+    async def wait(req: Request, res: Response) -> None:
+        await release.wait()
+        await res.json({"waited": True})
+
+    with trio.fail_after(10):
+        async with running(app) as server:
+            client, _ = await _eio4(server.port)
+            for i in range(20):
+                assert (await _jwr(client, i, "get", {"url": f"/user/{i}"}))["statusCode"] == 200
+            assert _socket_workers() == 0
+            burst = [f'42{i}["get",{{"url":"/user/{i}"}}]' for i in range(20, 25)]
+            await client.raw(b"".join(client.ws.send(TextMessage(m)) for m in burst))
+            got = [(await client.event()).data[:4] for _ in burst]  # type: ignore[attr-defined]
+            assert got == [m[:4].replace("42", "43") for m in burst]  # in turn, by the reader
+            assert _socket_workers() == 0
+
+            burst = ['4230["get",{"url":"/wait"}]'] + [
+                f'42{i}["get",{{"url":"/user/{i}"}}]' for i in range(31, 34)
+            ]
+            await client.raw(b"".join(client.ws.send(TextMessage(m)) for m in burst))
+            got = [(await client.event()).data[:4] for _ in range(3)]  # type: ignore[attr-defined]
+            assert sorted(got) == ["4331", "4332", "4333"]  # while /wait is blocked
+            assert _socket_workers() >= 1  # the reading went to another task
+            release.set()
+            last = await client.event()
+            assert isinstance(last, TextMessage) and last.data.startswith("4330[")
+            assert (await _jwr(client, 40, "get", {"url": "/user/40"}))["statusCode"] == 200
+            # the serve task's worker and two of those started have ended: one reads, one
+            # waits to (a spare)
+            assert _socket_workers() == 2
+
+
+async def test_eager_reports_the_first_suspension_and_passes_everything_through() -> None:
+    from gateway.server.sails_session import _eager
+
+    seen: list[str] = []
+
+    async def done_at_once() -> None:
+        seen.append("ran")
+
+    assert await _eager(done_at_once(), lambda: seen.append("suspended")) is False
+    assert seen == ["ran"]
+
+    # values trio sends in reach the coroutine; the callback runs once, before the first wait
+    send, receive = trio.open_memory_channel[int](0)
+    got: list[int] = []
+
+    async def takes_two() -> None:
+        got.append(await receive.receive())
+        got.append(await receive.receive())
+
+    seen.clear()
+    async with trio.open_nursery() as nursery:
+
+        async def feed() -> None:
+            seen.append("feeding")
+            await send.send(1)
+            await send.send(2)
+
+        nursery.start_soon(feed)
+        assert await _eager(takes_two(), lambda: seen.append("suspended")) is True
+    assert got == [1, 2] and seen == ["suspended", "feeding"]
+
+    # an error raised after a suspension, and a cancellation thrown in, reach the caller
+    async def fails() -> None:
+        await trio.lowlevel.checkpoint()
+        raise KeyError("late")
+
+    with pytest.raises(KeyError, match="late"):
+        await _eager(fails(), lambda: None)
+
+    cleaned: list[str] = []
+
+    async def forever() -> None:
+        try:
+            await trio.sleep_forever()
+        finally:
+            cleaned.append("finally")
+
+    with trio.CancelScope() as scope:
+
+        def cancel() -> None:
+            scope.cancel()
+
+        await _eager(forever(), cancel)
+    assert scope.cancelled_caught and cleaned == ["finally"]
+
+    # a failing callback closes the coroutine before the error goes on
+    cleaned.clear()
+
+    def broken() -> None:
+        raise RuntimeError("callback")
+
+    with pytest.raises(RuntimeError, match="callback"):
+        await _eager(forever(), broken)
+    assert cleaned == ["finally"]
+
+
 async def test_slow_consumer_is_dropped() -> None:
     app, _ = sails_app()
     with trio.fail_after(15):

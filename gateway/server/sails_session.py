@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import logging
 import secrets
-from collections.abc import Awaitable
+import types
+from collections.abc import Awaitable, Callable, Coroutine, Generator
 from typing import TYPE_CHECKING, Any, Final, Literal, Protocol
 from urllib.parse import quote
 
@@ -282,20 +283,24 @@ class SailsSocket:
 
     # -- the connection loop ------------------------------------------------------------------
     # Theory of operation (leader/followers). Every task of a socket is a worker in the
-    # socket's own nursery, the serve task included. One worker at a time reads (it holds the
-    # `_reading` lock) until it has a virtual request; then it lets the lock go to the next
-    # worker waiting for it and runs the request itself: a request costs no hand-off of its
-    # own, as an HTTP request in its connection's task, and the socket is still read, pinged
-    # and closed while a handler is slow. If no other worker is waiting to read, a new one is
-    # started first. Requests a read decoded beyond the first (a burst: messages already
-    # received) wait in `_pending`, and a worker is started for each, so they run together;
-    # a worker takes a pending request without the lock. At most MAX_IN_FLIGHT workers exist:
-    # when every one of them runs a handler, nobody reads until one returns (the capacity
-    # limit, and the backpressure: the client's frames wait in the kernel). A worker whose
-    # request is done waits to read again, unless another is already waiting (then it ends:
-    # one spare per socket). When the session ends (the client left or closed, a Disconnect),
-    # the worker that saw it cancels the nursery: the socket's handlers and its push flusher
-    # end with it; an expiry cancels the connection's scope, which holds the nursery.
+    # socket's own nursery, the serve task included. One worker at a time has the reader's
+    # role (it holds the `_reading` lock, once there is more than one worker): it reads until
+    # it has a virtual request and runs the request itself, as an HTTP request runs in its
+    # connection's task. While its requests finish without suspending (a handler that awaits
+    # nothing slow, a reply the socket takes at once) it keeps the role and reads on: a request
+    # costs no hand-off and no other task step. The first time one suspends (`_eager`), the
+    # role goes to another worker at once (the lock is released to a worker waiting for it, or
+    # a worker is started), so the socket is still read, pinged and closed while a handler is
+    # slow. Requests a read decoded beyond the first (a burst: messages already received) wait
+    # in `_pending`: the reader takes them in turn, and when one of its requests suspends, a
+    # worker is started for each, so they run together; a worker takes a pending request
+    # without the lock. At most MAX_IN_FLIGHT workers exist: when every one of them runs a
+    # handler, nobody reads until one returns (the capacity limit, and the backpressure: the
+    # client's frames wait in the kernel). A worker whose request is done waits to read again,
+    # unless another is already waiting (then it ends: one spare per socket). When the session
+    # ends (the client left or closed, a Disconnect), the worker that saw it cancels the
+    # nursery: the socket's handlers and its push flusher end with it; an expiry cancels the
+    # connection's scope, which holds the nursery.
     async def open(self) -> None:
         """Send the Engine.IO open packet (and, for EIO=3, the CONNECT of "/")."""
         await self._send(self.eio.open_frames(trio.current_time()))
@@ -325,38 +330,54 @@ class SailsSocket:
         # one worker; whoever started it counted it in _workers and _readers
         pending = self._pending
         while True:
-            if pending:  # decoded by an earlier read: taken without reading
-                event: eio.Event | None = pending.pop(0)
+            if pending:  # decoded by an earlier read: taken without the reader's role
+                self._readers -= 1
+                await _eager(self._virtual(pending.pop(0)), self._start_workers)
             else:
                 lock = self._reading  # None while there is one worker: nobody to exclude
                 if lock is not None:
                     await lock.acquire()
                 try:
-                    event = await self._next_request()
+                    while True:  # the reader's role, kept while its requests do not suspend
+                        event = pending.pop(0) if pending else await self._next_request()
+                        self._readers -= 1
+                        if event is None:
+                            return  # the session is over (the nursery is cancelled)
+                        if await _eager(self._virtual(event), self._hand_off):
+                            break  # it suspended: another worker took over reading
+                        self._readers += 1
                 finally:
-                    if lock is not None:
+                    # still held unless a request handed the role off (or it was cancelled
+                    # after that)
+                    if lock is not None and lock.statistics().owner is trio.lowlevel.current_task():
                         lock.release()
-            self._readers -= 1
-            if event is None:
-                return  # the session is over (the nursery is cancelled)
-            # a worker for each request already decoded, and one to go on reading, as far as
-            # MAX_IN_FLIGHT allows (workers not yet started count as ready)
-            wanted = len(pending) + 1 - self._readers
-            if wanted > 0 and self._workers < MAX_IN_FLIGHT:
-                nursery = self._nursery
-                assert nursery is not None
-                if self._reading is None:
-                    self._reading = trio.Lock()
-                while wanted > 0 and self._workers < MAX_IN_FLIGHT:
-                    self._workers += 1
-                    self._readers += 1
-                    nursery.start_soon(self._work, name="socket.io worker")
-                    wanted -= 1
-            await self._virtual(event)
             if self._readers >= 2:
                 self._workers -= 1
                 return  # one reading and one waiting to: enough
             self._readers += 1
+
+    def _hand_off(self) -> None:
+        # the reader's request suspended (a slow handler, a full socket): the role goes to a
+        # worker waiting for the lock, or to one started now, while the request waits
+        lock = self._reading
+        if lock is not None:
+            lock.release()
+        self._start_workers()
+
+    def _start_workers(self) -> None:
+        # a worker for each request already decoded, and one to go on reading, as far as
+        # MAX_IN_FLIGHT allows (workers not yet started count as ready)
+        wanted = len(self._pending) + 1 - self._readers
+        if wanted > 0 and self._workers < MAX_IN_FLIGHT:
+            nursery = self._nursery
+            assert nursery is not None
+            if self._reading is None:
+                self._reading = trio.Lock()
+            while wanted > 0 and self._workers < MAX_IN_FLIGHT:
+                self._workers += 1
+                self._readers += 1
+                nursery.start_soon(self._work, name="socket.io worker")
+                wanted -= 1
 
     def _end(self, code: int, reason: str) -> None:
         if self._result is None:
@@ -589,6 +610,47 @@ class SailsSocket:
     def expire(self, code: int, reason: str) -> None:
         """End the connection from outside (timer, shutdown, slow consumer)."""
         self.ws.expire(code, reason)
+
+
+@types.coroutine
+def _eager(
+    coro: Coroutine[Any, Any, None], on_suspend: Callable[[], None]
+) -> Generator[Any, Any, bool]:
+    """Await ``coro`` in the calling task, and call ``on_suspend`` (synchronously, in this
+    task) the first time it suspends the task: before its first trap goes to trio. A
+    coroutine that finishes without suspending costs no callback at all.
+
+    After the first trap, what trio sends or throws in is passed on to ``coro``, as
+    ``yield from`` does (PEP 380), which cannot be used here: ``coro`` has already started.
+
+    Returns:
+        (awaited) True if ``coro`` suspended the task.
+    """
+    try:
+        trap = coro.send(None)
+    except StopIteration:
+        return False
+    try:
+        on_suspend()
+    except BaseException:
+        coro.close()
+        raise
+    while True:
+        try:
+            sent = yield trap
+        except GeneratorExit:
+            coro.close()
+            raise
+        except BaseException as exc:  # trio's Cancelled or an error delivered to the task
+            try:
+                trap = coro.throw(exc)
+            except StopIteration:
+                return True
+        else:
+            try:
+                trap = coro.send(sent)
+            except StopIteration:
+                return True
 
 
 class _SocketInfo:
