@@ -72,7 +72,7 @@ RESERVED_EVENTS: Final = frozenset(
 # JavaScript numbers are exact up to 2**53 (16 digits); 15 digits always round-trip.
 MAX_ACK_ID_DIGITS: Final = 15
 
-_DIGITS: Final = frozenset("0123456789")
+_ACK_ID: Final = re.compile(r"[0-9]*")  # ASCII digits only, as the JS client writes them
 # the type digit -> the type (a lookup instead of int() and the enum's constructor)
 _EIO_TYPES: Final = {str(int(t)): t for t in EIOType}
 _SIO_TYPES: Final = {str(int(t)): t for t in SIOType}
@@ -189,16 +189,16 @@ class SIOPacket:
 
 
 def _check_payload(ptype: SIOType, data: Any, present: bool) -> None:
-    if ptype is SIOType.CONNECT:
+    if ptype is SIOType.EVENT:  # first: every virtual request is one
+        ok = type(data) is list and bool(data) and type(data[0]) is str
+        if ok and data[0] in RESERVED_EVENTS:
+            raise RemoteProtocolError(f"reserved event name {data[0]!r}")
+    elif ptype is SIOType.CONNECT:
         ok = not present or isinstance(data, dict)
     elif ptype is SIOType.DISCONNECT:
         ok = not present
     elif ptype is SIOType.CONNECT_ERROR:
         ok = isinstance(data, (str, dict))
-    elif ptype is SIOType.EVENT:
-        ok = isinstance(data, list) and bool(data) and isinstance(data[0], str)
-        if ok and data[0] in RESERVED_EVENTS:
-            raise RemoteProtocolError(f"reserved event name {data[0]!r}")
     else:  # ACK
         ok = isinstance(data, list)
     if not ok:
@@ -236,8 +236,7 @@ def decode_sio(text: str) -> SIOPacket:
             namespace, i = text[i:comma], comma + 1
     ack_id: int | None = None
     start = i
-    while i < end and text[i] in _DIGITS:
-        i += 1
+    i = _ACK_ID.match(text, i).end()  # type: ignore[union-attr]  # (matches "" too)
     if i > start:
         if i - start > MAX_ACK_ID_DIGITS:
             raise RemoteProtocolError("Socket.IO ack id too long")
@@ -711,6 +710,9 @@ class EngineIOSession:
         # v2 clients may add "?query" to the namespace of a CONNECT; it names the same one.
         namespace = packet.namespace.partition("?")[0]
         ours = namespace == "/" and self._state is SessionState.CONNECTED
+        if ours and packet.type is SIOType.EVENT:  # first: every virtual request is one
+            data = packet.data
+            return [Event(data[0], tuple(data[1:]), packet.id)]
         if packet.type is SIOType.CONNECT:
             if namespace != "/":
                 self._outbox.append(self._connect_error(namespace))
@@ -730,8 +732,6 @@ class EngineIOSession:
             if self.version == 3:
                 return []
             return [self._end("invalid state", 1002, f"{packet.type.name} before CONNECT")]
-        if packet.type is SIOType.EVENT:
-            return [Event(packet.data[0], tuple(packet.data[1:]), packet.id)]
         if packet.type is SIOType.ACK:
             if packet.id is None:
                 return [self._end("parse error", 1002, "ACK without an id")]
