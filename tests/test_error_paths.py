@@ -11,6 +11,7 @@ import errno
 import json
 import logging
 import os
+import socket
 import time
 from pathlib import Path
 from typing import Any
@@ -234,36 +235,44 @@ def test_check_upgrade_accepts_tokens_in_any_case_and_lists() -> None:
 
 # -- accept() errors ------------------------------------------------------------------------------
 class FlakyListener:
-    """A listening socket whose first accept() calls fail with the given errnos (the seam the
-    accept loop uses: ``await sock.accept()`` and ``close()``), then the real one's."""
+    """A listening socket whose first accept() calls fail with the given errnos, then the
+    real one's (the seam the accept loop uses: it waits for ``fileno()`` to be readable, then
+    calls ``accept()`` until the backlog is empty)."""
 
-    def __init__(self, real: Any, errnos: list[int]) -> None:
+    def __init__(self, real: socket.socket, errnos: list[int]) -> None:
         self.real = real
         self.errnos = list(errnos)
         self.calls = 0
 
-    async def accept(self) -> Any:
+    def fileno(self) -> int:
+        return self.real.fileno()
+
+    def accept(self) -> Any:
         self.calls += 1
         if self.errnos:
-            await trio.lowlevel.checkpoint()
             code = self.errnos.pop(0)
             raise OSError(code, os.strerror(code))
-        return await self.real.accept()
-
-    def close(self) -> None:
-        self.real.close()
+        return self.real.accept()
 
 
 async def _serve_with(server: Server, flaky: FlakyListener, nursery: trio.Nursery) -> None:
-    server.listeners = [_Listener(flaky, "tcp", flaky.real.getsockname())]
+    sock = trio.socket.from_stdlib_socket(flaky.real)
+    server.listeners = [_Listener(flaky, sock, "tcp", flaky.real.getsockname())]  # type: ignore[arg-type]
     await nursery.start(server.serve)
 
 
-async def _listening() -> Any:
-    sock = trio.socket.socket()
-    await sock.bind(("127.0.0.1", 0))
+def _listening() -> socket.socket:
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
     sock.listen(16)
     return sock
+
+
+def _queue_a_client(flaky: FlakyListener) -> socket.socket:
+    """A connection waiting in the listener's backlog: what makes accept() be called."""
+    client = socket.socket()
+    client.connect(flaky.real.getsockname())  # the kernel completes it: no accept needed
+    return client
 
 
 @pytest.mark.parametrize(
@@ -277,7 +286,7 @@ async def _listening() -> Any:
 )
 async def test_accept_loop_survives_transient_errors(errnos: list[int], caplog: Any) -> None:
     server = bound_server(ws_app())
-    flaky = FlakyListener(await _listening(), errnos)
+    flaky = FlakyListener(_listening(), errnos)
     resource = [e for e in errnos if e in (errno.EMFILE, errno.ENFILE, errno.ENOMEM, errno.ENOBUFS)]
     with trio.fail_after(10), caplog.at_level(logging.ERROR, logger="gateway.server"):
         async with trio.open_nursery() as nursery:
@@ -304,9 +313,9 @@ class TimedListener(FlakyListener):
         super().__init__(real, errnos)
         self.times: list[float] = []
 
-    async def accept(self) -> Any:
+    def accept(self) -> Any:
         self.times.append(trio.current_time())
-        return await super().accept()
+        return super().accept()
 
 
 async def test_each_resource_error_pauses_the_accept_loop_exactly_100_ms(
@@ -315,26 +324,75 @@ async def test_each_resource_error_pauses_the_accept_loop_exactly_100_ms(
     # the pause is what keeps an out-of-descriptors server from spinning; longer, and every
     # such error would shut the door for that long
     server = bound_server(ws_app())
-    flaky = TimedListener(await _listening(), [errno.EMFILE, errno.ENOBUFS])
+    flaky = TimedListener(_listening(), [errno.EMFILE, errno.ENOBUFS])
+    client = _queue_a_client(flaky)
     with trio.fail_after(10):
         async with trio.open_nursery() as nursery:
             await _serve_with(server, flaky, nursery)
             await trio.testing.wait_all_tasks_blocked()
             t0 = flaky.times[0]
-            for expected_calls in (1, 2):
+            # paused 100 ms after each error, not 99: then the client is taken, and a fourth
+            # call finds the backlog empty
+            for calls_before, calls_after in ((1, 2), (2, 4)):
                 mock_clock.jump(0.099)
                 await trio.testing.wait_all_tasks_blocked()
-                assert len(flaky.times) == expected_calls
+                assert len(flaky.times) == calls_before
                 mock_clock.jump(0.001)
                 await trio.testing.wait_all_tasks_blocked()
-                assert len(flaky.times) == expected_calls + 1
+                assert len(flaky.times) == calls_after
+            assert server.stats["accepted"] == 1
             nursery.cancel_scope.cancel()
-    assert [round(t - t0, 6) for t in flaky.times] == [0.0, 0.1, 0.2]
+    client.close()
+    assert [round(t - t0, 6) for t in flaky.times] == [0.0, 0.1, 0.2, 0.2]
+
+
+class TickedListener(FlakyListener):
+    """A FlakyListener that records, at each accept() call, how many scheduler rounds the
+    test's ticker task has seen."""
+
+    def __init__(self, real: Any) -> None:
+        super().__init__(real, [])
+        self.ticks = 0
+        self.seen: list[int] = []
+
+    def accept(self) -> Any:
+        self.seen.append(self.ticks)
+        return super().accept()
+
+    async def tick(self) -> None:
+        while True:
+            self.ticks += 1
+            await trio.lowlevel.checkpoint()
+
+
+async def test_queued_connections_are_accepted_at_one_wake_up() -> None:
+    # A burst of clients (a browser's 6, wrk's 50, a fleet reconnecting) is taken from the
+    # backlog in one go, not one per scheduler round: under load a round is every busy
+    # connection's request, and the last of a burst used to wait that long per client before
+    # it was even accepted.
+    server = bound_server(ws_app())
+    flaky = TickedListener(_listening())
+    clients = [_queue_a_client(flaky) for _ in range(10)]
+    with trio.fail_after(10):
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(flaky.tick)
+            await _serve_with(server, flaky, nursery)
+            for _ in range(10_000):  # bounded: the ticker never lets the run go idle
+                if server.stats["accepted"] == 10:
+                    break
+                await trio.lowlevel.checkpoint()
+            nursery.cancel_scope.cancel()
+    assert server.stats["accepted"] == 10
+    for client in clients:
+        client.close()
+    # ten accepted and an eleventh call that found the backlog empty, all in one task step
+    assert len(flaky.seen) == 11 and len(set(flaky.seen)) == 1
 
 
 async def test_accept_error_that_is_not_transient_stops_the_server() -> None:
     server = bound_server(ws_app())
-    flaky = FlakyListener(await _listening(), [errno.EBADF])
+    flaky = FlakyListener(_listening(), [errno.EBADF])
+    client = _queue_a_client(flaky)
     with (
         trio.fail_after(10),
         pytest.RaisesGroup(
@@ -344,6 +402,7 @@ async def test_accept_error_that_is_not_transient_stops_the_server() -> None:
     ):
         async with trio.open_nursery() as nursery:
             await _serve_with(server, flaky, nursery)
+    client.close()
     assert server.stopped.is_set()
 
 

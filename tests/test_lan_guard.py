@@ -95,7 +95,7 @@ def _admit(networks: list[str] | None, host: str) -> bool:
         overrides["server__allowed_networks"] = networks
     settings = make_settings(**overrides)
     server = Server(App(), settings)
-    listener = _Listener(None, "tcp", ("::", 0, 0, 0))  # type: ignore[arg-type]
+    listener = _Listener(None, None, "tcp", ("::", 0, 0, 0))  # type: ignore[arg-type]
     info = server._admit(
         None,
         (host, 40000, 0, 0) if ":" in host else (host, 40000),  # type: ignore[arg-type]
@@ -243,7 +243,7 @@ class FakeUnixPeer:
 )
 def test_unix_peer_privilege_is_its_uid(allowed: str, uid: int, privileged: bool) -> None:
     server = Server(App(), make_settings(server__unix_allowed_uids=allowed))
-    listener = _Listener(None, "unix", "/run/gw.sock")  # type: ignore[arg-type]
+    listener = _Listener(None, None, "unix", "/run/gw.sock")  # type: ignore[arg-type]
     info = server._admit(FakeUnixPeer(4242, uid, 100), None, listener)  # type: ignore[arg-type]
     assert info is not None
     assert info.peer == ("unix", uid) and info.peer_text == f"unix:uid={uid}"
