@@ -123,19 +123,28 @@ def measure(cmd: str, conns: int, seconds: float, path: str) -> dict[str, float]
     return row
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+def wrk_parser(doc: str, seconds: float) -> argparse.ArgumentParser:
+    """The options of a script that loads --server commands with wrk, interleaved (this one
+    and bench/tail.py)."""
+    ap = argparse.ArgumentParser(description=doc.split("\n")[0])
     ap.add_argument("--server", action="append", required=True, help="NAME=CMD with {port}")
     ap.add_argument("--conns", type=int, default=50)
-    ap.add_argument("--seconds", type=float, default=5)
+    ap.add_argument("--seconds", type=float, default=seconds)
     ap.add_argument("--path", default="/hello")
     ap.add_argument("--reps", type=int, default=3)
-    a = ap.parse_args()
-    for tool in ("perf", "wrk", "taskset"):
+    return ap
+
+
+def require(script: str, tools: dict[str, str]) -> None:
+    """Exit naming the first of ``tools`` (name -> its Debian package) that is missing."""
+    for tool, package in tools.items():
         if shutil.which(tool) is None:
-            raise SystemExit(
-                f"cpu_split: {tool} is not installed (Debian: linux-perf, wrk, util-linux)"
-            )
+            raise SystemExit(f"{script}: {tool} is not installed (Debian: {package})")
+
+
+def main() -> None:
+    a = wrk_parser(__doc__, 5).parse_args()
+    require("cpu_split", {"perf": "linux-perf", "wrk": "wrk", "taskset": "util-linux"})
     servers = [s.split("=", 1) for s in a.server]
     rows: dict[str, list[dict[str, float]]] = {name: [] for name, _ in servers}
     for rep in range(a.reps):

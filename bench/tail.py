@@ -15,18 +15,17 @@ A benchmark, not a test: it asserts nothing.
 
 from __future__ import annotations
 
-import argparse
 import os
 import re
 import shlex
-import shutil
 import statistics
 import subprocess
 import sys
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from bench.socket_cost import free_port, wait_up  # noqa: E402  (the project root first)
+from bench.cpu_split import require, wrk_parser  # noqa: E402  (the project root first)
+from bench.socket_cost import free_port, wait_up  # noqa: E402
 
 LUA = os.path.join(os.path.dirname(os.path.abspath(__file__)), "wrk_percentiles.lua")
 
@@ -50,17 +49,10 @@ def measure(cmd: str, conns: int, seconds: float, path: str, body: str | None) -
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--server", action="append", required=True, help="NAME=CMD with {port}")
-    ap.add_argument("--conns", type=int, default=50)
-    ap.add_argument("--seconds", type=float, default=4)
-    ap.add_argument("--path", default="/hello")
+    ap = wrk_parser(__doc__, 4)
     ap.add_argument("--body", help="a file to POST (as the harness's echo test)")
-    ap.add_argument("--reps", type=int, default=3)
     a = ap.parse_args()
-    for tool in ("wrk", "taskset"):
-        if shutil.which(tool) is None:
-            raise SystemExit(f"tail: {tool} is not installed (Debian: wrk, util-linux)")
+    require("tail", {"wrk": "wrk", "taskset": "util-linux"})
     servers = [s.split("=", 1) for s in a.server]
     rows: dict[str, list[dict[str, float]]] = {name: [] for name, _ in servers}
     for rep in range(a.reps):
