@@ -56,7 +56,8 @@ test: $(STAMP) system-deps node-deps autobahn-deps lint
 # not run: "not checked")
 MUTANTS = "gateway.app.auth*" "gateway.body.budget*" \
 	"gateway.server.serve.x*Server*_admit__*" "gateway.server.serve.x__prepare__*" \
-	"gateway.server.serve.x*Server*_accept_loop__*" "gateway.server.serve.x*Server*_reject_busy__*" \
+	"gateway.server.serve.x*Server*_accept_loop__*" "gateway.server.serve.x*Server*_accepted__*" \
+	"gateway.server.serve.x*Server*_reject_busy__*" \
 	"gateway.ws.handshake*" "gateway.ws.engineio*" "gateway.ws.sails*" \
 	"gateway.http.target*" "gateway.http.chunked*" \
 	"gateway.http.dates*" "gateway.http.writer*" "gateway.http.parser*" \
