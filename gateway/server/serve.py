@@ -381,8 +381,8 @@ class Server:
             else:
                 conn.close()
             return
-        if lst.kind == "tcp":
-            conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        # (trio.SocketStream sets TCP_NODELAY itself, and ignores the OSError a connection
+        # already reset can give: set here, that error would have stopped the accept loop)
         # counted now, not when the task starts: a burst of accepts must see the cap
         self.stats["active"] += 1
         nursery.start_soon(self._run_session, trio.SocketStream(conn), info, True)
