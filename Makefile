@@ -44,7 +44,7 @@ HTTP_TESTS := tests/test_http_parser.py tests/test_http_connection.py tests/test
   tests/test_body_streaming.py tests/test_backpressure.py tests/test_smoke_server.py \
   tests/test_bodyparsers_http.py tests/test_client_http.py tests/test_websocket.py \
   tests/test_differential.py tests/test_chunked_edges.py tests/test_target_edges.py \
-  tests/test_http_direct_io.py
+  tests/test_http_direct_io.py tests/test_http_fast_head.py
 
 test: $(STAMP) system-deps node-deps autobahn-deps lint
 	GATEWAY_HTTP_PARSER=h11_mypyc $(BIN)/python -m pytest -q --cov --cov-report=term-missing:skip-covered
