@@ -17,7 +17,7 @@ from typing import Any
 from gateway.errors import RemoteProtocolError as ProtocolError  # every error here is the peer's
 from gateway.http.parser import h11  # h11 or h11_mypyc: one module for events and errors
 
-__all__ = ["ChunkedReader", "FIELD_LINE", "MAX_CHUNK_BYTES"]
+__all__ = ["ChunkedReader", "MAX_CHUNK_BYTES"]
 
 # Larger chunk sizes wrap around in 64-bit parsers upstream: a classic smuggling shape, and no
 # body of ours is ever that large.
@@ -37,9 +37,8 @@ _CHUNK_LINE = re.compile(
     + _QUOTED
     + rb"))?[ \t]*)*\r\n"
 )
-# field-name ":" OWS field-value OWS CRLF (RFC 9110 5.5: visible ASCII, obs-text, inner SP/HTAB):
-# h11's own grammar for a field line; gateway.http.connection reads plain heads with it too
-FIELD_LINE = re.compile(
+# field-name ":" OWS field-value OWS CRLF (RFC 9110 5.5: visible ASCII, obs-text, inner SP/HTAB)
+_FIELD_LINE = re.compile(
     rb"(" + _TOKEN + rb"):[ \t]*((?:[\x21-\x7e\x80-\xff](?:[ \t]*[\x21-\x7e\x80-\xff])*)?)"
     rb"[ \t]*\r\n"
 )
@@ -218,7 +217,7 @@ class ChunkedReader:
             self._trailer_bytes += len(line)
             if self._trailer_bytes > self._max_trailer:
                 raise ProtocolError("Trailer section too large", 431)
-            m = FIELD_LINE.fullmatch(line)
+            m = _FIELD_LINE.fullmatch(line)
             if m is None:
                 raise ProtocolError(_line_error(line, "Malformed trailer field"))
             fields.append((m.group(1), m.group(2)))

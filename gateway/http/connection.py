@@ -94,9 +94,10 @@ _FRAMING = re.compile(rb"\n(content-length|transfer-encoding|host|expect)([ \t]*
 # back to the client and logged, so that tail is cut: no echo of attacker bytes.
 _RAW_TAIL = re.compile(r":?\s*(?:bytearray\(|b'|b\").*\Z", re.S)
 _NO_TARGET: tuple[str, str, str, str | None] = ("", "", "", None)
-# The heads _fast_head reads without h11: the request line (methods whose requests h11 frames
-# alike; CONNECT and the rest go to h11), then the field lines in h11's grammar (_FIELD_LINE,
-# shared with the chunked trailer reader) and the empty line. Nothing else may follow.
+# What _fast_head reads without h11: the request line (methods h11 frames alike; CONNECT and
+# the rest go to h11); the fields it leaves to h11 (their semantics are h11's: chunked framing,
+# 100-continue, the protocol switch); the Content-Length it frames the body with; and the
+# Connection fields that decide what may follow the body (h11's keep-alive rule).
 _FAST_LINE = re.compile(rb"(GET|HEAD|POST|PUT|DELETE|PATCH|OPTIONS) (/[\x21-\x7e]*) HTTP/1\.1\r\n")
 _FAST_EXCLUDED = re.compile(rb"\n(?:transfer-encoding|expect|upgrade)[ \t]*:", re.I)
 _CONTENT_LENGTH = re.compile(rb"\ncontent-length:[ \t]*([0-9]+)", re.I)
