@@ -276,7 +276,7 @@ def gateway_outcome(raw: bytes, bytewise: bool) -> list[Any]:
     with nothing, as the server does between cycles): events as JSON-able lists, then the error
     (status and message) if one was raised."""
     from gateway.errors import ProtocolError
-    from gateway.http.connection import HTTPLimits, ServerConnection
+    from gateway.http.connection import HTTPLimits, Request, ServerConnection
     from gateway.http.parser import h11
 
     conn = ServerConnection(HTTPLimits())
@@ -294,7 +294,7 @@ def gateway_outcome(raw: bytes, bytewise: bool) -> list[Any]:
                     out.append(["cycle"])
                     continue
                 kind = type(ev).__name__
-                if type(ev) is h11.Request:
+                if type(ev) is Request:
                     out.append(
                         [kind, ev.method.hex(), ev.target.hex(), ev.http_version.hex()]
                         + [[n.hex(), v.hex()] for n, v in ev.headers]

@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 
 from gateway.errors import ProtocolError
 from gateway.http import connection
-from gateway.http.connection import HTTPLimits, ServerConnection
+from gateway.http.connection import HTTPLimits, Request, ServerConnection
 from gateway.http.parser import h11  # the parser the gateway runs with (make test: both)
 from gateway.http.writer import ResponseWriter
 
@@ -42,7 +42,7 @@ def feed(
                 if ev is h11.PAUSED:  # the request is complete: the server answers, then:
                     conn.start_next_cycle()
                     continue
-                if type(ev) is h11.Request:
+                if type(ev) is Request:
                     events.append(("request", ev.method, ev.target, dict(ev.headers)))
                 elif type(ev) is h11.Data:
                     if events and events[-1][0] == "data":
@@ -177,7 +177,7 @@ def test_target_is_split_once_with_the_head(
     chunks = [head[i : i + 1] for i in range(len(head))] if split == "bytewise" else [head]
     for chunk in chunks:
         conn.receive_data(chunk)
-    assert type(conn.next_event()) is h11.Request
+    assert type(conn.next_event()) is Request
     assert conn.target == target
     assert type(conn.next_event()) is h11.EndOfMessage
     conn.start_next_cycle()
@@ -189,7 +189,7 @@ def test_100_continue_state_is_visible() -> None:
     conn.receive_data(
         b"POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 2\r\nExpect: 100-continue\r\n\r\n"
     )
-    assert type(conn.next_event()) is h11.Request
+    assert type(conn.next_event()) is Request
     assert conn.they_are_waiting_for_100_continue
     assert conn.next_event() is h11.NEED_DATA
     conn.receive_data(b"ok")
@@ -321,7 +321,7 @@ def test_limits_apply_to_a_pipelined_second_head(split: str) -> None:
 def test_incomplete_pipelined_leftover_is_checked_at_the_next_cycle() -> None:
     conn = ServerConnection(LIMITS)
     conn.receive_data(b"GET /1 HTTP/1.1\r\nHost: h\r\n\r\n" + b"GET /" + b"a" * 3000)
-    assert type(conn.next_event()) is h11.Request
+    assert type(conn.next_event()) is Request
     assert type(conn.next_event()) is h11.EndOfMessage
     with pytest.raises(ProtocolError) as info:
         conn.start_next_cycle()
@@ -345,7 +345,7 @@ def test_a_close_that_came_with_the_request_is_the_next_cycles_first_event(rest:
     conn = ServerConnection(LIMITS)
     conn.receive_data(b"POST / HTTP/1.1\r\nHost: h\r\n" + rest)
     conn.receive_data(b"")
-    assert type(conn.next_event()) is h11.Request
+    assert type(conn.next_event()) is Request
     assert type(conn.next_event()) is h11.EndOfMessage
     conn.start_next_cycle()
     assert type(conn.next_event()) is h11.ConnectionClosed
@@ -355,7 +355,7 @@ def test_a_connection_before_and_after_its_first_head() -> None:
     conn = ServerConnection(LIMITS)
     assert conn.target == ("", "", "", None) and conn.in_head is True
     conn.receive_data(b"GET /a?b HTTP/1.1\r\nHost: h\r\n\r\n")
-    assert type(conn.next_event()) is h11.Request
+    assert type(conn.next_event()) is Request
     assert conn.target == ("/a?b", "/a", "b", None) and conn.in_head is False
     conn.start_next_cycle()
     assert conn.target == ("", "", "", None) and conn.in_head is True
@@ -376,7 +376,7 @@ def test_a_large_head_limit_is_not_cut_short_by_the_parsers_own() -> None:
     conn.receive_data(b"GET / HTTP/1.1\r\nHost: h\r\nX: " + b"b" * 40000)
     assert conn.next_event() is h11.NEED_DATA
     conn.receive_data(b"\r\n\r\n")
-    assert type(conn.next_event()) is h11.Request
+    assert type(conn.next_event()) is Request
 
 
 def test_head_bytes_pending() -> None:
@@ -385,7 +385,7 @@ def test_head_bytes_pending() -> None:
     conn.receive_data(b"GET / HT")
     assert conn.head_bytes_pending == 8
     conn.receive_data(b"TP/1.1\r\nHost: h\r\n\r\n")
-    assert type(conn.next_event()) is h11.Request
+    assert type(conn.next_event()) is Request
     assert not conn.in_head and conn.head_bytes_pending == 0
 
 
@@ -702,7 +702,7 @@ def test_nothing_after_a_bad_head_is_interpreted(split: str) -> None:
 def test_largest_sane_chunk_size_is_accepted() -> None:
     conn = ServerConnection(LIMITS)
     conn.receive_data(CHUNKED + b"7FFFFFFFFFFFFFFF\r\nabc")
-    assert type(conn.next_event()) is h11.Request
+    assert type(conn.next_event()) is Request
     ev = conn.next_event()
     assert type(ev) is h11.Data and bytes(ev.data) == b"abc"
 
@@ -755,7 +755,7 @@ def test_bare_lf_in_a_chunk_line_is_400_without_waiting_for_a_crlf(tail: bytes) 
     # the peer stops sending: the unfinished line already holds a bare LF, so no timeout is needed
     conn = ServerConnection(LIMITS)
     conn.receive_data(CHUNKED)
-    assert type(conn.next_event()) is h11.Request
+    assert type(conn.next_event()) is Request
     conn.receive_data(tail)
     with pytest.raises(ProtocolError, match="Bare LF") as info:
         while conn.next_event() is not h11.NEED_DATA:
@@ -775,7 +775,7 @@ def test_bare_lf_in_a_chunk_line_is_400_without_waiting_for_a_crlf(tail: bytes) 
 def test_chunk_lines_and_trailers_have_ceilings(tail: bytes, status: int, message: str) -> None:
     conn = ServerConnection(LIMITS)
     conn.receive_data(CHUNKED)
-    assert type(conn.next_event()) is h11.Request
+    assert type(conn.next_event()) is Request
     conn.receive_data(tail)
     with pytest.raises(ProtocolError) as info:
         while conn.next_event() is not h11.NEED_DATA:
@@ -1018,9 +1018,9 @@ def test_a_bytearray_is_parsed_like_bytes() -> None:
     conn = ServerConnection(LIMITS)
     conn.receive_data(bytearray(b"GET /a HTTP/1.1\r\nHost: x\r\n\r\nGET /b HTTP/1.1\r\n"))
     event = conn.next_event()
-    assert type(event) is h11.Request and event.target == b"/a"
+    assert type(event) is Request and event.target == b"/a"
     assert type(conn.next_event()) is h11.EndOfMessage
     conn.start_next_cycle()
     conn.receive_data(bytearray(b"Host: x\r\n\r\n"))
     event = conn.next_event()
-    assert type(event) is h11.Request and event.target == b"/b"
+    assert type(event) is Request and event.target == b"/b"

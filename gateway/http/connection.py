@@ -21,8 +21,8 @@
 # every new read) so that the whole head can be validated byte-exactly before its Request event
 # is handed out. A complete head of the plain shape (_fast_head: a usual method, an origin-form
 # target, HTTP/1.1, CRLFs, field names of letters, digits and "-", no Transfer-Encoding, Expect
-# or Upgrade, no raw fault) is read here, into the Request h11's public constructor makes, and
-# its Content-Length body (or none) is given out by a LengthReader: h11 is not involved. Any
+# or Upgrade, no raw fault) is read here into our Request (h11's, reduced to what the server
+# reads), and its Content-Length body (or none) is given out by a LengthReader. Any
 # other head, and the end of the stream in the middle of one, goes to a fresh h11 connection,
 # fed all of `_scan` at once, which reads it as before; from then on every read goes to h11 too.
 # tests/test_http_fast_head.py holds the two ways to the same events and errors. After the
@@ -57,7 +57,6 @@ __all__ = [
     "PAUSED",
 ]
 
-Request = h11.Request
 Data = h11.Data
 EndOfMessage = h11.EndOfMessage
 ConnectionClosed = h11.ConnectionClosed
@@ -95,13 +94,13 @@ _FRAMING = re.compile(rb"\n(content-length|transfer-encoding|host|expect)([ \t]*
 _RAW_TAIL = re.compile(r":?\s*(?:bytearray\(|b'|b\").*\Z", re.S)
 _NO_TARGET: tuple[str, str, str, str | None] = ("", "", "", None)
 # What _fast_head reads without h11: the request line (methods h11 frames alike; CONNECT and
-# the rest go to h11); the fields it leaves to h11 (their semantics are h11's: chunked framing,
-# 100-continue, the protocol switch); the Content-Length it frames the body with; and the
-# Connection fields that decide what may follow the body (h11's keep-alive rule).
+# the rest go to h11), and the fields it notes: Host (one), Content-Length (the body's framing),
+# Connection (what may follow the body), and those that send the head to h11 (their semantics
+# are h11's: chunked framing, 100-continue, the protocol switch).
 _FAST_LINE = re.compile(rb"(GET|HEAD|POST|PUT|DELETE|PATCH|OPTIONS) (/[\x21-\x7e]*) HTTP/1\.1\r\n")
-_FAST_EXCLUDED = re.compile(rb"\n(?:transfer-encoding|expect|upgrade)[ \t]*:", re.I)
-_CONTENT_LENGTH = re.compile(rb"\ncontent-length:[ \t]*([0-9]+)", re.I)
-_CONNECTION = re.compile(rb"\nconnection:([^\r\n]*)", re.I)
+_FAST_NOTED = frozenset(
+    (b"host", b"content-length", b"connection", b"transfer-encoding", b"expect", b"upgrade")
+)
 # the fields Cycle.begin reads (h11 hands out names in lower case)
 _CYCLE_FIELDS = frozenset(
     (b"content-length", b"transfer-encoding", b"authorization", b"upgrade", b"connection")
@@ -115,6 +114,39 @@ class HTTPLimits:
     max_head_bytes: int = 8192
     max_request_line_bytes: int = 4096
     max_header_count: int = 64
+
+
+class Request:
+    """A request head, as next_event hands it out: h11's Request event reduced to what the
+    server reads (the same fields, names in lower case; no raw field names, no per-field
+    objects). Made by _fast_head, or from h11's event for the heads h11 reads.
+
+    Args:
+        method: the method, e.g. b"GET".
+        target: the request-target as received.
+        headers: (lower-case name, value) pairs in order, values without surrounding whitespace.
+        http_version: e.g. b"1.1".
+    """
+
+    __slots__ = ("method", "target", "headers", "http_version")
+
+    def __init__(
+        self,
+        method: bytes,
+        target: bytes,
+        headers: list[tuple[bytes, bytes]],
+        http_version: bytes,
+    ) -> None:
+        self.method = method
+        self.target = target
+        self.headers = headers
+        self.http_version = http_version
+
+    def __repr__(self) -> str:
+        return (
+            f"Request(method={self.method!r}, target={self.target!r}, "
+            f"headers={self.headers!r}, http_version={self.http_version!r})"
+        )
 
 
 class ServerConnection:
@@ -234,7 +266,8 @@ class ServerConnection:
             raise ProtocolError("Request header fields too large", 431)
 
     def next_event(self) -> object:
-        """The next event: h11.Request, Data, EndOfMessage, ConnectionClosed, NEED_DATA or PAUSED.
+        """The next event: Request (ours), or h11's Data, EndOfMessage, ConnectionClosed,
+        NEED_DATA or PAUSED.
 
         Raises:
             ProtocolError: the peer broke HTTP/1.1 framing or one of our limits; status_hint says
@@ -256,7 +289,8 @@ class ServerConnection:
         except h11.RemoteProtocolError as exc:
             raise _wrap(exc) from None
         if type(event) is h11.Request:
-            is_chunked = self._check_head(event)
+            head = Request(event.method, event.target, list(event.headers), event.http_version)
+            is_chunked = self._check_head(head)
             self._in_head = False
             self._scan = b""  # (_end is set again with the next head's first bytes)
             if is_chunked:
@@ -272,6 +306,7 @@ class ServerConnection:
                 )
                 if closed:
                     chunked.receive_data(b"")
+            return head
         return event
 
     def _fast_head(self) -> Request | None:
@@ -282,8 +317,8 @@ class ServerConnection:
         HTTP/1.1, CRLF line ends, and field lines of h11's own grammar (a token, a colon, the
         value with optional whitespace around it), with none of Transfer-Encoding, Expect or
         Upgrade, whose semantics h11 keeps (chunked framing, 100-continue, the protocol
-        switch). Every head this takes h11 takes too, and reads into the same Request (the
-        event is made with h11's public constructor, which validates the fields once more);
+        switch). Every head this takes h11 takes too (its Request's own checks included: one
+        Host, Content-Length digits), and reads into the same Request;
         tests/test_http_fast_head.py compares the two on generated heads. A Content-Length body
         is then read by a LengthReader, as h11 would hand it out.
 
@@ -300,36 +335,45 @@ class ServerConnection:
         if _raw_fault(head):
             return None  # h11 reads it and says what it says, then _check_head
         m = _FAST_LINE.match(head)
-        if m is None or _FAST_EXCLUDED.search(head) is not None:
+        if m is None:
             return None
-        # h11's field-line grammar, given what _check_head guarantees of every head (no control
-        # byte but HTAB, no bare CR or LF, no obs-fold; it runs below, and h11's constructor
-        # validates the fields once more): a token, a colon, then the value with its optional
-        # whitespace stripped. Bytes methods, not a regex: a third of the cost.
+        # h11's field-line grammar, given that the head has no raw fault (no control byte but
+        # HTAB, no bare CR or LF, no obs-fold): a token, a colon, then the value with its
+        # optional whitespace stripped. And what h11's Request checks of the fields: exactly one
+        # Host, Content-Length digits (one field; h11 merges equal ones, which _check_head
+        # refuses, and refuses different ones in words of its own: both left to h11).
         fields = []
+        hosts = 0
+        length = 0
+        close = False
         for line in head[m.end() : -4].split(b"\r\n") if len(head) > m.end() + 2 else ():
             name, colon, value = line.partition(b":")
             # letters, digits and "-": the field names in use (any other tchar goes to h11)
             if not colon or not name.replace(b"-", b"").isalnum():
                 return None
-            fields.append((name, value.strip(b" \t")))
-        try:
-            event = h11.Request(
-                method=m.group(1), target=m.group(2), headers=fields, http_version=b"1.1"
-            )
-        except h11.LocalProtocolError:  # e.g. no Host, two different Content-Lengths
+            name = name.lower()
+            value = value.strip(b" \t")
+            if name in _FAST_NOTED:
+                if name == b"host":
+                    hosts += 1
+                elif name == b"content-length":
+                    if length or not value.isdigit() or len(value) > 18:
+                        return None
+                    length = int(value) or -1  # -1: a Content-Length of 0 seen
+                elif name == b"connection":
+                    # h11's keep-alive rule for HTTP/1.1: a "close" token in any Connection
+                    close = close or b"close" in [
+                        t.strip(b" \t").lower() for t in value.split(b",")
+                    ]
+                else:  # Transfer-Encoding, Expect, Upgrade: their semantics are h11's
+                    return None
+            fields.append((name, value))
+        if hosts != 1:
             return None
+        event = Request(m.group(1), m.group(2), fields, b"1.1")
         self._check_head(event, raw_checked=True)  # no Transfer-Encoding here: never chunked
-        length = _CONTENT_LENGTH.search(head)
         rest = scan[end:] if end != len(scan) else b""
-        # h11's keep-alive rule for HTTP/1.1: a "close" token in any Connection field
-        close = any(
-            b"close" in [t.strip(b" \t").lower() for t in value.split(b",")]
-            for value in _CONNECTION.findall(head)
-        )
-        self._chunked = LengthReader(
-            int(length.group(1)) if length is not None else 0, rest, close=close
-        )
+        self._chunked = LengthReader(max(length, 0), rest, close=close)
         self._in_head = False
         self._scan = b""
         return event

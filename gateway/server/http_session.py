@@ -26,6 +26,7 @@ from gateway.errors import (
     RemoteProtocolError,
 )
 from gateway.http.connection import Cycle, ServerConnection
+from gateway.http.connection import Request as Head
 from gateway.http.dates import http_date
 from gateway.http.parser import h11  # h11 or h11_mypyc: one module for events and errors
 
@@ -186,7 +187,7 @@ class HTTPSession:
                         conn.receive_data(data)
                         del data  # h11 holds what it needs; this frame lives as long as the socket
                         event = conn.next_event()
-                    if type(event) is not h11.Request:
+                    if type(event) is not Head:
                         return  # the peer closed between requests
                     self.requests += 1
                     await self._serve_one(event)
@@ -284,7 +285,7 @@ class HTTPSession:
         self._spins = spins
         return False
 
-    async def _serve_one(self, event: h11.Request) -> None:
+    async def _serve_one(self, event: Head) -> None:
         server = self.server
         self.phase = "handler"
         started = self._started = self._now()
