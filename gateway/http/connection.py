@@ -1,5 +1,6 @@
-# Sans-IO HTTP/1.1 server connection: h11 plus the limits and smuggling checks h11 leaves to us.
-# Owns: counting request-head bytes (h11 only checks heads that are still incomplete, h11 #182),
+# Sans-IO HTTP/1.1 server connection: h11 plus the limits and smuggling checks h11 leaves to us,
+# and a reader of its own for plain heads (most requests: _fast_head), which h11 then never sees.
+# Owns: the Request event the server reads, counting request-head bytes (h11 only checks heads that are still incomplete, h11 #182),
 # the request-line limit (414), header count, raw-head checks (duplicate Content-Length, CL with
 # TE, bare CR, bare LF, obs-fold, control bytes, Host count and syntax), the request-target's
 # form against the method (RFC 9112 3.2) and its split (once, here), the HTTP version (505 for

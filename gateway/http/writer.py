@@ -1,5 +1,6 @@
 # Sans-IO response writer: status line, headers and body framing (Content-Length, chunked, or
-# read-until-close for HTTP/1.0), decided once per response. h11 parses requests; responses are
+# read-until-close for HTTP/1.0), decided once per response. h11 parses requests (those of other
+# than the plain shape: gateway.http.connection reads plain heads itself); responses are
 # written here because h11's send path re-validates every header we already validated when it
 # was set (gateway.app.response.check_header) and costs as much again as parsing.
 # Must not: touch sockets; it returns bytes. Header names/values are trusted to be validated.
