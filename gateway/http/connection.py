@@ -1,12 +1,13 @@
 # Sans-IO HTTP/1.1 server connection: h11 plus the limits and smuggling checks h11 leaves to us,
 # and a reader of its own for plain heads (most requests: _fast_head), which h11 then never sees.
-# Owns: the Request event the server reads, counting request-head bytes (h11 only checks heads that are still incomplete, h11 #182),
-# the request-line limit (414), header count, raw-head checks (duplicate Content-Length, CL with
-# TE, bare CR, bare LF, obs-fold, control bytes, Host count and syntax), the request-target's
-# form against the method (RFC 9112 3.2) and its split (once, here), the HTTP version (505 for
-# anything but 1.x), an expectation other than 100-continue (417), reading chunked bodies
-# itself (gateway.http.chunked: stricter than h11's reader, which h11 is never given a byte of
-# such a body for), and wrapping h11 errors into ProtocolError.
+# Owns: the Request event the server reads, counting request-head bytes (h11 only checks heads
+# that are still incomplete, h11 #182), the request-line limit (414), header count, raw-head
+# checks (duplicate Content-Length, CL with TE, bare CR, bare LF, obs-fold, control bytes, Host
+# count and syntax), the request-target's form against the method (RFC 9112 3.2) and its split
+# (once, here), the HTTP version (505 for anything but 1.x), an expectation other than
+# 100-continue (417), reading chunked bodies itself (gateway.http.chunked: stricter than h11's
+# reader, which h11 is never given a byte of such a body for), and wrapping h11 errors into
+# ProtocolError.
 # Must not: touch sockets, tasks or clocks (no trio here); the server feeds bytes and reads events.
 # Uses h11 through its public API only (no private readers or attributes).
 #
@@ -314,9 +315,10 @@ class ServerConnection:
         """The Request of the complete head in _scan, read without h11; None when the head is
         not of the plain shape this reads (h11 then reads it, exactly as it would have).
 
-        The plain shape: a method of _FAST_METHODS, an origin-form target of visible ASCII,
-        HTTP/1.1, CRLF line ends, and field lines of h11's own grammar (a token, a colon, the
-        value with optional whitespace around it), with none of Transfer-Encoding, Expect or
+        The plain shape: a method of _FAST_LINE's, an origin-form target of visible ASCII,
+        HTTP/1.1, CRLF line ends, and field lines of h11's own grammar (a name, here of
+        letters, digits and "-", a colon, the value with optional whitespace around it), with
+        none of Transfer-Encoding, Expect or
         Upgrade, whose semantics h11 keeps (chunked framing, 100-continue, the protocol
         switch). Every head this takes h11 takes too (its Request's own checks included: one
         Host, Content-Length digits), and reads into the same Request;
