@@ -151,7 +151,8 @@ _PARTS: dict[str, tuple[list[bytes], list[bytes]]] = {
              [b"X_Id", b"X.Y", b"Transfer-Encoding", b"Expect", b"Upgrade", b"X Y", b"", b"-",
               b"\xe9", b"X-\x7f", b" X"]),
     "value": ([b"", b"a", b" a ", b"\ta\t", b"a  b", b"0", b"3", b"close", b"keep-alive",
-               b"\xe9t\xe9", b"example.com"],
+               b"\xe9t\xe9", b"example.com", b"Xa X", b"keep-alive, close", b"close,te",
+               b"Xclose"],
               [b"03", b"-1", b"3, 3", b"chunked", b"100-continue", b"websocket", b"a\x00b",
                b"a\rb", b"exa mple.com", b"[::1]:80", b"3 3", b"+3"]),
     "sep": ([b": ", b":", b":\t", b":  "], [b" : ", b"\t:", b" :"]),
@@ -252,6 +253,28 @@ def test_other_heads_are_left_to_h11(raw: bytes) -> None:
     assert fast == h11_only
 
 
+NEXT = b"GET /n HTTP/1.1\r\nHost: h\r\n\r\n"
+
+
+@pytest.mark.parametrize(
+    ("raw", "heads"),
+    [
+        # a value keeps what is not whitespace at its ends (an "X" trimmed would pass unseen)
+        (b"GET / HTTP/1.1\r\nHost: h\r\nX-A: Xa X\r\n\r\n", 1),
+        # Connection is a list: "close" anywhere in it means no next request (h11's MUST_CLOSE)
+        (b"GET / HTTP/1.1\r\nHost: h\r\nConnection: keep-alive, close\r\n\r\n" + NEXT, 1),
+        (b"GET / HTTP/1.1\r\nHost: h\r\nConnection: close,te\r\n\r\n" + NEXT, 1),
+        (b"GET / HTTP/1.1\r\nHost: h\r\nConnection: CLOSE\r\n\r\n" + NEXT, 1),
+        # and only "close" itself: these keep the connection for the next request
+        (b"GET / HTTP/1.1\r\nHost: h\r\nConnection: Xclose, closeX\r\n\r\n" + NEXT, 2),
+    ],
+)
+def test_field_values_and_connection_lists_read_as_h11_reads_them(raw: bytes, heads: int) -> None:
+    fast, h11_only, taken = _both([raw])
+    assert taken == heads
+    assert fast == h11_only
+
+
 def test_pipelined_requests_after_a_fast_body_are_read_in_turn() -> None:
     raw = (
         b"POST /a HTTP/1.1\r\nHost: h\r\nContent-Length: 3\r\n\r\nabc"
@@ -290,6 +313,13 @@ def test_the_length_reader_hands_out_what_it_holds_and_keeps_what_follows() -> N
     assert reader.trailing_data == (b"NEXT", False)
     reader.receive_data(b"")
     assert reader.trailing_data == (b"NEXT", True)
+    # bytes that arrive while some are still held are kept behind them, in order
+    reader = LengthReader(6, bytearray(b"ab"))
+    reader.receive_data(b"cd")
+    reader.receive_data(bytearray(b"efGET"))
+    assert reader.next_event().data == b"abcdef"
+    assert type(reader.next_event()) is h11.EndOfMessage
+    assert reader.trailing_data == (b"GET", False)
 
 
 def test_an_oversized_plain_head_is_still_refused_with_431() -> None:

@@ -349,7 +349,8 @@ class ServerConnection:
         hosts = 0
         length = 0
         close = False
-        for line in head[m.end() : -4].split(b"\r\n") if len(head) > m.end() + 2 else ():
+        # (a head without fields gives one empty line here: no colon, so h11 reads it)
+        for line in head[m.end() : -4].split(b"\r\n"):
             name, colon, value = line.partition(b":")
             # letters, digits and "-": the field names in use (any other tchar goes to h11)
             if not colon or not name.replace(b"-", b"").isalnum():
