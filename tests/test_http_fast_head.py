@@ -213,7 +213,7 @@ def test_a_seeded_sweep_takes_both_paths_and_they_agree() -> None:
         assert fast == h11_only, raw
         taken += n > 0
     # both paths well used: the comparisons above are not all on one side
-    assert 300 < taken < 1200, taken
+    assert 150 < taken < 1350, taken  # 322 with this seed
 
 
 PLAIN = b"GET /a?b=1 HTTP/1.1\r\nHost: example.com\r\nAccept: */*\r\nX-Id:\t7 \r\n\r\n"
