@@ -275,6 +275,24 @@ def test_field_values_and_connection_lists_read_as_h11_reads_them(raw: bytes, he
     assert fast == h11_only
 
 
+@pytest.mark.parametrize(
+    ("raw", "status"),
+    [
+        (b"GET / HTTP/1.1\r\nHost: exa mple.com\r\n\r\n", 400),
+        (b"GET /" + b"a" * 5000 + b" HTTP/1.1\r\nHost: h\r\n\r\n", 414),
+        (b"GET / HTTP/1.1\r\nHost: h\r\n" + b"X-A: 1\r\n" * 64 + b"\r\n", 431),
+    ],
+)
+def test_a_plain_head_our_checks_refuse_is_refused_the_same_without_h11(
+    raw: bytes, status: int
+) -> None:
+    conn = ServerConnection(HTTPLimits())
+    fast = _drive(conn, [raw])
+    assert conn._h11 is None  # the fast path read it, and refused it
+    assert fast == _drive(_H11Only(HTTPLimits()), [raw])
+    assert fast[-1][:2] == ("error", status)
+
+
 def test_pipelined_requests_after_a_fast_body_are_read_in_turn() -> None:
     raw = (
         b"POST /a HTTP/1.1\r\nHost: h\r\nContent-Length: 3\r\n\r\nabc"

@@ -326,7 +326,8 @@ class ServerConnection:
         is then read by a LengthReader, as h11 would hand it out.
 
         Raises:
-            ProtocolError: the head breaks one of our own checks (_check_head).
+            ProtocolError: the request line is too long (414), there are too many fields (431),
+                or the Host is malformed: what _check_head would have said of it.
         """
         scan = self._scan
         end = self._end
@@ -347,6 +348,7 @@ class ServerConnection:
         # refuses, and refuses different ones in words of its own: both left to h11).
         fields = []
         hosts = 0
+        host = b""
         length = 0
         close = False
         # (a head without fields gives one empty line here: no colon, so h11 reads it)
@@ -360,6 +362,7 @@ class ServerConnection:
             if name in _FAST_NOTED:
                 if name == b"host":
                     hosts += 1
+                    host = value
                 elif name == b"content-length":
                     if length or not value.isdigit() or len(value) > 18:
                         return None
@@ -374,36 +377,42 @@ class ServerConnection:
             fields.append((name, value))
         if hosts != 1:
             return None
-        event = Request(m.group(1), m.group(2), fields, b"1.1")
-        self._check_head(event, raw_checked=True)  # no Transfer-Encoding here: never chunked
+        # what _check_head checks of a head that h11 read, and a plain one can still break
+        # (its size, its raw bytes and its framing fields are known good by now)
+        self._check_lengths(head, len(fields))
+        if not is_valid_host(host):
+            raise ProtocolError("Malformed Host header")
+        target = m.group(2)
+        self.target = split_target(target)  # origin-form, and never CONNECT: no form to check
+        event = Request(m.group(1), target, fields, b"1.1")
         rest = scan[end:] if end != len(scan) else b""
         self._chunked = LengthReader(max(length, 0), rest, close=close)
         self._in_head = False
         self._scan = b""
         return event
 
-    def _check_head(self, event: Request, *, raw_checked: bool = False) -> bool:
-        """Validate a complete head (see the module comment); True for a chunked body.
+    def _check_lengths(self, head: bytes | bytearray, fields: int) -> None:
+        """The request line's length and the number of fields of a complete head (414, 431)."""
+        limits = self._limits
+        if _line_length(head) > limits.max_request_line_bytes:
+            raise ProtocolError("Request line too long", 414)
+        if fields > limits.max_header_count:
+            raise ProtocolError("Too many header fields", 431)
 
-        Args:
-            event: the head's Request.
-            raw_checked: _raw_fault(head) was already found false (by _fast_head).
+    def _check_head(self, event: Request) -> bool:
+        """Validate a complete head h11 read (see the module comment); True for a chunked body.
 
         Raises:
             ProtocolError: the head breaks a limit or RFC 9112.
         """
-        limits = self._limits
         scan = self._scan
         end = self._end  # where receive_data found the head's end (h11 found it there too)
         head = scan if end < 0 or end == len(scan) else scan[:end]  # no copy: the common case
-        if len(head) > limits.max_head_bytes:
+        if len(head) > self._limits.max_head_bytes:
             raise ProtocolError("Request header fields too large", 431)
-        if _line_length(head) > limits.max_request_line_bytes:
-            raise ProtocolError("Request line too long", 414)
-        if len(event.headers) > limits.max_header_count:
-            raise ProtocolError("Too many header fields", 431)
+        self._check_lengths(head, len(event.headers))
         # without its CRLFs, a head has no CR, LF nor control byte left: any is bare or banned
-        if not raw_checked and _raw_fault(head):
+        if _raw_fault(head):
             raise ProtocolError(_bad_head_message(head))
         version = event.http_version
         if version[:2] != b"1.":  # h11 takes any digit.digit
