@@ -4,8 +4,9 @@
 # import response, which loads it on first use).
 from __future__ import annotations
 
-import json as _json
 from typing import Any
+
+from gateway.jsoncodec import make_encoder
 
 
 def _json_default(obj: Any) -> Any:
@@ -16,10 +17,8 @@ def _json_default(obj: Any) -> Any:
     raise TypeError(f"Object of type {type(obj).__name__} is not JSON serializable")
 
 
-# one encoder for every response: json.dumps with options builds a new one per call
-_ENCODER = _json.JSONEncoder(
-    separators=(",", ":"), ensure_ascii=False, allow_nan=False, default=_json_default
-)
+# one encoder for every response (gateway.jsoncodec: without JSONEncoder.encode's set-up)
+_encode = make_encoder(ensure_ascii=False, default=_json_default)
 
 
 def dumps(obj: Any) -> bytes:
@@ -28,9 +27,9 @@ def dumps(obj: Any) -> bytes:
     Raises:
         ValueError: NaN or infinity; TypeError: a value JSON cannot carry.
     """
-    return _ENCODER.encode(obj).encode()
+    return _encode(obj).encode()
 
 
 def dumps_text(obj: Any) -> str:
     """``obj`` as compact JSON text (a str; see ``dumps``)."""
-    return _ENCODER.encode(obj)
+    return _encode(obj)

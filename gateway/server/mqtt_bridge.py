@@ -102,8 +102,9 @@ class _Reply(VirtualResponse):
         super().__init__(cast(Any, None), 0, limit)
         self.payload: bytes | None = None
 
-    def _reply(self, jwr: dict[str, Any]) -> int:
-        payload = eio.dumps(jwr).encode()  # ValueError/TypeError: not JSON-able
+    def _reply(self, status: int, headers: list[tuple[str, str]], body: Any) -> int:
+        # ValueError/TypeError: not JSON-able
+        payload = sails.jwr_text(status, headers, body).encode()
         if len(payload) > self.limit:
             log.warning("mqtt: reply over websocket.max_virtual_response_bytes (%d)", self.limit)
             raise HTTPError(500, "virtual response too large")

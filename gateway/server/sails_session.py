@@ -43,6 +43,7 @@ log = logging.getLogger("gateway.sails")
 # many WebSocket messages (websocket.max_message_bytes each) per socket.
 MAX_IN_FLIGHT: Final = 8
 _VISIBLE_ASCII: Final = "".join(chr(c) for c in range(0x21, 0x7F))
+_VIRTUAL: Final = sails.VIRTUAL_REQUEST_EVENTS
 
 
 class SocketManager(SocketHost, Protocol):
@@ -128,14 +129,15 @@ class VirtualResponse:
 
     async def send_value(self, status: int, headers: list[tuple[str, str]], value: Any) -> int:
         body = sails.NO_BODY if value is NO_BODY else value  # the app's marker -> the codec's
-        return self._reply(sails.jwr(status, headers, body))
+        return self._reply(status, headers, body)
 
-    def _reply(self, jwr: dict[str, Any]) -> int:
+    def _reply(self, status: int, headers: list[tuple[str, str]], body: Any) -> int:
         ack_id = self._ack_id
         session = self._session
         if ack_id is None or not session.connected:
             return 0  # nobody to answer
-        frame = session.send_ack(ack_id, [jwr])  # ValueError/TypeError: not JSON-able
+        # ValueError/TypeError: not JSON-able
+        frame = session.send_ack_text(ack_id, sails.jwr_text(status, headers, body))
         n = len(frame)
         limit = self.limit
         # characters, and UTF-8 bytes only when they could be over (up to 4 per character)
@@ -177,7 +179,7 @@ class VirtualResponse:
         content_type = next((v for k, v in headers if k.lower() == "content-type"), None)
         body = sails.body_from_http(content_type, b"".join(chunks))
         self._chunks = []
-        self._reply(sails.jwr(self._status, headers, body))
+        self._reply(self._status, headers, body)
 
     async def send_file(self, path: str, size: int) -> None:
         if size > self.limit:
@@ -419,7 +421,7 @@ class SailsSocket:
                 await self._send(out)
             for event in events:
                 if type(event) is eio.Event:
-                    if sails.is_virtual_request(event.name):
+                    if event.name in _VIRTUAL:  # sails.is_virtual_request
                         self._msgs += 1
                         pending.append(event)
                 elif type(event) is eio.Disconnected:
@@ -679,9 +681,15 @@ def _target(url: str) -> tuple[str, str, str]:
             without its leading "/" (``echo``): Sails routes it to nothing (every route path
             starts with "/") and answers 404, so no handler or middleware sees it here either.
     """
-    if not url.startswith("/") and "://" not in url:
+    visible = url.isascii() and url.isprintable() and " " not in url
+    if url[:1] == "/":
+        if visible:  # origin-form, as split_target() splits it, without bytes and back
+            h = url.find("#")
+            path, _, query = (url if h < 0 else url[:h]).partition("?")
+            return url, path, query
+    elif "://" not in url:
         raise RemoteProtocolError("Not Found", 404)
-    if url.isascii() and url.isprintable() and " " not in url:
+    if visible:
         raw = url.encode("ascii")  # already visible ASCII: quote() would not change it
     else:
         raw = quote(url, safe=_VISIBLE_ASCII).encode("ascii")

@@ -89,7 +89,9 @@ class ServerWebSocket:
     ``Ping``, ``Pong`` and ``CloseConnection``. A parse failure is a ``CloseConnection`` with
     the failure's close code (1002, 1007) and reason, and the state is left as it was; nothing
     after it is parsed. ``send(event) -> bytes`` and ``state`` are those of
-    ``wsproto.connection.Connection(ConnectionType.SERVER, extensions)``.
+    ``wsproto.connection.Connection(ConnectionType.SERVER, extensions)``; ``state`` is a plain
+    attribute (read it, never set it: only send() and receive() move it), since it is read
+    several times per message and a property costs a call each time.
 
     Args:
         extensions: the negotiated extensions (permessage-deflate), or None: with any, every
@@ -98,22 +100,18 @@ class ServerWebSocket:
             through wsproto in pieces (the caller enforces its limit on those pieces).
     """
 
-    __slots__ = ("_proto", "_state", "_route", "_max", "_owed", "_fragmented", "_stash")
+    __slots__ = ("_proto", "state", "_route", "_max", "_owed", "_fragmented", "_stash")
 
     def __init__(
         self, extensions: list[Extension] | None = None, max_message_bytes: int = 1 << 20
     ) -> None:
         self._proto = FrameProtocol(False, extensions or [])
-        self._state = _OPEN
+        self.state: ConnectionState = _OPEN
         self._route = _WSPROTO if extensions else _FAST
         self._max = min(max_message_bytes, FAST_FRAME_MAX)
         self._owed = 0  # bytes of the current frame still to give wsproto
         self._fragmented = False  # wsproto is inside a fragmented message
         self._stash = b""  # the start of a frame head that came without the rest of it
-
-    @property
-    def state(self) -> ConnectionState:
-        return self._state
 
     def send(self, event: Event) -> bytes:
         """The bytes for a Message, Ping, Pong or CloseConnection.
@@ -121,7 +119,7 @@ class ServerWebSocket:
         Raises:
             wsproto.utilities.LocalProtocolError: the event cannot be sent in this state.
         """
-        state = self._state
+        state = self.state
         if isinstance(event, Message) and state is _OPEN:
             return bytes(self._proto.send_data(event.data, event.message_finished))
         if isinstance(event, Ping) and state is _OPEN:
@@ -130,7 +128,7 @@ class ServerWebSocket:
             return bytes(self._proto.pong(event.payload))
         if isinstance(event, CloseConnection) and state in (_OPEN, _REMOTE_CLOSING):
             data = bytes(self._proto.close(event.code, event.reason))
-            self._state = _CLOSED if state is _REMOTE_CLOSING else _LOCAL_CLOSING
+            self.state = _CLOSED if state is _REMOTE_CLOSING else _LOCAL_CLOSING
             return data
         raise LocalProtocolError(f"Event {event} cannot be sent in state {state}.")
 
@@ -146,7 +144,7 @@ class ServerWebSocket:
         """
         if not data:
             # RFC 6455 7.1.5: closed without a Close frame: close code 1006
-            self._state = _CLOSED
+            self.state = _CLOSED
             return [CloseConnection(code=CloseReason.ABNORMAL_CLOSURE)]
         if self._route:
             if self._route == _FAILED:
@@ -155,7 +153,7 @@ class ServerWebSocket:
         if self._stash:  # the start of a frame head
             data = self._stash + data
             self._stash = b""
-        if self._state is not _OPEN:  # we sent a Close: wsproto reads on until the answer
+        if self.state is not _OPEN:  # we sent a Close: wsproto reads on until the answer
             self._route = _WSPROTO
             return self._to_wsproto(data, [])
         out: list[Any] = []
@@ -225,7 +223,7 @@ class ServerWebSocket:
         return out
 
     def _to_wsproto(self, data: bytes, out: list[Any]) -> list[Any]:
-        state = self._state
+        state = self.state
         if state is _OPEN or state is _LOCAL_CLOSING:
             self._proto.receive_bytes(data)
             self._drain(out)
@@ -257,7 +255,7 @@ class ServerWebSocket:
                     out.append(Pong(payload=payload))
                 elif opcode is Opcode.CLOSE:
                     code, reason = payload
-                    self._state = _CLOSED if self._state is _LOCAL_CLOSING else _REMOTE_CLOSING
+                    self.state = _CLOSED if self.state is _LOCAL_CLOSING else _REMOTE_CLOSING
                     self._route = _WSPROTO
                     out.append(CloseConnection(code=code, reason=reason))
         except ParseFailed as exc:

@@ -9,11 +9,13 @@ from __future__ import annotations
 import enum
 import json
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from json.encoder import encode_basestring
 from typing import Any, Final, Literal
 
 from gateway.errors import RemoteProtocolError
+from gateway.jsoncodec import make_encoder
 
 __all__ = [
     "EIOType",
@@ -26,6 +28,9 @@ __all__ = [
     "decode_sio",
     "encode_sio",
     "dumps",
+    "encode_utf8",
+    "escape",
+    "needs_ascii",
     "SessionState",
     "Connected",
     "ConnectRejected",
@@ -71,6 +76,7 @@ RESERVED_EVENTS: Final = frozenset(
 )
 # JavaScript numbers are exact up to 2**53 (16 digits); 15 digits always round-trip.
 MAX_ACK_ID_DIGITS: Final = 15
+_MAX_ACK_ID: Final = 10**MAX_ACK_ID_DIGITS - 1
 
 _ACK_ID: Final = re.compile(r"[0-9]*")  # ASCII digits only, as the JS client writes them
 # the type digit -> the type (a lookup instead of int() and the enum's constructor)
@@ -85,10 +91,15 @@ def _reject_constant(name: str) -> Any:
 
 
 # One decoder and two encoders for every packet: json.loads/dumps with options build a new
-# one per call, which costs more than coding a small packet.
+# one per call, which costs more than coding a small packet (and gateway.jsoncodec's encoders
+# skip the set-up JSONEncoder.encode makes on every call).
 _DECODER: Final = json.JSONDecoder(parse_constant=_reject_constant)
-_ENCODER: Final = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, allow_nan=False)
-_ASCII_ENCODER: Final = json.JSONEncoder(separators=(",", ":"), allow_nan=False)
+_scan: Final = _DECODER.scan_once  # type: ignore[attr-defined]  # (text, index) -> (value, end); StopIteration: no value there
+encode_utf8: Final = make_encoder(ensure_ascii=False)
+"""A JSON value as compact text, non-ASCII as it is (dumps without its surrogate check)."""
+escape: Final[Callable[[str], str]] = encode_basestring
+"""A str as a JSON string, non-ASCII as it is (what encode_utf8 does to every string)."""
+_encode_ascii: Final = make_encoder(ensure_ascii=True)
 
 
 def _loads(text: str) -> Any:
@@ -116,10 +127,16 @@ def dumps(value: Any) -> str:
         ValueError: NaN or an infinity (not representable in JSON).
         TypeError: a value that is not JSON-able.
     """
-    text: str = _ENCODER.encode(value)
-    if _SURROGATE.search(text):
-        text = _ASCII_ENCODER.encode(value)
+    text = encode_utf8(value)
+    if needs_ascii(text):
+        text = _encode_ascii(value)
     return text
+
+
+def needs_ascii(text: str) -> bool:
+    """True when ``text`` (made by encode_utf8/escape) holds a lone surrogate, which UTF-8
+    cannot carry: then dumps() gives the value with every non-ASCII character escaped."""
+    return not text.isascii() and _SURROGATE.search(text) is not None
 
 
 # ---------------------------------------------------------------------------------------------
@@ -280,6 +297,32 @@ def encode_sio(packet: SIOPacket) -> str:
     return "".join(parts)
 
 
+def _plain_event(text: str) -> Event | None:
+    """The Event of an EVENT packet on "/" (``42``, ack id, JSON list) in its usual shape,
+    read without decode_eio/decode_sio and their packet object: an ack id of ASCII digits
+    right before the ``[`` that starts a well-formed payload, a list whose first item is a
+    non-reserved name, nothing after it. None for anything else (another namespace, a space
+    around the JSON, bad JSON, a payload of another shape): the full decoder reads it, errors
+    and all.
+    """
+    start = text.find("[", 2)
+    if start < 0 or start - 2 > MAX_ACK_ID_DIGITS:
+        return None
+    digits = text[2:start]
+    if digits and not (digits.isascii() and digits.isdigit()):
+        return None
+    try:
+        data, end = _scan(text, start)  # the C scanner, without JSONDecoder.decode's regexes
+    except (StopIteration, ValueError, RecursionError):
+        return None
+    if end != len(text) or type(data) is not list or not data:
+        return None
+    name = data[0]
+    if type(name) is not str or name in RESERVED_EVENTS:
+        return None
+    return Event(name, tuple(data[1:]), int(digits) if digits else None)
+
+
 # ---------------------------------------------------------------------------------------------
 # Session
 #
@@ -319,6 +362,14 @@ class SessionState(enum.Enum):
     OPEN = "open"
     CONNECTED = "connected"
     CLOSED = "closed"
+
+
+# Enum members as module names: on Python 3.11 `SessionState.CONNECTED` is an attribute lookup
+# through the enum's metaclass (some 60 ns, five times a plain class attribute), and the paths
+# of every message compare states and types several times.
+_HANDSHAKE: Final = SessionState.HANDSHAKE
+_CONNECTED: Final = SessionState.CONNECTED
+_CLOSED: Final = SessionState.CLOSED
 
 
 @dataclass(frozen=True, slots=True)
@@ -462,7 +513,7 @@ class EngineIOSession:
     @property
     def connected(self) -> bool:
         """True while namespace "/" is connected (events may be sent)."""
-        return self._state is SessionState.CONNECTED
+        return self._state is _CONNECTED
 
     def frames_to_send(self) -> list[str]:
         """Take the frames the peer or the clock made necessary (pongs, pings, CONNECT replies).
@@ -548,6 +599,20 @@ class EngineIOSession:
             raise ValueError(f"bad ack id {ack_id}")
         return f"43{ack_id}{dumps(list(args))}"
 
+    def send_ack_text(self, ack_id: int, arg: str) -> str:
+        """send_ack(ack_id, [value]) for one argument already made JSON text (``arg``, as
+        dumps() makes it: Sails' JWR, by gateway.ws.sails.jwr_text).
+
+        Raises:
+            RuntimeError: "/" is not connected.
+            ValueError: a bad id.
+        """
+        if self._state is not _CONNECTED:
+            self._require_connected()
+        if not 0 <= ack_id <= _MAX_ACK_ID:
+            raise ValueError(f"bad ack id {ack_id}")
+        return f"43{ack_id}[{arg}]"
+
     def close_frames(self) -> list[str]:
         """End the session from our side; send these, then close the WebSocket (code 1000).
 
@@ -591,16 +656,20 @@ class EngineIOSession:
             The events it produced. Replies (pong, CONNECT answer) wait in frames_to_send().
             Protocol violations end the session with a Disconnected event, never an exception.
         """
-        if self._state is SessionState.CLOSED:
+        state = self._state
+        if state is _CLOSED:
             return []
-        if self._state is SessionState.HANDSHAKE:
+        if state is _HANDSHAKE:
             return [self._end("invalid state", 1002, "message before open_frames()")]
-        if len(text) > self.max_payload_bytes or (
-            len(text) * 4 > self.max_payload_bytes
-            and len(text.encode("utf-8", "surrogatepass")) > self.max_payload_bytes
-        ):
-            return [self._end("message too big", 1009, f"over {self.max_payload_bytes} bytes")]
+        limit = self.max_payload_bytes
+        n = len(text)
+        if n > limit or (n * 4 > limit and len(text.encode("utf-8", "surrogatepass")) > limit):
+            return [self._end("message too big", 1009, f"over {limit} bytes")]
         self._clock.last_rx = now
+        if state is _CONNECTED and text.startswith("42"):
+            event = _plain_event(text)
+            if event is not None:
+                return [event]
         try:
             ptype, data = decode_eio(text)
             return self._on_eio(ptype, data, now)

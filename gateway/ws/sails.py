@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import Any, Final
 
 from gateway.errors import REASONS, RemoteProtocolError
-from gateway.ws.engineio import SIOPacket, SIOType
+from gateway.ws.engineio import SIOPacket, SIOType, dumps, encode_utf8, escape, needs_ascii
 
 __all__ = [
     "VIRTUAL_REQUEST_EVENTS",
@@ -30,6 +30,7 @@ __all__ = [
     "handshake_fields",
     "merge_headers",
     "jwr",
+    "jwr_text",
     "status_jwr",
     "body_from_http",
     "parse_error_payload",
@@ -179,7 +180,7 @@ def parse_virtual_request(
             ``url`` is missing/empty/not a string/has control characters/is too long, or the
             headers or data are malformed. Answer it with parse_error_reply().
     """
-    if not is_virtual_request(event_name):
+    if event_name not in VIRTUAL_REQUEST_EVENTS:
         raise SailsParseError(f"{event_name!r} is not a virtual request event")
     message = args[0] if args else None
     if not isinstance(message, dict):
@@ -193,8 +194,14 @@ def parse_virtual_request(
         raise SailsParseError(f"url longer than {max_url_chars} characters", 414)
     if _CONTROL.search(url):
         raise SailsParseError("Invalid url provided: control character")
-    headers = _message_headers(message.get("headers"), max_headers)
-    return VirtualRequest(event_name.upper(), url, headers, _body(message), ack_id)
+    raw = message.get("headers")
+    headers = {} if raw is None or raw == {} else _message_headers(raw, max_headers)
+    data = message.get("data")
+    if type(data) is dict and "params" not in message:
+        body: Any = data.copy()  # what _body() makes of it, without its loop
+    else:
+        body = _body(message)
+    return VirtualRequest(event_name.upper(), url, headers, body, ack_id)
 
 
 def _pairs(headers: Mapping[str, str] | Iterable[tuple[str, str]]) -> Iterable[tuple[str, str]]:
@@ -263,7 +270,11 @@ def merge_headers(
     Returns:
         A new dict with lower-case names.
     """
-    fields = handshake_fields(handshake_headers)
+    fields = (
+        handshake_headers
+        if type(handshake_headers) is HandshakeFields
+        else handshake_fields(handshake_headers)
+    )
     merged: dict[str, str] = {}
     cookie = fields.get("cookie")
     if cookie is not None:
@@ -317,6 +328,50 @@ def jwr(
     reply["headers"] = out
     reply["statusCode"] = status
     return reply
+
+
+def jwr_text(
+    status: int,
+    headers: Mapping[str, str] | Iterable[tuple[str, str]] = (),
+    body: Any = NO_BODY,
+) -> str:
+    """``engineio.dumps(jwr(status, headers, body))``, made without the JWR dict: the text of
+    every virtual reply (the headers are written string by string, and only the body goes
+    through the JSON encoder).
+
+    Args:
+        status, headers, body: as jwr().
+
+    Returns:
+        The JSON text.
+
+    Raises:
+        ValueError: status out of range, or a body JSON cannot carry (NaN, a cycle).
+        TypeError: a body (or a header) that is not JSON-able.
+    """
+    if not 100 <= status <= 599:
+        raise ValueError(f"bad status {status}")
+    parts: list[str] = []
+    seen: set[str] = set()
+    for name, value in headers if type(headers) is list else _pairs(headers):
+        if type(name) is not str or type(value) is not str:
+            return dumps(jwr(status, headers, body))  # not text: as jwr() takes it
+        if name.lower() == "set-cookie":
+            continue
+        if name in seen:
+            return dumps(jwr(status, headers, body))  # a repeated name: joined as jwr() does
+        seen.add(name)
+        parts.append(f"{escape(name)}:{escape(value)}")
+    fields = ",".join(parts)
+    if body is NO_BODY:
+        text = f'{{"headers":{{{fields}}},"statusCode":{status}}}'
+    else:
+        if isinstance(body, bytes):
+            body = body.decode("utf-8", "replace")
+        text = f'{{"body":{encode_utf8(body)},"headers":{{{fields}}},"statusCode":{status}}}'
+    if needs_ascii(text):
+        return dumps(jwr(status, headers, body))  # lone surrogates: the whole text escaped
+    return text
 
 
 def status_jwr(
