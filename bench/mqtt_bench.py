@@ -240,11 +240,11 @@ def requests_per_cpu(
     try:
         g, b = psutil.Process(gw.pid), psutil.Process(broker.pid)
         requester.run("hello", 1, 1.0)  # warm up both paths
-        http_run(http_port, "hello", 1, 1.0)
+        http_run(http_port, "hello", 1, 0.0, 1.0)
         for route in routes.split(","):
             for window in windows:
                 m = measure(g, b, lambda r=route, w=window: requester.run(r, w, duration))
-                h = measure(g, b, lambda r=route, w=window: http_run(http_port, r, w, duration))
+                h = measure(g, b, lambda r=route, w=window: http_run(http_port, r, w, 0.0, duration))
                 print(
                     json.dumps(
                         {

@@ -8,7 +8,12 @@ per idle Socket.IO connection (EIO=3 as sails.io.js connects) and per idle plain
 
 Usage (from the project root):
     .venv/bin/python bench/sails_bench.py [--duration 5] [--window 1,8] [--idle 500] [--slices 4]
+        [--think-ms 0]
 HTTP and Sails take turns, --slices times each, for --duration seconds each in all.
+With --think-ms the client pauses after each window's replies, as a client across a LAN (or one
+that does anything with a reply) does: the server then waits for the socket before every
+request. Without it the next request follows the reply at once, and it is a race whether the
+server finds it there when it looks (bench/sails_cost.py counts both regimes).
 A benchmark, not a test: numbers go to stdout as JSON lines, nothing is asserted.
 """
 
@@ -161,7 +166,7 @@ def virtual_frames(route: str) -> list[bytes]:
     return [mask(f'42{i}["{method.lower()}",{json.dumps(msg)}]'.encode()) for i in range(100)]
 
 
-def http_run(port: int, route: str, window: int, duration: float) -> int:
+def http_run(port: int, route: str, window: int, think: float, duration: float) -> int:
     req = http_request(route)
     sock = socket.create_connection(("127.0.0.1", port))
     sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
@@ -174,11 +179,13 @@ def http_run(port: int, route: str, window: int, duration: float) -> int:
         for _ in range(window):
             r.http_response()
         done += window
+        if think:
+            time.sleep(think)
     sock.close()
     return done
 
 
-def sio_run(port: int, route: str, window: int, duration: float) -> int:
+def sio_run(port: int, route: str, window: int, think: float, duration: float) -> int:
     r = sio_connect(port, 3)
     frames = virtual_frames(route)
     done = 0
@@ -192,6 +199,8 @@ def sio_run(port: int, route: str, window: int, duration: float) -> int:
             if r.ws_frame()[:2] == b"43":  # else a heartbeat
                 got += 1
         done += window
+        if think:
+            time.sleep(think)
     r.sock.close()
     return done
 
@@ -248,6 +257,12 @@ def main() -> None:
     ap.add_argument("--routes", default="hello,echo")
     ap.add_argument("--idle", type=int, default=500)
     ap.add_argument("--slices", type=int, default=4, help="turns HTTP and Sails take (each)")
+    ap.add_argument(
+        "--think-ms",
+        type=float,
+        default=0.0,
+        help="the client's pause after each window's replies (0: the next at once)",
+    )
     args = ap.parse_args()
     os.sched_setaffinity(0, {1})
     port = free_port()
@@ -256,11 +271,15 @@ def main() -> None:
     try:
         for route in args.routes.split(","):
             for window in [int(w) for w in args.window.split(",")]:
-                http_run(port, route, window, 0.5)  # warm-up
-                sio_run(port, route, window, 0.5)
+                think = args.think_ms / 1000
+                http_run(port, route, window, think, 0.5)  # warm-up
+                sio_run(port, route, window, think, 0.5)
                 h, s = measure(
                     proc,
-                    [(http_run, (port, route, window)), (sio_run, (port, route, window))],
+                    [
+                        (http_run, (port, route, window, think)),
+                        (sio_run, (port, route, window, think)),
+                    ],
                     args.duration,
                     args.slices,
                 )
@@ -269,6 +288,7 @@ def main() -> None:
                         {
                             "route": route,
                             "window": window,
+                            "think_ms": args.think_ms,
                             "http": h,
                             "sails": s,
                             "ratio_per_cpu_s": round(s["per_cpu_s"] / h["per_cpu_s"], 3),

@@ -5,9 +5,16 @@ bench/sails_bench.py (which measures CPU time and needs a quiet machine): load d
 these. A benchmark, not a test: it prints figures and asserts nothing.
 
 Usage (from the project root):
-    .venv/bin/python bench/sails_cost.py [--requests 1000] [--routes hello,echo]
+    .venv/bin/python bench/sails_cost.py [--requests 1000] [--routes hello,echo] [--think-ms 0]
 Each figure is the server's count with --requests + 1 requests minus its count with 1, over
 --requests (the server runs under valgrind, which must be installed).
+
+Two regimes. With --think-ms 0 the next request is sent as soon as the reply is read, and under
+valgrind (the server some 50x slower) it is nearly always there when the server reads again:
+no request waits for the socket. With --think-ms 5 the client waits that long after each reply,
+so the server has gone back to waiting for the socket every time, as it does at full speed with
+one request at a time (bench/sails_bench.py's regime: the client takes longer to answer than
+the server takes to look again).
 """
 
 from __future__ import annotations
@@ -45,23 +52,27 @@ def total(proc: subprocess.Popen[bytes], out: str) -> int:
     return int(m.group(1))
 
 
-def http_requests(port: int, route: str, n: int) -> None:
+def http_requests(port: int, route: str, n: int, think: float = 0.0) -> None:
     request = sb.http_request(route)
     sock = socket.create_connection(("127.0.0.1", port))
     reader = sb.Reader(sock)
     for _ in range(n):
         sock.sendall(request)
         reader.http_response()
+        if think:
+            time.sleep(think)
     sock.close()
 
 
-def virtual_requests(port: int, route: str, n: int) -> None:
+def virtual_requests(port: int, route: str, n: int, think: float = 0.0) -> None:
     reader = sb.sio_connect(port, 3)
     frames = sb.virtual_frames(route)
     for i in range(n):
         reader.sock.sendall(frames[i % 100])
         while reader.ws_frame()[:2] != b"43":  # else a heartbeat
             pass
+        if think:
+            time.sleep(think)
     reader.sock.close()
 
 
@@ -69,6 +80,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--requests", type=int, default=1000)
     ap.add_argument("--routes", default="hello,echo")
+    ap.add_argument("--think-ms", type=float, default=0.0, help="pause after each reply")
     a = ap.parse_args()
     for route in a.routes.split(","):
         per = {}
@@ -77,7 +89,7 @@ def main() -> None:
             for n in (1, a.requests + 1):
                 port = sb.free_port()
                 proc, out = start(port)
-                drive(port, route, n)
+                drive(port, route, n, a.think_ms / 1000)
                 counts.append(total(proc, out))
             per[kind] = (counts[1] - counts[0]) / a.requests
         print(

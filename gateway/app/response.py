@@ -616,7 +616,7 @@ class Response:
             raise RuntimeError("the response is being streamed: use write()/end()")
         if self._sink.carries_values:
             if body is None or isinstance(body, (str, bytes, bytearray, memoryview)):
-                await self._send_value(NO_BODY if body is None else body)
+                await self._give_value(NO_BODY if body is None else body)  # checked above
                 return
             return await self.json(body)
         h = self._headers
@@ -651,7 +651,7 @@ class Response:
                 # adds), exactly so: no charset
                 self.set_header("content-type", "application/json")
                 obj = dumps_text(obj)
-            await self._send_value(obj)
+            await self._give_value(obj)  # checked above
             return
         data = _dumps(obj)
         h = self._headers
@@ -707,6 +707,10 @@ class Response:
         # that a reply the transport refuses (too large, not serialisable) can still be
         # answered with an error by the exchange.
         self._check_open()
+        await self._give_value(value)
+
+    async def _give_value(self, value: Any) -> None:
+        # _send_value once the caller has made _check_open()'s check itself
         sink: ValueSink = self._sink  # type: ignore[assignment]  # (carries_values: one)
         nbytes = await sink.send_value(self.status_code, self._head(), value)
         self.headers_sent = True

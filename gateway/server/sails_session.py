@@ -242,6 +242,8 @@ class SailsSocket:
         "_last_active",
         "_registered",
         "_handshake_merge",
+        "_reply_limit",
+        "_now",
     )
 
     def __init__(
@@ -280,8 +282,12 @@ class SailsSocket:
         self._workers = 0  # workers in the nursery: at most MAX_IN_FLIGHT
         self._result: tuple[int, str] | None = None  # how the session ended
         self._msgs = self._seen_msgs = 0
-        self._last_active = trio.current_time()
+        # the run's clock, one call deep (trio.current_time() is three)
+        self._now: Callable[[], float] = trio.lowlevel.current_clock().current_time
+        self._last_active = self._now()
         self._registered = False
+        # a socket keeps the profile it opened with, as every connection does over a reload
+        self._reply_limit = settings.max_virtual_response_bytes
 
     # -- the connection loop ------------------------------------------------------------------
     # Theory of operation (leader/followers). Every task of a socket is a worker in the
@@ -305,7 +311,7 @@ class SailsSocket:
     # connection's scope, which holds the nursery.
     async def open(self) -> None:
         """Send the Engine.IO open packet (and, for EIO=3, the CONNECT of "/")."""
-        await self._send(self.eio.open_frames(trio.current_time()))
+        await self._send(self.eio.open_frames(self._now()))
 
     def run(self, nursery: trio.Nursery) -> Awaitable[None]:
         """Serve in ``nursery`` (the socket's own) until the client leaves or the session
@@ -409,7 +415,7 @@ class SailsSocket:
                 session.connection_lost()
                 self._end(1000, "")
                 return None
-            now = trio.current_time()
+            now = self._now()
             if isinstance(message, str):
                 events = session.receive_text(message, now)
             else:
@@ -459,8 +465,8 @@ class SailsSocket:
                     )
                 return
             exchange = self.exchange
-            limit = self.manager.settings.websocket.max_virtual_response_bytes
-            started = trio.current_time()
+            limit = self._reply_limit
+            started = self._now()
             sink = VirtualResponse(self.eio, vreq.ack_id, limit)
             try:
                 target, path, query = _target(vreq.url)
@@ -521,7 +527,8 @@ class SailsSocket:
         self._flushing = True
         try:
             await ws.send_frame(frame)
-            await self._drain()
+            if self._outbox:  # pushes queued while it was sent
+                await self._drain()
         finally:
             self._flushing = False
 

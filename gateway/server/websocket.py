@@ -434,6 +434,12 @@ class WebSocket:
         if not self._fast:
             event = TextMessage(message) if isinstance(message, str) else BytesMessage(message)
             return bytes(self._conn.send(event))
+        if type(message) is str:  # the usual one (every Socket.IO frame): no helper calls
+            payload = message.encode()
+            n = len(payload)
+            if n < 126:
+                return bytes((0x81, n)) + payload
+            return _head(0x81, n) + payload
         op, payload = _payload(message)
         return _head(op, len(payload)) + payload
 

@@ -368,8 +368,9 @@ def jwr_text(
     else:
         if isinstance(body, bytes):
             body = body.decode("utf-8", "replace")
-        text = f'{{"body":{encode_utf8(body)},"headers":{{{fields}}},"statusCode":{status}}}'
-    if needs_ascii(text):
+        value = escape(body) if type(body) is str else encode_utf8(body)
+        text = f'{{"body":{value},"headers":{{{fields}}},"statusCode":{status}}}'
+    if not text.isascii() and needs_ascii(text):
         return dumps(jwr(status, headers, body))  # lone surrogates: the whole text escaped
     return text
 
