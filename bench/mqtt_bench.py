@@ -244,7 +244,9 @@ def requests_per_cpu(
         for route in routes.split(","):
             for window in windows:
                 m = measure(g, b, lambda r=route, w=window: requester.run(r, w, duration))
-                h = measure(g, b, lambda r=route, w=window: http_run(http_port, r, w, 0.0, duration))
+                h = measure(
+                    g, b, lambda r=route, w=window: http_run(http_port, r, w, 0.0, duration)
+                )
                 print(
                     json.dumps(
                         {
