@@ -22,6 +22,7 @@ if TYPE_CHECKING:
 __all__ = ["Request", "PackedHeaders"]
 
 _EMPTY = EmptySource()
+_UNREAD = State.UNREAD  # a module name: an enum member is a slow lookup on Python 3.11
 _UNPARSED = object()
 _NO_PARAMS: dict[str | int, Any] = {}
 # Node's IncomingMessage (lib/_http_incoming.js matchKnownFields): a repeated field of these
@@ -536,7 +537,7 @@ class Request:
 
     def _apply_route_limit(self, s: BodyStream) -> None:
         opts = self.route_options
-        if opts is not None and s.state is State.UNREAD:
+        if opts is not None and s.state is _UNREAD:
             limit = opts.get("max_body_bytes")
             if isinstance(limit, int) and limit >= 0:
                 s.max_body_bytes = limit
@@ -591,7 +592,7 @@ class Request:
             RuntimeError when the body was already streamed without the cache.
         """
         s = self.stream
-        if not s.cache_enabled and s.state is State.UNREAD:
+        if not s.cache_enabled and s.state is _UNREAD:
             self.enable_cache()
         return await s.read(limit)
 

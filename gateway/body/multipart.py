@@ -9,7 +9,7 @@ import re
 from collections import deque
 from collections.abc import AsyncGenerator, Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Final
 from urllib.parse import unquote_to_bytes
 
 from gateway.body.decoding import (
@@ -85,6 +85,16 @@ class _State(enum.Enum):
     BODY = "body"
     EPILOGUE = "epilogue"
     CLOSED = "closed"
+
+
+# the members as module names: an enum member is a slow lookup on Python 3.11 (its metaclass),
+# and the parser compares states for every chunk
+_PREAMBLE: Final = _State.PREAMBLE
+_DELIMITER: Final = _State.DELIMITER
+_HEADERS: Final = _State.HEADERS
+_BODY: Final = _State.BODY
+_EPILOGUE: Final = _State.EPILOGUE
+_CLOSED: Final = _State.CLOSED
 
 
 def _malformed(why: str) -> BadRequest:
@@ -217,7 +227,7 @@ class MultipartParser:
         self._delim = b"\r\n--" + boundary
         self._buf = b"\r\n"
         self._head = bytearray()
-        self._state = _State.PREAMBLE
+        self._state = _PREAMBLE
         self._scan_from = 0
         self._parts = 0
         self._name = ""
@@ -232,7 +242,7 @@ class MultipartParser:
     @property
     def done(self) -> bool:
         """True once the closing delimiter has been seen."""
-        return self._state in (_State.EPILOGUE, _State.CLOSED)
+        return self._state in (_EPILOGUE, _CLOSED)
 
     def buffered_bytes(self) -> int:
         """How many bytes are held between feeds (for tests and statistics)."""
@@ -253,9 +263,9 @@ class MultipartParser:
                 over its limit.
             RuntimeError: called after ``close()``.
         """
-        if self._state is _State.CLOSED:
+        if self._state is _CLOSED:
             raise RuntimeError("feed() after close()")
-        if self._state is _State.EPILOGUE:
+        if self._state is _EPILOGUE:
             return []
         buf: bytes | bytearray
         if self._head:  # an unfinished header block grows in place: linear, not quadratic
@@ -267,7 +277,7 @@ class MultipartParser:
         events: list[Event] = []
         while True:
             state = self._state
-            if state is _State.BODY:
+            if state is _BODY:
                 i = buf.find(delim)
                 if i < 0:
                     cut = len(buf) - self._partial_delimiter(buf)
@@ -279,27 +289,27 @@ class MultipartParser:
                     self._data(bytes(buf[:i]), events)
                 events.append(PartEnd())
                 buf = buf[i + len(delim) :]
-                self._state = _State.DELIMITER
-            elif state is _State.PREAMBLE:
+                self._state = _DELIMITER
+            elif state is _PREAMBLE:
                 i = buf.find(delim)
                 if i < 0:
                     buf = buf[len(buf) - self._partial_delimiter(buf) :]
                     break
                 buf = buf[i + len(delim) :]
-                self._state = _State.DELIMITER
-            elif state is _State.DELIMITER:
+                self._state = _DELIMITER
+            elif state is _DELIMITER:
                 if len(buf) < 2:
                     break
                 if buf.startswith(b"--"):
                     buf = b""
-                    self._state = _State.EPILOGUE
+                    self._state = _EPILOGUE
                     break
                 if not buf.startswith(b"\r\n"):
                     raise BadRequest(message="malformed multipart delimiter line")
                 buf = buf[2:]
-                self._state = _State.HEADERS
+                self._state = _HEADERS
                 self._scan_from = 0
-            elif state is _State.HEADERS:
+            elif state is _HEADERS:
                 if buf.startswith(b"\r\n"):
                     block, buf = b"", bytes(buf[2:])
                 else:
@@ -317,7 +327,7 @@ class MultipartParser:
                     block, buf = bytes(buf[:j]), bytes(buf[j + 4 :])
                 self._head = bytearray()
                 events.append(self._start_part(block))
-                self._state = _State.BODY
+                self._state = _BODY
             else:  # EPILOGUE: ignored
                 buf = b""
                 break
@@ -330,10 +340,10 @@ class MultipartParser:
         Raises:
             BadRequest: 400, the body had no opening delimiter or ended before the closing one.
         """
-        state, self._state, self._buf, self._head = self._state, _State.CLOSED, b"", bytearray()
-        if state is _State.PREAMBLE:
+        state, self._state, self._buf, self._head = self._state, _CLOSED, b"", bytearray()
+        if state is _PREAMBLE:
             raise BadRequest(message="malformed multipart body: missing boundary delimiter")
-        if state not in (_State.EPILOGUE, _State.CLOSED):
+        if state not in (_EPILOGUE, _CLOSED):
             raise BadRequest(message="truncated multipart body")
 
     def _partial_delimiter(self, buf: bytes | bytearray) -> int:
