@@ -231,6 +231,16 @@ def test_jwr_text_is_the_dumped_jwr(status: int, headers: list[tuple[str, str]],
     )
 
 
+def test_jwr_text_reads_an_iterator_of_headers_once() -> None:
+    def pairs() -> Any:
+        yield ("X-A", "1")
+        yield ("X-A", "2")  # a repeated name: jwr()'s joining, from the pairs already read
+        yield ("Set-Cookie", "s=1")
+
+    assert sails.jwr_text(200, pairs(), "x") == eio.dumps(sails.jwr(200, list(pairs()), "x"))
+    assert '"X-A":"1, 2"' in sails.jwr_text(200, pairs(), "x")
+
+
 def test_jwr_text_of_headers_that_are_not_text_is_jwrs() -> None:
     for headers in ([("X-N", 5)], [(5, "x")], (("A", "b"),), [("A", "1"), ("A", "2")]):
         assert outcome(lambda: sails.jwr_text(200, headers, "x")) == outcome(  # noqa: B023

@@ -94,7 +94,8 @@ def _reject_constant(name: str) -> Any:
 # one per call, which costs more than coding a small packet (and gateway.jsoncodec's encoders
 # skip the set-up JSONEncoder.encode makes on every call).
 _DECODER: Final = json.JSONDecoder(parse_constant=_reject_constant)
-_scan: Final = _DECODER.scan_once  # type: ignore[attr-defined]  # (text, index) -> (value, end); StopIteration: no value there
+# the decoder's C scanner: (text, index) -> (value, end); StopIteration when no value starts there
+_scan: Final = _DECODER.scan_once  # type: ignore[attr-defined]
 encode_utf8: Final = make_encoder(ensure_ascii=False)
 """A JSON value as compact text, non-ASCII as it is (dumps without its surrogate check)."""
 escape: Final[Callable[[str], str]] = encode_basestring

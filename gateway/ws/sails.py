@@ -351,15 +351,17 @@ def jwr_text(
     """
     if not 100 <= status <= 599:
         raise ValueError(f"bad status {status}")
+    # a list as it is (a reply's headers); a mapping or any other iterable read once
+    pairs = headers if type(headers) is list else list(_pairs(headers))
     parts: list[str] = []
     seen: set[str] = set()
-    for name, value in headers if type(headers) is list else _pairs(headers):
+    for name, value in pairs:
         if type(name) is not str or type(value) is not str:
-            return dumps(jwr(status, headers, body))  # not text: as jwr() takes it
+            return dumps(jwr(status, pairs, body))  # not text: as jwr() takes it
         if name.lower() == "set-cookie":
             continue
         if name in seen:
-            return dumps(jwr(status, headers, body))  # a repeated name: joined as jwr() does
+            return dumps(jwr(status, pairs, body))  # a repeated name: joined as jwr() does
         seen.add(name)
         parts.append(f"{escape(name)}:{escape(value)}")
     fields = ",".join(parts)
@@ -371,7 +373,7 @@ def jwr_text(
         value = escape(body) if type(body) is str else encode_utf8(body)
         text = f'{{"body":{value},"headers":{{{fields}}},"statusCode":{status}}}'
     if not text.isascii() and needs_ascii(text):
-        return dumps(jwr(status, headers, body))  # lone surrogates: the whole text escaped
+        return dumps(jwr(status, pairs, body))  # lone surrogates: the whole text escaped
     return text
 
 
