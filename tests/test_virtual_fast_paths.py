@@ -97,6 +97,13 @@ def test_make_encoder_matches_on_the_odd_values(value: Any) -> None:
         assert outcome(lambda: ours(value)) == want  # noqa: B023
 
 
+def test_the_encoders_are_the_short_cut_on_this_python() -> None:
+    # not JSONEncoder.encode behind the same name: the C encoder passed the check at import
+    encoders = [make_encoder(ensure_ascii=a) for a in (False, True)] + [jsontext._encode]
+    for encode in encoders:
+        assert "<locals>.encode" in encode.__qualname__, encode.__qualname__
+
+
 def test_a_cycle_is_the_reference_encoders_value_error() -> None:
     cyclic: list[Any] = [1]
     cyclic.append({"again": cyclic})
@@ -104,6 +111,20 @@ def test_a_cycle_is_the_reference_encoders_value_error() -> None:
     with pytest.raises(ValueError, match="Circular reference detected"):
         ours(cyclic)
     assert ours({"after": "a cycle"}) == '{"after":"a cycle"}'  # nothing of it stays behind
+
+
+def test_a_cycle_after_a_nan_is_the_nans_error_as_with_the_reference() -> None:
+    # the retry after RecursionError is made with the same options: NaN is refused first
+    cyclic: list[Any] = [math.nan]
+    cyclic.append(cyclic)
+    ours = make_encoder(ensure_ascii=False)
+    with pytest.raises(ValueError, match="Out of range float values"):
+        ours(cyclic)
+
+
+def test_a_value_of_many_pieces_is_joined_as_the_reference_joins_it() -> None:
+    value = [{"n": i, "s": "x"} for i in range(60_000)]  # far more than one chunk of output
+    assert make_encoder(ensure_ascii=True)(value) == reference(True).encode(value)
 
 
 def test_a_value_too_deep_is_recursion_error_as_with_the_reference() -> None:
@@ -120,7 +141,9 @@ def test_a_value_too_deep_is_recursion_error_as_with_the_reference() -> None:
 def test_the_default_hook_is_used_as_json_encoder_uses_it() -> None:
     # the response encoder: bytes as text, sets and tuples as lists
     value = {"b": b"\xffx", "s": {3}, "t": (1, 2), "nested": [{"b": b"y"}]}
-    assert jsontext.dumps_text(value) == reference(False, jsontext._json_default).encode(value)
+    want = reference(False, jsontext._json_default).encode(value)
+    assert jsontext.dumps_text(value) == want
+    assert make_encoder(ensure_ascii=False, default=jsontext._json_default)(value) == want
     with pytest.raises(TypeError, match="Object of type object is not JSON serializable"):
         jsontext.dumps(object())
 
@@ -200,6 +223,10 @@ def test_the_plain_read_takes_the_usual_shapes() -> None:
     # the short cut is taken (not only equal): these never reach decode_sio
     assert eio._plain_event('425["get",{"url":"/a"}]') == eio.Event("get", ({"url": "/a"},), 5)
     assert eio._plain_event('42["put",{"url":"/a"},2]') == eio.Event("put", ({"url": "/a"}, 2))
+    # a list inside the payload, and the longest ack id (15 digits)
+    nested = '42["post",{"url":"/a","data":{"x":[1,[2]]}}]'
+    assert eio._plain_event(nested) == eio.Event("post", ({"url": "/a", "data": {"x": [1, [2]]}},))
+    assert eio._plain_event("42" + "9" * 15 + '["get"]') == eio.Event("get", (), 10**15 - 1)
     for text in ('42 ["get"]', '42["get"] ', '42/n,["get"]', '42["get",NaN]', '42["connect"]'):
         assert eio._plain_event(text) is None, text
 
@@ -231,6 +258,27 @@ def test_jwr_text_is_the_dumped_jwr(status: int, headers: list[tuple[str, str]],
     )
 
 
+def test_jwr_text_writes_the_usual_replies_itself(monkeypatch: pytest.MonkeyPatch) -> None:
+    # the short cut is taken (jwr() is not even called) for text headers without repeats,
+    # cookies dropped, every kind of body; and the status range is jwr()'s, ends included
+    def no_jwr(*args: Any) -> Any:
+        raise AssertionError("jwr() called")
+
+    monkeypatch.setattr(sails, "jwr", no_jwr)
+    headers = [("Content-Type", "text/plain"), ("Set-Cookie", "a=1"), ("set-cookie", "b=2")]
+    assert (
+        sails.jwr_text(200, headers, "hello")
+        == '{"body":"hello","headers":{"Content-Type":"text/plain"},"statusCode":200}'
+    )
+    for body in ({"a": [1, 2.5]}, sails.NO_BODY, b"by\xfftes", "\u00e9t\u00e9", None, 3):
+        sails.jwr_text(404, [("X-A", "\u00e9")], body)
+    assert sails.jwr_text(100) == '{"headers":{},"statusCode":100}'
+    assert sails.jwr_text(599) == '{"headers":{},"statusCode":599}'
+    for status in (99, 600):
+        with pytest.raises(ValueError, match=f"bad status {status}"):
+            sails.jwr_text(status)
+
+
 def test_jwr_text_reads_an_iterator_of_headers_once() -> None:
     def pairs() -> Any:
         yield ("X-A", "1")
@@ -252,6 +300,8 @@ def test_an_ack_frame_from_text_is_send_acks() -> None:
     session = connected()
     value = {"body": "ok", "headers": {}, "statusCode": 200}
     assert session.send_ack_text(12, eio.dumps(value)) == session.send_ack(12, [value])
+    for ack_id in (0, 10**15 - 1):  # the ends of the range
+        assert session.send_ack_text(ack_id, "1") == session.send_ack(ack_id, [1])
     for bad in (-1, 10**15):
         assert outcome(lambda: session.send_ack_text(bad, "1")) == outcome(  # noqa: B023
             lambda: session.send_ack(bad, [1])  # noqa: B023
