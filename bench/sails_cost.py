@@ -44,6 +44,11 @@ def total(proc: subprocess.Popen[bytes], out: str) -> int:
     time.sleep(0.3)
     proc.send_signal(signal.SIGINT)
     proc.wait(timeout=120)
+    return callgrind_total(out)
+
+
+def callgrind_total(out: str) -> int:
+    """The instruction total of callgrind's output file ``out`` (which is then removed)."""
     text = open(out).read()  # noqa: SIM115
     os.unlink(out)
     m = re.search(r"^(?:summary|totals): (\d+)", text, re.M)

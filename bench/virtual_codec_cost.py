@@ -15,10 +15,12 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import re
 import subprocess
 import sys
 import tempfile
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from bench.sails_cost import callgrind_total  # noqa: E402  (the project root first)
 
 STEPS = ("frame", "decode", "request", "reply")
 # what bench/sails_bench.py sends for GET /hello (ack id 5), and what bench.app answers
@@ -72,12 +74,7 @@ def count(step: str, n: int) -> int:
     argv = ["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}", sys.executable]
     argv += [__file__, "--run", step, "-n", str(n)]
     subprocess.run(argv, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    text = open(out).read()  # noqa: SIM115
-    os.unlink(out)
-    m = re.search(r"^(?:summary|totals): (\d+)", text, re.M)
-    if m is None:
-        raise SystemExit("no callgrind total")
-    return int(m.group(1))
+    return callgrind_total(out)
 
 
 def main() -> None:

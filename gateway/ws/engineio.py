@@ -593,11 +593,9 @@ class EngineIOSession:
             RuntimeError: "/" is not connected.
             ValueError, TypeError: a bad id or a value JSON cannot carry.
         """
-        self._require_connected()
         # encode_sio(SIOPacket(ACK, "/", ack_id, list(args))) without the packet: an ack is
         # sent for every virtual request
-        if ack_id < 0 or len(str(ack_id)) > MAX_ACK_ID_DIGITS:
-            raise ValueError(f"bad ack id {ack_id}")
+        self._check_ack(ack_id)
         return f"43{ack_id}{dumps(list(args))}"
 
     def send_ack_text(self, ack_id: int, arg: str) -> str:
@@ -608,11 +606,15 @@ class EngineIOSession:
             RuntimeError: "/" is not connected.
             ValueError: a bad id.
         """
+        self._check_ack(ack_id)
+        return f"43{ack_id}[{arg}]"
+
+    def _check_ack(self, ack_id: int) -> None:
+        # what send_ack and send_ack_text refuse: "/" not connected, an id the peer cannot read
         if self._state is not _CONNECTED:
             self._require_connected()
         if not 0 <= ack_id <= _MAX_ACK_ID:
             raise ValueError(f"bad ack id {ack_id}")
-        return f"43{ack_id}[{arg}]"
 
     def close_frames(self) -> list[str]:
         """End the session from our side; send these, then close the WebSocket (code 1000).
