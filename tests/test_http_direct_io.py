@@ -156,3 +156,107 @@ async def test_every_request_is_a_schedule_point_even_when_all_bytes_are_there(
                 replies = parse_replies(await read_all(stream))
     assert [r.status for r in replies] == [200] * n
     assert checkpoints >= n - 1
+
+
+class _SessionCheckpoints:
+    """Counts trio.lowlevel.checkpoint calls made by one HTTPSession's task."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        self.count = 0
+        self.task: trio.lowlevel.Task | None = None
+        real = trio.lowlevel.checkpoint
+
+        async def counting() -> None:
+            if trio.lowlevel.current_task() is self.task:
+                self.count += 1
+            await real()
+
+        monkeypatch.setattr(http_session.trio.lowlevel, "checkpoint", counting)
+
+    async def run(self, session: HTTPSession) -> None:
+        self.task = trio.lowlevel.current_task()
+        await session.run()
+
+
+GET = b"GET /hello HTTP/1.1\r\nHost: a\r\n\r\n"
+
+
+async def _read_replies(receive: object, n: int) -> None:
+    """Read ``n`` responses of hello_app (each ends with its body, b"hello")."""
+    buf = b""
+    while buf.count(b"\r\n\r\nhello") < n:
+        data = await receive(65536)  # type: ignore[operator]
+        assert data, "the session closed"
+        buf += data
+
+
+async def test_a_client_that_answers_only_after_the_wait_costs_no_checkpoint_per_request(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # A LAN client: its next request comes after the server has gone back to waiting. The wait
+    # is the schedule point; the checkpoint before it would only add a failed read. After
+    # _LATE_HEADS such heads the session skips it, and looks after one every _PROBE_EVERY-th.
+    n = 40
+    counter = _SessionCheckpoints(monkeypatch)
+    a, b = trio.socket.socketpair()
+    with a, b, trio.fail_after(10):
+        session = make_session(trio.SocketStream(a))
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(counter.run, session)
+            for _ in range(n):
+                await trio.testing.wait_all_tasks_blocked()  # the session waits for the socket
+                await b.send(GET)
+                await _read_replies(b.recv, 1)
+            assert session.requests == n
+            late = http_session._LATE_HEADS
+            assert session._late >= late
+            # the first heads after a checkpoint, then one probe per _PROBE_EVERY requests
+            assert counter.count <= late + n // http_session._PROBE_EVERY
+            # each request still had its schedule point: the wait for its head
+            assert session._waits >= n
+            b.shutdown(socket.SHUT_WR)
+
+
+async def test_a_late_client_that_starts_pipelining_gets_a_checkpoint_per_request_again(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    counter = _SessionCheckpoints(monkeypatch)
+    a, b = trio.socket.socketpair()
+    with a, b, trio.fail_after(10):
+        session = make_session(trio.SocketStream(a))
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(counter.run, session)
+            for _ in range(10):  # late: the session skips the checkpoint
+                await trio.testing.wait_all_tasks_blocked()
+                await b.send(GET)
+                await _read_replies(b.recv, 1)
+            assert session._late >= http_session._LATE_HEADS
+            before = counter.count
+            n = 50
+            await trio.testing.wait_all_tasks_blocked()
+            await b.send(GET * n)  # all there at once: no request waits
+            await _read_replies(b.recv, n)
+            # the first head was read without a wait, and made the checkpoint it owed; from
+            # then on the session checkpoints between requests as before
+            assert counter.count - before >= n
+            assert session._late == 0
+            b.shutdown(socket.SHUT_WR)
+
+
+async def test_a_stream_read_through_its_own_methods_keeps_the_checkpoint(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # TLS (any stream but a plain socket): its reads are not ours to count as waits
+    n = 12
+    counter = _SessionCheckpoints(monkeypatch)
+    left, right = trio.testing.memory_stream_pair()
+    with trio.fail_after(10):
+        session = make_session(left)
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(counter.run, session)
+            for _ in range(n):
+                await trio.testing.wait_all_tasks_blocked()
+                await right.send_all(GET)
+                await _read_replies(right.receive_some, 1)
+            assert counter.count >= n
+            await right.aclose()
