@@ -2,8 +2,10 @@
 # _receive/_send): a read or write that does not wait is no schedule point, so the guarantees
 # trio's SocketStream gave with one per operation are kept here by hand and tested: a checkpoint
 # every _SPIN_LIMIT operations that did not wait and one per request (no connection starves the
-# others), waiting when the socket is empty or full, resets and closes as trio's stream errors,
-# and TLS (any other stream) through the stream's own methods.
+# others), or for a client that answers only after the server waits, the wait itself (no
+# checkpoint that only precedes a failed read), waiting when the socket is empty or full, resets
+# and closes as trio's stream errors, and TLS (any other stream) through the stream's own
+# methods.
 from __future__ import annotations
 
 import socket

@@ -252,8 +252,9 @@ class HTTPSession:
         A plain socket is read directly: trio's SocketStream adds a schedule point to every
         successful read and write (two scheduler round trips per request, more than the rest of
         the loop's own cost), where one per request is enough (the run loop's, between
-        requests). The read is tried first and waits only when nothing is there; reads and
-        writes that do not wait give a checkpoint every _SPIN_LIMIT of them.
+        requests, or for a late client the wait for its head: see _LATE_HEADS). The read is
+        tried first and waits only when nothing is there; reads and writes that do not wait
+        give a checkpoint every _SPIN_LIMIT of them.
 
         Raises:
             trio.BrokenResourceError: the connection broke (reset).
