@@ -88,35 +88,11 @@ main()
 
 
 def serve(port: int, out: str) -> subprocess.Popen[bytes]:
-    cmd = [
-        "taskset",
-        "-c",
-        "0",
-        sys.executable,
-        "-c",
-        _SERVER,
-        out,
-        "serve",
-        "bench.app:app",
-        "--port",
-        str(port),
-        "--set",
-        "server.access_log=false",
-        "--set",
-        "http.max_requests_per_connection=100000000",
-    ]
+    cmd = ["taskset", "-c", "0", sys.executable, "-c", _SERVER, out, *sb.serve_args(port)]
     # in the tree it imports gateway from (python -c puts the working directory first)
     tree = os.environ.get("PYTHONPATH", "").split(os.pathsep)[0] or ROOT
     proc = subprocess.Popen(cmd, cwd=tree, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.monotonic() + 10
-    while time.monotonic() < deadline:
-        try:
-            socket.create_connection(("127.0.0.1", port), 0.2).close()
-            return proc
-        except OSError:
-            time.sleep(0.05)
-    proc.kill()
-    raise SystemExit("the server did not start")
+    return sb.wait_listening(proc, port, 10)
 
 
 def wrk(port: int, path: str, conns: int, duration: float, body: str | None) -> float:

@@ -51,10 +51,15 @@ def start_server(
 ) -> subprocess.Popen[bytes]:
     """Start the gateway on ``port`` under ``prefix`` (CPU 0; bench/sails_cost.py: valgrind)
     and wait up to ``timeout`` seconds for it to listen."""
-    cmd = [
-        sys.executable,
-        "-m",
-        "gateway",
+    cmd = [sys.executable, "-m", "gateway", *serve_args(port)]
+    proc = subprocess.Popen([*prefix, *cmd], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    return wait_listening(proc, port, timeout)
+
+
+def serve_args(port: int) -> list[str]:
+    """The gateway's command line after ``gateway``: bench.app on ``port``, no access log,
+    no connection caps in the way."""
+    return [
         "serve",
         "bench.app:app",
         "--port",
@@ -68,7 +73,12 @@ def start_server(
         "--set",
         "http.max_requests_per_connection=100000000",
     ]
-    proc = subprocess.Popen([*prefix, *cmd], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
+def wait_listening(
+    proc: subprocess.Popen[bytes], port: int, timeout: float
+) -> subprocess.Popen[bytes]:
+    """``proc``, once something listens on ``port``; killed after ``timeout`` seconds."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         try:

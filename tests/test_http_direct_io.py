@@ -9,6 +9,8 @@
 from __future__ import annotations
 
 import socket
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
 
 import pytest
 import trio
@@ -173,7 +175,7 @@ class _SessionCheckpoints:
                 self.count += 1
             await real()
 
-        monkeypatch.setattr(http_session.trio.lowlevel, "checkpoint", counting)
+        monkeypatch.setattr(trio.lowlevel, "checkpoint", counting)
 
     async def run(self, session: HTTPSession) -> None:
         self.task = trio.lowlevel.current_task()
@@ -183,13 +185,41 @@ class _SessionCheckpoints:
 GET = b"GET /hello HTTP/1.1\r\nHost: a\r\n\r\n"
 
 
-async def _read_replies(receive: object, n: int) -> None:
+async def _read_replies(receive: Callable[[int], Awaitable[bytes | bytearray]], n: int) -> None:
     """Read ``n`` responses of hello_app (each ends with its body, b"hello")."""
     buf = b""
     while buf.count(b"\r\n\r\nhello") < n:
-        data = await receive(65536)  # type: ignore[operator]
+        data = await receive(65536)
         assert data, "the session closed"
         buf += data
+
+
+async def _late_requests(
+    send: Callable[[bytes], Awaitable[object]],
+    receive: Callable[[int], Awaitable[bytes | bytearray]],
+    n: int,
+) -> None:
+    """``n`` requests from a client that sends each only once the session waits for it."""
+    for _ in range(n):
+        await trio.testing.wait_all_tasks_blocked()
+        await send(GET)
+        await _read_replies(receive, 1)
+
+
+@asynccontextmanager
+async def _counted_session(
+    monkeypatch: pytest.MonkeyPatch,
+) -> AsyncIterator[tuple[HTTPSession, trio.socket.SocketType, _SessionCheckpoints]]:
+    """A session serving hello_app on one end of a socket pair, its checkpoints counted; the
+    block gets the session, the client's end and the counter (and ends the client's side)."""
+    counter = _SessionCheckpoints(monkeypatch)
+    a, b = trio.socket.socketpair()
+    with a, b, trio.fail_after(10):
+        session = make_session(trio.SocketStream(a))
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(counter.run, session)
+            yield session, b, counter
+            b.shutdown(socket.SHUT_WR)
 
 
 async def test_a_client_that_answers_only_after_the_wait_costs_no_checkpoint_per_request(
@@ -199,50 +229,32 @@ async def test_a_client_that_answers_only_after_the_wait_costs_no_checkpoint_per
     # is the schedule point; the checkpoint before it would only add a failed read. After
     # _LATE_HEADS such heads the session skips it, and looks after one every _PROBE_EVERY-th.
     n = 40
-    counter = _SessionCheckpoints(monkeypatch)
-    a, b = trio.socket.socketpair()
-    with a, b, trio.fail_after(10):
-        session = make_session(trio.SocketStream(a))
-        async with trio.open_nursery() as nursery:
-            nursery.start_soon(counter.run, session)
-            for _ in range(n):
-                await trio.testing.wait_all_tasks_blocked()  # the session waits for the socket
-                await b.send(GET)
-                await _read_replies(b.recv, 1)
-            assert session.requests == n
-            late = http_session._LATE_HEADS
-            assert session._late >= late
-            # the first heads after a checkpoint, then one probe per _PROBE_EVERY requests
-            assert counter.count <= late + n // http_session._PROBE_EVERY
-            # each request still had its schedule point: the wait for its head
-            assert session._waits >= n
-            b.shutdown(socket.SHUT_WR)
+    async with _counted_session(monkeypatch) as (session, b, counter):
+        await _late_requests(b.send, b.recv, n)
+        assert session.requests == n
+        late = http_session._LATE_HEADS
+        assert session._late >= late
+        # the first heads after a checkpoint, then one probe per _PROBE_EVERY requests
+        assert counter.count <= late + n // http_session._PROBE_EVERY
+        # each request still had its schedule point: the wait for its head
+        assert session._waits >= n
 
 
 async def test_a_late_client_that_starts_pipelining_gets_a_checkpoint_per_request_again(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    counter = _SessionCheckpoints(monkeypatch)
-    a, b = trio.socket.socketpair()
-    with a, b, trio.fail_after(10):
-        session = make_session(trio.SocketStream(a))
-        async with trio.open_nursery() as nursery:
-            nursery.start_soon(counter.run, session)
-            for _ in range(10):  # late: the session skips the checkpoint
-                await trio.testing.wait_all_tasks_blocked()
-                await b.send(GET)
-                await _read_replies(b.recv, 1)
-            assert session._late >= http_session._LATE_HEADS
-            before = counter.count
-            n = 50
-            await trio.testing.wait_all_tasks_blocked()
-            await b.send(GET * n)  # all there at once: no request waits
-            await _read_replies(b.recv, n)
-            # the first head was read without a wait, and made the checkpoint it owed; from
-            # then on the session checkpoints between requests as before
-            assert counter.count - before >= n
-            assert session._late == 0
-            b.shutdown(socket.SHUT_WR)
+    async with _counted_session(monkeypatch) as (session, b, counter):
+        await _late_requests(b.send, b.recv, 10)  # late: the session skips the checkpoint
+        assert session._late >= http_session._LATE_HEADS
+        before = counter.count
+        n = 50
+        await trio.testing.wait_all_tasks_blocked()
+        await b.send(GET * n)  # all there at once: no request waits
+        await _read_replies(b.recv, n)
+        # the first head was read without a wait, and made the checkpoint it owed; from then
+        # on the session checkpoints between requests as before
+        assert counter.count - before >= n
+        assert session._late == 0
 
 
 async def test_a_stream_read_through_its_own_methods_keeps_the_checkpoint(
@@ -256,9 +268,6 @@ async def test_a_stream_read_through_its_own_methods_keeps_the_checkpoint(
         session = make_session(left)
         async with trio.open_nursery() as nursery:
             nursery.start_soon(counter.run, session)
-            for _ in range(n):
-                await trio.testing.wait_all_tasks_blocked()
-                await right.send_all(GET)
-                await _read_replies(right.receive_some, 1)
+            await _late_requests(right.send_all, right.receive_some, n)
             assert counter.count >= n
             await right.aclose()
