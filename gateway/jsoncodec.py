@@ -1,5 +1,6 @@
 # Compact JSON encoders without json.JSONEncoder.encode's per-call set-up: the one place that
-# builds them, for response bodies (gateway.app.jsontext) and Socket.IO packets (gateway.ws).
+# builds them, for response bodies (gateway.app.jsontext), Socket.IO packets (gateway.ws) and the
+# JSON text of a virtual request's data (gateway.body.stream).
 # Owns: calling the C encoder of the json module directly, and checking at import that it gives
 # what JSONEncoder.encode gives (else JSONEncoder.encode is used, unchanged).
 # Must not: import anything of the gateway (every layer may use it).
@@ -28,22 +29,24 @@ _PROBE: Any = [{"a": 1, "b": [1.5, -2, True, False, None], "\u00e9": '\u4e2d"\\\
 
 
 def make_encoder(
-    *, ensure_ascii: bool, default: Callable[[Any], Any] | None = None
+    *, ensure_ascii: bool, default: Callable[[Any], Any] | None = None, allow_nan: bool = False
 ) -> Callable[[Any], str]:
     """A function ``obj -> str`` that gives what ``json.JSONEncoder(separators=(",", ":"),
-    ensure_ascii=ensure_ascii, allow_nan=False, default=default).encode(obj)`` gives, errors
-    included (ValueError for NaN, infinities and circular references, TypeError for what JSON
-    cannot carry and ``default`` does not convert).
+    ensure_ascii=ensure_ascii, allow_nan=allow_nan, default=default).encode(obj)`` gives, errors
+    included (ValueError for circular references, and for NaN and infinities unless
+    ``allow_nan``; TypeError for what JSON cannot carry and ``default`` does not convert).
 
     Args:
         ensure_ascii: escape every non-ASCII character (``\\uXXXX``).
         default: converts values JSON cannot carry, or raises TypeError; None: TypeError.
+        allow_nan: write NaN and the infinities as ``NaN``, ``Infinity``, ``-Infinity``
+            (JavaScript's literals, not JSON) instead of raising ValueError.
 
     Returns:
         The encoding function.
     """
     reference = json.JSONEncoder(
-        separators=(",", ":"), ensure_ascii=ensure_ascii, allow_nan=False, default=default
+        separators=(",", ":"), ensure_ascii=ensure_ascii, allow_nan=allow_nan, default=default
     )
     if _c_make_encoder is None:  # pragma: no cover
         return reference.encode
@@ -52,7 +55,9 @@ def make_encoder(
     # operations on it per container); a cycle then ends in RecursionError, and the call is
     # made again with the reference encoder, whose markers give JSONEncoder's ValueError (a
     # value that is merely too deep raises RecursionError there too)
-    shared = _c_make_encoder(None, reference.default, escape, None, ":", ",", False, False, False)
+    shared = _c_make_encoder(
+        None, reference.default, escape, None, ":", ",", False, False, allow_nan
+    )
     reference_encode = reference.encode
 
     def encode(obj: Any) -> str:

@@ -18,6 +18,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from gateway.app import jsontext
+from gateway.body import stream
 from gateway.http.target import split_target
 from gateway.jsoncodec import make_encoder
 from gateway.server import sails_session
@@ -52,17 +53,20 @@ def outcome(fn: Callable[[], Any]) -> tuple[str, Any]:
 # -- gateway.jsoncodec ---------------------------------------------------------------------------
 
 
-def reference(ensure_ascii: bool, default: Any = None) -> json.JSONEncoder:
+def reference(ensure_ascii: bool, default: Any = None, allow_nan: bool = False) -> json.JSONEncoder:
     return json.JSONEncoder(
-        separators=(",", ":"), ensure_ascii=ensure_ascii, allow_nan=False, default=default
+        separators=(",", ":"), ensure_ascii=ensure_ascii, allow_nan=allow_nan, default=default
     )
 
 
 @settings(max_examples=400, deadline=None)
-@given(value=_values, ensure_ascii=st.booleans())
-def test_make_encoder_gives_what_json_encoder_gives(value: Any, ensure_ascii: bool) -> None:
-    ours = make_encoder(ensure_ascii=ensure_ascii)
-    assert outcome(lambda: ours(value)) == outcome(lambda: reference(ensure_ascii).encode(value))
+@given(value=_values, ensure_ascii=st.booleans(), allow_nan=st.booleans())
+def test_make_encoder_gives_what_json_encoder_gives(
+    value: Any, ensure_ascii: bool, allow_nan: bool
+) -> None:
+    ours = make_encoder(ensure_ascii=ensure_ascii, allow_nan=allow_nan)
+    want = outcome(lambda: reference(ensure_ascii, allow_nan=allow_nan).encode(value))
+    assert outcome(lambda: ours(value)) == want
 
 
 class Color(enum.IntEnum):
@@ -92,16 +96,45 @@ class Text(str):
 )
 def test_make_encoder_matches_on_the_odd_values(value: Any) -> None:
     for ensure_ascii in (False, True):
-        ours = make_encoder(ensure_ascii=ensure_ascii)
-        want = outcome(lambda: reference(ensure_ascii).encode(value))  # noqa: B023
-        assert outcome(lambda: ours(value)) == want  # noqa: B023
+        for allow_nan in (False, True):
+            ours = make_encoder(ensure_ascii=ensure_ascii, allow_nan=allow_nan)
+            ref = reference(ensure_ascii, allow_nan=allow_nan)
+            want = outcome(lambda: ref.encode(value))  # noqa: B023
+            assert outcome(lambda: ours(value)) == want  # noqa: B023
 
 
 def test_the_encoders_are_the_short_cut_on_this_python() -> None:
     # not JSONEncoder.encode behind the same name: the C encoder passed the check at import
-    encoders = [make_encoder(ensure_ascii=a) for a in (False, True)] + [jsontext._encode]
+    encoders = [make_encoder(ensure_ascii=a) for a in (False, True)]
+    encoders += [jsontext._encode, stream._value_json]
     for encode in encoders:
         assert "<locals>.encode" in encode.__qualname__, encode.__qualname__
+
+
+def first_chunk(source: stream.ValueSource) -> bytes | None:
+    """ValueSource.receive_chunk() run to its end (it never suspends)."""
+    coro = source.receive_chunk()
+    try:
+        coro.send(None)
+    except StopIteration as stop:
+        return stop.value  # type: ignore[no-any-return]
+    raise AssertionError("receive_chunk suspended")  # pragma: no cover
+
+
+@settings(max_examples=200, deadline=None)
+@given(value=_values)
+def test_a_virtual_requests_data_reads_as_the_json_text_json_encoder_gives(value: Any) -> None:
+    # ValueSource: the bytes a handler's read() gets for a virtual request's data, infinities
+    # included (JSON text 1e400 decodes to one) as JSONEncoder writes them
+    legacy = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False)
+    want = outcome(lambda: legacy.encode(value).encode())
+    assert outcome(lambda: first_chunk(stream.ValueSource(value))) == want
+
+
+def test_a_virtual_requests_infinite_number_reads_as_javascripts_literal() -> None:
+    source = stream.ValueSource({"big": math.inf, "small": -math.inf})
+    assert first_chunk(source) == b'{"big":Infinity,"small":-Infinity}'
+    assert first_chunk(source) is None
 
 
 def test_a_cycle_is_the_reference_encoders_value_error() -> None:

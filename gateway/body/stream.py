@@ -16,13 +16,13 @@ from __future__ import annotations
 
 import enum
 import inspect
-import json
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import TYPE_CHECKING, Any, Final
 
 from gateway.body.budget import MemoryBudget, tune_allocator
 from gateway.errors import BodyError, BodyTooLarge, ClientDisconnected
+from gateway.jsoncodec import make_encoder
 
 if TYPE_CHECKING:
     from gateway.app.contracts import BodySource
@@ -100,11 +100,12 @@ class ValueSource:
         value = self.value
         if type(value) is dict and not value:
             return b"{}"  # what most virtual requests carry (a GET's data)
-        return _VALUE_JSON.encode(value).encode()
+        return _value_json(value).encode()
 
 
-# the JSON text of a virtual request's data (one encoder: json.dumps with options builds one)
-_VALUE_JSON = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False)
+# the JSON text of a virtual request's data, as JSONEncoder(separators=(",", ":"),
+# ensure_ascii=False) writes it (the Socket.IO decoder refuses NaN, but 1e400 is an infinity)
+_value_json = make_encoder(ensure_ascii=False, allow_nan=True)
 
 
 def too_large(limit: int) -> BodyTooLarge:

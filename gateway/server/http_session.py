@@ -80,8 +80,9 @@ _SPIN_LIMIT = 16
 # Heads in a row that were not there when looked for after the between-requests checkpoint:
 # from this many on, the client is taken to answer only after the server has gone back to
 # waiting (a LAN client, a person, a device polling), and the checkpoint is skipped: the wait
-# for its next head is the schedule point. Every _PROBE_EVERY-th request looks after a
-# checkpoint again, and any head found without waiting ends the mode. Under wrk's 50 connections
+# for its next head is the schedule point, made before any read (a read of an empty socket costs
+# an exception). Every _PROBE_EVERY-th request looks after a checkpoint again, and a head found
+# there ends the mode. Under wrk's 50 connections
 # 0.8% of heads are not there after the checkpoint (bench/head_waits.py), so two in a row on one
 # connection are rare.
 _LATE_HEADS = 2
@@ -180,6 +181,8 @@ class HTTPSession:
         conn = self.conn
         http = self.http
         recv_size = self.recv_size
+        sock = self._sock
+        wait_first = False  # a late client's head: waited for, not read first (_LATE_HEADS)
         try:
             with self.scope:
                 while True:
@@ -188,7 +191,14 @@ class HTTPSession:
                     event = conn.next_event()
                     while event is h11.NEED_DATA:
                         try:
-                            data = await self._receive(recv_size)
+                            if wait_first:  # a read now would fail (an exception): wait first
+                                wait_first = False
+                                assert sock is not None  # only a plain socket's waits count
+                                if sock.fileno() < 0:
+                                    return  # closed by another task
+                                data = await self._read_when_ready(sock, recv_size)
+                            else:
+                                data = await self._receive(recv_size)
                         except (trio.BrokenResourceError, trio.ClosedResourceError):
                             return  # gone between requests, or mid-head: nobody to answer
                         if self.phase == "idle" and data:
@@ -203,6 +213,7 @@ class HTTPSession:
                         event = conn.next_event()
                     if type(event) is not Head:
                         return  # the peer closed between requests
+                    wait_first = False  # (a head already buffered needed no read)
                     if self._waits == waits:
                         self._late = 0
                     else:
@@ -227,9 +238,11 @@ class HTTPSession:
                         self._spins = 0
                         await trio.lowlevel.checkpoint()
                     else:
-                        # a late client: the wait for its head is the schedule point, and a read
-                        # that finds it there after all makes the checkpoint (_spun: owed, still
-                        # in the idle phase)
+                        # a late client: the wait for its head is the schedule point (and no
+                        # read is tried before it: it would fail). A head already buffered
+                        # (pipelined) needs no wait: the next write makes the checkpoint it owes
+                        # (_spun).
+                        wait_first = True
                         self._spins = _SPIN_LIMIT
             if self.scope.cancelled_caught and self.phase == "head":
                 await self._reply_error(408, "Request timeout: the request head took too long")
