@@ -82,9 +82,8 @@ _SPIN_LIMIT = 16
 # waiting (a LAN client, a person, a device polling), and the checkpoint is skipped: the wait
 # for its next head is the schedule point, made before any read (a read of an empty socket costs
 # an exception). Every _PROBE_EVERY-th request looks after a checkpoint again, and a head found
-# there ends the mode. Under wrk's 50 connections
-# 0.8% of heads are not there after the checkpoint (bench/head_waits.py), so two in a row on one
-# connection are rare.
+# there ends the mode. Under wrk's 50 connections 0.8-4% of heads are not there after the
+# checkpoint (bench/head_waits.py), so two in a row on one connection are rare.
 _LATE_HEADS = 2
 _PROBE_EVERY = 8
 
