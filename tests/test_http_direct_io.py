@@ -100,6 +100,17 @@ async def test_a_reset_is_a_broken_stream_and_a_closed_socket_a_closed_one() -> 
             await session._send(b"after close")
 
 
+async def test_a_wait_on_a_socket_closed_meanwhile_is_a_closed_stream() -> None:
+    # a late client's head is waited for without a read first (_LATE_HEADS): a socket another
+    # task closed must end the session as a closed stream, not as trio's ValueError for fd -1
+    a, b = trio.socket.socketpair()
+    with a, b, trio.fail_after(5):
+        session = make_session(trio.SocketStream(a))
+        a.close()
+        with pytest.raises(trio.ClosedResourceError):
+            await session._read_when_ready(a, 100)
+
+
 async def test_a_full_socket_is_written_as_it_drains_under_the_send_deadline() -> None:
     a, b = trio.socket.socketpair()
     a.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)

@@ -193,8 +193,6 @@ class HTTPSession:
                             if wait_first:  # a read now would fail (an exception): wait first
                                 wait_first = False
                                 assert sock is not None  # only a plain socket's waits count
-                                if sock.fileno() < 0:
-                                    return  # closed by another task
                                 data = await self._read_when_ready(sock, recv_size)
                             else:
                                 data = await self._receive(recv_size)
@@ -290,6 +288,8 @@ class HTTPSession:
             trio.BrokenResourceError, trio.ClosedResourceError: as _receive.
         """
         self._waits += 1
+        if sock.fileno() < 0:  # closed meanwhile (trio would raise ValueError for fd -1)
+            raise trio.ClosedResourceError("the connection was closed")
         while True:
             await trio.lowlevel.wait_readable(sock)
             self._spins = 0
