@@ -156,6 +156,8 @@ def main() -> None:
     ap.add_argument("--think-ms", type=float, default=None, help="one client pausing this long")
     ap.add_argument("--requests", type=int, default=300, help="with --think-ms")
     a = ap.parse_args()
+    if a.path == "/echo" and a.think_ms is None and a.post is None:
+        ap.error("--path /echo under wrk needs --post FILE (a GET of /echo is a 404)")
     port = sb.free_port()
     out = tempfile.NamedTemporaryFile(suffix=".json", delete=False).name  # noqa: SIM115
     proc = serve(port, out)

@@ -210,7 +210,6 @@ class HTTPSession:
                         event = conn.next_event()
                     if type(event) is not Head:
                         return  # the peer closed between requests
-                    wait_first = False  # (a head already buffered needed no read)
                     if self._waits == waits:
                         self._late = 0
                     else:
@@ -232,6 +231,7 @@ class HTTPSession:
                     if self._late < _LATE_HEADS or not self.requests % _PROBE_EVERY:
                         # the one schedule point of a request served without waiting: the other
                         # connections run, and the client's next request has time to arrive
+                        wait_first = False
                         self._spins = 0
                         await trio.lowlevel.checkpoint()
                     else:
