@@ -11,7 +11,6 @@ import ipaddress
 import math
 import os
 import re
-import tomllib
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,6 +18,8 @@ from types import MappingProxyType
 from typing import Any, Final, NamedTuple, TypeVar
 
 from gateway.errors import ConfigError
+from gateway.tomlfile import TOMLError
+from gateway.tomlfile import parse as parse_toml
 
 __all__ = [
     "AppSettings",
@@ -677,12 +678,12 @@ def find_profile(
 def _read_toml(path: Path) -> dict[str, Any]:
     where = _display(path)
     try:
-        return tomllib.loads(path.read_bytes().decode("utf-8"))
+        return parse_toml(path.read_bytes().decode("utf-8"))
     except OSError as exc:
         raise ConfigError(f"{where}: cannot read profile: {exc.strerror or exc}") from None
     except UnicodeDecodeError:
         raise ConfigError(f"{where}: invalid TOML: the file is not UTF-8 text") from None
-    except tomllib.TOMLDecodeError as exc:
+    except TOMLError as exc:
         raise ConfigError(f"{where}: invalid TOML: {exc}") from None
 
 

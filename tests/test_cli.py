@@ -233,7 +233,8 @@ def test_start_up_leaves_what_a_request_may_never_need_unloaded() -> None:
     # its event stream and the metrics text (first /_gateway/ request), CORS (a policy in the
     # profile or a route) and the brute-force table (the first wrong token), the handler
     # deadline (a profile's or a route's). The MQTT bridge (paho and our adapter, ~1.5 MiB)
-    # only with an [mqtt] url.
+    # only with an [mqtt] url. The profile's TOML is parsed in a forked child, so tomllib and
+    # the datetime it imports (~0.25 MiB) never load (gateway.tomlfile).
     code = (
         "import sys, trio, gateway.cli, gateway.server.runner, bench.app\n"
         "from gateway.settings import load_settings\n"
@@ -247,7 +248,7 @@ def test_start_up_leaves_what_a_request_may_never_need_unloaded() -> None:
         "              'gateway.discovery', 'gateway.detect', 'importlib.metadata',\n"
         "              'paho', 'paho.mqtt.client', 'gateway.server.mqtt_bridge',\n"
         "              'gateway.server.mqtt_link', 'gateway.app.cors', 'gateway.app.bans',\n"
-        "              'gateway.app.deadline'}\n"
+        "              'gateway.app.deadline', 'tomllib', 'datetime', '_datetime'}\n"
         "             & set(sys.modules)))\n"
         "print(server.statistics()['sockets'], server.mqtt)\n"
         "server.websockets\n"  # the layer loads on demand (first upgrade)

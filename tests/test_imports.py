@@ -134,6 +134,9 @@ def _own_private_names(tree: ast.AST) -> set[str]:
 # these three (gateway/server/mqtt_link.py says where and why), and tests/test_mqtt.py runs
 # them against a real mosquitto. Anything else private stays a failure.
 THIRD_PARTY_PRIVATE = {"gateway.server.mqtt_link": {"_in_packet", "_sock_close", "_out_messages"}}
+# Public names that start with an underscore: os._exit (documented: how a forked child leaves
+# without running its parent's exit handlers; gateway/tomlfile.py).
+PUBLIC_UNDERSCORED = {"gateway.tomlfile": {"_exit"}}
 
 
 def test_no_module_reads_another_modules_private_attributes() -> None:
@@ -143,7 +146,11 @@ def test_no_module_reads_another_modules_private_attributes() -> None:
     found = []
     for name, path in MODULES.items():
         tree = ast.parse(path.read_text(), str(path))
-        own = _own_private_names(tree) | THIRD_PARTY_PRIVATE.get(name, set())
+        own = (
+            _own_private_names(tree)
+            | THIRD_PARTY_PRIVATE.get(name, set())
+            | PUBLIC_UNDERSCORED.get(name, set())
+        )
         for node in ast.walk(tree):
             if (
                 isinstance(node, ast.Attribute)
