@@ -6,14 +6,18 @@ anything: run it against two builds under the same load and compare.
 Usage (from the project root):
     .venv/bin/python bench/head_waits.py [--conns 50] [--path /hello] [--duration 4]
     .venv/bin/python bench/head_waits.py --think-ms 5 --requests 300   # one client that pauses
+    .venv/bin/python bench/head_waits.py --think-ms 0 --requests 20000 [--virtual]
 Another build: PYTHONPATH=<checkout> in the environment (the server imports gateway from it).
 
 With --think-ms absent the load is wrk (-t1, --conns connections; --post FILE: POST that file),
 pinned as ../shared/bench pins it: server on CPU 0,
 wrk on CPU 1. With --think-ms the load is one keep-alive connection sending --requests requests,
-each after a pause of that long. The server runs with counting wrappers around
-trio.lowlevel.checkpoint, HTTPSession._read_now and HTTPSession._read_when_ready (a few hundred
-instructions per request, the same for every build). The server's CPU time per request is
+each after a pause of that long (0: the next follows the reply at once); with --virtual, one
+Socket.IO connection sending Sails virtual requests for the same route (bench/sails_bench.py's),
+also one at a time. The server runs with counting wrappers around trio.lowlevel.checkpoint,
+trio.lowlevel.wait_readable (socket_waits: any wait, HTTP's or a WebSocket's; with --virtual
+it includes the few of the connection's handshake), HTTPSession._read_now and
+HTTPSession._read_when_ready (a few hundred instructions per request, the same for every build). The server's CPU time per request is
 printed too (the scheduler's count, so as noisy as the machine). A benchmark, not a test: it prints one JSON
 line and asserts nothing.
 """
@@ -41,7 +45,8 @@ import atexit, json, sys
 import trio
 from gateway.server import http_session as hs
 
-counts = {"requests": 0, "checkpoints": 0, "reads": 0, "failed_reads": 0, "waits": 0}
+counts = {"requests": 0, "checkpoints": 0, "reads": 0, "failed_reads": 0, "waits": 0,
+          "socket_waits": 0}
 _checkpoint = trio.lowlevel.checkpoint
 
 async def checkpoint():
@@ -49,6 +54,13 @@ async def checkpoint():
     await _checkpoint()
 
 trio.lowlevel.checkpoint = checkpoint
+_wait_readable = trio.lowlevel.wait_readable
+
+async def wait_readable(sock):
+    counts["socket_waits"] += 1
+    await _wait_readable(sock)
+
+trio.lowlevel.wait_readable = wait_readable
 _read_now = hs.HTTPSession._read_now
 
 def read_now(self, sock, max_bytes):
@@ -147,6 +159,18 @@ def paused_client(port: int, path: str, n: int, think: float) -> None:
     sock.close()
 
 
+def virtual_client(port: int, path: str, n: int, think: float) -> None:
+    """sails_bench's virtual requests (Socket.IO, EIO=3) over one WebSocket, one at a time."""
+    reader = sb.sio_connect(port, 3)
+    frames = sb.virtual_frames(path.lstrip("/"))
+    for i in range(n):
+        reader.sock.sendall(frames[i % 100])
+        while reader.ws_frame()[:2] != b"43":  # else a heartbeat
+            pass
+        time.sleep(think)
+    reader.sock.close()
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--path", default="/hello", choices=["/hello", "/echo"])
@@ -155,7 +179,12 @@ def main() -> None:
     ap.add_argument("--duration", type=float, default=4.0)
     ap.add_argument("--think-ms", type=float, default=None, help="one client pausing this long")
     ap.add_argument("--requests", type=int, default=300, help="with --think-ms")
+    ap.add_argument(
+        "--virtual", action="store_true", help="with --think-ms: Sails virtual requests instead"
+    )
     a = ap.parse_args()
+    if a.virtual and a.think_ms is None:
+        ap.error("--virtual needs --think-ms (wrk speaks HTTP only)")
     if a.path == "/echo" and a.think_ms is None and a.post is None:
         ap.error("--path /echo under wrk needs --post FILE (a GET of /echo is a 404)")
     port = sb.free_port()
@@ -167,7 +196,8 @@ def main() -> None:
         if a.think_ms is None:
             rps = wrk(port, a.path, a.conns, a.duration, a.post)
         else:
-            paused_client(port, a.path, a.requests, a.think_ms / 1000)
+            client = virtual_client if a.virtual else paused_client
+            client(port, a.path, a.requests, a.think_ms / 1000)
         cpu = cpu_seconds(proc.pid) - cpu
     finally:
         time.sleep(0.2)
@@ -176,8 +206,12 @@ def main() -> None:
     with open(out) as f:
         counts = json.load(f)
     os.unlink(out)
+    if a.virtual:  # the HTTP session served the upgrade only
+        counts["requests"] = a.requests
     n = counts["requests"] or 1
     load = f"wrk -c{a.conns}" if a.think_ms is None else f"1 client, {a.think_ms:g} ms pauses"
+    if a.virtual:
+        load += ", virtual requests"
     result = {
         "load": load,
         "path": a.path,
@@ -185,7 +219,7 @@ def main() -> None:
         "wrk_rps": rps,
         "server_cpu_us_per_request": round(cpu / n * 1e6, 1),
     }
-    for key in ("checkpoints", "reads", "failed_reads", "waits"):
+    for key in ("checkpoints", "reads", "failed_reads", "waits", "socket_waits"):
         result[f"{key}_per_request"] = round(counts[key] / n, 4)
     print(json.dumps(result), flush=True)
 

@@ -1,8 +1,8 @@
 # TOML text to a document without keeping the parser in the process that asks. tomllib imports
-# datetime, and once imported a module stays: the two hold about 0.5 MiB of RSS (datetime's C
-# module and its share of libm, tomllib's compiled patterns) for the life of a server that
-# reads TOML once at start and nothing of which imports either again (docs/BENCHMARKS.md,
-# "A profile read in a child"). Owns: parse(), which forks a child that parses and sends the
+# datetime, and once imported a module stays: the two held 0.22-0.28 MiB of the server's RSS
+# (datetime's C module, tomllib's compiled patterns) for the life of a server that reads TOML
+# once at start and nothing of which imports either again (docs/BENCHMARKS.md, "A profile
+# read in a child"). Owns: parse(), which forks a child that parses and sends the
 # document back with marshal, where that is safe and exact, and parses here otherwise.
 # Must not: change what a text parses to or how an error reads (tests/test_tomlfile.py holds
 # the child's answers equal to tomllib's), or import trio or any other gateway module.
