@@ -25,6 +25,10 @@ from gateway.settings import format_settings, load_settings
 
 ROOT = Path(__file__).resolve().parent.parent
 PROFILES = sorted((ROOT / "firmware_profiles").glob("*.toml"))
+# The interpreters these tests start are left out of coverage: coverage reads its settings
+# from pyproject.toml with tomllib at start-up, so a measured child would have tomllib loaded
+# before the code under test runs, which then (rightly) parses in the process.
+PLAIN_ENV = {k: v for k, v in os.environ.items() if not k.startswith("COVERAGE_")}
 
 # Run in a fresh interpreter: each text through the child (parse_in_child, and parse, which must
 # take the child path there), then through tomllib; one verdict per text.
@@ -84,6 +88,7 @@ def compare(texts: list[str]) -> dict[str, Any]:
         capture_output=True,
         text=True,
         cwd=ROOT,
+        env=PLAIN_ENV,
         timeout=120,
     )
     assert out.returncode == 0, out.stderr
@@ -167,7 +172,12 @@ def test_parse_in_a_one_thread_process_leaves_tomllib_unloaded() -> None:
         "print(doc, repr(err), sorted({'tomllib', 'datetime', '_datetime'} & set(sys.modules)))\n"
     )
     out = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, check=True
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        env=PLAIN_ENV,
+        check=True,
     ).stdout.strip()
     assert out == "{'a': 1, 'b': {'c': [1.5, 'x']}} 'Invalid value (at end of document)' []"
 
@@ -242,7 +252,12 @@ def test_profiles_load_alike_through_the_child_and_here(monkeypatch: pytest.Monk
             f"print(format_settings(load_settings({name!r}, env={{}})), end='')\n"
         )
         child = subprocess.run(
-            [sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, check=True
+            [sys.executable, "-c", code],
+            capture_output=True,
+            text=True,
+            cwd=ROOT,
+            env=PLAIN_ENV,
+            check=True,
         ).stdout
         assert child == here
 
@@ -263,6 +278,7 @@ def test_a_bad_profile_reads_the_same_through_the_child(tmp_path: Path) -> None:
         capture_output=True,
         text=True,
         cwd=ROOT,
+        env=PLAIN_ENV,
         check=True,
     ).stdout.splitlines()
     here = []
