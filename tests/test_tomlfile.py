@@ -320,3 +320,35 @@ def test_the_child_float_bits_survive() -> None:
     # the comparison itself: -0.0 and 0.0 are equal as floats but not as TOML values
     assert struct.pack("<d", -0.0) != struct.pack("<d", 0.0)
     assert_alike(["x = -0.0", "x = 0.0", "x = -nan"])
+
+
+def test_a_silent_child_is_killed_and_a_reaped_one_still_answers() -> None:
+    # A child that does not answer within the timeout is killed and reaped, and the caller
+    # parses here. With SIGCHLD ignored the kernel reaps the child itself (waitpid then fails
+    # with ECHILD): the answer read from the pipe stands.
+    code = (
+        "import os, signal, sys, time, tomllib\n"
+        "from gateway import tomlfile\n"
+        "real = tomllib.loads\n"
+        "tomllib.loads = lambda text: time.sleep(60)  # what the child will run\n"
+        "tomlfile._CHILD_TIMEOUT_S = 0.5\n"
+        "t0 = time.monotonic()\n"
+        "silent = tomlfile.parse_in_child('a = 1')\n"
+        "waited = time.monotonic() - t0\n"
+        "try:\n    os.waitpid(-1, os.WNOHANG)\n    left = 'a child left'\n"
+        "except ChildProcessError:\n    left = 'no child left'\n"
+        "tomllib.loads = real\n"
+        "signal.signal(signal.SIGCHLD, signal.SIG_IGN)\n"
+        "reaped = tomlfile.parse_in_child('a = [1, 2.5]')\n"
+        "print(silent, waited < 10, left, reaped)\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        env=PLAIN_ENV,
+        check=True,
+        timeout=60,
+    ).stdout.strip()
+    assert out == "None True no child left (True, {'a': [1, 2.5]})"
