@@ -81,10 +81,12 @@ print(json.dumps({"verdicts": verdicts, "loaded": loaded}))
 """
 
 
-def compare(texts: list[str]) -> dict[str, Any]:
+def run_python(code: str, *args: str, stdin: str | None = None) -> str:
+    """The output of ``python -c code args...`` in a fresh interpreter (one thread, outside
+    coverage), which must succeed."""
     out = subprocess.run(
-        [sys.executable, "-c", _COMPARE],
-        input=json.dumps(texts),
+        [sys.executable, "-c", code, *args],
+        input=stdin,
         capture_output=True,
         text=True,
         cwd=ROOT,
@@ -92,7 +94,11 @@ def compare(texts: list[str]) -> dict[str, Any]:
         timeout=120,
     )
     assert out.returncode == 0, out.stderr
-    return json.loads(out.stdout)  # type: ignore[no-any-return]
+    return out.stdout
+
+
+def compare(texts: list[str]) -> dict[str, Any]:
+    return json.loads(run_python(_COMPARE, stdin=json.dumps(texts)))  # type: ignore[no-any-return]
 
 
 def has_date_or_time(doc: object) -> bool:
@@ -171,14 +177,7 @@ def test_parse_in_a_one_thread_process_leaves_tomllib_unloaded() -> None:
         "try:\n    tomlfile.parse('a = ')\nexcept tomlfile.TOMLError as exc:\n    err = str(exc)\n"
         "print(doc, repr(err), sorted({'tomllib', 'datetime', '_datetime'} & set(sys.modules)))\n"
     )
-    out = subprocess.run(
-        [sys.executable, "-c", code],
-        capture_output=True,
-        text=True,
-        cwd=ROOT,
-        env=PLAIN_ENV,
-        check=True,
-    ).stdout.strip()
+    out = run_python(code).strip()
     assert out == "{'a': 1, 'b': {'c': [1.5, 'x']}} 'Invalid value (at end of document)' []"
 
 
@@ -251,18 +250,13 @@ def test_profiles_load_alike_through_the_child_and_here(monkeypatch: pytest.Monk
             "from gateway.settings import load_settings, format_settings\n"
             f"print(format_settings(load_settings({name!r}, env={{}})), end='')\n"
         )
-        child = subprocess.run(
-            [sys.executable, "-c", code],
-            capture_output=True,
-            text=True,
-            cwd=ROOT,
-            env=PLAIN_ENV,
-            check=True,
-        ).stdout
+        child = run_python(code)
         assert child == here
 
 
-def test_a_bad_profile_reads_the_same_through_the_child(tmp_path: Path) -> None:
+def test_a_bad_profile_reads_the_same_through_the_child(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     bad = tmp_path / "bad.toml"
     bad.write_text('extends = "default"\n[server]\nport = 80\nport = 81\n')
     dated = tmp_path / "dated.toml"
@@ -273,31 +267,16 @@ def test_a_bad_profile_reads_the_same_through_the_child(tmp_path: Path) -> None:
         "    try:\n        load_settings(p, env={})\n"
         "    except Exception as exc:\n        print(type(exc).__name__, exc)\n"
     )
-    child = subprocess.run(
-        [sys.executable, "-c", code, str(bad), str(dated)],
-        capture_output=True,
-        text=True,
-        cwd=ROOT,
-        env=PLAIN_ENV,
-        check=True,
-    ).stdout.splitlines()
+    child = run_python(code, str(bad), str(dated)).splitlines()
+    monkeypatch.setattr(tomlfile, "_single_threaded", lambda: False)  # here: tomllib's
     here = []
     for p in (bad, dated):
         with pytest.raises(ConfigError) as info:
-            tomllib_only(p)
+            load_settings(str(p), env={})
         here.append(f"ConfigError {info.value}")
     assert child == here
     assert "Cannot overwrite a value (at line 4, column 10)" in child[0]
     assert "port: expected" in child[1] and "1979-05-27" in child[1]
-
-
-def tomllib_only(path: Path) -> None:
-    saved = tomlfile._single_threaded
-    tomlfile._single_threaded = lambda: False  # type: ignore[assignment]
-    try:
-        load_settings(str(path), env={})
-    finally:
-        tomlfile._single_threaded = saved  # type: ignore[assignment]
 
 
 def test_a_child_that_cannot_answer_leaves_the_parse_to_tomllib(
@@ -342,13 +321,5 @@ def test_a_silent_child_is_killed_and_a_reaped_one_still_answers() -> None:
         "reaped = tomlfile.parse_in_child('a = [1, 2.5]')\n"
         "print(silent, waited < 10, left, reaped)\n"
     )
-    out = subprocess.run(
-        [sys.executable, "-c", code],
-        capture_output=True,
-        text=True,
-        cwd=ROOT,
-        env=PLAIN_ENV,
-        check=True,
-        timeout=60,
-    ).stdout.strip()
+    out = run_python(code).strip()
     assert out == "None True no child left (True, {'a': [1, 2.5]})"
