@@ -15,6 +15,7 @@
 # when the fork or the child fails, the text is parsed here, with tomllib's own outcome.
 from __future__ import annotations
 
+import contextlib
 import marshal
 import os
 import select
@@ -124,18 +125,15 @@ def parse_in_child(text: str) -> tuple[bool, Any] | None:
                 chunks.append(chunk)
     finally:
         os.close(r)
-        if not complete:
-            os.kill(pid, signal.SIGKILL)
+        if not complete:  # silent, or we were interrupted: the child must not outlive this
+            with contextlib.suppress(ProcessLookupError):  # (gone, and reaped by the kernel)
+                os.kill(pid, signal.SIGKILL)
         exited = _reap(pid)
     if not (complete and exited):
         return None
     try:
         answer = marshal.loads(b"".join(chunks))
-    except (
-        EOFError,
-        ValueError,
-        TypeError,
-    ):  # pragma: no cover (a child that exited 0 wrote it all)
+    except (EOFError, ValueError, TypeError):  # pragma: no cover (exit 0: it wrote it whole)
         return None
     return answer  # type: ignore[no-any-return]
 
