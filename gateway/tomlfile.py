@@ -32,7 +32,13 @@ _CHILD_TIMEOUT_S = 30.0
 
 
 class TOMLError(ValueError):
-    """The text is not TOML. The message is tomllib's (what, at which line and column)."""
+    """The text is not TOML. The message is tomllib's (what, at which line and column), or
+    _TOO_DEEP."""
+
+
+# tomllib reads nested arrays and inline tables by recursion, with no limit of its own: a
+# document nested past Python's recursion limit (a few thousand "[") raised RecursionError.
+_TOO_DEEP = "arrays or inline tables nested too deeply"
 
 
 def parse(text: str) -> dict[str, Any]:
@@ -63,6 +69,8 @@ def parse_here(text: str) -> dict[str, Any]:
         return tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise TOMLError(str(exc)) from None
+    except RecursionError:
+        raise TOMLError(_TOO_DEEP) from None
 
 
 def _single_threaded() -> bool:
@@ -77,9 +85,9 @@ def _single_threaded() -> bool:
 def parse_in_child(text: str) -> tuple[bool, Any] | None:
     """``(True, document)`` or ``(False, tomllib's error message)``, from a forked child.
 
-    None where the child could not answer: a date or time value (marshal cannot carry it), an
-    error other than TOMLDecodeError (a document nested past the recursion limit), no fork
-    (a task limit), a child killed or silent for _CHILD_TIMEOUT_S. The caller then parses
+    None where the child could not answer: a date or time value (marshal cannot carry it), a
+    document marshal cannot nest as deeply as tomllib did, no fork (a task limit), a child
+    killed or silent for _CHILD_TIMEOUT_S. The caller then parses
     here, with the outcome it would always have had. Call it from one thread only (parse
     checks).
     """
@@ -103,6 +111,8 @@ def parse_in_child(text: str) -> tuple[bool, Any] | None:
                 answer = marshal.dumps((True, tomllib.loads(text)))
             except tomllib.TOMLDecodeError as exc:
                 answer = marshal.dumps((False, str(exc)))
+            except RecursionError:
+                answer = marshal.dumps((False, _TOO_DEEP))
             view = memoryview(answer)
             while view:
                 view = view[os.write(w, view) :]
