@@ -17,9 +17,9 @@ Socket.IO connection sending Sails virtual requests for the same route (bench/sa
 also one at a time. The server runs with counting wrappers around trio.lowlevel.checkpoint,
 trio.lowlevel.wait_readable (socket_waits: any wait, HTTP's or a WebSocket's; with --virtual
 it includes the few of the connection's handshake), HTTPSession._read_now and
-HTTPSession._read_when_ready (a few hundred instructions per request, the same for every build). The server's CPU time per request is
-printed too (the scheduler's count, so as noisy as the machine). A benchmark, not a test: it prints one JSON
-line and asserts nothing.
+HTTPSession._read_when_ready (a few hundred instructions per request, the same for every
+build). The server's CPU time per request is printed too (the scheduler's count, so as noisy
+as the machine). A benchmark, not a test: it prints one JSON line and asserts nothing.
 """
 
 from __future__ import annotations

@@ -56,6 +56,8 @@ def main() -> None:
     ap.add_argument("--bare", default=BARE, help="the bare loop's script")
     args = ap.parse_args()
     trees = [t.split("=", 1) for t in (args.tree or ["gateway=."])]
+    if any(len(t) != 2 or not os.path.isdir(os.path.join(t[1], "gateway")) for t in trees):
+        ap.error("--tree takes NAME=PATH, PATH a tree with gateway/ and bench/ in it")
     for _, path in trees:
         for sub in ("gateway", "bench"):
             compileall.compile_dir(os.path.join(path, sub), quiet=2)
