@@ -299,8 +299,9 @@ def main(argv: list[str] | None = None) -> int:
                 check(settings)  # and that paho-mqtt is installed
             if args.app:
                 load_app(args.app)
-            from gateway.http.parser import LABEL  # a forced parser that is missing fails here
+            from gateway.http.parser import LABEL, load
 
+            load()  # a forced parser that is missing fails at the import; a broken one here
             print(f"ok: profile {settings.profile} ({settings.source}); HTTP parser {LABEL}")
             return 0
         if args.command == "detect":

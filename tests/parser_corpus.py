@@ -276,8 +276,8 @@ def gateway_outcome(raw: bytes, bytewise: bool) -> list[Any]:
     with nothing, as the server does between cycles): events as JSON-able lists, then the error
     (status and message) if one was raised."""
     from gateway.errors import ProtocolError
+    from gateway.http import events as http_events
     from gateway.http.connection import HTTPLimits, Request, ServerConnection
-    from gateway.http.parser import h11
 
     conn = ServerConnection(HTTPLimits())
     out: list[Any] = []
@@ -287,9 +287,9 @@ def gateway_outcome(raw: bytes, bytewise: bool) -> list[Any]:
             conn.receive_data(chunk)
             for _ in range(10_000):  # a bound: a loop that spins is a failure, not a hang
                 ev = conn.next_event()
-                if ev is h11.NEED_DATA:
+                if ev is http_events.NEED_DATA:
                     break
-                if ev is h11.PAUSED:
+                if ev is http_events.PAUSED:
                     conn.start_next_cycle()
                     out.append(["cycle"])
                     continue
@@ -299,11 +299,11 @@ def gateway_outcome(raw: bytes, bytewise: bool) -> list[Any]:
                         [kind, ev.method.hex(), ev.target.hex(), ev.http_version.hex()]
                         + [[n.hex(), v.hex()] for n, v in ev.headers]
                     )
-                elif type(ev) is h11.Data:
+                elif type(ev) is http_events.Data:
                     out.append([kind, bytes(ev.data).hex()])
-                elif type(ev) is h11.EndOfMessage:
+                elif type(ev) is http_events.EndOfMessage:
                     out.append([kind] + [[n.hex(), v.hex()] for n, v in ev.headers])
-                elif type(ev) is h11.ConnectionClosed:
+                elif type(ev) is http_events.ConnectionClosed:
                     out.append([kind])
                     return out
                 else:

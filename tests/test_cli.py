@@ -234,7 +234,9 @@ def test_start_up_leaves_what_a_request_may_never_need_unloaded() -> None:
     # profile or a route) and the brute-force table (the first wrong token), the handler
     # deadline (a profile's or a route's). The MQTT bridge (paho and our adapter, ~1.5 MiB)
     # only with an [mqtt] url. The profile's TOML is parsed in a forked child, so tomllib and
-    # the datetime it imports (~0.25 MiB) never load (gateway.tomlfile).
+    # the datetime it imports (~0.25 MiB) never load (gateway.tomlfile). Nor does the HTTP
+    # parser: the gateway reads plain heads itself, and h11 (or h11_mypyc, ~0.2-0.6 MiB) loads
+    # at the first head of another shape (gateway.http.parser.load).
     code = (
         "import sys, trio, gateway.cli, gateway.server.runner, bench.app\n"
         "from gateway.settings import load_settings\n"
@@ -248,7 +250,8 @@ def test_start_up_leaves_what_a_request_may_never_need_unloaded() -> None:
         "              'gateway.discovery', 'gateway.detect', 'importlib.metadata',\n"
         "              'paho', 'paho.mqtt.client', 'gateway.server.mqtt_bridge',\n"
         "              'gateway.server.mqtt_link', 'gateway.app.cors', 'gateway.app.bans',\n"
-        "              'gateway.app.deadline', 'tomllib', 'datetime', '_datetime'}\n"
+        "              'gateway.app.deadline', 'tomllib', 'datetime', '_datetime',\n"
+        "              'h11', 'h11_mypyc', 'gateway.client.http'}\n"
         "             & set(sys.modules)))\n"
         "print(server.statistics()['sockets'], server.mqtt)\n"
         "server.websockets\n"  # the layer loads on demand (first upgrade)

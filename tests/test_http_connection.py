@@ -13,6 +13,7 @@ from hypothesis import strategies as st
 
 from gateway.errors import ProtocolError
 from gateway.http import connection
+from gateway.http import events as http_events
 from gateway.http.connection import HTTPLimits, Request, ServerConnection
 from gateway.http.parser import h11  # the parser the gateway runs with (make test: both)
 from gateway.http.writer import ResponseWriter
@@ -37,21 +38,21 @@ def feed(
             conn.receive_data(chunk)
             while True:
                 ev = conn.next_event()
-                if ev is h11.NEED_DATA:
+                if ev is http_events.NEED_DATA:
                     break
-                if ev is h11.PAUSED:  # the request is complete: the server answers, then:
+                if ev is http_events.PAUSED:  # the request is complete: the server answers, then:
                     conn.start_next_cycle()
                     continue
                 if type(ev) is Request:
                     events.append(("request", ev.method, ev.target, dict(ev.headers)))
-                elif type(ev) is h11.Data:
+                elif type(ev) is http_events.Data:
                     if events and events[-1][0] == "data":
                         events[-1] = ("data", events[-1][1] + bytes(ev.data))
                     else:
                         events.append(("data", bytes(ev.data)))
-                elif type(ev) is h11.EndOfMessage:
+                elif type(ev) is http_events.EndOfMessage:
                     events.append(("end",))
-                elif type(ev) is h11.ConnectionClosed:
+                elif type(ev) is http_events.ConnectionClosed:
                     events.append(("closed",))
                     return events, None
                 else:  # never spin on an event of another module's classes
@@ -179,7 +180,7 @@ def test_target_is_split_once_with_the_head(
         conn.receive_data(chunk)
     assert type(conn.next_event()) is Request
     assert conn.target == target
-    assert type(conn.next_event()) is h11.EndOfMessage
+    assert type(conn.next_event()) is http_events.EndOfMessage
     conn.start_next_cycle()
     assert conn.target == ("", "", "", None)  # an idle connection holds no request
 
@@ -191,9 +192,9 @@ def test_100_continue_state_is_visible() -> None:
     )
     assert type(conn.next_event()) is Request
     assert conn.they_are_waiting_for_100_continue
-    assert conn.next_event() is h11.NEED_DATA
+    assert conn.next_event() is http_events.NEED_DATA
     conn.receive_data(b"ok")
-    assert type(conn.next_event()) is h11.Data
+    assert type(conn.next_event()) is http_events.Data
     assert not conn.they_are_waiting_for_100_continue  # the body came anyway
 
 
@@ -293,7 +294,7 @@ def test_an_incomplete_head_may_reach_the_limit_but_not_pass_it() -> None:
     start = b"GET / HTTP/1.1\r\nHost: h\r\nX: "
     conn = ServerConnection(LIMITS)
     conn.receive_data(start + b"b" * (4096 - len(start)))  # no end yet: exactly 4096 bytes
-    assert conn.next_event() is h11.NEED_DATA and conn.head_bytes_pending == 4096
+    assert conn.next_event() is http_events.NEED_DATA and conn.head_bytes_pending == 4096
     with pytest.raises(ProtocolError) as info:
         conn.receive_data(b"b")
     assert (info.value.status_hint, info.value.message) == (431, "Request header fields too large")
@@ -322,7 +323,7 @@ def test_incomplete_pipelined_leftover_is_checked_at_the_next_cycle() -> None:
     conn = ServerConnection(LIMITS)
     conn.receive_data(b"GET /1 HTTP/1.1\r\nHost: h\r\n\r\n" + b"GET /" + b"a" * 3000)
     assert type(conn.next_event()) is Request
-    assert type(conn.next_event()) is h11.EndOfMessage
+    assert type(conn.next_event()) is http_events.EndOfMessage
     with pytest.raises(ProtocolError) as info:
         conn.start_next_cycle()
     assert info.value.status_hint == 414
@@ -332,7 +333,7 @@ def test_a_next_cycle_on_an_idle_connection_keeps_it_idle() -> None:
     conn = ServerConnection(LIMITS)
     for _ in range(2):
         conn.start_next_cycle()
-        assert conn.next_event() is h11.NEED_DATA and conn.trailing_data == (b"", False)
+        assert conn.next_event() is http_events.NEED_DATA and conn.trailing_data == (b"", False)
         assert conn.in_head and conn.head_bytes_pending == 0
 
 
@@ -346,9 +347,9 @@ def test_a_close_that_came_with_the_request_is_the_next_cycles_first_event(rest:
     conn.receive_data(b"POST / HTTP/1.1\r\nHost: h\r\n" + rest)
     conn.receive_data(b"")
     assert type(conn.next_event()) is Request
-    assert type(conn.next_event()) is h11.EndOfMessage
+    assert type(conn.next_event()) is http_events.EndOfMessage
     conn.start_next_cycle()
-    assert type(conn.next_event()) is h11.ConnectionClosed
+    assert type(conn.next_event()) is http_events.ConnectionClosed
 
 
 def test_a_connection_before_and_after_its_first_head() -> None:
@@ -374,7 +375,7 @@ def test_a_large_head_limit_is_not_cut_short_by_the_parsers_own() -> None:
     limits = HTTPLimits(max_head_bytes=65536, max_request_line_bytes=2048, max_header_count=8)
     conn = ServerConnection(limits)
     conn.receive_data(b"GET / HTTP/1.1\r\nHost: h\r\nX: " + b"b" * 40000)
-    assert conn.next_event() is h11.NEED_DATA
+    assert conn.next_event() is http_events.NEED_DATA
     conn.receive_data(b"\r\n\r\n")
     assert type(conn.next_event()) is Request
 
@@ -704,7 +705,7 @@ def test_largest_sane_chunk_size_is_accepted() -> None:
     conn.receive_data(CHUNKED + b"7FFFFFFFFFFFFFFF\r\nabc")
     assert type(conn.next_event()) is Request
     ev = conn.next_event()
-    assert type(ev) is h11.Data and bytes(ev.data) == b"abc"
+    assert type(ev) is http_events.Data and bytes(ev.data) == b"abc"
 
 
 @pytest.mark.parametrize("split", SPLITS)
@@ -740,10 +741,10 @@ def test_chunk_extensions_and_trailers_in_the_grammar_are_accepted(split: str) -
     end = None
     for chunk in chunks:
         conn.receive_data(chunk)
-        while (ev := conn.next_event()) is not h11.NEED_DATA:
-            if type(ev) is h11.Data:
+        while (ev := conn.next_event()) is not http_events.NEED_DATA:
+            if type(ev) is http_events.Data:
                 data += bytes(ev.data)
-            elif type(ev) is h11.EndOfMessage:
+            elif type(ev) is http_events.EndOfMessage:
                 end = ev
     assert data == b"hello!"
     assert end is not None
@@ -758,7 +759,7 @@ def test_bare_lf_in_a_chunk_line_is_400_without_waiting_for_a_crlf(tail: bytes) 
     assert type(conn.next_event()) is Request
     conn.receive_data(tail)
     with pytest.raises(ProtocolError, match="Bare LF") as info:
-        while conn.next_event() is not h11.NEED_DATA:
+        while conn.next_event() is not http_events.NEED_DATA:
             pass
     assert info.value.status_hint == 400
 
@@ -778,7 +779,7 @@ def test_chunk_lines_and_trailers_have_ceilings(tail: bytes, status: int, messag
     assert type(conn.next_event()) is Request
     conn.receive_data(tail)
     with pytest.raises(ProtocolError) as info:
-        while conn.next_event() is not h11.NEED_DATA:
+        while conn.next_event() is not http_events.NEED_DATA:
             pass
     assert (info.value.status_hint, info.value.message) == (status, message)
 
@@ -1019,7 +1020,7 @@ def test_a_bytearray_is_parsed_like_bytes() -> None:
     conn.receive_data(bytearray(b"GET /a HTTP/1.1\r\nHost: x\r\n\r\nGET /b HTTP/1.1\r\n"))
     event = conn.next_event()
     assert type(event) is Request and event.target == b"/a"
-    assert type(conn.next_event()) is h11.EndOfMessage
+    assert type(conn.next_event()) is http_events.EndOfMessage
     conn.start_next_cycle()
     conn.receive_data(bytearray(b"Host: x\r\n\r\n"))
     event = conn.next_event()

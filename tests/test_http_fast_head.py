@@ -17,8 +17,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from gateway.errors import RemoteProtocolError
+from gateway.http import events as http_events
 from gateway.http.connection import HTTPLimits, LengthReader, Request, ServerConnection
-from gateway.http.parser import h11
 from tests.parser_corpus import REQUESTS
 from tests.test_parser_differential import _requests
 
@@ -58,7 +58,7 @@ def _drive(conn: ServerConnection, chunks: list[bytes], max_requests: int = 4) -
     try:
         while True:
             event = conn.next_event()
-            if event is h11.NEED_DATA:
+            if event is http_events.NEED_DATA:
                 if chunks:
                     conn.receive_data(chunks.pop(0))
                 elif not eof:
@@ -81,16 +81,16 @@ def _drive(conn: ServerConnection, chunks: list[bytes], max_requests: int = 4) -
                         conn.target,
                     )
                 )
-            elif kind is h11.Data:
+            elif kind is http_events.Data:
                 out.append(("Data", bytes(event.data)))
-            elif kind is h11.EndOfMessage:
+            elif kind is http_events.EndOfMessage:
                 out.append(("EndOfMessage", list(event.headers)))
                 after = conn.next_event()
                 out.append(("after", getattr(after, "__name__", type(after).__name__)))
                 if requests >= max_requests:
                     return out
                 conn.start_next_cycle()
-            elif kind is h11.ConnectionClosed:
+            elif kind is http_events.ConnectionClosed:
                 out.append("ConnectionClosed")
                 return out
             else:
@@ -322,12 +322,12 @@ def test_a_body_cut_short_by_the_peer_is_the_same_error() -> None:
 def test_the_length_reader_hands_out_what_it_holds_and_keeps_what_follows() -> None:
     reader = LengthReader(5, b"ab")
     assert bytes(reader.next_event().data) == b"ab"
-    assert reader.next_event() is h11.NEED_DATA
+    assert reader.next_event() is http_events.NEED_DATA
     reader.receive_data(b"cdeNEXT")
     assert bytes(reader.next_event().data) == b"cde"
-    assert type(reader.next_event()) is h11.EndOfMessage
+    assert type(reader.next_event()) is http_events.EndOfMessage
     assert reader.done
-    assert reader.next_event() is h11.PAUSED
+    assert reader.next_event() is http_events.PAUSED
     assert reader.trailing_data == (b"NEXT", False)
     reader.receive_data(b"")
     assert reader.trailing_data == (b"NEXT", True)
@@ -336,7 +336,7 @@ def test_the_length_reader_hands_out_what_it_holds_and_keeps_what_follows() -> N
     reader.receive_data(b"cd")
     reader.receive_data(bytearray(b"efGET"))
     assert reader.next_event().data == b"abcdef"
-    assert type(reader.next_event()) is h11.EndOfMessage
+    assert type(reader.next_event()) is http_events.EndOfMessage
     assert reader.trailing_data == (b"GET", False)
 
 

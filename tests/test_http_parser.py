@@ -20,26 +20,31 @@ import gateway.http.parser as parser
 from gateway.errors import ConfigError
 from gateway.http.chunked import ChunkedReader
 from gateway.http.connection import HTTPLimits, Request, ServerConnection
+from gateway.http.events import Data, EndOfMessage
 from tests.peers import missing
 from tests.test_imports import MODULES, imports_of
 
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def test_the_parser_that_runs_is_the_one_asked_for() -> None:
+def test_the_parser_that_runs_is_the_one_asked_for(monkeypatch: pytest.MonkeyPatch) -> None:
     asked = os.environ.get(parser.ENV_VAR, "auto").strip().lower() or "auto"
     installed = importlib.util.find_spec("h11_mypyc") is not None
     expected = asked if asked != "auto" else ("h11_mypyc" if installed else "h11")
     assert parser.NAME == expected
     assert parser.h11.__name__ == expected
-    # the body events the gateway hands out are that module's (a chunked body's too); the head
-    # is the gateway's own Request, read by that module here (Transfer-Encoding: h11 reads it)
+    # a head of other than the plain shape is read by the module load() gives (Transfer-Encoding:
+    # h11 reads it), and its body events are the gateway's own, whichever read the head
+    loaded = []
+    load = parser.load
+    monkeypatch.setattr(parser, "load", lambda: loaded.append(load()) or loaded[-1])
     conn = ServerConnection(HTTPLimits())
     conn.receive_data(b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n1\r\nx\r\n")
     head, data = conn.next_event(), conn.next_event()
     assert type(head) is Request
-    assert type(data).__module__.partition(".")[0] == expected
-    assert type(ChunkedReader(100, 100, 10, b"0\r\n\r\n").next_event()) is parser.h11.EndOfMessage
+    assert type(data) is Data and data.data == b"x"
+    assert loaded and {m.__name__ for m in loaded} == {expected}
+    assert type(ChunkedReader(100, 100, 10, b"0\r\n\r\n").next_event()) is EndOfMessage
     print(f"HTTP parser under test: {parser.LABEL}")
 
 
@@ -175,3 +180,74 @@ def test_compiled_means_the_connection_module_is_an_extension(
     monkeypatch: pytest.MonkeyPatch, file: str | None, compiled: bool
 ) -> None:
     assert parser.is_compiled(_fake_parser(monkeypatch, "fakeparser", file)) is compiled
+
+
+_INSTALLED = [n for n in ("h11", "h11_mypyc") if importlib.util.find_spec(n) is not None]
+# A fresh interpreter's view of the HTTP layer alone (the connection, its readers, the parser
+# selection), without this process's h11 and without coverage's start-up imports.
+_LAZY = """
+import sys
+from gateway.http import events, parser
+from gateway.http.connection import HTTPLimits, ServerConnection
+
+def loaded():
+    return sorted({"h11", "h11_mypyc"} & set(sys.modules))
+
+def kinds(raw):
+    conn, out = ServerConnection(HTTPLimits()), []
+    conn.receive_data(raw)
+    for _ in range(50):
+        ev = conn.next_event()
+        out.append(getattr(ev, "__name__", type(ev).__name__))
+        if ev is events.NEED_DATA:
+            conn.receive_data(b"")
+        elif ev is events.PAUSED or type(ev) is events.EndOfMessage:
+            conn.start_next_cycle()  # as the server does after a keep-alive request
+        elif type(ev) is events.ConnectionClosed:
+            return out
+    return out
+
+label = parser.LABEL
+print(loaded())
+print(kinds(b""))  # a connection opened and closed with nothing sent
+print(kinds(b"GET / HTTP/1.1\\r\\nHost: a\\r\\n\\r\\n"
+            b"POST /e HTTP/1.1\\r\\nHost: a\\r\\nContent-Length: 3\\r\\n\\r\\nabc"
+            b"GET /c HTTP/1.1\\r\\nHost: a\\r\\nConnection: close\\r\\n\\r\\n"))
+print(loaded())
+print(kinds(b"POST / HTTP/1.1\\r\\nHost: a\\r\\nTransfer-Encoding: chunked\\r\\n\\r\\n1\\r\\nx\\r\\n0\\r\\n\\r\\n"))
+print(loaded())
+m = sys.modules[parser.NAME]
+build = "compiled" if parser.is_compiled(m) else "pure Python"
+print(label.startswith(f"{m.__name__} {m.__version__} ({build})"), parser.h11 is m)
+"""
+
+
+@pytest.mark.parametrize("choice", _INSTALLED)
+def test_the_parser_loads_at_the_first_head_the_gateway_does_not_read_itself(choice: str) -> None:
+    # plain heads (and their Content-Length bodies, and Connection: close), a client leaving
+    # between requests, a connection closed with nothing sent never import a parser; a chunked request's head imports the chosen one, and only it; the label the
+    # start-up log printed before (read from the installed files) is the imported module's
+    env = {k: v for k, v in os.environ.items() if not k.startswith("COVERAGE_")}
+    env.update({parser.ENV_VAR: choice, "PYTHONPATH": str(ROOT)})
+    proc = subprocess.run(
+        [sys.executable, "-c", _LAZY], cwd=ROOT, env=env, capture_output=True, timeout=60, text=True
+    )
+    assert proc.returncode == 0, proc.stderr
+    head = "Request"
+    assert proc.stdout.splitlines() == [
+        "[]",
+        "['ConnectionClosed']",
+        str([head, "EndOfMessage", head, "Data", "EndOfMessage", head, "EndOfMessage",
+             "NEED_DATA", "ConnectionClosed"]),
+        "[]",
+        str([head, "Data", "EndOfMessage", "NEED_DATA", "ConnectionClosed"]),
+        str([choice]),
+        "True True",
+    ]  # fmt: skip
+
+
+def test_describe_reads_what_the_import_gives() -> None:
+    for name in _INSTALLED:
+        module = importlib.import_module(name)
+        assert parser.describe(name) == (module.__version__, parser.is_compiled(module))
+    assert parser.describe("no_such_parser_module") == ("unknown", False)

@@ -1,21 +1,22 @@
 # Owns: reading chunked request bodies (RFC 9112 7.1) from the raw bytes after the head, in place
 # of h11's own reader, which takes any bytes after a chunk size's ';' (bare CR, NUL), bare LF and
 # obs-fold in trailers and a lone LF as the body's end ("0\r\n\n"): framing a proxy in front may
-# read otherwise (smuggling). It gives the events h11 would (h11.Data, h11.EndOfMessage).
-# Must not: know sockets or the session, or reach into h11 (gateway.http.connection hands it the
+# read otherwise (smuggling). It gives the events h11 would (Data, EndOfMessage: those of
+# gateway.http.events), and refuses the framing fields in a trailer that h11 refuses.
+# Must not: know sockets or the session, or import h11 (gateway.http.connection hands it the
 # bytes h11 buffered after the head, through h11's public trailing_data, and every later read).
 #
 # Theory of operation: SIZE (a chunk-size line through its CRLF) -> DATA (up to `_left` bytes
-# handed out as h11.Data as they arrive) -> CRLF (exactly b"\r\n" after the data, maybe split
+# handed out as Data as they arrive) -> CRLF (exactly b"\r\n" after the data, maybe split
 # across reads) -> SIZE ...; a zero size moves to TRAILER (field lines until an empty line),
-# which ends in h11.EndOfMessage; the bytes after it (a pipelined request) stay in the buffer.
+# which ends in EndOfMessage; the bytes after it (a pipelined request) stay in the buffer.
 from __future__ import annotations
 
 import re
 from typing import Any
 
 from gateway.errors import RemoteProtocolError as ProtocolError  # every error here is the peer's
-from gateway.http.parser import h11  # h11 or h11_mypyc: one module for events and errors
+from gateway.http.events import NEED_DATA, PAUSED, ConnectionClosed, Data, EndOfMessage
 
 __all__ = ["ChunkedReader", "MAX_CHUNK_BYTES"]
 
@@ -43,11 +44,13 @@ _FIELD_LINE = re.compile(
     rb"[ \t]*\r\n"
 )
 _CONTROL = re.compile(rb"[\x00-\x08\x0a-\x1f\x7f]")
+# h11's bound on a Content-Length's digits (h11._headers.CONTENT_LENGTH_MAX_DIGITS)
+_MAX_LENGTH_DIGITS = 20
 
 
 class ChunkedReader:
     """A ``Transfer-Encoding: chunked`` body parser that rejects what RFC 9112 forbids: bytes
-    in (``receive_data``), h11's body events out (``next_event``).
+    in (``receive_data``), the body events h11 would give out (``next_event``).
 
     Args:
         max_line_bytes: the longest chunk-size line (with its extensions) to wait for.
@@ -134,27 +137,27 @@ class ChunkedReader:
 
     # -- events ---------------------------------------------------------------------------
     def next_event(self) -> Any:
-        """The next body event: h11.Data, h11.EndOfMessage, or h11.NEED_DATA; once the body
-        is done, what h11 says then: h11.PAUSED with bytes of a next request buffered,
-        h11.ConnectionClosed after the peer closed, else h11.NEED_DATA.
+        """The next body event: Data, EndOfMessage, or NEED_DATA; once the body is done, what
+        h11 says then: PAUSED with bytes of a next request buffered, ConnectionClosed after the
+        peer closed, else NEED_DATA.
 
         Raises:
             ProtocolError: see the class.
         """
         if self.done:
             if self._buf:
-                return h11.PAUSED
-            return h11.ConnectionClosed() if self._closed else h11.NEED_DATA
+                return PAUSED
+            return ConnectionClosed() if self._closed else NEED_DATA
         event = self._read()
         if event is None:
             if self._closed:
                 raise ProtocolError("Incomplete chunked body: the peer closed the connection")
-            return h11.NEED_DATA
-        if type(event) is h11.EndOfMessage:
+            return NEED_DATA
+        if type(event) is EndOfMessage:
             self.done = True
         return event
 
-    def _read(self) -> h11.Data | h11.EndOfMessage | None:
+    def _read(self) -> Data | EndOfMessage | None:
         if self._fields is not None:
             return self._read_trailer()
         if self._crlf:
@@ -191,13 +194,9 @@ class ChunkedReader:
             self._crlf = b"\r\n"
         # a bytearray, as h11's own reader hands out (its annotation says bytes); the server
         # makes the one bytes copy
-        return h11.Data(
-            data=data,  # type: ignore[arg-type]
-            chunk_start=chunk_start,
-            chunk_end=not left,
-        )
+        return Data(data, chunk_start, not left)
 
-    def _read_trailer(self) -> h11.EndOfMessage | None:
+    def _read_trailer(self) -> EndOfMessage | None:
         fields = self._fields
         assert fields is not None
         while True:
@@ -208,12 +207,7 @@ class ChunkedReader:
                 )
                 return None
             if len(line) == 2:  # the empty line (CRLF) that ends the body
-                try:
-                    return h11.EndOfMessage(headers=fields)
-                except h11.LocalProtocolError as exc:
-                    # h11 checks framing fields in trailers too (a bad or second Content-Length,
-                    # a Transfer-Encoding other than chunked): the peer's fault, a 400, not ours
-                    raise ProtocolError(f"Malformed trailer section: {exc}") from None
+                return EndOfMessage(_trailer_fields(fields))
             self._trailer_bytes += len(line)
             if self._trailer_bytes > self._max_trailer:
                 raise ProtocolError("Trailer section too large", 431)
@@ -234,6 +228,44 @@ class ChunkedReader:
             raise ProtocolError(too_long, status)
         if b"\n" in buf:
             raise ProtocolError("Bare LF in chunked body (lines must end with CRLF)")
+
+
+def _trailer_fields(fields: list[tuple[bytes, bytes]]) -> list[tuple[bytes, bytes]]:
+    """The trailer's fields as h11's EndOfMessage holds them (names in lower case, one
+    Content-Length value), checked as h11 checks a message's framing fields there (its
+    normalize_and_validate), in its words: a Content-Length of other than digits or two
+    different ones, a second Transfer-Encoding or one other than chunked. The peer's fault: 400.
+    """
+    out = []
+    length = None
+    coded = False
+    for name, value in fields:
+        name = name.lower()
+        why = ""
+        if name == b"content-length":
+            values = {v.strip() for v in value.split(b",")}
+            value = values.pop()
+            if values:
+                why = "conflicting Content-Length headers"
+            elif not value.isdigit() or len(value) > _MAX_LENGTH_DIGITS:  # ASCII digits only
+                why = "bad Content-Length"
+            elif length is None:
+                length = value
+            elif length != value:
+                why = "conflicting Content-Length headers"
+            else:
+                continue  # h11 keeps the first of equal ones
+        elif name == b"transfer-encoding":
+            value = value.lower()
+            if coded:
+                why = "multiple Transfer-Encoding headers"
+            elif value != b"chunked":
+                why = "Only Transfer-Encoding: chunked is supported"
+            coded = True
+        if why:
+            raise ProtocolError(f"Malformed trailer section: {why}")
+        out.append((name, value))
+    return out
 
 
 def _line_error(line: bytes | bytearray, otherwise: str) -> str:

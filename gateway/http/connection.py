@@ -1,5 +1,7 @@
 # Sans-IO HTTP/1.1 server connection: h11 plus the limits and smuggling checks h11 leaves to us,
-# and a reader of its own for plain heads (most requests: _fast_head), which h11 then never sees.
+# and a reader of its own for plain heads (most requests: _fast_head), which h11 then never sees:
+# h11 (gateway.http.parser.load) is imported at the first head of another shape, and its body
+# events are handed out as gateway.http.events' (from_h11), the ones the readers here make.
 # Owns: the Request event the server reads, counting request-head bytes (h11 only checks heads
 # that are still incomplete, h11 #182), the request-line limit (414), header count, raw-head
 # checks (duplicate Content-Length, CL with TE, bare CR, bare LF, obs-fold, control bytes, Host
@@ -35,13 +37,17 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 from gateway.errors import RemoteProtocolError
+from gateway.http import parser
 from gateway.http.chunked import ChunkedReader
-from gateway.http.parser import h11  # h11 or h11_mypyc: one module for events and errors
+from gateway.http.events import NEED_DATA, PAUSED, ConnectionClosed, Data, EndOfMessage, from_h11
 from gateway.http.target import is_authority_form, is_valid_host, split_target
 from gateway.http.writer import ResponseWriter
+
+if TYPE_CHECKING:
+    from gateway.http.parser import h11  # h11 or h11_mypyc, for the type checker
 
 # Every error this module raises is the peer's fault (h11's RemoteProtocolError); the raise
 # sites use this short name.
@@ -58,12 +64,6 @@ __all__ = [
     "NEED_DATA",
     "PAUSED",
 ]
-
-Data = h11.Data
-EndOfMessage = h11.EndOfMessage
-ConnectionClosed = h11.ConnectionClosed
-NEED_DATA = h11.NEED_DATA
-PAUSED = h11.PAUSED
 
 
 def _head_end(scan: bytes | bytearray) -> int:
@@ -158,19 +158,24 @@ class ServerConnection:
         limits: head limits.
     """
 
-    __slots__ = ("_h11", "_limits", "_scan", "_end", "_in_head", "target", "_chunked")
+    __slots__ = ("_h11", "_limits", "_scan", "_end", "_in_head", "_eof", "target", "_chunked")
     # _chunked holds the body reader of the current request when h11 does not read its body:
     # a ChunkedReader, or a LengthReader after a head read by the fast path (_fast_head).
 
     def __init__(self, limits: HTTPLimits) -> None:
         self._limits = limits
         # made only for a head the fast path (_fast_head) does not take, or at the end of the
-        # stream: h11 then gets every byte of _scan. None while a head is still arriving; an
-        # idle keep-alive connection holds no parser state (about 1.3 KiB of h11 objects).
+        # stream in the middle of a head: h11 then gets every byte of _scan. None while a head
+        # is still arriving; an idle keep-alive connection holds no parser state (about 1.3 KiB
+        # of h11 objects).
         self._h11: h11.Connection | None = None
         self._scan: bytes | bytearray = b""
         self._end = -1  # _head_end(self._scan), found once per read
         self._in_head = True
+        # the peer closed where a head would start (no byte of one received): ConnectionClosed,
+        # as h11 says then, without h11 (a client leaving between requests, or a connection
+        # opened and closed with nothing sent, must not import a parser)
+        self._eof = False
         # (url, path, query, authority) of the current request, split once with its head (see
         # gateway.http.target.split_target); the server reads it instead of splitting again
         self.target = _NO_TARGET
@@ -181,6 +186,7 @@ class ServerConnection:
     def _parser(self) -> h11.Connection:
         conn = self._h11
         if conn is None:
+            h11 = parser.load()  # imported at the first head _fast_head does not take
             # h11's own guard fires only for incomplete heads; ours (below) for complete ones.
             # Give h11 room for one receive buffer beyond our limit so ours always reports first.
             conn = self._h11 = h11.Connection(
@@ -202,21 +208,13 @@ class ServerConnection:
         return conn is not None and conn.they_are_waiting_for_100_continue
 
     @property
-    def their_state(self) -> object:
-        chunked = self._chunked
-        if chunked is not None:
-            return h11.DONE if chunked.done else h11.SEND_BODY
-        conn = self._h11
-        return h11.IDLE if conn is None else conn.their_state
-
-    @property
     def trailing_data(self) -> tuple[bytes, bool]:
         """The bytes received and not parsed yet, and whether the peer closed (as h11's)."""
         chunked = self._chunked
         if chunked is not None:
             return chunked.trailing_data
         conn = self._h11
-        return (b"", False) if conn is None else conn.trailing_data
+        return (b"", self._eof) if conn is None else conn.trailing_data
 
     @property
     def in_head(self) -> bool:
@@ -236,6 +234,8 @@ class ServerConnection:
             ProtocolError: the bytes so far already break a head limit (414, 431).
         """
         if self._in_head and data:
+            if self._eof:
+                raise RuntimeError("received close, then received more data?")  # h11's words
             scan = self._scan
             if scan:
                 if not isinstance(scan, bytearray):
@@ -255,6 +255,9 @@ class ServerConnection:
             chunked.receive_data(data)
             return
         if not data and self._in_head and self._h11 is None:
+            if not self._scan:
+                self._eof = True  # between requests: next_event says ConnectionClosed
+                return
             self._feed_h11()  # the end of the stream: h11 says what a partial head means
         # bytes only: the compiled h11_mypyc refuses a bytearray (TypeError), which trio's memory
         # streams hand out; h11 takes either
@@ -268,8 +271,9 @@ class ServerConnection:
             raise ProtocolError("Request header fields too large", 431)
 
     def next_event(self) -> object:
-        """The next event: Request (ours), or h11's Data, EndOfMessage, ConnectionClosed,
-        NEED_DATA or PAUSED.
+        """The next event: Request, or gateway.http.events' Data, EndOfMessage,
+        ConnectionClosed, NEED_DATA or PAUSED (h11's, when h11 reads the request, turned into
+        those).
 
         Raises:
             ProtocolError: the peer broke HTTP/1.1 framing or one of our limits; status_hint says
@@ -281,17 +285,20 @@ class ServerConnection:
         conn = self._h11
         if conn is None:
             if self._end < 0 or not self._in_head:
-                return h11.NEED_DATA  # no complete head since the last request
+                # no complete head since the last request
+                return ConnectionClosed() if self._eof else NEED_DATA
             fast = self._fast_head()
             if fast is not None:
                 return fast
             conn = self._feed_h11()
+        h11_module = parser.load()  # the module (loaded by _feed_h11 or earlier)
         try:
             event = conn.next_event()
-        except h11.RemoteProtocolError as exc:
+        except h11_module.RemoteProtocolError as exc:
             raise _wrap(exc) from None
-        if type(event) is h11.Request:
-            head = Request(event.method, event.target, list(event.headers), event.http_version)
+        if type(event) is h11_module.Request:
+            got = cast("h11.Request", event)
+            head = Request(got.method, got.target, list(got.headers), got.http_version)
             is_chunked = self._check_head(head)
             self._in_head = False
             self._scan = b""  # (_end is set again with the next head's first bytes)
@@ -309,7 +316,7 @@ class ServerConnection:
                 if closed:
                     chunked.receive_data(b"")
             return head
-        return event
+        return from_h11(event, h11_module)
 
     def _fast_head(self) -> Request | None:
         """The Request of the complete head in _scan, read without h11; None when the head is
@@ -474,7 +481,8 @@ class ServerConnection:
         self._h11 = None
         self._in_head = True
         self._scan = leftover
-        if closed:  # h11 says what the bytes left and the end of the stream mean
+        self._eof = closed and not leftover
+        if closed and leftover:  # h11 says what the bytes left and the end of the stream mean
             self._feed_h11().receive_data(b"")
         self.target = _NO_TARGET
         end = self._end = _head_end(leftover) if leftover else -1
@@ -484,9 +492,9 @@ class ServerConnection:
 
 class LengthReader:
     """A Content-Length body (0 for none) after a head _fast_head read: bytes in, the events
-    h11 would give out (h11.Data as bytes arrive, h11.EndOfMessage after the last one; then
-    h11.PAUSED while bytes of a next request wait, h11.ConnectionClosed after the peer closed,
-    else h11.NEED_DATA), and the same trailing_data. The session reads most of a larger body
+    h11 would give out (Data as bytes arrive, EndOfMessage after the last one; then PAUSED
+    while bytes of a next request wait, ConnectionClosed after the peer closed, else
+    NEED_DATA; gateway.http.events'), and the same trailing_data. The session reads most of a larger body
     straight from the stream (Cycle.go_direct) once the bytes given here are handed out.
 
     Args:
@@ -531,12 +539,12 @@ class LengthReader:
             if self._buf:
                 if self._close:
                     raise ProtocolError("Got data when expecting EOF")  # h11's words
-                return h11.PAUSED
-            return h11.ConnectionClosed() if self._closed else h11.NEED_DATA
+                return PAUSED
+            return ConnectionClosed() if self._closed else NEED_DATA
         left = self._left
         if not left:
             self.done = True
-            return h11.EndOfMessage()
+            return EndOfMessage()
         buf = self._buf
         if buf:
             if len(buf) <= left:
@@ -546,13 +554,13 @@ class LengthReader:
                 data = buf[:left]
                 self._buf = buf[left:]
             self._left = left - len(data)
-            return h11.Data(data=data if type(data) is bytes else bytes(data))
+            return Data(data if type(data) is bytes else bytes(data))
         if self._closed:
             raise ProtocolError(  # h11's words (ContentLengthReader.read_eof)
                 "peer closed connection without sending complete message body "
                 f"(received {self._length - left} bytes, expected {self._length})"
             )
-        return h11.NEED_DATA
+        return NEED_DATA
 
 
 def _raw_fault(head: bytes | bytearray) -> bool:

@@ -1,10 +1,15 @@
 # Owns: choosing, once at import, the h11 implementation the gateway parses HTTP/1.1 with: the
 # fork h11_mypyc (the `fast` extra; compiled with mypyc where a wheel exists) when it is
-# installed, else h11.
+# installed, else h11; and importing it, at the first call of load(): the gateway reads plain
+# heads itself (gateway.http.connection) and hands out its own events (gateway.http.events), so
+# a server whose clients send only plain heads never loads a parser (0.2 MiB with h11, 0.6 with
+# h11_mypyc). The choice, its version and build (LABEL) are read from the installed files
+# without importing them.
 # $GATEWAY_HTTP_PARSER (auto | h11 | h11_mypyc) forces one; forcing one that is not installed is
-# a ConfigError naming what to install. Every other module reaches h11 through the `h11` name
-# here (tests/test_imports.py checks), so events, states and exception classes always come from
-# one module: h11_mypyc's classes are not h11's, and `except h11.X` must catch the selected one.
+# a ConfigError naming what to install. Every other module reaches h11 through load() here (or
+# the `h11` name, which loads it: the client and the tests; tests/test_http_parser.py checks),
+# so events, states and exception classes always come from one module: h11_mypyc's classes are
+# not h11's, and `except h11.X` must catch the selected one.
 # Must not: parse anything, or hold state beyond the selected module and its label.
 #
 # The fork's differences from h11 0.16.0 and what they mean for us: docs/FAST_PARSER.md.
@@ -12,14 +17,16 @@ from __future__ import annotations
 
 import importlib
 import importlib.machinery
+import importlib.util
 import os
+import re
 import sys
 from types import ModuleType
-from typing import TYPE_CHECKING, Final
+from typing import TYPE_CHECKING, Any, Final
 
 from gateway.errors import ConfigError
 
-__all__ = ["h11", "NAME", "VERSION", "COMPILED", "LABEL", "ENV_VAR", "select"]
+__all__ = ["h11", "load", "NAME", "VERSION", "COMPILED", "LABEL", "ENV_VAR", "select", "choose"]
 
 ENV_VAR: Final = "GATEWAY_HTTP_PARSER"
 CHOICES: Final = ("auto", "h11", "h11_mypyc")
@@ -38,8 +45,20 @@ def is_compiled(module: ModuleType) -> bool:
     return path.endswith(tuple(importlib.machinery.EXTENSION_SUFFIXES))
 
 
-def select(choice: str | None) -> ModuleType:
-    """The parser module for a ``$GATEWAY_HTTP_PARSER`` value.
+def _package_dir(name: str) -> str | None:
+    """Where the package ``name`` is installed, found as the import system would find it (no
+    import), or None when it is not installed."""
+    try:
+        spec = importlib.util.find_spec(name)
+    except (ImportError, ValueError):  # a parent that fails, a module without a spec
+        return None
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    return list(spec.submodule_search_locations)[0]
+
+
+def choose(choice: str | None) -> str:
+    """The name of the parser module for a ``$GATEWAY_HTTP_PARSER`` value, without importing it.
 
     Args:
         choice: "h11", "h11_mypyc", or "auto"/""/None: h11_mypyc when it is installed, else
@@ -47,11 +66,8 @@ def select(choice: str | None) -> ModuleType:
             still a few percent fewer instructions per request than h11, the same reviewed
             source (docs/FAST_PARSER.md), so auto takes it too.
 
-    Returns:
-        The imported module.
-
     Raises:
-        ConfigError: an unknown value, or a forced parser that cannot be imported.
+        ConfigError: an unknown value, or a forced parser that is not installed.
     """
     choice = (choice or "auto").strip().lower()
     if choice not in CHOICES:
@@ -59,36 +75,93 @@ def select(choice: str | None) -> ModuleType:
             f"${ENV_VAR}={choice!r}: expected one of {', '.join(CHOICES)} (default auto)"
         )
     if choice == "auto":
-        try:
-            return importlib.import_module(FAST)
-        except ImportError:
-            return importlib.import_module("h11")
+        return FAST if _package_dir(FAST) is not None else "h11"
+    if _package_dir(choice) is None:
+        raise _missing(choice, "not installed")
+    return choice
+
+
+def _missing(choice: str, why: str) -> ConfigError:
+    install = (
+        f"pip install 'gateway[fast]' (or {FAST}=={REVIEWED_FAST_VERSION})"
+        if choice == FAST
+        else "pip install h11"
+    )
+    return ConfigError(
+        f"${ENV_VAR}={choice}: {choice} cannot be imported ({why}); {install}, "
+        f"or set {ENV_VAR}=auto"
+    )
+
+
+def select(choice: str | None) -> ModuleType:
+    """The parser module for a ``$GATEWAY_HTTP_PARSER`` value (see choose), imported.
+
+    Raises:
+        ConfigError: an unknown value, or a forced parser that cannot be imported.
+    """
+    name = choose(choice)
     try:
-        return importlib.import_module(choice)
+        return importlib.import_module(name)
     except ImportError as exc:
-        install = (
-            f"pip install 'gateway[fast]' (or {FAST}=={REVIEWED_FAST_VERSION})"
-            if choice == FAST
-            else "pip install h11"
-        )
-        raise ConfigError(
-            f"${ENV_VAR}={choice}: {choice} cannot be imported ({exc}); {install}, "
-            f"or set {ENV_VAR}=auto"
-        ) from None
+        if name == FAST and (choice or "auto").strip().lower() == "auto":
+            return importlib.import_module("h11")  # auto falls back quietly
+        raise _missing(name, str(exc)) from None
 
 
-if TYPE_CHECKING:
-    # Both have the same API; the type checker reads h11's annotations for either.
-    import h11 as h11
-else:
-    h11 = select(os.environ.get(ENV_VAR))
+def describe(name: str) -> tuple[str, bool]:
+    """The version and build (compiled or not) of the installed parser ``name``, read from its
+    files without importing it: the version from its ``_version.py`` (what ``__version__``
+    holds), compiled when its connection module is a C extension, which the import system
+    takes before the ``.py`` beside it (is_compiled says the same of the imported module)."""
+    where = _package_dir(name)
+    if where is None:
+        return "unknown", False
+    compiled = any(
+        os.path.isfile(os.path.join(where, "_connection" + suffix))
+        for suffix in importlib.machinery.EXTENSION_SUFFIXES
+    )
+    try:
+        with open(os.path.join(where, "_version.py"), encoding="utf-8") as f:
+            found = re.search(r"""^__version__\s*=\s*["']([^"']+)["']""", f.read(), re.M)
+    except OSError:
+        found = None
+    return (found.group(1) if found else "unknown"), compiled
 
-NAME: Final[str] = h11.__name__
-VERSION: Final[str] = str(getattr(h11, "__version__", "unknown"))
-COMPILED: Final = is_compiled(h11)
+
+NAME: Final[str] = choose(os.environ.get(ENV_VAR))
+_FOUND = describe(NAME)
+VERSION: Final[str] = _FOUND[0]
+COMPILED: Final[bool] = _FOUND[1]
 # What the start-up log and /_gateway/stats say, e.g. "h11_mypyc 0.17.0 (compiled)".
 LABEL: Final = f"{NAME} {VERSION} ({'compiled' if COMPILED else 'pure Python'})" + (
     f" [not the reviewed {REVIEWED_FAST_VERSION}]"
     if NAME == FAST and VERSION != REVIEWED_FAST_VERSION
     else ""
 )
+
+_module: ModuleType | None = None
+
+
+def load() -> Any:
+    """The selected parser module (NAME), imported at the first call.
+
+    Raises:
+        ConfigError: it cannot be imported (an install broken since start).
+    """
+    global _module
+    module = _module
+    if module is None:
+        module = _module = select(NAME)
+    return module
+
+
+if TYPE_CHECKING:
+    # Both have the same API; the type checker reads h11's annotations for either.
+    import h11 as h11
+else:
+
+    def __getattr__(name: str) -> Any:
+        # `h11` here is the selected module, imported on first use (the client, the tests)
+        if name == "h11":
+            return load()
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -28,7 +28,7 @@ from gateway.errors import (
 from gateway.http.connection import Cycle, ServerConnection
 from gateway.http.connection import Request as Head
 from gateway.http.dates import http_date
-from gateway.http.parser import h11  # h11 or h11_mypyc: one module for events and errors
+from gateway.http.events import NEED_DATA, Data, EndOfMessage
 
 if TYPE_CHECKING:
     from contextlib import AbstractContextManager
@@ -188,7 +188,7 @@ class HTTPSession:
                     # the next head (inline: a coroutine less per request)
                     waits = self._waits
                     event = conn.next_event()
-                    while event is h11.NEED_DATA:
+                    while event is NEED_DATA:
                         try:
                             if wait_first:  # a read now would fail (an exception): wait first
                                 wait_first = False
@@ -206,7 +206,7 @@ class HTTPSession:
                             if deadline < self.deadline:
                                 self.deadline = deadline
                         conn.receive_data(data)
-                        del data  # h11 holds what it needs; this frame lives as long as the socket
+                        del data  # the connection holds what it needs; this frame lives as long as the socket
                         event = conn.next_event()
                     if type(event) is not Head:
                         return  # the peer closed between requests
@@ -224,7 +224,7 @@ class HTTPSession:
                     if not self.cycle.reusable(self.close_after) or self.server.draining:
                         return
                     conn.start_next_cycle()
-                    # an idle keep-alive connection holds no request (nor its h11 event)
+                    # an idle keep-alive connection holds no request (nor its head event)
                     self.req = event = None
                     self.phase = "idle"
                     self.deadline = self._now() + http.idle_timeout_s
@@ -336,7 +336,7 @@ class HTTPSession:
         cycle.begin(event)  # framing, keep-alive, Authorization, Upgrade: one pass
         has_body = cycle.has_body
         if not has_body:
-            self.conn.next_event()  # the EndOfMessage h11 has ready for a bodiless request
+            self.conn.next_event()  # the EndOfMessage ready for a bodiless request
         self.head_only = method == "HEAD"
         exchange = server.exchange
         info = self.info
@@ -386,8 +386,9 @@ class HTTPSession:
     async def receive_chunk(self) -> bytes | None:
         """The next body chunk (None at the end); the BodySource of gateway.body.stream.
 
-        Content-Length bodies: once h11 has handed out what it buffered with the head, the rest
-        is read straight from the stream (Cycle.go_direct). Chunked bodies go through h11.
+        Content-Length bodies: once the connection has handed out what it buffered with the
+        head, the rest is read straight from the stream (Cycle.go_direct). Chunked bodies go
+        through the connection's chunked reader.
 
         Raises:
             BodyTimeout: 408, no bytes within body_timeout_s, or below min_body_rate_bytes_s.
@@ -410,13 +411,13 @@ class HTTPSession:
             except RemoteProtocolError as exc:
                 self._body_failed()
                 raise BodyError(exc.status_hint, f"Malformed request body: {exc.message}") from None
-            if type(event) is h11.Data:
+            if type(event) is Data:
                 cycle.body_received(len(event.data))
                 return bytes(event.data)
-            if type(event) is h11.EndOfMessage:
+            if type(event) is EndOfMessage:
                 cycle.body_ended()
                 return None
-            if event is h11.NEED_DATA:
+            if event is NEED_DATA:
                 if cycle.go_direct():
                     return await self._receive_direct()
                 conn.receive_data(await self._receive_body_bytes(self.recv_size))
