@@ -24,12 +24,24 @@ from tests.test_parser_differential import _requests
 
 
 class _H11Only(ServerConnection):
-    """The connection as it was: every head read by h11."""
+    """The connection as it was: every head read by h11, and the end of the stream where a head
+    would start told by h11 too (the gateway says ConnectionClosed there itself)."""
 
     __slots__ = ()
 
     def _fast_head(self) -> Any:
         return None
+
+    def receive_data(self, data: bytes | bytearray) -> None:
+        if not data and self.in_head and self._h11 is None:
+            self._feed_h11()
+        super().receive_data(data)
+
+    def start_next_cycle(self) -> None:
+        super().start_next_cycle()
+        if self._eof:
+            self._eof = False
+            self._feed_h11().receive_data(b"")
 
 
 class _Counting(ServerConnection):
@@ -346,3 +358,13 @@ def test_an_oversized_plain_head_is_still_refused_with_431() -> None:
     assert taken == 0
     assert fast == h11_only
     assert fast[-1][:2] == ("error", 431)
+
+
+def test_bytes_after_the_end_of_the_stream_are_refused_as_h11_refuses_them() -> None:
+    # the server never feeds a connection after its end; if it did, it would hear it as h11 did
+    for conn in (ServerConnection(HTTPLimits()), _H11Only(HTTPLimits())):
+        conn.receive_data(b"")
+        assert type(conn.next_event()) is http_events.ConnectionClosed
+        assert conn.trailing_data == (b"", True)
+        with pytest.raises(RuntimeError, match="received close, then received more data"):
+            conn.receive_data(b"GET / HTTP/1.1\r\n")
