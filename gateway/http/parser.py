@@ -152,6 +152,12 @@ def load() -> Any:
     module = _module
     if module is None:
         module = _module = select(NAME)
+        # The server gave start-up's freed heap pages back to the OS once it was ready; this
+        # import comes later and frees its .pyc buffers too (about 0.1 MiB of RSS that would
+        # stay mapped for the process's life): give them back as well (0.2 ms, once).
+        from gateway.body.budget import release_free_memory
+
+        release_free_memory()
     return module
 
 

@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 import trio
 
 from gateway.app.exchange import Exchange
+from gateway.body.budget import release_free_memory
 from gateway.errors import ClientDisconnected, ConfigError, HandlerTimeout
 from gateway.http.connection import HTTPLimits
 from gateway.http.parser import LABEL as PARSER_LABEL
@@ -458,6 +459,7 @@ class Server:
             from gateway.server.upgrade import WebSocketManager
 
             manager = self._websockets = WebSocketManager(self)
+            release_free_memory()  # what the import freed (see gateway.http.parser.load)
             if self._nursery is not None:
                 self._nursery.start_soon(manager.run)  # WebSocket pings and timeouts
         return manager
