@@ -266,4 +266,8 @@ def test_start_up_leaves_what_a_request_may_never_need_unloaded() -> None:
     out = subprocess.run(
         [sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=ROOT, env=env
     ).stdout.splitlines()
-    assert out == ["[]", "{'sockets': 0, 'rooms': 0, 'pushes': 0, 'dropped': 0} None", "True False 1"]
+    assert out == [
+        "[]",
+        "{'sockets': 0, 'rooms': 0, 'pushes': 0, 'dropped': 0} None",
+        "True False 1",
+    ]
