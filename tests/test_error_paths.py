@@ -645,3 +645,30 @@ async def test_close_of_engineio_session_by_client_is_not_an_error() -> None:
                 assert isinstance(close, CloseConnection)
                 assert (close.code, close.reason) == (1000, reason)
             assert await _until_sockets_gone(app, server) == (0, 0)
+
+
+async def test_a_forced_parser_that_breaks_after_start_is_a_500_not_a_dropped_connection(
+    monkeypatch: pytest.MonkeyPatch, caplog: Any
+) -> None:
+    # the parser is imported at the first head the gateway does not read itself; a forced one
+    # whose install broke after the start (gateway check, the ExecStartPre, imports it) is our
+    # fault: a 500 that says so, an error in the log, no protocol error counted, and the server
+    # goes on serving what it reads without it
+    import gateway.http.parser as parser_mod
+    from gateway.errors import ConfigError
+
+    def broken() -> Any:
+        raise ConfigError("$GATEWAY_HTTP_PARSER=h11_mypyc: h11_mypyc cannot be imported (broken)")
+
+    monkeypatch.setattr(parser_mod, "load", broken)
+    with trio.fail_after(10), caplog.at_level(logging.ERROR, logger="gateway.http"):
+        async with running(ws_app()) as server:
+            chunked = [("transfer-encoding", "chunked")]
+            reply = await request(server, "POST", "/", headers=chunked, body=b"0\r\n\r\n")
+            assert reply.status == 500
+            assert b"the HTTP parser cannot be loaded" in reply.body
+            assert server.stats["protocol_errors"] == 0
+            ok = await request(server, "GET", "/")
+            assert (ok.status, ok.body) == (200, b"hello")
+    assert "h11_mypyc cannot be imported (broken)" in caplog.text
+    assert "Traceback" not in caplog.text

@@ -259,3 +259,65 @@ def test_describe_reads_what_the_import_gives() -> None:
         module = importlib.import_module(name)
         assert parser.describe(name) == (module.__version__, parser.is_compiled(module))
     assert parser.describe("no_such_parser_module") == ("unknown", False)
+
+
+# h11_mypyc's files found (its spec points at a directory holding a parser's files: h11's), and
+# its import failing: a broken install, as a corrupt compiled module would be.
+_BROKEN = """
+import importlib.abc, importlib.machinery, logging, os, sys
+import h11 as real
+
+class Broken(importlib.abc.MetaPathFinder, importlib.abc.Loader):
+    def find_spec(self, name, path=None, target=None):
+        if name == "h11_mypyc":
+            spec = importlib.machinery.ModuleSpec(name, self, is_package=True)
+            spec.submodule_search_locations.append(os.path.dirname(real.__file__))
+            return spec
+    def create_module(self, spec):
+        return None
+    def exec_module(self, module):
+        raise ImportError("a broken build")
+
+sys.meta_path.insert(0, Broken())
+logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(message)s")
+from gateway.errors import ConfigError
+from gateway.http import parser
+from gateway.http.connection import HTTPLimits, ServerConnection
+
+print(parser.NAME)
+conn = ServerConnection(HTTPLimits())
+conn.receive_data(b"POST / HTTP/1.1\\r\\nHost: a\\r\\nTransfer-Encoding: chunked\\r\\n\\r\\n0\\r\\n\\r\\n")
+try:
+    print(type(conn.next_event()).__name__, parser.load().__name__)
+except ConfigError as exc:
+    print("ConfigError", exc)
+"""
+
+
+@pytest.mark.parametrize("choice", ["auto", "h11_mypyc"])
+def test_a_parser_that_breaks_after_start_falls_back_or_says_so(choice: str) -> None:
+    # the choice is made from the installed files at start and the import comes later: auto
+    # serves with h11 and warns (as auto falls back at an import), a forced one is a ConfigError
+    # (the session answers 500; `gateway check`, the service's ExecStartPre, imports it first)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("COVERAGE_")}
+    env.update({parser.ENV_VAR: choice, "PYTHONPATH": str(ROOT)})
+    proc = subprocess.run(
+        [sys.executable, "-c", _BROKEN],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        timeout=60,
+        text=True,
+    )
+    assert proc.returncode == 0, proc.stderr
+    out = proc.stdout.splitlines()
+    assert out[0] == "h11_mypyc"
+    if choice == "auto":
+        assert out[1:] == ["Request h11"]
+        assert "WARNING HTTP parser h11_mypyc cannot be imported: h11 serves instead" in proc.stderr
+    else:
+        assert out[1:] == [
+            "ConfigError $GATEWAY_HTTP_PARSER=h11_mypyc: h11_mypyc cannot be imported (a broken "
+            "build); pip install 'gateway[fast]' (or h11_mypyc==0.17.0), or set "
+            "GATEWAY_HTTP_PARSER=auto"
+        ]

@@ -18,6 +18,7 @@ from __future__ import annotations
 import importlib
 import importlib.machinery
 import importlib.util
+import logging
 import os
 import re
 import sys
@@ -128,7 +129,8 @@ def describe(name: str) -> tuple[str, bool]:
     return (found.group(1) if found else "unknown"), compiled
 
 
-NAME: Final[str] = choose(os.environ.get(ENV_VAR))
+_CHOICE: Final = os.environ.get(ENV_VAR)
+NAME: Final[str] = choose(_CHOICE)
 _FOUND = describe(NAME)
 VERSION: Final[str] = _FOUND[0]
 COMPILED: Final[bool] = _FOUND[1]
@@ -143,15 +145,22 @@ _module: ModuleType | None = None
 
 
 def load() -> Any:
-    """The selected parser module (NAME), imported at the first call.
+    """The selected parser module (NAME), imported at the first call. Where the choice was
+    auto and the fork's files are there but do not import (a broken install), h11, as auto
+    does at the import itself, with a warning: LABEL still names the fork.
 
     Raises:
-        ConfigError: it cannot be imported (an install broken since start).
+        ConfigError: a forced parser cannot be imported (a broken install: `gateway check`,
+            the service's ExecStartPre, imports it and says so before the server starts).
     """
     global _module
     module = _module
     if module is None:
-        module = _module = select(NAME)
+        module = _module = select(_CHOICE)
+        if module.__name__ != NAME:
+            logging.getLogger("gateway").warning(
+                "HTTP parser %s cannot be imported: %s serves instead", NAME, module.__name__
+            )
         # The server gave start-up's freed heap pages back to the OS once it was ready; this
         # import comes later and frees its .pyc buffers too (about 0.1 MiB of RSS that would
         # stay mapped for the process's life): give them back as well (0.2 ms, once).

@@ -22,6 +22,7 @@ from gateway.errors import (
     BodyError,
     BodyTimeout,
     ClientDisconnected,
+    ConfigError,
     HandlerTimeout,
     RemoteProtocolError,
 )
@@ -249,6 +250,13 @@ class HTTPSession:
             pass
         except HandlerTimeout:
             pass  # after the response head: the body stays incomplete (logged where it passed)
+        except ConfigError as exc:
+            # the forced HTTP parser, imported at the first head not read without it, is
+            # broken (gateway.http.parser.load): ours, not the peer's; said once per request
+            log.error("%s: %s", self.info.peer_text, exc)
+            await self._reply_error(
+                500, "Internal Server Error: the HTTP parser cannot be loaded", peer_fault=False
+            )
         except Exception:
             # e.g. a handler failing after its response head went out (the App re-raises: there
             # is no reply left to give). Abort this connection only; never the server.
@@ -572,16 +580,18 @@ class HTTPSession:
             self.deadline = saved
 
     # -- errors and closing -------------------------------------------------------------------
-    async def _reply_error(self, status: int, message: str) -> None:
+    async def _reply_error(self, status: int, message: str, *, peer_fault: bool = True) -> None:
         """Answer a request that could not be read (malformed head, head timeout), then close.
 
         The reply itself is the exchange's error reply; this only makes the connection ready
-        for it (a fresh response head, Connection: close) and bounds the send.
+        for it (a fresh response head, Connection: close) and bounds the send. ``peer_fault``:
+        counted as a protocol error (not when the fault is ours).
         """
         cycle = self.cycle
         if self.phase == "handler" or cycle.started and not cycle.done:
             return  # a response is under way (or was sent): nothing more can be said
-        self.server.stats["protocol_errors"] += 1
+        if peer_fault:
+            self.server.stats["protocol_errors"] += 1
         self.close_after = True
         cycle.reset()  # a fresh response head, closing (HTTP/1.1: we could not read the head)
         cycle.http10 = False
