@@ -130,6 +130,7 @@ def describe(name: str) -> tuple[str, bool]:
 
 
 _CHOICE: Final = os.environ.get(ENV_VAR)
+_CHOICE_FORCED: Final = (_CHOICE or "auto").strip().lower() != "auto"
 NAME: Final[str] = choose(_CHOICE)
 _FOUND = describe(NAME)
 VERSION: Final[str] = _FOUND[0]
@@ -156,11 +157,16 @@ def load() -> Any:
     global _module
     module = _module
     if module is None:
-        module = _module = select(_CHOICE)
-        if module.__name__ != NAME:
+        try:
+            module = select(NAME)
+        except ConfigError as exc:
+            if _CHOICE_FORCED or NAME == "h11":
+                raise
             logging.getLogger("gateway").warning(
-                "HTTP parser %s cannot be imported: %s serves instead", NAME, module.__name__
+                "HTTP parser %s cannot be imported: h11 serves instead (%s)", NAME, exc
             )
+            module = select("h11")
+        _module = module
         # The server gave start-up's freed heap pages back to the OS once it was ready; this
         # import comes later and frees its .pyc buffers too (about 0.1 MiB of RSS that would
         # stay mapped for the process's life): give them back as well (0.2 ms, once).
