@@ -217,6 +217,11 @@ print(kinds(b""))  # a connection opened and closed with nothing sent
 print(kinds(b"GET / HTTP/1.1\\r\\nHost: a\\r\\n\\r\\n"
             b"POST /e HTTP/1.1\\r\\nHost: a\\r\\nContent-Length: 3\\r\\n\\r\\nabc"
             b"GET /c HTTP/1.1\\r\\nHost: a\\r\\nConnection: close\\r\\n\\r\\n"))
+ws = ServerConnection(HTTPLimits())  # a WebSocket handshake, a frame right behind it
+ws.receive_data(b"GET /ws HTTP/1.1\\r\\nHost: a\\r\\nUpgrade: websocket\\r\\n"
+                b"Connection: Upgrade\\r\\n\\r\\n\\x81\\x80")
+print([getattr(e, "__name__", type(e).__name__) for e in (ws.next_event(), ws.next_event(),
+       ws.next_event())], ws.trailing_data)
 print(loaded())
 print(kinds(b"POST / HTTP/1.1\\r\\nHost: a\\r\\nTransfer-Encoding: chunked\\r\\n\\r\\n1\\r\\nx\\r\\n0\\r\\n\\r\\n"))
 print(loaded())
@@ -231,7 +236,8 @@ print("trims", len(trims))  # what the import freed, given back once: at the fir
 @pytest.mark.parametrize("choice", _INSTALLED)
 def test_the_parser_loads_at_the_first_head_the_gateway_does_not_read_itself(choice: str) -> None:
     # plain heads (and their Content-Length bodies, and Connection: close), a client leaving
-    # between requests, a connection closed with nothing sent never import a parser; a chunked request's head imports the chosen one, and only it; the label the
+    # between requests, a connection closed with nothing sent, a WebSocket handshake never
+    # import a parser; a chunked request's head imports the chosen one, and only it; the label the
     # start-up log printed before (read from the installed files) is the imported module's
     env = {k: v for k, v in os.environ.items() if not k.startswith("COVERAGE_")}
     env.update({parser.ENV_VAR: choice, "PYTHONPATH": str(ROOT)})
@@ -245,6 +251,7 @@ def test_the_parser_loads_at_the_first_head_the_gateway_does_not_read_itself(cho
         "['ConnectionClosed']",
         str([head, "EndOfMessage", head, "Data", "EndOfMessage", head, "EndOfMessage",
              "NEED_DATA", "ConnectionClosed"]),
+        "['Request', 'EndOfMessage', 'PAUSED'] (b'\\x81\\x80', False)",
         "[]",
         str([head, "Data", "EndOfMessage", "NEED_DATA", "ConnectionClosed"]),
         str([choice]),

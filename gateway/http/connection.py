@@ -97,8 +97,9 @@ _RAW_TAIL = re.compile(r":?\s*(?:bytearray\(|b'|b\").*\Z", re.S)
 _NO_TARGET: tuple[str, str, str, str | None] = ("", "", "", None)
 # What _fast_head reads without h11: the request line (methods h11 frames alike; CONNECT and
 # the rest go to h11), and the fields it notes: Host (one), Content-Length (the body's framing),
-# Connection (what may follow the body), and those that send the head to h11 (their semantics
-# are h11's: chunked framing, 100-continue, the protocol switch).
+# Connection (what may follow the body), Upgrade (a protocol switch proposed: after the body,
+# the connection pauses, as h11's MIGHT_SWITCH_PROTOCOL), and those that send the head to h11
+# (their semantics are h11's: chunked framing, 100-continue).
 _FAST_LINE = re.compile(rb"(GET|HEAD|POST|PUT|DELETE|PATCH|OPTIONS) (/[\x21-\x7e]*) HTTP/1\.1\r\n")
 _FAST_NOTED = frozenset(
     (b"host", b"content-length", b"connection", b"transfer-encoding", b"expect", b"upgrade")
@@ -325,9 +326,9 @@ class ServerConnection:
         The plain shape: a method of _FAST_LINE's, an origin-form target of visible ASCII,
         HTTP/1.1, CRLF line ends, and field lines of h11's own grammar (a name, here of
         letters, digits and "-", a colon, the value with optional whitespace around it), with
-        none of Transfer-Encoding, Expect or
-        Upgrade, whose semantics h11 keeps (chunked framing, 100-continue, the protocol
-        switch). Every head this takes h11 takes too (its Request's own checks included: one
+        neither Transfer-Encoding nor Expect, whose semantics h11 keeps (chunked framing,
+        100-continue). An Upgrade proposes a protocol switch: after its body the reader pauses,
+        as h11 does until the server answers (MIGHT_SWITCH_PROTOCOL). Every head this takes h11 takes too (its Request's own checks included: one
         Host, Content-Length digits), and reads into the same Request;
         tests/test_http_fast_head.py compares the two on generated heads. A Content-Length body
         is then read by a LengthReader, as h11 would hand it out.
@@ -358,6 +359,7 @@ class ServerConnection:
         host = b""
         length = 0
         close = False
+        switch = False
         # (a head without fields gives one empty line here: no colon, so h11 reads it)
         for line in head[m.end() : -4].split(b"\r\n"):
             name, colon, value = line.partition(b":")
@@ -379,7 +381,10 @@ class ServerConnection:
                     close = close or b"close" in [
                         t.strip(b" \t").lower() for t in value.split(b",")
                     ]
-                else:  # Transfer-Encoding, Expect, Upgrade: their semantics are h11's
+                elif name == b"upgrade":
+                    # h11's proposal: any non-empty member of an Upgrade list
+                    switch = switch or any(t.strip() for t in value.split(b","))
+                else:  # Transfer-Encoding, Expect: their semantics are h11's
                     return None
             fields.append((name, value))
         if hosts != 1:
@@ -393,7 +398,7 @@ class ServerConnection:
         self.target = split_target(target)  # origin-form, and never CONNECT: no form to check
         event = Request(m.group(1), target, fields, b"1.1")
         rest = scan[end:] if end != len(scan) else b""
-        self._chunked = LengthReader(max(length, 0), rest, close=close)
+        self._chunked = LengthReader(max(length, 0), rest, close=close, switch=switch)
         self._in_head = False
         self._scan = b""
         return event
@@ -502,13 +507,19 @@ class LengthReader:
         data: the bytes received after the head.
         close: the request said ``Connection: close``: after its body, bytes from the peer are
             an error (h11's MUST_CLOSE), not a next request.
+        switch: the request proposed a protocol switch (Upgrade): after its body, PAUSED
+            whatever follows, the end of the stream included (h11's MIGHT_SWITCH_PROTOCOL,
+            which takes precedence over MUST_CLOSE); the server reads trailing_data.
     """
 
-    __slots__ = ("_length", "_left", "_buf", "_closed", "_close", "done")
+    __slots__ = ("_length", "_left", "_buf", "_closed", "_close", "_switch", "done")
 
-    def __init__(self, length: int, data: bytes | bytearray, *, close: bool = False) -> None:
+    def __init__(
+        self, length: int, data: bytes | bytearray, *, close: bool = False, switch: bool = False
+    ) -> None:
         self._length = length
         self._close = close
+        self._switch = switch
         self._left = length
         self._buf = data
         self._closed = False
@@ -536,6 +547,8 @@ class LengthReader:
             ProtocolError: the peer closed before the body's end.
         """
         if self.done:
+            if self._switch:
+                return PAUSED
             if self._buf:
                 if self._close:
                     raise ProtocolError("Got data when expecting EOF")  # h11's words
