@@ -24,9 +24,10 @@
 # raw bytes of the head seen so far in `_scan` (the leftover of a pipelined previous request plus
 # every new read) so that the whole head can be validated byte-exactly before its Request event
 # is handed out. A complete head of the plain shape (_fast_head: a usual method, an origin-form
-# target, HTTP/1.1, CRLFs, field names of letters, digits and "-", no Transfer-Encoding, Expect
-# or Upgrade, no raw fault) is read here into our Request (h11's, reduced to what the server
-# reads), and its Content-Length body (or none) is given out by a LengthReader. Any
+# target, HTTP/1.1, CRLFs, field names of letters, digits and "-", no Transfer-Encoding nor
+# Expect, no raw fault) is read here into our Request (h11's, reduced to what the server reads),
+# and its Content-Length body (or none) is given out by a LengthReader, which pauses after it
+# when the head proposed a protocol switch (Upgrade: h11's MIGHT_SWITCH_PROTOCOL). Any
 # other head, and the end of the stream in the middle of one, goes to a fresh h11 connection,
 # fed all of `_scan` at once, which reads it as before; from then on every read goes to h11 too.
 # tests/test_http_fast_head.py holds the two ways to the same events and errors. After the
