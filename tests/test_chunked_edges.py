@@ -5,6 +5,8 @@
 # the ServerConnection, whole and byte by byte. Written against the mutants docs/TESTING.md lists.
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -135,7 +137,7 @@ _TRAILER_VALUES = [
 ]  # fmt: skip
 
 
-def _parsers() -> list[object]:
+def _parsers() -> list[Any]:
     import importlib.util
 
     return [
@@ -155,16 +157,20 @@ def test_trailer_framing_fields_are_judged_as_h11_judges_them(
     fields: list[tuple[bytes, bytes]],
 ) -> None:
     raw = b"0\r\n" + b"".join(n + b": " + v + b"\r\n" for n, v in fields) + b"\r\n"
+    ours: object
     try:
-        ours: object = ("ok", events_of(raw, trailer=10_000, fields=10)[-1].headers)  # type: ignore[attr-defined]
+        end = events_of(raw, trailer=10_000, fields=10)[-1]
+        assert type(end) is http_events.EndOfMessage
+        ours = ("ok", end.headers)
     except ProtocolError as exc:
         ours = ("refused", exc.status_hint, exc.message)
     assert _parsers()
     for h11 in _parsers():
         # the fields as the reader's grammar passes them: values without the optional spaces
         given_fields = [(n, v.strip(b" \t")) for n, v in fields]
+        theirs: object
         try:
-            theirs: object = ("ok", list(h11.EndOfMessage(headers=given_fields).headers))  # type: ignore[attr-defined]
-        except h11.LocalProtocolError as exc:  # type: ignore[attr-defined]
+            theirs = ("ok", list(h11.EndOfMessage(headers=given_fields).headers))
+        except h11.LocalProtocolError as exc:
             theirs = ("refused", 400, f"Malformed trailer section: {exc}")
         assert ours == theirs, h11

@@ -240,7 +240,8 @@ PLAIN = b"GET /a?b=1 HTTP/1.1\r\nHost: example.com\r\nAccept: */*\r\nX-Id:\t7 \r
         # a protocol switch proposed: paused after the body, whatever follows (h11's
         # MIGHT_SWITCH_PROTOCOL), the bytes after the head left for the server (trailing_data)
         b"GET /ws HTTP/1.1\r\nHost: h\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n",
-        b"GET /ws HTTP/1.1\r\nHost: h\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n\x81\x82ab",
+        b"GET /ws HTTP/1.1\r\nHost: h\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n"
+        b"\x81\x82ab",
         b"POST /u HTTP/1.1\r\nHost: h\r\nUpgrade: h2c, foo\r\nContent-Length: 2\r\n\r\nabGET /",
         b"GET /ws HTTP/1.1\r\nHost: h\r\nUpgrade: x\r\nConnection: close\r\n\r\nmore",
         # an Upgrade without a member proposes nothing: a request like any other

@@ -223,12 +223,14 @@ ws.receive_data(b"GET /ws HTTP/1.1\\r\\nHost: a\\r\\nUpgrade: websocket\\r\\n"
 print([getattr(e, "__name__", type(e).__name__) for e in (ws.next_event(), ws.next_event(),
        ws.next_event())], ws.trailing_data)
 print(loaded())
-print(kinds(b"POST / HTTP/1.1\\r\\nHost: a\\r\\nTransfer-Encoding: chunked\\r\\n\\r\\n1\\r\\nx\\r\\n0\\r\\n\\r\\n"))
+print(kinds(b"POST / HTTP/1.1\\r\\nHost: a\\r\\nTransfer-Encoding: chunked\\r\\n\\r\\n"
+            b"1\\r\\nx\\r\\n0\\r\\n\\r\\n"))
 print(loaded())
 m = sys.modules[parser.NAME]
 build = "compiled" if parser.is_compiled(m) else "pure Python"
 print(label.startswith(f"{m.__name__} {m.__version__} ({build})"), parser.h11 is m)
-print(kinds(b"POST / HTTP/1.1\\r\\nHost: a\\r\\nExpect: 100-continue\\r\\nContent-Length: 0\\r\\n\\r\\n"))
+print(kinds(b"POST / HTTP/1.1\\r\\nHost: a\\r\\nExpect: 100-continue\\r\\n"
+            b"Content-Length: 0\\r\\n\\r\\n"))
 print("trims", len(trims))  # what the import freed, given back once: at the first load only
 """
 
@@ -293,7 +295,8 @@ from gateway.http.connection import HTTPLimits, ServerConnection
 
 print(parser.NAME)
 conn = ServerConnection(HTTPLimits())
-conn.receive_data(b"POST / HTTP/1.1\\r\\nHost: a\\r\\nTransfer-Encoding: chunked\\r\\n\\r\\n0\\r\\n\\r\\n")
+conn.receive_data(b"POST / HTTP/1.1\\r\\nHost: a\\r\\nTransfer-Encoding: chunked\\r\\n\\r\\n"
+                  b"0\\r\\n\\r\\n")
 try:
     print(type(conn.next_event()).__name__, parser.load().__name__)
 except ConfigError as exc:

@@ -329,8 +329,9 @@ class ServerConnection:
         letters, digits and "-", a colon, the value with optional whitespace around it), with
         neither Transfer-Encoding nor Expect, whose semantics h11 keeps (chunked framing,
         100-continue). An Upgrade proposes a protocol switch: after its body the reader pauses,
-        as h11 does until the server answers (MIGHT_SWITCH_PROTOCOL). Every head this takes h11 takes too (its Request's own checks included: one
-        Host, Content-Length digits), and reads into the same Request;
+        as h11 does until the server answers (MIGHT_SWITCH_PROTOCOL). Every head this takes h11
+        takes too (its Request's own checks included: one Host, Content-Length digits), and
+        reads into the same Request;
         tests/test_http_fast_head.py compares the two on generated heads. A Content-Length body
         is then read by a LengthReader, as h11 would hand it out.
 
@@ -500,8 +501,9 @@ class LengthReader:
     """A Content-Length body (0 for none) after a head _fast_head read: bytes in, the events
     h11 would give out (Data as bytes arrive, EndOfMessage after the last one; then PAUSED
     while bytes of a next request wait, ConnectionClosed after the peer closed, else
-    NEED_DATA; gateway.http.events'), and the same trailing_data. The session reads most of a larger body
-    straight from the stream (Cycle.go_direct) once the bytes given here are handed out.
+    NEED_DATA; gateway.http.events'), and the same trailing_data. The session reads most of a
+    larger body straight from the stream (Cycle.go_direct) once the bytes given here are
+    handed out.
 
     Args:
         length: the body's Content-Length.

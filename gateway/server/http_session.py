@@ -207,7 +207,7 @@ class HTTPSession:
                             if deadline < self.deadline:
                                 self.deadline = deadline
                         conn.receive_data(data)
-                        del data  # the connection holds what it needs; this frame lives as long as the socket
+                        del data  # the connection keeps what it needs; this frame lives on
                         event = conn.next_event()
                     if type(event) is not Head:
                         return  # the peer closed between requests
