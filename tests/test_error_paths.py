@@ -655,10 +655,11 @@ async def test_a_forced_parser_that_breaks_after_start_is_a_500_not_a_dropped_co
     # fault: a 500 that says so, an error in the log, no protocol error counted, and the server
     # goes on serving what it reads without it
     import gateway.http.parser as parser_mod
-    from gateway.errors import ConfigError
 
     def broken() -> Any:
-        raise ConfigError("$GATEWAY_HTTP_PARSER=h11_mypyc: h11_mypyc cannot be imported (broken)")
+        raise parser_mod.ParserUnavailable(
+            "$GATEWAY_HTTP_PARSER=h11_mypyc: h11_mypyc cannot be imported (broken)"
+        )
 
     monkeypatch.setattr(parser_mod, "load", broken)
     with trio.fail_after(10), caplog.at_level(logging.ERROR, logger="gateway.http"):

@@ -88,7 +88,7 @@ def test_forcing_a_missing_parser_says_what_to_install(monkeypatch: pytest.Monke
     with pytest.raises(ConfigError) as info:
         parser.select("h11_mypyc")
     assert "pip install 'gateway[fast]'" in str(info.value)
-    assert parser.select("auto").__name__ == "h11"  # auto falls back quietly
+    assert parser.select("auto").__name__ == "h11"  # auto takes h11 when the fork is missing
     assert parser.select(None).__name__ == "h11"
 
 
@@ -183,6 +183,20 @@ def test_compiled_means_the_connection_module_is_an_extension(
 
 
 _INSTALLED = [n for n in ("h11", "h11_mypyc") if importlib.util.find_spec(n) is not None]
+
+
+def _fresh(code: str, choice: str) -> subprocess.CompletedProcess[str]:
+    """``code`` run in a fresh interpreter with ``choice`` as $GATEWAY_HTTP_PARSER, without
+    coverage's start-up imports (it reads pyproject.toml with tomllib); it must exit 0."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("COVERAGE_")}
+    env.update({parser.ENV_VAR: choice, "PYTHONPATH": str(ROOT)})
+    proc = subprocess.run(
+        [sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, timeout=60, text=True
+    )
+    assert proc.returncode == 0, proc.stderr
+    return proc
+
+
 # A fresh interpreter's view of the HTTP layer alone (the connection, its readers, the parser
 # selection), without this process's h11 and without coverage's start-up imports.
 _LAZY = """
@@ -241,12 +255,7 @@ def test_the_parser_loads_at_the_first_head_the_gateway_does_not_read_itself(cho
     # between requests, a connection closed with nothing sent, a WebSocket handshake never
     # import a parser; a chunked request's head imports the chosen one, and only it; the label the
     # start-up log printed before (read from the installed files) is the imported module's
-    env = {k: v for k, v in os.environ.items() if not k.startswith("COVERAGE_")}
-    env.update({parser.ENV_VAR: choice, "PYTHONPATH": str(ROOT)})
-    proc = subprocess.run(
-        [sys.executable, "-c", _LAZY], cwd=ROOT, env=env, capture_output=True, timeout=60, text=True
-    )
-    assert proc.returncode == 0, proc.stderr
+    proc = _fresh(_LAZY, choice)
     head = "Request"
     assert proc.stdout.splitlines() == [
         "[]",
@@ -307,19 +316,9 @@ except ConfigError as exc:
 @pytest.mark.parametrize("choice", ["auto", "h11_mypyc"])
 def test_a_parser_that_breaks_after_start_falls_back_or_says_so(choice: str) -> None:
     # the choice is made from the installed files at start and the import comes later: auto
-    # serves with h11 and warns (as auto falls back at an import), a forced one is a ConfigError
-    # (the session answers 500; `gateway check`, the service's ExecStartPre, imports it first)
-    env = {k: v for k, v in os.environ.items() if not k.startswith("COVERAGE_")}
-    env.update({parser.ENV_VAR: choice, "PYTHONPATH": str(ROOT)})
-    proc = subprocess.run(
-        [sys.executable, "-c", _BROKEN],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        timeout=60,
-        text=True,
-    )
-    assert proc.returncode == 0, proc.stderr
+    # serves with h11 and warns, a forced one is a ParserUnavailable, a ConfigError (the
+    # session answers 500; `gateway check`, the service's ExecStartPre, imports it first)
+    proc = _fresh(_BROKEN, choice)
     out = proc.stdout.splitlines()
     assert out[0] == "h11_mypyc"
     if choice == "auto":

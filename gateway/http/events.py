@@ -23,7 +23,6 @@ class Data:
     """
 
     __slots__ = ("data", "chunk_start", "chunk_end")
-    __hash__ = None  # type: ignore[assignment]  # as h11's: equal by value, so not hashable
 
     def __init__(
         self, data: bytes | bytearray, chunk_start: bool = False, chunk_end: bool = False
@@ -31,15 +30,6 @@ class Data:
         self.data = data
         self.chunk_start = chunk_start
         self.chunk_end = chunk_end
-
-    def __eq__(self, other: object) -> bool:
-        if type(other) is not Data:
-            return NotImplemented
-        return (self.data, self.chunk_start, self.chunk_end) == (
-            other.data,
-            other.chunk_start,
-            other.chunk_end,
-        )
 
     def __repr__(self) -> str:
         return (
@@ -55,15 +45,9 @@ class EndOfMessage:
     """
 
     __slots__ = ("headers",)
-    __hash__ = None  # type: ignore[assignment]
 
     def __init__(self, headers: list[tuple[bytes, bytes]] | None = None) -> None:
         self.headers = [] if headers is None else headers
-
-    def __eq__(self, other: object) -> bool:
-        if type(other) is not EndOfMessage:
-            return NotImplemented
-        return self.headers == other.headers
 
     def __repr__(self) -> str:
         return f"EndOfMessage(headers={self.headers!r})"
@@ -73,12 +57,6 @@ class ConnectionClosed:
     """The peer closed the connection between requests (h11.ConnectionClosed)."""
 
     __slots__ = ()
-    __hash__ = None  # type: ignore[assignment]
-
-    def __eq__(self, other: object) -> bool:
-        if type(other) is not ConnectionClosed:
-            return NotImplemented
-        return True
 
     def __repr__(self) -> str:
         return "ConnectionClosed()"

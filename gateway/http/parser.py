@@ -27,7 +27,18 @@ from typing import TYPE_CHECKING, Any, Final
 
 from gateway.errors import ConfigError
 
-__all__ = ["h11", "load", "NAME", "VERSION", "COMPILED", "LABEL", "ENV_VAR", "select", "choose"]
+__all__ = [
+    "h11",
+    "load",
+    "NAME",
+    "VERSION",
+    "COMPILED",
+    "LABEL",
+    "ENV_VAR",
+    "select",
+    "choose",
+    "ParserUnavailable",
+]
 
 ENV_VAR: Final = "GATEWAY_HTTP_PARSER"
 CHOICES: Final = ("auto", "h11", "h11_mypyc")
@@ -44,6 +55,12 @@ def is_compiled(module: ModuleType) -> bool:
     conn = sys.modules.get(module.__name__ + "._connection")
     path = getattr(conn, "__file__", None) or ""
     return path.endswith(tuple(importlib.machinery.EXTENSION_SUFFIXES))
+
+
+class ParserUnavailable(ConfigError):
+    """The chosen parser cannot be imported: not installed, or a broken install. A ConfigError
+    (`gateway check` and the start exit 78 on it); the HTTP session answers it with a 500 when
+    the first head that needs the parser finds it broken."""
 
 
 def _package_dir(name: str) -> str | None:
@@ -68,7 +85,8 @@ def choose(choice: str | None) -> str:
             source (docs/FAST_PARSER.md), so auto takes it too.
 
     Raises:
-        ConfigError: an unknown value, or a forced parser that is not installed.
+        ConfigError: an unknown value.
+        ParserUnavailable: a forced parser that is not installed.
     """
     choice = (choice or "auto").strip().lower()
     if choice not in CHOICES:
@@ -82,13 +100,13 @@ def choose(choice: str | None) -> str:
     return choice
 
 
-def _missing(choice: str, why: str) -> ConfigError:
+def _missing(choice: str, why: str) -> ParserUnavailable:
     install = (
         f"pip install 'gateway[fast]' (or {FAST}=={REVIEWED_FAST_VERSION})"
         if choice == FAST
         else "pip install h11"
     )
-    return ConfigError(
+    return ParserUnavailable(
         f"${ENV_VAR}={choice}: {choice} cannot be imported ({why}); {install}, "
         f"or set {ENV_VAR}=auto"
     )
@@ -98,14 +116,13 @@ def select(choice: str | None) -> ModuleType:
     """The parser module for a ``$GATEWAY_HTTP_PARSER`` value (see choose), imported.
 
     Raises:
-        ConfigError: an unknown value, or a forced parser that cannot be imported.
+        ConfigError: an unknown value.
+        ParserUnavailable: the chosen parser is not installed or cannot be imported.
     """
     name = choose(choice)
     try:
         return importlib.import_module(name)
     except ImportError as exc:
-        if name == FAST and (choice or "auto").strip().lower() == "auto":
-            return importlib.import_module("h11")  # auto falls back quietly
         raise _missing(name, str(exc)) from None
 
 
@@ -151,15 +168,15 @@ def load() -> Any:
     does at the import itself, with a warning: LABEL still names the fork.
 
     Raises:
-        ConfigError: a forced parser cannot be imported (a broken install: `gateway check`,
-            the service's ExecStartPre, imports it and says so before the server starts).
+        ParserUnavailable: a forced parser cannot be imported (a broken install: `gateway
+            check`, the service's ExecStartPre, imports it and says so before the start).
     """
     global _module
     module = _module
     if module is None:
         try:
             module = select(NAME)
-        except ConfigError as exc:
+        except ParserUnavailable as exc:
             if _CHOICE_FORCED or NAME == "h11":
                 raise
             logging.getLogger("gateway").warning(

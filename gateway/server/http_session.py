@@ -22,7 +22,6 @@ from gateway.errors import (
     BodyError,
     BodyTimeout,
     ClientDisconnected,
-    ConfigError,
     HandlerTimeout,
     RemoteProtocolError,
 )
@@ -30,6 +29,7 @@ from gateway.http.connection import Cycle, ServerConnection
 from gateway.http.connection import Request as Head
 from gateway.http.dates import http_date
 from gateway.http.events import NEED_DATA, Data, EndOfMessage
+from gateway.http.parser import ParserUnavailable
 
 if TYPE_CHECKING:
     from contextlib import AbstractContextManager
@@ -250,7 +250,7 @@ class HTTPSession:
             pass
         except HandlerTimeout:
             pass  # after the response head: the body stays incomplete (logged where it passed)
-        except ConfigError as exc:
+        except ParserUnavailable as exc:
             # the forced HTTP parser, imported at the first head not read without it, is
             # broken (gateway.http.parser.load): ours, not the peer's; said once per request
             log.error("%s: %s", self.info.peer_text, exc)
