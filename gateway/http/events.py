@@ -8,6 +8,7 @@
 # Must not: import h11 (tests/test_cli.py checks it is not loaded after start).
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 __all__ = ["Data", "EndOfMessage", "ConnectionClosed", "NEED_DATA", "PAUSED", "from_h11"]
@@ -46,8 +47,8 @@ class EndOfMessage:
 
     __slots__ = ("headers",)
 
-    def __init__(self, headers: list[tuple[bytes, bytes]] | None = None) -> None:
-        self.headers = [] if headers is None else headers
+    def __init__(self, headers: Sequence[tuple[bytes, bytes]] = ()) -> None:
+        self.headers = headers  # () for a body without trailers: no list per request
 
     def __repr__(self) -> str:
         return f"EndOfMessage(headers={self.headers!r})"
